@@ -1,0 +1,46 @@
+"""What every command module shares: the Typer app, consoles, and error handling.
+
+Exit codes: 0 success; 1 the command ran and found problems (invalid data, missing estimates,
+a package that fails its check); 2 it could not run (bad option, unreadable input, missing
+dependency), with a short message instead of a traceback; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, TypeVar
+
+import typer
+from rich.console import Console
+
+from toolkit.errors import Dcase9Error
+
+app = typer.Typer(
+    name="dcase9",
+    help="Build, evaluate and submit systems for DCASE Task 9 (language-queried audio source separation).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(func: F) -> F:
+    """Turn the toolkit's own errors into a short red message (exit 2); Ctrl-C into exit 130."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except Dcase9Error as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True, markup=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted: finished outputs are kept; run the command again to resume.[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,198 @@
+"""Reading checkpoint files safely and loading their weights completely.
+
+Checkpoints are pickles, and unpickling can run arbitrary code. We never do that unless the user
+says `trust=True` (`--trust-checkpoint` on the command line):
+
+1. `torch.load(weights_only=True)`, with the few plain containers Lightning checkpoints hold mapped
+   to inert stand-ins;
+2. if the file references other globals (custom classes in `hyper_parameters`, say), a restricted
+   unpickler that rebuilds tensors and plain containers and turns every other global into an inert
+   `OpaqueObject` placeholder. No module is imported and no pickled callable is run, so the weights
+   load while whatever else the file holds stays inert. The names replaced are reported.
+"""
+
+from __future__ import annotations
+
+import collections
+import fnmatch
+import hashlib
+import pickle
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from toolkit.errors import CheckpointError
+
+
+class _AttributeDict(dict):
+    """Inert stand-in for Lightning's AttributeDict (a plain dict subclass)."""
+
+
+# Plain types Lightning (and argparse-based training scripts) put into checkpoints, mapped to
+# inert stand-ins under the names they are pickled with.
+_LIGHTNING_PLAIN_GLOBALS: list[tuple[Any, str]] = [
+    (_AttributeDict, "lightning.fabric.utilities.data.AttributeDict"),
+    (_AttributeDict, "lightning_fabric.utilities.data.AttributeDict"),
+    (_AttributeDict, "pytorch_lightning.utilities.parsing.AttributeDict"),
+    (_AttributeDict, "lightning.pytorch.utilities.parsing.AttributeDict"),
+]
+
+
+class OpaqueObject:
+    """Placeholder for a pickled object whose class we refuse to import.
+
+    It accepts any constructor arguments and state, keeps them for inspection, and does nothing else.
+    """
+
+    qualname = "?"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "OpaqueObject":
+        obj = super().__new__(cls)
+        obj.args, obj.state = args, None
+        return obj
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def __call__(self, *args: Any, **kwargs: Any) -> "OpaqueObject":
+        return _opaque_class(f"{self.qualname}(...)")(*args)
+
+    def __repr__(self) -> str:
+        return f"<opaque {self.qualname}>"
+
+
+def _opaque_class(qualname: str) -> type[OpaqueObject]:
+    return type("Opaque", (OpaqueObject,), {"qualname": qualname})
+
+
+_SAFE_BUILTINS = {"list", "dict", "set", "frozenset", "tuple", "int", "float", "str", "bytes",
+                  "bool", "complex", "slice", "bytearray"}
+_SAFE_TORCH_UTILS = {"_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3",
+                     "_rebuild_parameter", "_rebuild_parameter_with_state",
+                     "_rebuild_device_tensor_from_numpy", "_rebuild_meta_tensor_no_storage"}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    replaced: set[str]
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "builtins" and name in _SAFE_BUILTINS:
+            return getattr(__import__("builtins"), name)
+        if module == "collections" and name in {"OrderedDict", "defaultdict", "deque"}:
+            return getattr(collections, name)
+        if module == "torch._utils" and name in _SAFE_TORCH_UTILS:
+            return getattr(torch._utils, name)
+        if module == "torch" and name in {"Size", "device"}:
+            return getattr(torch, name)
+        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
+            return getattr(torch, name)
+        if module == "torch.nn.parameter" and name == "Parameter":
+            return torch.nn.Parameter
+        qualname = f"{module}.{name}"
+        _RestrictedUnpickler.replaced.add(qualname)
+        return _opaque_class(qualname)
+
+
+class _RestrictedPickleModule:
+    """Passed to torch.load as `pickle_module`: torch subclasses our Unpickler for storages."""
+
+    Unpickler = _RestrictedUnpickler
+    load = staticmethod(pickle.load)
+    __name__ = "dcase9_restricted_pickle"
+
+
+def read_checkpoint(path: str | Path, *, trust: bool = False) -> dict[str, Any]:
+    """Read a torch checkpoint file (Lightning `.ckpt`, laion `.pt`, plain state dict) on the CPU.
+
+    With `trust=False` (the default) no pickled code is executed; see the module docstring.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    if trust:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        with torch.serialization.safe_globals(_LIGHTNING_PLAIN_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "global" not in str(exc).lower():
+            raise CheckpointError(f"{path}: not a readable torch checkpoint ({_first_line(exc)})") from exc
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({_first_line(exc)})") from exc
+    _RestrictedUnpickler.replaced = set()
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False,
+                         pickle_module=_RestrictedPickleModule)
+    except Exception as exc:  # any failure here means the file is not a plain checkpoint
+        raise CheckpointError(
+            f"{path}: the checkpoint holds pickled objects that cannot be read without running "
+            f"their code ({_first_line(exc)}). If you trust its source, pass --trust-checkpoint "
+            f"(Python: trust=True)."
+        ) from exc
+    if _RestrictedUnpickler.replaced:
+        warnings.warn(
+            f"{path}: left {len(_RestrictedUnpickler.replaced)} pickled object type(s) inert instead "
+            f"of importing them: {', '.join(sorted(_RestrictedUnpickler.replaced))}",
+            stacklevel=2,
+        )
+    return obj
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def state_dict_of(checkpoint: Mapping[str, Any]) -> Mapping[str, torch.Tensor]:
+    """The weights of a checkpoint: Lightning's `state_dict`, laion's `state_dict`/`model`, or the dict itself."""
+    for key in ("state_dict", "model", "module"):
+        inner = checkpoint.get(key) if isinstance(checkpoint, Mapping) else None
+        if isinstance(inner, Mapping) and inner and all(isinstance(k, str) for k in inner):
+            return inner
+    if isinstance(checkpoint, Mapping) and any(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        return checkpoint
+    raise CheckpointError("the checkpoint holds no state dict (looked for 'state_dict', 'model', 'module')")
+
+
+def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries under `prefix` (e.g. 'ss_model.'), with the prefix removed."""
+    return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+
+
+def load_weights(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], *,
+                 source: str, ignore: Iterable[str] = ()) -> None:
+    """Load `state_dict` into `module`, refusing any partial load.
+
+    Keys matching a glob in `ignore` (e.g. fixed DFT tensors a checkpoint carries) are dropped
+    first. Every other missing, unexpected or mis-shaped key is named in the error.
+    """
+    ignore = tuple(ignore)
+    wanted = module.state_dict()
+    given = {k: v for k, v in state_dict.items()
+             if not any(fnmatch.fnmatchcase(k, pattern) for pattern in ignore)}
+    missing = sorted(k for k in wanted if k not in given)
+    unexpected = sorted(k for k in given if k not in wanted)
+    misshaped = sorted(f"{k}: checkpoint {tuple(given[k].shape)}, model {tuple(wanted[k].shape)}"
+                       for k in wanted if k in given and tuple(given[k].shape) != tuple(wanted[k].shape))
+    if missing or unexpected or misshaped:
+        lines = [f"{source}: the weights do not fit the model; refusing a partial load."]
+        for title, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
+            if keys:
+                shown = keys[:20] + ([f"... and {len(keys) - 20} more"] if len(keys) > 20 else [])
+                lines.append(f"  {len(keys)} {title} key(s): " + "; ".join(shown))
+        raise CheckpointError("\n".join(lines))
+    module.load_state_dict(given, strict=True)
+
+
+def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()

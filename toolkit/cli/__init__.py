@@ -9,7 +9,8 @@ from __future__ import annotations
 from toolkit.cli._common import app
 
 # Command modules register themselves on import.
-# (command modules are imported here as they are added)
+from toolkit.cli import data as _data  # noqa: F401,E402
+from toolkit.cli import run as _run  # noqa: F401,E402
 
 
 def main() -> None:

@@ -1,0 +1,62 @@
+"""What a system is: mostly data (sample rate, weights, defaults) plus a factory for its separator.
+
+A `SystemSpec` names everything the registry, `dcase9 systems`, `dcase9 download` and the engine
+need to know without importing any model code; `build` imports the system's module only when the
+system is actually run.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from toolkit.engine import Separator
+
+
+@dataclass(frozen=True)
+class Published:
+    """Numbers a paper reports for this system on the validation set (dB; ATS is a cosine)."""
+
+    sdr: float | None = None
+    sdri: float | None = None
+    sisdr: float | None = None
+    ats: float | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    name: str  # what users type: `--system baseline`, `--system 2`
+    title: str
+    summary: str
+    sample_rate: int  # the rate the model runs at; the engine resamples 16 kHz data to it
+    factory: str  # "module:callable" returning a Separator, imported lazily
+    aliases: tuple[str, ...] = ()
+    needs_reference: bool = False  # only the oracle
+    segment_seconds: float | None = None  # default chunk length for long inputs (None: whole)
+    weights: tuple[str, ...] = ()  # names of entries in the weight registry
+    published: tuple[Published, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)  # system-specific defaults
+
+
+@dataclass
+class BuildContext:
+    """Everything a factory gets: where the weights are, the device, and user options."""
+
+    device: torch.device
+    weights: dict[str, Path]  # registry name -> local file or folder
+    options: dict[str, Any]
+    trust_checkpoint: bool = False
+
+
+def build_separator(spec: SystemSpec, context: BuildContext) -> Separator:
+    module_name, _, attr = spec.factory.partition(":")
+    factory = getattr(importlib.import_module(module_name), attr)
+    separator = factory(spec, context)
+    if not isinstance(separator, Separator):
+        raise TypeError(f"{spec.factory} returned {type(separator).__name__}, which is not a Separator")
+    return separator

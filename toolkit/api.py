@@ -1,0 +1,91 @@
+"""The Python API: the same verbs as the `dcase9` command line.
+
+    from toolkit import api
+    report = api.validate("lass_validation_dir")
+    api.separate("oracle", "lass_validation_dir", "estimates/oracle")
+    scores = api.score("lass_validation_dir", "estimates/oracle", out="reports/oracle")
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+from toolkit.audio import SAMPLE_RATE, write_wav
+from toolkit.data.formats import DataSet, SetKind, open_dataset
+from toolkit.data.items import ItemLoader
+from toolkit.data.validate import EXPECTED_SECONDS, ValidationReport, validate_dataset
+from toolkit.engine import EngineOptions, RunResult, progress_bar, resolve_device, run_separation
+from toolkit.errors import Dcase9Error
+from toolkit.files import remove_partial_files, write_text_atomic
+from toolkit.scoring import ScoreReport, score_estimates
+
+
+def validate(data: str | Path, *, kind: str | None = None, csv_path: str | Path | None = None,
+             check_audio: bool = True, expected_seconds: float | None = EXPECTED_SECONDS) -> ValidationReport:
+    """Check an evaluation-set folder; see `ValidationReport.usable()`."""
+    return validate_dataset(data, kind, csv_path, check_audio=check_audio, expected_seconds=expected_seconds)
+
+
+def mix(data: str | Path | DataSet, out: str | Path, *, pcm16: bool = False, overwrite: bool = False,
+        progress: bool = True) -> Path:
+    """Write the validation mixtures and their references as 16 kHz WAVs, plus an index CSV.
+
+    Layout: `out/mixtures/<id>.wav`, `out/references/<id>.wav`, `out/mixtures.csv`.
+    The references are the target clips as scaled by the evaluator (0.9/peak when the mixture clips).
+    """
+    dataset = open_dataset(data)
+    if dataset.kind is not SetKind.VALIDATION:
+        raise Dcase9Error(f"`mix` builds validation mixtures; the {dataset.kind.value} set ships its mixtures "
+                          f"already ({dataset.audio_dir})")
+    out = Path(out)
+    subtype = "PCM_16" if pcm16 else "FLOAT"
+    for folder in (out / "mixtures", out / "references"):
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_partial_files(folder)
+    todo = [m for m in dataset.mixtures if overwrite or not (out / "references" / f"{m.id}.wav").is_file()]
+    bar = progress_bar("mixtures") if progress else None
+    loader = ItemLoader(dataset)
+    with bar if bar is not None else nullcontext():
+        task = bar.add_task("mixing", total=len(todo)) if bar is not None else None
+        for item in loader.iterate(todo):
+            write_wav(out / "mixtures" / f"{item.spec.id}.wav", item.mixture, SAMPLE_RATE, subtype)
+            # Written second: its presence marks the pair complete for resuming.
+            write_wav(out / "references" / f"{item.spec.id}.wav", item.reference, SAMPLE_RATE, subtype)  # type: ignore[arg-type]
+            if bar is not None and task is not None:
+                bar.update(task, advance=1)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["id", "mixture", "reference", "source", "noise", "snr", "caption"])
+    for m in dataset.mixtures:
+        writer.writerow([m.id, f"mixtures/{m.id}.wav", f"references/{m.id}.wav", m.source, m.noise, m.snr, m.query])
+    write_text_atomic(out / "mixtures.csv", buffer.getvalue())
+    return out
+
+
+def separate(system: str, data: str | Path | DataSet, out: str | Path, *,
+             options: EngineOptions | None = None, system_options: dict[str, Any] | None = None) -> RunResult:
+    """Run a registered system over an evaluation set, writing `out/<id>.wav` at 16 kHz."""
+    from systems import get_system
+    from systems.base import BuildContext, build_separator
+
+    spec = get_system(system)
+    options = options or EngineOptions()
+    dataset = open_dataset(data)
+    if spec.needs_reference and not dataset.has_references:
+        raise Dcase9Error(f"system '{spec.name}' needs references; the {dataset.kind.value} set has none")
+    merged_options = {**spec.options, **(system_options or {})}
+    context = BuildContext(device=resolve_device(options.device), weights={}, options=merged_options)
+    separator = build_separator(spec, context)
+    identity = {"system": spec.name, "weights": {}, "options": merged_options}
+    return run_separation(separator, dataset, out, identity=identity, options=options,
+                          reference_needed=spec.needs_reference, default_segment_seconds=spec.segment_seconds)
+
+
+def score(data: str | Path | DataSet, estimates: str | Path, out: str | Path | None = None, *,
+          device: str = "auto", batch_size: int = 32, progress: bool = True) -> ScoreReport:
+    """Official metrics of a folder of estimates; writes the report files when `out` is given."""
+    return score_estimates(data, estimates, out, device=device, batch_size=batch_size, progress=progress)

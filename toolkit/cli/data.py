@@ -1,0 +1,106 @@
+"""Commands on evaluation data: `validate`, `mix`, `demo-data`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from toolkit.cli._common import app, console, friendly_errors
+
+DataArg = Annotated[Path, typer.Argument(help="Evaluation-set folder (or its CSV file).", show_default=False)]
+KindOpt = Annotated[Optional[str], typer.Option(
+    "--kind", help="validation | eval-synth | eval-real, when the folder holds several sets.")]
+CsvOpt = Annotated[Optional[Path], typer.Option("--csv", help="The metadata CSV, if not the official name.")]
+
+
+@app.command()
+@friendly_errors
+def validate(
+    data: DataArg,
+    kind: KindOpt = None,
+    csv: CsvOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report for scripts.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")] = False,
+    no_audio: Annotated[bool, typer.Option("--no-audio", help="Check the metadata only.")] = False,
+    seconds: Annotated[float, typer.Option(help="Expected clip duration; 0 to skip the check.")] = 10.0,
+    show: Annotated[int, typer.Option(help="How many individual problems to list (0: all).")] = 30,
+) -> None:
+    """Check an evaluation-set folder; exit 0 only when it is usable.
+
+    Detects the kind (validation, eval-synth, eval-real) and reports every problem with its file,
+    row and field: missing or unreadable audio, wrong rate/channels/duration, NaN or silent audio,
+    empty or non-text captions, duplicate rows, unknown clips, bad SNRs, unsafe names, unknown columns.
+    """
+    from toolkit.api import validate as run_validate
+
+    report = run_validate(data, kind=kind, csv_path=csv, check_audio=not no_audio,
+                          expected_seconds=seconds or None)
+    usable = report.usable(strict)
+    if as_json:
+        typer.echo(json.dumps(report.to_json(strict), indent=2, ensure_ascii=False))
+        raise typer.Exit(0 if usable else 1)
+    ds = report.dataset
+    if ds is not None:
+        console.print(f"[bold]{ds.kind.value}[/] set in {ds.root}: {len(ds.mixtures)} mixtures, "
+                      f"CSV {ds.csv_path.name} (columns: "
+                      + ", ".join(f"{role}='{name}'" for role, name in ds.columns.items())
+                      + f"), audio in {ds.audio_dir}, {report.files_checked} audio files checked")
+    if report.issues:
+        table = Table(title="Problems by kind", show_lines=False)
+        table.add_column("severity")
+        table.add_column("code")
+        table.add_column("count", justify="right")
+        for severity, code, count in report.counts_by_code():
+            style = "red" if severity == "error" else "yellow"
+            table.add_row(f"[{style}]{severity}[/]", code, str(count))
+        console.print(table)
+        listed = report.errors + report.warnings
+        for issue in listed[: show or None]:
+            style = "red" if issue.severity == "error" else "yellow"
+            console.print(f"[{style}]{issue.severity}[/] {issue.where()}: {issue.message} [dim]\\[{issue.code}][/]",
+                          highlight=False, soft_wrap=True)
+        if show and len(listed) > show:
+            console.print(f"... {len(listed) - show} more (use --show 0 or --json to see all)")
+    verdict = "[bold green]usable[/]" if usable else "[bold red]NOT usable[/]"
+    console.print(f"{verdict}: {len(report.errors)} error(s), {len(report.warnings)} warning(s)"
+                  + (" (strict: warnings count as errors)" if strict else ""))
+    raise typer.Exit(0 if usable else 1)
+
+
+@app.command()
+@friendly_errors
+def mix(
+    data: DataArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    kind: KindOpt = None,
+    csv: CsvOpt = None,
+    pcm16: Annotated[bool, typer.Option(help="16-bit PCM instead of 32-bit float WAVs.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Rewrite existing files.")] = False,
+) -> None:
+    """Write the validation mixtures and references (exactly as the official evaluator builds them)."""
+    from toolkit.api import mix as run_mix
+    from toolkit.data.formats import open_dataset
+
+    folder = run_mix(open_dataset(data, kind, csv), out, pcm16=pcm16, overwrite=overwrite)
+    console.print(f"mixtures in {folder / 'mixtures'}, references in {folder / 'references'}, "
+                  f"index {folder / 'mixtures.csv'}")
+
+
+@app.command("demo-data")
+@friendly_errors
+def demo_data(
+    out: Annotated[Path, typer.Argument(help="Output folder.")],
+    clips_per_class: Annotated[int, typer.Option(help="Validation clips per sound class (8 classes).")] = 3,
+    train_clips_per_class: Annotated[int, typer.Option(help="Training clips per sound class.")] = 12,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Synthesise the small demo data set in the official layouts (no download)."""
+    from toolkit.data.demo import make_demo
+
+    folders = make_demo(out, clips_per_class=clips_per_class, train_clips_per_class=train_clips_per_class, seed=seed)
+    for name, folder in folders.items():
+        console.print(f"{name:>10}: {folder}")

@@ -1,0 +1,126 @@
+"""Commands that run systems: `systems`, `infer`, `score`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+
+from toolkit.cli._common import app, console, friendly_errors
+from toolkit.cli.data import CsvOpt, KindOpt
+
+DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps.")]
+
+
+@app.command("systems")
+@friendly_errors
+def list_systems_command() -> None:
+    """List the systems, what each needs, and the numbers their papers report."""
+    from systems import list_systems
+
+    table = Table(title="Systems (use the name with --system)")
+    for column in ("name", "system", "rate", "needs", "published SDR / SDRi / SI-SDR"):
+        table.add_column(column)
+    for spec in list_systems():
+        needs = ", ".join(spec.weights) if spec.weights else ("references" if spec.needs_reference else "-")
+        published = "; ".join(
+            f"{p.sdr:.3f} / {p.sdri:.3f} / {p.sisdr:.3f} ({p.source})" for p in spec.published
+            if p.sdr is not None and p.sdri is not None and p.sisdr is not None) or "-"
+        names = spec.name + (f" ({', '.join(spec.aliases)})" if spec.aliases else "")
+        table.add_row(names, f"{spec.title}\n[dim]{spec.summary}[/]", f"{spec.sample_rate // 1000} kHz", needs, published)
+    console.print(table)
+
+
+@app.command()
+@friendly_errors
+def infer(
+    system: Annotated[str, typer.Option("--system", "-s", help="System name (see `dcase9 systems`).")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="Evaluation-set folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the <id>.wav estimates.")],
+    kind: KindOpt = None,
+    csv: CsvOpt = None,
+    batch_size: Annotated[int, typer.Option(help="Clips per batch.")] = 8,
+    device: DeviceOpt = "auto",
+    precision: Annotated[str, typer.Option(help="fp32, or bf16/fp16 autocast.")] = "fp32",
+    segment: Annotated[Optional[float], typer.Option(help="Chunk length in seconds for long inputs (default: the system's).")] = None,
+    overlap: Annotated[float, typer.Option(help="Overlap between chunks, as a fraction of a chunk.")] = 0.25,
+    overwrite: Annotated[bool, typer.Option(help="Recompute outputs that already exist.")] = False,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N mixtures.")] = None,
+    pcm16: Annotated[bool, typer.Option(help="Write 16-bit PCM instead of 32-bit float.")] = False,
+) -> None:
+    """Separate every mixture of an evaluation set with a system; resumable (finished outputs are kept)."""
+    from toolkit.api import separate
+    from toolkit.data.formats import open_dataset
+    from toolkit.engine import EngineOptions
+
+    options = EngineOptions(batch_size=batch_size, device=device, precision=precision, segment_seconds=segment,
+                            overlap=overlap, overwrite=overwrite, limit=limit, pcm16=pcm16)
+    result = separate(system, open_dataset(data, kind, csv), out, options=options)
+    rtf = f"{result.real_time_factor:.3f}" if result.audio_seconds else "-"
+    console.print(f"wrote {result.written} estimate(s) to {result.out_dir} ({result.skipped} already there), "
+                  f"{result.seconds:.1f} s on {result.device}, real-time factor {rtf}; manifest {result.manifest.name}")
+
+
+@app.command()
+@friendly_errors
+def score(
+    data: Annotated[Path, typer.Option("--data", "-d", help="Evaluation-set folder.")],
+    estimates: Annotated[Path, typer.Option("--estimates", "-e", help="Folder of <id>.wav estimates.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report folder (CSV, JSON, PNG).")] = None,
+    kind: KindOpt = None,
+    csv: CsvOpt = None,
+    device: DeviceOpt = "auto",
+    batch_size: Annotated[int, typer.Option(help="Clips per metric batch.")] = 32,
+) -> None:
+    """Official metrics (SDR, SDRi, SI-SDR) of estimates against the validation references.
+
+    Exit 1 when estimates are missing, extra or malformed (the scores of the valid ones are still
+    written).
+    """
+    from toolkit.api import score as run_score
+    from toolkit.data.formats import open_dataset
+
+    report = run_score(open_dataset(data, kind, csv), estimates, out, device=device, batch_size=batch_size)
+    print_score_summary(report.summary)
+    if report.problems:
+        by_kind: dict[str, int] = {}
+        for problem in report.problems:
+            by_kind[problem.kind] = by_kind.get(problem.kind, 0) + 1
+        console.print("[red]estimate problems:[/] " + ", ".join(f"{n} {k}" for k, n in sorted(by_kind.items())))
+        for problem in report.problems[:20]:
+            console.print(f"  [red]{problem.kind}[/] {problem.message}", highlight=False)
+        if len(report.problems) > 20:
+            console.print(f"  ... {len(report.problems) - 20} more in summary.json")
+    if out is not None:
+        console.print(f"report: {out / 'per_clip.csv'}, {out / 'summary.json'}"
+                      + (f", {out / 'sdri_vs_snr.png'}" if (out / "sdri_vs_snr.png").exists() else ""))
+    raise typer.Exit(1 if report.problems else 0)
+
+
+def print_score_summary(summary: dict[str, Any]) -> None:
+    from toolkit.scoring import METRIC_LABELS
+
+    metrics = [m for m in summary["metrics"] if m != "input_sdr"]
+    table = Table(title=f"{summary['scored']} of {summary['dataset']['mixtures']} mixtures scored")
+    table.add_column("")
+    for m in metrics:
+        table.add_column(METRIC_LABELS.get(m, m), justify="right")
+    for row in ("mean", "median"):
+        table.add_row(row, *[_fmt(summary[row][m]) for m in metrics])
+    console.print(table)
+    bins = summary.get("by_input_snr")
+    if bins:
+        by_snr = Table(title="Mean by input SNR (dB)")
+        by_snr.add_column("input SNR")
+        by_snr.add_column("n", justify="right")
+        for m in metrics:
+            by_snr.add_column(METRIC_LABELS.get(m, m), justify="right")
+        for b in bins:
+            by_snr.add_row(b["bin"], str(b["n"]), *[_fmt(b["mean"][m]) for m in metrics])
+        console.print(by_snr)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"

@@ -1,0 +1,297 @@
+"""A small, deterministic demo data set in the official formats, synthesised by our own code.
+
+Eight clearly different sound classes (dog barks, bird chirps, rain, a siren, an idling engine,
+a bell, footsteps, a piano melody) are synthesised procedurally, each clip 10 s of 16 kHz mono
+16-bit PCM like the official clips, with captions in the style of the validation set. Nothing is
+downloaded; the same seed always gives the same files.
+
+Layouts written by `make_demo`:
+- `validation/`: `lass_validation/<Index>.wav`, `lass_validation.json`, `lass_synthetic_validation.csv`
+  (header `source, noise, snr, caption` with spaces, quoted captions with commas: the official quirks);
+- `eval-synth/`: `lass_evaluation_synth/<name>.wav` mixtures + `lass_synthetic_evaluation.csv` (file_name,query);
+- `eval-real/`: `lass_evaluation_real/<name>.wav` + `lass_real_evaluation.csv` (file_name,query), two
+  queries per recording as in the real set;
+- `train/`: clips + `train.json` in the baseline's training format `{"data": [{"wav", "caption"}]}`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.audio import SAMPLE_RATE, mix_at_snr, write_wav
+from toolkit.files import write_text_atomic
+
+SECONDS = 10.0
+N = int(SECONDS * SAMPLE_RATE)
+Rng = np.random.Generator
+
+
+def _t(n: int = N) -> np.ndarray:
+    return np.arange(n) / SAMPLE_RATE
+
+
+def _normalise(x: np.ndarray, peak: float) -> np.ndarray:
+    return (x / (np.max(np.abs(x)) + 1e-12) * peak).astype(np.float32)
+
+
+def _lowpass_noise(rng: Rng, n: int, cutoff_hz: float) -> np.ndarray:
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.fft.rfftfreq(n, 1 / SAMPLE_RATE)
+    return np.fft.irfft(spectrum / (1 + (freqs / cutoff_hz) ** 4), n)
+
+
+def _bandpass_noise(rng: Rng, n: int, low: float, high: float) -> np.ndarray:
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.fft.rfftfreq(n, 1 / SAMPLE_RATE)
+    return np.fft.irfft(spectrum * ((freqs > low) & (freqs < high)), n)
+
+
+def _place(signal: np.ndarray, event: np.ndarray, start: int) -> None:
+    end = min(len(signal), start + len(event))
+    if start < end:
+        signal[start:end] += event[: end - start]
+
+
+def dog_bark(rng: Rng) -> np.ndarray:
+    out = np.zeros(N)
+    f0 = rng.uniform(350, 650)
+    for burst in range(rng.integers(3, 6)):
+        start = int(rng.uniform(0.2, SECONDS - 1.5) * SAMPLE_RATE)
+        for k in range(rng.integers(1, 4)):
+            dur = rng.uniform(0.12, 0.22)
+            t = _t(int(dur * SAMPLE_RATE))
+            pitch = f0 * (1.25 - 0.45 * t / dur)  # a bark drops in pitch
+            phase = 2 * np.pi * np.cumsum(pitch) / SAMPLE_RATE
+            tone = sum(np.sin(h * phase) / h ** 0.7 for h in range(1, 9))
+            envelope = np.sin(np.pi * t / dur) ** 0.6
+            rough = 1 + 0.35 * _lowpass_noise(rng, len(t), 300) / 3
+            _place(out, tone * envelope * rough, start + int(k * 0.3 * SAMPLE_RATE))
+    return _normalise(out, rng.uniform(0.5, 0.8))
+
+
+def bird_chirps(rng: Rng) -> np.ndarray:
+    out = np.zeros(N)
+    for _ in range(rng.integers(8, 16)):
+        start = int(rng.uniform(0, SECONDS - 0.6) * SAMPLE_RATE)
+        base, span = rng.uniform(2500, 4500), rng.uniform(800, 2000) * rng.choice([-1, 1])
+        for k in range(rng.integers(2, 6)):
+            dur = rng.uniform(0.04, 0.09)
+            t = _t(int(dur * SAMPLE_RATE))
+            freq = base + span * t / dur
+            chirp = np.sin(2 * np.pi * np.cumsum(freq) / SAMPLE_RATE) * np.hanning(len(t))
+            _place(out, chirp, start + int(k * 0.11 * SAMPLE_RATE))
+    return _normalise(out, rng.uniform(0.4, 0.7))
+
+
+def rain(rng: Rng) -> np.ndarray:
+    bed = _bandpass_noise(rng, N, 400, 7000) * (0.8 + 0.2 * np.sin(2 * np.pi * 0.1 * _t()))
+    drops = np.zeros(N)
+    for start in rng.integers(0, N - 200, size=int(rng.uniform(150, 300))):
+        drops[start:start + 120] += rng.uniform(0.5, 2.0) * np.exp(-np.arange(120) / 18) * rng.standard_normal(120)
+    return _normalise(bed / np.std(bed) + 1.5 * drops, rng.uniform(0.3, 0.5))
+
+
+def siren(rng: Rng) -> np.ndarray:
+    t = _t()
+    period = rng.uniform(1.2, 3.0)
+    freq = 950 + rng.uniform(250, 450) * np.sin(2 * np.pi * t / period)
+    phase = 2 * np.pi * np.cumsum(freq) / SAMPLE_RATE
+    tone = np.sin(phase) + 0.35 * np.sin(2 * phase) + 0.15 * np.sin(3 * phase)
+    return _normalise(tone * np.minimum(1, t / 0.5), rng.uniform(0.4, 0.7))
+
+
+def engine_idle(rng: Rng) -> np.ndarray:
+    t = _t()
+    rpm_hz = rng.uniform(25, 45) * (1 + 0.03 * np.sin(2 * np.pi * 0.3 * t))
+    phase = 2 * np.pi * np.cumsum(rpm_hz) / SAMPLE_RATE
+    hum = sum(np.sin(h * phase + h) / h for h in range(1, 14))
+    rumble = _lowpass_noise(rng, N, 250)
+    return _normalise(hum * (1 + 0.3 * np.sin(phase / 2)) + 2 * rumble / np.std(rumble), rng.uniform(0.5, 0.8))
+
+
+def bell(rng: Rng) -> np.ndarray:
+    out = np.zeros(N)
+    fundamental = rng.uniform(300, 700)
+    ratios = (0.5, 1.0, 1.19, 1.5, 2.0, 2.51, 2.66, 3.01)
+    strikes = np.arange(rng.uniform(0, 0.5), SECONDS - 0.5, rng.uniform(1.5, 3.0))
+    t = _t(int(3 * SAMPLE_RATE))
+    strike = sum(np.sin(2 * np.pi * fundamental * r * t) * np.exp(-t * (0.8 + 1.2 * r)) / (1 + 0.3 * k)
+                 for k, r in enumerate(ratios))
+    for start in strikes:
+        _place(out, strike, int(start * SAMPLE_RATE))
+    return _normalise(out, rng.uniform(0.5, 0.8))
+
+
+def footsteps(rng: Rng) -> np.ndarray:
+    out = np.zeros(N)
+    step = rng.uniform(0.45, 0.65)
+    for k, start in enumerate(np.arange(rng.uniform(0, 0.5), SECONDS - 0.3, step)):
+        n = int(0.12 * SAMPLE_RATE)
+        thump = _bandpass_noise(rng, n, 60, 1800) * np.exp(-np.arange(n) / (0.025 * SAMPLE_RATE))
+        scuff = _bandpass_noise(rng, n, 2000, 6000) * np.exp(-np.arange(n) / (0.01 * SAMPLE_RATE)) * 0.3
+        _place(out, (thump + scuff) * (1.0 if k % 2 else 0.8), int((start + rng.normal(0, 0.01)) * SAMPLE_RATE))
+    return _normalise(out, rng.uniform(0.5, 0.8))
+
+
+def piano_melody(rng: Rng) -> np.ndarray:
+    out = np.zeros(N)
+    scale = 261.63 * 2 ** (np.array([0, 2, 4, 5, 7, 9, 11, 12]) / 12)
+    beat = rng.uniform(0.3, 0.5)
+    for start in np.arange(0.1, SECONDS - 1.0, beat):
+        freq = rng.choice(scale) * rng.choice([1, 2])
+        t = _t(int(1.2 * SAMPLE_RATE))
+        note = sum(np.sin(2 * np.pi * freq * h * t) * np.exp(-t * (2.5 + h)) / h for h in range(1, 7))
+        _place(out, note * np.minimum(1, t / 0.005), int(start * SAMPLE_RATE))
+    return _normalise(out, rng.uniform(0.5, 0.8))
+
+
+@dataclass(frozen=True)
+class SoundClass:
+    name: str
+    synth: Callable[[Rng], np.ndarray]
+    tags: tuple[str, ...]
+    captions: tuple[str, ...]  # at least three; a clip gets three of them
+
+
+SOUND_CLASSES: tuple[SoundClass, ...] = (
+    SoundClass("dog", dog_bark, ("dog", "bark", "animal"), (
+        "A dog is barking loudly.", "A dog barks several times in a row.",
+        "Someone's dog barks, growls, and barks again.", "The dog keeps barking at something nearby.")),
+    SoundClass("birds", bird_chirps, ("bird", "chirp, tweet", "animal"), (
+        "Birds are chirping in the trees.", "Small birds tweet and chirp continuously.",
+        "A bird sings a series of high, fast chirps.", "Birds chirp, call and tweet outside.")),
+    SoundClass("rain", rain, ("rain", "raindrop", "water"), (
+        "Rain is falling steadily on the ground.", "Heavy rain pours down, with raindrops splashing.",
+        "The rain keeps falling, pattering on a surface.", "It is raining, and drops hit the roof.")),
+    SoundClass("siren", siren, ("siren", "alarm", "vehicle"), (
+        "A siren wails, rising and falling in pitch.", "An emergency siren is sounding continuously.",
+        "The alarm of a police car howls up and down.", "A loud siren sweeps up and down repeatedly.")),
+    SoundClass("engine", engine_idle, ("engine", "idling", "motor vehicle"), (
+        "A car engine is idling with a low rumble.", "An engine hums and rumbles at low speed.",
+        "A motor runs steadily, producing a deep, throbbing noise.", "The vehicle's engine idles roughly.")),
+    SoundClass("bell", bell, ("bell", "church bell", "chime"), (
+        "A bell is ringing at regular intervals.", "A church bell rings and its tone slowly fades.",
+        "Someone strikes a large bell again and again.", "A metal bell chimes, ringing out clearly.")),
+    SoundClass("footsteps", footsteps, ("walk, footsteps", "human"), (
+        "Someone is walking with steady footsteps.", "Footsteps thud on the floor at an even pace.",
+        "A person walks across a hard floor.", "A person's footsteps, step after step, on the ground.")),
+    SoundClass("piano", piano_melody, ("piano", "music", "musical instrument"), (
+        "Someone plays a simple melody on the piano.", "A piano plays a slow tune, note by note.",
+        "Piano notes ring out, forming a gentle melody.", "A musician plays the piano, one note at a time.")),
+)
+
+
+def _clip_name(class_index: int, k: int, seed: int) -> str:
+    # Same shape as the official Index values ("692211_12333864-hq"), clearly marked as ours.
+    return f"9{class_index:02d}{k:03d}_{seed:04d}{class_index * 97 + k:04d}-demo"
+
+
+def synthesise_clips(clips_per_class: int, seed: int) -> list[tuple[str, SoundClass, np.ndarray]]:
+    clips = []
+    for c, sound in enumerate(SOUND_CLASSES):
+        for k in range(clips_per_class):
+            rng = np.random.default_rng([seed, c, k])
+            clips.append((_clip_name(c, k, seed), sound, sound.synth(rng)))
+    return clips
+
+
+def _csv_text(header: str, rows: list[list[str]]) -> str:
+    buffer = io.StringIO()
+    buffer.write(header + "\n")
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()
+
+
+def _mixture_rows(clips: list[tuple[str, SoundClass, np.ndarray]], rng: Rng, per_clip: int
+                  ) -> list[tuple[int, int, int, str]]:
+    """(target, noise, snr, caption) with the noise from another class, as the official sets do."""
+    rows = []
+    for i, (_, sound, _) in enumerate(clips):
+        captions = rng.permutation(len(sound.captions))[:per_clip]
+        for caption_index in captions:
+            noise = int(rng.choice([j for j, other in enumerate(clips) if other[1].name != sound.name]))
+            rows.append((i, noise, int(rng.integers(-15, 16)), sound.captions[caption_index]))
+    return rows
+
+
+def make_validation(out: Path, clips_per_class: int = 3, seed: int = 0) -> Path:
+    clips = synthesise_clips(clips_per_class, seed)
+    rng = np.random.default_rng([seed, 1000])
+    for name, _, audio in clips:
+        write_wav(out / "lass_validation" / f"{name}.wav", audio, SAMPLE_RATE, subtype="PCM_16")
+    entries = []
+    for name, sound, _ in clips:
+        chosen = rng.permutation(len(sound.captions))[:3]
+        entries.append({"Index": name, "Tags": list(sound.tags), "Captions": [sound.captions[i] for i in chosen]})
+    write_text_atomic(out / "lass_validation.json", json.dumps(entries, indent=4) + "\n")
+    rows = _mixture_rows(clips, rng, per_clip=3)
+    write_text_atomic(out / "lass_synthetic_validation.csv", _csv_text(
+        "source, noise, snr, caption", [[clips[s][0], clips[n][0], str(snr), cap] for s, n, snr, cap in rows]))
+    return out
+
+
+def _read_back(clip: np.ndarray) -> np.ndarray:
+    """The clip as a 16-bit PCM file stores it (so mixtures match what a reader would build)."""
+    return (np.round(np.clip(clip, -1, 32767 / 32768) * 32768) / 32768).astype(np.float32)
+
+
+def make_eval_synth(out: Path, clips_per_class: int = 2, seed: int = 1) -> Path:
+    clips = synthesise_clips(clips_per_class, seed)
+    rng = np.random.default_rng([seed, 2000])
+    rows = _mixture_rows(clips, rng, per_clip=2)
+    records = []
+    for k, (s, n, snr, caption) in enumerate(rows):
+        mixture, _ = mix_at_snr(_read_back(clips[s][2]), _read_back(clips[n][2]), snr)
+        name = f"demo-synth-case-{k}.wav"
+        write_wav(out / "lass_evaluation_synth" / name, mixture, SAMPLE_RATE, subtype="PCM_16")
+        records.append([name, caption])
+    write_text_atomic(out / "lass_synthetic_evaluation.csv", _csv_text("file_name,query", records))
+    return out
+
+
+def make_eval_real(out: Path, recordings: int = 6, seed: int = 2) -> Path:
+    """Recordings of two overlapping classes, each queried for both (two rows per recording)."""
+    rng = np.random.default_rng([seed, 3000])
+    records = []
+    for k in range(recordings):
+        first, second = rng.choice(len(SOUND_CLASSES), size=2, replace=False)
+        a = SOUND_CLASSES[first].synth(np.random.default_rng([seed, k, 0]))
+        b = SOUND_CLASSES[second].synth(np.random.default_rng([seed, k, 1]))
+        recording = _normalise(a + rng.uniform(0.5, 1.0) * b, 0.8)
+        for j, sound in enumerate((SOUND_CLASSES[first], SOUND_CLASSES[second])):
+            name = f"demo-real-case-{2 * k + j}.wav"
+            write_wav(out / "lass_evaluation_real" / name, recording, SAMPLE_RATE, subtype="PCM_16")
+            records.append([name, sound.captions[int(rng.integers(len(sound.captions)))].lower()])
+    write_text_atomic(out / "lass_real_evaluation.csv", _csv_text("file_name,query", records))
+    return out
+
+
+def make_train(out: Path, clips_per_class: int = 12, seed: int = 100) -> Path:
+    """Training clips (disjoint seeds from the evaluation sets) in the baseline's JSON format."""
+    clips = synthesise_clips(clips_per_class, seed)
+    data = []
+    for k, (name, sound, audio) in enumerate(clips):
+        path = out / "audio" / f"{name}.wav"
+        write_wav(path, audio, SAMPLE_RATE, subtype="PCM_16")
+        data.append({"wav": str(Path("audio") / f"{name}.wav"), "caption": sound.captions[k % len(sound.captions)]})
+    write_text_atomic(out / "train.json", json.dumps({"data": data}, indent=1) + "\n")
+    return out
+
+
+def make_demo(out: str | Path, *, clips_per_class: int = 3, train_clips_per_class: int = 12,
+              seed: int = 0) -> dict[str, Path]:
+    """Write all four demo layouts under `out`; returns their folders."""
+    out = Path(out)
+    return {
+        "validation": make_validation(out / "validation", clips_per_class, seed),
+        "eval-synth": make_eval_synth(out / "eval-synth", max(1, clips_per_class - 1), seed + 1),
+        "eval-real": make_eval_real(out / "eval-real", recordings=len(SOUND_CLASSES) // 2 + 2, seed=seed + 2),
+        "train": make_train(out / "train", train_clips_per_class, seed + 100),
+    }

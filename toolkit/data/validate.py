@@ -1,0 +1,137 @@
+"""`dcase9 validate`: check an evaluation-set folder and report every problem by file, row and field."""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from toolkit.audio import SAMPLE_RATE
+from toolkit.data.formats import DataSet, Issue, SetKind, parse_dataset
+from toolkit.data.items import ordered_map
+
+EXPECTED_SECONDS = 10.0  # every official clip and mixture is 10 s
+DURATION_TOLERANCE = 0.01  # relative: beyond 1% off it is an error (where duration matters)
+
+
+@dataclass
+class AudioFacts:
+    """What was learnt from one audio file."""
+
+    path: Path
+    frames: int | None = None
+    problems: list[tuple[str, str, str]] = field(default_factory=list)  # (severity, code, message)
+
+
+@dataclass
+class ValidationReport:
+    dataset: DataSet | None
+    issues: list[Issue]
+    files_checked: int = 0
+
+    @property
+    def errors(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == "warning"]
+
+    def usable(self, strict: bool = False) -> bool:
+        """No errors (and, when strict, no warnings either)."""
+        return not self.errors and not (strict and self.warnings)
+
+    def counts_by_code(self) -> list[tuple[str, str, int]]:
+        counter = collections.Counter((i.severity, i.code) for i in self.issues)
+        return sorted(((sev, code, n) for (sev, code), n in counter.items()), key=lambda t: (t[0], -t[2]))
+
+    def to_json(self, strict: bool = False) -> dict[str, Any]:
+        ds = self.dataset
+        return {
+            "usable": self.usable(strict),
+            "strict": strict,
+            "kind": ds.kind.value if ds else None,
+            "root": str(ds.root) if ds else None,
+            "csv": str(ds.csv_path) if ds else None,
+            "audio_dir": str(ds.audio_dir) if ds else None,
+            "columns": ds.columns if ds else {},
+            "mixtures": len(ds.mixtures) if ds else 0,
+            "files_checked": self.files_checked,
+            "errors": len(self.errors),
+            "warnings": len(self.warnings),
+            "issues": [{"severity": i.severity, "code": i.code, "message": i.message, "file": i.file,
+                        "row": i.row, "field": i.field} for i in self.issues],
+        }
+
+
+def inspect_audio(path: Path, expected_frames: int | None, duration_is_error: bool) -> AudioFacts:
+    facts = AudioFacts(path)
+    if not path.is_file():
+        facts.problems.append(("error", "audio-missing", "audio file not found"))
+        return facts
+    try:
+        info = sf.info(str(path))
+        data, _ = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        facts.problems.append(("error", "audio-unreadable", f"unreadable audio ({exc})"))
+        return facts
+    facts.frames = info.frames
+    if info.samplerate != SAMPLE_RATE:
+        facts.problems.append(("error", "audio-rate", f"sample rate {info.samplerate} Hz, expected {SAMPLE_RATE}"))
+    if info.channels != 1:
+        facts.problems.append(("error", "audio-channels", f"{info.channels} channels, expected mono"))
+    if expected_frames is not None and info.samplerate == SAMPLE_RATE and info.frames != expected_frames:
+        seconds = info.frames / info.samplerate
+        far_off = abs(info.frames - expected_frames) > DURATION_TOLERANCE * expected_frames
+        severity = "error" if far_off and duration_is_error else "warning"
+        facts.problems.append((severity, "audio-duration",
+                               f"{seconds:.3f} s ({info.frames} samples), expected "
+                               f"{expected_frames / SAMPLE_RATE:g} s ({expected_frames} samples)"))
+    if data.size == 0:
+        facts.problems.append(("error", "audio-empty", "no samples"))
+    elif not np.all(np.isfinite(data)):
+        bad = int(np.count_nonzero(~np.isfinite(data)))
+        facts.problems.append(("error", "audio-nonfinite", f"{bad} NaN or infinite samples"))
+    elif not np.any(data):
+        facts.problems.append(("error", "audio-silent", "all samples are zero"))
+    return facts
+
+
+def validate_dataset(data: str | Path, kind: SetKind | str | None = None, csv_path: str | Path | None = None,
+                     *, check_audio: bool = True, expected_seconds: float | None = EXPECTED_SECONDS,
+                     workers: int = 2) -> ValidationReport:
+    """Check metadata and (unless `check_audio=False`) every referenced audio file."""
+    dataset, issues = parse_dataset(data, kind, csv_path)
+    report = ValidationReport(dataset, list(issues))
+    if not check_audio:
+        return report
+
+    first_row: dict[Path, int] = {}
+    for spec in dataset.mixtures:
+        for path in dataset.files_of(spec):
+            first_row.setdefault(path, spec.row)
+    expected = round(expected_seconds * SAMPLE_RATE) if expected_seconds else None
+    # Real recordings may legitimately differ in length; synthetic clips must not.
+    duration_is_error = dataset.kind is not SetKind.EVAL_REAL
+    facts_by_path: dict[Path, AudioFacts] = {}
+    for facts in ordered_map(lambda p: inspect_audio(p, expected, duration_is_error), list(first_row),
+                             workers=workers, prefetch=64):
+        facts_by_path[facts.path] = facts
+        for severity, code, message in facts.problems:
+            message = f"{message} (first used on row {first_row[facts.path]} of {dataset.csv_path.name})"
+            report.issues.append(Issue(severity, code, message, str(facts.path)))
+    report.files_checked = len(facts_by_path)
+
+    if dataset.kind is SetKind.VALIDATION:
+        for spec in dataset.mixtures:
+            source, noise = (facts_by_path[p] for p in dataset.files_of(spec))
+            if source.frames is not None and noise.frames is not None and source.frames != noise.frames:
+                report.issues.append(Issue(
+                    "error", "length-mismatch",
+                    f"source has {source.frames} samples, noise {noise.frames}: the official recipe adds "
+                    "them sample by sample", str(dataset.csv_path), spec.row))
+    return report

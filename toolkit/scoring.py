@@ -1,0 +1,297 @@
+"""`dcase9 score`: pair estimates with references by mixture id and compute the official metrics.
+
+Outputs (in the report folder):
+- `per_clip.csv`: id, source, noise, snr, caption, sdr, sdri, sisdr (+ input_sdr), one row per mixture;
+- `summary.json`: means as the challenge computes them (plain mean over all clips), medians, and
+  a breakdown by input-SNR bins, plus every estimate problem found;
+- `sdri_vs_snr.png`: SDRi against input SNR.
+Extra metric columns (ATS) plug in through `extra_metrics`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from toolkit.audio import SAMPLE_RATE
+from toolkit.data.formats import DataSet, MixtureSpec, open_dataset
+from toolkit.data.items import ItemLoader, ordered_map
+from toolkit.engine import MANIFEST_NAME, resolve_device
+from toolkit.errors import Dcase9Error
+from toolkit.files import atomic_output, write_text_atomic
+from toolkit.metrics import separation_metrics
+
+METRICS = ("sdr", "sdri", "sisdr")
+METRIC_LABELS = {"sdr": "SDR", "sdri": "SDRi", "sisdr": "SI-SDR", "input_sdr": "input SDR", "ats": "ATS"}
+SNR_BINS = ((-15, -10), (-10, -5), (-5, 0), (0, 5), (5, 10), (10, 15))  # last bin includes 15
+
+# An extra metric gets (specs, estimates as float32 arrays, device) and returns one value per clip.
+ExtraMetric = Callable[[Sequence[MixtureSpec], Sequence[np.ndarray], torch.device], Sequence[float]]
+
+
+@dataclass
+class EstimateProblem:
+    id: str
+    kind: str  # missing | extra | unreadable | wrong-rate | wrong-channels | wrong-length | non-finite
+    message: str
+
+
+@dataclass
+class ScoreReport:
+    dataset: DataSet
+    estimates_dir: Path
+    rows: list[dict[str, Any]]
+    problems: list[EstimateProblem]
+    metrics: tuple[str, ...]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return not self.problems and len(self.rows) == len(self.dataset.mixtures)
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return float(np.mean(values)) if len(values) else None
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return float(statistics.median(values)) if len(values) else None
+
+
+def snr_bin(snr: int | float) -> tuple[int, int] | None:
+    for low, high in SNR_BINS:
+        if low <= snr < high or (high == SNR_BINS[-1][1] and snr == high):
+            return low, high
+    return None
+
+
+def summarise(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "n": len(rows),
+        "mean": {m: _mean([r[m] for r in rows]) for m in metrics},
+        "median": {m: _median([r[m] for r in rows]) for m in metrics},
+    }
+    if rows and all(r.get("snr") is not None for r in rows):
+        bins = []
+        for low, high in SNR_BINS:
+            inside = [r for r in rows if snr_bin(r["snr"]) == (low, high)]
+            closing = "]" if high == SNR_BINS[-1][1] else ")"
+            bins.append({"bin": f"[{low}, {high}{closing}", "low": low, "high": high, "n": len(inside),
+                         "mean": {m: _mean([r[m] for r in inside]) for m in metrics}})
+        summary["by_input_snr"] = bins
+    return summary
+
+
+def check_estimates(dataset: DataSet, estimates_dir: Path, specs: Sequence[MixtureSpec],
+                    lengths: dict[str, int] | None = None) -> tuple[dict[str, Path], list[EstimateProblem]]:
+    """Find `<id>.wav` for each mixture; report missing, extra and malformed files."""
+    if not estimates_dir.is_dir():
+        raise Dcase9Error(f"estimates folder not found: {estimates_dir}")
+    found = {p.stem: p for p in estimates_dir.iterdir() if p.is_file() and p.suffix.lower() == ".wav"}
+    expected_ids = {s.id for s in specs}
+    problems = [EstimateProblem(s.id, "missing", f"no estimate {s.id}.wav") for s in specs if s.id not in found]
+    extras = sorted(set(found) - {m.id for m in dataset.mixtures})
+    problems += [EstimateProblem(i, "extra", f"{found[i].name} matches no mixture of the data set") for i in extras]
+    usable: dict[str, Path] = {}
+    for spec in specs:
+        path = found.get(spec.id)
+        if path is None or spec.id not in expected_ids:
+            continue
+        try:
+            info = sf.info(str(path))
+        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+            problems.append(EstimateProblem(spec.id, "unreadable", f"{path.name}: unreadable ({exc})"))
+            continue
+        bad = []
+        if info.samplerate != SAMPLE_RATE:
+            bad.append(("wrong-rate", f"{path.name}: {info.samplerate} Hz, expected {SAMPLE_RATE}"))
+        if info.channels != 1:
+            bad.append(("wrong-channels", f"{path.name}: {info.channels} channels, expected mono"))
+        if lengths is not None and spec.id in lengths and info.frames != lengths[spec.id]:
+            bad.append(("wrong-length", f"{path.name}: {info.frames} samples, the mixture has {lengths[spec.id]}"))
+        problems += [EstimateProblem(spec.id, kind, msg) for kind, msg in bad]
+        if not bad:
+            usable[spec.id] = path
+    return usable, problems
+
+
+def score_estimates(data: str | Path | DataSet, estimates_dir: str | Path, out_dir: str | Path | None = None, *,
+                    device: str = "auto", batch_size: int = 32, workers: int = 2, progress: bool = True,
+                    extra_metrics: dict[str, ExtraMetric] | None = None) -> ScoreReport:
+    """Score a folder of estimates against a validation set (the only kind with references)."""
+    dataset = open_dataset(data)
+    estimates_dir = Path(estimates_dir)
+    extra_metrics = extra_metrics or {}
+    if not dataset.has_references and not extra_metrics:
+        raise Dcase9Error(f"the {dataset.kind.value} set has no references, so SDR, SDRi and SI-SDR cannot be "
+                          "computed; only a reference-free metric (ATS) can score it")
+    torch_device = resolve_device(device)
+    loader = ItemLoader(dataset)
+    specs = dataset.mixtures
+
+    # Lengths of the mixtures decide 'wrong-length'; for validation sets they are the clip lengths.
+    def mixture_length(spec: MixtureSpec) -> int:
+        path = dataset.files_of(spec)[0]
+        try:
+            return sf.info(str(path)).frames
+        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+            raise Dcase9Error(f"{path}: cannot read the mixture's audio ({exc}); run `dcase9 validate`") from exc
+
+    lengths = dict(zip((s.id for s in specs), ordered_map(mixture_length, specs, workers=workers, prefetch=64)))
+    usable, problems = check_estimates(dataset, estimates_dir, specs, lengths)
+    scored_specs = [s for s in specs if s.id in usable]
+    metrics = (METRICS + ("input_sdr",) if dataset.has_references else ()) + tuple(extra_metrics)
+
+    def load(spec: MixtureSpec) -> tuple[MixtureSpec, np.ndarray, np.ndarray | None, np.ndarray]:
+        item = loader.load(spec)
+        estimate, _ = sf.read(str(usable[spec.id]), dtype="float32")
+        return spec, item.mixture, item.reference, estimate
+
+    rows: list[dict[str, Any]] = []
+    from toolkit.engine import progress_bar
+
+    bar = progress_bar("clips") if progress else None
+    with bar if bar is not None else nullcontext():
+        task = bar.add_task("scoring", total=len(scored_specs)) if bar is not None else None
+        batch: list[tuple[MixtureSpec, np.ndarray, np.ndarray | None, np.ndarray]] = []
+        for loaded in ordered_map(load, scored_specs, workers=workers, prefetch=2 * batch_size):
+            if not np.all(np.isfinite(loaded[3])):
+                problems.append(EstimateProblem(loaded[0].id, "non-finite", f"{loaded[0].id}.wav has NaN or "
+                                                "infinite samples"))
+                continue
+            batch.append(loaded)
+            if len(batch) >= batch_size:
+                rows += _score_batch(batch, torch_device, extra_metrics)
+                batch = []
+            if bar is not None and task is not None:
+                bar.update(task, advance=1)
+        if batch:
+            rows += _score_batch(batch, torch_device, extra_metrics)
+    report = ScoreReport(dataset, estimates_dir, rows, problems, metrics)
+    report.summary = _summary_document(report)
+    if out_dir is not None:
+        write_report(report, Path(out_dir))
+    return report
+
+
+def _score_batch(batch: Sequence[tuple[MixtureSpec, np.ndarray, np.ndarray | None, np.ndarray]],
+                 device: torch.device, extra_metrics: dict[str, ExtraMetric]) -> list[dict[str, Any]]:
+    values: dict[str, list[float]] = {}
+    # Clips of different lengths are scored in groups of equal length (a real set may mix them).
+    by_length: dict[int, list[int]] = {}
+    for i, (_, mixture, _, _) in enumerate(batch):
+        by_length.setdefault(mixture.shape[-1], []).append(i)
+    per_clip: list[dict[str, float]] = [{} for _ in batch]
+    if batch[0][2] is not None:
+        for indices in by_length.values():
+            ref = torch.from_numpy(np.stack([batch[i][2] for i in indices])).to(device)  # type: ignore[misc]
+            est = torch.from_numpy(np.stack([batch[i][3] for i in indices])).to(device)
+            mix = torch.from_numpy(np.stack([batch[i][1] for i in indices])).to(device)
+            result = separation_metrics(ref, est, mix)
+            for name, tensor in result.items():
+                for i, value in zip(indices, tensor.cpu().tolist()):
+                    per_clip[i][name] = value
+    for name, metric in extra_metrics.items():
+        values[name] = list(metric([b[0] for b in batch], [b[3] for b in batch], device))
+        for i, value in enumerate(values[name]):
+            per_clip[i][name] = float(value)
+    rows = []
+    for (spec, _, _, _), clip in zip(batch, per_clip):
+        rows.append({"id": spec.id, "source": spec.source, "noise": spec.noise, "snr": spec.snr,
+                     "file": spec.file, "caption": spec.query, **clip})
+    return rows
+
+
+def _summary_document(report: ScoreReport) -> dict[str, Any]:
+    ds = report.dataset
+    manifest = report.estimates_dir / MANIFEST_NAME
+    system = None
+    if manifest.is_file():
+        try:
+            system = json.loads(manifest.read_text(encoding="utf-8")).get("identity")
+        except (OSError, json.JSONDecodeError):
+            system = None
+    by_kind: dict[str, list[str]] = {}
+    for problem in report.problems:
+        by_kind.setdefault(problem.kind, []).append(problem.id)
+    return {
+        "dataset": {"root": str(ds.root), "kind": ds.kind.value, "csv": str(ds.csv_path),
+                    "mixtures": len(ds.mixtures)},
+        "estimates": str(report.estimates_dir),
+        "system": system,
+        "complete": report.complete,
+        "scored": len(report.rows),
+        "problems": by_kind,
+        "metrics": list(report.metrics),
+        **summarise(report.rows, report.metrics),
+    }
+
+
+def write_report(report: ScoreReport, out_dir: Path) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    columns = ["id", "source", "noise", "snr", "caption"] if report.dataset.has_references else ["id", "file", "caption"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns + list(report.metrics))
+    for row in report.rows:
+        writer.writerow([row.get(c) for c in columns] + [repr(float(row[m])) for m in report.metrics])
+    paths = {"per_clip": out_dir / "per_clip.csv", "summary": out_dir / "summary.json"}
+    write_text_atomic(paths["per_clip"], buffer.getvalue())
+    write_text_atomic(paths["summary"], json.dumps(report.summary, indent=2, ensure_ascii=False, allow_nan=False,
+                                              default=_json_number) + "\n")
+    if report.rows and "sdri" in report.metrics:
+        paths["plot"] = out_dir / "sdri_vs_snr.png"
+        plot_sdri_vs_snr(report.rows, paths["plot"])
+    return paths
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    raise TypeError(f"not JSON serialisable: {value!r}")
+
+
+def plot_sdri_vs_snr(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    snr = np.array([r["snr"] for r in rows], dtype=float)
+    values = np.array([r["sdri"] for r in rows], dtype=float)
+    jitter = np.random.default_rng(0).uniform(-0.3, 0.3, size=snr.shape)
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    ax.scatter(snr + jitter, values, s=8, alpha=0.35, color="tab:blue", label="clips")
+    centres, means = [], []
+    for low, high in SNR_BINS:
+        inside = (snr >= low) & ((snr < high) | ((snr == high) & (high == SNR_BINS[-1][1])))
+        if inside.any():
+            centres.append((low + high) / 2)
+            means.append(float(np.mean(values[inside])))
+    ax.plot(centres, means, color="tab:red", marker="o", label="mean per 5 dB input-SNR bin")
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    ax.axhline(float(np.mean(values)), color="tab:green", linestyle="--", linewidth=1,
+               label=f"overall mean {np.mean(values):.3f} dB")
+    ax.set_xlabel("input SNR (dB)")
+    ax.set_ylabel("SDRi (dB)")
+    ax.set_title("SDR improvement against input SNR")
+    ax.legend(loc="best", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    try:
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)

@@ -89,3 +89,21 @@ def score(data: str | Path | DataSet, estimates: str | Path, out: str | Path | N
           device: str = "auto", batch_size: int = 32, progress: bool = True) -> ScoreReport:
     """Official metrics of a folder of estimates; writes the report files when `out` is given."""
     return score_estimates(data, estimates, out, device=device, batch_size=batch_size, progress=progress)
+
+
+def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"), progress: bool = True
+             ) -> dict[str, ScoreReport]:
+    """The main job on the embedded demo data: synthesise -> validate -> separate -> score, per system."""
+    from toolkit.data.demo import make_demo
+
+    out = Path(out)
+    folders = make_demo(out / "data")
+    report = validate(folders["validation"])
+    if not report.usable():
+        raise Dcase9Error(f"the generated demo data did not validate: {report.errors[0]}")
+    reports = {}
+    for system in systems:
+        separate(system, folders["validation"], out / "estimates" / system, options=EngineOptions(progress=progress))
+        reports[system] = score(folders["validation"], out / "estimates" / system, out / "reports" / system,
+                                progress=progress)
+    return reports

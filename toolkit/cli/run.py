@@ -51,10 +51,12 @@ def infer(
     pcm16: Annotated[bool, typer.Option(help="Write 16-bit PCM instead of 32-bit float.")] = False,
 ) -> None:
     """Separate every mixture of an evaluation set with a system; resumable (finished outputs are kept)."""
+    from systems import get_system
     from toolkit.api import separate
     from toolkit.data.formats import open_dataset
     from toolkit.engine import EngineOptions
 
+    get_system(system)  # a typo in the name is reported before any data is read
     options = EngineOptions(batch_size=batch_size, device=device, precision=precision, segment_seconds=segment,
                             overlap=overlap, overwrite=overwrite, limit=limit, pcm16=pcm16)
     result = separate(system, open_dataset(data, kind, csv), out, options=options)

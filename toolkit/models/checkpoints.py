@@ -123,7 +123,7 @@ def read_checkpoint(path: str | Path, *, trust: bool = False) -> dict[str, Any]:
     except pickle.UnpicklingError as exc:
         if "global" not in str(exc).lower():
             raise CheckpointError(f"{path}: not a readable torch checkpoint ({_first_line(exc)})") from exc
-    except (RuntimeError, EOFError, OSError) as exc:
+    except Exception as exc:  # torch raises many types on damaged files (IndexError, RuntimeError...)
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({_first_line(exc)})") from exc
     _RestrictedUnpickler.replaced = set()
     try:

@@ -1,0 +1,40 @@
+"""Shared test fixtures: the official metadata files and a small demo data set generated once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+FIXTURES = Path(__file__).parent / "fixtures"
+OFFICIAL = FIXTURES / "official"
+
+# Two cores in CI: avoid oversubscription by intra-op threads of several workers.
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def official_dir() -> Path:
+    return OFFICIAL
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Demo data in all four layouts (2 validation clips per class -> 16 clips, 48 mixtures)."""
+    from toolkit.data.demo import make_demo
+
+    root = tmp_path_factory.mktemp("demo")
+    make_demo(root, clips_per_class=2, train_clips_per_class=2, seed=0)
+    return root
+
+
+@pytest.fixture()
+def demo_validation(demo_root: Path, tmp_path: Path) -> Path:
+    """A private copy of the demo validation set that a test may damage."""
+    import shutil
+
+    target = tmp_path / "validation"
+    shutil.copytree(demo_root / "validation", target)
+    return target

@@ -1,0 +1,88 @@
+"""Checkpoints are read without running pickled code, and partial loads are refused by name."""
+
+from __future__ import annotations
+
+import collections
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from toolkit.errors import CheckpointError
+from toolkit.models.checkpoints import load_weights, read_checkpoint, sha256_of, state_dict_of, strip_prefix
+
+
+class RunsCode:
+    """Unpickling this would create a marker file: the loader must never do it."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (os.system, (f"touch {self.marker}",))
+
+
+class CustomHparams:
+    def __init__(self) -> None:
+        self.lr = 1e-3
+
+
+def lightning_like(tmp_path: Path, extra: dict) -> Path:
+    state = collections.OrderedDict({"ss_model.w": torch.randn(3, 2), "query_encoder.model.v": torch.randn(4)})
+    path = tmp_path / "model.ckpt"
+    torch.save({"epoch": 1, "global_step": 10, "pytorch-lightning_version": "2.0.0", "state_dict": state,
+                "optimizer_states": [], "lr_schedulers": [], **extra}, path)
+    return path
+
+
+def test_plain_lightning_checkpoint_loads_weights_only(tmp_path: Path) -> None:
+    path = lightning_like(tmp_path, {"hparams_name": "kwargs", "hyper_parameters": {"lr": 1e-3}})
+    checkpoint = read_checkpoint(path)
+    weights = state_dict_of(checkpoint)
+    assert set(strip_prefix(weights, "ss_model.")) == {"w"}
+
+
+def test_pickled_code_never_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = lightning_like(tmp_path, {"hyper_parameters": {"evil": RunsCode(marker), "custom": CustomHparams()}})
+    with pytest.warns(UserWarning, match="inert.*CustomHparams"):
+        checkpoint = read_checkpoint(path)
+    assert not marker.exists()
+    assert torch.is_tensor(state_dict_of(checkpoint)["ss_model.w"])
+
+
+def test_trust_flag_uses_full_unpickling(tmp_path: Path) -> None:
+    path = lightning_like(tmp_path, {"hyper_parameters": {"custom": CustomHparams()}})
+    assert isinstance(read_checkpoint(path, trust=True)["hyper_parameters"]["custom"], CustomHparams)
+
+
+def test_unreadable_and_missing_files(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="not found"):
+        read_checkpoint(tmp_path / "none.ckpt")
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(CheckpointError, match="bad.ckpt"):
+        read_checkpoint(bad)
+
+
+def test_partial_loads_are_refused_naming_keys() -> None:
+    module = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Linear(3, 1))
+    good = {k: v.clone() for k, v in module.state_dict().items()}
+    load_weights(module, {**good, "fixed.dft": torch.zeros(2)}, source="x", ignore=["fixed.*"])
+    broken = dict(good)
+    broken["0.weight"] = torch.zeros(4, 2)
+    del broken["1.bias"]
+    broken["extra.thing"] = torch.zeros(1)
+    with pytest.raises(CheckpointError) as info:
+        load_weights(module, broken, source="ckpt.pt")
+    message = str(info.value)
+    assert "1 missing key(s): 1.bias" in message
+    assert "1 unexpected key(s): extra.thing" in message
+    assert "0.weight: checkpoint (4, 2), model (3, 2)" in message
+
+
+def test_sha256(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    assert sha256_of(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

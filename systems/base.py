@@ -1,13 +1,14 @@
 """What a system is: mostly data (sample rate, weights, defaults) plus a factory for its separator.
 
 A `SystemSpec` names everything the registry, `dcase9 systems`, `dcase9 download` and the engine
-need to know without importing any model code; `build` imports the system's module only when the
-system is actually run.
+need to know without importing any model code; `build_separator` imports the system's module only
+when the system is actually run.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,18 +39,19 @@ class SystemSpec:
     aliases: tuple[str, ...] = ()
     needs_reference: bool = False  # only the oracle
     segment_seconds: float | None = None  # default chunk length for long inputs (None: whole)
-    weights: tuple[str, ...] = ()  # names of entries in the weight registry
+    weights: tuple[str, ...] = ()  # registry names; the first is what --checkpoint replaces
+    optional_weights: tuple[str, ...] = ()  # fetched only when the main weights lack them
     published: tuple[Published, ...] = ()
-    options: dict[str, Any] = field(default_factory=dict)  # system-specific defaults
+    options: dict[str, Any] = field(default_factory=dict)  # defaults of the system's typed config
 
 
 @dataclass
 class BuildContext:
-    """Everything a factory gets: where the weights are, the device, and user options."""
+    """Everything a factory gets: the device, the system options, and a way to get weights."""
 
     device: torch.device
-    weights: dict[str, Path]  # registry name -> local file or folder
     options: dict[str, Any]
+    weight: Callable[[str], Path]  # registry name -> local file or folder (resolved on demand)
     trust_checkpoint: bool = False
 
 

@@ -2,10 +2,88 @@
 
 from __future__ import annotations
 
-from systems.base import SystemSpec
+from systems.base import Published, SystemSpec
 from toolkit.errors import ConfigError
 
+_BASELINE_STFT = {"n_fft": 1024, "hop_length": 160}  # the DCASE baseline at 16 kHz
+_AUDIOSEP_STFT = {"n_fft": 2048, "hop_length": 320}  # AudioSep at 32 kHz
+_TEXT_QUERIED = "systems.text_queried:build"
+_TOKENIZER = "roberta-base-tokenizer"
+_CLAP = "clap-music-speech-audioset"
+
 SYSTEMS: tuple[SystemSpec, ...] = (
+    SystemSpec(
+        name="baseline",
+        title="DCASE 2024 Task 9 baseline",
+        summary="ResUNet30 at 16 kHz (STFT 1024/160) conditioned on a CLAP text embedding; the official "
+                "checkpoint (Zenodo 10887460).",
+        sample_rate=16000,
+        factory=_TEXT_QUERIED,
+        segment_seconds=10.0,
+        weights=("baseline-checkpoint", _TOKENIZER),
+        optional_weights=(_CLAP,),
+        options=dict(_BASELINE_STFT),
+        published=(Published(5.708, 5.673, 3.862, 0.229, "baseline README, seed 003"),
+                   Published(5.817, 5.782, 3.837, None, "seed 000 re-run")),
+    ),
+    SystemSpec(
+        name="1",
+        aliases=("system1", "gpt-augmented"),
+        title="System 1: baseline trained on GPT-4 augmented captions",
+        summary="The baseline architecture trained with 5 GPT-4 captions per FSD50K clip (seed 003). No public "
+                "weights: train it, then pass --checkpoint.",
+        sample_rate=16000,
+        factory=_TEXT_QUERIED,
+        segment_seconds=10.0,
+        weights=("system1-checkpoint", _TOKENIZER),
+        optional_weights=(_CLAP,),
+        options=dict(_BASELINE_STFT),
+        published=(Published(5.937, 5.902, 4.191, 0.231, "seed 003"),),
+    ),
+    SystemSpec(
+        name="2",
+        aliases=("system2", "audiosep32k", "audiosep-32k"),
+        title="System 2: AudioSep-32K",
+        summary="Pretrained AudioSep (ResUNet30 at 32 kHz, STFT 2048/320) on 16 kHz data resampled "
+                "16 -> 32 -> 16 kHz (seed 003).",
+        sample_rate=32000,
+        factory=_TEXT_QUERIED,
+        segment_seconds=10.0,
+        weights=("audiosep-checkpoint", _TOKENIZER),
+        optional_weights=(_CLAP,),
+        options=dict(_AUDIOSEP_STFT),
+        published=(Published(8.192, 8.157, 6.680, 0.249, "seed 003"),
+                   Published(8.195, 8.160, 6.708, None, "seed 000, AudioSep pretrained")),
+    ),
+    SystemSpec(
+        name="4",
+        aliases=("system4", "ddp-bert"),
+        title="System 4: baseline trained on DDP captions selected by BERTScore >= 0.7",
+        summary="The baseline architecture trained with dataset-dependent-prompt LLM captions kept at "
+                "BERTScore >= 0.7 (seed 000). No public weights: train it, then pass --checkpoint.",
+        sample_rate=16000,
+        factory=_TEXT_QUERIED,
+        segment_seconds=10.0,
+        weights=("system4-checkpoint", _TOKENIZER),
+        optional_weights=(_CLAP,),
+        options=dict(_BASELINE_STFT),
+        published=(Published(6.716, 6.681, 4.729, None, "seed 000, baseline dev set + DDP"),
+                   Published(7.818, 7.783, 6.321, None, "seed 000, + WavCaps + DDP")),
+    ),
+    SystemSpec(
+        name="4-audiosep",
+        aliases=("system4-audiosep",),
+        title="System 4 (AudioSep variant): AudioSep fine-tuned on DDP captions, BERTScore >= 0.7",
+        summary="AudioSep (32 kHz) fine-tuned with DDP captions (seed 000 Table 5). Train it from the AudioSep "
+                "checkpoint, then pass --checkpoint.",
+        sample_rate=32000,
+        factory=_TEXT_QUERIED,
+        segment_seconds=10.0,
+        weights=("system4-audiosep-checkpoint", _TOKENIZER),
+        optional_weights=(_CLAP,),
+        options=dict(_AUDIOSEP_STFT),
+        published=(Published(8.489, 8.454, 7.198, None, "seed 000, AudioSep fine-tuned + DDP"),),
+    ),
     SystemSpec(
         name="mixture",
         title="Mixture (identity)",

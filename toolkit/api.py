@@ -67,22 +67,50 @@ def mix(data: str | Path | DataSet, out: str | Path, *, pcm16: bool = False, ove
 
 
 def separate(system: str, data: str | Path | DataSet, out: str | Path, *,
-             options: EngineOptions | None = None, system_options: dict[str, Any] | None = None) -> RunResult:
-    """Run a registered system over an evaluation set, writing `out/<id>.wav` at 16 kHz."""
+             options: EngineOptions | None = None, system_options: dict[str, Any] | None = None,
+             checkpoint: str | Path | None = None, weights: dict[str, str | Path] | None = None,
+             offline: bool = False, trust_checkpoint: bool = False) -> RunResult:
+    """Run a registered system over an evaluation set, writing `out/<id>.wav` at 16 kHz.
+
+    `checkpoint` replaces the system's main weights (its first registry entry); `weights` maps any
+    registry name to a local path; `offline` forbids downloads; `system_options` override the
+    system's typed configuration (e.g. `{"n_fft": 1024}`).
+    """
     from systems import get_system
     from systems.base import BuildContext, build_separator
+    from systems.registry import WeightResolver
 
     spec = get_system(system)
     options = options or EngineOptions()
     dataset = open_dataset(data)
     if spec.needs_reference and not dataset.has_references:
         raise Dcase9Error(f"system '{spec.name}' needs references; the {dataset.kind.value} set has none")
+    explicit = {name: Path(path) for name, path in (weights or {}).items()}
+    if checkpoint is not None:
+        if not spec.weights:
+            raise Dcase9Error(f"system '{spec.name}' uses no checkpoint")
+        explicit[spec.weights[0]] = Path(checkpoint)
+    resolver = WeightResolver(explicit, offline=offline, progress=options.progress)
     merged_options = {**spec.options, **(system_options or {})}
-    context = BuildContext(device=resolve_device(options.device), weights={}, options=merged_options)
+    context = BuildContext(device=resolve_device(options.device), options=merged_options, weight=resolver,
+                           trust_checkpoint=trust_checkpoint)
     separator = build_separator(spec, context)
-    identity = {"system": spec.name, "weights": {}, "options": merged_options}
+    identity = {"system": spec.name, "weights": resolver.identity(), "options": merged_options}
     return run_separation(separator, dataset, out, identity=identity, options=options,
-                          reference_needed=spec.needs_reference, default_segment_seconds=spec.segment_seconds)
+                          reference_needed=spec.needs_reference, default_segment_seconds=spec.segment_seconds,
+                          settings={"weights": {n: str(r.path) for n, r in resolver.resolved.items()}})
+
+
+def download(system: str, *, include_optional: bool = False, offline: bool = False,
+             progress: bool = True) -> dict[str, Path]:
+    """Fetch every weight a system needs ahead of time; returns their local paths."""
+    from systems import get_system
+    from systems.registry import WeightResolver
+
+    spec = get_system(system)
+    resolver = WeightResolver(offline=offline, progress=progress)
+    names = spec.weights + (spec.optional_weights if include_optional else ())
+    return {name: resolver(name) for name in names}
 
 
 def score(data: str | Path | DataSet, estimates: str | Path, out: str | Path | None = None, *,

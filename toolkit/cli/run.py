@@ -33,6 +33,19 @@ def list_systems_command() -> None:
     console.print(table)
 
 
+def parse_weight_options(values: list[str]) -> dict[str, Path]:
+    """`--weight NAME=PATH` options as a mapping."""
+    from toolkit.errors import ConfigError
+
+    parsed = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--weight expects NAME=PATH, got {value!r}")
+        parsed[name.strip()] = Path(path)
+    return parsed
+
+
 @app.command()
 @friendly_errors
 def infer(
@@ -41,6 +54,14 @@ def infer(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the <id>.wav estimates.")],
     kind: KindOpt = None,
     csv: CsvOpt = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Use this checkpoint instead of the registry's.")] = None,
+    weight: Annotated[list[str], typer.Option(help="NAME=PATH: a local file or folder for a registry weight "
+                                              "(repeatable; see `dcase9 download --list`).")] = [],  # noqa: B006
+    offline: Annotated[bool, typer.Option(help="Never download; use local files and caches only.")] = False,
+    trust_checkpoint: Annotated[bool, typer.Option(
+        help="Unpickle checkpoints fully (runs code they contain): only for files you trust.")] = False,
+    system_config: Annotated[Optional[Path], typer.Option(
+        help="YAML overriding the system's settings (e.g. n_fft, hop_length, clap architecture).")] = None,
     batch_size: Annotated[int, typer.Option(help="Clips per batch.")] = 8,
     device: DeviceOpt = "auto",
     precision: Annotated[str, typer.Option(help="fp32, or bf16/fp16 autocast.")] = "fp32",
@@ -53,16 +74,51 @@ def infer(
     """Separate every mixture of an evaluation set with a system; resumable (finished outputs are kept)."""
     from systems import get_system
     from toolkit.api import separate
+    from toolkit.config import read_yaml
     from toolkit.data.formats import open_dataset
     from toolkit.engine import EngineOptions
+    from toolkit.errors import ConfigError
 
     get_system(system)  # a typo in the name is reported before any data is read
+    overrides = read_yaml(system_config) if system_config else None
+    if overrides is not None and not isinstance(overrides, dict):
+        raise ConfigError(f"{system_config}: expected a mapping of settings")
     options = EngineOptions(batch_size=batch_size, device=device, precision=precision, segment_seconds=segment,
                             overlap=overlap, overwrite=overwrite, limit=limit, pcm16=pcm16)
-    result = separate(system, open_dataset(data, kind, csv), out, options=options)
+    result = separate(system, open_dataset(data, kind, csv), out, options=options, system_options=overrides,
+                      checkpoint=checkpoint, weights=parse_weight_options(weight), offline=offline,
+                      trust_checkpoint=trust_checkpoint)
     rtf = f"{result.real_time_factor:.3f}" if result.audio_seconds else "-"
     console.print(f"wrote {result.written} estimate(s) to {result.out_dir} ({result.skipped} already there), "
                   f"{result.seconds:.1f} s on {result.device}, real-time factor {rtf}; manifest {result.manifest.name}")
+
+
+@app.command()
+@friendly_errors
+def download(
+    system: Annotated[Optional[str], typer.Option("--system", "-s", help="Fetch every weight this system needs.")] = None,
+    all_weights: Annotated[bool, typer.Option("--with-optional", help="Also the fallback weights (standalone CLAP).")] = False,
+    list_only: Annotated[bool, typer.Option("--list", help="List the registry and where each weight is cached.")] = False,
+) -> None:
+    """Fetch pretrained weights ahead of time (into the Hugging Face cache or ~/.cache/dcase9)."""
+    from systems.registry import weight_entries
+    from toolkit.api import download as run_download
+    from toolkit.errors import ConfigError
+    from toolkit.hub import cache_path
+
+    if list_only or system is None:
+        table = Table(title="Weight registry (systems/weights.yaml)")
+        for column in ("name", "what", "from", "local path"):
+            table.add_column(column)
+        for name, entry in weight_entries().items():
+            sources = "\n".join(s.describe() for s in entry.sources) or "[yellow]train it yourself[/]"
+            table.add_row(name, entry.description, sources, str(cache_path(name, entry)))
+        console.print(table)
+        if system is None and not list_only:
+            raise ConfigError("name a system with --system (or use --list)")
+        return
+    for name, path in run_download(system, include_optional=all_weights).items():
+        console.print(f"[green]ok[/] {name}: {path}")
 
 
 @app.command()

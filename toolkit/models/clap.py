@@ -493,13 +493,30 @@ class ClapEncoder(nn.Module):
         `spec` defaults to `music_speech_audioset_epoch_15_esc_89.98.pt`'s architecture;
         `tokenizer` is a Hub id, a local folder, or a tokenizer object.
         """
-        spec = spec or laion_clap_spec()
         if isinstance(tokenizer, (str, Path)):  # first: it fails faster than reading the weights
             tokenizer = load_roberta_tokenizer(tokenizer, offline=offline)
         laion = read_laion_clap_weights(path, prefix=prefix, trust=trust)
-        check_front_end(laion, spec.front_end, source=str(path))
+        return cls.from_laion_weights(laion, spec=spec, tokenizer=tokenizer, source=str(path), device=device)
+
+    @classmethod
+    def from_laion_weights(
+        cls,
+        laion: Mapping[str, torch.Tensor],
+        *,
+        tokenizer: PreTrainedTokenizerBase,
+        spec: ClapSpec | None = None,
+        source: str = "state dict",
+        device: str | torch.device = "cpu",
+    ) -> ClapEncoder:
+        """Build the encoder from laion-named weights already in memory (prefix removed).
+
+        Used when one checkpoint file holds both a separation net and its CLAP query encoder, so
+        that the file is read once.
+        """
+        spec = spec or laion_clap_spec()
+        check_front_end(laion, spec.front_end, source=source)
         model = build_clap_model(spec)
-        load_laion_weights(model, laion, source=str(path))
+        load_laion_weights(model, laion, source=source)
         return cls(model, spec.front_end, tokenizer).to(device)
 
     def train(self, mode: bool = True) -> ClapEncoder:

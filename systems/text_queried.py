@@ -1,0 +1,116 @@
+"""Text-queried ResUNet30 systems: the DCASE baseline, AudioSep-32K, and the baseline retrained on
+augmented captions (Systems 1 and 4).
+
+All share one architecture — a CLAP text embedding conditions a ResUNet30 that masks the
+mixture's STFT — and differ only in data: the checkpoint, the model's sample rate and STFT size.
+A checkpoint in the official Lightning layout holds the separation net under `ss_model.` and its
+CLAP query encoder under `query_encoder.model.`; both are read from the one file. A checkpoint
+without the query encoder gets the standalone laion CLAP file instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from systems.base import BuildContext, SystemSpec
+from toolkit.config import StrictModel, parse_model
+from toolkit.errors import CheckpointError
+from toolkit.models.checkpoints import read_checkpoint, state_dict_of, strip_prefix
+from toolkit.models.clap import ClapEncoder, ClapSpec, LogMelSettings, find_laion_prefix, laion_clap_spec, \
+    load_roberta_tokenizer, read_laion_clap_weights
+from toolkit.models.resunet import ResUNet30, ResUNet30Config, load_resunet30
+
+CLAP_FALLBACK_WEIGHT = "clap-music-speech-audioset"
+TOKENIZER_WEIGHT = "roberta-base-tokenizer"
+
+
+class ClapArchitecture(StrictModel):
+    """The laion CLAP architecture; defaults are `music_speech_audioset_epoch_15_esc_89.98.pt`."""
+
+    text_vocab_size: int = 50_265
+    text_hidden_size: int = 768
+    text_layers: int = 12
+    text_heads: int = 12
+    text_intermediate_size: int = 3072
+    text_max_positions: int = 514
+    audio_embed_dim: int = 128
+    audio_depths: list[int] = [2, 2, 12, 2]
+    audio_heads: list[int] = [4, 8, 16, 32]
+    audio_window_size: int = 8
+    spec_size: int = 256
+    projection_dim: int = 512
+    sample_rate: int = 48_000
+    clip_samples: int = 480_000
+    window_size: int = 1024
+    hop_size: int = 480
+    n_mels: int = 64
+    fmin: float = 50.0
+    fmax: float = 14_000.0
+
+    def spec(self) -> ClapSpec:
+        front_end = LogMelSettings(sample_rate=self.sample_rate, clip_samples=self.clip_samples,
+                                   window_size=self.window_size, hop_size=self.hop_size, n_mels=self.n_mels,
+                                   fmin=self.fmin, fmax=self.fmax)
+        return laion_clap_spec(
+            front_end=front_end, text_vocab_size=self.text_vocab_size, text_hidden_size=self.text_hidden_size,
+            text_layers=self.text_layers, text_heads=self.text_heads,
+            text_intermediate_size=self.text_intermediate_size, text_max_positions=self.text_max_positions,
+            audio_embed_dim=self.audio_embed_dim, audio_depths=tuple(self.audio_depths),
+            audio_heads=tuple(self.audio_heads), audio_window_size=self.audio_window_size,
+            spec_size=self.spec_size, projection_dim=self.projection_dim)
+
+
+class TextQueriedConfig(StrictModel):
+    """Per-system settings (`--system-config FILE` overrides any of them)."""
+
+    n_fft: int
+    hop_length: int
+    clap: ClapArchitecture = ClapArchitecture()
+    query_encoder_prefix: str | None = None  # found automatically ("query_encoder.model." officially)
+
+
+class TextQueriedResUNet:
+    """A Separator: CLAP text embedding -> ResUNet30 mask on the mixture at the model's rate."""
+
+    def __init__(self, sample_rate: int, resunet: ResUNet30, clap: ClapEncoder):
+        self.sample_rate = sample_rate
+        self.resunet = resunet
+        self.clap = clap
+
+    def encode_queries(self, queries: Sequence[str]) -> torch.Tensor:
+        return self.clap.encode_text(list(queries))
+
+    def separate(self, mixture: torch.Tensor, conditions: torch.Tensor | None,
+                 reference: torch.Tensor | None = None) -> torch.Tensor:
+        if conditions is None:
+            raise ValueError("a text-queried system needs query embeddings")
+        return self.resunet(mixture[:, None, :], conditions.to(mixture.device))[:, 0, :]
+
+
+def load_query_encoder(weights: dict[str, torch.Tensor], config: TextQueriedConfig, context: BuildContext,
+                       source: str) -> ClapEncoder:
+    """The CLAP query encoder stored next to the separation net, or the standalone laion file."""
+    tokenizer = load_roberta_tokenizer(context.weight(TOKENIZER_WEIGHT))
+    try:
+        prefix = config.query_encoder_prefix or find_laion_prefix(weights, source=source)
+        laion = strip_prefix(weights, prefix)
+        clap_source = f"{source} ({prefix}*)"
+    except CheckpointError:
+        clap_path = context.weight(CLAP_FALLBACK_WEIGHT)
+        laion = read_laion_clap_weights(clap_path, trust=context.trust_checkpoint)
+        clap_source = str(clap_path)
+    return ClapEncoder.from_laion_weights(laion, tokenizer=tokenizer, spec=config.clap.spec(), source=clap_source,
+                                          device=context.device)
+
+
+def build(spec: SystemSpec, context: BuildContext) -> TextQueriedResUNet:
+    config = parse_model(context.options, TextQueriedConfig, source=f"system '{spec.name}' configuration")
+    checkpoint_path = context.weight(spec.weights[0])
+    weights: dict[str, Any] = dict(state_dict_of(read_checkpoint(checkpoint_path, trust=context.trust_checkpoint)))
+    resunet = load_resunet30(weights, ResUNet30Config(spec.sample_rate, config.n_fft, config.hop_length))
+    clap = load_query_encoder(weights, config, context, str(checkpoint_path))
+    del weights  # the checkpoint may hold optimizer state; free it before inference
+    return TextQueriedResUNet(spec.sample_rate, resunet.to(context.device).eval(), clap)

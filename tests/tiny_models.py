@@ -1,0 +1,78 @@
+"""Small stand-ins for the real weights, written in the official file layouts.
+
+- A ResUNet30 with the official key names and a small STFT (n_fft 256, hop 64: the same network,
+  fewer time-frequency bins, so it runs quickly on a CPU).
+- A tiny laion CLAP (2-layer text and audio towers, but the real 512-d query space the ResUNet's
+  FiLM layers expect), stored under `query_encoder.model.` in laion naming, as the baseline's
+  Lightning checkpoints do.
+- The tiny RoBERTa tokenizer of `tests/tiny_roberta_tokenizer.py`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tests.tiny_roberta_tokenizer import vocabulary, write_tiny_roberta_tokenizer
+from toolkit.models.clap import build_clap_model, transformers_to_laion
+from toolkit.models.resunet import ResUNet30, init_like_reference
+
+SMALL_STFT = {"n_fft": 256, "hop_length": 64}
+TINY_CLAP = {
+    "text_vocab_size": len(vocabulary()), "text_hidden_size": 16, "text_layers": 2, "text_heads": 2,
+    "text_intermediate_size": 32, "audio_embed_dim": 8, "audio_depths": [2, 2], "audio_heads": [1, 2],
+    "audio_window_size": 4, "spec_size": 64, "projection_dim": 512, "sample_rate": 16000,
+    "clip_samples": 16000, "window_size": 256, "hop_size": 80, "n_mels": 16, "fmin": 50.0, "fmax": 7000.0,
+}
+
+
+def system_config(sample_rate_stft: dict[str, int] | None = None) -> dict[str, Any]:
+    """A `--system-config` for the tiny checkpoint."""
+    return {**(sample_rate_stft or SMALL_STFT), "clap": dict(TINY_CLAP)}
+
+
+def tiny_clap_laion_weights(seed: int = 0) -> dict[str, torch.Tensor]:
+    from systems.text_queried import ClapArchitecture
+
+    torch.manual_seed(seed)
+    model = build_clap_model(ClapArchitecture(**TINY_CLAP).spec())
+    return transformers_to_laion(model.state_dict())
+
+
+def resunet_weights(n_fft: int = 256, hop_length: int = 64, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random ResUNet30 weights plus the reference's fixed DFT tensors, with the official shapes."""
+    torch.manual_seed(seed)
+    model = ResUNet30(n_fft=n_fft, hop_length=hop_length)
+    init_like_reference(model)
+    with torch.no_grad():  # non-trivial batch-norm statistics, as a trained model has
+        for name, buffer in model.named_buffers():
+            if name.endswith("running_var"):
+                buffer.uniform_(0.5, 2.0)
+            elif name.endswith("running_mean"):
+                buffer.normal_(0.0, 0.1)
+    bins = n_fft // 2 + 1
+    fixed = {"base.stft.conv_real.weight": torch.randn(bins, 1, n_fft),
+             "base.stft.conv_imag.weight": torch.randn(bins, 1, n_fft),
+             "base.istft.ola_window": torch.hann_window(n_fft),
+             "base.istft.conv_real.weight": torch.randn(n_fft, n_fft, 1),
+             "base.istft.conv_imag.weight": torch.randn(n_fft, n_fft, 1)}
+    return {**fixed, **model.state_dict()}
+
+
+def write_lightning_checkpoint(path: Path, *, resunet: dict[str, torch.Tensor] | None = None,
+                               clap: dict[str, torch.Tensor] | None = None) -> Path:
+    """A checkpoint laid out like the baseline's: Lightning metadata, `ss_model.*`, `query_encoder.model.*`."""
+    resunet = resunet if resunet is not None else resunet_weights()
+    clap = clap if clap is not None else tiny_clap_laion_weights()
+    state = {f"ss_model.{k}": v for k, v in resunet.items()}
+    state.update({f"query_encoder.model.{k}": v for k, v in clap.items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"epoch": 19, "global_step": 200000, "pytorch-lightning_version": "2.0.0", "state_dict": state,
+                "loops": {}, "callbacks": {}, "optimizer_states": [], "lr_schedulers": []}, path)
+    return path
+
+
+def tokenizer_folder(directory: Path) -> Path:
+    return write_tiny_roberta_tokenizer(directory)

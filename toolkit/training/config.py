@@ -37,6 +37,7 @@ LIGHTNING_PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-tr
 QUERY_SOURCE_AUTO = "auto"
 QUERY_SOURCE_RANDOM = "random"
 TINY_TOKENIZER = "tiny"
+DEMO_TOKENIZER = "tiny-demo"  # the tiny tokenizer plus one token per word of the demo captions
 
 
 class DatafileSpec(StrictModel):
@@ -90,8 +91,9 @@ class QueryEncoderConfig(StrictModel):
     `source`: `auto` (the `query_encoder.model.*` weights of the `init` checkpoint when it has them,
     else the registry's laion CLAP file), a registry name, a file (laion `.pt` or Lightning `.ckpt`),
     or `random` (a random CLAP of `architecture`, seeded by `seed`: demos and tests only).
-    `tokenizer`: a registry name, a folder with vocab.json + merges.txt, or `tiny` (the tiny
-    tokenizer of `toolkit.models.tiny`, written into the run folder).
+    `tokenizer`: a registry name, a folder with vocab.json + merges.txt, `tiny` (the tiny
+    tokenizer of `toolkit.models.tiny`, written into the run folder) or `tiny-demo` (the same with
+    one token per word of the demo captions).
     """
 
     source: str = QUERY_SOURCE_AUTO
@@ -332,7 +334,7 @@ def absolutise_paths(config: TrainConfig, cwd: Path) -> TrainConfig:
     updated.query_encoder.source = file_or_name(updated.query_encoder.source,
                                                 (QUERY_SOURCE_AUTO, QUERY_SOURCE_RANDOM))  # type: ignore[assignment]
     updated.query_encoder.tokenizer = file_or_name(updated.query_encoder.tokenizer,
-                                                   (TINY_TOKENIZER,))  # type: ignore[assignment]
+                                                   (TINY_TOKENIZER, DEMO_TOKENIZER))  # type: ignore[assignment]
     updated.weights = {name: absolute(path) for name, path in updated.weights.items()}
     return updated
 

@@ -39,10 +39,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
+
+from pydantic import Field
 
 from toolkit.config import StrictModel
 from toolkit.models.checkpoints import load_weights
@@ -147,6 +149,12 @@ class ResUNet30Options(StrictModel):
 
     Official nets: 16 kHz baseline n_fft 1024 / hop 160; AudioSep (32 kHz) 2048 / 320; `channels`
     and `pools` None. Other `channels` / `pools` build a smaller net of the same design.
+
+    Two training-only settings (not stored in the weights; inference is unaffected) help runs of a
+    few hundred steps, and keep the reference's behaviour by default:
+    `batchnorm_momentum` (the reference's 0.01 makes the running statistics used at evaluation
+    lag far behind a net that changes quickly) and `phase_mask_init` (`identity` starts the phase
+    rotation at 0 instead of a random angle per bin, so early steps go to the magnitude mask).
     """
 
     n_fft: int = 1024
@@ -154,6 +162,8 @@ class ResUNet30Options(StrictModel):
     channels: list[int] | None = None
     pools: list[tuple[int, int]] | None = None
     condition_size: int = 512
+    batchnorm_momentum: float = Field(0.01, gt=0, le=1)
+    phase_mask_init: Literal["reference", "identity"] = "reference"
 
 
 class ResUNet30Model(TrainableModel):
@@ -202,7 +212,18 @@ def build_resunet30(options: ResUNet30Options, sample_rate: int) -> ResUNet30Mod
         raise ValueError(f"model.channels has {len(channels)} levels, model.pools {len(pools)}")
     net = ResUNet30(n_fft=options.n_fft, hop_length=options.hop_length, condition_size=options.condition_size,
                     channels=channels, pools=[tuple(p) for p in pools])
+    for module in net.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = options.batchnorm_momentum
+    if options.phase_mask_init == "identity":
+        with torch.no_grad():
+            # after_conv's outputs are (magnitude, real, imaginary) per output channel: a large
+            # real part and a zero imaginary part make the phase rotation start near 0.
+            net.base.after_conv.bias[1::3] = IDENTITY_PHASE_BIAS
     return ResUNet30Model(net, sample_rate, options)
+
+
+IDENTITY_PHASE_BIAS = 3.0  # tanh(3) = 0.995
 
 
 register_model_kind("resunet30", ModelKind(

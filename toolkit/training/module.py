@@ -128,7 +128,7 @@ class SeparationTraining(pl.LightningModule):
 
     def validation_step(self, batch: list[dict[str, Any]], batch_idx: int) -> None:
         assert self._validation_sums is not None
-        # Clips of equal length run together; others one by one (padding would change the metrics).
+        # Clips run in groups of equal length: padding them to one length would change the metrics.
         groups: dict[int, list[dict[str, Any]]] = {}
         for item in batch:
             groups.setdefault(item["mixture"].shape[-1], []).append(item)

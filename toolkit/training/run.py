@@ -32,8 +32,8 @@ import yaml
 from toolkit.errors import CheckpointError, ConfigError, Dcase9Error
 from toolkit.files import write_json_atomic, write_text_atomic
 from toolkit.lazy import require
-from toolkit.training.config import (QUERY_SOURCE_AUTO, QUERY_SOURCE_RANDOM, TINY_TOKENIZER, TrainConfig,
-                                     dump_train_config)
+from toolkit.training.config import (DEMO_TOKENIZER, QUERY_SOURCE_AUTO, QUERY_SOURCE_RANDOM, TINY_TOKENIZER,
+                                     TrainConfig, dump_train_config)
 
 LAST_CHECKPOINT = "last.ckpt"
 CONFIG_FILE = "config.yaml"
@@ -57,12 +57,14 @@ class TrainResult:
     tokenizer: Path | None = None
 
 
-def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool | None = None) -> TrainResult:
+def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool | None = None,
+          lightning_info: bool = True) -> TrainResult:
     """Train as `config` says, writing checkpoints and logs into `out`; see the module docstring.
 
     `resume=True` continues from `out/last.ckpt` (weights, optimizer, schedule, step, data stream);
     without it, a folder that already holds a run is refused. `progress` overrides
-    `trainer.progress_bar`.
+    `trainer.progress_bar`; `lightning_info=False` hides Lightning's start-up messages and model
+    summary (the demo).
     """
     require("lightning", extra="train", purpose="dcase9 train")
     from systems import get_system
@@ -118,26 +120,24 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
     validation_set, validation_specs = open_validation(config)
     info = {"system": config.system, "tokenizer": str(tokenizer_path)}
     return _fit(config, out, model, query_encoder, train_set, sampler, validation_set, validation_specs, info,
-                resume=resume, show_progress=show_progress, rank_zero=rank_zero, tokenizer_path=tokenizer_path)
+                resume=resume, show_progress=show_progress, lightning_info=lightning_info,
+                tokenizer_path=tokenizer_path)
 
 
 def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_set: Any, sampler: Any,
          validation_set: Any, validation_specs: list[Any], info: dict[str, Any], *, resume: bool,
-         show_progress: bool, rank_zero: bool, tokenizer_path: Path) -> TrainResult:
-    import lightning.pytorch as pl
+         show_progress: bool, lightning_info: bool, tokenizer_path: Path) -> TrainResult:
     from lightning.pytorch.loggers import CSVLogger
 
-    from toolkit.training.module import (AtomicCheckpointIO, SeparationTraining, StepCheckpoints, StepProgressBar,
-                                         Throughput)
+    from toolkit.training.module import SeparationTraining, StepCheckpoints, StepProgressBar, Throughput
 
-    _quiet_lightning(show_progress)
+    _quiet_lightning(lightning_info)
     module = SeparationTraining(config, model, query_encoder, train_set=train_set, sampler=sampler,
                                 validation_set=validation_set, validation_specs=validation_specs,
                                 checkpoint_info=info)
-    checkpoints = StepCheckpoints(out, config.checkpoint.every_steps, config.checkpoint.last_every_steps,
-                                  config.checkpoint.keep)
     throughput = Throughput()
-    callbacks: list[Any] = [checkpoints, throughput]
+    callbacks: list[Any] = [StepCheckpoints(out, config.checkpoint.every_steps, config.checkpoint.last_every_steps,
+                                            config.checkpoint.keep), throughput]
     if show_progress:
         callbacks.append(StepProgressBar(refresh_rate=max(1, min(10, config.trainer.log_every_n_steps))))
     loggers: list[Any] = [CSVLogger(str(out), name="logs")]
@@ -146,20 +146,10 @@ def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_s
 
         loggers.append(TensorBoardLogger(str(out), name="tensorboard"))
     validating = validation_set is not None and bool(validation_specs) and config.validation.every_steps is not None
-    trainer_options = config.trainer
-    trainer = pl.Trainer(
-        accelerator=trainer_options.accelerator, devices=trainer_options.devices, num_nodes=trainer_options.num_nodes,
-        strategy=trainer_options.strategy, precision=trainer_options.precision,  # type: ignore[arg-type]
-        max_steps=trainer_options.max_steps or -1, max_epochs=-1,
-        val_check_interval=config.validation.every_steps if validating else None,
-        check_val_every_n_epoch=None, limit_val_batches=1.0 if validating else 0,
-        num_sanity_val_steps=config.validation.sanity_steps if validating else 0,
-        logger=loggers, callbacks=callbacks, enable_checkpointing=False, enable_progress_bar=show_progress,
-        enable_model_summary=show_progress, log_every_n_steps=trainer_options.log_every_n_steps,
-        sync_batchnorm=trainer_options.sync_batchnorm, gradient_clip_val=trainer_options.gradient_clip_val,
-        use_distributed_sampler=False, plugins=[AtomicCheckpointIO()], default_root_dir=str(out))
-    if trainer_options.max_epochs is not None:
-        steps = math.ceil(trainer_options.max_epochs * sampler.epoch_length
+    trainer = _make_trainer(config, out, loggers, callbacks, validating=validating, progress=show_progress,
+                            model_summary=lightning_info)
+    if config.trainer.max_epochs is not None:
+        steps = math.ceil(config.trainer.max_epochs * sampler.epoch_length
                           / (config.data.batch_size * trainer.world_size))
         trainer.fit_loop.epoch_loop.max_steps = max(1, steps)
     started = time.perf_counter()
@@ -173,6 +163,30 @@ def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_s
     if not trainer.is_global_zero:
         return TrainResult(out, out / LAST_CHECKPOINT, trainer.global_step, seconds)
     return result
+
+
+def _make_trainer(config: TrainConfig, out: Path, loggers: list[Any], callbacks: list[Any], *, validating: bool,
+                  progress: bool, model_summary: bool) -> Any:
+    import lightning.pytorch as pl
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from toolkit.training.module import AtomicCheckpointIO
+
+    options = config.trainer
+    try:
+        return pl.Trainer(
+            accelerator=options.accelerator, devices=options.devices, num_nodes=options.num_nodes,
+            strategy=options.strategy, precision=options.precision,  # type: ignore[arg-type]
+            max_steps=options.max_steps or -1, max_epochs=-1,
+            val_check_interval=config.validation.every_steps if validating else None,
+            check_val_every_n_epoch=None, limit_val_batches=1.0 if validating else 0,
+            num_sanity_val_steps=config.validation.sanity_steps if validating else 0,
+            logger=loggers, callbacks=callbacks, enable_checkpointing=False, enable_progress_bar=progress,
+            enable_model_summary=model_summary, log_every_n_steps=options.log_every_n_steps,
+            sync_batchnorm=options.sync_batchnorm, gradient_clip_val=options.gradient_clip_val,
+            use_distributed_sampler=False, plugins=[AtomicCheckpointIO()], default_root_dir=str(out))
+    except (MisconfigurationException, ValueError) as exc:  # devices, strategy or precision this machine lacks
+        raise ConfigError(f"Lightning cannot set up this run: {exc}") from exc
 
 
 def _write_summary(config: TrainConfig, out: Path, trainer: Any, module: Any, throughput: Any,
@@ -210,14 +224,15 @@ def _is_local_tokenizer(config: TrainConfig) -> bool:
 
 
 def resolve_tokenizer(config: TrainConfig, resolver: Any, out: Path) -> Path:
-    """The tokenizer folder: the tiny one written into the run folder, a registry entry, or a folder."""
+    """The tokenizer folder: a tiny one written into the run folder, a registry entry, or a folder."""
     from systems.registry import weight_entries
 
     name = config.query_encoder.tokenizer
-    if name == TINY_TOKENIZER:
+    if name in (TINY_TOKENIZER, DEMO_TOKENIZER):
+        from toolkit.data.demo import caption_pool
         from toolkit.models.tiny import write_tiny_roberta_tokenizer
 
-        return write_tiny_roberta_tokenizer(out / "tokenizer")
+        return write_tiny_roberta_tokenizer(out / "tokenizer", words_of=caption_pool() if name == DEMO_TOKENIZER else ())
     if name in weight_entries():
         return Path(resolver(name))
     return Path(name)
@@ -268,17 +283,23 @@ def open_validation(config: TrainConfig) -> tuple[Any, list[Any]]:
     return dataset, select_validation(dataset, config.validation.limit, config.seed)
 
 
-def infer_instructions(config: TrainConfig, out: Path, system_options: dict[str, Any],
-                       tokenizer_path: Path) -> tuple[Path | None, str]:
-    """Write `system-config.yaml` when `dcase9 infer` needs one; return it and the infer command."""
+def infer_settings(config: TrainConfig, system_options: dict[str, Any]) -> dict[str, Any]:
+    """The `--system-config` settings under which `dcase9 infer` builds the trained net and its CLAP."""
     from systems.text_queried import ClapArchitecture
 
     settings = dict(system_options)
     if config.query_encoder.architecture != ClapArchitecture():
         settings["clap"] = config.query_encoder.architecture.model_dump(mode="json")
-    system = config.system or "1"
+    return settings
+
+
+def infer_instructions(config: TrainConfig, out: Path, system_options: dict[str, Any],
+                       tokenizer_path: Path) -> tuple[Path | None, str]:
+    """Write `system-config.yaml` when `dcase9 infer` needs one; return it and the infer command."""
     from systems import get_system
 
+    settings = infer_settings(config, system_options)
+    system = config.system or "1"
     defaults = get_system(system).options
     system_config = None
     if any(defaults.get(key) != value for key, value in settings.items()):
@@ -319,7 +340,7 @@ class _DropAdvertisements(logging.Filter):
         return "litlogger" not in record.getMessage().lower()
 
 
-def _quiet_lightning(show_progress: bool) -> None:
+def _quiet_lightning(lightning_info: bool) -> None:
     # The frozen CLAP is in eval mode on purpose; Lightning warns about every such module.
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
@@ -327,6 +348,6 @@ def _quiet_lightning(show_progress: bool) -> None:
     rank_zero_log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(isinstance(f, _DropAdvertisements) for f in rank_zero_log.filters):
         rank_zero_log.addFilter(_DropAdvertisements())
-    if not show_progress:
-        for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+    level = logging.INFO if lightning_info else logging.WARNING
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(level)

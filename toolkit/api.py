@@ -195,8 +195,12 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
     return DemoResult(reports, training, seconds)
 
 
-def train_demo_model(train_json: Path, run_dir: Path, *, progress: bool = True) -> tuple[Any, dict[str, Any]]:
-    """Train (or reuse, or resume) the demo preset's model; return the run and what loads it."""
+def train_demo_model(train_json: Path, run_dir: Path, *, progress: bool = True,
+                     overrides: list[dict[str, Any]] | None = None) -> tuple[Any, dict[str, Any]]:
+    """Train (or reuse, or resume) the demo preset's model; return the run and what loads it.
+
+    `overrides` are configuration layers on top of the demo preset (tests use a smaller net).
+    """
     import shutil
 
     from toolkit.models.checkpoints import read_checkpoint
@@ -204,7 +208,8 @@ def train_demo_model(train_json: Path, run_dir: Path, *, progress: bool = True) 
     from toolkit.training.config import config_as_dict
     from toolkit.training.run import LAST_CHECKPOINT, SUMMARY_FILE, TrainResult, infer_settings
 
-    config = assemble_config(preset="demo", overrides=[{"data": {"datafiles": [str(train_json)]}}])
+    config = assemble_config(preset="demo", overrides=[{"data": {"datafiles": [str(train_json)]}},
+                                                       *(overrides or [])])
     last = run_dir / LAST_CHECKPOINT
     result = None
     if last.is_file():

@@ -59,7 +59,7 @@ class DataConfig(StrictModel):
     sample_rate: int = Field(16000, gt=0)  # the model's rate; clips are resampled to it
     segment_seconds: float = Field(10.0, gt=0)
     min_clip_seconds: float = Field(0.5, ge=0)  # shorter clips are skipped (and another one drawn)
-    batch_size: int = Field(16, ge=1)  # per device
+    batch_size: int = Field(16, ge=2)  # per device; the mixer takes interferers from the same batch
     num_workers: int = Field(4, ge=0)
     max_failed_draws: int = Field(100, ge=1)  # consecutive unusable clips before the run gives up
 

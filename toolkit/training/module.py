@@ -349,36 +349,37 @@ class StepProgressBar(TQDMProgressBar):
 
 
 class Throughput(Callback):
-    """Steps/s and clips/s of training (the first `warm_up` steps and validation excluded), and the
-    peak memory: the accelerator's allocator peak on CUDA, the process's peak RSS otherwise."""
+    """Steps/s and clips/s of training, data loading included (the first `warm_up` steps and the
+    time spent validating excluded), and the peak memory: the accelerator's allocator peak on
+    CUDA, the process's peak RSS otherwise."""
 
     def __init__(self, warm_up: int = 3) -> None:
         self.warm_up = warm_up
         self.steps = 0
         self.clips = 0
         self.seconds = 0.0
-        self._started: float | None = None
-        self._batch_size = 0
+        self._last_end: float | None = None
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
-        self._started = time.perf_counter()
-        self._batch_size = int(batch["waveform"].shape[0])
+    def _now(self, pl_module: pl.LightningModule) -> float:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+        return time.perf_counter()
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        if self._started is None:
+        now = self._now(pl_module)
+        previous, self._last_end = self._last_end, now
+        if previous is None:
             return
-        if pl_module.device.type == "cuda":
-            torch.cuda.synchronize(pl_module.device)
-        elapsed = time.perf_counter() - self._started
-        self._started = None
         if self.warm_up > 0:
             self.warm_up -= 1
             return
         self.steps += 1
-        self.clips += self._batch_size * trainer.world_size
-        self.seconds += elapsed
+        self.clips += int(batch["waveform"].shape[0]) * trainer.world_size
+        self.seconds += now - previous
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._last_end = self._now(pl_module)  # the next step is timed from here
 
     def summary(self, device: torch.device) -> dict[str, Any]:
         result: dict[str, Any] = {"measured_steps": self.steps}

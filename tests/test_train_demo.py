@@ -54,10 +54,11 @@ def test_demo_model_is_trained_then_reused_or_resumed(demo_root: Path, tmp_path:
     train_json = demo_root / "train" / "train.json"
     run = tmp_path / "model"
     first, load = train_demo_model(train_json, run, progress=False, overrides=[small])
-    assert first.global_step == 2 and load["checkpoint"] == run / "last.ckpt"
+    assert first.global_step == 2 and load["checkpoint"] == run / "last.ckpt" and load["trained_now"]
     assert load["system_options"]["channels"] == [4, 8] and load["system_options"]["clap"]["text_hidden_size"] == 64
-    again, _ = train_demo_model(train_json, run, progress=False, overrides=[small])
-    assert again.global_step == 2 and not (run / "logs" / "version_1").exists()  # reused, not retrained
+    again, load = train_demo_model(train_json, run, progress=False, overrides=[small])
+    assert again.global_step == 2 and not load["trained_now"]
+    assert not (run / "logs" / "version_1").exists()  # reused, not retrained
     shutil.copyfile(run / "checkpoints" / "step=1.ckpt", run / "last.ckpt")  # as if interrupted at step 1
     resumed, _ = train_demo_model(train_json, run, progress=False, overrides=[small])
     assert resumed.global_step == 2 and (run / "logs" / "version_1").exists()

@@ -72,10 +72,11 @@ def test_train_resume_and_infer_through_the_cli(tiny_config: Path, demo_root: Pa
     metrics = (run / "logs" / "version_0" / "metrics.csv").read_text()
     assert "train/loss" in metrics and "val/sdri" in metrics
 
-    result = runner.invoke(app, ["train", "--out", str(run), "--resume", "--steps", "4"])
+    result = runner.invoke(app, ["train", "--out", str(run), "--resume", "--steps", "4", "--set", "checkpoint.keep=1"])
     assert result.exit_code == 0, result.output
     resumed = strict_read(run / "last.ckpt")
-    assert resumed["global_step"] == 4 and (run / "checkpoints" / "step=4.ckpt").is_file()
+    assert resumed["global_step"] == 4 and resumed["dcase9"]["config"]["checkpoint"]["keep"] == 1
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step=4.ckpt"]  # keep=1 pruned step=2
     assert (run / "logs" / "version_1" / "metrics.csv").is_file()
 
     # Resuming continued the same data stream, mixtures and optimizer state: it equals a run that

@@ -185,8 +185,9 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
         training, load = train_demo_model(folders["train"] / "train.json", out / "model", progress=progress)
         seconds["training"] = time.perf_counter() - clock
         clock = time.perf_counter()
+        # A model trained in this run replaces the estimates of an earlier one.
         separate("baseline", folders["validation"], out / "estimates" / "trained",
-                 options=EngineOptions(progress=progress), checkpoint=load["checkpoint"],
+                 options=EngineOptions(progress=progress, overwrite=load["trained_now"]), checkpoint=load["checkpoint"],
                  weights={"roberta-base-tokenizer": load["tokenizer"]}, system_options=load["system_options"],
                  offline=True)
         reports["trained"] = score(folders["validation"], out / "estimates" / "trained", out / "reports" / "trained",
@@ -212,6 +213,7 @@ def train_demo_model(train_json: Path, run_dir: Path, *, progress: bool = True,
                                                        *(overrides or [])])
     last = run_dir / LAST_CHECKPOINT
     result = None
+    trained_now = True
     if last.is_file():
         saved = read_checkpoint(last)
         if saved.get("dcase9", {}).get("config") != config_as_dict(config):
@@ -219,6 +221,7 @@ def train_demo_model(train_json: Path, run_dir: Path, *, progress: bool = True,
         elif saved.get("global_step", 0) < (config.trainer.max_steps or 0):
             result = train(config, run_dir, resume=True, progress=progress, lightning_info=False)
         else:
+            trained_now = False
             summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
             result = TrainResult(run_dir, last, int(saved["global_step"]), float(summary.get("seconds", 0.0)),
                                  summary.get("throughput", {}), summary.get("skipped", {}),
@@ -226,4 +229,5 @@ def train_demo_model(train_json: Path, run_dir: Path, *, progress: bool = True,
     if result is None:
         result = train(config, run_dir, progress=progress, lightning_info=False)
     system_options = infer_settings(config, read_checkpoint(last)["dcase9"]["system_options"])
-    return result, {"checkpoint": last, "tokenizer": run_dir / "tokenizer", "system_options": system_options}
+    return result, {"checkpoint": last, "tokenizer": run_dir / "tokenizer", "system_options": system_options,
+                    "trained_now": trained_now}

@@ -220,3 +220,29 @@ def test_missing_lightning_is_an_actionable_error(monkeypatch: pytest.MonkeyPatc
 
     with pytest.raises(MissingDependencyError, match=r"pip install 'dcase9\[train\]'"):
         train(assemble_config(preset="demo"), tmp_path / "run")
+
+
+def test_ctrl_c_saves_last_checkpoint_and_says_how_to_resume(tiny_config: Path, demo_root: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    from toolkit.training.module import SeparationTraining
+
+    original = SeparationTraining.training_step
+
+    def interrupted_at_step_3(self: SeparationTraining, batch: Any, batch_idx: int) -> Any:
+        if self.global_step == 3:
+            raise KeyboardInterrupt
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(SeparationTraining, "training_step", interrupted_at_step_3)
+    handler = signal.getsignal(signal.SIGINT)
+    try:  # last.ckpt is due only every 100 steps: the one found was written by the interruption
+        result = runner.invoke(app, train_args(tiny_config, demo_root, tmp_path / "run", "--steps", "10",
+                                               "--set", "checkpoint.last_every_steps=100",
+                                               "--set", "checkpoint.every_steps=null"))
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores SIGINT after an interruption
+    assert result.exit_code == 130, result.output
+    assert "interrupted at step 3" in result.output and "--resume" in result.output
+    assert strict_read(tmp_path / "run" / "last.ckpt")["global_step"] == 3

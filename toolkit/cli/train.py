@@ -122,8 +122,14 @@ def train_command(
         console.print(dump_train_config(train_config), highlight=False, markup=False, end="")
         return
     from toolkit.training import train
+    from toolkit.training.run import TrainingInterrupted
 
-    result = train(train_config, out, resume=resume, progress=progress)
+    try:
+        result = train(train_config, out, resume=resume, progress=progress)
+    except TrainingInterrupted as stop:
+        console.print(f"[yellow]interrupted at step {stop.step}: saved {stop.checkpoint}; continue with[/]\n"
+                      f"  dcase9 train --out {out} --resume", highlight=False)
+        raise typer.Exit(130) from None
     _print_result(result)
 
 

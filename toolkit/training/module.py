@@ -275,7 +275,7 @@ class StepCheckpoints(Callback):
     def __init__(self, out_dir: Path, every_steps: int | None, last_every_steps: int, keep: int | None) -> None:
         self.out_dir, self.every, self.last_every, self.keep = Path(out_dir), every_steps, last_every_steps, keep
         self.folder = self.out_dir / "checkpoints"
-        self.saved: list[Path] = []
+        self.interrupted_at: int | None = None  # the step last.ckpt was saved at on an interruption
 
     @property
     def last_path(self) -> Path:
@@ -307,6 +307,7 @@ class StepCheckpoints(Callback):
         interrupted = isinstance(exception, KeyboardInterrupt) or type(exception).__name__ == "SIGTERMException"
         if interrupted and trainer.world_size == 1 and trainer.global_step > 0:
             trainer.save_checkpoint(self.last_path, weights_only=False)
+            self.interrupted_at = trainer.global_step
 
     def _prune(self, trainer: pl.Trainer) -> None:
         if self.keep is None or not trainer.is_global_zero:

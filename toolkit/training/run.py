@@ -43,6 +43,14 @@ TOKENIZER_WEIGHT = "roberta-base-tokenizer"
 CLAP_WEIGHT = "clap-music-speech-audioset"
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped the run; `last.ckpt` holds its state at `step`."""
+
+    def __init__(self, checkpoint: Path, step: int) -> None:
+        super().__init__(f"interrupted at step {step}; saved {checkpoint}")
+        self.checkpoint, self.step = checkpoint, step
+
+
 @dataclass
 class TrainResult:
     out_dir: Path
@@ -136,8 +144,9 @@ def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_s
                                 validation_set=validation_set, validation_specs=validation_specs,
                                 checkpoint_info=info)
     throughput = Throughput()
-    callbacks: list[Any] = [StepCheckpoints(out, config.checkpoint.every_steps, config.checkpoint.last_every_steps,
-                                            config.checkpoint.keep), throughput]
+    checkpoints = StepCheckpoints(out, config.checkpoint.every_steps, config.checkpoint.last_every_steps,
+                                  config.checkpoint.keep)
+    callbacks: list[Any] = [checkpoints, throughput]
     if show_progress:
         callbacks.append(StepProgressBar(refresh_rate=max(1, min(10, config.trainer.log_every_n_steps))))
     loggers: list[Any] = [CSVLogger(str(out), name="logs")]
@@ -155,6 +164,11 @@ def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_s
     started = time.perf_counter()
     try:
         trainer.fit(module, ckpt_path=str(out / LAST_CHECKPOINT) if resume else None)
+    except SystemExit:
+        # Lightning turns Ctrl-C into exit(1) after its callbacks ran; report it as an interruption.
+        if checkpoints.interrupted_at is not None:
+            raise TrainingInterrupted(out / LAST_CHECKPOINT, checkpoints.interrupted_at) from None
+        raise
     finally:
         seconds = time.perf_counter() - started
         skipped = module.gathered_skips().summary()

@@ -130,7 +130,8 @@ def train_command(
         console.print(f"[yellow]interrupted at step {stop.step}: saved {stop.checkpoint}; continue with[/]\n"
                       f"  dcase9 train --out {out} --resume", highlight=False)
         raise typer.Exit(130) from None
-    _print_result(result)
+    if result.rank == 0:  # with DDP every process runs this command
+        _print_result(result)
 
 
 def _flag_overrides(**flags: Any) -> list[dict[str, Any]]:

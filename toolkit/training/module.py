@@ -296,11 +296,11 @@ class StepCheckpoints(Callback):
             step_file = self.folder / f"step={step}.ckpt"
             trainer.save_checkpoint(step_file, weights_only=False)
             self._prune(trainer)
-        if step % self.last_every == 0 or final or step_file is not None:
-            if step_file is not None and trainer.is_global_zero:
+        if step_file is not None:
+            if trainer.is_global_zero:  # the same state: a link, not a second serialisation
                 _link_or_copy(step_file, self.last_path)
-            else:
-                trainer.save_checkpoint(self.last_path, weights_only=False)
+        elif step % self.last_every == 0 or final:
+            trainer.save_checkpoint(self.last_path, weights_only=False)  # every process: it synchronises
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         # Only one process: with several, a save would wait at a barrier the others never reach.

@@ -63,6 +63,7 @@ class TrainResult:
     infer_command: str = ""
     system_config: Path | None = None
     tokenizer: Path | None = None
+    rank: int = 0  # the process's global rank: only rank 0's result has the summary
 
 
 def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool | None = None,
@@ -175,7 +176,7 @@ def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_s
         if trainer.is_global_zero:
             result = _write_summary(config, out, trainer, module, throughput, skipped, seconds, tokenizer_path)
     if not trainer.is_global_zero:
-        return TrainResult(out, out / LAST_CHECKPOINT, trainer.global_step, seconds)
+        return TrainResult(out, out / LAST_CHECKPOINT, trainer.global_step, seconds, rank=trainer.global_rank)
     return result
 
 

@@ -151,6 +151,7 @@ class DemoResult:
     reports: dict[str, ScoreReport]
     training: Any = None  # toolkit.training.TrainResult
     seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"), train_model: bool = True,
@@ -180,6 +181,16 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
                                 progress=progress)
         seconds[system] = time.perf_counter() - clock
     training = None
+    notes = []
+    if train_model:
+        from toolkit.errors import MissingDependencyError
+        from toolkit.lazy import require
+
+        try:
+            require("lightning", extra="train", purpose="training the demo model")
+        except MissingDependencyError as exc:
+            notes.append(f"skipped the trained model: {exc}")
+            train_model = False
     if train_model:
         clock = time.perf_counter()
         training, load = train_demo_model(folders["train"] / "train.json", out / "model", progress=progress)
@@ -193,7 +204,7 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
         reports["trained"] = score(folders["validation"], out / "estimates" / "trained", out / "reports" / "trained",
                                    progress=progress)
         seconds["trained"] = time.perf_counter() - clock
-    return DemoResult(reports, training, seconds)
+    return DemoResult(reports, training, seconds, notes)
 
 
 def train_demo_model(train_json: Path, run_dir: Path, *, progress: bool = True,

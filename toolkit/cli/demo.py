@@ -44,5 +44,7 @@ def demo(
         console.print(f"trained model: {run.global_step} steps in {run.seconds:.0f} s{rate}; checkpoint "
                       f"{run.last_checkpoint}", highlight=False)
         console.print(f"[bold]SDRi of the trained model: {reports['trained'].summary['mean']['sdri']:.2f} dB[/]")
+    for note in result.notes:
+        console.print(f"[yellow]{note}[/]", highlight=False)
     stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result.seconds.items())
     console.print(f"total {time.perf_counter() - started:.0f} s ({stages})", highlight=False)

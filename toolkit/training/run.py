@@ -261,26 +261,30 @@ def build_query_encoder(config: TrainConfig, resolver: Any, tokenizer_path: Path
     weights (so the 2.3 GB laion file is not read for nothing).
     """
     from systems.registry import weight_entries
-    from toolkit.errors import CheckpointError as _CheckpointError
-    from toolkit.models.clap import ClapEncoder, find_laion_prefix, load_roberta_tokenizer, read_laion_clap_weights
     from toolkit.models.checkpoints import strip_prefix
+    from toolkit.models.clap import ClapEncoder, find_laion_prefix, load_roberta_tokenizer, read_laion_clap_weights
     from toolkit.models.tiny import random_clap_model
 
     options = config.query_encoder
     spec = options.architecture.spec()
-    tokenizer = load_roberta_tokenizer(tokenizer_path, offline=config.offline or None)
+    tokenizer = load_roberta_tokenizer(tokenizer_path)
     source = options.source
     if resume or source == QUERY_SOURCE_RANDOM:
         return ClapEncoder(random_clap_model(spec, seed=options.seed), spec.front_end, tokenizer)
     if source == QUERY_SOURCE_AUTO and init_weights:
         try:
             prefix = find_laion_prefix(init_weights, source=init_source)
+        except CheckpointError:
+            prefix = None  # the init checkpoint has no query encoder: the registry's file below
+        if prefix is not None:
             return ClapEncoder.from_laion_weights(strip_prefix(init_weights, prefix), tokenizer=tokenizer, spec=spec,
                                                   source=f"{init_source} ({prefix}*)")
-        except _CheckpointError:
-            pass  # the init checkpoint has no query encoder: take the registry's
-    path = resolver(CLAP_WEIGHT if source == QUERY_SOURCE_AUTO else source) if (
-        source == QUERY_SOURCE_AUTO or source in weight_entries()) else Path(source)
+    if source == QUERY_SOURCE_AUTO:
+        path = resolver(CLAP_WEIGHT)
+    elif source in weight_entries():
+        path = resolver(source)
+    else:
+        path = Path(source)
     return ClapEncoder.from_laion_weights(read_laion_clap_weights(path), tokenizer=tokenizer, spec=spec,
                                           source=str(path))
 

@@ -16,6 +16,7 @@ from tests.tiny_models import resunet_weights, tiny_clap_laion_weights, tokenize
 from toolkit.cli import app
 from toolkit.errors import ConfigError, MissingDependencyError
 from toolkit.models.checkpoints import read_checkpoint
+from toolkit.models.resunet import ResUNet30
 from toolkit.models.tiny import TINY_CLAP
 from toolkit.training.config import assemble_config, parse_assignment, preset_names
 
@@ -128,7 +129,7 @@ def test_training_starts_from_an_official_layout_checkpoint(tiny_config: Path, d
     state = strict_read(tmp_path / "run" / "last.ckpt")["state_dict"]
     net = {k[len("ss_model."):]: v for k, v in state.items() if k.startswith("ss_model.")}
     assert set(net) == {k for k in official if not k.startswith(("base.stft.", "base.istft."))}
-    parameters = {name for name, _ in torch.nn.Module.named_parameters(_resunet_like(official))}
+    parameters = {name for name, _ in ResUNet30(n_fft=128, hop_length=64).named_parameters()}
     moved = []
     for key, value in net.items():
         if key in parameters:  # with lr 0 every weight is still the checkpoint's
@@ -138,12 +139,6 @@ def test_training_starts_from_an_official_layout_checkpoint(tiny_config: Path, d
     assert moved
     encoder = {k[len("query_encoder.model."):]: v for k, v in state.items() if k.startswith("query_encoder.model.")}
     assert encoder.keys() == clap.keys() and all(torch.equal(encoder[k], clap[k]) for k in clap)
-
-
-def _resunet_like(weights: dict[str, torch.Tensor]) -> torch.nn.Module:
-    from toolkit.models.resunet import ResUNet30
-
-    return ResUNet30(n_fft=128, hop_length=64)
 
 
 def test_presets_validate_and_describe_their_data() -> None:

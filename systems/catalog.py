@@ -10,6 +10,8 @@ _AUDIOSEP_STFT = {"n_fft": 2048, "hop_length": 320}  # AudioSep at 32 kHz
 _TEXT_QUERIED = "systems.text_queried:build"
 _TOKENIZER = "roberta-base-tokenizer"
 _CLAP = "clap-music-speech-audioset"
+_AUDIOLDM = ("audioldm-vae", "audioldm-vocoder")
+_AUDIOLDM_SEGMENT = 10.24  # AudioLDM's 1024 frames of 160 samples: a 10 s clip runs whole
 
 SYSTEMS: tuple[SystemSpec, ...] = (
     SystemSpec(
@@ -54,6 +56,32 @@ SYSTEMS: tuple[SystemSpec, ...] = (
         options=dict(_AUDIOSEP_STFT),
         published=(Published(8.192, 8.157, 6.680, 0.249, "seed 003"),
                    Published(8.195, 8.160, 6.708, None, "seed 000, AudioSep pretrained")),
+    ),
+    SystemSpec(
+        name="3",
+        aliases=("system3", "irm-ldm", "irmldm"),
+        title="System 3: IRM-LDM, a ratio mask in AudioLDM's VAE latent space",
+        summary="VAE-encode the mixture's mel, mask the latent with a CLAP-conditioned ResUNet, VAE-decode and "
+                "vocode (seed 003). No public weights: train it, then pass --checkpoint. Option mask: ones runs "
+                "the latent path without a mask.",
+        sample_rate=16000,
+        factory="systems.irm_ldm:build",
+        segment_seconds=_AUDIOLDM_SEGMENT,
+        weights=("system3-checkpoint", *_AUDIOLDM, _TOKENIZER),
+        optional_weights=(_CLAP,),
+        published=(Published(-4.757, -4.792, -42.346, 0.193, "seed 003"),),
+    ),
+    SystemSpec(
+        name="3-roundtrip",
+        aliases=("system3-roundtrip", "irm-ldm-roundtrip"),
+        title="System 3 diagnostic: the reference through AudioLDM's VAE + vocoder",
+        summary="Encodes and decodes the reference without a mask (validation only): the ceiling of any system "
+                "that separates in AudioLDM's latent space.",
+        sample_rate=16000,
+        factory="systems.irm_ldm:build_roundtrip",
+        needs_reference=True,
+        segment_seconds=_AUDIOLDM_SEGMENT,
+        weights=_AUDIOLDM,
     ),
     SystemSpec(
         name="4",

@@ -10,6 +10,7 @@ from toolkit.cli._common import app
 
 # Command modules register themselves on import.
 # (command modules are imported here as they are added)
+from toolkit.cli import augment as _augment  # noqa: E402,F401  dcase9 augment
 
 
 def main() -> None:

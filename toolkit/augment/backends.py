@@ -42,19 +42,12 @@ class LLMResult:
     error: str | None = None
     attempts: int = 1
 
-    @property
-    def truncated(self) -> bool:
-        return self.finish_reason == "length"
-
 
 class BackendFatalError(Dcase9Error):
     """A problem no retry can fix (bad key, unknown model): the run stops."""
 
 
 class Backend(Protocol):
-    def describe(self) -> dict[str, Any]:
-        """Settings worth logging (never secrets)."""
-
     def run(self, requests: Iterable[LLMRequest]) -> Iterator[LLMResult]:
         """Answer every request; yield results as they complete (any order)."""
 
@@ -114,10 +107,6 @@ class OpenAIBackend:
                                          max_retries=config.max_retries)
         self.limiter = RateLimiter(config.requests_per_minute)
         self._stop = threading.Event()
-
-    def describe(self) -> dict[str, Any]:
-        return {"kind": "openai", "model": self.model, "base_url": self.config.base_url or "https://api.openai.com/v1",
-                "concurrency": self.config.concurrency, "requests_per_minute": self.config.requests_per_minute}
 
     def close(self) -> None:
         self._stop.set()
@@ -338,10 +327,6 @@ class HFBackend:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model.to(self.device).eval()
         self._torch = torch
-
-    def describe(self) -> dict[str, Any]:
-        return {"kind": "hf", "model": self.model_name, "device": self.device, "dtype": str(self.dtype),
-                "batch_size": self.config.batch_size}
 
     def close(self) -> None:
         pass

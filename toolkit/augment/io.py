@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import secrets
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -164,6 +165,13 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Temporary files of `write_atomic` that a hard kill left behind (never a finished output)."""
+    for leftover in folder.glob(".*.tmp"):
+        if re.fullmatch(r"\..+\.\d+\.[0-9a-f]{8}\.tmp", leftover.name):
+            leftover.unlink(missing_ok=True)
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:

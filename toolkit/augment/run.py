@@ -31,7 +31,8 @@ from typing import Any
 
 from toolkit.augment.backends import LLMRequest, LLMResult, make_backend
 from toolkit.augment.config import AugmentConfig
-from toolkit.augment.io import CaptionItem, JsonlAppender, TagIndex, exclusive_lock, read_caption_file, read_jsonl
+from toolkit.augment.io import (CaptionItem, JsonlAppender, TagIndex, exclusive_lock, read_caption_file, read_jsonl,
+                                remove_stale_temporaries)
 from toolkit.augment.parsing import Piece, Verdict, judge, normalise, split_answer
 from toolkit.augment.progress import Progress, SilentProgress
 from toolkit.augment.prompts import DDP_SELECTOR, Prompt, PromptLibrary
@@ -307,10 +308,6 @@ class RunReport:
     def failed_requests(self) -> int:
         return int(self.summary["totals"]["failed"])
 
-    @property
-    def pending_requests(self) -> int:
-        return int(self.summary["totals"]["pending"] + self.summary["totals"]["unjudged"])
-
 
 @dataclass
 class DryRunReport:
@@ -350,6 +347,7 @@ def augment(config: AugmentConfig, out_dir: str | Path, *, progress: Progress | 
     progress = progress or SilentProgress()
     with exclusive_lock(out_dir):
         plan = prepare(config)
+        remove_stale_temporaries(out_dir)
         save_config(config, out_dir)
         responses = ResponseLog(out_dir / RESPONSES_FILE)
         candidates = CandidateLog(out_dir / CANDIDATES_FILE)

@@ -108,13 +108,18 @@ def _list_prompts(prompt_dirs: list[Path]) -> None:
 
     library = PromptLibrary.load([Path(d) for d in prompt_dirs])
     table = Table(title="Prompt library ('--prompt ddp' picks the DDP of each input's --dataset)")
-    for name in ("id", "kind", "datasets", "n", "tags", "title", "file"):
+    table.add_column("id", no_wrap=True)
+    table.add_column("kind")
+    table.add_column("datasets", overflow="fold")
+    for name in ("n", "tags", "title"):
         table.add_column(name)
     for prompt_id, loaded in sorted(library.prompts.items()):
         p = loaded.prompt
-        table.add_row(prompt_id, p.kind, ", ".join(p.datasets) or "-", str(p.n_captions),
-                      "yes" if p.uses_tags else "-", p.title, str(loaded.path))
+        table.add_row(prompt_id, p.kind, "\n".join(p.datasets) or "-", str(p.n_captions),
+                      "yes" if p.uses_tags else "-", p.title)
     console.print(table)
+    for folder in dict.fromkeys(loaded.path.parent for loaded in library.prompts.values()):
+        console.print(f"prompt files in {folder}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -263,11 +268,9 @@ def augment(
         raise ConfigError("give the output folder with --out")
 
     if reselect:
-        from click.core import ParameterSource
-
         given = [param.opts[0] if param.opts else param.name for param in ctx.command.params
                  if param.name not in ("reselect", "out", "threshold")
-                 and ctx.get_parameter_source(param.name) is ParameterSource.COMMANDLINE]
+                 and getattr(ctx.get_parameter_source(param.name), "name", "") == "COMMANDLINE"]
         if given:
             raise ConfigError(f"--reselect only takes --out and --threshold (also given: "
                               f"{', '.join(given)})")
@@ -324,7 +327,7 @@ def augment(
                       f"requests, {plan.answered:,} already answered in {out}, {plan.pending:,} to ask.")
         if plan.example_prompt:
             console.rule("first prompt to send")
-            console.print(plan.example_prompt, markup=False, highlight=False)
+            console.print(plan.example_prompt, markup=False, highlight=False, soft_wrap=True)
         return
 
     progress = RichRunProgress()

@@ -316,6 +316,17 @@ def test_bertscore_model_problems_stop_the_run_before_any_llm_call(tmp_path):
         assert sum(server.calls.values()) == 0
 
 
+def test_a_missing_api_key_is_reported_before_any_model_loads(tmp_path, monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("no model may load before the key is checked")
+
+    monkeypatch.delenv("OPENAI_API_KEY")
+    monkeypatch.setattr("toolkit.augment.bertscore.BertScorer.__init__", forbidden)
+    captions = write_captions(tmp_path / "captions.json", ITEMS[:1])
+    result = cli(str(captions), "-d", "fsd50k", "-o", str(tmp_path / "out"), "-b", "openai", "-m", "gpt-4o")
+    assert result.exit_code == 2 and "set the environment variable OPENAI_API_KEY" in result.output
+
+
 def test_dry_run_calls_nothing_and_writes_nothing(tmp_path):
     captions = write_captions(tmp_path / "captions.json")
     result = cli(str(captions), "-d", "fsd50k", "-p", "dip", "-o", str(tmp_path / "out"), "--dry-run")

@@ -349,15 +349,19 @@ class HFBackend:
         encoded = self.tokenizer(texts, return_tensors="pt", padding=True).to(self.device)
         sampler = SeededRowSampler([r.seed for r in batch], self.sampling.temperature, self.sampling.top_p)
         eos = self.tokenizer.eos_token_id
-        with torch.inference_mode():
-            output = self.model.generate(
-                **encoded,
-                do_sample=False,  # the sampler draws; greedy decoding takes its arg-max
-                logits_processor=LogitsProcessorList([sampler]),
-                max_new_tokens=self.sampling.max_new_tokens,
-                pad_token_id=self.tokenizer.pad_token_id,
-                eos_token_id=eos,
-            )
+        try:
+            with torch.inference_mode():
+                output = self.model.generate(
+                    **encoded,
+                    do_sample=False,  # the sampler draws; greedy decoding takes its arg-max
+                    logits_processor=LogitsProcessorList([sampler]),
+                    max_new_tokens=self.sampling.max_new_tokens,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    eos_token_id=eos,
+                )
+        except torch.cuda.OutOfMemoryError:
+            raise BackendFatalError(f"out of GPU memory generating {len(batch)} answers at once; answers so far "
+                                    f"are kept, run again with a smaller --batch-size") from None
         prompt_length = encoded["input_ids"].shape[1]
         results = []
         for row, request in enumerate(batch):

@@ -276,7 +276,7 @@ def judge_and_score(batch: list[tuple[PlannedRequest, dict[str, Any]]], config: 
                 "key": request.key, "i": index, "of": len(pieces), "prompt_id": request.prompt_id,
                 "dataset": request.dataset, "backend": answer.get("backend"), "wav": request.wav,
                 "original": request.original, "raw": piece.raw, "text": piece.text,
-                "verdict": piece.verdict.value if piece.verdict else None,
+                "verdict": piece.verdict.value,  # judge() gave every piece one
                 "bertscore_f1": None, "bertscore_p": None, "bertscore_r": None, "judged_with": judged_with,
             }
             if piece.verdict is Verdict.OK:
@@ -367,11 +367,15 @@ def augment(config: AugmentConfig, out_dir: str | Path, *, progress: Progress | 
         responses.open()
         candidates.open()
         try:
+            # Cheapest checks first, and everything before the first paid call: an API client only
+            # checks its key; the BERTScore model loads in seconds; a local LLM may take minutes.
+            if pending and config.backend.kind == "openai":
+                backend = make_backend(config.backend, config.sampling)
             if pending or unjudged:
                 from toolkit.augment.bertscore import BertScorer
 
-                scorer = BertScorer(config.bertscore)  # fail before any paid call if it cannot load
-            if pending:
+                scorer = BertScorer(config.bertscore)
+            if pending and backend is None:
                 backend = make_backend(config.backend, config.sampling)
             if unjudged:
                 _score_earlier_answers(unjudged, config, scorer, judged_with, candidates, progress)

@@ -290,21 +290,33 @@ def test_local_lm_end_to_end_does_not_depend_on_batch_size(tmp_path):
     assert runs[0] == runs[1]
 
 
-@pytest.mark.slow  # a second Python process (imports torch, transformers, bert-score)
-def test_default_bertscore_model_offline_from_the_hub_cache(tmp_path):
-    """roberta-large, layer 17, found offline in a Hugging Face cache (a tiny stand-in with 18 layers)."""
+def test_default_bertscore_model_offline_from_the_hub_cache(tmp_path, monkeypatch):
+    """roberta-large, layer 17, found offline in a Hugging Face cache (a tiny stand-in with 18 layers).
+
+    HF_HUB_OFFLINE and HF_HUB_CACHE are read when huggingface_hub is imported, so the test sets the
+    module constants those variables set."""
+    import huggingface_hub.constants
+
     cache = fake_hub_cache(tmp_path / "hub", "roberta-large", make_tiny_roberta(tmp_path / "model", layers=18))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
     captions = write_captions(tmp_path / "captions.json", ITEMS[:2])
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "HF_HUB_CACHE": str(cache), "HF_HOME": str(tmp_path / "hf-home")}
     with FakeLLMServer() as server:
-        command = [sys.executable, "-m", "toolkit.cli", "augment", str(captions), "-d", "fsd50k", "-o",
-                   str(tmp_path / "out"), "-b", "openai", "-m", "fake-gpt", "--base-url", server.base_url]
-        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stdout + done.stderr
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary["bertscore"]["judged_with"] == ["roberta-large/L17; words 3-40"]
-    assert summary["groups"][0]["bertscore_f1"]["count"] > 0
+        args = [str(captions), "-d", "fsd50k", "-b", "openai", "-m", "fake-gpt", "--base-url", server.base_url]
+        result = cli(*args, "-o", str(tmp_path / "out"))
+        assert result.exit_code == 0, result.output
+        summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+        assert summary["bertscore"]["judged_with"] == ["roberta-large/L17; words 3-40"]
+        assert summary["groups"][0]["bertscore_f1"]["count"] > 0
+
+        # Not in the cache: a clear message, before any LLM call.
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+        calls = sum(server.calls.values())
+        result = cli(*args, "-o", str(tmp_path / "out-2"))
+        assert result.exit_code == 2
+        assert "cannot load the BERTScore model 'roberta-large'" in result.output
+        assert "--bertscore-model-path" in " ".join(result.output.split())
+        assert sum(server.calls.values()) == calls
 
 
 def test_bertscore_model_problems_stop_the_run_before_any_llm_call(tmp_path):

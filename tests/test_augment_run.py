@@ -363,6 +363,7 @@ def test_list_prompts():
     (["{good}", "-d", "fsd50k"], "give the output folder with --out"),
     (["-o", "{out}"], "give caption files"),
     (["-o", "{out}", "--reselect"], "no earlier run here"),
+    (["-o", "{out}", "--reselect", "-t", "1.5"], "threshold must be between 0 and 1 \\(got 1.5\\)"),
     (["-o", "{out}", "--reselect", "-m", "x"], "--reselect only takes --out and --threshold \\(also given: --model"),
     (["--config", "{config}", "-o", "{out}"], "sampling.temprature: unknown key"),
     (["{good}", "-d", "fsd50k", "-o", "{out}", "-t", "1.5"], "bertscore.threshold: Input should be less"),

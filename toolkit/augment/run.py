@@ -468,6 +468,8 @@ def _note(progress: Progress, notes: list[str], shown: Counter, kind: str, messa
 def reselect(out_dir: str | Path, threshold: float | None = None, *, progress: Progress | None = None) -> RunReport:
     """Assemble the outputs again from the logs, with another threshold: no LLM call, no scoring."""
     out_dir = Path(out_dir)
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f"the threshold must be between 0 and 1 (got {threshold})")
     with exclusive_lock(out_dir):
         config = load_saved_config(out_dir)
         if threshold is not None:

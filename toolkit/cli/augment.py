@@ -127,7 +127,7 @@ def _list_prompts(prompt_dirs: list[Path]) -> None:
 def augment(
     ctx: typer.Context,
     captions: Optional[list[Path]] = typer.Argument(
-        None, show_default=False, metavar="CAPTIONS...",
+        None, show_default=False, metavar="CAPTIONS",
         help='Caption files in the baseline training format {"data": [{"wav", "caption"}, ...]}. Leave out to '
              "resume the run saved in --out."),
     out: Optional[Path] = typer.Option(

@@ -40,20 +40,21 @@ class Template:
     `format` fills it in; `regex` matches names it could have produced and captures the values.
     """
 
-    def __init__(self, text: str, allowed: tuple[str, ...], where: str):
+    def __init__(self, text: str, allowed: tuple[str, ...], where: str = ""):
         self.text = text
+        where = f"{where}: " if where else ""
         self.fields: list[str] = []
         pattern = []
         try:
             parsed = list(string.Formatter().parse(text))
         except ValueError as exc:
-            raise ValueError(f"{where}: malformed template {text!r} ({exc})") from None
+            raise ValueError(f"{where}malformed template {text!r} ({exc})") from None
         for literal, name, spec, conversion in parsed:
             pattern.append(re.escape(literal))
             if name is None:
                 continue
             if name not in allowed or spec or conversion:
-                raise ValueError(f"{where}: template {text!r} uses {{{name}}}; allowed: "
+                raise ValueError(f"{where}template {text!r} uses {{{name}}}; allowed: "
                                  + ", ".join(f"{{{a}}}" for a in allowed))
             if name in self.fields:
                 pattern.append(f"(?P={name})")
@@ -73,10 +74,31 @@ class Template:
         return f"Template({self.text!r})"
 
 
+def _template_checker(allowed: tuple[str, ...], *, needs: tuple[str, ...] = (),
+                      needs_one_of: tuple[str, ...] = ()) -> Any:
+    """A field validator: the value is a template using only `allowed`, with the placeholders it needs.
+
+    Checking each template as a field (not the whole profile) lets the error name its YAML line.
+    """
+    def check(value: str) -> str:
+        template = Template(value, allowed)
+        missing = [n for n in needs if n not in template.fields]
+        if missing:
+            raise ValueError(f"template {value!r} must contain " + ", ".join(f"{{{n}}}" for n in missing))
+        if needs_one_of and not set(needs_one_of) & set(template.fields):
+            raise ValueError(f"template {value!r} must contain one of "
+                             + ", ".join(f"{{{n}}}" for n in needs_one_of))
+        return value
+    return check
+
+
 class LabelRules(StrictModel):
     pattern: str
     template: str
     prefix_template: str
+
+    _template = field_validator("template")(_template_checker(LABEL_FIELDS, needs=LABEL_FIELDS))
+    _prefix = field_validator("prefix_template")(_template_checker(PREFIX_FIELDS))
 
     @field_validator("pattern")
     @classmethod
@@ -92,14 +114,20 @@ class LabelRules(StrictModel):
 
 
 class Layout(StrictModel):
-    meta: str
+    meta: str  # each system has its own meta file, so it names the label
     technical_report: str
+
+    _meta = field_validator("meta")(_template_checker(META_FIELDS, needs=("label",)))
+    _report = field_validator("technical_report")(_template_checker(REPORT_FIELDS))
 
 
 class Subset(StrictModel):
     kind: SetKind
-    output: str
+    output: str  # one file per system and mixture
     official_count: int = Field(ge=1)
+
+    _output = field_validator("output")(_template_checker(OUTPUT_FIELDS, needs=("label",),
+                                                          needs_one_of=("id", "file")))
 
 
 class AudioRules(StrictModel):
@@ -157,7 +185,7 @@ class FieldRule(StrictModel):
             except re.error as exc:
                 raise ValueError(f"pattern is not a regular expression ({exc})") from None
         if self.equals is not None:
-            Template(self.equals, META_FIELDS, "equals")
+            Template(self.equals, META_FIELDS, "equals")  # placeholders known to validate_meta
         return self
 
 
@@ -191,17 +219,6 @@ class Profile(StrictModel):
     secrets: SecretRules = SecretRules()
     max_entry_bytes: int = Field(default=100 * 2**20, ge=1)
 
-    @model_validator(mode="after")
-    def _templates_usable(self) -> "Profile":
-        # Build every template once so a bad placeholder is reported when the profile is read.
-        _ = self.templates
-        if "label" not in self.templates.meta.fields:
-            raise ValueError("layout.meta must contain {label}: each system has its own meta file")
-        for name, template in self.templates.outputs.items():
-            if "label" not in template.fields or not {"id", "file"} & set(template.fields):
-                raise ValueError(f"subsets.{name}.output must contain {{label}} and {{id}} or {{file}}")
-        return self
-
     @cached_property
     def templates(self) -> "Templates":
         return Templates(self)
@@ -224,11 +241,9 @@ class Profile(StrictModel):
 
 
 class Templates:
-    """The profile's templates, parsed."""
+    """The profile's templates, parsed (each was checked when the profile was read)."""
 
     def __init__(self, profile: Profile):
-        Template(profile.label.template, LABEL_FIELDS, "label.template")
-        Template(profile.label.prefix_template, PREFIX_FIELDS, "label.prefix_template")
         self.meta = Template(profile.layout.meta, META_FIELDS, "layout.meta")
         self.report = Template(profile.layout.technical_report, REPORT_FIELDS, "layout.technical_report")
         self.outputs = {name: Template(subset.output, OUTPUT_FIELDS, f"subsets.{name}.output")

@@ -219,6 +219,10 @@ def _frozen(module: nn.Module) -> nn.Module:
     return module.eval()
 
 
+# Loaders call `.float()` after `from_pretrained` rather than passing a dtype: the keyword differs
+# between library versions (`torch_dtype` / `dtype`), and half-precision weights are promoted either way.
+
+
 def load_audioldm_vae(folder: str | Path) -> AutoencoderKL:
     """AudioLDM's VAE from a diffusers folder (`config.json` + weights), frozen, float32, in eval mode."""
     folder = Path(folder)
@@ -228,7 +232,7 @@ def load_audioldm_vae(folder: str | Path) -> AutoencoderKL:
                               f"says {config.get('in_channels')}/{config.get('out_channels')}")
     diffusers = require("diffusers", extra="ldm", purpose=_PURPOSE)
     try:
-        vae = diffusers.AutoencoderKL.from_pretrained(folder, local_files_only=True, torch_dtype=torch.float32)
+        vae = diffusers.AutoencoderKL.from_pretrained(folder, local_files_only=True).float()
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise CheckpointError(f"{folder}: cannot load the AudioLDM VAE ({exc})") from exc
     return _frozen(vae)
@@ -250,8 +254,7 @@ def load_audioldm_vocoder(folder: str | Path, settings: MelSettings = MelSetting
         raise CheckpointError(f"{folder}: this vocoder does not fit AudioLDM's front end: {'; '.join(problems)}")
     transformers = require("transformers", extra="ldm", purpose=_PURPOSE)
     try:
-        vocoder = transformers.SpeechT5HifiGan.from_pretrained(folder, local_files_only=True,
-                                                               dtype=torch.float32)
+        vocoder = transformers.SpeechT5HifiGan.from_pretrained(folder, local_files_only=True).float()
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise CheckpointError(f"{folder}: cannot load the AudioLDM vocoder ({exc})") from exc
     return _frozen(vocoder)
@@ -435,11 +438,10 @@ def load_audioldm_diffusion_prior(root: str | Path) -> AudioLdmDiffusionPrior:
     if scheduler_class is None or not hasattr(scheduler_class, "add_noise"):
         raise CheckpointError(f"{root / 'scheduler'}: unknown scheduler class {scheduler_config.get('_class_name')!r}")
     try:
-        unet = diffusers.UNet2DConditionModel.from_pretrained(root / "unet", local_files_only=True,
-                                                              torch_dtype=torch.float32)
+        unet = diffusers.UNet2DConditionModel.from_pretrained(root / "unet", local_files_only=True).float()
         scheduler = scheduler_class.from_config(scheduler_config)
         text_encoder = transformers.ClapTextModelWithProjection.from_pretrained(
-            root / "text_encoder", local_files_only=True, dtype=torch.float32)
+            root / "text_encoder", local_files_only=True).float()
         tokenizer = transformers.AutoTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise CheckpointError(f"{root}: cannot load AudioLDM's UNet, scheduler or text encoder ({exc})") from exc

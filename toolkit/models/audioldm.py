@@ -23,9 +23,9 @@ AudioLDM's conventions, from its code (`audioldm/audio/tools.py`, `audioldm/audi
 * the vocoder maps a (batch, frames, mels) log-mel to `hop` samples per frame (plus a few samples
   of the transposed convolutions' overhang, which are cropped).
 
-We keep the diffusion-space convention: `AudioLdmCodec.encode` returns `scaling_factor * mean`
+We keep the diffusion-space convention: `AudioLdmCodec.analyse` returns `scaling_factor * mean`
 of the VAE posterior (the posterior mean rather than a sample, so separation is deterministic)
-and `decode` divides by it again.
+and `decode_mel` divides by it again.
 """
 
 from __future__ import annotations
@@ -252,7 +252,7 @@ def load_audioldm_vocoder(folder: str | Path, settings: MelSettings = MelSetting
         problems.append(f"upsample_rates {rates} multiply to {math.prod(rates)}, not the hop {settings.hop_length}")
     if problems:
         raise CheckpointError(f"{folder}: this vocoder does not fit AudioLDM's front end: {'; '.join(problems)}")
-    transformers = require("transformers", extra="ldm", purpose=_PURPOSE)
+    import transformers  # a core dependency of dcase9
     try:
         vocoder = transformers.SpeechT5HifiGan.from_pretrained(folder, local_files_only=True).float()
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
@@ -433,7 +433,7 @@ def load_audioldm_diffusion_prior(root: str | Path) -> AudioLdmDiffusionPrior:
                               f"embedding (class_embed_type 'simple_projection'); this one has "
                               f"{unet_config.get('class_embed_type')!r}")
     diffusers = require("diffusers", extra="ldm", purpose=_PURPOSE)
-    transformers = require("transformers", extra="ldm", purpose=_PURPOSE)
+    import transformers  # a core dependency of dcase9
     scheduler_class = getattr(diffusers, str(scheduler_config.get("_class_name")), None)
     if scheduler_class is None or not hasattr(scheduler_class, "add_noise"):
         raise CheckpointError(f"{root / 'scheduler'}: unknown scheduler class {scheduler_config.get('_class_name')!r}")

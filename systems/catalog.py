@@ -5,6 +5,9 @@ from __future__ import annotations
 from systems.base import Published, SystemSpec
 from toolkit.errors import ConfigError
 
+# AudioLDM's VAE and vocoder (System 3), and its segment: 1024 frames of 160 samples, so a 10 s clip runs whole
+_AUDIOLDM = ("audioldm-vae", "audioldm-vocoder")
+_AUDIOLDM_SEGMENT = 10.24
 # (model sample rate, STFT settings) of the two ResUNet30 variants
 _BASELINE_MODEL = (16000, {"n_fft": 1024, "hop_length": 160})  # the DCASE baseline
 _AUDIOSEP_MODEL = (32000, {"n_fft": 2048, "hop_length": 320})  # AudioSep
@@ -42,6 +45,32 @@ SYSTEMS: tuple[SystemSpec, ...] = (
         (Published(8.192, 8.157, 6.680, 0.249, "seed 003"),
          Published(8.195, 8.160, 6.708, None, "seed 000, AudioSep pretrained")),
         aliases=("system2", "audiosep32k", "audiosep-32k")),
+    SystemSpec(
+        name="3",
+        aliases=("system3", "irm-ldm", "irmldm"),
+        title="System 3: IRM-LDM, a ratio mask in AudioLDM's VAE latent space",
+        summary="VAE-encode the mixture's mel, mask the latent with a CLAP-conditioned ResUNet, VAE-decode and "
+                "vocode (seed 003). No public weights: train it, then pass --checkpoint. Option mask: ones runs "
+                "the latent path without a mask.",
+        sample_rate=16000,
+        factory="systems.irm_ldm:build",
+        segment_seconds=_AUDIOLDM_SEGMENT,
+        weights=("system3-checkpoint", *_AUDIOLDM, "roberta-base-tokenizer"),
+        optional_weights=("clap-music-speech-audioset",),
+        published=(Published(-4.757, -4.792, -42.346, 0.193, "seed 003"),),
+    ),
+    SystemSpec(
+        name="3-roundtrip",
+        aliases=("system3-roundtrip", "irm-ldm-roundtrip"),
+        title="System 3 diagnostic: the reference through AudioLDM's VAE + vocoder",
+        summary="Encodes and decodes the reference without a mask (validation only): the ceiling of any system "
+                "that separates in AudioLDM's latent space.",
+        sample_rate=16000,
+        factory="systems.irm_ldm:build_roundtrip",
+        needs_reference=True,
+        segment_seconds=_AUDIOLDM_SEGMENT,
+        weights=_AUDIOLDM,
+    ),
     _text_queried(
         "4", "System 4: baseline trained on DDP captions selected by BERTScore >= 0.7",
         "The baseline architecture trained with dataset-dependent-prompt LLM captions kept at "

@@ -11,7 +11,7 @@ without the query encoder gets the standalone laion CLAP file instead.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -56,7 +56,14 @@ class TextQueriedResUNet:
         return self.resunet(mixture[:, None, :], conditions.to(mixture.device))[:, 0, :]
 
 
-def load_query_encoder(weights: dict[str, torch.Tensor], config: TextQueriedConfig, context: BuildContext,
+class QueryEncoderSettings(Protocol):
+    """What `load_query_encoder` reads from a system's config (TextQueriedConfig, IrmLdmConfig)."""
+
+    clap: ClapArchitecture
+    query_encoder_prefix: str | None
+
+
+def load_query_encoder(weights: dict[str, torch.Tensor], config: QueryEncoderSettings, context: BuildContext,
                        source: str) -> ClapEncoder:
     """The CLAP query encoder stored next to the separation net, or the standalone laion file."""
     tokenizer = load_roberta_tokenizer(context.weight(TOKENIZER_WEIGHT))

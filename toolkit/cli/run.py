@@ -24,7 +24,7 @@ def list_systems_command() -> None:
     for column in ("name", "system", "rate", "needs", "published SDR / SDRi / SI-SDR"):
         table.add_column(column)
     for spec in list_systems():
-        needs = ", ".join(spec.weights) if spec.weights else ("references" if spec.needs_reference else "-")
+        needs = ", ".join((["references"] if spec.needs_reference else []) + list(spec.weights)) or "-"
         published = "; ".join(
             f"{p.sdr:.3f} / {p.sdri:.3f} / {p.sisdr:.3f} ({p.source})" for p in spec.published
             if p.sdr is not None and p.sdri is not None and p.sisdr is not None) or "-"

@@ -5,85 +5,87 @@ from __future__ import annotations
 from systems.base import Published, SystemSpec
 from toolkit.errors import ConfigError
 
-_BASELINE_STFT = {"n_fft": 1024, "hop_length": 160}  # the DCASE baseline at 16 kHz
-_AUDIOSEP_STFT = {"n_fft": 2048, "hop_length": 320}  # AudioSep at 32 kHz
-_TEXT_QUERIED = "systems.text_queried:build"
-_TOKENIZER = "roberta-base-tokenizer"
-_CLAP = "clap-music-speech-audioset"
+# AudioLDM's VAE and vocoder (System 3), and its segment: 1024 frames of 160 samples, so a 10 s clip runs whole
+_AUDIOLDM = ("audioldm-vae", "audioldm-vocoder")
+_AUDIOLDM_SEGMENT = 10.24
+# (model sample rate, STFT settings) of the two ResUNet30 variants
+_BASELINE_MODEL = (16000, {"n_fft": 1024, "hop_length": 160})  # the DCASE baseline
+_AUDIOSEP_MODEL = (32000, {"n_fft": 2048, "hop_length": 320})  # AudioSep
+
+
+def _text_queried(name: str, title: str, summary: str, checkpoint: str, model: tuple[int, dict[str, int]],
+                  published: tuple[Published, ...], aliases: tuple[str, ...] = ()) -> SystemSpec:
+    """A CLAP-queried ResUNet30 system: everything but the checkpoint and the model variant is shared."""
+    sample_rate, stft = model
+    return SystemSpec(name=name, title=title, summary=summary, aliases=aliases, sample_rate=sample_rate,
+                      factory="systems.text_queried:build", segment_seconds=10.0,
+                      weights=(checkpoint, "roberta-base-tokenizer"),
+                      optional_weights=("clap-music-speech-audioset",), options=dict(stft), published=published)
+
 
 SYSTEMS: tuple[SystemSpec, ...] = (
+    _text_queried(
+        "baseline", "DCASE 2024 Task 9 baseline",
+        "ResUNet30 at 16 kHz (STFT 1024/160) conditioned on a CLAP text embedding; the official "
+        "checkpoint (Zenodo 10887460).",
+        "baseline-checkpoint", _BASELINE_MODEL,
+        (Published(5.708, 5.673, 3.862, 0.229, "baseline README, seed 003"),
+         Published(5.817, 5.782, 3.837, None, "seed 000 re-run"))),
+    _text_queried(
+        "1", "System 1: baseline trained on GPT-4 augmented captions",
+        "The baseline architecture trained with 5 GPT-4 captions per FSD50K clip (seed 003). No public "
+        "weights: train it, then pass --checkpoint.",
+        "system1-checkpoint", _BASELINE_MODEL, (Published(5.937, 5.902, 4.191, 0.231, "seed 003"),),
+        aliases=("system1", "gpt-augmented")),
+    _text_queried(
+        "2", "System 2: AudioSep-32K",
+        "Pretrained AudioSep (ResUNet30 at 32 kHz, STFT 2048/320) on 16 kHz data resampled "
+        "16 -> 32 -> 16 kHz (seed 003).",
+        "audiosep-checkpoint", _AUDIOSEP_MODEL,
+        (Published(8.192, 8.157, 6.680, 0.249, "seed 003"),
+         Published(8.195, 8.160, 6.708, None, "seed 000, AudioSep pretrained")),
+        aliases=("system2", "audiosep32k", "audiosep-32k")),
     SystemSpec(
-        name="baseline",
-        title="DCASE 2024 Task 9 baseline",
-        summary="ResUNet30 at 16 kHz (STFT 1024/160) conditioned on a CLAP text embedding; the official "
-                "checkpoint (Zenodo 10887460).",
+        name="3",
+        aliases=("system3", "irm-ldm", "irmldm"),
+        title="System 3: IRM-LDM, a ratio mask in AudioLDM's VAE latent space",
+        summary="VAE-encode the mixture's mel, mask the latent with a CLAP-conditioned ResUNet, VAE-decode and "
+                "vocode (seed 003). No public weights: train it, then pass --checkpoint. Option mask: ones runs "
+                "the latent path without a mask.",
         sample_rate=16000,
-        factory=_TEXT_QUERIED,
-        segment_seconds=10.0,
-        weights=("baseline-checkpoint", _TOKENIZER),
-        optional_weights=(_CLAP,),
-        options=dict(_BASELINE_STFT),
-        published=(Published(5.708, 5.673, 3.862, 0.229, "baseline README, seed 003"),
-                   Published(5.817, 5.782, 3.837, None, "seed 000 re-run")),
+        factory="systems.irm_ldm:build",
+        segment_seconds=_AUDIOLDM_SEGMENT,
+        weights=("system3-checkpoint", *_AUDIOLDM, "roberta-base-tokenizer"),
+        optional_weights=("clap-music-speech-audioset",),
+        published=(Published(-4.757, -4.792, -42.346, 0.193, "seed 003"),),
     ),
     SystemSpec(
-        name="1",
-        aliases=("system1", "gpt-augmented"),
-        title="System 1: baseline trained on GPT-4 augmented captions",
-        summary="The baseline architecture trained with 5 GPT-4 captions per FSD50K clip (seed 003). No public "
-                "weights: train it, then pass --checkpoint.",
+        name="3-roundtrip",
+        aliases=("system3-roundtrip", "irm-ldm-roundtrip"),
+        title="System 3 diagnostic: the reference through AudioLDM's VAE + vocoder",
+        summary="Encodes and decodes the reference without a mask (validation only): the ceiling of any system "
+                "that separates in AudioLDM's latent space.",
         sample_rate=16000,
-        factory=_TEXT_QUERIED,
-        segment_seconds=10.0,
-        weights=("system1-checkpoint", _TOKENIZER),
-        optional_weights=(_CLAP,),
-        options=dict(_BASELINE_STFT),
-        published=(Published(5.937, 5.902, 4.191, 0.231, "seed 003"),),
+        factory="systems.irm_ldm:build_roundtrip",
+        needs_reference=True,
+        segment_seconds=_AUDIOLDM_SEGMENT,
+        weights=_AUDIOLDM,
     ),
-    SystemSpec(
-        name="2",
-        aliases=("system2", "audiosep32k", "audiosep-32k"),
-        title="System 2: AudioSep-32K",
-        summary="Pretrained AudioSep (ResUNet30 at 32 kHz, STFT 2048/320) on 16 kHz data resampled "
-                "16 -> 32 -> 16 kHz (seed 003).",
-        sample_rate=32000,
-        factory=_TEXT_QUERIED,
-        segment_seconds=10.0,
-        weights=("audiosep-checkpoint", _TOKENIZER),
-        optional_weights=(_CLAP,),
-        options=dict(_AUDIOSEP_STFT),
-        published=(Published(8.192, 8.157, 6.680, 0.249, "seed 003"),
-                   Published(8.195, 8.160, 6.708, None, "seed 000, AudioSep pretrained")),
-    ),
-    SystemSpec(
-        name="4",
-        aliases=("system4", "ddp-bert"),
-        title="System 4: baseline trained on DDP captions selected by BERTScore >= 0.7",
-        summary="The baseline architecture trained with dataset-dependent-prompt LLM captions kept at "
-                "BERTScore >= 0.7 (seed 000). No public weights: train it, then pass --checkpoint.",
-        sample_rate=16000,
-        factory=_TEXT_QUERIED,
-        segment_seconds=10.0,
-        weights=("system4-checkpoint", _TOKENIZER),
-        optional_weights=(_CLAP,),
-        options=dict(_BASELINE_STFT),
-        published=(Published(6.716, 6.681, 4.729, None, "seed 000, baseline dev set + DDP"),
-                   Published(7.818, 7.783, 6.321, None, "seed 000, + WavCaps + DDP")),
-    ),
-    SystemSpec(
-        name="4-audiosep",
-        aliases=("system4-audiosep",),
-        title="System 4 (AudioSep variant): AudioSep fine-tuned on DDP captions, BERTScore >= 0.7",
-        summary="AudioSep (32 kHz) fine-tuned with DDP captions (seed 000 Table 5). Train it from the AudioSep "
-                "checkpoint, then pass --checkpoint.",
-        sample_rate=32000,
-        factory=_TEXT_QUERIED,
-        segment_seconds=10.0,
-        weights=("system4-audiosep-checkpoint", _TOKENIZER),
-        optional_weights=(_CLAP,),
-        options=dict(_AUDIOSEP_STFT),
-        published=(Published(8.489, 8.454, 7.198, None, "seed 000, AudioSep fine-tuned + DDP"),),
-    ),
+    _text_queried(
+        "4", "System 4: baseline trained on DDP captions selected by BERTScore >= 0.7",
+        "The baseline architecture trained with dataset-dependent-prompt LLM captions kept at "
+        "BERTScore >= 0.7 (seed 000). No public weights: train it, then pass --checkpoint.",
+        "system4-checkpoint", _BASELINE_MODEL,
+        (Published(6.716, 6.681, 4.729, None, "seed 000, baseline dev set + DDP"),
+         Published(7.818, 7.783, 6.321, None, "seed 000, + WavCaps + DDP")),
+        aliases=("system4", "ddp-bert")),
+    _text_queried(
+        "4-audiosep", "System 4 (AudioSep variant): AudioSep fine-tuned on DDP captions, BERTScore >= 0.7",
+        "AudioSep (32 kHz) fine-tuned with DDP captions (seed 000 Table 5). Train it from the AudioSep "
+        "checkpoint, then pass --checkpoint.",
+        "system4-audiosep-checkpoint", _AUDIOSEP_MODEL,
+        (Published(8.489, 8.454, 7.198, None, "seed 000, AudioSep fine-tuned + DDP"),),
+        aliases=("system4-audiosep",)),
     SystemSpec(
         name="mixture",
         title="Mixture (identity)",

@@ -11,7 +11,7 @@ without the query encoder gets the standalone laion CLAP file instead.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -19,48 +19,14 @@ from systems.base import BuildContext, SystemSpec
 from toolkit.config import StrictModel, parse_model
 from toolkit.errors import CheckpointError
 from toolkit.models.checkpoints import read_checkpoint, state_dict_of, strip_prefix
-from toolkit.models.clap import ClapEncoder, ClapSpec, LogMelSettings, find_laion_prefix, laion_clap_spec, \
-    load_roberta_tokenizer, read_laion_clap_weights
+from toolkit.models.clap import ClapArchitecture, ClapEncoder, find_laion_prefix, load_roberta_tokenizer, \
+    read_laion_clap_weights
 from toolkit.models.resunet import ResUNet30, ResUNet30Config, load_resunet30
+
+__all__ = ["ClapArchitecture", "TextQueriedConfig", "TextQueriedResUNet", "build", "load_query_encoder"]
 
 CLAP_FALLBACK_WEIGHT = "clap-music-speech-audioset"
 TOKENIZER_WEIGHT = "roberta-base-tokenizer"
-
-
-class ClapArchitecture(StrictModel):
-    """The laion CLAP architecture; defaults are `music_speech_audioset_epoch_15_esc_89.98.pt`."""
-
-    text_vocab_size: int = 50_265
-    text_hidden_size: int = 768
-    text_layers: int = 12
-    text_heads: int = 12
-    text_intermediate_size: int = 3072
-    text_max_positions: int = 514
-    audio_embed_dim: int = 128
-    audio_depths: list[int] = [2, 2, 12, 2]
-    audio_heads: list[int] = [4, 8, 16, 32]
-    audio_window_size: int = 8
-    spec_size: int = 256
-    projection_dim: int = 512
-    sample_rate: int = 48_000
-    clip_samples: int = 480_000
-    window_size: int = 1024
-    hop_size: int = 480
-    n_mels: int = 64
-    fmin: float = 50.0
-    fmax: float = 14_000.0
-
-    def spec(self) -> ClapSpec:
-        front_end = LogMelSettings(sample_rate=self.sample_rate, clip_samples=self.clip_samples,
-                                   window_size=self.window_size, hop_size=self.hop_size, n_mels=self.n_mels,
-                                   fmin=self.fmin, fmax=self.fmax)
-        return laion_clap_spec(
-            front_end=front_end, text_vocab_size=self.text_vocab_size, text_hidden_size=self.text_hidden_size,
-            text_layers=self.text_layers, text_heads=self.text_heads,
-            text_intermediate_size=self.text_intermediate_size, text_max_positions=self.text_max_positions,
-            audio_embed_dim=self.audio_embed_dim, audio_depths=tuple(self.audio_depths),
-            audio_heads=tuple(self.audio_heads), audio_window_size=self.audio_window_size,
-            spec_size=self.spec_size, projection_dim=self.projection_dim)
 
 
 class TextQueriedConfig(StrictModel):
@@ -96,7 +62,14 @@ class TextQueriedResUNet:
         return self.resunet(mixture[:, None, :], conditions.to(mixture.device))[:, 0, :]
 
 
-def load_query_encoder(weights: dict[str, torch.Tensor], config: TextQueriedConfig, context: BuildContext,
+class QueryEncoderSettings(Protocol):
+    """What `load_query_encoder` reads from a system's config (TextQueriedConfig, IrmLdmConfig)."""
+
+    clap: ClapArchitecture
+    query_encoder_prefix: str | None
+
+
+def load_query_encoder(weights: dict[str, torch.Tensor], config: QueryEncoderSettings, context: BuildContext,
                        source: str) -> ClapEncoder:
     """The CLAP query encoder stored next to the separation net, or the standalone laion file."""
     tokenizer = load_roberta_tokenizer(context.weight(TOKENIZER_WEIGHT))

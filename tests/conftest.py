@@ -38,3 +38,12 @@ def demo_validation(demo_root: Path, tmp_path: Path) -> Path:
     target = tmp_path / "validation"
     shutil.copytree(demo_root / "validation", target)
     return target
+
+
+@pytest.fixture(scope="session")
+def submission_inputs(demo_root: Path, tmp_path_factory: pytest.TempPathFactory):
+    """What `dcase9 package` needs, from the demo data: float and PCM estimates of both evaluation
+    sets, a `score` report on the validation set, a checkpoint and a PDF (see package_support)."""
+    from package_support import make_submission_inputs
+
+    return make_submission_inputs(tmp_path_factory.mktemp("submission"), demo_root)

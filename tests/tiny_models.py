@@ -28,7 +28,7 @@ def system_config(sample_rate_stft: dict[str, int] | None = None) -> dict[str, A
 
 
 def tiny_clap_laion_weights(seed: int = 0) -> dict[str, torch.Tensor]:
-    from systems.text_queried import ClapArchitecture
+    from toolkit.models.clap import ClapArchitecture
 
     torch.manual_seed(seed)
     model = build_clap_model(ClapArchitecture(**TINY_CLAP).spec())

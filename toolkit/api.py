@@ -117,10 +117,36 @@ def download(system: str, *, include_optional: bool = False, offline: bool = Fal
     return {name: resolver(name) for name in names}
 
 
+def load_ats_scorer(*, checkpoint: str | Path | None = None, weights: dict[str, str | Path] | None = None,
+                    mode: str = "resample", clap: dict[str, Any] | None = None, offline: bool = False,
+                    trust_checkpoint: bool = False, device: str = "auto", progress: bool = True) -> Any:
+    """The CLAP model ATS uses: by default the standalone laion CLAP file of the registry (the query
+    encoder's weights); `checkpoint` may be another laion `.pt` or a baseline/AudioSep `.ckpt`
+    (its `query_encoder.model.*` part). `clap` overrides the architecture (ClapArchitecture fields)."""
+    from systems.registry import WeightResolver
+    from toolkit.ats import AtsScorer
+    from toolkit.models.clap import ClapArchitecture, ClapEncoder, load_roberta_tokenizer, read_laion_clap_weights
+
+    resolver = WeightResolver({k: Path(v) for k, v in (weights or {}).items()}, offline=offline, progress=progress)
+    tokenizer = load_roberta_tokenizer(resolver("roberta-base-tokenizer"))
+    path = Path(checkpoint) if checkpoint is not None else resolver("clap-music-speech-audioset")
+    laion = read_laion_clap_weights(path, trust=trust_checkpoint)
+    architecture = ClapArchitecture(**(clap or {}))
+    encoder = ClapEncoder.from_laion_weights(laion, tokenizer=tokenizer, spec=architecture.spec(), source=str(path),
+                                             device=resolve_device(device))
+    return AtsScorer(encoder, mode=mode)  # type: ignore[arg-type]
+
+
 def score(data: str | Path | DataSet, estimates: str | Path, out: str | Path | None = None, *,
-          device: str = "auto", batch_size: int = 32, progress: bool = True) -> ScoreReport:
-    """Official metrics of a folder of estimates; writes the report files when `out` is given."""
-    return score_estimates(data, estimates, out, device=device, batch_size=batch_size, progress=progress)
+          device: str = "auto", batch_size: int = 32, progress: bool = True, ats: Any = None) -> ScoreReport:
+    """Official metrics of a folder of estimates; writes the report files when `out` is given.
+
+    `ats`: an `AtsScorer` (see `load_ats_scorer`) to add the reference-free ATS column; with it,
+    evaluation sets (no references) are scored by ATS alone.
+    """
+    extra = {"ats": ats} if ats is not None else None
+    return score_estimates(data, estimates, out, device=device, batch_size=batch_size, progress=progress,
+                           extra_metrics=extra)
 
 
 def train(out: str | Path, *, preset: str | None = None, config: str | Path | None = None,

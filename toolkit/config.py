@@ -39,7 +39,7 @@ def read_yaml(path: str | Path) -> Any:
         raise ConfigError(f"{path}:{where}: invalid YAML: {problem}") from exc
 
 
-def _key_lines(text: str) -> dict[tuple[str, ...], int]:
+def yaml_key_lines(text: str) -> dict[tuple[str, ...], int]:
     """Map each mapping key path in a YAML document to its 1-based line, for error messages."""
     lines: dict[tuple[str, ...], int] = {}
 
@@ -70,7 +70,7 @@ def parse_model(data: Any, model: type[M], *, source: str, text: str | None = No
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        key_lines = _key_lines(text) if text else {}
+        key_lines = yaml_key_lines(text) if text else {}
         problems = []
         for err in exc.errors():
             loc = tuple(str(p) for p in err["loc"])

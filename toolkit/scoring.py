@@ -56,6 +56,7 @@ class ScoreReport:
     problems: list[EstimateProblem]
     metrics: tuple[str, ...]
     summary: dict[str, Any] = field(default_factory=dict)
+    metric_settings: dict[str, Any] = field(default_factory=dict)  # e.g. how ATS was computed
 
     @property
     def complete(self) -> bool:
@@ -179,7 +180,8 @@ def score_estimates(data: str | Path | DataSet, estimates_dir: str | Path, out_d
                 bar.update(task, advance=1)
         if batch:
             rows += _score_batch(batch, torch_device, extra_metrics)
-    report = ScoreReport(dataset, estimates_dir, rows, problems, metrics)
+    settings = {name: metric.settings() for name, metric in extra_metrics.items() if hasattr(metric, "settings")}
+    report = ScoreReport(dataset, estimates_dir, rows, problems, metrics, metric_settings=settings)
     report.summary = _summary_document(report)
     if out_dir is not None:
         write_report(report, Path(out_dir))
@@ -235,6 +237,7 @@ def _summary_document(report: ScoreReport) -> dict[str, Any]:
         "scored": len(report.rows),
         "problems": by_kind,
         "metrics": list(report.metrics),
+        "metric_settings": report.metric_settings,
         **summarise(report.rows, report.metrics),
     }
 

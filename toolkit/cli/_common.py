@@ -23,6 +23,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
+
+
+@app.callback()
+def _verbs() -> None:
+    """Always a group of verbs: without a callback, Typer runs a lone command as the whole app."""
+
+
 console = Console()
 err_console = Console(stderr=True)
 

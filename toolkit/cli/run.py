@@ -24,7 +24,7 @@ def list_systems_command() -> None:
     for column in ("name", "system", "rate", "needs", "published SDR / SDRi / SI-SDR"):
         table.add_column(column)
     for spec in list_systems():
-        needs = ", ".join(spec.weights) if spec.weights else ("references" if spec.needs_reference else "-")
+        needs = ", ".join((["references"] if spec.needs_reference else []) + list(spec.weights)) or "-"
         published = "; ".join(
             f"{p.sdr:.3f} / {p.sdri:.3f} / {p.sisdr:.3f} ({p.source})" for p in spec.published
             if p.sdr is not None and p.sdri is not None and p.sisdr is not None) or "-"
@@ -129,18 +129,39 @@ def score(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report folder (CSV, JSON, PNG).")] = None,
     kind: KindOpt = None,
     csv: CsvOpt = None,
+    ats: Annotated[bool, typer.Option("--ats", help="Add ATS (CLAP audio-text similarity; no reference needed).")] = False,
+    ats_checkpoint: Annotated[Optional[Path], typer.Option(
+        help="CLAP weights for ATS: a laion .pt or a baseline/AudioSep .ckpt (default: the registry's CLAP).")] = None,
+    ats_mode: Annotated[str, typer.Option(
+        help="resample: 16 -> 48 kHz; clapscore: as the seed authors' CLAPScore code (treats 16 kHz as 32 kHz).")] = "resample",
+    clap_config: Annotated[Optional[Path], typer.Option(help="YAML with a non-default CLAP architecture.")] = None,
+    weight: Annotated[list[str], typer.Option(help="NAME=PATH for a registry weight (repeatable).")] = [],  # noqa: B006
+    offline: Annotated[bool, typer.Option(help="Never download; use local files and caches only.")] = False,
+    trust_checkpoint: Annotated[bool, typer.Option(help="Unpickle the CLAP checkpoint fully (trusted files only).")] = False,
     device: DeviceOpt = "auto",
     batch_size: Annotated[int, typer.Option(help="Clips per metric batch.")] = 32,
 ) -> None:
-    """Official metrics (SDR, SDRi, SI-SDR) of estimates against the validation references.
+    """Score estimates: official metrics (SDR, SDRi, SI-SDR) against the validation references,
+    and with --ats the reference-free ATS (the only score on evaluation sets).
 
     Exit 1 when estimates are missing, extra or malformed (the scores of the valid ones are still
     written).
     """
-    from toolkit.api import score as run_score
+    from toolkit.api import load_ats_scorer, score as run_score
+    from toolkit.ats import ATS_MODES
+    from toolkit.config import read_yaml
     from toolkit.data.formats import open_dataset
+    from toolkit.errors import ConfigError
 
-    report = run_score(open_dataset(data, kind, csv), estimates, out, device=device, batch_size=batch_size)
+    if ats_mode not in ATS_MODES:
+        raise ConfigError(f"--ats-mode must be one of {', '.join(ATS_MODES)}")
+    dataset = open_dataset(data, kind, csv)
+    scorer = None
+    if ats:
+        clap = read_yaml(clap_config) if clap_config else None
+        scorer = load_ats_scorer(checkpoint=ats_checkpoint, weights=parse_weight_options(weight), mode=ats_mode,
+                                 clap=clap, offline=offline, trust_checkpoint=trust_checkpoint, device=device)
+    report = run_score(dataset, estimates, out, device=device, batch_size=batch_size, ats=scorer)
     print_score_summary(report.summary)
     if report.problems:
         by_kind: dict[str, int] = {}

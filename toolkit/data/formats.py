@@ -388,24 +388,39 @@ def read_validation_json(path: Path, issues: _Collector) -> dict[str, ClipEntry]
     return clips
 
 
-def _parse_validation(path: Path, clips: dict[str, ClipEntry] | None,
-                      issues: _Collector) -> tuple[list[MixtureSpec], dict[str, str]]:
+def _read_table(path: Path, roles: dict[str, tuple[str, ...]], issues: _Collector
+                ) -> tuple[dict[str, str], list[tuple[int, dict[str, str]]]] | None:
+    """The columns found (role -> header name) and the data rows as (line, cells by role).
+
+    None when the CSV is unreadable, empty or lacks a column; rows of the wrong width are
+    reported and left out.
+    """
     rows = _read_rows(path, issues)
     if not rows:
         if not any(i.severity == "error" for i in issues.issues):
             issues.error("csv-empty", "the CSV has no header", path)
-        return [], {}
+        return None
     header = [_normalise_header(c) for c in rows[0][1]]
-    positions = _map_columns(header, VALIDATION_COLUMNS, path, issues)
+    positions = _map_columns(header, roles, path, issues)
     if positions is None:
-        return [], {}
-    columns = {role: header[i] for role, i in positions.items()}
-    specs: list[MixtureSpec] = []
-    first_seen: dict[tuple[str, str, int, str], int] = {}
+        return None
+    records = []
     for line, raw in rows[1:]:
         cells = _cells_for_roles(raw, positions, len(header), path, line, issues)
-        if cells is None:
-            continue
+        if cells is not None:
+            records.append((line, cells))
+    return {role: header[i] for role, i in positions.items()}, records
+
+
+def _parse_validation(path: Path, clips: dict[str, ClipEntry] | None,
+                      issues: _Collector) -> tuple[list[MixtureSpec], dict[str, str]]:
+    table = _read_table(path, VALIDATION_COLUMNS, issues)
+    if table is None:
+        return [], {}
+    columns, records = table
+    specs: list[MixtureSpec] = []
+    first_seen: dict[tuple[str, str, int, str], int] = {}
+    for line, cells in records:
         ok = True
         source, noise = cells["source"].strip(), cells["noise"].strip()
         for role, name in (("source", source), ("noise", noise)):
@@ -451,22 +466,13 @@ def _parse_validation(path: Path, clips: dict[str, ClipEntry] | None,
 
 
 def _parse_evaluation(path: Path, issues: _Collector) -> tuple[list[MixtureSpec], dict[str, str]]:
-    rows = _read_rows(path, issues)
-    if not rows:
-        if not any(i.severity == "error" for i in issues.issues):
-            issues.error("csv-empty", "the CSV has no header", path)
+    table = _read_table(path, EVALUATION_COLUMNS, issues)
+    if table is None:
         return [], {}
-    header = [_normalise_header(c) for c in rows[0][1]]
-    positions = _map_columns(header, EVALUATION_COLUMNS, path, issues)
-    if positions is None:
-        return [], {}
-    columns = {role: header[i] for role, i in positions.items()}
+    columns, records = table
     specs: list[MixtureSpec] = []
     first_seen: dict[tuple[str, str], int] = {}
-    for line, raw in rows[1:]:
-        cells = _cells_for_roles(raw, positions, len(header), path, line, issues)
-        if cells is None:
-            continue
+    for line, cells in records:
         name = cells["file"].strip()
         query = cells["query"]
         ok = True

@@ -22,9 +22,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from systems.text_queried import ClapArchitecture
 from toolkit.config import StrictModel, parse_model, read_yaml
 from toolkit.errors import ConfigError
+from toolkit.models.clap import ClapArchitecture
 
 PRESET_PACKAGE = "toolkit.training.presets"
 

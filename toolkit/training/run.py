@@ -304,7 +304,7 @@ def open_validation(config: TrainConfig) -> tuple[Any, list[Any]]:
 
 def infer_settings(config: TrainConfig, system_options: dict[str, Any]) -> dict[str, Any]:
     """The `--system-config` settings under which `dcase9 infer` builds the trained net and its CLAP."""
-    from systems.text_queried import ClapArchitecture
+    from toolkit.models.clap import ClapArchitecture
 
     settings = dict(system_options)
     if config.query_encoder.architecture != ClapArchitecture():

@@ -1,0 +1,157 @@
+"""Benchmark: the batched inference engine against a one-clip-at-a-time loop of the same model.
+
+Both run the full-size text-queried ResUNet30 (26.4 M parameters) and the full CLAP text tower
+(roberta-base size) with random weights (pretrained weights cannot be downloaded everywhere; the
+cost is the same) on the same mixtures of the demo validation set, and write the same WAVs.
+
+- `loop`: what the official evaluator does: for each row, read and mix the clips, tokenise the
+  caption padded to 512 tokens and embed it, separate with batch 1, write the output.
+- `engine`: `dcase9 infer`: batches, query embeddings cached per distinct caption and padded to the
+  longest caption of a batch, audio read and mixed on background threads, outputs written atomically
+  by a writer thread.
+
+Each mode runs in its own process so that peak memory is measured separately. Prints clips/s,
+real-time factor, the engine's speed-up and peak memory (RSS on CPU, allocated on CUDA).
+
+    python benchmarks/inference.py --clips 16 --batch-size 8 --device cpu
+    python benchmarks/inference.py --system 2 --device cuda --precision bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SYSTEM_STFT = {"baseline": (16000, 1024, 160), "2": (32000, 2048, 320)}
+
+
+def build_separator(system: str, device: str, tokenizer_dir: Path):  # type: ignore[no-untyped-def]
+    import torch
+
+    from systems.text_queried import TextQueriedResUNet
+    from toolkit.models.clap import ClapArchitecture, ClapEncoder, build_clap_model, load_roberta_tokenizer
+    from toolkit.models.resunet import ResUNet30, init_like_reference
+
+    torch.manual_seed(0)
+    rate, n_fft, hop = SYSTEM_STFT[system]
+    resunet = ResUNet30(n_fft=n_fft, hop_length=hop)
+    init_like_reference(resunet)
+    spec = ClapArchitecture().spec()
+    tokenizer = load_roberta_tokenizer(tokenizer_dir)
+    clap = ClapEncoder(build_clap_model(spec), spec.front_end, tokenizer)
+    return TextQueriedResUNet(rate, resunet.eval().to(device), clap.to(device))
+
+
+def tokenizer_folder(work: Path) -> tuple[Path, str]:
+    """roberta-base from the Hugging Face cache if present, else our tiny stand-in tokenizer."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download("FacebookAI/roberta-base", local_files_only=True,
+                                      allow_patterns=["vocab.json", "merges.txt"])), "roberta-base"
+    except Exception:
+        from tests.tiny_roberta_tokenizer import write_tiny_roberta_tokenizer
+
+        return write_tiny_roberta_tokenizer(work / "tokenizer"), "tiny stand-in (byte-level, more tokens per caption)"
+
+
+def run_mode(args: argparse.Namespace) -> dict[str, float]:
+    import torch
+
+    from toolkit.audio import SAMPLE_RATE, resample, write_wav
+    from toolkit.data.formats import open_dataset
+    from toolkit.data.items import ItemLoader
+    from toolkit.engine import EngineOptions, autocast_context, resolve_device, run_separation
+
+    device = resolve_device(args.device)
+    torch.set_num_threads(args.threads)
+    separator = build_separator(args.system, str(device), Path(args.tokenizer))
+    dataset = open_dataset(args.data)
+    dataset.mixtures = dataset.mixtures[: args.clips]
+    out = Path(args.out)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    if args.mode == "engine":
+        options = EngineOptions(batch_size=args.batch_size, device=str(device), precision=args.precision,
+                                progress=False, overwrite=True)
+        run_separation(separator, dataset, out, identity={"benchmark": "engine"}, options=options,
+                       default_segment_seconds=10.0)
+    else:
+        clap = separator.clap
+        with torch.inference_mode():
+            for spec in dataset.mixtures:
+                item = ItemLoader(dataset, cache_clips=0).load(spec)  # read both clips again, as librosa does
+                tokens = clap.tokenizer([spec.query], padding="max_length", truncation=True, max_length=512,
+                                        return_tensors="pt")
+                condition = clap.embed_tokens(tokens["input_ids"], tokens["attention_mask"])
+                mixture = torch.from_numpy(item.mixture)[None].to(device)
+                with autocast_context(device, args.precision):
+                    estimate = separator.separate(resample(mixture, SAMPLE_RATE, separator.sample_rate), condition)
+                estimate = resample(estimate.float(), separator.sample_rate, SAMPLE_RATE)[0, : mixture.shape[-1]]
+                write_wav(out / f"{spec.id}.wav", estimate.cpu().numpy())
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB -> MiB on Linux
+    seconds = time.perf_counter() - started
+    audio_seconds = len(dataset.mixtures) * 10.0
+    return {"seconds": seconds, "clips_per_s": len(dataset.mixtures) / seconds, "rtf": seconds / audio_seconds,
+            "peak_mib": peak, "device": str(device)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--system", choices=sorted(SYSTEM_STFT), default="baseline")
+    parser.add_argument("--clips", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--data", help="validation-set folder (default: the demo data, generated)")
+    parser.add_argument("--mode", choices=["engine", "loop"], help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--tokenizer", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.mode:  # a child process: one mode, results as JSON on stdout
+        print(json.dumps(run_mode(args)))
+        return
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if args.data is None:
+            from toolkit.data.demo import make_validation
+
+            args.data = str(make_validation(work / "data", clips_per_class=max(1, -(-args.clips // 24))))
+        tokenizer, tokenizer_name = tokenizer_folder(work)
+        results = {}
+        for mode in ("loop", "engine"):
+            command = [sys.executable, __file__, "--mode", mode, "--out", str(work / mode), "--tokenizer",
+                       str(tokenizer), "--data", args.data, "--system", args.system, "--clips", str(args.clips),
+                       "--batch-size", str(args.batch_size), "--device", args.device, "--precision",
+                       args.precision, "--threads", str(args.threads)]
+            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            results[mode] = json.loads(output.strip().splitlines()[-1])
+    loop, engine = results["loop"], results["engine"]
+    print(f"system {args.system}, {args.clips} clips of 10 s, device {engine['device']}, precision {args.precision}, "
+          f"{args.threads} threads, tokenizer: {tokenizer_name}")
+    print(f"{'mode':<8}{'seconds':>10}{'clips/s':>10}{'RTF':>10}{'peak MiB':>11}")
+    for mode, r in (("loop", loop), ("engine", engine)):
+        print(f"{mode:<8}{r['seconds']:>10.2f}{r['clips_per_s']:>10.3f}{r['rtf']:>10.4f}{r['peak_mib']:>11.0f}")
+    print(f"engine speed-up over the one-clip loop: {loop['seconds'] / engine['seconds']:.2f}x "
+          f"(batch size {args.batch_size})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""submission.yaml: who submits, which evaluation data, and up to four systems with their outputs.
+
+See docs/submission.example.yaml for an annotated example. Relative paths are taken from the
+folder of the config file. Unknown keys are errors (with their line); rules that belong to the
+task (label pattern, number of systems, abbreviation length, meta fields) are checked against the
+profile by `package`, so that a corrected profile decides them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from toolkit.config import StrictModel, parse_model, read_yaml
+from toolkit.errors import ConfigError
+
+
+class Affiliation(StrictModel):
+    institution: str
+    department: str | None = None
+    location: str | None = None
+
+
+class Author(StrictModel):
+    lastname: str
+    firstname: str
+    email: str
+    corresponding: bool = False
+    affiliation: Affiliation
+
+
+class Submitter(StrictModel):
+    """The label's parts: the corresponding author's last name and the institution abbreviation."""
+
+    lastname: str
+    institution: str
+
+
+class ParameterSource(StrictModel):
+    """Where the total parameter count comes from: checkpoint files, or a number given by hand."""
+
+    checkpoints: list[Path] = []
+    total: int | None = Field(default=None, ge=1)
+    trust_checkpoint: bool = False  # unpickle code in the checkpoints (only for files you trust)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ParameterSource":
+        if bool(self.checkpoints) == (self.total is not None):
+            raise ValueError("give either 'checkpoints' (a list of files) or 'total' (a number)")
+        return self
+
+
+class SystemEntry(StrictModel):
+    index: int
+    name: str
+    abbreviation: str
+    description: dict[str, Any] = {}
+    authors: list[Author] | None = None  # default: the submission's authors
+    parameters: ParameterSource
+    external_data: list[dict[str, Any]] = []
+    pretrained_models: list[dict[str, Any]] = []
+    source_code: str | None = None
+    # Development-set results: a `dcase9 score` report (folder or its summary.json), or the means.
+    development_report: Path | None = None
+    development_results: dict[str, float] | None = None
+    estimates: dict[str, Path]  # subset name (see the profile) -> folder of <id>.wav estimates
+
+    @model_validator(mode="after")
+    def _one_results_source(self) -> "SystemEntry":
+        if (self.development_report is None) == (self.development_results is None):
+            raise ValueError("give either 'development_report' (a `dcase9 score` report) or "
+                             "'development_results' (sdr, sdri, sisdr, optional ats)")
+        return self
+
+
+class SubmissionConfig(StrictModel):
+    profile: str | None = None  # a shipped profile's name or a path; default dcase2024_task9
+    submitter: Submitter
+    authors: list[Author] = Field(min_length=1)
+    technical_report: Path
+    data: dict[str, Path] = {}  # subset name -> evaluation-set folder
+    output_subtype: str | None = None  # sample format of the packaged WAVs; default: the profile's
+    systems: list[SystemEntry] = Field(min_length=1)
+
+    def resolve_paths(self, base: Path) -> "SubmissionConfig":
+        """A copy with every relative path taken from `base` (the config file's folder)."""
+
+        def resolve(path: Path) -> Path:
+            path = path.expanduser()
+            return path if path.is_absolute() else base / path
+
+        systems = []
+        for system in self.systems:
+            parameters = system.parameters.model_copy(
+                update={"checkpoints": [resolve(p) for p in system.parameters.checkpoints]})
+            systems.append(system.model_copy(update={
+                "parameters": parameters,
+                "development_report": resolve(system.development_report) if system.development_report else None,
+                "estimates": {k: resolve(v) for k, v in system.estimates.items()},
+            }))
+        profile = self.profile
+        if profile is not None and ("/" in profile or profile.endswith((".yaml", ".yml"))):
+            profile = str(resolve(Path(profile)))
+        return self.model_copy(update={
+            "profile": profile,
+            "technical_report": resolve(self.technical_report),
+            "data": {k: resolve(v) for k, v in self.data.items()},
+            "systems": systems,
+        })
+
+
+def load_submission_config(path: str | Path) -> SubmissionConfig:
+    """Read submission.yaml; errors name the line and key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"submission config not found: {path}")
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with submitter, authors, technical_report, data "
+                          "and systems")
+    config = parse_model(data, SubmissionConfig, source=str(path), text=path.read_text(encoding="utf-8"))
+    return config.resolve_paths(path.resolve().parent)

@@ -1,0 +1,154 @@
+"""What the `dcase9 package` tests share: submission inputs from the demo data, configs, zip surgery."""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import torch
+import yaml
+
+REPO = Path(__file__).parents[1]
+EXAMPLE_CONFIG = REPO / "docs" / "submission.example.yaml"
+SUBSETS = ("eval-synth", "eval-real")
+
+# The checkpoint's countable parameters: bn0 weight + bias (8), conv (60), query encoder (10).
+CHECKPOINT_PARAMETERS = {"ss_model": 68, "query_encoder": 10}
+CHECKPOINT_EXCLUDED = 4 + 4 + 9 * 16 + 16  # BN statistics, stft kernel, istft window
+
+
+def tiny_pdf(title: str = "A test technical report") -> bytes:
+    """A minimal valid one-page PDF (catalog, pages, page, content stream, font; correct xref)."""
+    content = f"BT /F1 12 Tf 10 50 Td ({title}) Tj ET".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 100] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = b"%PDF-1.4\n"
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return out
+
+
+def checkpoint_state_dict() -> dict[str, torch.Tensor]:
+    """A ResUNet30-like state dict with what the count must leave out: BN statistics, a step
+    counter, the fixed STFT/ISTFT tensors, an integer buffer."""
+    return {
+        "ss_model.base.bn0.weight": torch.ones(4),
+        "ss_model.base.bn0.bias": torch.zeros(4),
+        "ss_model.base.bn0.running_mean": torch.zeros(4),
+        "ss_model.base.bn0.running_var": torch.ones(4),
+        "ss_model.base.bn0.num_batches_tracked": torch.tensor(7),
+        "ss_model.base.conv.weight": torch.randn(3, 4, 5),
+        "ss_model.base.stft.conv_real.weight": torch.randn(9, 1, 16),
+        "ss_model.base.istft.ola_window": torch.ones(16),
+        "query_encoder.model.text.weight": torch.randn(2, 5),
+        "query_encoder.model.position_ids": torch.arange(8).unsqueeze(0),
+    }
+
+
+@dataclass(frozen=True)
+class SubmissionInputs:
+    root: Path
+    data: dict[str, Path]  # subset -> evaluation-set folder
+    float_estimates: dict[str, Path]  # subset -> `dcase9 infer` output (32-bit float)
+    pcm_estimates: dict[str, Path]  # subset -> `dcase9 infer --pcm16` output
+    report: Path  # `dcase9 score` report folder on the demo validation set
+    checkpoint: Path
+    pdf: Path
+
+
+def make_submission_inputs(root: Path, demo_root: Path) -> SubmissionInputs:
+    from toolkit import api
+    from toolkit.engine import EngineOptions
+
+    data = {subset: demo_root / subset for subset in SUBSETS}
+    float_estimates = {s: root / "estimates" / "float" / s for s in SUBSETS}
+    pcm_estimates = {s: root / "estimates" / "pcm" / s for s in SUBSETS}
+    for subset in SUBSETS:
+        api.separate("mixture", data[subset], float_estimates[subset], options=EngineOptions(progress=False))
+        api.separate("mixture", data[subset], pcm_estimates[subset],
+                     options=EngineOptions(progress=False, pcm16=True))
+    validation_estimates = root / "estimates" / "validation"
+    api.separate("mixture", demo_root / "validation", validation_estimates, options=EngineOptions(progress=False))
+    report = root / "reports" / "mixture"
+    api.score(demo_root / "validation", validation_estimates, report, progress=False)
+    checkpoint = root / "checkpoints" / "system.ckpt"
+    checkpoint.parent.mkdir(parents=True)
+    torch.save({"state_dict": checkpoint_state_dict(), "epoch": 3, "global_step": 200}, checkpoint)
+    pdf = root / "report" / "technical_report.pdf"
+    pdf.parent.mkdir(parents=True)
+    pdf.write_bytes(tiny_pdf())
+    return SubmissionInputs(root, data, float_estimates, pcm_estimates, report, checkpoint, pdf)
+
+
+def config_dict(inputs: SubmissionInputs, folder: Path) -> dict[str, Any]:
+    """docs/submission.example.yaml with its paths pointed at `inputs`, relative to `folder`.
+
+    System 1 packages float estimates (converted), system 2 PCM_16 ones (copied byte for byte).
+    """
+    def rel(path: Path) -> str:
+        return os.path.relpath(path, folder)
+
+    config = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
+    config["technical_report"] = rel(inputs.pdf)
+    config["data"] = {subset: rel(path) for subset, path in inputs.data.items()}
+    for system, estimates in zip(config["systems"], (inputs.float_estimates, inputs.pcm_estimates)):
+        system["parameters"] = {"checkpoints": [rel(inputs.checkpoint)]}
+        system["development_report"] = rel(inputs.report)
+        system["estimates"] = {subset: rel(path) for subset, path in estimates.items()}
+    return config
+
+
+def write_config(inputs: SubmissionInputs, folder: Path,
+                 edit: Callable[[dict[str, Any]], None] | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    config = config_dict(inputs, folder)
+    if edit is not None:
+        edit(config)
+    path = folder / "submission.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def wav_bytes(samples: np.ndarray, rate: int = 16000, subtype: str = "PCM_16") -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, rate, subtype=subtype, format="WAV")
+    return buffer.getvalue()
+
+
+def rewrite_zip(source: Path, target: Path, *, drop: Callable[[str], bool] = lambda name: False,
+                rename: Callable[[str], str] = lambda name: name,
+                replace: Mapping[str, bytes] | None = None, add: Mapping[str | zipfile.ZipInfo, bytes] | None = None
+                ) -> Path:
+    """A copy of a package with entries dropped, renamed, replaced or added (names as given: no checks).
+
+    Entries are stored uncompressed: the check accepts any method, and tests stay fast.
+    """
+    replace = replace or {}
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as new:
+        for info in old.infolist():
+            if drop(info.filename):
+                continue
+            data = replace.get(info.filename, old.read(info))
+            new.writestr(rename(info.filename), data)
+        for name, data in (add or {}).items():
+            new.writestr(name, data)
+    return target

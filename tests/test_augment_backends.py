@@ -1,0 +1,162 @@
+"""LLM backends: the real openai client against a fake server on 127.0.0.1, and a tiny local causal LM."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import pytest
+import torch
+
+from augment_support import DOG, DOOR, KETTLE, RAIN, STREET, THUNDER, FakeLLMServer, make_tiny_causal_lm
+from toolkit.augment.backends import (BackendFatalError, HFBackend, LLMRequest, OpenAIBackend, RateLimiter,
+                                      SeededRowSampler)
+from toolkit.augment.config import BackendConfig, SamplingConfig
+from toolkit.errors import ConfigError
+
+pytest.importorskip("openai")
+
+
+def _request(caption: str, seed: int = 1) -> LLMRequest:
+    return LLMRequest(key=caption, prompt=f'Rewrite.\nCaption: "{caption}"\nThanks.', seed=seed)
+
+
+def _api(server: FakeLLMServer, **settings) -> OpenAIBackend:
+    config = dict(kind="openai", model="fake-gpt", base_url=server.base_url, concurrency=2, timeout_s=1.0,
+                  max_retries=2, retry_backoff_s=0.01)
+    config.update(settings)
+    return OpenAIBackend(BackendConfig(**config), SamplingConfig(temperature=0.5, top_p=0.9, max_new_tokens=64))
+
+
+def test_api_answers_with_retries_on_429_500_and_timeouts(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
+    with FakeLLMServer() as server:
+        backend = _api(server)
+        results = {r.key: r for r in backend.run([_request(c, seed=i) for i, c in enumerate([DOG, RAIN, STREET,
+                                                                                             THUNDER, DOOR])])}
+    assert {k: r.status for k, r in results.items()} == {DOG: "ok", RAIN: "ok", STREET: "ok", THUNDER: "ok",
+                                                         DOOR: "malformed"}
+    assert results[RAIN].text == server.answers[RAIN] and results[RAIN].finish_reason == "stop"
+    assert results[DOG].prompt_tokens > 0 and results[DOG].completion_tokens > 0
+    assert (RAIN, 429) in server.statuses and (STREET, 500) in server.statuses and (THUNDER, 0) in server.statuses
+    assert server.answered[RAIN] == server.answered[STREET] == server.answered[THUNDER] == 1
+    sent = {b["messages"][0]["content"].split('"')[1]: b for b in server.bodies}
+    assert [sent[c]["seed"] for c in (DOG, RAIN, STREET)] == [0, 1, 2]
+    assert sent[DOG]["temperature"] == 0.5 and sent[DOG]["top_p"] == 0.9 and sent[DOG]["max_tokens"] == 64
+    assert all(h["authorization"] == "Bearer sk-test-key" for h in server.headers)
+
+
+def test_our_retries_take_over_when_the_client_gives_up(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    with FakeLLMServer() as server:
+        server.always_fail = {KETTLE: 503}
+        backend = _api(server, max_retries=0, retry_attempts=2)
+        results = {r.key: r for r in backend.run([_request(RAIN), _request(THUNDER), _request(KETTLE)])}
+    assert results[RAIN].status == "ok" and results[RAIN].attempts == 2  # 429, then our retry
+    assert results[THUNDER].status == "ok" and results[THUNDER].attempts == 2  # timeout, then our retry
+    assert results[KETTLE].status == "failed" and results[KETTLE].attempts == 3
+    assert "HTTP 503" in results[KETTLE].error and server.calls[KETTLE] == 3
+
+
+def test_a_bad_request_fails_that_request_only_and_is_not_retried(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    with FakeLLMServer() as server:
+        server.always_fail = {KETTLE: 400}
+        results = {r.key: r for r in _api(server).run([_request(KETTLE), _request(DOG)])}
+    assert results[KETTLE].status == "failed" and "HTTP 400" in results[KETTLE].error
+    assert server.calls[KETTLE] == 1 and results[DOG].status == "ok"
+
+
+def test_authentication_failure_stops_the_run(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    with FakeLLMServer() as server:
+        server.always_fail = {DOG: 401}
+        with pytest.raises(BackendFatalError, match="AuthenticationError \\(HTTP 401\\)"):
+            list(_api(server).run([_request(DOG)]))
+
+
+def test_api_key_comes_from_the_environment_only(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(ConfigError, match="set the environment variable OPENAI_API_KEY"):
+        OpenAIBackend(BackendConfig(kind="openai", model="gpt-4o"), SamplingConfig())
+    monkeypatch.setenv("MY_KEY", "sk-mine")
+    backend = OpenAIBackend(BackendConfig(kind="openai", model="gpt-4o", api_key_env="MY_KEY"), SamplingConfig())
+    assert backend.client.api_key == "sk-mine"
+    # Local servers need no key.
+    OpenAIBackend(BackendConfig(kind="openai", model="m", base_url="http://127.0.0.1:9/v1"), SamplingConfig())
+
+
+def test_rate_limiter_spaces_requests_across_threads():
+    limiter = RateLimiter(per_minute=1200)  # one start every 50 ms
+    starts: list[float] = []
+
+    def work() -> None:
+        for _ in range(2):
+            limiter.wait()
+            starts.append(time.monotonic())
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    starts.sort()
+    assert starts[-1] - starts[0] >= 5 * 0.05 - 0.01
+    assert min(b - a for a, b in zip(starts, starts[1:])) >= 0.04
+
+
+# --------------------------------------------------------------------------------------------------
+# Local causal LM
+
+
+def test_row_sampler_draws_from_the_softmax_within_the_nucleus():
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    rows = 4000
+    scores = probs.log().expand(rows, -1).clone()
+    draws = SeededRowSampler(list(range(rows)), temperature=1.0, top_p=1.0)(None, scores).argmax(dim=-1)
+    frequencies = torch.bincount(draws, minlength=4).float() / rows
+    assert torch.allclose(frequencies, probs, atol=0.03)
+    # top_p 0.8 keeps the two most likely tokens (0.5 + 0.3), renormalised to 0.625 / 0.375.
+    draws = SeededRowSampler(list(range(rows)), temperature=1.0, top_p=0.8)(None, scores).argmax(dim=-1)
+    frequencies = torch.bincount(draws, minlength=4).float() / rows
+    assert frequencies[2:].sum() == 0 and math.isclose(frequencies[0], 0.625, abs_tol=0.03)
+    # Temperature 0 is greedy; the same seed draws the same token.
+    assert SeededRowSampler([1, 2], 0.0, 1.0)(None, scores[:2]).argmax(dim=-1).tolist() == [0, 0]
+    again = SeededRowSampler([7], 1.0, 1.0)
+    assert again(None, scores[:1]).argmax() == SeededRowSampler([7], 1.0, 1.0)(None, scores[:1]).argmax()
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory):
+    return make_tiny_causal_lm(tmp_path_factory.mktemp("tiny-lm"))
+
+
+def _hf(folder, batch_size: int, max_new_tokens: int = 24) -> HFBackend:
+    return HFBackend(BackendConfig(kind="hf", model=str(folder), batch_size=batch_size, device="cpu"),
+                     SamplingConfig(max_new_tokens=max_new_tokens))
+
+
+def test_local_lm_answers_do_not_depend_on_batch_or_order(tiny_lm):
+    requests = [_request(DOG, seed=11), _request("Rain.", seed=22), _request(STREET, seed=33)]
+    batched = {r.key: r for r in _hf(tiny_lm, batch_size=3).run(requests)}
+    single = {r.key: r for r in _hf(tiny_lm, batch_size=1).run(requests[::-1])}
+    assert {k: r.text for k, r in batched.items()} == {k: r.text for k, r in single.items()}
+    assert all(r.status == "ok" and r.text for r in batched.values())
+    reseeded = list(_hf(tiny_lm, batch_size=1).run([_request(DOG, seed=12)]))[0]
+    assert reseeded.text != batched[DOG].text
+
+
+def test_local_lm_wraps_prompts_in_the_phi2_format_and_counts_tokens(tiny_lm):
+    backend = _hf(tiny_lm, batch_size=2, max_new_tokens=8)
+    result = list(backend.run([_request(DOG)]))[0]
+    formatted = f"Instruct: {_request(DOG).prompt}\nOutput:"
+    assert result.prompt_tokens == len(backend.tokenizer(formatted)["input_ids"])
+    assert result.completion_tokens <= 8
+    assert result.finish_reason == ("length" if result.completion_tokens == 8 else "stop")
+    assert backend.tokenizer.padding_side == "left"
+
+
+def test_local_lm_that_cannot_load_says_how_to_work_offline(tmp_path):
+    with pytest.raises(ConfigError, match="cannot load the LLM.*local folder with --model"):
+        HFBackend(BackendConfig(kind="hf", model=str(tmp_path / "missing")), SamplingConfig())

@@ -1,0 +1,379 @@
+"""LLM backends behind one small interface: `run(requests)` yields one `LLMResult` per request.
+
+* `OpenAIBackend`: the OpenAI API, or any OpenAI-compatible server through `base_url` (vLLM,
+  llama.cpp, Ollama), called from a pool of worker threads with a requests-per-minute limit.
+* `HFBackend`: a local transformers causal LM (Phi-2 by default), batched generation.
+
+Sampling is seeded per request: each request carries its own seed, so its answer does not depend on
+the order, concurrency or batch it runs in. That is what makes an interrupted run, resumed, end with
+the same output as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from toolkit.augment.config import BackendConfig, SamplingConfig
+from toolkit.errors import ConfigError, Dcase9Error
+from toolkit.lazy import require
+
+
+@dataclass(frozen=True)
+class LLMRequest:
+    key: str  # identity of the request (see run.py)
+    prompt: str  # rendered prompt
+    seed: int
+
+
+@dataclass(frozen=True)
+class LLMResult:
+    key: str
+    status: str  # "ok": text answered; "malformed": an answer we cannot use; "failed": no answer
+    text: str | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None
+    attempts: int = 1
+
+
+class BackendFatalError(Dcase9Error):
+    """A problem no retry can fix (bad key, unknown model): the run stops."""
+
+
+class Backend(Protocol):
+    def run(self, requests: Iterable[LLMRequest]) -> Iterator[LLMResult]:
+        """Answer every request; yield results as they complete (any order)."""
+
+    def close(self) -> None: ...
+
+
+def make_backend(config: BackendConfig, sampling: SamplingConfig) -> Backend:
+    if config.kind == "openai":
+        return OpenAIBackend(config, sampling)
+    return HFBackend(config, sampling)
+
+
+# --------------------------------------------------------------------------------------------------
+# OpenAI API and compatible servers
+
+
+class RateLimiter:
+    """Spaces request starts evenly so that at most `per_minute` start in any minute."""
+
+    def __init__(self, per_minute: float | None):
+        self.interval = 60.0 / per_minute if per_minute else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self, stop: threading.Event | None = None) -> None:
+        if not self.interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next)
+            self._next = slot + self.interval
+        delay = slot - now
+        if delay > 0:
+            if stop is not None:
+                stop.wait(delay)
+            else:
+                time.sleep(delay)
+
+
+_DONE = object()
+
+
+class OpenAIBackend:
+    """Chat completions from the OpenAI API or an OpenAI-compatible server."""
+
+    def __init__(self, config: BackendConfig, sampling: SamplingConfig):
+        self.openai = require("openai", extra="augment", purpose="The openai backend of `dcase9 augment`")
+        self.config, self.sampling = config, sampling
+        self.model = config.resolved_model()
+        api_key = os.environ.get(config.api_key_env)
+        if not api_key:
+            if config.base_url is None:
+                raise ConfigError(f"the OpenAI API needs a key: set the environment variable {config.api_key_env} "
+                                  f"(or name another one with --api-key-env)")
+            api_key = "unused"  # local servers (vLLM, llama.cpp, Ollama) accept any key
+        self.client = self.openai.OpenAI(api_key=api_key, base_url=config.base_url, timeout=config.timeout_s,
+                                         max_retries=config.max_retries)
+        self.limiter = RateLimiter(config.requests_per_minute)
+        self._stop = threading.Event()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.client.close()
+
+    def run(self, requests: Iterable[LLMRequest]) -> Iterator[LLMResult]:
+        """Worker threads take requests from a short queue; results come back as they complete.
+
+        Threads are daemons: on Ctrl-C the caller stops reading, and requests still in flight are
+        abandoned (their answers are not logged, so a resumed run asks again).
+        """
+        workers = self.config.concurrency
+        todo: queue.Queue[Any] = queue.Queue(maxsize=2 * workers)
+        done: queue.Queue[Any] = queue.Queue()
+        stop = self._stop = threading.Event()
+
+        def feed() -> None:
+            try:
+                for request in requests:
+                    while not stop.is_set():
+                        try:
+                            todo.put(request, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+            finally:
+                for _ in range(workers):
+                    while not stop.is_set():
+                        try:
+                            todo.put(_DONE, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+
+        def work() -> None:
+            while not stop.is_set():
+                try:
+                    request = todo.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if request is _DONE:
+                    break
+                try:
+                    done.put(self.call(request))
+                except BaseException as exc:  # a bug or a fatal API error: hand it to the reader
+                    done.put(exc)
+            done.put(_DONE)
+
+        threads = [threading.Thread(target=feed, daemon=True, name="augment-feed")]
+        threads += [threading.Thread(target=work, daemon=True, name=f"augment-worker-{i}") for i in range(workers)]
+        for thread in threads:
+            thread.start()
+        finished = 0
+        try:
+            while finished < workers:
+                try:
+                    item = done.get(timeout=0.2)  # short waits keep Ctrl-C responsive
+                except queue.Empty:
+                    continue
+                if item is _DONE:
+                    finished += 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield item
+        finally:
+            stop.set()
+
+    def call(self, request: LLMRequest) -> LLMResult:
+        """One request, with our retries on top of the client's for errors that may pass."""
+        openai = self.openai
+        retryable = (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError,
+                     openai.InternalServerError, openai.ConflictError)
+        fatal = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
+        attempts = 0
+        last_error = ""
+        while True:
+            attempts += 1
+            self.limiter.wait(self._stop)
+            try:
+                response = self.client.chat.completions.create(
+                    model=self.model,
+                    messages=[{"role": "user", "content": request.prompt}],
+                    temperature=self.sampling.temperature,
+                    top_p=self.sampling.top_p,
+                    max_tokens=self.sampling.max_new_tokens,
+                    seed=request.seed,
+                    n=1,
+                )
+            except fatal as exc:
+                raise BackendFatalError(f"the LLM server refused the request: {_describe_api_error(exc)}") from None
+            except retryable as exc:
+                last_error = _describe_api_error(exc)
+                if attempts > self.config.retry_attempts or self._stop.is_set():
+                    return LLMResult(request.key, "failed", error=last_error, attempts=attempts)
+                self._stop.wait(min(self.config.retry_backoff_s * 2 ** (attempts - 1), 60.0))
+                continue
+            except openai.APIStatusError as exc:  # other 4xx: this request is at fault, not the server
+                return LLMResult(request.key, "failed", error=_describe_api_error(exc), attempts=attempts)
+            except (ValueError, openai.APIResponseValidationError) as exc:  # a body that is not a completion
+                return LLMResult(request.key, "malformed", error=f"unreadable response: {exc}", attempts=attempts)
+            return _result_from_completion(request.key, response, attempts)
+
+
+def _describe_api_error(exc: Exception) -> str:
+    status = getattr(exc, "status_code", None)
+    message = str(getattr(exc, "message", "") or exc)
+    return f"{type(exc).__name__}" + (f" (HTTP {status})" if status else "") + f": {message[:300]}"
+
+
+def _result_from_completion(key: str, response: Any, attempts: int) -> LLMResult:
+    usage = getattr(response, "usage", None)
+    prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+    completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+    try:
+        choice = response.choices[0]
+        text = choice.message.content
+        finish_reason = choice.finish_reason
+    except (AttributeError, IndexError, TypeError) as exc:
+        return LLMResult(key, "malformed", error=f"no answer in the response ({type(exc).__name__})",
+                         prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, attempts=attempts)
+    if not isinstance(text, str):
+        return LLMResult(key, "malformed", error="the answer has no text", finish_reason=finish_reason,
+                         prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, attempts=attempts)
+    return LLMResult(key, "ok", text=text, finish_reason=finish_reason, prompt_tokens=prompt_tokens,
+                     completion_tokens=completion_tokens, attempts=attempts)
+
+
+# --------------------------------------------------------------------------------------------------
+# Local transformers causal LM
+
+
+def _pick_device(setting: str) -> str:
+    import torch
+
+    if setting != "auto":
+        return setting
+    if torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
+def _pick_dtype(setting: str, device: str) -> Any:
+    """fp32 on CPU; bf16 on GPUs that have it (Phi-2's attention can overflow in fp16), else fp32."""
+    import torch
+
+    if setting != "auto":
+        return getattr(torch, setting)
+    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+class SeededRowSampler:
+    """A logits processor that samples every row of a batch with that row's own random generator.
+
+    Temperature and nucleus (top-p) filtering, then the Gumbel-max trick: adding Gumbel noise and
+    taking the arg-max draws from the softmax. The arg-max is what greedy decoding picks, so
+    `generate(do_sample=False)` with this processor samples, and each row's draws come from its own
+    generator, seeded per request: a request's answer is the same in any batch.
+    """
+
+    def __init__(self, seeds: list[int], temperature: float, top_p: float):
+        import torch
+
+        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+        self.temperature, self.top_p = temperature, top_p
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        scores = scores.float()
+        if self.temperature == 0:
+            return scores  # greedy
+        scores = scores / self.temperature
+        if self.top_p < 1.0:
+            sorted_scores, order = scores.sort(dim=-1, descending=True)
+            probs = sorted_scores.softmax(dim=-1)
+            # Drop a token when the tokens ranked above it already cover top_p (the first always stays).
+            drop = probs.cumsum(dim=-1) - probs >= self.top_p
+            sorted_scores = sorted_scores.masked_fill(drop, float("-inf"))
+            scores = torch.full_like(scores, float("-inf")).scatter(-1, order, sorted_scores)
+        uniform = torch.stack([torch.rand(scores.shape[-1], generator=g, dtype=torch.float64)
+                               for g in self.generators]).to(scores.device)
+        gumbel = -torch.log(-torch.log(uniform.clamp(min=1e-300))).float()
+        return scores + gumbel
+
+
+class HFBackend:
+    """A local causal LM through transformers, prompts wrapped in `prompt_format`, left-padded batches."""
+
+    def __init__(self, config: BackendConfig, sampling: SamplingConfig):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        self.config, self.sampling = config, sampling
+        self.model_name = config.resolved_model()
+        self.device = _pick_device(config.device)
+        self.dtype = _pick_dtype(config.dtype, self.device)
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_name, padding_side="left",
+                                                           trust_remote_code=config.trust_remote_code)
+            self.model = AutoModelForCausalLM.from_pretrained(self.model_name, dtype=self.dtype,
+                                                              trust_remote_code=config.trust_remote_code)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot load the LLM '{self.model_name}': {exc}. Offline, pass a local folder "
+                              f"with --model (or download it first with `hf download {self.model_name}`)") from exc
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
+        self.tokenizer.padding_side = "left"  # generation continues from the right end of every row
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model.to(self.device).eval()
+        self._torch = torch
+
+    def close(self) -> None:
+        pass
+
+    def run(self, requests: Iterable[LLMRequest]) -> Iterator[LLMResult]:
+        batch: list[LLMRequest] = []
+        for request in requests:
+            batch.append(request)
+            if len(batch) == self.config.batch_size:
+                yield from self._generate(batch)
+                batch = []
+        if batch:
+            yield from self._generate(batch)
+
+    def _generate(self, batch: list[LLMRequest]) -> list[LLMResult]:
+        from transformers import LogitsProcessorList
+
+        torch = self._torch
+        texts = [self.config.prompt_format.replace("{prompt}", r.prompt) for r in batch]
+        encoded = self.tokenizer(texts, return_tensors="pt", padding=True).to(self.device)
+        sampler = SeededRowSampler([r.seed for r in batch], self.sampling.temperature, self.sampling.top_p)
+        eos = self.tokenizer.eos_token_id
+        try:
+            with torch.inference_mode():
+                output = self.model.generate(
+                    **encoded,
+                    do_sample=False,  # the sampler draws; greedy decoding takes its arg-max
+                    logits_processor=LogitsProcessorList([sampler]),
+                    max_new_tokens=self.sampling.max_new_tokens,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    eos_token_id=eos,
+                )
+        except torch.cuda.OutOfMemoryError:
+            raise BackendFatalError(f"out of GPU memory generating {len(batch)} answers at once; answers so far "
+                                    f"are kept, run again with a smaller --batch-size") from None
+        prompt_length = encoded["input_ids"].shape[1]
+        results = []
+        for row, request in enumerate(batch):
+            new_tokens = output[row, prompt_length:].tolist()
+            stopped = eos is not None and eos in new_tokens
+            if stopped:
+                new_tokens = new_tokens[: new_tokens.index(eos)]
+            results.append(LLMResult(
+                request.key, "ok",
+                text=self.tokenizer.decode(new_tokens, skip_special_tokens=True),
+                finish_reason="stop" if stopped else "length",
+                prompt_tokens=int(encoded["attention_mask"][row].sum()),
+                completion_tokens=len(new_tokens),
+            ))
+        return results

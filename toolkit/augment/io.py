@@ -1,0 +1,279 @@
+"""Files of the augmentation run: caption files in, tags, append-only logs, atomic outputs.
+
+Caption files use the DCASE 2024 Task 9 baseline's training format::
+
+    {"data": [{"wav": "path/to/clip.wav", "caption": "A dog barks."}, ...]}
+
+Items may carry other fields; they are kept. An item may also carry its own labels in a `tags`
+field (a list of strings, or one comma-separated string).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import secrets
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import DataError
+
+
+@dataclass(frozen=True)
+class CaptionItem:
+    """One row of a caption file (one caption of one clip)."""
+
+    source: int  # index of the input file
+    position: int  # index in that file's "data" list
+    dataset: str
+    wav: str
+    caption: str
+    fields: Mapping[str, Any]  # the row as read, all fields
+    tags: tuple[str, ...] = ()
+
+
+def read_caption_file(path: Path, *, source: int, dataset: str) -> list[CaptionItem]:
+    """Read and check a baseline-format caption file; every problem names the file and the item."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"cannot read the caption file ({exc.strerror or exc})", file=path) from exc
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})", file=path) from exc
+    if not isinstance(document, dict) or not isinstance(document.get("data"), list):
+        raise DataError('expected an object {"data": [{"wav": ..., "caption": ...}, ...]}', file=path)
+    items = []
+    for position, row in enumerate(document["data"]):
+        where = f"data[{position}]"
+        if not isinstance(row, dict):
+            raise DataError("each item must be an object with 'wav' and 'caption'", file=path, field=where)
+        for key in ("wav", "caption"):
+            value = row.get(key)
+            if not isinstance(value, str) or not value.strip():
+                raise DataError("missing or not a non-empty string", file=path, field=f"{where}.{key}")
+        tags: tuple[str, ...] = ()
+        if "tags" in row:
+            tags = _parse_labels(row["tags"], file=path, field=f"{where}.tags")
+        items.append(CaptionItem(source=source, position=position, dataset=dataset, wav=row["wav"],
+                                 caption=" ".join(row["caption"].split()), fields=row, tags=tags))
+    if not items:
+        raise DataError("the 'data' list is empty", file=path)
+    return items
+
+
+def _parse_labels(value: Any, *, file: Path, field: str, row: int | None = None) -> tuple[str, ...]:
+    """Labels as a tuple of display strings: 'Respiratory_sounds' becomes 'Respiratory sounds'."""
+    if isinstance(value, str):
+        parts = value.split(",")
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        parts = value
+    else:
+        raise DataError("labels must be a list of strings or a comma-separated string", file=file, row=row,
+                        field=field)
+    labels = []
+    for part in parts:
+        label = " ".join(part.replace("_", " ").split())
+        if label and label not in labels:
+            labels.append(label)
+    return tuple(labels)
+
+
+_CSV_KEY_COLUMNS = ("wav", "fname", "file", "filename", "id", "clip_id")
+_CSV_LABEL_COLUMNS = ("labels", "tags", "keywords")
+
+
+@dataclass
+class TagIndex:
+    """Labels per clip, looked up by the item's wav path, its file name, or its stem (FSD50K clip id)."""
+
+    labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def add_file(self, path: Path) -> None:
+        if path.suffix.lower() == ".csv":
+            self._add_csv(path)
+        elif path.suffix.lower() == ".json":
+            self._add_json(path)
+        else:
+            raise DataError("tags files must be .json (clip -> labels) or .csv (FSD50K ground truth)", file=path)
+
+    def _add_json(self, path: Path) -> None:
+        try:
+            mapping = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise DataError(f"cannot read ({exc.strerror or exc})", file=path) from exc
+        except json.JSONDecodeError as exc:
+            raise DataError(f"not valid JSON (line {exc.lineno}: {exc.msg})", file=path) from exc
+        if not isinstance(mapping, dict):
+            raise DataError('expected an object {"clip or wav path": ["label", ...]}', file=path)
+        for key, value in mapping.items():
+            self.labels[str(key)] = _parse_labels(value, file=path, field=str(key))
+
+    def _add_csv(self, path: Path) -> None:
+        try:
+            with path.open(newline="", encoding="utf-8") as handle:
+                reader = csv.DictReader(handle)
+                columns = [c.strip().lower() for c in (reader.fieldnames or [])]
+                key_col = next((c for c in _CSV_KEY_COLUMNS if c in columns), None)
+                label_col = next((c for c in _CSV_LABEL_COLUMNS if c in columns), None)
+                if key_col is None or label_col is None:
+                    raise DataError(f"the header needs a clip column ({', '.join(_CSV_KEY_COLUMNS)}) and a "
+                                    f"labels column ({', '.join(_CSV_LABEL_COLUMNS)}); found {columns}",
+                                    file=path, row=1)
+                original = {c.strip().lower(): c for c in reader.fieldnames or []}
+                for line_number, record in enumerate(reader, start=2):
+                    key = (record.get(original[key_col]) or "").strip()
+                    if not key:
+                        raise DataError("empty clip id", file=path, row=line_number, field=key_col)
+                    self.labels[key] = _parse_labels(record.get(original[label_col]) or "", file=path,
+                                                     row=line_number, field=label_col)
+        except OSError as exc:
+            raise DataError(f"cannot read ({exc.strerror or exc})", file=path) from exc
+        except csv.Error as exc:
+            raise DataError(f"invalid CSV ({exc})", file=path) from exc
+
+    def lookup(self, wav: str) -> tuple[str, ...] | None:
+        for key in (wav, Path(wav).name, Path(wav).stem):
+            if key in self.labels:
+                return self.labels[key]
+        return None
+
+
+# --------------------------------------------------------------------------------------------------
+# Outputs: whole files are replaced atomically; logs are appended one durable record at a time.
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write `path` through a temporary file in the same folder and `os.replace` it into place."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    # Created like any new file (0666 less the umask), not 0600 as mkstemp would.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Temporary files of `write_atomic` that a hard kill left behind (never a finished output)."""
+    for leftover in folder.glob(".*.tmp"):
+        if re.fullmatch(r"\..+\.\d+\.[0-9a-f]{8}\.tmp", leftover.name):
+            leftover.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+
+
+@dataclass
+class JsonlContents:
+    """Records of a JSONL log, the byte offset where each one ends, and the length of the intact part."""
+
+    records: list[dict[str, Any]]
+    ends: list[int]
+    intact: int
+
+
+def read_jsonl(path: Path) -> JsonlContents:
+    """Read a JSONL log written by `JsonlAppender`.
+
+    A last line without its newline is what a hard kill during a write leaves: it is ignored (and
+    `intact` stops before it). A bad line anywhere else is damage we will not guess about.
+    """
+    contents = JsonlContents([], [], 0)
+    if not path.exists():
+        return contents
+    raw = path.read_bytes()
+    offset = 0
+    line_number = 0
+    while offset < len(raw):
+        line_number += 1
+        newline = raw.find(b"\n", offset)
+        if newline < 0:
+            break  # torn tail
+        line, offset = raw[offset:newline + 1], newline + 1
+        stripped = line.strip()
+        if stripped:
+            try:
+                record = json.loads(stripped)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise DataError(f"damaged log record ({exc}); move the file away to start over",
+                                file=path, row=line_number) from exc
+            if not isinstance(record, dict):
+                raise DataError("damaged log record (not an object)", file=path, row=line_number)
+            contents.records.append(record)
+            contents.ends.append(offset)
+        contents.intact = offset
+    return contents
+
+
+class JsonlAppender:
+    """Append-only JSONL log; each call writes whole lines with one `write` and makes them durable.
+
+    Opening truncates the file to `keep_bytes` (dropping a torn tail found by `read_jsonl`), so the next
+    record never lands behind half a line.
+    """
+
+    def __init__(self, path: Path, keep_bytes: int | None = None):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        if keep_bytes is not None and os.fstat(self._fd).st_size != keep_bytes:
+            os.ftruncate(self._fd, keep_bytes)
+            os.fsync(self._fd)
+
+    def append(self, records: Iterable[Mapping[str, Any]]) -> None:
+        payload = b"".join(json.dumps(r, ensure_ascii=False).encode("utf-8") + b"\n" for r in records)
+        if not payload:
+            return
+        view = memoryview(payload)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> "JsonlAppender":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@contextmanager
+def exclusive_lock(folder: Path) -> Iterator[None]:
+    """Refuse to run two augmentations into the same folder at once (they would repeat paid calls)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    from toolkit.errors import ConfigError
+
+    handle = open(folder / ".augment.lock", "w")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"{folder}: another `dcase9 augment` is writing to this folder") from None
+        yield
+    finally:
+        handle.close()

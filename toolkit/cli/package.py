@@ -1,0 +1,159 @@
+"""`dcase9 package`: build the DCASE submission zip, or check one (`--check`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from toolkit.cli._common import app, console, friendly_errors
+from toolkit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from submission import CheckReport, Finding, PackageResult
+
+
+@app.command()
+@friendly_errors
+def package(
+    config: Annotated[Optional[Path], typer.Option(
+        "--config", "-c", help="submission.yaml (see docs/submission.example.yaml). With --check: "
+        "supplies the evaluation data folders and the profile.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="The zip to write.")] = None,
+    check: Annotated[Optional[Path], typer.Option(
+        "--check", help="Check this package instead of building one.", show_default=False)] = None,
+    data_synth: Annotated[Optional[Path], typer.Option(
+        "--data-synth", help="With --check: the eval-synth set, to match outputs to its CSV.")] = None,
+    data_real: Annotated[Optional[Path], typer.Option(
+        "--data-real", help="With --check: the eval-real set, to match outputs to its CSV.")] = None,
+    profile: Annotated[Optional[str], typer.Option(
+        "--profile", help="Task profile: a shipped name or a YAML path (default: submission.yaml's, "
+        "else dcase2024_task9).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report for scripts.")] = False,
+) -> None:
+    """Build the submission zip from submission.yaml and check it; or check a zip (--check).
+
+    Building lists every problem first (labels, systems, meta fields, parameter count, development
+    results, missing/extra/malformed estimates, the PDF, secrets) and writes nothing while any
+    stands. The zip is deterministic (sorted entries, fixed time stamps) and is checked before it
+    replaces OUT. Exit 0: written / passes; 1: problems found (all listed); 2: unusable input.
+    """
+    if check is not None:
+        if out is not None:
+            raise ConfigError("--out builds a package and --check checks one; give one of them")
+        _check(check, config, data_synth, data_real, profile, as_json)
+        return
+    if config is None or out is None:
+        raise ConfigError("give --config submission.yaml and --out PACKAGE.zip to build a package, "
+                          "or --check PACKAGE.zip to check one")
+    if data_synth is not None or data_real is not None:
+        raise ConfigError("--data-synth/--data-real go with --check; a build takes the evaluation data "
+                          "from submission.yaml (data:)")
+    from submission import build_package
+
+    result = build_package(config, out, profile=profile, progress=not as_json)
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+        raise typer.Exit(0 if result.ok else 1)
+    _print_build(result)
+    raise typer.Exit(0 if result.ok else 1)
+
+
+def _check(package_path: Path, config: Path | None, data_synth: Path | None, data_real: Path | None,
+           profile: str | None, as_json: bool) -> None:
+    from submission import check_package, load_profile, load_submission_config
+    from toolkit.data.formats import SetKind
+
+    data: dict[str, Path] = {}
+    profile_choice: str | None = profile
+    if config is not None:
+        submission = load_submission_config(config)
+        data.update(submission.data)
+        profile_choice = profile if profile is not None else submission.profile
+    rules = load_profile(profile_choice)
+    for kind, folder in ((SetKind.EVAL_SYNTH, data_synth), (SetKind.EVAL_REAL, data_real)):
+        if folder is None:
+            continue
+        subset = rules.subset_of_kind(kind)
+        if subset is None:
+            raise ConfigError(f"the profile {rules.name} has no subset of kind {kind.value}")
+        data[subset] = folder
+    report = check_package(package_path, profile=rules, data=data)
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+        raise typer.Exit(0 if report.ok else 1)
+    _print_check(report)
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def _print_build(result: PackageResult) -> None:
+    table = Table(title=f"Systems (profile {result.profile})")
+    for column in ("label", "name", "abbreviation", "parameters", "SDR / SDRi / SI-SDR", "outputs", "copied",
+                   "converted"):
+        table.add_column(column, justify="right" if column in ("parameters", "copied", "converted") else "left")
+    for system in result.systems:
+        results = " / ".join(f"{system.results[m]:.3f}" if m in system.results else "-"
+                             for m in ("sdr", "sdri", "sisdr"))
+        outputs = ", ".join(f"{subset} {n}" for subset, n in system.outputs.items()) or "-"
+        parameters = f"{system.total_parameters:,}" if system.total_parameters is not None else "-"
+        if len(system.parameters_by_prefix) > 1:
+            parameters += "\n" + "\n".join(f"[dim]{p}. {n:,}[/]" for p, n in system.parameters_by_prefix.items())
+        table.add_row(system.label, system.name, system.abbreviation, parameters, results, outputs,
+                      str(system.copied), str(system.converted))
+    console.print(table)
+    _print_findings(result.findings)
+    errors = len(result.errors)
+    if result.ok:
+        size = result.package.stat().st_size
+        console.print(f"[bold green]wrote[/] {result.package} ({result.entries} entries, {size / 2**20:.1f} MiB); "
+                      "it passes the check", highlight=False)
+    else:
+        console.print(f"[bold red]refused[/]: {errors} error(s); nothing was written to {result.package}",
+                      highlight=False)
+
+
+def _print_check(report: CheckReport) -> None:
+    if report.labels:
+        table = Table(title=f"{report.package.name}: {report.entries} entries (profile {report.profile})")
+        table.add_column("system")
+        subsets = list(next(iter(report.outputs.values()), {}))  # the profile's order
+        for subset in subsets:
+            table.add_column(f"{subset} outputs", justify="right")
+        for label in report.labels:
+            table.add_row(label, *[str(report.outputs.get(label, {}).get(s, 0)) for s in subsets])
+        console.print(table)
+    _print_findings(report.findings)
+    if report.ok:
+        matched = "matched against the evaluation CSVs" if report.data_checked else "counted (no evaluation data given)"
+        console.print(f"[bold green]passes[/]: {report.package} ({len(report.labels)} system(s), outputs {matched}; "
+                      f"{len(report.warnings)} warning(s))", highlight=False)
+    else:
+        console.print(f"[bold red]FAILS[/]: {report.package}: {len(report.errors)} error(s), "
+                      f"{len(report.warnings)} warning(s)", highlight=False)
+
+
+def _print_findings(findings: list[Finding]) -> None:
+    if not findings:
+        return
+    counts: dict[tuple[str, str], int] = {}
+    for finding in findings:
+        counts[(finding.severity, finding.code)] = counts.get((finding.severity, finding.code), 0) + 1
+    table = Table(title="Problems by kind")
+    table.add_column("severity")
+    table.add_column("code")
+    table.add_column("count", justify="right")
+    for (severity, code), count in sorted(counts.items()):
+        table.add_row(Text(severity, style="red" if severity == "error" else "yellow"), code, str(count))
+    console.print(table)
+    for finding in findings:
+        line = Text()
+        line.append(finding.severity, style="red" if finding.severity == "error" else "yellow")
+        where = finding.where()
+        line.append(f" {where}: " if where else " ")
+        line.append(finding.message)
+        line.append(f" [{finding.code}]", style="dim")
+        console.print(line, soft_wrap=True)

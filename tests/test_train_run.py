@@ -191,10 +191,10 @@ def test_print_config_shows_flags_applied(tmp_path: Path) -> None:
 
 
 def test_unused_resunet_parameters_are_frozen_so_plain_ddp_works() -> None:
-    from toolkit.training.models import ResUNet30Options, build_resunet30
+    from toolkit.training.models import ModelContext, ResUNet30Options, build_resunet30
 
     model = build_resunet30(ResUNet30Options(n_fft=128, hop_length=64, channels=[4, 8, 8],
-                                             pools=[[2, 2], [2, 2], [1, 2]]), 16000)
+                                             pools=[[2, 2], [2, 2], [1, 2]]), ModelContext(16000, Path))
     model.separate(torch.randn(2, 4000), torch.randn(2, 512)).sum().backward()
     without_gradient = {name for name, p in model.net.named_parameters() if p.grad is None}
     frozen = {name for name, p in model.net.named_parameters() if not p.requires_grad}

@@ -7,7 +7,8 @@ A run's configuration is built in layers, each overriding the one before:
 2. a YAML file (`--config FILE`);
 3. command-line flags (`--steps`, `--batch-size`, ...) and `--set key.path=value` assignments.
 
-Mappings merge key by key; lists and scalars replace. Relative paths are taken from the current
+Mappings merge key by key; lists and scalars replace; a layer that names another `model.kind`
+replaces the whole `model` section (one family's options mean nothing to another). Relative paths are taken from the current
 working directory and stored absolute, so that the configuration saved with a run (`config.yaml`,
 and inside every checkpoint) means the same thing when the run is resumed from elsewhere.
 """
@@ -249,7 +250,7 @@ def _resolve_extends(data: dict[str, Any], seen: tuple[str, ...]) -> dict[str, A
         return data
     if parent in seen:
         raise ConfigError(f"presets extend each other in a loop: {' -> '.join(seen + (parent,))}")
-    return deep_merge(_resolve_extends(_load_preset_file(parent), seen + (parent,)), data)
+    return merge_layer(_resolve_extends(_load_preset_file(parent), seen + (parent,)), data)
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -261,6 +262,15 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
         else:
             merged[key] = copy.deepcopy(value)
     return merged
+
+
+def merge_layer(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+    """One configuration layer on top of the previous ones (see the module docstring)."""
+    new_model, old_model = layer.get("model"), base.get("model")
+    if isinstance(new_model, dict) and "kind" in new_model and isinstance(old_model, dict) \
+            and new_model["kind"] != old_model.get("kind", ModelSection().kind):
+        base = {**base, "model": {}}
+    return deep_merge(base, layer)
 
 
 def parse_assignment(text: str) -> dict[str, Any]:
@@ -300,9 +310,9 @@ def assemble_config(*, preset: str | None = None, config_file: str | Path | None
         if preset is not None and extends is not None and preset != extends:
             raise ConfigError(f"--preset {preset} conflicts with `extends: {extends}` in {config_file}")
         layers = read_preset(preset or extends or "baseline")
-    layers = deep_merge(layers, file_layer)
+    layers = merge_layer(layers, file_layer)
     for override in overrides or []:
-        layers = deep_merge(layers, override)
+        layers = merge_layer(layers, override)
     text = Path(config_file).read_text(encoding="utf-8") if config_file is not None else None
     config = parse_model(layers, TrainConfig, source=source, text=text)
     return absolutise_paths(config, cwd or Path.cwd())

@@ -3,48 +3,63 @@
 The training loop (toolkit.training.module) is generic: it mixes clips, embeds the captions with
 the frozen CLAP text tower, and asks a `TrainableModel` for the loss. A model family is known by
 name (`model.kind` in the training configuration) through a `ModelKind`, defined in the family's
-own module and listed in `LAZY_MODEL_KINDS` (imported only when a configuration names it):
+own module and listed in `LAZY_MODEL_KINDS` (imported only when a configuration names it).
+System 3 (IRM-LDM, toolkit.models.irm_ldm) would plug in like this:
 
-    # systems/irm_ldm_training.py (say)
-    IRM_LDM_KIND = ModelKind(
-        options=IrmLdmOptions,               # a StrictModel: the keys allowed under `model:`
-        build=build_irm_ldm,                 # (options, sample_rate) -> TrainableModel
-        description="IRM in AudioLDM's latent space (System 3)",
-        default_loss="mse_wav",
-    )
-    # here:
-    LAZY_MODEL_KINDS["irm-ldm"] = "systems.irm_ldm_training:IRM_LDM_KIND"
+    class IrmLdmTrainable(TrainableModel):
+        state_prefix = CHECKPOINT_PREFIX                 # "ss_model.mask_net.": only the mask net is saved
+
+        def __init__(self, model: IrmLdm, loss: IrmLdmLoss):
+            frozen = nn.ModuleDict({"codec": model.codec})  # (+ the LDM prior, when used)
+            super().__init__(model.mask_net, model.sample_rate, frozen=frozen)
+            self.model, self.irm_loss = model, loss
+
+        def separate(self, mixture, condition):
+            return self.model(mixture, condition)
+
+        def training_loss(self, mixture, condition, target, captions):
+            return self.irm_loss(self.model.separate(mixture, condition), target, captions)
+
+    IRM_LDM_KIND = ModelKind(options=IrmLdmOptions, description="System 3",   # options: a StrictModel
+                             build=lambda options, context: IrmLdmTrainable(...))  # context.weight("audioldm-vae")
+    LAZY_MODEL_KINDS["irm-ldm"] = "systems.irm_ldm:IRM_LDM_KIND"     # the one line here
 
 (`register_model_kind(name, kind)` registers one at run time instead, e.g. from a notebook.)
 
 A `TrainableModel` holds:
 
 - `net`: the `nn.Module` whose weights are trained and saved; checkpoints store its state dict
-  under `state_prefix` (`ss_model.`, the official layout that `dcase9 infer` and the reference
-  code read);
+  under `state_prefix` (`ss_model.` for ResUNet30: the official layout that `dcase9 infer` and the
+  reference code read; a dotted prefix such as `ss_model.mask_net.` works too);
 - `frozen`: optional pretrained modules it needs but does not train (a VAE, a vocoder); they move
-  to the device with the model but are left out of checkpoints;
+  to the device with the model, stay in eval mode without gradients, and are left out of
+  checkpoints;
 - `sample_rate`: the rate `separate` works at (the data are resampled to it);
 - `separate(mixture (B, N), condition (B, 512)) -> (B, N)`;
-- `training_loss(mixture, condition, target) -> (loss, {name: value to log})`: by default the
-  configured waveform loss of `separate`'s output; override it to add terms (an LDM loss);
+- `training_loss(mixture, condition, target, captions) -> (loss, {name: value to log})`: by
+  default the configured waveform loss of `separate`'s output; override it to add terms (an LDM
+  loss, which needs the captions);
 - `trainable_parameters()`: what the optimizer updates (default: `net`'s parameters that require
   gradients);
 - `load_initial_weights(weights, source)`: load an official checkpoint's `state_prefix` part
   (prefix removed) for `--init`;
 - `system_options()`: the `--system-config` settings that make `dcase9 infer` build this net.
+
+A `ModelKind.build(options, context)` gets the family's validated options and a `ModelContext`:
+the sample rate and `weight(name)`, which resolves registry weights (downloads unless offline,
+honours `--weight NAME=PATH`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from torch import Tensor, nn
-
 from pydantic import Field
+from torch import Tensor, nn
 
 from toolkit.config import StrictModel
 from toolkit.models.checkpoints import load_weights
@@ -74,15 +89,11 @@ class TrainableModel:
                  frozen: nn.ModuleDict | None = None) -> None:
         self.net, self.sample_rate, self.loss, self.frozen = net, sample_rate, loss, frozen
 
-    @property
-    def attribute(self) -> str:
-        """The attribute name under which the training module holds `net` (the prefix without its dot)."""
-        return self.state_prefix.rstrip(".")
-
     def separate(self, mixture: Tensor, condition: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def training_loss(self, mixture: Tensor, condition: Tensor, target: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def training_loss(self, mixture: Tensor, condition: Tensor, target: Tensor,
+                      captions: Sequence[str]) -> tuple[Tensor, dict[str, Any]]:
         loss = self.loss(self.separate(mixture, condition), target)
         return loss, {}
 
@@ -97,9 +108,17 @@ class TrainableModel:
 
 
 @dataclass(frozen=True)
+class ModelContext:
+    """What a model family's builder gets besides its options."""
+
+    sample_rate: int
+    weight: Callable[[str], Path]  # registry name -> local file or folder
+
+
+@dataclass(frozen=True)
 class ModelKind:
     options: type[StrictModel]
-    build: Callable[[Any, int], TrainableModel]  # (options, sample_rate) -> model
+    build: Callable[[Any, ModelContext], TrainableModel]  # (options, context) -> model
     description: str
     default_loss: str = "l1_wav"
 
@@ -133,9 +152,9 @@ def model_kind_names() -> list[str]:
     return sorted(set(_MODEL_KINDS) | set(LAZY_MODEL_KINDS))
 
 
-def build_model(kind_name: str, options: StrictModel, sample_rate: int, loss: str | None) -> TrainableModel:
+def build_model(kind_name: str, options: StrictModel, context: ModelContext, loss: str | None) -> TrainableModel:
     kind = model_kind(kind_name)
-    model = kind.build(options, sample_rate)
+    model = kind.build(options, context)
     model.loss = LOSSES[loss or kind.default_loss]
     return model
 
@@ -203,7 +222,7 @@ def unused_resunet_parameters(net: nn.Module) -> set[str]:
             or (name.startswith("film.decoder_block") and "->beta2." in name and "->conv_block2->" not in name)}
 
 
-def build_resunet30(options: ResUNet30Options, sample_rate: int) -> ResUNet30Model:
+def build_resunet30(options: ResUNet30Options, context: ModelContext) -> ResUNet30Model:
     from toolkit.models.resunet import RESUNET30_CHANNELS, RESUNET30_POOLS, ResUNet30
 
     channels = options.channels if options.channels is not None else RESUNET30_CHANNELS
@@ -220,7 +239,7 @@ def build_resunet30(options: ResUNet30Options, sample_rate: int) -> ResUNet30Mod
             # after_conv's outputs are (magnitude, real, imaginary) per output channel: a large
             # real part and a zero imaginary part make the phase rotation start near 0.
             net.base.after_conv.bias[1::3] = IDENTITY_PHASE_BIAS
-    return ResUNet30Model(net, sample_rate, options)
+    return ResUNet30Model(net, context.sample_rate, options)
 
 
 IDENTITY_PHASE_BIAS = 3.0  # tanh(3) = 0.995

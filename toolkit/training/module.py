@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from toolkit.audio import SAMPLE_RATE, resample
@@ -56,8 +56,10 @@ class SeparationTraining(pl.LightningModule):
         super().__init__()
         self.config = config
         self.trainable = model
-        self.add_module(model.attribute, model.net)  # its state dict is then `ss_model.*` as is
+        attach(self, model.state_prefix, model.net)  # its state dict is then `ss_model.*` as is
         if model.frozen is not None:
+            model.frozen.requires_grad_(False)
+            model.frozen.eval()  # Lightning keeps each module's mode; `train()` below keeps this one
             self.add_module(FROZEN_ATTRIBUTE, model.frozen)
         self.query_encoder = query_encoder
         self.mixer = SegmentMixer(config.mixing.max_mix_num, config.mixing.lower_db, config.mixing.higher_db)
@@ -101,7 +103,8 @@ class SeparationTraining(pl.LightningModule):
         segments = batch["waveform"]
         generator = torch.Generator().manual_seed(step_seed(self.config.seed, self.global_step, self.global_rank))
         mixture, target = self.mixer(segments, generator)
-        loss, parts = self.trainable.training_loss(mixture, self.conditions(batch["caption"]), target)
+        captions = batch["caption"]
+        loss, parts = self.trainable.training_loss(mixture, self.conditions(captions), target, captions)
         size = segments.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         for name, value in parts.items():
@@ -111,6 +114,12 @@ class SeparationTraining(pl.LightningModule):
         self.log("train/epoch", clips_seen / self.sampler.epoch_length, batch_size=size)
         self.log("data/skipped", float(self.skip_log.total), batch_size=size)
         return loss
+
+    def train(self, mode: bool = True) -> "SeparationTraining":
+        super().train(mode)
+        if self.trainable.frozen is not None:
+            self.trainable.frozen.eval()  # pretrained parts keep their inference behaviour (batch norm, dropout)
+        return self
 
     def configure_optimizers(self) -> dict[str, Any]:
         options = self.config.optimizer
@@ -207,6 +216,17 @@ class SeparationTraining(pl.LightningModule):
         for key, value in self.state_dict().items():
             if key not in state and (key.startswith(QUERY_ENCODER_PREFIX) or key.startswith(FROZEN_ATTRIBUTE + ".")):
                 state[key] = value
+
+
+def attach(parent: nn.Module, prefix: str, child: nn.Module) -> None:
+    """Register `child` under the dotted `prefix` ("ss_model." or "ss_model.mask_net."), creating
+    empty container modules on the way, so that its state-dict keys start with `prefix`."""
+    names = prefix.rstrip(".").split(".")
+    for name in names[:-1]:
+        if not hasattr(parent, name):
+            parent.add_module(name, nn.Module())
+        parent = getattr(parent, name)
+    parent.add_module(names[-1], child)
 
 
 # -- validation data ------------------------------------------------------------------------------

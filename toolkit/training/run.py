@@ -79,7 +79,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
     from systems import get_system
     from systems.registry import WeightResolver
     from toolkit.training.data import ClipDataset, TrainSampler, check_audio_present, read_datafiles
-    from toolkit.training.models import build_model
+    from toolkit.training.models import ModelContext, build_model
 
     out = Path(out)
     last = out / LAST_CHECKPOINT
@@ -107,10 +107,11 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
     sampler = TrainSampler([len(d.items) for d in datafiles], [d.weight for d in datafiles],
                            batch_size=config.data.batch_size, seed=config.seed)
 
-    torch.manual_seed(config.seed)  # the same initial weights in every process and every run
-    model = build_model(config.model.kind, config.model_options(), config.data.sample_rate, config.loss)
     resolver = WeightResolver({name: Path(path) for name, path in config.weights.items()}, offline=config.offline,
                               progress=show_progress)
+    torch.manual_seed(config.seed)  # the same initial weights in every process and every run
+    model = build_model(config.model.kind, config.model_options(), ModelContext(config.data.sample_rate, resolver),
+                        config.loss)
     init_weights: dict[str, torch.Tensor] = {}
     init_source = ""
     if config.init is not None and not resume:  # a resumed run takes every weight from last.ckpt

@@ -153,6 +153,7 @@ def test_presets_validate_and_describe_their_data() -> None:
     assert system1.system == "1" and "GPT-4" in system1.description
     system4 = assemble_config(preset="system4")
     assert system4.system == "4" and system4.trainer.max_epochs == 100 and "0.7" in system4.description
+    assert system4.data.batch_size == 16 and "--devices 4" in system4.description
     audiosep = assemble_config(preset="system4-audiosep")
     assert audiosep.init == "audiosep-checkpoint" and audiosep.data.sample_rate == 32000
     assert audiosep.model_options().n_fft == 2048 and audiosep.system == "4-audiosep"

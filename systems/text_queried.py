@@ -30,10 +30,16 @@ TOKENIZER_WEIGHT = "roberta-base-tokenizer"
 
 
 class TextQueriedConfig(StrictModel):
-    """Per-system settings (`--system-config FILE` overrides any of them)."""
+    """Per-system settings (`--system-config FILE` overrides any of them).
+
+    `channels` / `pools` describe a non-official U-Net width and depth (small models trained with
+    `dcase9 train`, which writes this file next to its checkpoints); None means the official net.
+    """
 
     n_fft: int
     hop_length: int
+    channels: list[int] | None = None
+    pools: list[tuple[int, int]] | None = None
     clap: ClapArchitecture = ClapArchitecture()
     query_encoder_prefix: str | None = None  # found automatically ("query_encoder.model." officially)
 
@@ -83,7 +89,10 @@ def build(spec: SystemSpec, context: BuildContext) -> TextQueriedResUNet:
     config = parse_model(context.options, TextQueriedConfig, source=f"system '{spec.name}' configuration")
     checkpoint_path = context.weight(spec.weights[0])
     weights: dict[str, Any] = dict(state_dict_of(read_checkpoint(checkpoint_path, trust=context.trust_checkpoint)))
-    resunet = load_resunet30(weights, ResUNet30Config(spec.sample_rate, config.n_fft, config.hop_length))
+    resunet = load_resunet30(weights, ResUNet30Config(
+        spec.sample_rate, config.n_fft, config.hop_length,
+        channels=tuple(config.channels) if config.channels is not None else None,
+        pools=tuple(tuple(p) for p in config.pools) if config.pools is not None else None))
     clap = load_query_encoder(weights, config, context, str(checkpoint_path))
     del weights  # the checkpoint may hold optimizer state; free it before inference
     return TextQueriedResUNet(spec.sample_rate, resunet.to(context.device).eval(), clap)

@@ -5,7 +5,7 @@
 - A tiny laion CLAP (2-layer text and audio towers, but the real 512-d query space the ResUNet's
   FiLM layers expect), stored under `query_encoder.model.` in laion naming, as the baseline's
   Lightning checkpoints do.
-- The tiny RoBERTa tokenizer of `tests/tiny_roberta_tokenizer.py`.
+- The tiny RoBERTa tokenizer and CLAP architecture of `toolkit.models.tiny`.
 """
 
 from __future__ import annotations
@@ -15,17 +15,11 @@ from typing import Any
 
 import torch
 
-from tests.tiny_roberta_tokenizer import vocabulary, write_tiny_roberta_tokenizer
 from toolkit.models.clap import build_clap_model, transformers_to_laion
 from toolkit.models.resunet import ResUNet30, init_like_reference
+from toolkit.models.tiny import TINY_CLAP, write_tiny_roberta_tokenizer
 
 SMALL_STFT = {"n_fft": 256, "hop_length": 64}
-TINY_CLAP = {
-    "text_vocab_size": len(vocabulary()), "text_hidden_size": 16, "text_layers": 2, "text_heads": 2,
-    "text_intermediate_size": 32, "audio_embed_dim": 8, "audio_depths": [2, 2], "audio_heads": [1, 2],
-    "audio_window_size": 4, "spec_size": 64, "projection_dim": 512, "sample_rate": 16000,
-    "clip_samples": 16000, "window_size": 256, "hop_size": 80, "n_mels": 16, "fmin": 50.0, "fmax": 7000.0,
-}
 
 
 def system_config(sample_rate_stft: dict[str, int] | None = None) -> dict[str, Any]:
@@ -34,7 +28,7 @@ def system_config(sample_rate_stft: dict[str, int] | None = None) -> dict[str, A
 
 
 def tiny_clap_laion_weights(seed: int = 0) -> dict[str, torch.Tensor]:
-    from systems.text_queried import ClapArchitecture
+    from toolkit.models.clap import ClapArchitecture
 
     torch.manual_seed(seed)
     model = build_clap_model(ClapArchitecture(**TINY_CLAP).spec())

@@ -4,13 +4,17 @@
     report = api.validate("lass_validation_dir")
     api.separate("oracle", "lass_validation_dir", "estimates/oracle")
     scores = api.score("lass_validation_dir", "estimates/oracle", out="reports/oracle")
+    run = api.train("runs/system1", preset="system1", overrides={"data": {"datafiles": ["aug.json"]}})
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
+import time
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -145,19 +149,122 @@ def score(data: str | Path | DataSet, estimates: str | Path, out: str | Path | N
                            extra_metrics=extra)
 
 
-def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"), progress: bool = True
-             ) -> dict[str, ScoreReport]:
-    """The main job on the embedded demo data: synthesise -> validate -> separate -> score, per system."""
+def train(out: str | Path, *, preset: str | None = None, config: str | Path | None = None,
+          overrides: dict[str, Any] | None = None, resume: bool = False, progress: bool = True) -> Any:
+    """Train a separation model (`dcase9 train`): `preset`, then the YAML `config`, then `overrides`
+    (a nested mapping, e.g. `{"data": {"datafiles": ["train.json"]}, "trainer": {"max_steps": 1000}}`).
+    With `resume=True` the run in `out` continues from its saved configuration and last.ckpt.
+    Returns a `toolkit.training.TrainResult`; see docs/training.md.
+    """
+    from toolkit.config import read_yaml
+    from toolkit.training import assemble_config
+    from toolkit.training import train as run_training
+    from toolkit.training.run import CONFIG_FILE
+
+    base = read_yaml(Path(out) / CONFIG_FILE) if resume else None
+    if resume and preset is not None:
+        raise Dcase9Error("resume continues the run's saved configuration; preset applies to new runs only")
+    train_config = assemble_config(preset=preset, config_file=config, overrides=[overrides] if overrides else [],
+                                   base=base)
+    return run_training(train_config, out, resume=resume, progress=progress)
+
+
+@dataclass
+class DemoResult:
+    """What `run_demo` did: score reports by system (the trained model as "trained"), the training
+    run (None when skipped), and the seconds each stage took."""
+
+    reports: dict[str, ScoreReport]
+    training: Any = None  # toolkit.training.TrainResult
+    seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"), train_model: bool = True,
+             progress: bool = True) -> DemoResult:
+    """The main job on the embedded demo data, offline: synthesise -> validate -> train a small model
+    on the demo training clips (`dcase9 train --preset demo`) -> separate with each system and the
+    trained model -> score.
+
+    A finished demo model in `out/model` is reused when its configuration is unchanged; an
+    interrupted one is resumed.
+    """
     from toolkit.data.demo import make_demo
 
     out = Path(out)
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
     folders = make_demo(out / "data")
     report = validate(folders["validation"])
     if not report.usable():
         raise Dcase9Error(f"the generated demo data did not validate: {report.errors[0]}")
+    seconds["data"] = time.perf_counter() - clock
     reports = {}
     for system in systems:
+        clock = time.perf_counter()
         separate(system, folders["validation"], out / "estimates" / system, options=EngineOptions(progress=progress))
         reports[system] = score(folders["validation"], out / "estimates" / system, out / "reports" / system,
                                 progress=progress)
-    return reports
+        seconds[system] = time.perf_counter() - clock
+    training = None
+    notes = []
+    if train_model:
+        from toolkit.errors import MissingDependencyError
+        from toolkit.lazy import require
+
+        try:
+            require("lightning", extra="train", purpose="training the demo model")
+        except MissingDependencyError as exc:
+            notes.append(f"skipped the trained model: {exc}")
+            train_model = False
+    if train_model:
+        clock = time.perf_counter()
+        training, load = train_demo_model(folders["train"] / "train.json", out / "model", progress=progress)
+        seconds["training"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        # A model trained in this run replaces the estimates of an earlier one.
+        separate("baseline", folders["validation"], out / "estimates" / "trained",
+                 options=EngineOptions(progress=progress, overwrite=load["trained_now"]), checkpoint=load["checkpoint"],
+                 weights={"roberta-base-tokenizer": load["tokenizer"]}, system_options=load["system_options"],
+                 offline=True)
+        reports["trained"] = score(folders["validation"], out / "estimates" / "trained", out / "reports" / "trained",
+                                   progress=progress)
+        seconds["trained"] = time.perf_counter() - clock
+    return DemoResult(reports, training, seconds, notes)
+
+
+def train_demo_model(train_json: Path, run_dir: Path, *, progress: bool = True,
+                     overrides: list[dict[str, Any]] | None = None) -> tuple[Any, dict[str, Any]]:
+    """Train (or reuse, or resume) the demo preset's model; return the run and what loads it.
+
+    `overrides` are configuration layers on top of the demo preset (tests use a smaller net).
+    """
+    import shutil
+
+    from toolkit.models.checkpoints import read_checkpoint
+    from toolkit.training import assemble_config, train
+    from toolkit.training.config import config_as_dict
+    from toolkit.training.run import LAST_CHECKPOINT, SUMMARY_FILE, TrainResult, infer_settings
+
+    config = assemble_config(preset="demo", overrides=[{"data": {"datafiles": [str(train_json)]}},
+                                                       *(overrides or [])])
+    last = run_dir / LAST_CHECKPOINT
+    result = None
+    trained_now = True
+    if last.is_file():
+        saved = read_checkpoint(last)
+        if saved.get("dcase9", {}).get("config") != config_as_dict(config):
+            shutil.rmtree(run_dir)  # made by another version of the demo: start over
+        elif saved.get("global_step", 0) < (config.trainer.max_steps or 0):
+            result = train(config, run_dir, resume=True, progress=progress, lightning_info=False)
+        else:
+            trained_now = False
+            summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+            result = TrainResult(run_dir, last, int(saved["global_step"]), float(summary.get("seconds", 0.0)),
+                                 summary.get("throughput", {}), summary.get("skipped", {}),
+                                 summary.get("validation", {}), summary.get("infer_command", ""))
+    if result is None:
+        result = train(config, run_dir, progress=progress, lightning_info=False)
+    system_options = infer_settings(config, read_checkpoint(last)["dcase9"]["system_options"])
+    return result, {"checkpoint": last, "tokenizer": run_dir / "tokenizer", "system_options": system_options,
+                    "trained_now": trained_now}

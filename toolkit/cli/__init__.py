@@ -14,6 +14,7 @@ from toolkit.cli import run as _run  # noqa: F401,E402  systems, download, infer
 from toolkit.cli import augment as _augment  # noqa: F401,E402  augment
 from toolkit.cli import package as _package  # noqa: F401,E402  package
 from toolkit.cli import demo as _demo  # noqa: F401,E402  demo
+from toolkit.cli import train as _train  # noqa: F401,E402  train
 
 
 def main() -> None:

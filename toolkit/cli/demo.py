@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -10,21 +11,40 @@ from rich.table import Table
 
 from toolkit.cli._common import app, console, friendly_errors
 
+_LABELS = {"mixture": "mixture (no separation)", "oracle": "oracle ratio mask (upper bound)",
+           "trained": "trained here (dcase9 train --preset demo)"}
+
 
 @app.command()
 @friendly_errors
 def demo(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Workspace folder for data, estimates and reports.")] = Path("demo-run"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Workspace folder for data, model, estimates and reports.")] = Path("demo-run"),
+    train: Annotated[bool, typer.Option(help="Train the small demo model and score it (about two minutes on "
+                                             "two CPU cores; reused on later runs).")] = True,
 ) -> None:
-    """Synthesise the demo data, validate it, separate it with each system, and score the results."""
+    """Synthesise the demo data, validate it, train a small model on it, separate with each system, and score."""
     from toolkit.api import run_demo
 
-    reports = run_demo(out)
-    table = Table(title=f"Demo results on {next(iter(reports.values())).dataset.root}")
+    started = time.perf_counter()
+    result = run_demo(out, train_model=train)
+    reports = result.reports
+    table = Table(title=f"Demo results on {next(iter(reports.values())).dataset.root} "
+                        f"({next(iter(reports.values())).summary['scored']} mixtures, dB)")
     for column in ("system", "SDR", "SDRi", "SI-SDR", "report"):
         table.add_column(column, justify="right" if column in {"SDR", "SDRi", "SI-SDR"} else "left")
     for system, report in reports.items():
         mean = report.summary["mean"]
-        table.add_row(system, f"{mean['sdr']:.3f}", f"{mean['sdri']:.3f}", f"{mean['sisdr']:.3f}",
-                      str(out / "reports" / system))
+        table.add_row(_LABELS.get(system, system), f"{mean['sdr']:.3f}", f"{mean['sdri']:.3f}",
+                      f"{mean['sisdr']:.3f}", str(out / "reports" / system))
     console.print(table)
+    if result.training is not None:
+        run = result.training
+        speed = run.throughput
+        rate = f", {speed['steps_per_second']:.2f} steps/s" if "steps_per_second" in speed else ""
+        console.print(f"trained model: {run.global_step} steps in {run.seconds:.0f} s{rate}; checkpoint "
+                      f"{run.last_checkpoint}", highlight=False)
+        console.print(f"[bold]SDRi of the trained model: {reports['trained'].summary['mean']['sdri']:.2f} dB[/]")
+    for note in result.notes:
+        console.print(f"[yellow]{note}[/]", highlight=False)
+    stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result.seconds.items())
+    console.print(f"total {time.perf_counter() - started:.0f} s ({stages})", highlight=False)

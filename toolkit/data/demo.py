@@ -188,6 +188,12 @@ SOUND_CLASSES: tuple[SoundClass, ...] = (
 )
 
 
+def caption_pool() -> list[str]:
+    """Every caption the demo sets can use, as written and lower-cased (the eval-real queries)."""
+    captions = [caption for sound in SOUND_CLASSES for caption in sound.captions]
+    return captions + [caption.lower() for caption in captions]
+
+
 def _clip_name(class_index: int, k: int, seed: int) -> str:
     # Same shape as the official Index values ("692211_12333864-hq"), clearly marked as ours.
     return f"9{class_index:02d}{k:03d}_{seed:04d}{class_index * 97 + k:04d}-demo"

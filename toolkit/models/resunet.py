@@ -39,8 +39,10 @@ from toolkit.errors import CheckpointError
 from toolkit.models.checkpoints import load_weights, read_checkpoint, state_dict_of, strip_prefix
 
 __all__ = [
+    "RESUNET30_CHANNELS",
     "RESUNET30_CONFIGS",
     "RESUNET30_IGNORED_KEYS",
+    "RESUNET30_POOLS",
     "ConvBlockRes",
     "DecoderBlockRes",
     "EncoderBlockRes",
@@ -287,11 +289,18 @@ def init_like_reference(module: nn.Module) -> None:
 
 @dataclass(frozen=True)
 class ResUNet30Config:
-    """STFT settings of an official ResUNet30 model (window length = n_fft, Hann)."""
+    """STFT settings of a ResUNet30 model (window length = n_fft, Hann).
+
+    `channels` / `pools` (one pooling factor per encoder level) default to the official U-Net;
+    other values build a narrower or shallower net with the same front end, masks and key names
+    (small models for demos and tests; see `ResUNet30`).
+    """
 
     sample_rate: int
     n_fft: int
     hop_length: int
+    channels: tuple[int, ...] | None = None
+    pools: tuple[tuple[int, int], ...] | None = None
 
 
 RESUNET30_CONFIGS: dict[str, ResUNet30Config] = {
@@ -304,20 +313,24 @@ RESUNET30_CONFIGS: dict[str, ResUNet30Config] = {
 # Fixed DFT/window tensors of the reference's convolutional STFT, present in official checkpoints.
 RESUNET30_IGNORED_KEYS = ("base.stft.*", "base.istft.*")
 
-_RESUNET30_CHANNELS = (32, 64, 128, 256, 384, 384)
-_RESUNET30_POOLS = ((2, 2), (2, 2), (2, 2), (2, 2), (2, 2), (1, 2))
+RESUNET30_CHANNELS = (32, 64, 128, 256, 384, 384)
+RESUNET30_POOLS = ((2, 2), (2, 2), (2, 2), (2, 2), (2, 2), (1, 2))
 _MASK_COMPONENTS = 3  # magnitude mask, real and imaginary part of the phase mask
 
 
 class ResUNet30Base(FiLMResUNet):
-    """The spectrogram U-Net of ResUNet30 plus `bn0`, the per-frequency-bin input batch norm."""
+    """The spectrogram U-Net of ResUNet30 plus `bn0`, the per-frequency-bin input batch norm.
 
-    def __init__(self, n_fft: int, input_channels: int, output_channels: int) -> None:
+    `channels` / `pools` default to the official 6-level net; the stem is as wide as the first level.
+    """
+
+    def __init__(self, n_fft: int, input_channels: int, output_channels: int, *,
+                 channels: Sequence[int] = RESUNET30_CHANNELS,
+                 pools: Sequence[tuple[int, int]] = RESUNET30_POOLS) -> None:
         nn.Module.__init__(self)
         self.bn0 = nn.BatchNorm2d(n_fft // 2 + 1, momentum=BN_MOMENTUM)
-        self._add_unet_layers(input_channels, output_channels * _MASK_COMPONENTS, _RESUNET30_CHANNELS,
-                              _RESUNET30_POOLS, stem_channels=32, momentum=BN_MOMENTUM,
-                              unused_decoder_bn2=True)
+        self._add_unet_layers(input_channels, output_channels * _MASK_COMPONENTS, channels, pools,
+                              stem_channels=channels[0], momentum=BN_MOMENTUM, unused_decoder_bn2=True)
 
 
 class ResUNet30(nn.Module):
@@ -332,10 +345,16 @@ class ResUNet30(nn.Module):
     Inputs shorter than n_fft // 2 + 1 samples cannot be reflect-padded for the centred STFT (the
     reference fails on them). We zero-extend such inputs to that length and crop the output back to
     N, so they are separated as if followed by silence.
+
+    `channels` and `pools` change the U-Net's widths and depth (default: the official ones, which
+    the official checkpoints need); the U-Net zero-pads time and frequency to multiples of its
+    total pooling, so any depth works with any STFT size.
     """
 
     def __init__(self, *, n_fft: int, hop_length: int, condition_size: int = 512,
-                 input_channels: int = 1, output_channels: int = 1) -> None:
+                 input_channels: int = 1, output_channels: int = 1,
+                 channels: Sequence[int] = RESUNET30_CHANNELS,
+                 pools: Sequence[tuple[int, int]] = RESUNET30_POOLS) -> None:
         super().__init__()
         if n_fft % 2 or n_fft < 2:
             raise ValueError(f"n_fft must be a positive even number, got {n_fft}")
@@ -347,7 +366,10 @@ class ResUNet30(nn.Module):
         self.n_fft, self.hop_length = n_fft, hop_length
         self.condition_size = condition_size
         self.input_channels, self.output_channels = input_channels, output_channels
-        self.base = ResUNet30Base(n_fft, input_channels, output_channels)
+        self.channels = tuple(int(c) for c in channels)
+        self.pools = tuple((int(t), int(f)) for t, f in pools)
+        self.base = ResUNet30Base(n_fft, input_channels, output_channels, channels=self.channels,
+                                  pools=self.pools)
         self.film = FiLMGenerator(condition_size, self.base.film_channels())
         init_like_reference(self)
 
@@ -355,6 +377,10 @@ class ResUNet30(nn.Module):
     def from_config(cls, config: str | ResUNet30Config, **kwargs: Any) -> "ResUNet30":
         """Build for a named official config (see `RESUNET30_CONFIGS`) or a `ResUNet30Config`."""
         config = _resolve_config(config)
+        if config.channels is not None:
+            kwargs.setdefault("channels", config.channels)
+        if config.pools is not None:
+            kwargs.setdefault("pools", config.pools)
         return cls(n_fft=config.n_fft, hop_length=config.hop_length, **kwargs)
 
     def _window(self, device: torch.device) -> Tensor:

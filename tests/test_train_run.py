@@ -1,0 +1,269 @@
+"""`dcase9 train` end to end on CPU: train, resume, load with `dcase9 infer`; --init; the configuration layers."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+import soundfile as sf
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from tests.tiny_models import resunet_weights, tiny_clap_laion_weights, tokenizer_folder, write_lightning_checkpoint
+from toolkit.cli import app
+from toolkit.errors import ConfigError, MissingDependencyError
+from toolkit.models.checkpoints import read_checkpoint
+from toolkit.models.resunet import ResUNet30
+from toolkit.models.tiny import TINY_CLAP
+from toolkit.training.config import assemble_config, parse_assignment, preset_names
+
+runner = CliRunner()
+
+# A net small enough that a step takes milliseconds: 2 levels, 4-8 channels, STFT 128/64, 0.5 s segments.
+TINY_RUN: dict[str, Any] = {
+    "data": {"segment_seconds": 0.5, "batch_size": 2, "num_workers": 0},
+    "model": {"kind": "resunet30", "n_fft": 128, "hop_length": 64, "channels": [4, 8], "pools": [[2, 2], [2, 2]]},
+    "query_encoder": {"source": "random", "tokenizer": "tiny", "architecture": dict(TINY_CLAP)},
+    "trainer": {"log_every_n_steps": 1, "progress_bar": False},
+    "validation": {"every_steps": 2, "limit": 2, "batch_size": 2, "sanity_steps": 0},
+    "checkpoint": {"every_steps": 2, "last_every_steps": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("config") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY_RUN))
+    return path
+
+
+def train_args(config: Path, demo_root: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", "--preset", "demo", "--config", str(config), "--data", str(demo_root / "train" / "train.json"),
+            "--validation", str(demo_root / "validation"), "--out", str(out), *extra]
+
+
+def strict_read(path: Path) -> dict[str, Any]:
+    """The checkpoint as `dcase9 infer` reads it; any fallback from weights-only loading is a failure."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return read_checkpoint(path)
+
+
+def test_train_resume_and_infer_through_the_cli(tiny_config: Path, demo_root: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = runner.invoke(app, train_args(tiny_config, demo_root, run, "--steps", "2"))
+    assert result.exit_code == 0, result.output
+    assert "dcase9 infer --system baseline" in " ".join(result.output.split())
+    first = strict_read(run / "last.ckpt")
+    assert first["global_step"] == 2 and (run / "checkpoints" / "step=2.ckpt").is_file()
+
+    # The official layout: the net under ss_model. with ResUNet30's names, CLAP under
+    # query_encoder.model. with laion's names, and our configuration in plain types.
+    state = first["state_dict"]
+    assert {k.split(".")[0] for k in state} == {"ss_model", "query_encoder"}
+    assert "ss_model.base.bn0.running_mean" in state and "ss_model.film.encoder_block1->conv_block1->beta1.weight" in state
+    assert "query_encoder.model.text_branch.embeddings.word_embeddings.weight" in state
+    assert not any(".text_model." in k or ".audio_model." in k for k in state)
+    assert first["dcase9"]["config"]["model"]["channels"] == [4, 8]
+    assert first["dcase9"]["system_options"] == {"n_fft": 128, "hop_length": 64, "channels": [4, 8],
+                                                 "pools": [[2, 2], [2, 2]]}
+    metrics = (run / "logs" / "version_0" / "metrics.csv").read_text()
+    assert "train/loss" in metrics and "val/sdri" in metrics
+
+    result = runner.invoke(app, ["train", "--out", str(run), "--resume", "--steps", "4", "--set", "checkpoint.keep=1"])
+    assert result.exit_code == 0, result.output
+    resumed = strict_read(run / "last.ckpt")
+    assert resumed["global_step"] == 4 and resumed["dcase9"]["config"]["checkpoint"]["keep"] == 1
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step=4.ckpt"]  # keep=1 pruned step=2
+    assert (run / "logs" / "version_1" / "metrics.csv").is_file()
+
+    # Resuming continued the same data stream, mixtures and optimizer state: it equals a run that
+    # was never interrupted.
+    straight = tmp_path / "straight"
+    result = runner.invoke(app, train_args(tiny_config, demo_root, straight, "--steps", "4"))
+    assert result.exit_code == 0, result.output
+    uninterrupted = strict_read(straight / "last.ckpt")["state_dict"]
+    for key, value in resumed["state_dict"].items():
+        torch.testing.assert_close(value, uninterrupted[key], rtol=1e-5, atol=1e-6, msg=key)
+
+    estimates = tmp_path / "estimates"
+    result = runner.invoke(app, ["infer", "--system", "baseline", "--checkpoint", str(run / "last.ckpt"),
+                                 "--system-config", str(run / "system-config.yaml"),
+                                 "--weight", f"roberta-base-tokenizer={run / 'tokenizer'}", "--offline",
+                                 "--data", str(demo_root / "validation"), "--out", str(estimates), "--limit", "2"])
+    assert result.exit_code == 0, result.output
+    outputs = sorted(estimates.glob("*.wav"))
+    assert len(outputs) == 2 and sf.info(outputs[0]).frames == 160000
+
+
+def test_a_run_folder_is_not_overwritten_and_resume_needs_one(tiny_config: Path, demo_root: Path,
+                                                              tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last.ckpt").write_bytes(b"")
+    (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump({"extends": "demo"}))
+    result = runner.invoke(app, train_args(tiny_config, demo_root, tmp_path / "run", "--steps", "1"))
+    assert result.exit_code == 2 and "--resume" in result.output
+    result = runner.invoke(app, ["train", "--out", str(tmp_path / "none"), "--resume"])
+    assert result.exit_code == 2 and "config.yaml not found" in " ".join(result.output.split())
+
+
+def test_training_starts_from_an_official_layout_checkpoint(tiny_config: Path, demo_root: Path,
+                                                            tmp_path: Path) -> None:
+    from toolkit.training import train
+
+    official = resunet_weights(n_fft=128, hop_length=64, seed=5)
+    clap = tiny_clap_laion_weights(seed=9)
+    checkpoint = write_lightning_checkpoint(tmp_path / "baseline.ckpt", resunet=official, clap=clap)
+    config = assemble_config(preset="demo", config_file=tiny_config, overrides=[
+        {"data": {"datafiles": [str(demo_root / "train" / "train.json")]},
+         "model": {"channels": None, "pools": None},  # the official net, as in the checkpoint
+         "query_encoder": {"source": "auto", "tokenizer": str(tokenizer_folder(tmp_path / "tok"))},
+         "init": str(checkpoint), "optimizer": {"lr": 0.0},
+         "validation": {"data": None}, "checkpoint": {"every_steps": None}},
+        parse_assignment("trainer.max_steps=1")])
+    result = train(config, tmp_path / "run", progress=False)
+    assert result.global_step == 1
+    state = strict_read(tmp_path / "run" / "last.ckpt")["state_dict"]
+    net = {k[len("ss_model."):]: v for k, v in state.items() if k.startswith("ss_model.")}
+    assert set(net) == {k for k in official if not k.startswith(("base.stft.", "base.istft."))}
+    parameters = {name for name, _ in ResUNet30(n_fft=128, hop_length=64).named_parameters()}
+    moved = []
+    for key, value in net.items():
+        if key in parameters:  # with lr 0 every weight is still the checkpoint's
+            assert torch.equal(value, official[key]), key
+        elif key.endswith("running_mean") and not torch.equal(value, official[key]):
+            moved.append(key)  # batch-norm statistics did see the training batch
+    assert moved
+    encoder = {k[len("query_encoder.model."):]: v for k, v in state.items() if k.startswith("query_encoder.model.")}
+    assert encoder.keys() == clap.keys() and all(torch.equal(encoder[k], clap[k]) for k in clap)
+
+
+def test_presets_validate_and_describe_their_data() -> None:
+    assert set(preset_names()) >= {"baseline", "system1", "system4", "system4-audiosep", "demo"}
+    baseline = assemble_config(preset="baseline")
+    assert (baseline.optimizer.name, baseline.optimizer.lr, baseline.optimizer.amsgrad) == ("adamw", 1e-3, True)
+    assert (baseline.schedule.kind, baseline.schedule.warm_up_steps) == ("constant_warm_up", 10000)
+    assert (baseline.data.batch_size, baseline.data.segment_seconds, baseline.data.sample_rate) == (16, 10.0, 16000)
+    assert (baseline.checkpoint.every_steps, baseline.trainer.max_steps) == (20000, 200000)
+    assert baseline.query_encoder.source == "auto" and baseline.loss == "l1_wav"
+    system1 = assemble_config(preset="system1")
+    assert system1.system == "1" and "GPT-4" in system1.description
+    system4 = assemble_config(preset="system4")
+    assert system4.system == "4" and system4.trainer.max_epochs == 100 and "0.7" in system4.description
+    assert system4.data.batch_size == 16 and "--devices 4" in system4.description
+    audiosep = assemble_config(preset="system4-audiosep")
+    assert audiosep.init == "audiosep-checkpoint" and audiosep.data.sample_rate == 32000
+    assert audiosep.model_options().n_fft == 2048 and audiosep.system == "4-audiosep"
+
+
+def test_configuration_layers_and_their_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config_file = tmp_path / "mine.yaml"
+    config_file.write_text("extends: system1\ndata:\n  datafiles: [a.json, {path: b.json, weight: 2}]\n")
+    config = assemble_config(config_file=config_file, overrides=[parse_assignment("mixing.lower_db=-5"),
+                                                                 {"trainer": {"precision": "bf16"}}])
+    assert config.system == "1" and config.mixing.lower_db == -5 and config.trainer.precision == "bf16-mixed"
+    assert [d.path for d in config.data.datafiles] == [str(tmp_path / "a.json"), str(tmp_path / "b.json")]
+    assert config.data.datafiles[1].weight == 2.0
+    config_file.write_text("data:\n  batch_size: 4\n  segment_secs: 3\n")
+    with pytest.raises(ConfigError, match=r"line 3, data.segment_secs: unknown key"):
+        assemble_config(config_file=config_file)
+    with pytest.raises(ConfigError, match="unknown model kind 'unet9'"):
+        assemble_config(overrides=[{"model": {"kind": "unet9"}}])
+    with pytest.raises(ConfigError, match=r"model.n_ffft: unknown key"):
+        assemble_config(overrides=[{"model": {"n_ffft": 512}}])
+    with pytest.raises(ConfigError, match="unknown training preset 'sytem1'"):
+        assemble_config(preset="sytem1")
+    with pytest.raises(ConfigError, match="KEY.PATH=VALUE"):
+        parse_assignment("lr")
+
+
+def test_print_config_shows_flags_applied(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", "--preset", "system4", "--out", str(tmp_path), "--steps", "7",
+                                 "--devices", "0,1", "--precision", "fp16", "--data", "x.json@0.5", "--print-config"])
+    assert result.exit_code == 0, result.output
+    printed = yaml.safe_load(result.output)
+    assert printed["trainer"]["max_steps"] == 7 and printed["trainer"]["max_epochs"] is None
+    assert printed["trainer"]["devices"] == [0, 1] and printed["trainer"]["precision"] == "16-mixed"
+    assert printed["data"]["datafiles"][0]["weight"] == 0.5 and printed["system"] == "4"
+
+
+def test_unused_resunet_parameters_are_frozen_so_plain_ddp_works() -> None:
+    from toolkit.training.models import ModelContext, ResUNet30Options, build_resunet30
+
+    model = build_resunet30(ResUNet30Options(n_fft=128, hop_length=64, channels=[4, 8, 8],
+                                             pools=[[2, 2], [2, 2], [1, 2]]), ModelContext(16000, Path))
+    model.separate(torch.randn(2, 4000), torch.randn(2, 512)).sum().backward()
+    without_gradient = {name for name, p in model.net.named_parameters() if p.grad is None}
+    frozen = {name for name, p in model.net.named_parameters() if not p.requires_grad}
+    assert without_gradient == frozen and len(frozen) == 4 * 3  # bn2 and its FiLM linear per decoder block
+
+
+def test_missing_lightning_is_an_actionable_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import importlib
+
+    real_import = importlib.import_module
+
+    def no_lightning(name: str, *args: Any) -> Any:
+        if name.split(".")[0] == "lightning":
+            raise ImportError("No module named 'lightning'")
+        return real_import(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", no_lightning)
+    from toolkit.training import train
+
+    with pytest.raises(MissingDependencyError, match=r"pip install 'dcase9\[train\]'"):
+        train(assemble_config(preset="demo"), tmp_path / "run")
+
+
+def test_ctrl_c_saves_last_checkpoint_and_says_how_to_resume(tiny_config: Path, demo_root: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    from toolkit.training.module import SeparationTraining
+
+    original = SeparationTraining.training_step
+
+    def interrupted_at_step_3(self: SeparationTraining, batch: Any, batch_idx: int) -> Any:
+        if self.global_step == 3:
+            raise KeyboardInterrupt
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(SeparationTraining, "training_step", interrupted_at_step_3)
+    handler = signal.getsignal(signal.SIGINT)
+    try:  # last.ckpt is due only every 100 steps: the one found was written by the interruption
+        result = runner.invoke(app, train_args(tiny_config, demo_root, tmp_path / "run", "--steps", "10",
+                                               "--set", "checkpoint.last_every_steps=100",
+                                               "--set", "checkpoint.every_steps=null"))
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores SIGINT after an interruption
+    assert result.exit_code == 130, result.output
+    assert "interrupted at step 3" in result.output and "--resume" in result.output
+    assert strict_read(tmp_path / "run" / "last.ckpt")["global_step"] == 3
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu(tiny_config: Path, demo_root: Path, tmp_path: Path) -> None:
+    """Lightning's DDP (gloo on CPU): both processes run the command; checkpoints, validation and the
+    skip summary go through their collectives without a deadlock."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "toolkit.cli", *train_args(tiny_config, demo_root, tmp_path / "run", "--steps", "4"),
+               "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp",
+               "--set", "trainer.sync_batchnorm=false", "--no-progress"]  # SyncBatchNorm needs CUDA
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("Training run") == 1  # only rank 0 reports
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["global_step"] == 4 and "val/sdri" in summary["validation"]
+    assert summary["validation"]["val/mixtures"] == 2.0  # one mixture per process, both counted
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step=2.ckpt", "step=4.ckpt"]
+    assert strict_read(tmp_path / "run" / "last.ckpt")["global_step"] == 4

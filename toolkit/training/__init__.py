@@ -1,0 +1,18 @@
+"""Training separation models with the DCASE 2024 Task 9 baseline recipe (`dcase9 train`).
+
+    from toolkit.training import assemble_config, train
+    config = assemble_config(preset="system1", overrides=[{"data": {"datafiles": ["fsd50k_gpt4.json"]}}])
+    result = train(config, "runs/system1")          # resumable: train(config, "runs/system1", resume=True)
+    print(result.infer_command)
+
+Modules: `config` (typed configuration, presets), `data` (caption-audio files, clip reading,
+the resumable sampler), `mixing` (the baseline's SegmentMixer), `models` (trainable model
+families, registered by name), `schedules` (learning-rate warm-ups), `module` (the
+LightningModule, checkpoints, progress), `run` (`train()`). Lightning is imported only by
+`module`, when a run starts.
+"""
+
+from toolkit.training.config import TrainConfig, assemble_config, preset_names, read_preset
+from toolkit.training.run import TrainResult, train
+
+__all__ = ["TrainConfig", "TrainResult", "assemble_config", "preset_names", "read_preset", "train"]

@@ -1,0 +1,416 @@
+"""The Lightning side of training: the LightningModule, checkpoint saving, progress and throughput.
+
+Importing this module imports Lightning; `toolkit.training.run` does so only when a run starts.
+
+Checkpoints are in the official Lightning layout of the baseline and AudioSep: `state_dict` holds
+the separation net under `ss_model.` (its own key names) and the frozen CLAP under
+`query_encoder.model.` in laion's key names (converted on saving, converted back on resuming),
+so `dcase9 infer --system 1 --checkpoint PATH` and the reference code load them. Beside the
+weights, the `dcase9` entry holds the run's configuration and what `dcase9 infer` needs (plain
+types only: the file loads with `torch.load(weights_only=True)`). Files are written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import Callback, TQDMProgressBar
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from toolkit.audio import SAMPLE_RATE, resample
+from toolkit.data.formats import DataSet, MixtureSpec
+from toolkit.data.items import ItemLoader
+from toolkit.files import atomic_output, remove_partial_files
+from toolkit.metrics import separation_metrics
+from toolkit.models.clap import ClapEncoder, laion_to_transformers, transformers_to_laion
+from toolkit.models.checkpoints import strip_prefix
+from toolkit.training.config import TrainConfig, config_as_dict
+from toolkit.training.data import ClipDataset, SkipLog, TrainSampler, collate_clips
+from toolkit.training.mixing import SegmentMixer, step_seed
+from toolkit.training.models import TrainableModel
+from toolkit.training.schedules import lr_multiplier
+
+QUERY_ENCODER_PREFIX = "query_encoder.model."
+FROZEN_ATTRIBUTE = "frozen_parts"
+CHECKPOINT_FORMAT = 1
+METRICS = ("sdr", "sdri", "sisdr")
+
+
+class SeparationTraining(pl.LightningModule):
+    """Trains a `TrainableModel` with the baseline's recipe: SegmentMixer mixtures from batches of
+    clean clips, CLAP text conditions, the model's loss, and step-wise validation."""
+
+    def __init__(self, config: TrainConfig, model: TrainableModel, query_encoder: ClapEncoder, *,
+                 train_set: ClipDataset, sampler: TrainSampler, validation_set: DataSet | None = None,
+                 validation_specs: list[MixtureSpec] | None = None, checkpoint_info: dict[str, Any] | None = None):
+        super().__init__()
+        self.config = config
+        self.trainable = model
+        attach(self, model.state_prefix, model.net)  # its state dict is then `ss_model.*` as is
+        if model.frozen is not None:
+            model.frozen.requires_grad_(False)
+            model.frozen.eval()  # Lightning keeps each module's mode; `train()` below keeps this one
+            self.add_module(FROZEN_ATTRIBUTE, model.frozen)
+        self.query_encoder = query_encoder
+        self.mixer = SegmentMixer(config.mixing.max_mix_num, config.mixing.lower_db, config.mixing.higher_db)
+        self.train_set, self.sampler = train_set, sampler
+        self.validation_set, self.validation_specs = validation_set, validation_specs or []
+        self.checkpoint_info = checkpoint_info or {}
+        self.skip_log = SkipLog()
+        self.total_skips: SkipLog | None = None
+        self._query_cache: dict[str, Tensor] = {}
+        self._validation_sums: Tensor | None = None
+        self.last_validation: dict[str, float] = {}
+
+    # -- data -------------------------------------------------------------------------------------
+
+    def train_dataloader(self) -> DataLoader:
+        # Lightning restores the step counter before it asks for the loader, so a resumed run
+        # continues the data stream where the interrupted one stopped.
+        self.sampler.start_batch = self.trainer.global_step
+        workers = self.config.data.num_workers
+        return DataLoader(self.train_set, batch_size=self.config.data.batch_size, sampler=self.sampler,
+                          num_workers=workers, collate_fn=collate_clips, drop_last=True,
+                          pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
+                          prefetch_factor=4 if workers > 0 else None)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.validation_set is None or not self.validation_specs:
+            return []
+        items = ValidationItems(self.validation_set, self.validation_specs)
+        return DataLoader(items, batch_size=self.config.validation.batch_size, sampler=ShardSampler(len(items)),
+                          num_workers=0, collate_fn=list)
+
+    # -- training ---------------------------------------------------------------------------------
+
+    def conditions(self, captions: list[str]) -> Tensor:
+        """CLAP text embeddings, in float32 whatever the training precision (as at inference)."""
+        with torch.autocast(self.device.type, enabled=False):
+            return self.query_encoder.encode_text(captions)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        self.skip_log.add(batch["skipped"])
+        segments = batch["waveform"]
+        generator = torch.Generator().manual_seed(step_seed(self.config.seed, self.global_step, self.global_rank))
+        mixture, target = self.mixer(segments, generator)
+        captions = batch["caption"]
+        loss, parts = self.trainable.training_loss(mixture, self.conditions(captions), target, captions)
+        size = segments.shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        for name, value in parts.items():
+            self.log(f"train/{name}", value, batch_size=size)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=size)
+        clips_seen = (self.global_step + 1) * size * self.trainer.world_size
+        self.log("train/epoch", clips_seen / self.sampler.epoch_length, batch_size=size)
+        self.log("data/skipped", float(self.skip_log.total), batch_size=size)
+        return loss
+
+    def train(self, mode: bool = True) -> "SeparationTraining":
+        super().train(mode)
+        if self.trainable.frozen is not None:
+            self.trainable.frozen.eval()  # pretrained parts keep their inference behaviour (batch norm, dropout)
+        return self
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        options = self.config.optimizer
+        optimizer_class = torch.optim.AdamW if options.name == "adamw" else torch.optim.Adam
+        optimizer = optimizer_class(list(self.trainable.trainable_parameters()), lr=options.lr,
+                                    betas=tuple(options.betas), eps=options.eps,
+                                    weight_decay=options.weight_decay, amsgrad=options.amsgrad)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(self.config.schedule))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+    # -- validation -------------------------------------------------------------------------------
+
+    def on_validation_epoch_start(self) -> None:
+        self._validation_sums = torch.zeros(len(METRICS) + 1, dtype=torch.float64, device=self.device)
+
+    def validation_step(self, batch: list[dict[str, Any]], batch_idx: int) -> None:
+        assert self._validation_sums is not None
+        # Clips run in groups of equal length: padding them to one length would change the metrics.
+        groups: dict[int, list[dict[str, Any]]] = {}
+        for item in batch:
+            groups.setdefault(item["mixture"].shape[-1], []).append(item)
+        for items in groups.values():
+            mixture = torch.stack([i["mixture"] for i in items]).to(self.device)
+            reference = torch.stack([i["reference"] for i in items]).to(self.device)
+            estimate = self.separate_at_16k(mixture, [i["query"] for i in items])
+            scores = separation_metrics(reference, estimate, mixture)
+            for k, name in enumerate(METRICS):
+                self._validation_sums[k] += scores[name].sum()
+            self._validation_sums[-1] += len(items)
+
+    def separate_at_16k(self, mixture: Tensor, queries: list[str]) -> Tensor:
+        """Separate 16 kHz mixtures at the model's rate and bring the estimates back to 16 kHz."""
+        missing = [q for q in dict.fromkeys(queries) if q not in self._query_cache]
+        if missing:
+            for query, embedding in zip(missing, self.conditions(missing)):
+                self._query_cache[query] = embedding
+        conditions = torch.stack([self._query_cache[q] for q in queries])
+        rate = self.trainable.sample_rate
+        estimate = self.trainable.separate(resample(mixture, SAMPLE_RATE, rate), conditions).float()
+        estimate = resample(estimate, rate, SAMPLE_RATE)
+        length = mixture.shape[-1]
+        if estimate.shape[-1] != length:  # resampling rounds lengths
+            estimate = torch.nn.functional.pad(estimate, (0, max(0, length - estimate.shape[-1])))[..., :length]
+        return estimate
+
+    def on_validation_epoch_end(self) -> None:
+        if self._validation_sums is None:
+            return
+        sums = self.trainer.strategy.reduce(self._validation_sums, reduce_op="sum")
+        count = float(sums[-1])
+        if count and not self.trainer.sanity_checking:
+            means = {f"val/{name}": float(sums[k]) / count for k, name in enumerate(METRICS)}
+            self.log_dict(means, prog_bar=True)
+            self.last_validation = {**means, "val/mixtures": count, "step": self.global_step}
+        self._validation_sums = None
+
+    def on_train_end(self) -> None:
+        # Every process reaches this point together on a normal finish: collect their skip logs.
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            logs: list[SkipLog | None] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(logs, self.skip_log)
+            total = SkipLog()
+            for log in logs:
+                if log is not None:
+                    total.merge(log)
+            self.total_skips = total
+        else:
+            self.total_skips = self.skip_log
+
+    def gathered_skips(self) -> SkipLog:
+        """All processes' skipped clips after a normal finish; this process's after an interruption."""
+        return self.total_skips if self.total_skips is not None else self.skip_log
+
+    # -- checkpoints ------------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["state_dict"]
+        clap = {key[len(QUERY_ENCODER_PREFIX):]: state.pop(key) for key in list(state)
+                if key.startswith(QUERY_ENCODER_PREFIX)}
+        state.update({QUERY_ENCODER_PREFIX + key: value for key, value in transformers_to_laion(clap).items()})
+        for key in [k for k in state if k.startswith(FROZEN_ATTRIBUTE + ".")]:
+            del state[key]  # pretrained parts that are not trained come from their own files
+        checkpoint["dcase9"] = {"format": CHECKPOINT_FORMAT, "config": config_as_dict(self.config),
+                                "model_kind": self.config.model.kind, "sample_rate": self.trainable.sample_rate,
+                                "system_options": self.trainable.system_options(), **self.checkpoint_info}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["state_dict"]
+        laion = strip_prefix(state, QUERY_ENCODER_PREFIX)
+        for key in [k for k in state if k.startswith(QUERY_ENCODER_PREFIX)]:
+            del state[key]
+        state.update({QUERY_ENCODER_PREFIX + k: v for k, v in laion_to_transformers(laion).items()})
+        # Fixed buffers the laion layout leaves out, and the frozen parts: from the live module.
+        for key, value in self.state_dict().items():
+            if key not in state and (key.startswith(QUERY_ENCODER_PREFIX) or key.startswith(FROZEN_ATTRIBUTE + ".")):
+                state[key] = value
+
+
+def attach(parent: nn.Module, prefix: str, child: nn.Module) -> None:
+    """Register `child` under the dotted `prefix` ("ss_model." or "ss_model.mask_net."), creating
+    empty container modules on the way, so that its state-dict keys start with `prefix`."""
+    names = prefix.rstrip(".").split(".")
+    for name in names[:-1]:
+        if not hasattr(parent, name):
+            parent.add_module(name, nn.Module())
+        parent = getattr(parent, name)
+    parent.add_module(names[-1], child)
+
+
+# -- validation data ------------------------------------------------------------------------------
+
+
+class ValidationItems(Dataset):
+    """Validation mixtures built exactly as the official evaluator builds them."""
+
+    def __init__(self, dataset: DataSet, specs: list[MixtureSpec]):
+        self.loader = ItemLoader(dataset)
+        self.specs = specs
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self.loader.load(self.specs[index])
+        return {"mixture": torch.from_numpy(item.mixture), "reference": torch.from_numpy(item.reference),
+                "query": item.spec.query}
+
+
+class ShardSampler(Sampler[int]):
+    """Indices `rank, rank + world, ...`: each process validates its share, nothing twice."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def _shard(self) -> range:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return range(torch.distributed.get_rank(), self.length, torch.distributed.get_world_size())
+        return range(self.length)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._shard())
+
+    def __len__(self) -> int:
+        return len(self._shard())
+
+
+def select_validation(dataset: DataSet, limit: int | None, seed: int) -> list[MixtureSpec]:
+    """All mixtures, or a fixed random subset of `limit` of them (in the set's order)."""
+    mixtures = list(dataset.mixtures)
+    if limit is None or limit >= len(mixtures):
+        return mixtures
+    chosen = np.sort(np.random.default_rng([seed, 11]).choice(len(mixtures), size=limit, replace=False))
+    return [mixtures[int(i)] for i in chosen]
+
+
+# -- checkpoint files -----------------------------------------------------------------------------
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, but through a temporary file and a rename: an interrupted save
+    never leaves a truncated `last.ckpt` (Lightning's own writes the destination in place)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        with atomic_output(path) as tmp:
+            torch.save(checkpoint, tmp)
+
+
+class StepCheckpoints(Callback):
+    """`checkpoints/step=<N>.ckpt` every `every_steps` steps (the baseline's name and cadence) and
+    `last.ckpt` every `last_every_steps` steps, both at the final step; `last.ckpt` also when the
+    run is interrupted (Ctrl-C, SIGTERM) in a single process."""
+
+    def __init__(self, out_dir: Path, every_steps: int | None, last_every_steps: int, keep: int | None) -> None:
+        self.out_dir, self.every, self.last_every, self.keep = Path(out_dir), every_steps, last_every_steps, keep
+        self.folder = self.out_dir / "checkpoints"
+        self.interrupted_at: int | None = None  # the step last.ckpt was saved at on an interruption
+
+    @property
+    def last_path(self) -> Path:
+        return self.out_dir / "last.ckpt"
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            remove_partial_files(self.folder)
+            remove_partial_files(self.out_dir)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        step = trainer.global_step
+        final = trainer.max_steps is not None and step >= trainer.max_steps
+        step_file = None
+        if self.every is not None and (step % self.every == 0 or final):
+            step_file = self.folder / f"step={step}.ckpt"
+            trainer.save_checkpoint(step_file, weights_only=False)
+            self._prune(trainer)
+        if step_file is not None:
+            if trainer.is_global_zero:  # the same state: a link, not a second serialisation
+                _link_or_copy(step_file, self.last_path)
+        elif step % self.last_every == 0 or final:
+            trainer.save_checkpoint(self.last_path, weights_only=False)  # every process: it synchronises
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        # Only one process: with several, a save would wait at a barrier the others never reach.
+        interrupted = isinstance(exception, KeyboardInterrupt) or type(exception).__name__ == "SIGTERMException"
+        if interrupted and trainer.world_size == 1 and trainer.global_step > 0:
+            trainer.save_checkpoint(self.last_path, weights_only=False)
+            self.interrupted_at = trainer.global_step
+
+    def _prune(self, trainer: pl.Trainer) -> None:
+        if self.keep is None or not trainer.is_global_zero:
+            return
+        steps = sorted(self.folder.glob("step=*.ckpt"), key=lambda p: int(p.stem.split("=")[1]))
+        for old in steps[: -self.keep]:
+            old.unlink(missing_ok=True)
+
+
+def _link_or_copy(source: Path, destination: Path) -> None:
+    """`destination` becomes the same content as `source`, atomically (a hard link where possible)."""
+    with atomic_output(destination) as tmp:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+
+
+# -- progress and throughput ----------------------------------------------------------------------
+
+
+class StepProgressBar(TQDMProgressBar):
+    """Lightning's bar, counting optimizer steps of the whole run (the data stream has no epochs)."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *_: Any) -> None:
+        bar = self.train_progress_bar
+        bar.reset(total=trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None)
+        bar.initial = bar.n = trainer.global_step  # a resumed run starts where it stopped
+        bar.set_description("training")
+        bar.refresh()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        step = trainer.global_step
+        if self._should_update(step, self.train_progress_bar.total):
+            self.train_progress_bar.n = step
+            self.train_progress_bar.set_postfix(self.get_metrics(trainer, pl_module))
+            self.train_progress_bar.refresh()
+
+
+class Throughput(Callback):
+    """Steps/s and clips/s of training, data loading included (the first `warm_up` steps and the
+    time spent validating excluded), and the peak memory: the accelerator's allocator peak on
+    CUDA, the process's peak RSS otherwise."""
+
+    def __init__(self, warm_up: int = 3) -> None:
+        self.warm_up = warm_up
+        self.steps = 0
+        self.clips = 0
+        self.seconds = 0.0
+        self._last_end: float | None = None
+
+    def _now(self, pl_module: pl.LightningModule) -> float:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+        return time.perf_counter()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        now = self._now(pl_module)
+        previous, self._last_end = self._last_end, now
+        if previous is None:
+            return
+        if self.warm_up > 0:
+            self.warm_up -= 1
+            return
+        self.steps += 1
+        self.clips += int(batch["waveform"].shape[0]) * trainer.world_size
+        self.seconds += now - previous
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._last_end = self._now(pl_module)  # the next step is timed from here
+
+    def summary(self, device: torch.device) -> dict[str, Any]:
+        result: dict[str, Any] = {"measured_steps": self.steps}
+        if self.seconds > 0:
+            result.update(steps_per_second=self.steps / self.seconds, clips_per_second=self.clips / self.seconds)
+        if device.type == "cuda":
+            result["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+            result["memory_kind"] = "cuda max_memory_allocated"
+        else:
+            result["peak_memory_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+            result["memory_kind"] = "process peak RSS"
+        return result
+

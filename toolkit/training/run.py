@@ -1,0 +1,373 @@
+"""`train()`: one training run, from a configuration to checkpoints in a folder.
+
+Layout of the run folder `OUT`:
+
+    OUT/config.yaml              the full configuration of the run (also inside every checkpoint)
+    OUT/last.ckpt                the latest state, for --resume (and for `dcase9 infer`)
+    OUT/checkpoints/step=N.ckpt  at the configured cadence and at the final step
+    OUT/logs/version_K/metrics.csv   train/loss, train/lr, val/sdr, val/sdri, val/sisdr, ... (one
+                                 version per start or resume); OUT/tensorboard/ when TensorBoard is installed
+    OUT/system-config.yaml       `--system-config` for `dcase9 infer`, when the net or CLAP is not the official one
+    OUT/tokenizer/               the tiny tokenizer, when the configuration asks for it
+    OUT/summary.json             steps, time, throughput, skipped clips, last validation, the infer command
+
+Multi-GPU and multi-node runs are Lightning's: `trainer.devices`, `trainer.num_nodes`,
+`trainer.strategy` (DDP when there is more than one process); under SLURM or torchrun Lightning
+reads the cluster environment. Every process runs this function; only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from toolkit.errors import CheckpointError, ConfigError, Dcase9Error
+from toolkit.files import write_json_atomic, write_text_atomic
+from toolkit.lazy import require
+from toolkit.training.config import (DEMO_TOKENIZER, QUERY_SOURCE_AUTO, QUERY_SOURCE_RANDOM, TINY_TOKENIZER,
+                                     TrainConfig, dump_train_config)
+
+LAST_CHECKPOINT = "last.ckpt"
+CONFIG_FILE = "config.yaml"
+SYSTEM_CONFIG_FILE = "system-config.yaml"
+SUMMARY_FILE = "summary.json"
+TOKENIZER_WEIGHT = "roberta-base-tokenizer"
+CLAP_WEIGHT = "clap-music-speech-audioset"
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped the run; `last.ckpt` holds its state at `step`."""
+
+    def __init__(self, checkpoint: Path, step: int) -> None:
+        super().__init__(f"interrupted at step {step}; saved {checkpoint}")
+        self.checkpoint, self.step = checkpoint, step
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    last_checkpoint: Path
+    global_step: int
+    seconds: float
+    throughput: dict[str, Any] = field(default_factory=dict)
+    skipped: dict[str, Any] = field(default_factory=dict)
+    validation: dict[str, float] = field(default_factory=dict)
+    infer_command: str = ""
+    system_config: Path | None = None
+    tokenizer: Path | None = None
+    rank: int = 0  # the process's global rank: only rank 0's result has the summary
+
+
+def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool | None = None,
+          lightning_info: bool = True) -> TrainResult:
+    """Train as `config` says, writing checkpoints and logs into `out`; see the module docstring.
+
+    `resume=True` continues from `out/last.ckpt` (weights, optimizer, schedule, step, data stream);
+    without it, a folder that already holds a run is refused. `progress` overrides
+    `trainer.progress_bar`; `lightning_info=False` hides Lightning's start-up messages and model
+    summary (the demo).
+    """
+    require("lightning", extra="train", purpose="dcase9 train")
+    from systems import get_system
+    from systems.registry import WeightResolver
+    from toolkit.training.data import ClipDataset, TrainSampler, check_audio_present, read_datafiles
+    from toolkit.training.models import ModelContext, build_model
+
+    out = Path(out)
+    last = out / LAST_CHECKPOINT
+    if resume and not last.is_file():
+        raise Dcase9Error(f"nothing to resume: {last} does not exist")
+    if not resume and last.is_file():
+        raise Dcase9Error(f"{out} already holds a training run ({last}); pass --resume to continue it, "
+                          "or choose another --out")
+    if config.system is not None:
+        spec = get_system(config.system)
+        if spec.sample_rate != config.data.sample_rate:
+            raise ConfigError(f"system '{spec.name}' runs at {spec.sample_rate} Hz but data.sample_rate is "
+                              f"{config.data.sample_rate}: the trained model would not load as that system")
+    show_progress = config.trainer.progress_bar if progress is None else progress
+    rank_zero = _is_rank_zero()
+    if rank_zero:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out / CONFIG_FILE, dump_train_config(config))
+
+    datafiles = read_datafiles(config.data.datafiles)
+    check_audio_present(datafiles, seed=config.seed)
+    train_set = ClipDataset(datafiles, sample_rate=config.data.sample_rate, segment_samples=config.segment_samples(),
+                            min_seconds=config.data.min_clip_seconds, seed=config.seed,
+                            max_failed_draws=config.data.max_failed_draws)
+    sampler = TrainSampler([len(d.items) for d in datafiles], [d.weight for d in datafiles],
+                           batch_size=config.data.batch_size, seed=config.seed)
+
+    resolver = WeightResolver({name: Path(path) for name, path in config.weights.items()}, offline=config.offline,
+                              progress=show_progress)
+    torch.manual_seed(config.seed)  # the same initial weights in every process and every run
+    model = build_model(config.model.kind, config.model_options(), ModelContext(config.data.sample_rate, resolver),
+                        config.loss)
+    init_weights: dict[str, torch.Tensor] = {}
+    init_source = ""
+    if config.init is not None and not resume:  # a resumed run takes every weight from last.ckpt
+        init_weights, init_source = read_init_checkpoint(config.init, resolver)
+        from toolkit.models.checkpoints import strip_prefix
+
+        own = strip_prefix(init_weights, model.state_prefix)
+        if not own:
+            raise CheckpointError(f"{init_source}: no weights under '{model.state_prefix}' to start the "
+                                  f"{config.model.kind} net from")
+        model.load_initial_weights(own, f"{init_source} ({model.state_prefix}*)")
+    tokenizer_path = resolve_tokenizer(config, resolver, out)
+    query_encoder = build_query_encoder(config, resolver, tokenizer_path, init_weights, init_source, resume=resume)
+    del init_weights
+
+    validation_set, validation_specs = open_validation(config)
+    info = {"system": config.system, "tokenizer": str(tokenizer_path)}
+    return _fit(config, out, model, query_encoder, train_set, sampler, validation_set, validation_specs, info,
+                resume=resume, show_progress=show_progress, lightning_info=lightning_info,
+                tokenizer_path=tokenizer_path)
+
+
+def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_set: Any, sampler: Any,
+         validation_set: Any, validation_specs: list[Any], info: dict[str, Any], *, resume: bool,
+         show_progress: bool, lightning_info: bool, tokenizer_path: Path) -> TrainResult:
+    from lightning.pytorch.loggers import CSVLogger
+
+    from toolkit.training.module import SeparationTraining, StepCheckpoints, StepProgressBar, Throughput
+
+    _quiet_lightning(lightning_info)
+    module = SeparationTraining(config, model, query_encoder, train_set=train_set, sampler=sampler,
+                                validation_set=validation_set, validation_specs=validation_specs,
+                                checkpoint_info=info)
+    throughput = Throughput()
+    checkpoints = StepCheckpoints(out, config.checkpoint.every_steps, config.checkpoint.last_every_steps,
+                                  config.checkpoint.keep)
+    callbacks: list[Any] = [checkpoints, throughput]
+    if show_progress:
+        callbacks.append(StepProgressBar(refresh_rate=max(1, min(10, config.trainer.log_every_n_steps))))
+    loggers: list[Any] = [CSVLogger(str(out), name="logs")]
+    if _tensorboard_available():
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(str(out), name="tensorboard"))
+    validating = validation_set is not None and bool(validation_specs) and config.validation.every_steps is not None
+    trainer = _make_trainer(config, out, loggers, callbacks, validating=validating, progress=show_progress,
+                            model_summary=lightning_info)
+    if config.trainer.max_epochs is not None:
+        steps = math.ceil(config.trainer.max_epochs * sampler.epoch_length
+                          / (config.data.batch_size * trainer.world_size))
+        trainer.fit_loop.epoch_loop.max_steps = max(1, steps)
+    started = time.perf_counter()
+    try:
+        trainer.fit(module, ckpt_path=str(out / LAST_CHECKPOINT) if resume else None)
+    except SystemExit:
+        # Lightning turns Ctrl-C into exit(1) after its callbacks ran; report it as an interruption.
+        if checkpoints.interrupted_at is not None:
+            raise TrainingInterrupted(out / LAST_CHECKPOINT, checkpoints.interrupted_at) from None
+        raise
+    finally:
+        seconds = time.perf_counter() - started
+        skipped = module.gathered_skips().summary()
+        if trainer.is_global_zero:
+            result = _write_summary(config, out, trainer, module, throughput, skipped, seconds, tokenizer_path)
+    if not trainer.is_global_zero:
+        return TrainResult(out, out / LAST_CHECKPOINT, trainer.global_step, seconds, rank=trainer.global_rank)
+    return result
+
+
+def _make_trainer(config: TrainConfig, out: Path, loggers: list[Any], callbacks: list[Any], *, validating: bool,
+                  progress: bool, model_summary: bool) -> Any:
+    import lightning.pytorch as pl
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from toolkit.training.module import AtomicCheckpointIO
+
+    options = config.trainer
+    try:
+        return pl.Trainer(
+            accelerator=options.accelerator, devices=options.devices, num_nodes=options.num_nodes,
+            strategy=options.strategy, precision=options.precision,  # type: ignore[arg-type]
+            max_steps=options.max_steps or -1, max_epochs=-1,
+            val_check_interval=config.validation.every_steps if validating else None,
+            check_val_every_n_epoch=None, limit_val_batches=1.0 if validating else 0,
+            num_sanity_val_steps=config.validation.sanity_steps if validating else 0,
+            logger=loggers, callbacks=callbacks, enable_checkpointing=False, enable_progress_bar=progress,
+            enable_model_summary=model_summary, log_every_n_steps=options.log_every_n_steps,
+            sync_batchnorm=options.sync_batchnorm, gradient_clip_val=options.gradient_clip_val,
+            use_distributed_sampler=False, plugins=[AtomicCheckpointIO()], default_root_dir=str(out))
+    except (MisconfigurationException, ValueError) as exc:  # devices, strategy or precision this machine lacks
+        raise ConfigError(f"Lightning cannot set up this run: {exc}") from exc
+
+
+def _write_summary(config: TrainConfig, out: Path, trainer: Any, module: Any, throughput: Any,
+                   skipped: dict[str, Any], seconds: float, tokenizer_path: Path) -> TrainResult:
+    system_config, command = infer_instructions(config, out, module.trainable.system_options(), tokenizer_path)
+    result = TrainResult(out, out / LAST_CHECKPOINT, int(trainer.global_step), seconds,
+                         throughput.summary(module.device), skipped, dict(module.last_validation), command,
+                         system_config, tokenizer_path if _is_local_tokenizer(config) else None)
+    payload = asdict(result)
+    payload.update({"out_dir": str(out), "last_checkpoint": str(result.last_checkpoint),
+                    "system_config": str(system_config) if system_config else None,
+                    "tokenizer": str(result.tokenizer) if result.tokenizer else None,
+                    "device": str(module.device), "world_size": trainer.world_size,
+                    "precision": config.trainer.precision, "batch_size_per_device": config.data.batch_size,
+                    "segment_seconds": config.data.segment_seconds})
+    write_json_atomic(out / SUMMARY_FILE, payload)
+    return result
+
+
+# ------------------------------------------------------------------------------------------------
+# Weights: --init, the tokenizer, the query encoder
+
+
+def read_init_checkpoint(name_or_path: str, resolver: Any) -> tuple[dict[str, torch.Tensor], str]:
+    """The state dict of an official-layout checkpoint given as a registry name or a file."""
+    from systems.registry import weight_entries
+    from toolkit.models.checkpoints import read_checkpoint, state_dict_of
+
+    path = resolver(name_or_path) if name_or_path in weight_entries() else Path(name_or_path)
+    return dict(state_dict_of(read_checkpoint(path))), str(path)
+
+
+def _is_local_tokenizer(config: TrainConfig) -> bool:
+    return config.query_encoder.tokenizer != TOKENIZER_WEIGHT
+
+
+def resolve_tokenizer(config: TrainConfig, resolver: Any, out: Path) -> Path:
+    """The tokenizer folder: a tiny one written into the run folder, a registry entry, or a folder."""
+    from systems.registry import weight_entries
+
+    name = config.query_encoder.tokenizer
+    if name in (TINY_TOKENIZER, DEMO_TOKENIZER):
+        from toolkit.data.demo import caption_pool
+        from toolkit.models.tiny import write_tiny_roberta_tokenizer
+
+        return write_tiny_roberta_tokenizer(out / "tokenizer", words_of=caption_pool() if name == DEMO_TOKENIZER else ())
+    if name in weight_entries():
+        return Path(resolver(name))
+    return Path(name)
+
+
+def build_query_encoder(config: TrainConfig, resolver: Any, tokenizer_path: Path, init_weights: dict[str, torch.Tensor],
+                        init_source: str, *, resume: bool) -> Any:
+    """The frozen CLAP encoder; see `QueryEncoderConfig` for where its weights come from.
+
+    A resumed run builds it with random weights of the right architecture: last.ckpt holds the
+    weights (so the 2.3 GB laion file is not read for nothing).
+    """
+    from systems.registry import weight_entries
+    from toolkit.models.checkpoints import strip_prefix
+    from toolkit.models.clap import ClapEncoder, find_laion_prefix, load_roberta_tokenizer, read_laion_clap_weights
+    from toolkit.models.tiny import random_clap_model
+
+    options = config.query_encoder
+    spec = options.architecture.spec()
+    tokenizer = load_roberta_tokenizer(tokenizer_path)
+    source = options.source
+    if resume or source == QUERY_SOURCE_RANDOM:
+        return ClapEncoder(random_clap_model(spec, seed=options.seed), spec.front_end, tokenizer)
+    if source == QUERY_SOURCE_AUTO and init_weights:
+        try:
+            prefix = find_laion_prefix(init_weights, source=init_source)
+        except CheckpointError:
+            prefix = None  # the init checkpoint has no query encoder: the registry's file below
+        if prefix is not None:
+            return ClapEncoder.from_laion_weights(strip_prefix(init_weights, prefix), tokenizer=tokenizer, spec=spec,
+                                                  source=f"{init_source} ({prefix}*)")
+    if source == QUERY_SOURCE_AUTO:
+        path = resolver(CLAP_WEIGHT)
+    elif source in weight_entries():
+        path = resolver(source)
+    else:
+        path = Path(source)
+    return ClapEncoder.from_laion_weights(read_laion_clap_weights(path), tokenizer=tokenizer, spec=spec,
+                                          source=str(path))
+
+
+def open_validation(config: TrainConfig) -> tuple[Any, list[Any]]:
+    if config.validation.data is None:
+        return None, []
+    from toolkit.data.formats import open_dataset
+    from toolkit.training.module import select_validation
+
+    dataset = open_dataset(config.validation.data)
+    if not dataset.has_references:
+        raise ConfigError(f"validation.data {config.validation.data} is a {dataset.kind.value} set without "
+                          "references; validation needs the DCASE validation set (or one in its layout)")
+    return dataset, select_validation(dataset, config.validation.limit, config.seed)
+
+
+def infer_settings(config: TrainConfig, system_options: dict[str, Any]) -> dict[str, Any]:
+    """The `--system-config` settings under which `dcase9 infer` builds the trained net and its CLAP."""
+    from toolkit.models.clap import ClapArchitecture
+
+    settings = dict(system_options)
+    if config.query_encoder.architecture != ClapArchitecture():
+        settings["clap"] = config.query_encoder.architecture.model_dump(mode="json")
+    return settings
+
+
+def infer_instructions(config: TrainConfig, out: Path, system_options: dict[str, Any],
+                       tokenizer_path: Path) -> tuple[Path | None, str]:
+    """Write `system-config.yaml` when `dcase9 infer` needs one; return it and the infer command."""
+    from systems import get_system
+
+    settings = infer_settings(config, system_options)
+    system = config.system or "1"
+    defaults = get_system(system).options
+    system_config = None
+    if any(defaults.get(key) != value for key, value in settings.items()):
+        system_config = out / SYSTEM_CONFIG_FILE
+        write_text_atomic(system_config, yaml.safe_dump(settings, sort_keys=False))
+    parts = ["dcase9 infer", f"--system {system}", f"--checkpoint {out / LAST_CHECKPOINT}",
+             "--data VALIDATION_DIR", "--out ESTIMATES_DIR"]
+    if system_config is not None:
+        parts.append(f"--system-config {system_config}")
+    if _is_local_tokenizer(config):
+        parts.append(f"--weight {TOKENIZER_WEIGHT}={tokenizer_path}")
+    return system_config, " ".join(parts)
+
+
+# ------------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def _is_rank_zero() -> bool:
+    """Before Lightning starts: rank 0 unless a launcher (torchrun, SLURM, Lightning's DDP) says otherwise."""
+    import os
+
+    for variable in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"):
+        value = os.environ.get(variable)
+        if value not in (None, "", "0"):
+            return False
+    return True
+
+
+def _tensorboard_available() -> bool:
+    import importlib.util
+
+    return any(importlib.util.find_spec(name) is not None for name in ("tensorboard", "tensorboardX"))
+
+
+class _DropAdvertisements(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage().lower()
+
+
+def _quiet_lightning(lightning_info: bool) -> None:
+    # The frozen CLAP is in eval mode on purpose; Lightning warns about every such module.
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=r".*`isinstance\(treespec, LeafSpec\)`.*")
+    rank_zero_log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropAdvertisements) for f in rank_zero_log.filters):
+        rank_zero_log.addFilter(_DropAdvertisements())
+    level = logging.INFO if lightning_info else logging.WARNING
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(level)

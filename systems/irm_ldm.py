@@ -23,20 +23,14 @@ from toolkit.config import StrictModel, parse_model
 from toolkit.models.audioldm import AudioLdmCodec, load_audioldm_vae, load_audioldm_vocoder
 from toolkit.models.checkpoints import read_checkpoint, state_dict_of
 from toolkit.models.clap import ClapEncoder
-from toolkit.models.irm_ldm import IrmLdm, MaskNet, MaskNetConfig
-
-VAE_WEIGHT = "audioldm-vae"
-VOCODER_WEIGHT = "audioldm-vocoder"
-
-OutputScale = Literal["input", "normalized"]
+from toolkit.models.irm_ldm import VAE_WEIGHT, VOCODER_WEIGHT, IrmLdm, MaskNet, MaskNetConfig, OutputScale
 
 
 class IrmLdmConfig(StrictModel):
     """System 3's settings (`--system-config FILE` overrides any of them)."""
 
     mask: Literal["predicted", "ones"] = "predicted"  # ones: no mask, the latent path on the mixture
-    # input: outputs at the mixture's scale (AudioLDM's peak-0.5 preparation undone); normalized: at peak 0.5
-    output_scale: OutputScale = "input"
+    output_scale: OutputScale = "input"  # must be what the mask net was trained with (`dcase9 train` says)
     mask_net: MaskNetConfig = MaskNetConfig()
     clap: ClapArchitecture = ClapArchitecture()
     query_encoder_prefix: str | None = None  # found automatically ("query_encoder.model." by default)

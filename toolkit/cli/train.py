@@ -1,4 +1,4 @@
-"""`dcase9 train`: train a separation model (Systems 1 and 4, the baseline recipe, AudioSep fine-tuning)."""
+"""`dcase9 train`: train a separation model (Systems 1, 3 and 4, the baseline recipe, AudioSep fine-tuning)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def parse_devices(value: str) -> int | str | list[int]:
 def train_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: config, checkpoints, logs.")],
     preset: Annotated[Optional[str], typer.Option(
-        help="Starting configuration: baseline, system1, system4, system4-audiosep, demo "
+        help="Starting configuration: baseline, system1, system3, system4, system4-audiosep, demo "
              "(default: the config file's `extends:`, else baseline).")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML overriding the preset.")] = None,
     data: Annotated[list[str], typer.Option(

@@ -320,17 +320,22 @@ def infer_instructions(config: TrainConfig, out: Path, system_options: dict[str,
 
     settings = infer_settings(config, system_options)
     system = config.system or "1"
-    defaults = get_system(system).options
+    spec = get_system(system)
     system_config = None
-    if any(defaults.get(key) != value for key, value in settings.items()):
+    if any(spec.options.get(key) != value for key, value in settings.items()):
         system_config = out / SYSTEM_CONFIG_FILE
         write_text_atomic(system_config, yaml.safe_dump(settings, sort_keys=False))
     parts = ["dcase9 infer", f"--system {system}", f"--checkpoint {out / LAST_CHECKPOINT}",
              "--data VALIDATION_DIR", "--out ESTIMATES_DIR"]
     if system_config is not None:
         parts.append(f"--system-config {system_config}")
+    # Local copies this run used of weights that inference loads too (System 3: AudioLDM's VAE and
+    # vocoder); the first of the system's weights is the checkpoint, given above.
+    local = {name: path for name, path in config.weights.items()
+             if name in spec.weights[1:] or name in spec.optional_weights}
     if _is_local_tokenizer(config):
-        parts.append(f"--weight {TOKENIZER_WEIGHT}={tokenizer_path}")
+        local[TOKENIZER_WEIGHT] = str(tokenizer_path)
+    parts += [f"--weight {name}={path}" for name, path in local.items()]
     return system_config, " ".join(parts)
 
 

@@ -1,0 +1,76 @@
+"""Training throughput and memory of a `dcase9 train` recipe at full size, on random weights.
+
+Runs the preset's real model (ResUNet30 at the baseline's size for `baseline`/`system1`/`system4`)
+and the full-size CLAP text tower (random weights; the tokenizer is roberta-base from the Hugging
+Face cache when present, else a tiny stand-in) through `dcase9 train` on the demo training clips
+(10 s each) for a few steps, and prints what the run's summary measured: steps/s and clips/s over
+the steps after the first four (start-up and warm-up excluded), and peak memory (CUDA max allocated, or process
+peak RSS on the CPU). No validation, no checkpoints beyond the last.
+
+    python benchmarks/training.py --batch-size 2 --steps 7 --device cpu
+    python benchmarks/training.py --batch-size 16 --steps 30 --device cuda --precision bf16-mixed
+
+Real weights would not change the figures: the cost of a step depends on shapes, not values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="baseline", help="a ResUNet preset: baseline, system1, system4")
+    parser.add_argument("--batch-size", type=int, default=2, help="clips per device (the baseline's is 16)")
+    parser.add_argument("--steps", type=int, default=8, help="the first 4 are not measured")
+    parser.add_argument("--segment-seconds", type=float, default=10.0)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    parser.add_argument("--precision", default="32-true", help="Lightning precision: 32-true, bf16-mixed, 16-mixed")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (CPU runs only)")
+    parser.add_argument("--workers", type=int, default=2, help="data-loader processes")
+    args = parser.parse_args()
+
+    import torch
+
+    from benchmarks.inference import tokenizer_folder
+    from toolkit.data.demo import make_train
+    from toolkit.training import assemble_config, train
+
+    torch.set_num_threads(args.threads)
+    accelerator = {"auto": "auto", "cpu": "cpu", "cuda": "gpu"}[args.device]
+    with tempfile.TemporaryDirectory(prefix="dcase9-bench-train-") as tmp:
+        work = Path(tmp)
+        # Enough 10 s clips for every step to see fresh data (8 classes x n clips).
+        train_dir = make_train(work / "data", clips_per_class=max(2, -(-args.batch_size * 2 // 8)))
+        tokenizer, tokenizer_name = tokenizer_folder(work)
+        config = assemble_config(preset=args.preset, overrides=[{
+            "data": {"datafiles": [str(train_dir / "train.json")], "batch_size": args.batch_size,
+                     "segment_seconds": args.segment_seconds, "num_workers": args.workers},
+            "query_encoder": {"source": "random", "tokenizer": str(tokenizer)},
+            "trainer": {"max_steps": args.steps, "max_epochs": None, "accelerator": accelerator, "devices": 1,
+                        "precision": args.precision, "progress_bar": False},
+            "validation": {"every_steps": None},
+            "checkpoint": {"every_steps": None},
+        }])
+        result = train(config, work / "run", progress=False, lightning_info=False)
+    measured = result.throughput
+    print(f"preset {args.preset}, batch {args.batch_size} x {args.segment_seconds:g} s, {args.steps} steps, "
+          f"device {args.device}, precision {args.precision}, tokenizer: {tokenizer_name}")
+    print(json.dumps(measured, indent=1))
+    if "steps_per_second" in measured:
+        print(f"{measured['steps_per_second']:.3f} steps/s, {measured['clips_per_second']:.3f} clips/s, "
+              f"peak {measured['peak_memory_gib']:.1f} GiB ({measured['memory_kind']}), "
+              f"over {measured['measured_steps']} steps after the first four")
+    else:
+        print("no step measured: the first four are start-up and warm-up; pass --steps 5 or more")
+
+
+if __name__ == "__main__":
+    main()

@@ -15,6 +15,8 @@ import soundfile as sf
 import torch
 import yaml
 
+from submission.pdf import write_one_page_pdf
+
 REPO = Path(__file__).parents[1]
 EXAMPLE_CONFIG = REPO / "docs" / "submission.example.yaml"
 SUBSETS = ("eval-synth", "eval-real")
@@ -22,29 +24,6 @@ SUBSETS = ("eval-synth", "eval-real")
 # The checkpoint's countable parameters: bn0 weight + bias (8), conv (60), query encoder (10).
 CHECKPOINT_PARAMETERS = {"ss_model": 68, "query_encoder": 10}
 CHECKPOINT_EXCLUDED = 4 + 4 + 9 * 16 + 16  # BN statistics, stft kernel, istft window
-
-
-def tiny_pdf(title: str = "A test technical report") -> bytes:
-    """A minimal valid one-page PDF (catalog, pages, page, content stream, font; correct xref)."""
-    content = f"BT /F1 12 Tf 10 50 Td ({title}) Tj ET".encode()
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 100] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    out = b"%PDF-1.4\n"
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return out
 
 
 def checkpoint_state_dict() -> dict[str, torch.Tensor]:
@@ -95,7 +74,7 @@ def make_submission_inputs(root: Path, demo_root: Path) -> SubmissionInputs:
     torch.save({"state_dict": checkpoint_state_dict(), "epoch": 3, "global_step": 200}, checkpoint)
     pdf = root / "report" / "technical_report.pdf"
     pdf.parent.mkdir(parents=True)
-    pdf.write_bytes(tiny_pdf())
+    write_one_page_pdf(pdf, "A test technical report", ["Authors: Jane Smith, John Doe.", "Abstract: a test."])
     return SubmissionInputs(root, data, float_estimates, pcm_estimates, report, checkpoint, pdf)
 
 

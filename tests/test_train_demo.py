@@ -1,16 +1,38 @@
-"""The demo's model: its word-level tiny tokenizer, distinct random queries, and reuse of a finished run."""
+"""The demo's model: its word-level tiny tokenizer, distinct random queries, and reuse of a finished run;
+the whole demo on small data with a tiny net: trained model -> evaluation sets -> checked package, reused."""
 
 from __future__ import annotations
 
+import functools
+import json
 import shutil
+import zipfile
 from pathlib import Path
+from typing import Any
 
+import pytest
 import torch
+import yaml
+from typer.testing import CliRunner
 
 from toolkit.data.demo import SOUND_CLASSES, caption_pool
 from toolkit.models.clap import ClapEncoder, load_roberta_tokenizer
 from toolkit.models.tiny import MERGES, vocabulary, word_merges, write_tiny_roberta_tokenizer
 from toolkit.training.config import assemble_config
+
+runner = CliRunner()
+
+
+def small_demo_model() -> dict[str, Any]:
+    """A configuration layer on the demo preset: the tiny test net, 2 steps, no validation."""
+    from tests.test_train_run import TINY_RUN
+
+    return {**TINY_RUN, "validation": {"data": None}, "checkpoint": {"every_steps": 1, "last_every_steps": 1},
+            "trainer": {**TINY_RUN["trainer"], "max_steps": 2}, "query_encoder": {"tokenizer": "tiny-demo"}}
+
+
+# The whole demo, small: 24 validation, 16 eval-synth and 12 eval-real mixtures, 16 training clips.
+SMALL_DEMO_DATA = {"clips_per_class": 1, "train_clips_per_class": 2}
 
 
 def test_plain_tiny_tokenizer_is_unchanged() -> None:
@@ -46,11 +68,9 @@ def test_random_demo_queries_are_distinct(tmp_path: Path) -> None:
 
 
 def test_demo_model_is_trained_then_reused_or_resumed(demo_root: Path, tmp_path: Path) -> None:
-    from tests.test_train_run import TINY_RUN
     from toolkit.api import train_demo_model
 
-    small = {**TINY_RUN, "validation": {"data": None}, "checkpoint": {"every_steps": 1, "last_every_steps": 1},
-             "trainer": {**TINY_RUN["trainer"], "max_steps": 2}, "query_encoder": {"tokenizer": "tiny-demo"}}
+    small = small_demo_model()
     train_json = demo_root / "train" / "train.json"
     run = tmp_path / "model"
     first, load = train_demo_model(train_json, run, progress=False, overrides=[small])
@@ -62,3 +82,92 @@ def test_demo_model_is_trained_then_reused_or_resumed(demo_root: Path, tmp_path:
     shutil.copyfile(run / "checkpoints" / "step=1.ckpt", run / "last.ckpt")  # as if interrupted at step 1
     resumed, _ = train_demo_model(train_json, run, progress=False, overrides=[small])
     assert resumed.global_step == 2 and (run / "logs" / "version_1").exists()
+
+
+@pytest.fixture(scope="module")
+def small_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """One demo run, shared by the tests below (which leave its folder as they found it)."""
+    from toolkit.api import run_demo
+
+    out = tmp_path_factory.mktemp("demo-run")
+    return out, run_demo(out, progress=False, data_options=SMALL_DEMO_DATA, train_overrides=[small_demo_model()])
+
+
+@pytest.mark.slow  # with the demo run it shares: about 8 s on two cores
+def test_demo_packages_the_trained_model_and_the_package_passes(small_demo: tuple[Path, Any]) -> None:
+    from submission import check_package, count_checkpoint_parameters, load_profile, load_submission_config
+
+    out, result = small_demo
+    data = {subset: out / "data" / subset for subset in ("eval-synth", "eval-real")}
+    counts = {"eval-synth": 16, "eval-real": 12}
+    # The trained model ran on both evaluation sets, with the checkpoint and settings of its validation run.
+    validation_run = json.loads((out / "estimates" / "trained" / "dcase9-run.json").read_text())
+    for subset, n in counts.items():
+        folder = out / "estimates" / f"trained-{subset}"
+        assert result.evaluation[subset].out_dir == folder and result.evaluation[subset].written == n
+        assert len(list(folder.glob("*.wav"))) == n
+        assert json.loads((folder / "dcase9-run.json").read_text())["identity"] == validation_run["identity"]
+
+    demo = result.package
+    assert demo.ok and demo.package == out / "submission" / "Demo_DCASE9_task9.zip"
+    assert demo.config == out / "submission" / "submission.yaml"
+    # The real check, run again here with the evaluation data: every output matched to its mixture.
+    check = check_package(demo.package, data=data)
+    assert check.ok and check.data_checked and check.labels == ["Demo_DCASE9_task9_1"]
+    assert check.outputs == {"Demo_DCASE9_task9_1": counts}
+
+    config = load_submission_config(demo.config)  # the documented schema
+    assert (config.submitter.lastname, config.submitter.institution) == ("Demo", "DCASE9")
+    assert config.authors[0].email.endswith("@example.org")
+    assert config.systems[0].development_report.resolve() == (out / "reports" / "trained").resolve()
+    checkpoint = out / "model" / "last.ckpt"
+    assert [p.resolve() for p in config.systems[0].parameters.checkpoints] == [checkpoint.resolve()]
+    parameters = count_checkpoint_parameters([checkpoint], load_profile().parameter_count.exclude).total
+    with zipfile.ZipFile(demo.package) as archive:
+        meta = yaml.safe_load(archive.read("Demo_DCASE9_task9_1/Demo_DCASE9_task9_1.meta.yaml"))
+        report = archive.read("Demo_DCASE9_task9.technical_report.pdf")
+    assert meta["submission"]["authors"][0]["lastname"] == "Demo"
+    assert "not a real submission" in meta["submission"]["name"]
+    description = meta["system"]["description"]
+    assert "2 levels, 4-8 channels, STFT 128/64" in description["separation_model"]  # the tiny net, from its checkpoint
+    assert description["training"].startswith("2 steps, batch 2")
+    assert meta["system"]["complexity"]["total_parameters"] == parameters > 0
+    mean = result.reports["trained"].summary["mean"]
+    assert meta["results"]["development_dataset"] == {m: round(mean[m], 3) for m in ("sdr", "sdri", "sisdr")}
+    assert report == demo.report.read_bytes() and report.startswith(b"%PDF-")
+    assert b"NOT A REAL DCASE SUBMISSION" in report and b"dcase9 demo" in report
+
+
+@pytest.mark.slow  # two more demo runs, everything reused: about 8 s
+def test_demo_command_reuses_finished_work_and_fails_loudly(small_demo: tuple[Path, Any],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from toolkit import api
+    from toolkit.cli import app
+
+    out, first = small_demo
+    monkeypatch.setattr(api, "run_demo", functools.partial(api.run_demo, data_options=SMALL_DEMO_DATA,
+                                                           train_overrides=[small_demo_model()]))
+    estimates = sorted((out / "estimates").glob("*/*.wav"))
+    stamps = [path.stat().st_mtime_ns for path in estimates]
+    package = first.package.package.read_bytes()
+
+    result = runner.invoke(app, ["demo", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "SDRi of the trained model" in text and "Demo_DCASE9_task9.zip: the check passes" in text
+    assert "(Demo_DCASE9_task9_1: 16 eval-synth, 12 eval-real outputs matched against the evaluation CSVs)" in text
+    # Reused: no new training run, no estimate rewritten; the rebuilt package is byte-identical.
+    assert not (out / "model" / "logs" / "version_1").exists()
+    assert [path.stat().st_mtime_ns for path in estimates] == stamps
+    assert first.package.package.read_bytes() == package
+
+    # An estimate that matches no mixture: the package is refused, and the demo says so with exit 1.
+    stray = out / "estimates" / "trained-eval-real" / "not-a-mixture.wav"
+    shutil.copyfile(out / "estimates" / "trained-eval-real" / "demo-real-case-0.wav", stray)
+    try:
+        result = runner.invoke(app, ["demo", "--out", str(out)])
+    finally:
+        stray.unlink()
+    assert result.exit_code == 1, result.output
+    text = " ".join(result.output.split())
+    assert "the demo package was refused" in text and "[extra-file]" in text and "Traceback" not in text

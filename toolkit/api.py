@@ -172,29 +172,40 @@ def train(out: str | Path, *, preset: str | None = None, config: str | Path | No
 @dataclass
 class DemoResult:
     """What `run_demo` did: score reports by system (the trained model as "trained"), the training
-    run (None when skipped), and the seconds each stage took."""
+    run (None when skipped), the trained model's package (a `submission.demo.DemoPackage`: its
+    config, report, zip and check; None when skipped), and the seconds each stage took."""
 
     reports: dict[str, ScoreReport]
     training: Any = None  # toolkit.training.TrainResult
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    package: Any = None  # submission.demo.DemoPackage
+    evaluation: dict[str, RunResult] = field(default_factory=dict)  # subset -> the trained model's run on it
+
+
+DEMO_EVALUATION_SETS = ("eval-synth", "eval-real")
 
 
 def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"), train_model: bool = True,
-             progress: bool = True) -> DemoResult:
+             progress: bool = True, data_options: dict[str, Any] | None = None,
+             train_overrides: list[dict[str, Any]] | None = None) -> DemoResult:
     """The main job on the embedded demo data, offline: synthesise -> validate -> train a small model
     on the demo training clips (`dcase9 train --preset demo`) -> separate with each system and the
-    trained model -> score.
+    trained model -> score -> infer the trained model on the demo evaluation sets -> package its
+    outputs as a (demo) submission -> check the package with the evaluation data.
 
     A finished demo model in `out/model` is reused when its configuration is unchanged; an
-    interrupted one is resumed.
+    interrupted one is resumed; finished estimates are kept. The package is rebuilt on every run
+    (it is deterministic: the same inputs give the same bytes). A package that is refused or fails
+    its check raises `submission.demo.DemoPackageError`. `data_options` (arguments of `make_demo`)
+    and `train_overrides` (configuration layers on the demo preset) let tests run a smaller demo.
     """
     from toolkit.data.demo import make_demo
 
     out = Path(out)
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
-    folders = make_demo(out / "data")
+    folders = make_demo(out / "data", **(data_options or {}))
     report = validate(folders["validation"])
     if not report.usable():
         raise Dcase9Error(f"the generated demo data did not validate: {report.errors[0]}")
@@ -206,8 +217,7 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
         reports[system] = score(folders["validation"], out / "estimates" / system, out / "reports" / system,
                                 progress=progress)
         seconds[system] = time.perf_counter() - clock
-    training = None
-    notes = []
+    result = DemoResult(reports, seconds=seconds)
     if train_model:
         from toolkit.errors import MissingDependencyError
         from toolkit.lazy import require
@@ -215,22 +225,40 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
         try:
             require("lightning", extra="train", purpose="training the demo model")
         except MissingDependencyError as exc:
-            notes.append(f"skipped the trained model: {exc}")
+            result.notes.append(f"skipped the trained model and its package: {exc}")
             train_model = False
-    if train_model:
-        clock = time.perf_counter()
-        training, load = train_demo_model(folders["train"] / "train.json", out / "model", progress=progress)
-        seconds["training"] = time.perf_counter() - clock
-        clock = time.perf_counter()
+    if not train_model:
+        return result
+    clock = time.perf_counter()
+    result.training, load = train_demo_model(folders["train"] / "train.json", out / "model", progress=progress,
+                                             overrides=train_overrides)
+    seconds["training"] = time.perf_counter() - clock
+
+    def run_trained(data: Path, estimates: Path) -> RunResult:
         # A model trained in this run replaces the estimates of an earlier one.
-        separate("baseline", folders["validation"], out / "estimates" / "trained",
-                 options=EngineOptions(progress=progress, overwrite=load["trained_now"]), checkpoint=load["checkpoint"],
-                 weights={"roberta-base-tokenizer": load["tokenizer"]}, system_options=load["system_options"],
-                 offline=True)
-        reports["trained"] = score(folders["validation"], out / "estimates" / "trained", out / "reports" / "trained",
-                                   progress=progress)
-        seconds["trained"] = time.perf_counter() - clock
-    return DemoResult(reports, training, seconds, notes)
+        return separate("baseline", data, estimates,
+                        options=EngineOptions(progress=progress, overwrite=load["trained_now"]),
+                        checkpoint=load["checkpoint"], weights={"roberta-base-tokenizer": load["tokenizer"]},
+                        system_options=load["system_options"], offline=True)
+
+    clock = time.perf_counter()
+    run_trained(folders["validation"], out / "estimates" / "trained")
+    reports["trained"] = score(folders["validation"], out / "estimates" / "trained", out / "reports" / "trained",
+                               progress=progress)
+    seconds["trained"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    evaluation_estimates = {subset: out / "estimates" / f"trained-{subset}" for subset in DEMO_EVALUATION_SETS}
+    for subset, estimates in evaluation_estimates.items():
+        result.evaluation[subset] = run_trained(folders[subset], estimates)
+    seconds["evaluation"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    from submission.demo import package_demo  # submission/ builds on toolkit/, not the reverse
+
+    result.package = package_demo(out / "submission", data={s: folders[s] for s in DEMO_EVALUATION_SETS},
+                                  estimates=evaluation_estimates, checkpoint=load["checkpoint"],
+                                  development_report=out / "reports" / "trained", progress=progress)
+    seconds["package"] = time.perf_counter() - clock
+    return result
 
 
 def train_demo_model(train_json: Path, run_dir: Path, *, progress: bool = True,

@@ -8,6 +8,8 @@ from pathlib import Path
 class Dcase9Error(Exception):
     """Base class: a problem the user can fix; the CLI prints it without a traceback."""
 
+    exit_code = 2  # the CLI's exit status: 2 the command could not run; 1 it ran and found problems
+
 
 class DataError(Dcase9Error):
     """Bad input data. `where` locates it: a file, optionally a row (1-based line) and a field."""

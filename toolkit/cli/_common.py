@@ -12,6 +12,7 @@ from typing import Any, Callable, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from toolkit.errors import Dcase9Error
 
@@ -37,15 +38,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def friendly_errors(func: F) -> F:
-    """Turn the toolkit's own errors into a short red message (exit 2); Ctrl-C into exit 130."""
+    """Turn the toolkit's own errors into a short red message (exit 2, or the error's own `exit_code`);
+    Ctrl-C into exit 130."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except Dcase9Error as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True, markup=True)
-            raise typer.Exit(2) from None
+            # The message is plain text: brackets in it (paths, lists, finding codes) are not markup.
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted: finished outputs are kept; run the command again to resume.[/]")
             raise typer.Exit(130) from None

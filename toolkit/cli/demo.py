@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from toolkit.cli._common import app, console, friendly_errors
@@ -19,10 +20,13 @@ _LABELS = {"mixture": "mixture (no separation)", "oracle": "oracle ratio mask (u
 @friendly_errors
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Workspace folder for data, model, estimates and reports.")] = Path("demo-run"),
-    train: Annotated[bool, typer.Option(help="Train the small demo model and score it (about two minutes on "
-                                             "two CPU cores; reused on later runs).")] = True,
+    train: Annotated[bool, typer.Option(help="Train the small demo model, score it, and package its outputs on "
+                                             "the demo evaluation sets (about two minutes on two CPU cores; "
+                                             "reused on later runs).")] = True,
 ) -> None:
-    """Synthesise the demo data, validate it, train a small model on it, separate with each system, and score."""
+    """Synthesise the demo data, validate it, train a small model on it, separate with each system, and score;
+    then separate the demo evaluation sets with the trained model, package them as a (demo) submission,
+    and check the package. Exit 1 if the package is refused or fails its check."""
     from toolkit.api import run_demo
 
     started = time.perf_counter()
@@ -44,7 +48,23 @@ def demo(
         console.print(f"trained model: {run.global_step} steps in {run.seconds:.0f} s{rate}; checkpoint "
                       f"{run.last_checkpoint}", highlight=False)
         console.print(f"[bold]SDRi of the trained model: {reports['trained'].summary['mean']['sdri']:.2f} dB[/]")
+    if result.package is not None:
+        _print_package(result.package)
     for note in result.notes:
         console.print(f"[yellow]{note}[/]", highlight=False)
     stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result.seconds.items())
     console.print(f"total {time.perf_counter() - started:.0f} s ({stages})", highlight=False)
+
+
+def _print_package(demo_package: Any) -> None:
+    """The demo's submission package (a `submission.demo.DemoPackage`): where, what, the check's verdict."""
+    check = demo_package.check
+    outputs = "; ".join(f"{label}: " + ", ".join(f"{n} {subset}" for subset, n in check.outputs.get(label, {}).items())
+                        for label in check.labels)
+    matched = "matched against the evaluation CSVs" if check.data_checked else "counted"
+    verdict = "[bold green]passes[/]" if check.ok else "[bold red]FAILS[/]"
+    console.print(f"demo package {escape(str(demo_package.package))}: the check {verdict} ({outputs} outputs "
+                  f"{matched}); from {escape(str(demo_package.config))}", highlight=False)
+    # Warnings (say, estimates clipped in the conversion to 16-bit PCM); the build's include its own check's.
+    for line in dict.fromkeys(str(f) for f in demo_package.build.findings + check.findings if f.severity != "error"):
+        console.print(f"[yellow]{escape(line)}[/]", highlight=False)

@@ -14,7 +14,8 @@ Each mode runs in its own process so that peak memory is measured separately; th
 over `--repeats` runs and the fastest run of each is reported (load from other work only adds time). Prints clips/s,
 real-time factor, the engine's speed-up and peak memory (RSS on CPU, allocated on CUDA).
 
-    python benchmarks/inference.py --clips 16 --batch-size 8 --device cpu
+    python benchmarks/inference.py --clips 16 --device cpu --repeats 2
+    python benchmarks/inference.py --clips 64 --device cuda --batch-size 16 --precision bf16
     python benchmarks/inference.py --system 2 --device cuda --precision bf16
 """
 
@@ -115,7 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--system", choices=sorted(SYSTEM_STFT), default="baseline")
     parser.add_argument("--clips", type=int, default=16)
-    parser.add_argument("--batch-size", type=int, default=None, help="default: the engine's (8 on CUDA, 2 on CPU)")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the engine's (8 on CUDA, 1 on CPU)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--threads", type=int, default=2)

@@ -35,9 +35,9 @@ from toolkit.errors import ConfigError, Dcase9Error
 from toolkit.files import remove_partial_files, write_json_atomic
 
 MANIFEST_NAME = "dcase9-run.json"
-# Large batches pay off on GPUs; on CPUs they are slower per clip (measured on ResUNet30: 3.5 s/clip
-# at batch 1, 6.2 s/clip at batch 4, two cores) and multiply memory.
-DEFAULT_BATCH_SIZE = {"cuda": 8, "cpu": 2, "mps": 2}
+# Large batches pay off on GPUs. On CPUs they gain nothing per clip (ResUNet30 on two cores: batch 1
+# and 2 within 4%, batch 4 much slower; see BENCHMARKS.md) and multiply memory.
+DEFAULT_BATCH_SIZE = {"cuda": 8, "cpu": 1, "mps": 2}
 
 
 @runtime_checkable
@@ -235,7 +235,7 @@ def run_separation(separator: Separator, dataset: DataSet, out_dir: str | Path, 
     if reference_needed and not dataset.has_references:
         raise Dcase9Error(f"this system needs references, which the {dataset.kind.value} set does not have")
     device = resolve_device(options.device)
-    batch_size = options.batch_size or DEFAULT_BATCH_SIZE.get(device.type, 2)
+    batch_size = options.batch_size or DEFAULT_BATCH_SIZE.get(device.type, 1)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     check_manifest(out_dir, identity, options.overwrite)

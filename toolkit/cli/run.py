@@ -62,7 +62,7 @@ def infer(
         help="Unpickle checkpoints fully (runs code they contain): only for files you trust.")] = False,
     system_config: Annotated[Optional[Path], typer.Option(
         help="YAML overriding the system's settings (e.g. n_fft, hop_length, clap architecture).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Clips per batch (default: 8 on CUDA, 2 on CPU/MPS).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Clips per batch (default: 8 on CUDA, 2 on MPS, 1 on CPU).")] = None,
     device: DeviceOpt = "auto",
     precision: Annotated[str, typer.Option(help="fp32, or bf16/fp16 autocast.")] = "fp32",
     segment: Annotated[Optional[float], typer.Option(help="Chunk length in seconds for long inputs (default: the system's).")] = None,

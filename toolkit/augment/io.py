@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from toolkit.data.captions import read_caption_rows
 from toolkit.errors import DataError
 
 
@@ -39,32 +40,13 @@ class CaptionItem:
 
 def read_caption_file(path: Path, *, source: int, dataset: str) -> list[CaptionItem]:
     """Read and check a baseline-format caption file; every problem names the file and the item."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"cannot read the caption file ({exc.strerror or exc})", file=path) from exc
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})", file=path) from exc
-    if not isinstance(document, dict) or not isinstance(document.get("data"), list):
-        raise DataError('expected an object {"data": [{"wav": ..., "caption": ...}, ...]}', file=path)
     items = []
-    for position, row in enumerate(document["data"]):
-        where = f"data[{position}]"
-        if not isinstance(row, dict):
-            raise DataError("each item must be an object with 'wav' and 'caption'", file=path, field=where)
-        for key in ("wav", "caption"):
-            value = row.get(key)
-            if not isinstance(value, str) or not value.strip():
-                raise DataError("missing or not a non-empty string", file=path, field=f"{where}.{key}")
+    for position, row in enumerate(read_caption_rows(path)):
         tags: tuple[str, ...] = ()
         if "tags" in row:
-            tags = _parse_labels(row["tags"], file=path, field=f"{where}.tags")
+            tags = _parse_labels(row["tags"], file=path, field=f"data[{position}].tags")
         items.append(CaptionItem(source=source, position=position, dataset=dataset, wav=row["wav"],
                                  caption=" ".join(row["caption"].split()), fields=row, tags=tags))
-    if not items:
-        raise DataError("the 'data' list is empty", file=path)
     return items
 
 

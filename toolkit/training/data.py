@@ -22,7 +22,6 @@ count with 0.5 s at the model rate; we compare durations in seconds.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -35,6 +34,7 @@ import soundfile as sf
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from toolkit.data.captions import read_caption_rows
 from toolkit.errors import DataError
 from toolkit.training.config import DatafileSpec
 
@@ -78,28 +78,8 @@ class Datafile:
 
 def read_datafile(spec: DatafileSpec, index: int) -> Datafile:
     path = Path(spec.path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"cannot read the training datafile ({exc.strerror or exc})", file=path) from exc
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})", file=path) from exc
-    if not isinstance(document, dict) or not isinstance(document.get("data"), list):
-        raise DataError('expected an object {"data": [{"wav": ..., "caption": ...}, ...]}', file=path)
-    items = []
-    for position, row in enumerate(document["data"]):
-        where = f"data[{position}]"
-        if not isinstance(row, dict):
-            raise DataError("each item must be an object with 'wav' and 'caption'", file=path, field=where)
-        for key in ("wav", "caption"):
-            value = row.get(key)
-            if not isinstance(value, str) or not value.strip():
-                raise DataError("missing, or not a non-empty string", file=path, field=f"{where}.{key}")
-        items.append(TrainItem(row["wav"], row["caption"], index, position))
-    if not items:
-        raise DataError("the 'data' list is empty", file=path)
+    rows = read_caption_rows(path, what="training datafile")
+    items = [TrainItem(row["wav"], row["caption"], index, position) for position, row in enumerate(rows)]
     root = Path(spec.audio_root) if spec.audio_root else None
     return Datafile(path, spec.weight, root, items)
 

@@ -365,7 +365,7 @@ class StepProgressBar(TQDMProgressBar):
         step = trainer.global_step
         if self._should_update(step, self.train_progress_bar.total):
             self.train_progress_bar.n = step
-            self.train_progress_bar.set_postfix(self.get_metrics(trainer, pl_module))
+            self.train_progress_bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)  # one refresh below
             self.train_progress_bar.refresh()
 
 

@@ -1,7 +1,8 @@
 """Training throughput and memory of a `dcase9 train` recipe at full size, on random weights.
 
-Runs the preset's real model (ResUNet30 at the baseline's size for `baseline`/`system1`/`system4`)
-and the full-size CLAP text tower (random weights; the tokenizer is roberta-base from the Hugging
+Runs the preset's real model (ResUNet30 at the baseline's size for `baseline`/`system1`/`system4`;
+for `system3`, the mask net with AudioLDM-S-sized VAE and HiFi-GAN folders written with random
+weights) and the full-size CLAP text tower (random weights; the tokenizer is roberta-base from the Hugging
 Face cache when present, else a tiny stand-in) through `dcase9 train` on the demo training clips
 (10 s each) for a few steps, and prints what the run's summary measured: steps/s and clips/s over
 the steps after the first four (start-up and warm-up excluded), and peak memory (CUDA max allocated, or process
@@ -9,6 +10,7 @@ peak RSS on the CPU). No validation, no checkpoints beyond the last.
 
     python benchmarks/training.py --batch-size 2 --steps 7 --device cpu
     python benchmarks/training.py --batch-size 16 --steps 30 --device cuda --precision bf16-mixed
+    python benchmarks/training.py --preset system3 --batch-size 8 --steps 20 --device cuda
 
 Real weights would not change the figures: the cost of a step depends on shapes, not values.
 """
@@ -25,9 +27,25 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def write_audioldm_sized_parts(folder: Path) -> dict[str, str]:
+    """AudioLDM-S-full-v2's VAE and vocoder shapes (cvssp/audioldm-s-full-v2), random weights."""
+    from diffusers import AutoencoderKL
+    from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
+
+    AutoencoderKL(in_channels=1, out_channels=1, latent_channels=8, block_out_channels=(128, 256, 512),
+                  down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+                  layers_per_block=2, norm_num_groups=32, sample_size=256,
+                  scaling_factor=0.9227914).save_pretrained(folder / "vae")
+    SpeechT5HifiGan(SpeechT5HifiGanConfig(
+        model_in_dim=64, sampling_rate=16000, upsample_initial_channel=1024, upsample_rates=[5, 4, 2, 2, 2],
+        upsample_kernel_sizes=[16, 16, 8, 4, 4], resblock_kernel_sizes=[3, 7, 11],
+        resblock_dilation_sizes=[[1, 3, 5]] * 3, normalize_before=False)).save_pretrained(folder / "vocoder")
+    return {"audioldm-vae": str(folder / "vae"), "audioldm-vocoder": str(folder / "vocoder")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="baseline", help="a ResUNet preset: baseline, system1, system4")
+    parser.add_argument("--preset", default="baseline", help="baseline, system1, system3, system4")
     parser.add_argument("--batch-size", type=int, default=2, help="clips per device (the baseline's is 16)")
     parser.add_argument("--steps", type=int, default=8, help="the first 4 are not measured")
     parser.add_argument("--segment-seconds", type=float, default=10.0)
@@ -50,7 +68,10 @@ def main() -> None:
         # Enough 10 s clips for every step to see fresh data (8 classes x n clips).
         train_dir = make_train(work / "data", clips_per_class=max(2, -(-args.batch_size * 2 // 8)))
         tokenizer, tokenizer_name = tokenizer_folder(work)
+        preset = assemble_config(preset=args.preset)
+        weights = write_audioldm_sized_parts(work / "audioldm") if preset.model.kind == "irm-ldm" else {}
         config = assemble_config(preset=args.preset, overrides=[{
+            "weights": weights,
             "data": {"datafiles": [str(train_dir / "train.json")], "batch_size": args.batch_size,
                      "segment_seconds": args.segment_seconds, "num_workers": args.workers},
             "query_encoder": {"source": "random", "tokenizer": str(tokenizer)},

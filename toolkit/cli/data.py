@@ -81,13 +81,23 @@ def mix(
     pcm16: Annotated[bool, typer.Option(help="16-bit PCM instead of 32-bit float WAVs.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Rewrite existing files.")] = False,
 ) -> None:
-    """Write the validation mixtures and references (exactly as the official evaluator builds them)."""
+    """Write the validation mixtures and references (exactly as the official evaluator builds them).
+
+    Resumable: pairs that still match their rows and clips are kept. Exit 1 when a row's clips cannot be
+    used (missing, unreadable, truncated, NaN): its pair is left out and named.
+    """
     from toolkit.api import mix as run_mix
     from toolkit.data.formats import open_dataset
 
-    folder = run_mix(open_dataset(data, kind, csv), out, pcm16=pcm16, overwrite=overwrite)
-    console.print(f"mixtures in {folder / 'mixtures'}, references in {folder / 'references'}, "
-                  f"index {folder / 'mixtures.csv'}")
+    from toolkit.cli.run import print_left_out
+
+    result = run_mix(open_dataset(data, kind, csv), out, pcm16=pcm16, overwrite=overwrite)
+    console.print(f"wrote {result.written} mixture(s) ({result.kept} already there): mixtures in "
+                  f"{result.out / 'mixtures'}, references in {result.out / 'references'}, index "
+                  f"{result.out / 'mixtures.csv'}")
+    print_left_out(result.problems, result.orphans, "mixture")
+    if result.problems:
+        raise typer.Exit(1)
 
 
 @app.command("demo-data")

@@ -220,7 +220,7 @@ DEMO_EVALUATION_SETS = ("eval-synth", "eval-real")
 
 def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"), train_model: bool = True,
              progress: bool = True, data_options: dict[str, Any] | None = None,
-             train_overrides: list[dict[str, Any]] | None = None) -> DemoResult:
+             train_overrides: list[dict[str, Any]] | None = None, force_data: bool = False) -> DemoResult:
     """The main job on the embedded demo data, offline: synthesise -> validate -> train a small model
     on the demo training clips (`dcase9 train --preset demo`) -> separate with each system and the
     trained model -> score -> infer the trained model on the demo evaluation sets -> package its
@@ -231,13 +231,14 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
     (it is deterministic: the same inputs give the same bytes). A package that is refused or fails
     its check raises `submission.demo.DemoPackageError`. `data_options` (arguments of `make_demo`)
     and `train_overrides` (configuration layers on the demo preset) let tests run a smaller demo.
+    Demo data in `out/data` that was edited is refused unless `force_data` (see `make_demo`).
     """
     from toolkit.data.demo import make_demo
 
     out = Path(out)
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
-    folders = make_demo(out / "data", **(data_options or {}))
+    folders = make_demo(out / "data", **(data_options or {}), force=force_data)
     report = validate(folders["validation"])
     if not report.usable():
         raise Dcase9Error(f"the generated demo data did not validate: {report.errors[0]}")

@@ -107,10 +107,16 @@ def demo_data(
     clips_per_class: Annotated[int, typer.Option(help="Validation clips per sound class (8 classes).")] = 3,
     train_clips_per_class: Annotated[int, typer.Option(help="Training clips per sound class.")] = 12,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    force: Annotated[bool, typer.Option(help="Replace files in OUT that differ from what would be written.")] = False,
 ) -> None:
-    """Synthesise the small demo data set in the official layouts (no download)."""
+    """Synthesise the small demo data set in the official layouts (no download).
+
+    Files already in OUT with the same content are left alone; if any differs (edited, or made with
+    other options) nothing is written and the command refuses (exit 2), unless --force.
+    """
     from toolkit.data.demo import make_demo
 
-    folders = make_demo(out, clips_per_class=clips_per_class, train_clips_per_class=train_clips_per_class, seed=seed)
+    folders = make_demo(out, clips_per_class=clips_per_class, train_clips_per_class=train_clips_per_class, seed=seed,
+                        force=force)
     for name, folder in folders.items():
         console.print(f"{name:>10}: {folder}")

@@ -24,7 +24,7 @@ from toolkit.data.items import ItemLoader, LoadFailure
 from toolkit.data.validate import EXPECTED_SECONDS, ValidationReport, validate_dataset
 from toolkit.engine import EngineOptions, RunResult, progress_bar, resolve_device, run_separation
 from toolkit.errors import Dcase9Error
-from toolkit.files import write_text_atomic
+from toolkit.files import require_folder, write_text_atomic
 from toolkit.outputs import OutputFolder, Problem
 from toolkit.scoring import ScoreReport, score_estimates
 
@@ -236,6 +236,7 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
     from toolkit.data.demo import make_demo
 
     out = Path(out)
+    require_folder(out, "the demo workspace")
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     folders = make_demo(out / "data", **(data_options or {}), force=force_data)

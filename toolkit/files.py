@@ -144,6 +144,13 @@ class JsonlAppender:
         self.close()
 
 
+def require_folder(path: str | Path, purpose: str) -> None:
+    """Refuse an output folder that is an existing file (before any work is done)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{path} is a file, not a folder; give a folder for {purpose}")
+
+
 LOCK_NAME = ".dcase9.lock"
 
 
@@ -156,6 +163,7 @@ def exclusive_lock(folder: Path, command: str) -> Iterator[None]:
     refused run leaves nothing behind; a lock file that a killed process left is simply taken over
     (the kernel dropped its lock). Where `fcntl` is missing (Windows) nothing is locked.
     """
+    require_folder(folder, "the outputs")
     folder.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl

@@ -119,9 +119,6 @@ class OutputFolder:
     # -- entering: checks ------------------------------------------------------------------------
 
     def __enter__(self) -> "OutputFolder":
-        if self.root.exists() and not self.root.is_dir():
-            raise Dcase9Error(f"--out {self.root} is a file, not a folder; give a folder for the outputs")
-        self.root.mkdir(parents=True, exist_ok=True)
         self._stack.enter_context(exclusive_lock(self.root, self.command))
         try:
             self._check_previous_run()

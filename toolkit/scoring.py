@@ -29,8 +29,8 @@ from toolkit.audio import SAMPLE_RATE
 from toolkit.data.formats import DataSet, MixtureSpec, open_dataset
 from toolkit.data.items import ItemLoader, LoadFailure, ordered_map
 from toolkit.engine import MANIFEST_NAME, resolve_device
-from toolkit.errors import Dcase9Error
-from toolkit.files import atomic_output, write_text_atomic
+from toolkit.errors import ConfigError, Dcase9Error
+from toolkit.files import atomic_output, require_folder, write_text_atomic
 from toolkit.metrics import separation_metrics
 
 METRICS = ("sdr", "sdri", "sisdr")
@@ -137,6 +137,10 @@ def score_estimates(data: str | Path | DataSet, estimates_dir: str | Path, out_d
     dataset = open_dataset(data)
     estimates_dir = Path(estimates_dir)
     extra_metrics = extra_metrics or {}
+    if batch_size < 1:
+        raise ConfigError("--batch-size must be at least 1")
+    if out_dir is not None:
+        require_folder(out_dir, "the report")
     if not dataset.has_references and not extra_metrics:
         raise Dcase9Error(f"the {dataset.kind.value} set has no references, so SDR, SDRi and SI-SDR cannot be "
                           "computed; only a reference-free metric (ATS) can score it")
@@ -276,6 +280,7 @@ def _summary_document(report: ScoreReport) -> dict[str, Any]:
 
 
 def write_report(report: ScoreReport, out_dir: Path) -> dict[str, Path]:
+    require_folder(out_dir, "the report")
     out_dir.mkdir(parents=True, exist_ok=True)
     columns = ["id", "source", "noise", "snr", "caption"] if report.dataset.has_references else ["id", "file", "caption"]
     buffer = io.StringIO()

@@ -36,7 +36,10 @@ def validate(
     empty or non-text captions, duplicate rows, unknown clips, bad SNRs, unsafe names, unknown columns.
     """
     from toolkit.api import validate as run_validate
+    from toolkit.errors import ConfigError
 
+    if seconds < 0 or show < 0:
+        raise ConfigError("--seconds and --show must not be negative")
     report = run_validate(data, kind=kind, csv_path=csv, check_audio=not no_audio,
                           expected_seconds=seconds or None)
     usable = report.usable(strict)

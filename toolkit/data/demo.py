@@ -33,7 +33,7 @@ import soundfile as sf
 
 from toolkit.audio import SAMPLE_RATE, mix_at_snr
 from toolkit.errors import Dcase9Error
-from toolkit.files import write_bytes_atomic
+from toolkit.files import require_folder, write_bytes_atomic
 
 SECONDS = 10.0
 N = int(SECONDS * SAMPLE_RATE)
@@ -367,8 +367,7 @@ def make_demo(out: str | Path, *, clips_per_class: int = 3, train_clips_per_clas
     """Write all four demo layouts under `out` (nothing at all if a differing file would be replaced
     and not `force`); returns their folders."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise Dcase9Error(f"{out} is a file, not a folder; give a folder for the demo data")
+    require_folder(out, "the demo data")
     files = DemoFiles()
     folders = {
         "validation": _validation(files, out / "validation", clips_per_class, seed),

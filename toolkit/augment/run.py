@@ -363,8 +363,6 @@ def augment(config: AugmentConfig, out_dir: str | Path, *, progress: Progress | 
                          f"sampling changed) and are not used")
 
         scorer = backend = None
-        responses.open()
-        candidates.open()
         try:
             # Cheapest checks first, and everything before the first paid call: an API client only
             # checks its key; the BERTScore model loads in seconds; a local LLM may take minutes.
@@ -376,8 +374,11 @@ def augment(config: AugmentConfig, out_dir: str | Path, *, progress: Progress | 
                 scorer = BertScorer(config.bertscore)
             if pending and backend is None:
                 backend = make_backend(config.backend, config.sampling)
-            # Saved once everything is ready: a refused run leaves no settings a later run would inherit.
+            # Saved and opened once everything is ready: a refused run leaves no settings a later run would
+            # inherit, and no logs.
             save_config(config, out_dir)
+            responses.open()
+            candidates.open()
             if unjudged:
                 _score_earlier_answers(unjudged, config, scorer, judged_with, candidates, progress)
             if pending:

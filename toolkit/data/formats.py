@@ -293,11 +293,11 @@ def _read_rows(path: Path, issues: _Collector) -> list[tuple[int, list[str]]]:
     No field of these CSVs spans lines, so a record that does is an unclosed quote swallowing the
     lines after it: it is reported at the line where it starts and left out (never read as one row).
     """
+    end = 0
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
             rows = []
-            end = 0
             for cells in reader:
                 start, end = end + 1, reader.line_num
                 if any("\n" in cell or "\r" in cell for cell in cells):
@@ -310,7 +310,10 @@ def _read_rows(path: Path, issues: _Collector) -> list[tuple[int, list[str]]]:
     except UnicodeDecodeError as exc:
         issues.error("csv-encoding", f"not UTF-8 text ({exc.reason} at byte {exc.start})", path)
     except csv.Error as exc:
-        issues.error("csv-syntax", f"malformed CSV ({exc})", path)
+        # csv stops a field at 128 KiB: what an unclosed quote in front of a long file runs into.
+        hint = " (an unclosed quote?)" if "field limit" in str(exc) else ""
+        issues.error("csv-syntax", f"malformed CSV in the record starting on this line: {exc}{hint}; the rest of "
+                     "the file is not read", path, end + 1)
     except OSError as exc:
         issues.error("csv-unreadable", f"cannot read ({exc.strerror or exc})", path)
     return []

@@ -20,6 +20,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -498,3 +499,99 @@ def test_hostile_input(case: Case, demo_root: Path, tmp_path: Path) -> None:
 
 def test_cases_have_distinct_names() -> None:
     assert len({c.name for c in CASES}) == len(CASES)
+
+
+# --- beyond the command line: the engine, score's extra metrics, the lock, a hard kill ----------------
+
+
+class GainSeparator:
+    """Returns the mixture times `gain` (NaN for a NaN gain); counts the clips it saw."""
+
+    sample_rate = 16000
+
+    def __init__(self, gain: float = 1.0, delay: float = 0.0):
+        self.gain, self.delay, self.clips = gain, delay, 0
+
+    def encode_queries(self, queries):  # type: ignore[no-untyped-def]
+        return None
+
+    def separate(self, mixture, conditions, reference=None):  # type: ignore[no-untyped-def]
+        time.sleep(self.delay)
+        self.clips += mixture.shape[0]
+        return mixture * self.gain
+
+
+def separate_with(separator: Any, data: Path, out: Path, **options: Any) -> Any:
+    from toolkit.data.formats import open_dataset
+    from toolkit.engine import EngineOptions, run_separation
+
+    return run_separation(separator, open_dataset(data), out, identity={"system": "gain"},
+                          options=EngineOptions(progress=False, **options))
+
+
+def test_a_system_returning_nan_writes_nothing_and_says_so(demo_root: Path, tmp_path: Path) -> None:
+    result = separate_with(GainSeparator(float("nan")), demo_root / "eval-real", tmp_path / "out", limit=3)
+    assert result.written == 0 and len(result.problems) == 3 and not list((tmp_path / "out").glob("*.wav"))
+    assert "the system returned 160000 NaN or infinite samples" in result.problems[0].message
+    assert strict_json(tmp_path / "out" / "dcase9-run.json")["status"] == "incomplete"
+
+
+def test_a_non_finite_metric_is_a_problem_and_the_summary_stays_json(demo_root: Path, tmp_path: Path) -> None:
+    from toolkit.scoring import score_estimates
+
+    separate_with(GainSeparator(), demo_root / "validation", tmp_path / "est", limit=3)
+
+    def broken_metric(specs, estimates, device):  # type: ignore[no-untyped-def]
+        return [float("nan") if k == 0 else 0.5 for k in range(len(specs))]
+
+    report = score_estimates(demo_root / "validation", tmp_path / "est", tmp_path / "report", progress=False,
+                             extra_metrics={"broken": broken_metric})
+    kinds = {p.kind for p in report.problems}
+    assert "non-finite-score" in kinds and len(report.rows) == 2
+    summary = strict_json(tmp_path / "report" / "summary.json")
+    assert summary["mean"]["broken"] == 0.5 and summary["scored"] == 2
+
+
+def test_the_lock_leaves_no_file_and_takes_over_a_dead_holders(tmp_path: Path) -> None:
+    from toolkit.errors import ConfigError
+    from toolkit.files import LOCK_NAME, exclusive_lock
+
+    (tmp_path / LOCK_NAME).write_text("dcase9 infer, process 999999")  # left by a killed process: no flock held
+    with exclusive_lock(tmp_path, "infer"):
+        with pytest.raises(ConfigError, match=r"another dcase9 command \(dcase9 infer, process \d+\)"):
+            with exclusive_lock(tmp_path, "mix"):
+                pass
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+_KILLED_RUN = """
+import sys
+sys.path.insert(0, sys.argv[3])
+from tests.test_hostile import GainSeparator, separate_with
+from pathlib import Path
+separate_with(GainSeparator(delay=0.2), Path(sys.argv[1]), Path(sys.argv[2]), batch_size=1, workers=1)
+"""
+
+
+def test_sigkill_during_infer_then_resume_loses_and_repeats_nothing(demo_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    ledger_path = out / "dcase9-outputs.jsonl"
+    process = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, str(demo_root / "eval-real"), str(out), str(REPO)],
+                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for _ in range(600):  # until some outputs are recorded (a condition, not a duration)
+            if ledger_path.exists() and ledger_path.read_text().count("\n") >= 3:
+                break
+            if process.poll() is not None:
+                pytest.fail(f"the run ended before it was killed: {process.stderr.read().decode()}")
+            time.sleep(0.05)
+        process.kill()  # SIGKILL: no handler runs
+    finally:
+        process.wait()
+    recorded = [json.loads(line) for line in ledger_path.read_text().split("\n")[:-1]]  # a torn last line is no record
+    assert 3 <= len(recorded) < 12
+    separator = GainSeparator()
+    result = separate_with(separator, demo_root / "eval-real", out)
+    assert result.skipped == len(recorded) and result.written == separator.clips == 12 - len(recorded)
+    assert not list(out.glob(".*.part")) and len(list(out.glob("*.wav"))) == 12
+    outputs_are_plain_and_current(Workspace(tmp_path, demo_root, ExitStack()))

@@ -15,15 +15,14 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from toolkit.data.captions import read_caption_rows
 from toolkit.errors import DataError
-from toolkit.files import JsonlAppender, JsonlContents, exclusive_lock, read_jsonl  # noqa: F401  (moved; re-exported)
+from toolkit.files import JsonlAppender, JsonlContents, read_jsonl  # noqa: F401  (moved there; re-exported)
 
 
 @dataclass(frozen=True)

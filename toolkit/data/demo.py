@@ -27,6 +27,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -270,11 +271,15 @@ def _mixture_rows(clips: list[tuple[str, SoundClass, np.ndarray]], rng: Rng, per
     return rows
 
 
-def make_validation(out: Path, clips_per_class: int = 3, seed: int = 0, *, force: bool = False) -> Path:
+def _make(build: Callable[..., Path], out: Path, *args: Any, force: bool) -> Path:
     files = DemoFiles()
-    _validation(files, out, clips_per_class, seed)
+    build(files, out, *args)
     files.commit(force)
     return out
+
+
+def make_validation(out: Path, clips_per_class: int = 3, seed: int = 0, *, force: bool = False) -> Path:
+    return _make(_validation, out, clips_per_class, seed, force=force)
 
 
 def _validation(files: DemoFiles, out: Path, clips_per_class: int, seed: int) -> Path:
@@ -299,10 +304,7 @@ def _read_back(clip: np.ndarray) -> np.ndarray:
 
 
 def make_eval_synth(out: Path, clips_per_class: int = 2, seed: int = 1, *, force: bool = False) -> Path:
-    files = DemoFiles()
-    _eval_synth(files, out, clips_per_class, seed)
-    files.commit(force)
-    return out
+    return _make(_eval_synth, out, clips_per_class, seed, force=force)
 
 
 def _eval_synth(files: DemoFiles, out: Path, clips_per_class: int, seed: int) -> Path:
@@ -321,10 +323,7 @@ def _eval_synth(files: DemoFiles, out: Path, clips_per_class: int, seed: int) ->
 
 def make_eval_real(out: Path, recordings: int = 6, seed: int = 2, *, force: bool = False) -> Path:
     """Recordings of two overlapping classes, each queried for both (two rows per recording)."""
-    files = DemoFiles()
-    _eval_real(files, out, recordings, seed)
-    files.commit(force)
-    return out
+    return _make(_eval_real, out, recordings, seed, force=force)
 
 
 def _eval_real(files: DemoFiles, out: Path, recordings: int, seed: int) -> Path:
@@ -345,10 +344,7 @@ def _eval_real(files: DemoFiles, out: Path, recordings: int, seed: int) -> Path:
 
 def make_train(out: Path, clips_per_class: int = 12, seed: int = 100, *, force: bool = False) -> Path:
     """Training clips (disjoint seeds from the evaluation sets) in the baseline's JSON format."""
-    files = DemoFiles()
-    _train(files, out, clips_per_class, seed)
-    files.commit(force)
-    return out
+    return _make(_train, out, clips_per_class, seed, force=force)
 
 
 def _train(files: DemoFiles, out: Path, clips_per_class: int, seed: int) -> Path:

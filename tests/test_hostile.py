@@ -119,14 +119,14 @@ def real_minus_case0(w: Workspace) -> None:
 def inf_in_validation_clip(w: Workspace) -> list[str]:
     clip = w.audio("validation", 0)
     put_samples(clip, np.inf)
-    w.saved["uses"] = sum(clip.stem in line.split(",")[:2] for line in
-                          (w.copy("validation") / "lass_synthetic_validation.csv").read_text().splitlines())
-    return w.infer("validation", system="oracle")
+    rows = (w.copy("validation") / "lass_synthetic_validation.csv").read_text().splitlines()[1:13]
+    w.saved["uses"] = sum(clip.stem in [cell.strip() for cell in row.split(",")[:2]] for row in rows)
+    return w.infer("validation", "--limit", "12", system="oracle")
 
 
 def oracle_left_out_the_clip(w: Workspace) -> None:
     made = w.estimates()
-    assert len(made) == 48 - w.saved["uses"] and w.saved["uses"] > 0 and all_finite(made.values())
+    assert len(made) == 12 - w.saved["uses"] and w.saved["uses"] > 0 and all_finite(made.values())
 
 
 def mix_with_nan_clip(w: Workspace) -> list[str]:
@@ -254,6 +254,21 @@ def oracle_manifest(w: Workspace) -> None:
 def damaged_ledger(w: Workspace) -> None:
     path = w.out / "dcase9-outputs.jsonl"
     path.write_text("not json\n" + path.read_text())
+
+
+def ledger_pointing_outside(w: Workspace) -> list[str]:
+    w.dcase9(*w.infer("eval-synth"))
+    w.saved["victim"] = w.root / "victim.wav"
+    w.saved["victim"].write_bytes(b"not yours")
+    with (w.out / "dcase9-outputs.jsonl").open("a") as handle:
+        for record_id in ("../victim", "demo-synth-case-0"):
+            handle.write(json.dumps({"id": record_id, "files": {"../victim.wav": {}, str(w.saved["victim"]): {}}}) + "\n")
+    return w.infer("eval-real", "--overwrite")
+
+
+def victim_survives(w: Workspace) -> None:
+    assert w.saved["victim"].read_bytes() == b"not yours"
+    assert sorted(w.estimates()) == sorted(f"demo-real-case-{k}" for k in range(12))
 
 
 def locked_folder(w: Workspace) -> list[str]:
@@ -409,6 +424,8 @@ CASES = [
     Case("infer: unreadable manifest, --overwrite", lambda w: damaged_manifest(w, "--overwrite"), 0, "wrote 2 estimate(s)",
          oracle_manifest),
     Case("infer: damaged ledger", infer_then(damaged_ledger), 2, "unreadable output ledger (line 1"),
+    Case("infer --overwrite: a ledger naming files elsewhere", ledger_pointing_outside, 0, "wrote 12 estimate(s)",
+         victim_survives),
     Case("infer: folder in use", locked_folder, 2, "another dcase9 command (dcase9 infer, process", nothing_written),
     Case("augment: refused run", augment_without_key, 2, "needs a key", folder_left_empty),
     Case("train --resume: truncated last.ckpt", resume_truncated_checkpoint, 2, "damaged or truncated",

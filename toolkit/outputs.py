@@ -39,7 +39,7 @@ from typing import Any
 import soundfile as sf
 
 from toolkit.audio import SAMPLE_RATE
-from toolkit.data.formats import DataSet, MixtureSpec, SetKind
+from toolkit.data.formats import DataSet, MixtureSpec, SetKind, is_safe_name
 from toolkit.errors import Dcase9Error, DataError
 from toolkit.files import JsonlAppender, exclusive_lock, read_jsonl, remove_partial_files, write_json_atomic, \
     write_text_atomic
@@ -181,18 +181,20 @@ class OutputFolder:
                 raise self._refuse(f"{self.ledger_path}: unreadable output ledger ({reason}); it says what each "
                                    "output was computed from, so they cannot be resumed") from None
             records = []
-        latest = {r["id"]: r for r in records if isinstance(r.get("id"), str) and isinstance(r.get("files"), dict)}
+        # Only records of outputs this command would write: a hand-made ledger cannot point elsewhere.
+        latest = {r["id"]: r for r in records if isinstance(r.get("id"), str) and is_safe_name(r["id"])
+                  and isinstance(r.get("files"), dict)}
         known = {m.id for m in self.dataset.mixtures}
         if self.overwrite:
             # Outputs of mixtures this data set does not have (another set, rows since removed) go too.
             for record_id in latest:
                 if record_id not in known:
-                    for name in latest[record_id]["files"]:
-                        self._delete(self.root / name)
+                    for path in self.outputs_of(record_id):
+                        self._delete(path)
             latest = {}
         self.records = latest
-        self.orphans = sorted(i for i, r in latest.items() if i not in known
-                              and any((self.root / name).is_file() for name in r["files"]))
+        self.orphans = sorted(i for i in latest if i not in known
+                              and any(path.is_file() for path in self.outputs_of(i)))
         # Compacted: the latest record per output, rewritten atomically; then appended to.
         write_text_atomic(self.ledger_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in latest.values()))
         self._appender = JsonlAppender(self.ledger_path)

@@ -20,11 +20,12 @@ from typing import Any
 
 from toolkit.audio import SAMPLE_RATE, write_wav
 from toolkit.data.formats import DataSet, SetKind, open_dataset
-from toolkit.data.items import ItemLoader
+from toolkit.data.items import ItemLoader, LoadFailure
 from toolkit.data.validate import EXPECTED_SECONDS, ValidationReport, validate_dataset
 from toolkit.engine import EngineOptions, RunResult, progress_bar, resolve_device, run_separation
 from toolkit.errors import Dcase9Error
-from toolkit.files import remove_partial_files, write_text_atomic
+from toolkit.files import require_folder, write_text_atomic
+from toolkit.outputs import OutputFolder, Problem
 from toolkit.scoring import ScoreReport, score_estimates
 
 
@@ -34,12 +35,26 @@ def validate(data: str | Path, *, kind: str | None = None, csv_path: str | Path 
     return validate_dataset(data, kind, csv_path, check_audio=check_audio, expected_seconds=expected_seconds)
 
 
+@dataclass
+class MixResult:
+    """What `mix` did: its folder, the pairs written and kept, and the mixtures left out (and why)."""
+
+    out: Path
+    written: int
+    kept: int
+    problems: list[Problem] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+
+
 def mix(data: str | Path | DataSet, out: str | Path, *, pcm16: bool = False, overwrite: bool = False,
-        progress: bool = True) -> Path:
+        progress: bool = True) -> MixResult:
     """Write the validation mixtures and their references as 16 kHz WAVs, plus an index CSV.
 
-    Layout: `out/mixtures/<id>.wav`, `out/references/<id>.wav`, `out/mixtures.csv`.
-    The references are the target clips as scaled by the evaluator (0.9/peak when the mixture clips).
+    Layout: `out/mixtures/<id>.wav`, `out/references/<id>.wav`, `out/mixtures.csv` (the pairs
+    written), with a manifest and ledger as `infer` keeps them (see `toolkit.outputs`): a re-run
+    keeps the pairs that still match their rows and clips. The references are the target clips as
+    scaled by the evaluator (0.9/peak when the mixture clips). A row whose clips cannot be used
+    (missing, unreadable, truncated, NaN) is left out and listed in `MixResult.problems`.
     """
     dataset = open_dataset(data)
     if dataset.kind is not SetKind.VALIDATION:
@@ -47,27 +62,44 @@ def mix(data: str | Path | DataSet, out: str | Path, *, pcm16: bool = False, ove
                           f"already ({dataset.audio_dir})")
     out = Path(out)
     subtype = "PCM_16" if pcm16 else "FLOAT"
-    for folder in (out / "mixtures", out / "references"):
-        folder.mkdir(parents=True, exist_ok=True)
-        remove_partial_files(folder)
-    todo = [m for m in dataset.mixtures if overwrite or not (out / "references" / f"{m.id}.wav").is_file()]
-    bar = progress_bar("mixtures") if progress else None
-    loader = ItemLoader(dataset)
-    with bar if bar is not None else nullcontext():
-        task = bar.add_task("mixing", total=len(todo)) if bar is not None else None
-        for item in loader.iterate(todo):
-            write_wav(out / "mixtures" / f"{item.spec.id}.wav", item.mixture, SAMPLE_RATE, subtype)
-            # Written second: its presence marks the pair complete for resuming.
-            write_wav(out / "references" / f"{item.spec.id}.wav", item.reference, SAMPLE_RATE, subtype)  # type: ignore[arg-type]
-            if bar is not None and task is not None:
-                bar.update(task, advance=1)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["id", "mixture", "reference", "source", "noise", "snr", "caption"])
-    for m in dataset.mixtures:
-        writer.writerow([m.id, f"mixtures/{m.id}.wav", f"references/{m.id}.wav", m.source, m.noise, m.snr, m.query])
-    write_text_atomic(out / "mixtures.csv", buffer.getvalue())
-    return out
+
+    def outputs_of(output_id: str) -> list[Path]:
+        return [out / "mixtures" / f"{output_id}.wav", out / "references" / f"{output_id}.wav"]
+
+    problems: list[Problem] = []
+    written = 0
+    folder = OutputFolder(out, "mix", dataset, {"command": "mix", "subtype": subtype}, overwrite=overwrite,
+                          outputs_of=outputs_of)
+    with folder:
+        todo = folder.plan(dataset.mixtures)
+        folder.write_manifest({"status": "running", "planned": len(dataset.mixtures)})
+        bar = progress_bar("mixtures") if progress else None
+        loader = ItemLoader(dataset)
+        with bar if bar is not None else nullcontext():
+            task = bar.add_task("mixing", total=len(todo)) if bar is not None else None
+            for item in loader.iterate_or_fail(todo):
+                if isinstance(item, LoadFailure):
+                    problems.append(Problem(item.spec.id, str(item.error)))
+                else:
+                    mixture_path, reference_path = outputs_of(item.spec.id)
+                    write_wav(mixture_path, item.mixture, SAMPLE_RATE, subtype)
+                    write_wav(reference_path, item.reference, SAMPLE_RATE, subtype)  # type: ignore[arg-type]
+                    folder.record(item.spec.id, len(item.mixture))
+                    written += 1
+                if bar is not None and task is not None:
+                    bar.update(task, advance=1)
+        finished = folder.finished(dataset.mixtures)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["id", "mixture", "reference", "source", "noise", "snr", "caption"])
+        for m in finished:
+            writer.writerow([m.id, f"mixtures/{m.id}.wav", f"references/{m.id}.wav", m.source, m.noise, m.snr,
+                             m.query])
+        write_text_atomic(out / "mixtures.csv", buffer.getvalue())
+        folder.write_manifest({"status": "incomplete" if problems else "complete", "planned": len(dataset.mixtures),
+                               "written": written, "kept": len(dataset.mixtures) - len(todo),
+                               "problems": [{"id": p.id, "message": p.message} for p in problems]})
+    return MixResult(out, written, len(dataset.mixtures) - len(todo), problems, folder.orphans)
 
 
 def separate(system: str, data: str | Path | DataSet, out: str | Path, *,
@@ -86,6 +118,7 @@ def separate(system: str, data: str | Path | DataSet, out: str | Path, *,
 
     spec = get_system(system)
     options = options or EngineOptions()
+    require_folder(out, "the estimates")  # before a model is loaded for nothing
     dataset = open_dataset(data)
     if spec.needs_reference and not dataset.has_references:
         raise Dcase9Error(f"system '{spec.name}' needs references; the {dataset.kind.value} set has none")
@@ -188,7 +221,7 @@ DEMO_EVALUATION_SETS = ("eval-synth", "eval-real")
 
 def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"), train_model: bool = True,
              progress: bool = True, data_options: dict[str, Any] | None = None,
-             train_overrides: list[dict[str, Any]] | None = None) -> DemoResult:
+             train_overrides: list[dict[str, Any]] | None = None, force_data: bool = False) -> DemoResult:
     """The main job on the embedded demo data, offline: synthesise -> validate -> train a small model
     on the demo training clips (`dcase9 train --preset demo`) -> separate with each system and the
     trained model -> score -> infer the trained model on the demo evaluation sets -> package its
@@ -199,13 +232,15 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
     (it is deterministic: the same inputs give the same bytes). A package that is refused or fails
     its check raises `submission.demo.DemoPackageError`. `data_options` (arguments of `make_demo`)
     and `train_overrides` (configuration layers on the demo preset) let tests run a smaller demo.
+    Demo data in `out/data` that was edited is refused unless `force_data` (see `make_demo`).
     """
     from toolkit.data.demo import make_demo
 
     out = Path(out)
+    require_folder(out, "the demo workspace")
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
-    folders = make_demo(out / "data", **(data_options or {}))
+    folders = make_demo(out / "data", **(data_options or {}), force=force_data)
     report = validate(folders["validation"])
     if not report.usable():
         raise Dcase9Error(f"the generated demo data did not validate: {report.errors[0]}")

@@ -8,6 +8,8 @@ including the float precision NumPy 1.23 (the baseline's pinned version) gives e
 
 from __future__ import annotations
 
+import os
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,12 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         reason = "file not found" if not path.exists() else f"unreadable audio ({exc})"
         raise DataError(reason, file=path) from exc
+    truncated = wav_truncation(path)
+    if truncated is not None:
+        raise DataError(truncated, file=path)
+    if not np.all(np.isfinite(data)):
+        raise DataError(f"{non_finite_count(data)} NaN or infinite samples (nothing computed from this file "
+                        "would be finite)", file=path)
     samples = data[:, 0] if data.shape[1] == 1 else np.mean(data, axis=1, dtype=np.float32)
     samples = np.ascontiguousarray(samples)
     if file_rate != sample_rate:
@@ -35,6 +43,46 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
 
         samples = soxr.resample(samples, file_rate, sample_rate, quality="HQ").astype(np.float32, copy=False)
     return samples
+
+
+def non_finite_count(samples: np.ndarray) -> int:
+    return int(np.count_nonzero(~np.isfinite(samples)))
+
+
+_MAX_CHUNKS = 64  # chunks looked at before the audio data; real files have a handful
+
+
+def wav_truncation(path: str | Path) -> str | None:
+    """Why a RIFF WAV file holds less audio than its header declares, or None.
+
+    libsndfile reads such a file without complaint and simply reports fewer frames, so a cut-off
+    download looks like a short recording. None for complete files, for other formats, and for
+    headers that leave the length open (streamed WAVs write 0 or 0xFFFFFFFF).
+    """
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+            if len(head) < 12 or head[8:12] != b"WAVE" or head[:4] not in (b"RIFF", b"RIFX"):
+                return None
+            order = "<" if head[:4] == b"RIFF" else ">"
+            position = 12
+            for _ in range(_MAX_CHUNKS):
+                fh.seek(position)
+                chunk = fh.read(8)
+                if len(chunk) < 8:
+                    return None
+                declared = struct.unpack(order + "I", chunk[4:])[0]
+                if chunk[:4] == b"data":
+                    available = size - position - 8
+                    if declared in (0, 0xFFFFFFFF) or available >= declared:
+                        return None
+                    return (f"truncated WAV: the header declares {declared} bytes of audio data, the file holds "
+                            f"{available} ({100 * available / declared:.1f}%); the end of the recording is missing")
+                position += 8 + declared + (declared & 1)
+    except OSError:
+        return None
+    return None
 
 
 def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE,

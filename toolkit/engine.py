@@ -7,13 +7,17 @@
   back together (bounded memory on long recordings; short inputs run whole, never zero-padded
   into silence);
 - 16 kHz mono WAV outputs named `<mixture id>.wav`, written atomically; finished outputs are
-  skipped on re-runs (resume) unless `overwrite`; a manifest `dcase9-run.json` records the
-  system, its weights' sha256, versions and settings next to the outputs.
+  skipped on re-runs (resume) unless `overwrite`, and only while they still match what they were
+  computed from (see `toolkit.outputs`: the manifest `dcase9-run.json` records the system, its
+  weights' sha256, the data set, versions and settings; the ledger `dcase9-outputs.jsonl` each
+  output's query and input files);
+- a mixture whose audio cannot be used (missing, unreadable, truncated, NaN or infinite samples),
+  or for which the system returns NaN or infinite samples, is left out and reported (`problems`),
+  never written.
 """
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -28,13 +32,11 @@ import numpy as np
 import torch
 
 from toolkit import __version__
-from toolkit.audio import SAMPLE_RATE, resample, write_wav
+from toolkit.audio import SAMPLE_RATE, non_finite_count, resample, write_wav
 from toolkit.data.formats import DataSet
-from toolkit.data.items import Item, ItemLoader
+from toolkit.data.items import Item, ItemLoader, LoadFailure
 from toolkit.errors import ConfigError, Dcase9Error
-from toolkit.files import remove_partial_files, write_json_atomic
-
-MANIFEST_NAME = "dcase9-run.json"
+from toolkit.outputs import MANIFEST_NAME, OutputFolder, Problem  # noqa: F401  (MANIFEST_NAME: re-exported)
 # Large batches pay off on GPUs. On CPUs they gain nothing per clip (ResUNet30 on two cores: batch 1
 # and 2 within 4%, batch 4 much slower; see BENCHMARKS.md) and multiply memory.
 DEFAULT_BATCH_SIZE = {"cuda": 8, "cpu": 1, "mps": 2}
@@ -82,6 +84,8 @@ class RunResult:
     device: str
     manifest: Path
     ids: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)  # mixtures left out, and why
+    orphans: list[str] = field(default_factory=list)  # outputs here for mixtures the data set lacks
 
     @property
     def real_time_factor(self) -> float:
@@ -201,23 +205,6 @@ def environment_versions() -> dict[str, str]:
             "python": platform.python_version(), "platform": platform.platform()}
 
 
-def check_manifest(out_dir: Path, identity: dict[str, Any], overwrite: bool) -> None:
-    """Refuse to mix outputs of different systems or weights in one folder."""
-    path = out_dir / MANIFEST_NAME
-    if overwrite or not path.is_file():
-        return
-    try:
-        previous = json.loads(path.read_text(encoding="utf-8")).get("identity", {})
-    except (OSError, json.JSONDecodeError):
-        return
-    if previous and previous != identity:
-        changed = sorted(k for k in set(previous) | set(identity) if previous.get(k) != identity.get(k))
-        raise Dcase9Error(
-            f"{out_dir} holds outputs of another run (differs in: {', '.join(changed)}). "
-            "Use a new --out folder, or --overwrite to replace them."
-        )
-
-
 def run_separation(separator: Separator, dataset: DataSet, out_dir: str | Path, *,
                    identity: dict[str, Any], options: EngineOptions | None = None,
                    reference_needed: bool = False, default_segment_seconds: float | None = None,
@@ -226,60 +213,88 @@ def run_separation(separator: Separator, dataset: DataSet, out_dir: str | Path, 
 
     `identity` (system name, weights' sha256, system options) decides whether existing outputs
     in `out_dir` may be resumed; `settings` is recorded in the manifest for the record only.
+    Mixtures that cannot be separated are left out and listed in `RunResult.problems`.
     """
     options = options or EngineOptions()
     if options.batch_size is not None and options.batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
     if not 0.0 <= options.overlap < 1.0:
         raise ConfigError("--overlap must be in [0, 1)")
+    if options.limit is not None and options.limit < 1:
+        raise ConfigError("--limit must be at least 1")
     if reference_needed and not dataset.has_references:
         raise Dcase9Error(f"this system needs references, which the {dataset.kind.value} set does not have")
     device = resolve_device(options.device)
     batch_size = options.batch_size or DEFAULT_BATCH_SIZE.get(device.type, 1)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    check_manifest(out_dir, identity, options.overwrite)
-    remove_partial_files(out_dir)
-
-    mixtures = dataset.mixtures[: options.limit] if options.limit else list(dataset.mixtures)
-    todo = [m for m in mixtures if options.overwrite or not (out_dir / f"{m.id}.wav").is_file()]
-    skipped = len(mixtures) - len(todo)
     segment_seconds = options.segment_seconds if options.segment_seconds is not None else default_segment_seconds
     segment = int(round(segment_seconds * separator.sample_rate)) if segment_seconds else None
     if segment is not None and segment < 1024:
         raise ConfigError(f"--segment {segment_seconds} s is too short for this model")
+    out_dir = Path(out_dir)
+    mixtures = dataset.mixtures[: options.limit] if options.limit else list(dataset.mixtures)
+    folder = OutputFolder(out_dir, "infer", dataset, identity, overwrite=options.overwrite,
+                          outputs_of=lambda output_id: [out_dir / f"{output_id}.wav"])
+    with folder:
+        todo = folder.plan(mixtures)
+        return _run(separator, dataset, folder, mixtures, todo, options, device, batch_size, segment,
+                    reference_needed, settings)
 
-    manifest_path = out_dir / MANIFEST_NAME
+
+def _run(separator: Separator, dataset: DataSet, folder: OutputFolder, mixtures: list[Any], todo: list[Any],
+         options: EngineOptions, device: torch.device, batch_size: int, segment: int | None,
+         reference_needed: bool, settings: dict[str, Any] | None) -> RunResult:
+    out_dir = folder.root
+    skipped = len(mixtures) - len(todo)
     manifest: dict[str, Any] = {
-        "identity": identity,
         "status": "running",
-        "dataset": {"root": str(dataset.root), "kind": dataset.kind.value, "csv": str(dataset.csv_path),
-                    "mixtures": len(mixtures)},
+        "planned": len(mixtures),
         "settings": {**asdict(options), "batch_size": batch_size, "device": str(device), "segment_samples": segment,
                      "model_sample_rate": separator.sample_rate, **(settings or {})},
         "versions": environment_versions(),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    write_json_atomic(manifest_path, manifest)
+    folder.write_manifest(manifest)
 
     loader = ItemLoader(dataset)
     cache = QueryCache(separator)
     written_ids: list[str] = []
+    problems: list[Problem] = []
     audio_seconds = 0.0
     started = time.perf_counter()
     subtype = "PCM_16" if options.pcm16 else "FLOAT"
     progress = progress_bar("clips") if options.progress else None
     status = "interrupted"
+    task = None
+
+    def write(output_id: str, estimate: np.ndarray) -> None:
+        write_wav(out_dir / f"{output_id}.wav", estimate, SAMPLE_RATE, subtype)
+        folder.record(output_id, len(estimate))
+
+    def usable(results: Iterator[Item | LoadFailure]) -> Iterator[Item]:
+        for result in results:
+            if isinstance(result, LoadFailure):
+                problems.append(Problem(result.spec.id, str(result.error)))
+                if progress is not None and task is not None:
+                    progress.update(task, advance=1)
+            else:
+                yield result
+
     try:
         with progress or nullcontext(), ThreadPoolExecutor(max_workers=max(1, options.workers),
                                                           thread_name_prefix="dcase9-write") as writer:
             task = progress.add_task("separating", total=len(todo)) if progress is not None else None
             pending: list[Future[None]] = []
-            for batch in _batches(loader.iterate(todo, workers=options.workers), batch_size):
+            items = usable(loader.iterate_or_fail(todo, workers=options.workers))
+            for batch in _batches(items, batch_size):
                 estimates = _separate_batch(separator, batch, cache, device, options, segment, reference_needed)
                 for item, estimate in zip(batch, estimates):
-                    pending.append(writer.submit(write_wav, out_dir / f"{item.spec.id}.wav", estimate,
-                                                 SAMPLE_RATE, subtype))
+                    bad = non_finite_count(estimate)
+                    if bad:
+                        problems.append(Problem(item.spec.id, f"{', '.join(map(str, dataset.files_of(item.spec)))}: "
+                                                f"the system returned {bad} NaN or infinite samples for this "
+                                                f"mixture (query {item.spec.query!r}); nothing written"))
+                        continue
+                    pending.append(writer.submit(write, item.spec.id, estimate))
                     written_ids.append(item.spec.id)
                     audio_seconds += item.mixture.shape[-1] / SAMPLE_RATE
                 pending = _reap(pending)
@@ -287,15 +302,16 @@ def run_separation(separator: Separator, dataset: DataSet, out_dir: str | Path, 
                     progress.update(task, advance=len(batch))
             for future in pending:
                 future.result()
-        status = "complete"
+        status = "incomplete" if problems else "complete"
     finally:
         elapsed = time.perf_counter() - started
         manifest.update({"status": status, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                          "written": len(written_ids), "skipped": skipped, "seconds": round(elapsed, 3),
-                         "audio_seconds": round(audio_seconds, 3)})
-        write_json_atomic(manifest_path, manifest)
-    return RunResult(out_dir, len(written_ids), skipped, elapsed, audio_seconds, str(device), manifest_path,
-                     written_ids)
+                         "audio_seconds": round(audio_seconds, 3),
+                         "problems": [asdict(p) for p in problems]})
+        folder.write_manifest(manifest)
+    return RunResult(out_dir, len(written_ids), skipped, elapsed, audio_seconds, str(device), folder.manifest_path,
+                     written_ids, problems, folder.orphans)
 
 
 def _separate_batch(separator: Separator, batch: list[Item], cache: QueryCache, device: torch.device,

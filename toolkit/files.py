@@ -1,9 +1,13 @@
-"""Atomic file output: a result file either exists complete or not at all.
+"""Files the toolkit writes: atomic outputs, durable append-only logs, and a folder lock.
 
 Everything the toolkit writes goes to a hidden temporary file in the destination folder first
 (`.<name>.<random>.part`), is flushed to disk, and is then renamed over the destination, which
 is atomic on POSIX and Windows file systems. An interrupted run leaves at most `.part` files,
 which `remove_partial_files` clears on the next run.
+
+Logs (`JsonlAppender`, `read_jsonl`) grow one durable record at a time; a record a hard kill cut
+short is dropped on the next read. `exclusive_lock` keeps two commands from writing into one
+folder at once.
 """
 
 from __future__ import annotations
@@ -11,10 +15,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from toolkit.errors import ConfigError, DataError
 
 PARTIAL_SUFFIX = ".part"
 
@@ -36,9 +43,13 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     with atomic_output(path) as tmp:
-        tmp.write_text(text, encoding="utf-8", newline="")
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_json_atomic(path: str | Path, payload: Any) -> None:
@@ -52,3 +63,134 @@ def remove_partial_files(folder: str | Path) -> int:
         leftover.unlink(missing_ok=True)
         removed += 1
     return removed
+
+
+@dataclass
+class JsonlContents:
+    """Records of a JSONL log, the byte offset where each one ends, and the length of the intact part."""
+
+    records: list[dict[str, Any]]
+    ends: list[int]
+    intact: int
+
+
+def read_jsonl(path: Path) -> JsonlContents:
+    """Read a JSONL log written by `JsonlAppender`.
+
+    A last line without its newline is what a hard kill during a write leaves: it is ignored (and
+    `intact` stops before it). A bad line anywhere else is damage we will not guess about.
+    """
+    contents = JsonlContents([], [], 0)
+    if not path.exists():
+        return contents
+    raw = path.read_bytes()
+    offset = 0
+    line_number = 0
+    while offset < len(raw):
+        line_number += 1
+        newline = raw.find(b"\n", offset)
+        if newline < 0:
+            break  # torn tail
+        line, offset = raw[offset:newline + 1], newline + 1
+        stripped = line.strip()
+        if stripped:
+            try:
+                record = json.loads(stripped)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise DataError(f"damaged log record ({exc}); move the file away to start over",
+                                file=path, row=line_number) from exc
+            if not isinstance(record, dict):
+                raise DataError("damaged log record (not an object)", file=path, row=line_number)
+            contents.records.append(record)
+            contents.ends.append(offset)
+        contents.intact = offset
+    return contents
+
+
+class JsonlAppender:
+    """Append-only JSONL log; each call writes whole lines with one `write` and makes them durable.
+
+    Opening truncates the file to `keep_bytes` (dropping a torn tail found by `read_jsonl`), so the next
+    record never lands behind half a line.
+    """
+
+    def __init__(self, path: Path, keep_bytes: int | None = None):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        if keep_bytes is not None and os.fstat(self._fd).st_size != keep_bytes:
+            os.ftruncate(self._fd, keep_bytes)
+            os.fsync(self._fd)
+
+    def append(self, records: Iterable[Mapping[str, Any]]) -> None:
+        payload = b"".join(json.dumps(r, ensure_ascii=False).encode("utf-8") + b"\n" for r in records)
+        if not payload:
+            return
+        view = memoryview(payload)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> "JsonlAppender":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def require_folder(path: str | Path, purpose: str) -> None:
+    """Refuse an output folder that is an existing file (before any work is done)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{path} is a file, not a folder; give a folder for {purpose}")
+
+
+LOCK_NAME = ".dcase9.lock"
+
+
+@contextmanager
+def exclusive_lock(folder: Path, command: str) -> Iterator[None]:
+    """Refuse to run two commands that write into `folder` at the same time (`command` names ours).
+
+    The lock is an advisory `flock` on `folder/.dcase9.lock`, which holds the holder's command and
+    process id for the message the second one gets. The file is removed on release, so a finished or
+    refused run leaves nothing behind; a lock file that a killed process left is simply taken over
+    (the kernel dropped its lock). Where `fcntl` is missing (Windows) nothing is locked.
+    """
+    require_folder(folder, "the outputs")
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    path = folder / LOCK_NAME
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode("utf-8", "replace").strip()
+            os.close(fd)
+            raise ConfigError(f"{folder}: another dcase9 command ({holder or 'unknown'}) is writing to this "
+                              "folder; wait for it to finish, or use another folder") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder removed the file between our open and our lock: take the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"dcase9 {command}, process {os.getpid()}".encode())
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # while still locked: a waiting process then opens a new file
+        os.close(fd)

@@ -27,10 +27,10 @@ import torch
 
 from toolkit.audio import SAMPLE_RATE
 from toolkit.data.formats import DataSet, MixtureSpec, open_dataset
-from toolkit.data.items import ItemLoader, ordered_map
+from toolkit.data.items import ItemLoader, LoadFailure, ordered_map
 from toolkit.engine import MANIFEST_NAME, resolve_device
-from toolkit.errors import Dcase9Error
-from toolkit.files import atomic_output, write_text_atomic
+from toolkit.errors import ConfigError, Dcase9Error
+from toolkit.files import atomic_output, require_folder, write_text_atomic
 from toolkit.metrics import separation_metrics
 
 METRICS = ("sdr", "sdri", "sisdr")
@@ -44,7 +44,9 @@ ExtraMetric = Callable[[Sequence[MixtureSpec], Sequence[np.ndarray], torch.devic
 @dataclass
 class EstimateProblem:
     id: str
-    kind: str  # missing | extra | unreadable | wrong-rate | wrong-channels | wrong-length | non-finite
+    # missing | extra | unreadable | wrong-rate | wrong-channels | wrong-length | non-finite (the estimate)
+    # | unusable-input (its mixture or reference) | non-finite-score
+    kind: str
     message: str
 
 
@@ -135,6 +137,10 @@ def score_estimates(data: str | Path | DataSet, estimates_dir: str | Path, out_d
     dataset = open_dataset(data)
     estimates_dir = Path(estimates_dir)
     extra_metrics = extra_metrics or {}
+    if batch_size < 1:
+        raise ConfigError("--batch-size must be at least 1")
+    if out_dir is not None:
+        require_folder(out_dir, "the report")
     if not dataset.has_references and not extra_metrics:
         raise Dcase9Error(f"the {dataset.kind.value} set has no references, so SDR, SDRi and SI-SDR cannot be "
                           "computed; only a reference-free metric (ATS) can score it")
@@ -155,8 +161,10 @@ def score_estimates(data: str | Path | DataSet, estimates_dir: str | Path, out_d
     scored_specs = [s for s in specs if s.id in usable]
     metrics = (METRICS + ("input_sdr",) if dataset.has_references else ()) + tuple(extra_metrics)
 
-    def load(spec: MixtureSpec) -> tuple[MixtureSpec, np.ndarray, np.ndarray | None, np.ndarray]:
-        item = loader.load(spec)
+    def load(spec: MixtureSpec) -> tuple[MixtureSpec, np.ndarray, np.ndarray | None, np.ndarray] | EstimateProblem:
+        item = loader.load_or_fail(spec)
+        if isinstance(item, LoadFailure):  # a reference or mixture that is missing, truncated, NaN...
+            return EstimateProblem(spec.id, "unusable-input", f"{spec.id}: cannot be scored: {item.error}")
         estimate, _ = sf.read(str(usable[spec.id]), dtype="float32")
         return spec, item.mixture, item.reference, estimate
 
@@ -168,18 +176,21 @@ def score_estimates(data: str | Path | DataSet, estimates_dir: str | Path, out_d
         task = bar.add_task("scoring", total=len(scored_specs)) if bar is not None else None
         batch: list[tuple[MixtureSpec, np.ndarray, np.ndarray | None, np.ndarray]] = []
         for loaded in ordered_map(load, scored_specs, workers=workers, prefetch=2 * batch_size):
+            if isinstance(loaded, EstimateProblem):
+                problems.append(loaded)
+                continue
             if not np.all(np.isfinite(loaded[3])):
                 problems.append(EstimateProblem(loaded[0].id, "non-finite", f"{loaded[0].id}.wav has NaN or "
                                                 "infinite samples"))
                 continue
             batch.append(loaded)
             if len(batch) >= batch_size:
-                rows += _score_batch(batch, torch_device, extra_metrics)
+                rows += _finite_rows(_score_batch(batch, torch_device, extra_metrics), problems)
                 batch = []
             if bar is not None and task is not None:
                 bar.update(task, advance=1)
         if batch:
-            rows += _score_batch(batch, torch_device, extra_metrics)
+            rows += _finite_rows(_score_batch(batch, torch_device, extra_metrics), problems)
     settings = {name: metric.settings() for name, metric in extra_metrics.items() if hasattr(metric, "settings")}
     report = ScoreReport(dataset, estimates_dir, rows, problems, metrics, metric_settings=settings)
     report.summary = _summary_document(report)
@@ -216,6 +227,32 @@ def _score_batch(batch: Sequence[tuple[MixtureSpec, np.ndarray, np.ndarray | Non
     return rows
 
 
+def _finite_rows(rows: list[dict[str, Any]], problems: list[EstimateProblem]) -> list[dict[str, Any]]:
+    """Rows whose every metric is a finite number; the others become problems (a silent reference
+    gives SDR -inf, say) and stay out of the means."""
+    kept = []
+    for row in rows:
+        bad = [name for name, value in row.items() if isinstance(value, float) and not math.isfinite(value)]
+        if bad:
+            problems.append(EstimateProblem(row["id"], "non-finite-score", f"{row['id']}: {', '.join(bad)} is not a "
+                                            "finite number (a silent or degenerate reference or estimate); left out "
+                                            "of the means"))
+        else:
+            kept.append(row)
+    return kept
+
+
+def _finite_or_none(value: Any) -> Any:
+    """The value with every NaN or infinity replaced by None (JSON null): summary.json stays strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
 def _summary_document(report: ScoreReport) -> dict[str, Any]:
     ds = report.dataset
     manifest = report.estimates_dir / MANIFEST_NAME
@@ -243,6 +280,7 @@ def _summary_document(report: ScoreReport) -> dict[str, Any]:
 
 
 def write_report(report: ScoreReport, out_dir: Path) -> dict[str, Path]:
+    require_folder(out_dir, "the report")
     out_dir.mkdir(parents=True, exist_ok=True)
     columns = ["id", "source", "noise", "snr", "caption"] if report.dataset.has_references else ["id", "file", "caption"]
     buffer = io.StringIO()
@@ -252,18 +290,12 @@ def write_report(report: ScoreReport, out_dir: Path) -> dict[str, Path]:
         writer.writerow([row.get(c) for c in columns] + [repr(float(row[m])) for m in report.metrics])
     paths = {"per_clip": out_dir / "per_clip.csv", "summary": out_dir / "summary.json"}
     write_text_atomic(paths["per_clip"], buffer.getvalue())
-    write_text_atomic(paths["summary"], json.dumps(report.summary, indent=2, ensure_ascii=False, allow_nan=False,
-                                              default=_json_number) + "\n")
+    write_text_atomic(paths["summary"], json.dumps(_finite_or_none(report.summary), indent=2, ensure_ascii=False,
+                                              allow_nan=False) + "\n")
     if report.rows and "sdri" in report.metrics:
         paths["plot"] = out_dir / "sdri_vs_snr.png"
         plot_sdri_vs_snr(report.rows, paths["plot"])
     return paths
-
-
-def _json_number(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    raise TypeError(f"not JSON serialisable: {value!r}")
 
 
 def plot_sdri_vs_snr(rows: Sequence[dict[str, Any]], path: Path) -> None:

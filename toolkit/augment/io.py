@@ -15,14 +15,14 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from toolkit.data.captions import read_caption_rows
 from toolkit.errors import DataError
+from toolkit.files import JsonlAppender, JsonlContents, read_jsonl  # noqa: F401  (moved there; re-exported)
 
 
 @dataclass(frozen=True)
@@ -158,104 +158,3 @@ def remove_stale_temporaries(folder: Path) -> None:
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     write_atomic(path, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
-
-
-@dataclass
-class JsonlContents:
-    """Records of a JSONL log, the byte offset where each one ends, and the length of the intact part."""
-
-    records: list[dict[str, Any]]
-    ends: list[int]
-    intact: int
-
-
-def read_jsonl(path: Path) -> JsonlContents:
-    """Read a JSONL log written by `JsonlAppender`.
-
-    A last line without its newline is what a hard kill during a write leaves: it is ignored (and
-    `intact` stops before it). A bad line anywhere else is damage we will not guess about.
-    """
-    contents = JsonlContents([], [], 0)
-    if not path.exists():
-        return contents
-    raw = path.read_bytes()
-    offset = 0
-    line_number = 0
-    while offset < len(raw):
-        line_number += 1
-        newline = raw.find(b"\n", offset)
-        if newline < 0:
-            break  # torn tail
-        line, offset = raw[offset:newline + 1], newline + 1
-        stripped = line.strip()
-        if stripped:
-            try:
-                record = json.loads(stripped)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise DataError(f"damaged log record ({exc}); move the file away to start over",
-                                file=path, row=line_number) from exc
-            if not isinstance(record, dict):
-                raise DataError("damaged log record (not an object)", file=path, row=line_number)
-            contents.records.append(record)
-            contents.ends.append(offset)
-        contents.intact = offset
-    return contents
-
-
-class JsonlAppender:
-    """Append-only JSONL log; each call writes whole lines with one `write` and makes them durable.
-
-    Opening truncates the file to `keep_bytes` (dropping a torn tail found by `read_jsonl`), so the next
-    record never lands behind half a line.
-    """
-
-    def __init__(self, path: Path, keep_bytes: int | None = None):
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        if keep_bytes is not None and os.fstat(self._fd).st_size != keep_bytes:
-            os.ftruncate(self._fd, keep_bytes)
-            os.fsync(self._fd)
-
-    def append(self, records: Iterable[Mapping[str, Any]]) -> None:
-        payload = b"".join(json.dumps(r, ensure_ascii=False).encode("utf-8") + b"\n" for r in records)
-        if not payload:
-            return
-        view = memoryview(payload)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        os.fsync(self._fd)
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-    def __enter__(self) -> "JsonlAppender":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-@contextmanager
-def exclusive_lock(folder: Path) -> Iterator[None]:
-    """Refuse to run two augmentations into the same folder at once (they would repeat paid calls)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
-        yield
-        return
-    from toolkit.errors import ConfigError
-
-    handle = open(folder / ".augment.lock", "w")
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(f"{folder}: another `dcase9 augment` is writing to this folder") from None
-        yield
-    finally:
-        handle.close()

@@ -31,13 +31,13 @@ from typing import Any
 
 from toolkit.augment.backends import LLMRequest, LLMResult, make_backend
 from toolkit.augment.config import AugmentConfig
-from toolkit.augment.io import (CaptionItem, JsonlAppender, TagIndex, exclusive_lock, read_caption_file, read_jsonl,
-                                remove_stale_temporaries)
+from toolkit.augment.io import CaptionItem, TagIndex, read_caption_file, remove_stale_temporaries
 from toolkit.augment.parsing import Piece, Verdict, judge, normalise, split_answer
 from toolkit.augment.progress import Progress, SilentProgress
 from toolkit.augment.prompts import DDP_SELECTOR, Prompt, PromptLibrary
 from toolkit.config import dump_config, load_config
 from toolkit.errors import ConfigError, Dcase9Error
+from toolkit.files import JsonlAppender, exclusive_lock, read_jsonl
 
 CONFIG_FILE = "config.yaml"
 RESPONSES_FILE = "responses.jsonl"
@@ -345,10 +345,9 @@ def augment(config: AugmentConfig, out_dir: str | Path, *, progress: Progress | 
     """Run (or resume) an augmentation into `out_dir` and write its outputs."""
     out_dir = Path(out_dir)
     progress = progress or SilentProgress()
-    with exclusive_lock(out_dir):
+    with exclusive_lock(out_dir, "augment"):
         plan = prepare(config)
         remove_stale_temporaries(out_dir)
-        save_config(config, out_dir)
         responses = ResponseLog(out_dir / RESPONSES_FILE)
         candidates = CandidateLog(out_dir / CANDIDATES_FILE)
         notes: list[str] = []
@@ -364,8 +363,6 @@ def augment(config: AugmentConfig, out_dir: str | Path, *, progress: Progress | 
                          f"sampling changed) and are not used")
 
         scorer = backend = None
-        responses.open()
-        candidates.open()
         try:
             # Cheapest checks first, and everything before the first paid call: an API client only
             # checks its key; the BERTScore model loads in seconds; a local LLM may take minutes.
@@ -377,6 +374,11 @@ def augment(config: AugmentConfig, out_dir: str | Path, *, progress: Progress | 
                 scorer = BertScorer(config.bertscore)
             if pending and backend is None:
                 backend = make_backend(config.backend, config.sampling)
+            # Saved and opened once everything is ready: a refused run leaves no settings a later run would
+            # inherit, and no logs.
+            save_config(config, out_dir)
+            responses.open()
+            candidates.open()
             if unjudged:
                 _score_earlier_answers(unjudged, config, scorer, judged_with, candidates, progress)
             if pending:
@@ -470,7 +472,7 @@ def reselect(out_dir: str | Path, threshold: float | None = None, *, progress: P
     out_dir = Path(out_dir)
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"the threshold must be between 0 and 1 (got {threshold})")
-    with exclusive_lock(out_dir):
+    with exclusive_lock(out_dir, "augment"):
         config = load_saved_config(out_dir)
         if threshold is not None:
             config.bertscore.threshold = threshold

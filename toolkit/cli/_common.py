@@ -38,8 +38,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def friendly_errors(func: F) -> F:
-    """Turn the toolkit's own errors into a short red message (exit 2, or the error's own `exit_code`);
-    Ctrl-C into exit 130."""
+    """Turn the toolkit's own errors and file-system errors into a short red message (exit 2, or the
+    error's own `exit_code`); Ctrl-C into exit 130."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -49,6 +49,13 @@ def friendly_errors(func: F) -> F:
             # The message is plain text: brackets in it (paths, lists, finding codes) are not markup.
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:
+            # The file system said no (a path that is a file, no permission, disk full): the user's to fix.
+            # Outputs are written atomically, so nothing half-written stays behind.
+            where = f"{exc.filename}: " if exc.filename else ""
+            err_console.print(f"[bold red]error:[/] {escape(where + (exc.strerror or str(exc)))}",
+                              highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted: finished outputs are kept; run the command again to resume.[/]")
             raise typer.Exit(130) from None

@@ -36,7 +36,10 @@ def validate(
     empty or non-text captions, duplicate rows, unknown clips, bad SNRs, unsafe names, unknown columns.
     """
     from toolkit.api import validate as run_validate
+    from toolkit.errors import ConfigError
 
+    if seconds < 0 or show < 0:
+        raise ConfigError("--seconds and --show must not be negative")
     report = run_validate(data, kind=kind, csv_path=csv, check_audio=not no_audio,
                           expected_seconds=seconds or None)
     usable = report.usable(strict)
@@ -81,13 +84,23 @@ def mix(
     pcm16: Annotated[bool, typer.Option(help="16-bit PCM instead of 32-bit float WAVs.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Rewrite existing files.")] = False,
 ) -> None:
-    """Write the validation mixtures and references (exactly as the official evaluator builds them)."""
+    """Write the validation mixtures and references (exactly as the official evaluator builds them).
+
+    Resumable: pairs that still match their rows and clips are kept. Exit 1 when a row's clips cannot be
+    used (missing, unreadable, truncated, NaN): its pair is left out and named.
+    """
     from toolkit.api import mix as run_mix
     from toolkit.data.formats import open_dataset
 
-    folder = run_mix(open_dataset(data, kind, csv), out, pcm16=pcm16, overwrite=overwrite)
-    console.print(f"mixtures in {folder / 'mixtures'}, references in {folder / 'references'}, "
-                  f"index {folder / 'mixtures.csv'}")
+    from toolkit.cli.run import print_left_out
+
+    result = run_mix(open_dataset(data, kind, csv), out, pcm16=pcm16, overwrite=overwrite)
+    console.print(f"wrote {result.written} mixture(s) ({result.kept} already there): mixtures in "
+                  f"{result.out / 'mixtures'}, references in {result.out / 'references'}, index "
+                  f"{result.out / 'mixtures.csv'}")
+    print_left_out(result.problems, result.orphans, "mixture")
+    if result.problems:
+        raise typer.Exit(1)
 
 
 @app.command("demo-data")
@@ -97,10 +110,16 @@ def demo_data(
     clips_per_class: Annotated[int, typer.Option(help="Validation clips per sound class (8 classes).")] = 3,
     train_clips_per_class: Annotated[int, typer.Option(help="Training clips per sound class.")] = 12,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    force: Annotated[bool, typer.Option(help="Replace files in OUT that differ from what would be written.")] = False,
 ) -> None:
-    """Synthesise the small demo data set in the official layouts (no download)."""
+    """Synthesise the small demo data set in the official layouts (no download).
+
+    Files already in OUT with the same content are left alone; if any differs (edited, or made with
+    other options) nothing is written and the command refuses (exit 2), unless --force.
+    """
     from toolkit.data.demo import make_demo
 
-    folders = make_demo(out, clips_per_class=clips_per_class, train_clips_per_class=train_clips_per_class, seed=seed)
+    folders = make_demo(out, clips_per_class=clips_per_class, train_clips_per_class=train_clips_per_class, seed=seed,
+                        force=force)
     for name, folder in folders.items():
         console.print(f"{name:>10}: {folder}")

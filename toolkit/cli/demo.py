@@ -23,6 +23,7 @@ def demo(
     train: Annotated[bool, typer.Option(help="Train the small demo model, score it, and package its outputs on "
                                              "the demo evaluation sets (about two minutes on two CPU cores; "
                                              "reused on later runs).")] = True,
+    force: Annotated[bool, typer.Option(help="Regenerate demo data files in OUT/data that were edited.")] = False,
 ) -> None:
     """Synthesise the demo data, validate it, train a small model on it, separate with each system, and score;
     then separate the demo evaluation sets with the trained model, package them as a (demo) submission,
@@ -30,7 +31,7 @@ def demo(
     from toolkit.api import run_demo
 
     started = time.perf_counter()
-    result = run_demo(out, train_model=train)
+    result = run_demo(out, train_model=train, force_data=force)
     reports = result.reports
     table = Table(title=f"Demo results on {next(iter(reports.values())).dataset.root} "
                         f"({next(iter(reports.values())).summary['scored']} mixtures, dB)")

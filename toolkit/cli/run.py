@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from toolkit.cli._common import app, console, friendly_errors
@@ -91,6 +92,23 @@ def infer(
     rtf = f"{result.real_time_factor:.3f}" if result.audio_seconds else "-"
     console.print(f"wrote {result.written} estimate(s) to {result.out_dir} ({result.skipped} already there), "
                   f"{result.seconds:.1f} s on {result.device}, real-time factor {rtf}; manifest {result.manifest.name}")
+    print_left_out(result.problems, result.orphans, "estimate")
+    if result.problems:
+        raise typer.Exit(1)
+
+
+def print_left_out(problems: list[Any], orphans: list[str], noun: str) -> None:
+    """Mixtures a run left out (exit 1 follows), and outputs for mixtures the data set no longer has."""
+    if problems:
+        console.print(f"[red]{len(problems)} mixture(s) left out[/] (no {noun} written; fix the input and run "
+                      "the command again):", highlight=False)
+        for problem in problems[:20]:
+            console.print(f"  [red]{escape(problem.id)}[/]: {escape(problem.message)}", highlight=False, soft_wrap=True)
+        if len(problems) > 20:
+            console.print(f"  ... {len(problems) - 20} more in the manifest", highlight=False)
+    if orphans:
+        console.print(f"[yellow]{len(orphans)} {noun}(s) here belong to no mixture of the data set (rows removed "
+                      f"from the CSV?), e.g. {escape(orphans[0])}; --overwrite deletes them[/]", highlight=False)
 
 
 @app.command()

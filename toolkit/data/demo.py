@@ -12,6 +12,11 @@ Layouts written by `make_demo`:
 - `eval-real/`: `lass_evaluation_real/<name>.wav` + `lass_real_evaluation.csv` (file_name,query), two
   queries per recording as in the real set;
 - `train/`: clips + `train.json` in the baseline's training format `{"data": [{"wav", "caption"}]}`.
+
+Every file is made in memory first. A file already there with the same bytes is left untouched
+(so its modification time, which `infer` uses to tell whether an estimate is current, stays); a
+file that differs (edited, or made with other options) is never replaced silently: the whole call
+is refused, writing nothing, unless `force=True` (`demo-data --force`).
 """
 
 from __future__ import annotations
@@ -22,11 +27,14 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import soundfile as sf
 
-from toolkit.audio import SAMPLE_RATE, mix_at_snr, write_wav
-from toolkit.files import write_text_atomic
+from toolkit.audio import SAMPLE_RATE, mix_at_snr
+from toolkit.errors import Dcase9Error
+from toolkit.files import require_folder, write_bytes_atomic
 
 SECONDS = 10.0
 N = int(SECONDS * SAMPLE_RATE)
@@ -188,6 +196,42 @@ SOUND_CLASSES: tuple[SoundClass, ...] = (
 )
 
 
+class DemoFiles:
+    """The files of a demo layout, in memory until `commit` writes the new and changed ones."""
+
+    def __init__(self) -> None:
+        self.contents: dict[Path, bytes] = {}
+
+    def wav(self, path: Path, samples: np.ndarray) -> None:
+        """16-bit PCM like the official clips."""
+        buffer = io.BytesIO()
+        sf.write(buffer, np.asarray(samples, dtype=np.float32), SAMPLE_RATE, subtype="PCM_16", format="WAV")
+        self.contents[path] = buffer.getvalue()
+
+    def text(self, path: Path, text: str) -> None:
+        self.contents[path] = text.encode("utf-8")
+
+    def commit(self, force: bool = False) -> None:
+        """Write what is missing or different; refuse (writing nothing) to replace a differing file
+        unless `force`."""
+        changed = [path for path, data in self.contents.items() if _differs(path, data)]
+        existing = [path for path in changed if path.exists() or path.is_symlink()]
+        if existing and not force:
+            shown = ", ".join(str(p) for p in existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
+            raise Dcase9Error(f"{len(existing)} file(s) already there differ from what would be written (edited, or "
+                              f"made with other options): {shown}. Refusing to replace them: choose another "
+                              "folder, or pass --force to overwrite them")
+        for path in changed:
+            write_bytes_atomic(path, self.contents[path])
+
+
+def _differs(path: Path, data: bytes) -> bool:
+    try:
+        return path.is_symlink() or path.stat().st_size != len(data) or path.read_bytes() != data
+    except OSError:
+        return True
+
+
 def caption_pool() -> list[str]:
     """Every caption the demo sets can use, as written and lower-cased (the eval-real queries)."""
     captions = [caption for sound in SOUND_CLASSES for caption in sound.captions]
@@ -227,18 +271,29 @@ def _mixture_rows(clips: list[tuple[str, SoundClass, np.ndarray]], rng: Rng, per
     return rows
 
 
-def make_validation(out: Path, clips_per_class: int = 3, seed: int = 0) -> Path:
+def _make(build: Callable[..., Path], out: Path, *args: Any, force: bool) -> Path:
+    files = DemoFiles()
+    build(files, out, *args)
+    files.commit(force)
+    return out
+
+
+def make_validation(out: Path, clips_per_class: int = 3, seed: int = 0, *, force: bool = False) -> Path:
+    return _make(_validation, out, clips_per_class, seed, force=force)
+
+
+def _validation(files: DemoFiles, out: Path, clips_per_class: int, seed: int) -> Path:
     clips = synthesise_clips(clips_per_class, seed)
     rng = np.random.default_rng([seed, 1000])
     for name, _, audio in clips:
-        write_wav(out / "lass_validation" / f"{name}.wav", audio, SAMPLE_RATE, subtype="PCM_16")
+        files.wav(out / "lass_validation" / f"{name}.wav", audio)
     entries = []
     for name, sound, _ in clips:
         chosen = rng.permutation(len(sound.captions))[:3]
         entries.append({"Index": name, "Tags": list(sound.tags), "Captions": [sound.captions[i] for i in chosen]})
-    write_text_atomic(out / "lass_validation.json", json.dumps(entries, indent=4) + "\n")
+    files.text(out / "lass_validation.json", json.dumps(entries, indent=4) + "\n")
     rows = _mixture_rows(clips, rng, per_clip=3)
-    write_text_atomic(out / "lass_synthetic_validation.csv", _csv_text(
+    files.text(out / "lass_synthetic_validation.csv", _csv_text(
         "source, noise, snr, caption", [[clips[s][0], clips[n][0], str(snr), cap] for s, n, snr, cap in rows]))
     return out
 
@@ -248,7 +303,11 @@ def _read_back(clip: np.ndarray) -> np.ndarray:
     return (np.round(np.clip(clip, -1, 32767 / 32768) * 32768) / 32768).astype(np.float32)
 
 
-def make_eval_synth(out: Path, clips_per_class: int = 2, seed: int = 1) -> Path:
+def make_eval_synth(out: Path, clips_per_class: int = 2, seed: int = 1, *, force: bool = False) -> Path:
+    return _make(_eval_synth, out, clips_per_class, seed, force=force)
+
+
+def _eval_synth(files: DemoFiles, out: Path, clips_per_class: int, seed: int) -> Path:
     clips = synthesise_clips(clips_per_class, seed)
     rng = np.random.default_rng([seed, 2000])
     rows = _mixture_rows(clips, rng, per_clip=2)
@@ -256,14 +315,18 @@ def make_eval_synth(out: Path, clips_per_class: int = 2, seed: int = 1) -> Path:
     for k, (s, n, snr, caption) in enumerate(rows):
         mixture, _ = mix_at_snr(_read_back(clips[s][2]), _read_back(clips[n][2]), snr)
         name = f"demo-synth-case-{k}.wav"
-        write_wav(out / "lass_evaluation_synth" / name, mixture, SAMPLE_RATE, subtype="PCM_16")
+        files.wav(out / "lass_evaluation_synth" / name, mixture)
         records.append([name, caption])
-    write_text_atomic(out / "lass_synthetic_evaluation.csv", _csv_text("file_name,query", records))
+    files.text(out / "lass_synthetic_evaluation.csv", _csv_text("file_name,query", records))
     return out
 
 
-def make_eval_real(out: Path, recordings: int = 6, seed: int = 2) -> Path:
+def make_eval_real(out: Path, recordings: int = 6, seed: int = 2, *, force: bool = False) -> Path:
     """Recordings of two overlapping classes, each queried for both (two rows per recording)."""
+    return _make(_eval_real, out, recordings, seed, force=force)
+
+
+def _eval_real(files: DemoFiles, out: Path, recordings: int, seed: int) -> Path:
     rng = np.random.default_rng([seed, 3000])
     records = []
     for k in range(recordings):
@@ -273,31 +336,40 @@ def make_eval_real(out: Path, recordings: int = 6, seed: int = 2) -> Path:
         recording = _normalise(a + rng.uniform(0.5, 1.0) * b, 0.8)
         for j, sound in enumerate((SOUND_CLASSES[first], SOUND_CLASSES[second])):
             name = f"demo-real-case-{2 * k + j}.wav"
-            write_wav(out / "lass_evaluation_real" / name, recording, SAMPLE_RATE, subtype="PCM_16")
+            files.wav(out / "lass_evaluation_real" / name, recording)
             records.append([name, sound.captions[int(rng.integers(len(sound.captions)))].lower()])
-    write_text_atomic(out / "lass_real_evaluation.csv", _csv_text("file_name,query", records))
+    files.text(out / "lass_real_evaluation.csv", _csv_text("file_name,query", records))
     return out
 
 
-def make_train(out: Path, clips_per_class: int = 12, seed: int = 100) -> Path:
+def make_train(out: Path, clips_per_class: int = 12, seed: int = 100, *, force: bool = False) -> Path:
     """Training clips (disjoint seeds from the evaluation sets) in the baseline's JSON format."""
+    return _make(_train, out, clips_per_class, seed, force=force)
+
+
+def _train(files: DemoFiles, out: Path, clips_per_class: int, seed: int) -> Path:
     clips = synthesise_clips(clips_per_class, seed)
     data = []
     for k, (name, sound, audio) in enumerate(clips):
         path = out / "audio" / f"{name}.wav"
-        write_wav(path, audio, SAMPLE_RATE, subtype="PCM_16")
+        files.wav(path, audio)
         data.append({"wav": str(Path("audio") / f"{name}.wav"), "caption": sound.captions[k % len(sound.captions)]})
-    write_text_atomic(out / "train.json", json.dumps({"data": data}, indent=1) + "\n")
+    files.text(out / "train.json", json.dumps({"data": data}, indent=1) + "\n")
     return out
 
 
 def make_demo(out: str | Path, *, clips_per_class: int = 3, train_clips_per_class: int = 12,
-              seed: int = 0) -> dict[str, Path]:
-    """Write all four demo layouts under `out`; returns their folders."""
+              seed: int = 0, force: bool = False) -> dict[str, Path]:
+    """Write all four demo layouts under `out` (nothing at all if a differing file would be replaced
+    and not `force`); returns their folders."""
     out = Path(out)
-    return {
-        "validation": make_validation(out / "validation", clips_per_class, seed),
-        "eval-synth": make_eval_synth(out / "eval-synth", max(1, clips_per_class - 1), seed + 1),
-        "eval-real": make_eval_real(out / "eval-real", recordings=len(SOUND_CLASSES) // 2 + 2, seed=seed + 2),
-        "train": make_train(out / "train", train_clips_per_class, seed + 100),
+    require_folder(out, "the demo data")
+    files = DemoFiles()
+    folders = {
+        "validation": _validation(files, out / "validation", clips_per_class, seed),
+        "eval-synth": _eval_synth(files, out / "eval-synth", max(1, clips_per_class - 1), seed + 1),
+        "eval-real": _eval_real(files, out / "eval-real", len(SOUND_CLASSES) // 2 + 2, seed + 2),
+        "train": _train(files, out / "train", train_clips_per_class, seed + 100),
     }
+    files.commit(force)
+    return folders

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from toolkit.errors import DataError
+from toolkit.errors import ConfigError, DataError
 
 
 class SetKind(str, Enum):
@@ -175,6 +175,16 @@ def _kind_from_header(header: list[str], csv_name: str) -> SetKind | None:
     return None
 
 
+def parse_kind(kind: SetKind | str | None) -> SetKind | None:
+    """`--kind` as a SetKind; an unknown name is a user error naming the valid ones."""
+    if kind is None or isinstance(kind, SetKind):
+        return kind
+    try:
+        return SetKind(kind)
+    except ValueError:
+        raise ConfigError(f"unknown --kind {kind!r} (use one of: {', '.join(k.value for k in SetKind)})") from None
+
+
 def locate(data: str | Path, kind: SetKind | str | None = None,
            csv_path: str | Path | None = None) -> tuple[SetKind, Path, Path]:
     """Find (kind, csv, root) for a data folder (or a CSV file inside one).
@@ -188,7 +198,7 @@ def locate(data: str | Path, kind: SetKind | str | None = None,
         csv_path, root = data, data.parent
     else:
         root = data
-    wanted = SetKind(kind) if kind is not None else None
+    wanted = parse_kind(kind)
 
     if csv_path is not None:
         csv_path = Path(csv_path)
@@ -278,19 +288,32 @@ class _Collector:
 
 
 def _read_rows(path: Path, issues: _Collector) -> list[tuple[int, list[str]]]:
-    """(line number, cells) of every non-blank CSV record, header included. Handles BOM and CRLF."""
+    """(line number, cells) of every non-blank CSV record, header included. Handles BOM and CRLF.
+
+    No field of these CSVs spans lines, so a record that does is an unclosed quote swallowing the
+    lines after it: it is reported at the line where it starts and left out (never read as one row).
+    """
+    end = 0
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
             rows = []
             for cells in reader:
-                if any(cell.strip() for cell in cells):
+                start, end = end + 1, reader.line_num
+                if any("\n" in cell or "\r" in cell for cell in cells):
+                    span = f"runs over lines {start}-{end}" if end > start else "runs to the end of the file"
+                    issues.error("csv-unclosed-quote", f"a quoted field starting on this line {span} (an unclosed "
+                                 "quote?); none of those lines is read as a row", path, start)
+                elif any(cell.strip() for cell in cells):
                     rows.append((reader.line_num, cells))
             return rows
     except UnicodeDecodeError as exc:
         issues.error("csv-encoding", f"not UTF-8 text ({exc.reason} at byte {exc.start})", path)
     except csv.Error as exc:
-        issues.error("csv-syntax", f"malformed CSV ({exc})", path)
+        # csv stops a field at 128 KiB: what an unclosed quote in front of a long file runs into.
+        hint = " (an unclosed quote?)" if "field limit" in str(exc) else ""
+        issues.error("csv-syntax", f"malformed CSV in the record starting on this line: {exc}{hint}; the rest of "
+                     "the file is not read", path, end + 1)
     except OSError as exc:
         issues.error("csv-unreadable", f"cannot read ({exc.strerror or exc})", path)
     return []

@@ -47,6 +47,9 @@ class ItemLoader:
                 mixture, reference = mix_at_snr(source, noise, spec.snr)
             except ValueError as exc:
                 raise DataError(str(exc), file=self.dataset.csv_path, row=spec.row) from exc
+            if not np.all(np.isfinite(mixture)):  # finite clips whose scaling overflows
+                raise DataError(f"the mixture of {spec.source} and {spec.noise} at {spec.snr} dB is not finite",
+                                file=self.dataset.csv_path, row=spec.row)
             return Item(spec, mixture, reference)
         assert spec.file is not None
         return Item(spec, self._read(spec.file), None)
@@ -54,6 +57,25 @@ class ItemLoader:
     def iterate(self, specs: Iterable[MixtureSpec], workers: int = 2, prefetch: int = 16) -> Iterator[Item]:
         """Items in the given order, read ahead on `workers` threads (soundfile releases the GIL)."""
         return ordered_map(self.load, specs, workers=workers, prefetch=prefetch)
+
+    def load_or_fail(self, spec: MixtureSpec) -> Item | LoadFailure:
+        """The item, or why its audio cannot be used (missing, unreadable, truncated, NaN...)."""
+        try:
+            return self.load(spec)
+        except DataError as exc:
+            return LoadFailure(spec, exc)
+
+    def iterate_or_fail(self, specs: Iterable[MixtureSpec], workers: int = 2,
+                        prefetch: int = 16) -> Iterator[Item | LoadFailure]:
+        """Like `iterate`, but a mixture whose audio cannot be used yields a `LoadFailure` instead of
+        ending the iteration: long runs skip it and report it."""
+        return ordered_map(self.load_or_fail, specs, workers=workers, prefetch=prefetch)
+
+
+@dataclass
+class LoadFailure:
+    spec: MixtureSpec
+    error: DataError
 
 
 T = TypeVar("T")

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from toolkit.audio import SAMPLE_RATE
+from toolkit.audio import SAMPLE_RATE, non_finite_count, wav_truncation
 from toolkit.data.formats import DataSet, Issue, SetKind, parse_dataset
 from toolkit.data.items import ordered_map
 
@@ -80,11 +80,15 @@ def inspect_audio(path: Path, expected_frames: int | None, duration_is_error: bo
         facts.problems.append(("error", "audio-unreadable", f"unreadable audio ({exc})"))
         return facts
     facts.frames = info.frames
+    truncated = wav_truncation(path)
+    if truncated is not None:
+        facts.problems.append(("error", "audio-truncated", truncated))
     if info.samplerate != SAMPLE_RATE:
         facts.problems.append(("error", "audio-rate", f"sample rate {info.samplerate} Hz, expected {SAMPLE_RATE}"))
     if info.channels != 1:
         facts.problems.append(("error", "audio-channels", f"{info.channels} channels, expected mono"))
-    if expected_frames is not None and info.samplerate == SAMPLE_RATE and info.frames != expected_frames:
+    if (expected_frames is not None and info.samplerate == SAMPLE_RATE and info.frames != expected_frames
+            and truncated is None):  # a truncated file is short for that reason alone
         seconds = info.frames / info.samplerate
         far_off = abs(info.frames - expected_frames) > DURATION_TOLERANCE * expected_frames
         severity = "error" if far_off and duration_is_error else "warning"
@@ -94,8 +98,7 @@ def inspect_audio(path: Path, expected_frames: int | None, duration_is_error: bo
     if data.size == 0:
         facts.problems.append(("error", "audio-empty", "no samples"))
     elif not np.all(np.isfinite(data)):
-        bad = int(np.count_nonzero(~np.isfinite(data)))
-        facts.problems.append(("error", "audio-nonfinite", f"{bad} NaN or infinite samples"))
+        facts.problems.append(("error", "audio-nonfinite", f"{non_finite_count(data)} NaN or infinite samples"))
     elif not np.any(data):
         facts.problems.append(("error", "audio-silent", "all samples are zero"))
     return facts

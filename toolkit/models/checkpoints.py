@@ -107,19 +107,21 @@ class _RestrictedPickleModule:
     __name__ = "dcase9_restricted_pickle"
 
 
-def read_checkpoint(path: str | Path, *, trust: bool = False) -> dict[str, Any]:
+def read_checkpoint(path: str | Path, *, trust: bool = False, mmap: bool = False) -> dict[str, Any]:
     """Read a torch checkpoint file (Lightning `.ckpt`, laion `.pt`, plain state dict) on the CPU.
 
     With `trust=False` (the default) no pickled code is executed; see the module docstring.
+    `mmap=True` maps the tensors instead of reading them (zip-format files: a cheap full check of
+    the file's structure before a long run loads it).
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
     if trust:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
     try:
         with torch.serialization.safe_globals(_LIGHTNING_PLAIN_GLOBALS):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         if "global" not in str(exc).lower():
             raise CheckpointError(f"{path}: not a readable torch checkpoint ({_first_line(exc)})") from exc
@@ -127,7 +129,7 @@ def read_checkpoint(path: str | Path, *, trust: bool = False) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({_first_line(exc)})") from exc
     _RestrictedUnpickler.replaced = set()
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=False,
+        obj = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap,
                          pickle_module=_RestrictedPickleModule)
     except Exception as exc:  # any failure here means the file is not a plain checkpoint
         raise CheckpointError(

@@ -30,7 +30,7 @@ import torch
 import yaml
 
 from toolkit.errors import CheckpointError, ConfigError, Dcase9Error
-from toolkit.files import write_json_atomic, write_text_atomic
+from toolkit.files import require_folder, write_json_atomic, write_text_atomic
 from toolkit.lazy import require
 from toolkit.training.config import (DEMO_TOKENIZER, QUERY_SOURCE_AUTO, QUERY_SOURCE_RANDOM, TINY_TOKENIZER,
                                      TrainConfig, dump_train_config)
@@ -88,16 +88,17 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
     if not resume and last.is_file():
         raise Dcase9Error(f"{out} already holds a training run ({last}); pass --resume to continue it, "
                           "or choose another --out")
+    require_folder(out, "the training run")
+    if resume:
+        check_resumable(last)
     if config.system is not None:
         spec = get_system(config.system)
         if spec.sample_rate != config.data.sample_rate:
             raise ConfigError(f"system '{spec.name}' runs at {spec.sample_rate} Hz but data.sample_rate is "
                               f"{config.data.sample_rate}: the trained model would not load as that system")
     show_progress = config.trainer.progress_bar if progress is None else progress
-    rank_zero = _is_rank_zero()
-    if rank_zero:
+    if _is_rank_zero():
         out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out / CONFIG_FILE, dump_train_config(config))
 
     datafiles = read_datafiles(config.data.datafiles)
     check_audio_present(datafiles, seed=config.seed)
@@ -159,11 +160,15 @@ def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_s
     validating = validation_set is not None and bool(validation_specs) and config.validation.every_steps is not None
     trainer = _make_trainer(config, out, loggers, callbacks, validating=validating, progress=show_progress,
                             model_summary=lightning_info)
+    if trainer.is_global_zero:
+        # Written once every check passed: a refused run leaves no configuration a later --resume would take.
+        write_text_atomic(out / CONFIG_FILE, dump_train_config(config))
     if config.trainer.max_epochs is not None:
         steps = math.ceil(config.trainer.max_epochs * sampler.epoch_length
                           / (config.data.batch_size * trainer.world_size))
         trainer.fit_loop.epoch_loop.max_steps = max(1, steps)
     started = time.perf_counter()
+    failed = False
     try:
         trainer.fit(module, ckpt_path=str(out / LAST_CHECKPOINT) if resume else None)
     except SystemExit:
@@ -171,11 +176,15 @@ def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_s
         if checkpoints.interrupted_at is not None:
             raise TrainingInterrupted(out / LAST_CHECKPOINT, checkpoints.interrupted_at) from None
         raise
+    except Exception:
+        failed = True  # no summary for a run that failed: it would describe training that did not happen
+        raise
     finally:
         seconds = time.perf_counter() - started
-        skipped = module.gathered_skips().summary()
-        if trainer.is_global_zero:
-            result = _write_summary(config, out, trainer, module, throughput, skipped, seconds, tokenizer_path)
+        if not failed:
+            skipped = module.gathered_skips().summary()  # every process takes part in the gathering
+            if trainer.is_global_zero:
+                result = _write_summary(config, out, trainer, module, throughput, skipped, seconds, tokenizer_path)
     if not trainer.is_global_zero:
         return TrainResult(out, out / LAST_CHECKPOINT, trainer.global_step, seconds, rank=trainer.global_rank)
     return result
@@ -201,7 +210,7 @@ def _make_trainer(config: TrainConfig, out: Path, loggers: list[Any], callbacks:
             enable_model_summary=model_summary, log_every_n_steps=options.log_every_n_steps,
             sync_batchnorm=options.sync_batchnorm, gradient_clip_val=options.gradient_clip_val,
             use_distributed_sampler=False, plugins=[AtomicCheckpointIO()], default_root_dir=str(out))
-    except (MisconfigurationException, ValueError) as exc:  # devices, strategy or precision this machine lacks
+    except (MisconfigurationException, ValueError, TypeError) as exc:  # devices, strategy or precision this machine lacks
         raise ConfigError(f"Lightning cannot set up this run: {exc}") from exc
 
 
@@ -224,6 +233,22 @@ def _write_summary(config: TrainConfig, out: Path, trainer: Any, module: Any, th
 
 # ------------------------------------------------------------------------------------------------
 # Weights: --init, the tokenizer, the query encoder
+
+
+def check_resumable(last: Path) -> None:
+    """Refuse --resume from a damaged or truncated last.ckpt with a message, before anything is written
+    (Lightning would fail deep inside `fit` with a long traceback)."""
+    from toolkit.models.checkpoints import read_checkpoint
+
+    try:
+        state = read_checkpoint(last, mmap=True)
+    except CheckpointError as exc:
+        raise CheckpointError(f"--resume: {exc}. The file is damaged or truncated; copy an earlier "
+                              f"{last.parent / 'checkpoints'}/step=N.ckpt over it to continue from there, or start "
+                              "a new run in another --out") from None
+    if not isinstance(state, dict) or "global_step" not in state or "state_dict" not in state:
+        raise CheckpointError(f"--resume: {last} is not a training checkpoint of dcase9 train (no global_step "
+                              "or state_dict)")
 
 
 def read_init_checkpoint(name_or_path: str, resolver: Any) -> tuple[dict[str, torch.Tensor], str]:

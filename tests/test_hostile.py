@@ -1,0 +1,614 @@
+"""Hostile and degenerate input, one line per case: what dcase9 refuses, and that it never writes a
+non-finite or stale result with exit 0.
+
+Every case in `CASES` builds its input in a fresh folder (a `Workspace` with copies of the demo
+sets), runs one `dcase9` command, and checks the exit code, a fragment of the message (whitespace
+is normalised: rich wraps long lines), that no traceback was printed, and optionally the files left
+behind. A case with `memory_mb` runs in a subprocess whose address space may grow by at most that
+much (`resource.setrlimit`): the failure mode there is memory, not time.
+
+To add a case, add one `Case(...)` line; builders and checks are small functions of the workspace.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from toolkit.cli import app
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parents[1]
+
+
+class Workspace:
+    """A test's folder: copies of the demo sets on demand, and helpers that damage them."""
+
+    def __init__(self, root: Path, demo: Path, stack: ExitStack):
+        self.root, self.demo, self.stack = root, demo, stack
+        self.out = root / "out"
+        self.saved: dict[str, Any] = {}  # what a builder wants its check to see
+
+    def copy(self, subset: str) -> Path:
+        target = self.root / subset
+        if not target.exists():
+            shutil.copytree(self.demo / subset, target)
+        return target
+
+    def audio(self, subset: str, index: int = 0) -> Path:
+        folder = next(p for p in sorted(self.copy(subset).iterdir()) if p.is_dir())
+        return sorted(folder.glob("*.wav"))[index]
+
+    def dcase9(self, *args: str | Path) -> str:
+        """Run a preparatory command; it must succeed."""
+        result = runner.invoke(app, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    def infer(self, subset: str, *extra: str, system: str = "mixture") -> list[str]:
+        return ["infer", "-s", system, "-d", str(self.copy(subset)), "-o", str(self.out), *extra]
+
+    def afile(self) -> Path:
+        path = self.root / "a-file"
+        path.write_text("not a folder\n")
+        return path
+
+    def estimates(self) -> dict[str, Path]:
+        return {p.stem: p for p in self.out.glob("*.wav")}
+
+
+def put_samples(path: Path, value: float, count: int = 100) -> None:
+    """Overwrite `count` samples of a WAV with `value` (NaN, inf), keeping it a readable file."""
+    data, rate = sf.read(path, dtype="float32")
+    data[100:100 + count] = value
+    sf.write(path, data, rate, subtype="FLOAT")
+
+
+def truncate(path: Path, keep: int = 20000) -> None:
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+def strict_json(path: Path) -> Any:
+    def refuse(constant: str) -> Any:
+        raise AssertionError(f"{path}: {constant} is not JSON")
+
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
+
+
+def all_finite(paths: Any) -> bool:
+    return all(np.all(np.isfinite(sf.read(p, dtype="float32")[0])) for p in paths)
+
+
+def ledger(w: Workspace) -> dict[str, dict[str, Any]]:
+    lines = (w.out / "dcase9-outputs.jsonl").read_text().splitlines()
+    return {record["id"]: record for record in map(json.loads, lines)}
+
+
+# --- builders and checks used by several cases ------------------------------------------------------
+
+
+def nan_in_real_input(w: Workspace) -> list[str]:
+    put_samples(w.audio("eval-real", 0), np.nan)
+    return w.infer("eval-real")
+
+
+def real_minus_case0(w: Workspace) -> None:
+    made = w.estimates()
+    assert "demo-real-case-0" not in made and len(made) == 11 and all_finite(made.values())
+    manifest = strict_json(w.out / "dcase9-run.json")
+    assert manifest["status"] == "incomplete" and [p["id"] for p in manifest["problems"]] == ["demo-real-case-0"]
+
+
+def inf_in_validation_clip(w: Workspace) -> list[str]:
+    clip = w.audio("validation", 0)
+    put_samples(clip, np.inf)
+    rows = (w.copy("validation") / "lass_synthetic_validation.csv").read_text().splitlines()[1:13]
+    w.saved["uses"] = sum(clip.stem in [cell.strip() for cell in row.split(",")[:2]] for row in rows)
+    return w.infer("validation", "--limit", "12", system="oracle")
+
+
+def oracle_left_out_the_clip(w: Workspace) -> None:
+    made = w.estimates()
+    assert len(made) == 12 - w.saved["uses"] and w.saved["uses"] > 0 and all_finite(made.values())
+
+
+def mix_with_nan_clip(w: Workspace) -> list[str]:
+    w.saved["clip"] = w.audio("validation", 1)
+    put_samples(w.saved["clip"], np.nan, count=1)
+    return ["mix", str(w.copy("validation")), "--out", str(w.out)]
+
+
+def mix_skipped_the_clip(w: Workspace) -> None:
+    rows = (w.out / "mixtures.csv").read_text().splitlines()[1:]
+    assert rows and not any(w.saved["clip"].stem in row.split(",")[0] for row in rows)
+    assert all_finite(w.out.glob("*/*.wav")) and len(list((w.out / "references").glob("*.wav"))) == len(rows)
+
+
+def score_with_nan_reference(w: Workspace) -> list[str]:
+    data = w.copy("validation")
+    w.dcase9(*w.infer("validation"))
+    put_samples(w.audio("validation", 2), np.nan, count=1)
+    return ["score", "-d", str(data), "-e", str(w.out), "-o", str(w.root / "report")]
+
+
+def score_with_nan_estimate(w: Workspace) -> list[str]:
+    w.dcase9(*w.infer("validation", "--limit", "4"))
+    put_samples(sorted(w.out.glob("*.wav"))[0], np.nan, count=3)
+    return ["score", "-d", str(w.copy("validation")), "-e", str(w.out), "-o", str(w.root / "report")]
+
+
+def report_is_valid(w: Workspace) -> None:
+    summary = strict_json(w.root / "report" / "summary.json")
+    rows = (w.root / "report" / "per_clip.csv").read_text().splitlines()[1:]
+    assert summary["scored"] == len(rows) > 0 and not summary["complete"]
+    assert all(math.isfinite(float(value)) for row in rows for value in row.split(",")[-4:])
+    assert all(isinstance(v, float) for v in summary["mean"].values())
+
+
+def infer_then(change: Callable[[Workspace], None], subset: str = "eval-real") -> Callable[[Workspace], list[str]]:
+    """A finished run, then `change`; the case runs the same command again."""
+
+    def build(w: Workspace) -> list[str]:
+        w.dcase9(*w.infer(subset))
+        change(w)
+        return w.infer(subset)
+
+    return build
+
+
+def edit_query(w: Workspace) -> None:
+    path = w.copy("eval-real") / "lass_real_evaluation.csv"
+    rows = list(csv.reader(path.read_text().splitlines()))
+    rows = [[name, "a cat meows" if name == "demo-real-case-5.wav" else query] for name, query in rows]
+    path.write_text("".join(f"{name},{query}\n" if "," not in query else f'{name},"{query}"\n' for name, query in rows))
+
+
+def query_recorded(w: Workspace) -> None:
+    assert ledger(w)["demo-real-case-5"]["source"]["query"] == "a cat meows"
+
+
+def replace_input(w: Workspace) -> None:
+    path = w.copy("eval-real") / "lass_evaluation_real" / "demo-real-case-3.wav"
+    data, rate = sf.read(path, dtype="float32")
+    w.saved["new"] = data[::-1].copy()  # other content, same length and size
+    sf.write(path, w.saved["new"], rate, subtype="PCM_16")
+
+
+def estimate_of_new_input(w: Workspace) -> None:
+    estimate, _ = sf.read(w.out / "demo-real-case-3.wav", dtype="float32")
+    np.testing.assert_allclose(estimate, w.saved["new"], atol=1e-4)
+
+
+def symlink_output(w: Workspace) -> None:
+    target = w.out / "demo-real-case-2.wav"
+    target.unlink()
+    target.symlink_to(w.out / "demo-real-case-1.wav")
+
+
+def zero_output(w: Workspace) -> None:
+    path = w.out / "demo-real-case-4.wav"
+    data, rate = sf.read(path, dtype="float32")
+    sf.write(path, np.zeros_like(data), rate, subtype="FLOAT")  # same length, other content
+
+
+def outputs_are_plain_and_current(w: Workspace) -> None:
+    made = w.estimates()
+    assert len(made) == 12 and not any(p.is_symlink() for p in made.values())
+    for output_id, path in made.items():
+        estimate, _ = sf.read(path, dtype="float32")
+        mixture, _ = sf.read(w.copy("eval-real") / "lass_evaluation_real" / f"{output_id}.wav", dtype="float32")
+        np.testing.assert_allclose(estimate, mixture, atol=1e-4)
+
+
+def real_then_synth(w: Workspace, *extra: str) -> list[str]:
+    w.dcase9(*w.infer("eval-real"))
+    return w.infer("eval-synth", *extra)
+
+
+def only_real_outputs(w: Workspace) -> None:
+    assert sorted(w.estimates()) == sorted(f"demo-real-case-{k}" for k in range(12))
+
+
+def only_synth_outputs(w: Workspace) -> None:
+    assert all(name.startswith("demo-synth-case-") for name in w.estimates()) and len(w.estimates()) == 16
+    assert strict_json(w.out / "dcase9-run.json")["dataset"]["kind"] == "eval-synth"
+
+
+def remove_row(w: Workspace) -> None:
+    csv = w.copy("eval-real") / "lass_real_evaluation.csv"
+    csv.write_text("".join(line for line in csv.read_text().splitlines(keepends=True) if "case-7.wav" not in line))
+
+
+def damaged_manifest(w: Workspace, *extra: str) -> list[str]:
+    w.dcase9(*w.infer("validation", "--limit", "2"))
+    (w.out / "dcase9-run.json").write_text('{"identity": {"system": "mixture"')
+    w.saved["bytes"] = {p.name: p.read_bytes() for p in w.out.glob("*.wav")}
+    return w.infer("validation", "--limit", "2", *extra, system="oracle")
+
+
+def outputs_untouched(w: Workspace) -> None:
+    assert {p.name: p.read_bytes() for p in w.out.glob("*.wav")} == w.saved["bytes"]
+
+
+def oracle_manifest(w: Workspace) -> None:
+    assert strict_json(w.out / "dcase9-run.json")["identity"]["system"] == "oracle"
+
+
+def damaged_ledger(w: Workspace) -> None:
+    path = w.out / "dcase9-outputs.jsonl"
+    path.write_text("not json\n" + path.read_text())
+
+
+def ledger_pointing_outside(w: Workspace) -> list[str]:
+    w.dcase9(*w.infer("eval-synth"))
+    w.saved["victim"] = w.root / "victim.wav"
+    w.saved["victim"].write_bytes(b"not yours")
+    with (w.out / "dcase9-outputs.jsonl").open("a") as handle:
+        for record_id in ("../victim", "demo-synth-case-0"):
+            handle.write(json.dumps({"id": record_id, "files": {"../victim.wav": {}, str(w.saved["victim"]): {}}}) + "\n")
+    return w.infer("eval-real", "--overwrite")
+
+
+def victim_survives(w: Workspace) -> None:
+    assert w.saved["victim"].read_bytes() == b"not yours"
+    assert sorted(w.estimates()) == sorted(f"demo-real-case-{k}" for k in range(12))
+
+
+def locked_folder(w: Workspace) -> list[str]:
+    from toolkit.files import exclusive_lock
+
+    w.stack.enter_context(exclusive_lock(w.out, "infer"))  # held for the duration of the case
+    return w.infer("eval-real")
+
+
+def nothing_written(w: Workspace) -> None:
+    assert not w.estimates() and not (w.out / "dcase9-run.json").exists()
+
+
+def augment_without_key(w: Workspace) -> list[str]:
+    return ["augment", str(w.copy("train") / "train.json"), "--out", str(w.out), "--prompt", "dip",
+            "--backend", "openai", "--model", "gpt-4", "--api-key-env", "DCASE9_TEST_NO_SUCH_KEY"]
+
+
+def folder_left_empty(w: Workspace) -> None:
+    assert sorted(p.name for p in w.out.iterdir()) == []  # no config.yaml a later run would inherit, no lock
+
+
+def train_args(w: Workspace, *extra: str) -> list[str]:
+    pytest.importorskip("lightning")
+    from tests.test_train_run import TINY_RUN
+
+    config = w.root / "tiny.yaml"
+    config.write_text(json.dumps({**TINY_RUN, "validation": {"data": None}}))  # JSON is YAML
+    return ["train", "--preset", "demo", "--config", str(config), "--data", str(w.copy("train") / "train.json"),
+            "--out", str(w.out), *extra]
+
+
+def resume_truncated_checkpoint(w: Workspace) -> list[str]:
+    pytest.importorskip("lightning")
+    from tests.test_train_run import TINY_RUN
+    from toolkit.training.config import assemble_config, dump_train_config
+
+    config = assemble_config(preset="demo", overrides=[TINY_RUN, {"data": {"datafiles": [str(w.copy("train") / "train.json")]}}])
+    w.out.mkdir()
+    (w.out / "config.yaml").write_text(dump_train_config(config))
+    (w.out / "last.ckpt").write_bytes(b"PK\x03\x04" + os.urandom(3000))  # a zip cut off after 3 kB
+    w.saved["config"] = (w.out / "config.yaml").read_bytes()
+    return ["train", "--out", str(w.out), "--resume", "--steps", "9"]
+
+
+def config_unchanged_and_no_summary(w: Workspace) -> None:
+    assert (w.out / "config.yaml").read_bytes() == w.saved["config"]
+    assert not (w.out / "summary.json").exists()
+
+
+def no_config_file(w: Workspace) -> None:
+    assert not (w.out / "config.yaml").exists() and not (w.out / ".dcase9.lock").exists()
+
+
+def unclosed_quote(w: Workspace) -> Path:
+    data = w.copy("eval-real")
+    lines = (data / "lass_real_evaluation.csv").read_text().splitlines(keepends=True)
+    lines[2] = lines[2].split(",")[0] + ',"a quote opened and never closed\n'  # row 3
+    (data / "lass_real_evaluation.csv").write_text("".join(lines))
+    return data
+
+
+def truncated_real(w: Workspace) -> Path:
+    truncate(w.audio("eval-real", 1))
+    return w.copy("eval-real")
+
+
+def wav_header_of_4_gib(w: Workspace) -> list[str]:
+    path = w.audio("eval-real", 0)
+    raw = bytearray(path.read_bytes())
+    at = raw.index(b"data")
+    raw[at + 4:at + 8] = struct.pack("<I", 4_000_000_000)  # the data chunk claims 4 GB
+    path.write_bytes(bytes(raw))
+    return ["validate", str(w.copy("eval-real"))]
+
+
+def quote_before_64_mib(w: Workspace) -> list[str]:
+    csv = w.copy("eval-real") / "lass_real_evaluation.csv"
+    with csv.open("w") as handle:
+        handle.write('file_name,query\ndemo-real-case-0.wav,"a dog barks\n')
+        for _ in range(64):
+            handle.write(("the rest of a long file " * 43 + "\n") * 1000)
+    return ["validate", str(w.copy("eval-real")), "--no-audio"]
+
+
+def demo_data_args(w: Workspace, *extra: str) -> list[str]:
+    return ["demo-data", str(w.out), "--clips-per-class", "1", "--train-clips-per-class", "1", *extra]
+
+
+def edited_demo_csv(w: Workspace, *extra: str) -> list[str]:
+    w.dcase9(*demo_data_args(w))
+    csv = w.out / "validation" / "lass_synthetic_validation.csv"
+    csv.write_text(csv.read_text() + "my,own,0,row\n")
+    w.saved["stamps"] = {p: p.stat().st_mtime_ns for p in w.out.rglob("*") if p.is_file() and p != csv}
+    return demo_data_args(w, *extra)
+
+
+def edit_kept_nothing_written(w: Workspace) -> None:
+    assert (w.out / "validation" / "lass_synthetic_validation.csv").read_text().endswith("my,own,0,row\n")
+    assert {p: p.stat().st_mtime_ns for p in w.saved["stamps"]} == w.saved["stamps"]
+
+
+def edit_replaced(w: Workspace) -> None:
+    assert "my,own" not in (w.out / "validation" / "lass_synthetic_validation.csv").read_text()
+    assert {p: p.stat().st_mtime_ns for p in w.saved["stamps"]} == w.saved["stamps"]  # only the CSV rewritten
+
+
+def demo_data_twice(w: Workspace) -> list[str]:
+    w.dcase9(*demo_data_args(w))
+    w.saved["stamps"] = {p: p.stat().st_mtime_ns for p in w.out.rglob("*") if p.is_file()}
+    return demo_data_args(w)
+
+
+def files_untouched(w: Workspace) -> None:
+    assert {p: p.stat().st_mtime_ns for p in w.out.rglob("*") if p.is_file()} == w.saved["stamps"]
+
+
+# --- the table ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    build: Callable[[Workspace], list[str]]  # makes the input; returns the command's arguments
+    exit_code: int
+    message: str  # must appear in the output (whitespace normalised)
+    check: Callable[[Workspace], None] | None = None  # the files left behind
+    memory_mb: int | None = None  # run in a subprocess allowed this much more address space
+
+
+CASES = [
+    # 4. NaN and inf: never a non-finite output with exit 0.
+    Case("infer: NaN in an input", nan_in_real_input, 1, "demo-real-case-0.wav: 100 NaN or infinite samples", real_minus_case0),
+    Case("infer: inf in a validation clip", inf_in_validation_clip, 1, "100 NaN or infinite samples", oracle_left_out_the_clip),
+    Case("mix: NaN in a clip", mix_with_nan_clip, 1, "1 NaN or infinite samples", mix_skipped_the_clip),
+    Case("score: NaN in a reference", score_with_nan_reference, 1, "unusable-input", report_is_valid),
+    Case("score: NaN in an estimate", score_with_nan_estimate, 1, "44 missing, 1 non-finite", report_is_valid),
+    # 5. Stale outputs: recomputed when what they were computed from changed, or they are damaged.
+    Case("infer: edited query", infer_then(edit_query), 0, "(11 already there)", query_recorded),
+    Case("infer: replaced input file", infer_then(replace_input), 0, "wrote 1 estimate(s)", estimate_of_new_input),
+    Case("infer: output is a symlink", infer_then(symlink_output), 0, "wrote 1 estimate(s)", outputs_are_plain_and_current),
+    Case("infer: truncated output", infer_then(lambda w: truncate(w.out / "demo-real-case-6.wav", 3000)), 0,
+         "wrote 1 estimate(s)", outputs_are_plain_and_current),
+    Case("infer: empty output", infer_then(lambda w: (w.out / "demo-real-case-8.wav").write_bytes(b"")), 0,
+         "wrote 1 estimate(s)", outputs_are_plain_and_current),
+    Case("infer: output changed in place", infer_then(zero_output), 0, "wrote 1 estimate(s)", outputs_are_plain_and_current),
+    Case("infer: another data set", real_then_synth, 2, "holds outputs for the eval-real set", only_real_outputs),
+    Case("infer: another data set, --overwrite", lambda w: real_then_synth(w, "--overwrite"), 0, "wrote 16 estimate(s)",
+         only_synth_outputs),
+    Case("infer: a row removed", infer_then(remove_row), 0, "belong to no mixture of the data set"),
+    # 6. Manifest, ledger and lock.
+    Case("infer: unreadable manifest", damaged_manifest, 2, "dcase9-run.json: unreadable run manifest", outputs_untouched),
+    Case("infer: unreadable manifest, --overwrite", lambda w: damaged_manifest(w, "--overwrite"), 0, "wrote 2 estimate(s)",
+         oracle_manifest),
+    Case("infer: damaged ledger", infer_then(damaged_ledger), 2, "unreadable output ledger (line 1"),
+    Case("infer --overwrite: a ledger naming files elsewhere", ledger_pointing_outside, 0, "wrote 12 estimate(s)",
+         victim_survives),
+    Case("infer: folder in use", locked_folder, 2, "another dcase9 command (dcase9 infer, process", nothing_written),
+    Case("augment: refused run", augment_without_key, 2, "needs a key", folder_left_empty),
+    Case("train --resume: truncated last.ckpt", resume_truncated_checkpoint, 2, "damaged or truncated",
+         config_unchanged_and_no_summary),
+    Case("train: refused run", lambda w: train_args(w, "--devices", "abc"), 2, "Lightning cannot set up this run",
+         no_config_file),
+    # 7. CSV and WAV edge cases.
+    Case("validate: unclosed quote", lambda w: ["validate", str(unclosed_quote(w)), "--no-audio"], 1,
+         "row 3: a quoted field starting on this line runs over lines 3-"),
+    Case("infer: unclosed quote", lambda w: ["infer", "-s", "mixture", "-d", str(unclosed_quote(w)), "-o", str(w.out)], 2,
+         "[csv-unclosed-quote]"),
+    Case("validate: truncated WAV", lambda w: ["validate", str(truncated_real(w))], 1, "demo-real-case-1.wav: truncated WAV"),
+    Case("infer: truncated WAV", lambda w: ["infer", "-s", "mixture", "-d", str(truncated_real(w)), "-o", str(w.out)], 1,
+         "demo-real-case-1.wav: truncated WAV"),
+    Case("validate: a 4 GB data chunk in a small file", wav_header_of_4_gib, 1, "truncated WAV", memory_mb=300),
+    Case("validate: unclosed quote before 64 MiB", quote_before_64_mib, 1, "row 2: malformed CSV", memory_mb=300),
+    # 8. demo-data never replaces what differs.
+    Case("demo-data: edited CSV", edited_demo_csv, 2, "differ from what would be written", edit_kept_nothing_written),
+    Case("demo-data --force: edited CSV", lambda w: edited_demo_csv(w, "--force"), 0, "validation:", edit_replaced),
+    Case("demo-data: same folder twice", demo_data_twice, 0, "validation:", files_untouched),
+    # 9. User errors: one message, exit 2.
+    Case("validate --kind bogus", lambda w: ["validate", str(w.copy("eval-real")), "--kind", "bogus"], 2,
+         "unknown --kind 'bogus'"),
+    Case("validate --seconds -1", lambda w: ["validate", str(w.copy("eval-real")), "--seconds", "-1"], 2, "must not be negative"),
+    Case("infer --out FILE", lambda w: ["infer", "-s", "mixture", "-d", str(w.copy("eval-real")), "-o", str(w.afile())], 2,
+         "a-file is a file, not a folder"),
+    Case("infer --out under a file", lambda w: w.infer("eval-real")[:-1] + [str(w.afile() / "sub")], 2, "Not a directory"),
+    Case("infer --limit 0", lambda w: w.infer("eval-real", "--limit", "0"), 2, "--limit must be at least 1"),
+    Case("mix --out FILE", lambda w: ["mix", str(w.copy("validation")), "-o", str(w.afile())], 2, "is a file, not a folder"),
+    Case("score --out FILE", lambda w: ["score", "-d", str(w.copy("validation")), "-e", str(w.root), "-o", str(w.afile())],
+         2, "is a file, not a folder"),
+    Case("score --batch-size 0", lambda w: ["score", "-d", str(w.copy("validation")), "-e", str(w.root), "--batch-size", "0"],
+         2, "--batch-size must be at least 1"),
+    Case("augment --out FILE", lambda w: ["augment", str(w.copy("train") / "train.json"), "-o", str(w.afile())], 2,
+         "is a file, not a folder"),
+    Case("train --out FILE", lambda w: train_args(w)[:-2] + ["--out", str(w.afile())], 2, "is a file, not a folder"),
+    Case("demo-data FILE", lambda w: ["demo-data", str(w.afile())], 2, "is a file, not a folder"),
+]
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+_LIMITED = """
+import os, resource, sys
+import toolkit.api, toolkit.cli  # what the command needs, imported before the limit
+from toolkit.cli import app
+
+def address_space():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+
+limit = address_space() + int(sys.argv[1]) * 2**20
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+app(sys.argv[2:], prog_name="dcase9")
+"""
+
+
+def run_limited(args: list[str], memory_mb: int) -> tuple[int, str]:
+    env = {**os.environ, "MALLOC_ARENA_MAX": "2", "COLUMNS": "200", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", _LIMITED, str(memory_mb), *args], capture_output=True, text=True,
+                          env=env, cwd=REPO, timeout=300)
+    return done.returncode, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_hostile_input(case: Case, demo_root: Path, tmp_path: Path) -> None:
+    with ExitStack() as stack:
+        workspace = Workspace(tmp_path, demo_root, stack)
+        args = [str(a) for a in case.build(workspace)]
+        if case.memory_mb is not None:
+            if not sys.platform.startswith("linux"):
+                pytest.skip("the address-space limit is measured through /proc")
+            exit_code, output = run_limited(args, case.memory_mb)
+        else:
+            result = runner.invoke(app, args)
+            exit_code, output = result.exit_code, result.output
+            assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+        assert "Traceback" not in output and "MemoryError" not in output, output
+        assert exit_code == case.exit_code, output
+        assert flat(case.message) in flat(output), output
+        if exit_code == 2:
+            assert "error:" in output, output
+        if case.check is not None:
+            case.check(workspace)
+
+
+def test_cases_have_distinct_names() -> None:
+    assert len({c.name for c in CASES}) == len(CASES)
+
+
+# --- beyond the command line: the engine, score's extra metrics, the lock, a hard kill ----------------
+
+
+class GainSeparator:
+    """Returns the mixture times `gain` (NaN for a NaN gain); counts the clips it saw."""
+
+    sample_rate = 16000
+
+    def __init__(self, gain: float = 1.0, delay: float = 0.0):
+        self.gain, self.delay, self.clips = gain, delay, 0
+
+    def encode_queries(self, queries):  # type: ignore[no-untyped-def]
+        return None
+
+    def separate(self, mixture, conditions, reference=None):  # type: ignore[no-untyped-def]
+        time.sleep(self.delay)
+        self.clips += mixture.shape[0]
+        return mixture * self.gain
+
+
+def separate_with(separator: Any, data: Path, out: Path, **options: Any) -> Any:
+    from toolkit.data.formats import open_dataset
+    from toolkit.engine import EngineOptions, run_separation
+
+    return run_separation(separator, open_dataset(data), out, identity={"system": "gain"},
+                          options=EngineOptions(progress=False, **options))
+
+
+def test_a_system_returning_nan_writes_nothing_and_says_so(demo_root: Path, tmp_path: Path) -> None:
+    result = separate_with(GainSeparator(float("nan")), demo_root / "eval-real", tmp_path / "out", limit=3)
+    assert result.written == 0 and len(result.problems) == 3 and not list((tmp_path / "out").glob("*.wav"))
+    assert "the system returned 160000 NaN or infinite samples" in result.problems[0].message
+    assert strict_json(tmp_path / "out" / "dcase9-run.json")["status"] == "incomplete"
+
+
+def test_a_non_finite_metric_is_a_problem_and_the_summary_stays_json(demo_root: Path, tmp_path: Path) -> None:
+    from toolkit.scoring import score_estimates
+
+    separate_with(GainSeparator(), demo_root / "validation", tmp_path / "est", limit=3)
+
+    def broken_metric(specs, estimates, device):  # type: ignore[no-untyped-def]
+        return [float("nan") if k == 0 else 0.5 for k in range(len(specs))]
+
+    report = score_estimates(demo_root / "validation", tmp_path / "est", tmp_path / "report", progress=False,
+                             extra_metrics={"broken": broken_metric})
+    kinds = {p.kind for p in report.problems}
+    assert "non-finite-score" in kinds and len(report.rows) == 2
+    summary = strict_json(tmp_path / "report" / "summary.json")
+    assert summary["mean"]["broken"] == 0.5 and summary["scored"] == 2
+
+
+def test_the_lock_leaves_no_file_and_takes_over_a_dead_holders(tmp_path: Path) -> None:
+    from toolkit.errors import ConfigError
+    from toolkit.files import LOCK_NAME, exclusive_lock
+
+    (tmp_path / LOCK_NAME).write_text("dcase9 infer, process 999999")  # left by a killed process: no flock held
+    with exclusive_lock(tmp_path, "infer"):
+        with pytest.raises(ConfigError, match=r"another dcase9 command \(dcase9 infer, process \d+\)"):
+            with exclusive_lock(tmp_path, "mix"):
+                pass
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+_KILLED_RUN = """
+import sys
+sys.path.insert(0, sys.argv[3])
+from tests.test_hostile import GainSeparator, separate_with
+from pathlib import Path
+separate_with(GainSeparator(delay=0.2), Path(sys.argv[1]), Path(sys.argv[2]), batch_size=1, workers=1)
+"""
+
+
+def test_sigkill_during_infer_then_resume_loses_and_repeats_nothing(demo_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    ledger_path = out / "dcase9-outputs.jsonl"
+    process = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, str(demo_root / "eval-real"), str(out), str(REPO)],
+                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for _ in range(600):  # until some outputs are recorded (a condition, not a duration)
+            if ledger_path.exists() and ledger_path.read_text().count("\n") >= 3:
+                break
+            if process.poll() is not None:
+                pytest.fail(f"the run ended before it was killed: {process.stderr.read().decode()}")
+            time.sleep(0.05)
+        process.kill()  # SIGKILL: no handler runs
+    finally:
+        process.wait()
+    recorded = [json.loads(line) for line in ledger_path.read_text().split("\n")[:-1]]  # a torn last line is no record
+    assert 3 <= len(recorded) < 12
+    separator = GainSeparator()
+    result = separate_with(separator, demo_root / "eval-real", out)
+    assert result.skipped == len(recorded) and result.written == separator.clips == 12 - len(recorded)
+    assert not list(out.glob(".*.part")) and len(list(out.glob("*.wav"))) == 12
+    outputs_are_plain_and_current(Workspace(tmp_path, demo_root, ExitStack()))

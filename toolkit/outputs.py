@@ -1,0 +1,263 @@
+"""Output folders of `infer` and `mix`: what is in them, what it was computed from, who writes them.
+
+An output folder holds the outputs (`<id>.wav`, or `mixtures/<id>.wav` + `references/<id>.wav`)
+and two files that describe them:
+
+- `dcase9-run.json`, the manifest: the run's identity (system, weights' sha256, options), the data
+  set (its kind and CSV), settings, versions, and at the end what was written, kept or left out;
+- `dcase9-outputs.jsonl`, the ledger: one record per output, appended durably right after the
+  output is renamed into place. A record says what the output was computed from (its `source`: the
+  query, the SNR and the names, sizes and modification times of the input files) and what was
+  written (each file's size and modification time, the number of samples).
+
+On a re-run an existing output is kept only when it is a regular file (not a symlink), its ledger
+record's source equals the current one, its size and modification time are the recorded ones, and
+it reads as 16 kHz mono with the recorded number of samples. Every other output of the planned
+mixtures is stale (edited query, replaced input, damaged or foreign file) and is deleted before
+the run starts, then computed again, so the folder never holds an output that does not match the
+manifest, even after an interruption. Inputs are identified by size and modification time, not
+by content: a data set copied without keeping modification times (`cp -p`, `rsync -a` keep them)
+is computed again, which costs time but is never wrong.
+
+A folder holds the outputs of one run identity and one data set: another system or data set is
+refused (exit 2) unless `--overwrite`, which recomputes everything and deletes the outputs the
+ledger lists for mixtures the data set does not have. An unreadable manifest or ledger is
+refused the same way. One command at a time writes a folder (`toolkit.files.exclusive_lock`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import soundfile as sf
+
+from toolkit.audio import SAMPLE_RATE
+from toolkit.data.formats import DataSet, MixtureSpec, SetKind, is_safe_name
+from toolkit.errors import Dcase9Error, DataError
+from toolkit.files import JsonlAppender, exclusive_lock, read_jsonl, remove_partial_files, write_json_atomic, \
+    write_text_atomic
+
+MANIFEST_NAME = "dcase9-run.json"
+LEDGER_NAME = "dcase9-outputs.jsonl"
+
+
+@dataclass
+class Problem:
+    """A mixture left out of a run: its id and why (the message names the file)."""
+
+    id: str
+    message: str
+
+
+def file_identity(path: Path) -> dict[str, int] | None:
+    """Size and modification time of a file, or None when it cannot be reached."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def source_of(dataset: DataSet, spec: MixtureSpec) -> dict[str, Any]:
+    """What the output of `spec` is computed from (compared as a whole on re-runs)."""
+    inputs = {}
+    for path in dataset.files_of(spec):
+        try:
+            name = str(path.relative_to(dataset.root))
+        except ValueError:
+            name = str(path)
+        inputs[name] = file_identity(path)
+    source: dict[str, Any] = {"query": spec.query, "inputs": inputs}
+    if dataset.kind is SetKind.VALIDATION:
+        source.update(source=spec.source, noise=spec.noise, snr=spec.snr)
+    else:
+        source["file"] = spec.file
+    return source
+
+
+def dataset_identity(dataset: DataSet) -> dict[str, str]:
+    return {"kind": dataset.kind.value, "csv": str(Path(dataset.csv_path).resolve())}
+
+
+def _same_dataset(previous: dict[str, Any], current: dict[str, str]) -> bool:
+    csv = previous.get("csv")
+    return previous.get("kind") == current["kind"] and isinstance(csv, str) and \
+        str(Path(csv).resolve()) == current["csv"]
+
+
+class OutputFolder:
+    """One run's hold on an output folder: lock, manifest and ledger checks, resume planning.
+
+    Use as a context manager (`with OutputFolder(...) as folder:`): entering takes the lock and
+    refuses another system, another data set or an unreadable manifest/ledger; `plan` says which
+    mixtures need work (deleting their stale outputs); `record` logs an output once written.
+    """
+
+    def __init__(self, root: str | Path, command: str, dataset: DataSet, identity: dict[str, Any], *,
+                 overwrite: bool, outputs_of: Callable[[str], Sequence[Path]]):
+        self.root = Path(root)
+        self.command, self.dataset, self.identity, self.overwrite = command, dataset, identity, overwrite
+        self.outputs_of = outputs_of
+        # In every ledger record: outputs of another identity are never reused, even without a manifest.
+        self.run_key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        self.manifest_path = self.root / MANIFEST_NAME
+        self.ledger_path = self.root / LEDGER_NAME
+        self.records: dict[str, dict[str, Any]] = {}
+        self.sources: dict[str, dict[str, Any]] = {}
+        self.orphans: list[str] = []
+        self._appender: JsonlAppender | None = None
+        self._lock = threading.Lock()
+        self._stack = ExitStack()
+
+    # -- entering: checks ------------------------------------------------------------------------
+
+    def __enter__(self) -> "OutputFolder":
+        self._stack.enter_context(exclusive_lock(self.root, self.command))
+        try:
+            self._check_previous_run()
+            self._open_ledger()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._appender is not None:
+                self._appender.close()
+        finally:
+            self._stack.close()
+
+    def _refuse(self, what: str) -> Dcase9Error:
+        return Dcase9Error(f"{what}. Use another --out folder, or --overwrite to recompute every output in "
+                           f"{self.root}")
+
+    def _check_previous_run(self) -> None:
+        previous = self._read_manifest()
+        if previous is None or self.overwrite:
+            return
+        before = previous.get("identity")
+        if before != self.identity:
+            before = before if isinstance(before, dict) else {}
+            changed = sorted(k for k in set(before) | set(self.identity) if before.get(k) != self.identity.get(k))
+            raise self._refuse(f"{self.root} holds outputs of another run (differs in: {', '.join(changed)})")
+        dataset = previous.get("dataset")
+        current = dataset_identity(self.dataset)
+        if not isinstance(dataset, dict) or not _same_dataset(dataset, current):
+            described = (f"the {dataset.get('kind')} set {dataset.get('csv')}" if isinstance(dataset, dict)
+                         else "an unnamed data set")
+            raise self._refuse(f"{self.root} holds outputs for {described}; this run is for the {current['kind']} "
+                               f"set {current['csv']} (one folder holds one data set's outputs; --overwrite "
+                               "deletes the other set's outputs listed in its ledger)")
+
+    def _read_manifest(self) -> dict[str, Any] | None:
+        path = self.manifest_path
+        if not path.exists() and not path.is_symlink():
+            return None
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(manifest, dict) or not isinstance(manifest.get("identity"), dict):
+                raise ValueError("no 'identity' object in it")
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            if self.overwrite:
+                return None
+            raise self._refuse(f"{path}: unreadable run manifest ({exc}); it says which system and data set "
+                               "the outputs here belong to, so they cannot be resumed") from None
+        return manifest
+
+    def _open_ledger(self) -> None:
+        try:
+            records = read_jsonl(self.ledger_path).records
+        except (DataError, OSError) as exc:
+            if not self.overwrite:
+                reason = f"line {exc.row}: {exc.message}" if isinstance(exc, DataError) else str(exc)
+                raise self._refuse(f"{self.ledger_path}: unreadable output ledger ({reason}); it says what each "
+                                   "output was computed from, so they cannot be resumed") from None
+            records = []
+        # Only records of outputs this command would write: a hand-made ledger cannot point elsewhere.
+        latest = {r["id"]: r for r in records if isinstance(r.get("id"), str) and is_safe_name(r["id"])
+                  and isinstance(r.get("files"), dict)}
+        known = {m.id for m in self.dataset.mixtures}
+        if self.overwrite:
+            # Outputs of mixtures this data set does not have (another set, rows since removed) go too.
+            for record_id in latest:
+                if record_id not in known:
+                    for path in self.outputs_of(record_id):
+                        self._delete(path)
+            latest = {}
+        self.records = latest
+        self.orphans = sorted(i for i in latest if i not in known
+                              and any(path.is_file() for path in self.outputs_of(i)))
+        # Compacted: the latest record per output, rewritten atomically; then appended to.
+        write_text_atomic(self.ledger_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in latest.values()))
+        self._appender = JsonlAppender(self.ledger_path)
+
+    # -- planning and recording ------------------------------------------------------------------
+
+    def plan(self, mixtures: Sequence[MixtureSpec]) -> list[MixtureSpec]:
+        """The mixtures whose outputs must be computed; their existing (stale) outputs are deleted."""
+        for folder in {path.parent for m in mixtures[:1] for path in self.outputs_of(m.id)}:
+            remove_partial_files(folder)  # what an interrupted write left
+        todo = []
+        for spec in mixtures:
+            source = self.sources[spec.id] = source_of(self.dataset, spec)
+            if self.overwrite or not self.is_current(spec.id, source):
+                for path in self.outputs_of(spec.id):
+                    self._delete(path)
+                todo.append(spec)
+        return todo
+
+    def is_current(self, output_id: str, source: dict[str, Any]) -> bool:
+        record = self.records.get(output_id)
+        if record is None or record.get("run") != self.run_key or record.get("source") != source:
+            return False
+        for path in self.outputs_of(output_id):
+            if path.is_symlink() or not path.is_file():
+                return False
+            if file_identity(path) != record["files"].get(self._name(path)):
+                return False
+            try:
+                info = sf.info(str(path))
+            except (sf.LibsndfileError, RuntimeError, OSError):
+                return False
+            if (info.samplerate, info.channels) != (SAMPLE_RATE, 1) or info.frames != record.get("samples") \
+                    or info.frames == 0:
+                return False
+        return True
+
+    def record(self, output_id: str, samples: int) -> None:
+        """Log a finished output (all its files written); safe to call from writer threads."""
+        files = {self._name(path): file_identity(path) for path in self.outputs_of(output_id)}
+        entry = {"id": output_id, "run": self.run_key, "source": self.sources[output_id], "files": files,
+                 "samples": samples}
+        with self._lock:
+            assert self._appender is not None, "record() outside the `with` block"
+            self._appender.append([entry])
+            self.records[output_id] = entry
+
+    def finished(self, mixtures: Sequence[MixtureSpec]) -> list[MixtureSpec]:
+        """The planned mixtures whose outputs are now current (kept or written by this run)."""
+        return [spec for spec in mixtures if spec.id in self.sources
+                and self.records.get(spec.id, {}).get("source") == self.sources[spec.id]
+                and self.records[spec.id].get("run") == self.run_key]
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        dataset = {**dataset_identity(self.dataset), "root": str(Path(self.dataset.root).resolve()),
+                   "mixtures": len(self.dataset.mixtures)}
+        write_json_atomic(self.manifest_path, {"identity": self.identity, "dataset": dataset, **manifest,
+                                               "ledger": LEDGER_NAME, "orphans": self.orphans})
+
+    def _name(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    @staticmethod
+    def _delete(path: Path) -> None:
+        if path.is_symlink() or path.is_file():
+            path.unlink()

@@ -92,7 +92,7 @@ def test_a_key_the_server_echoes_is_redacted(monkeypatch, status):
             [result] = list(backend.run([_request(DOG)]))
             assert result.status == "failed"
             message = result.error
-    assert key not in message and "you sent Bearer [value of OPENAI_API_KEY redacted]" in message
+    assert key not in message and "you sent Bearer <value of OPENAI_API_KEY redacted>" in message
     assert f"HTTP {status}" in message
 
 

@@ -24,23 +24,24 @@ from toolkit.data.formats import open_dataset
 
 runner = CliRunner()
 LABELS = ("Smith_UNI_task9_1", "Smith_UNI_task9_2")
-REPORT_ENTRY = "Smith_UNI_task9.technical_report.pdf"
+REPORT_ENTRY = "task9/Smith_UNI_task9.technical_report.pdf"
 FOLDERS = {"eval-synth": "eval_synth", "eval-real": "eval_real"}
 
 
 def expected_entries(inputs: SubmissionInputs) -> set[str]:
     names = {REPORT_ENTRY}
     for label in LABELS:
-        names.add(f"{label}/{label}.meta.yaml")
+        names.add(f"task9/{label}/{label}.meta.yaml")
         for subset in SUBSETS:
-            names |= {f"{label}/{FOLDERS[subset]}/{m.id}.wav" for m in open_dataset(inputs.data[subset]).mixtures}
+            names |= {f"task9/{label}/{FOLDERS[subset]}/{m.id}.wav"
+                      for m in open_dataset(inputs.data[subset]).mixtures}
     return names
 
 
 def test_the_example_config_is_valid_and_names_two_systems() -> None:
     config = load_submission_config(EXAMPLE_CONFIG)
     profile = load_profile(config.profile)
-    labels = [profile.label_of(config.submitter.lastname, config.submitter.institution, s.index)
+    labels = [profile.label_of(config.submitter.lastname, config.submitter.abbreviation, s.index)
               for s in config.systems]
     assert labels == list(LABELS)
     assert all(profile.parse_label(label) for label in labels)
@@ -61,31 +62,31 @@ def test_package_from_demo_estimates_passes_check(submission_inputs: SubmissionI
         assert archive.read(REPORT_ENTRY) == inputs.pdf.read_bytes()
         summary = json.loads((inputs.report / "summary.json").read_text())
         for label in LABELS:
-            meta = yaml.safe_load(archive.read(f"{label}/{label}.meta.yaml"))
+            meta = yaml.safe_load(archive.read(f"task9/{label}/{label}.meta.yaml"))
             assert meta["submission"]["label"] == label
             assert meta["submission"]["authors"][0]["email"] == "jane.smith@uni.example.org"
             assert meta["system"]["complexity"]["total_parameters"] == sum(CHECKPOINT_PARAMETERS.values())
             assert meta["results"]["development_dataset"] == {
                 metric: round(summary["mean"][metric], 3) for metric in ("sdr", "sdri", "sisdr")}
-        meta_1 = yaml.safe_load(archive.read(f"{LABELS[0]}/{LABELS[0]}.meta.yaml"))
-        meta_2 = yaml.safe_load(archive.read(f"{LABELS[1]}/{LABELS[1]}.meta.yaml"))
+        meta_1 = yaml.safe_load(archive.read(f"task9/{LABELS[0]}/{LABELS[0]}.meta.yaml"))
+        meta_2 = yaml.safe_load(archive.read(f"task9/{LABELS[1]}/{LABELS[1]}.meta.yaml"))
         # The profile's default input rate, unless the description gives the system's own.
-        assert meta_1["system"]["description"]["input_sampling_rate"] == 16000
-        assert meta_2["system"]["description"]["input_sampling_rate"] == 32000
+        assert meta_1["system"]["description"]["input_sampling_rate"] == "16kHz"
+        assert meta_2["system"]["description"]["input_sampling_rate"] == "32kHz"
         assert meta_1["system"]["description"]["separation_model"] == "ResUNet30"
 
         real = open_dataset(inputs.data["eval-real"])
         mixture = real.mixtures[3]
         mixture_frames = sf.info(str(real.files_of(mixture)[0])).frames
         # System 1: float estimates converted to 16-bit PCM, within half a quantisation step.
-        converted = archive.read(f"{LABELS[0]}/eval_real/{mixture.id}.wav")
+        converted = archive.read(f"task9/{LABELS[0]}/eval_real/{mixture.id}.wav")
         info = sf.info(io.BytesIO(converted))
         assert (info.samplerate, info.channels, info.subtype, info.frames) == (16000, 1, "PCM_16", mixture_frames)
         packaged, _ = sf.read(io.BytesIO(converted), dtype="float64")
         estimate, _ = sf.read(inputs.float_estimates["eval-real"] / f"{mixture.id}.wav", dtype="float64")
         assert np.max(np.abs(packaged - estimate)) <= 0.5 / 32768 + 1e-12
         # System 2: PCM_16 estimates copied byte for byte.
-        copied = archive.read(f"{LABELS[1]}/eval_real/{mixture.id}.wav")
+        copied = archive.read(f"task9/{LABELS[1]}/eval_real/{mixture.id}.wav")
         assert copied == (inputs.pcm_estimates["eval-real"] / f"{mixture.id}.wav").read_bytes()
 
     result = runner.invoke(app, ["package", "--check", str(package), "--data-synth", str(inputs.data["eval-synth"]),
@@ -173,7 +174,7 @@ def test_refuses_a_secret_from_the_environment(submission_inputs: SubmissionInpu
 def test_a_corrected_profile_changes_the_package_without_code(submission_inputs: SubmissionInputs,
                                                               tmp_path: Path) -> None:
     text = (PROFILES_DIR / "dcase2024_task9.yaml").read_text(encoding="utf-8")
-    for old, new in (("output: '{label}/eval_real/{id}.wav'", "output: '{label}/real/{file}'"),
+    for old, new in (("output: 'task9/{label}/eval_real/{id}.wav'", "output: 'task9/{label}/real/{file}'"),
                      ("package_subtype: PCM_16", "package_subtype: FLOAT"),
                      ("source: system.abbreviation, max_length: 10", "source: system.abbreviation, max_length: 12")):
         assert old in text
@@ -193,7 +194,7 @@ def test_a_corrected_profile_changes_the_package_without_code(submission_inputs:
         real = [n for n in names if "/real/" in n]
         assert len(real) == 24 and not any("/eval_real/" in n for n in names)
         assert sf.info(io.BytesIO(archive.read(real[0]))).subtype == "FLOAT"
-        assert b"PEAK" not in archive.read(f"{LABELS[1]}/real/demo-real-case-0.wav")[:200]
+        assert b"PEAK" not in archive.read(f"task9/{LABELS[1]}/real/demo-real-case-0.wav")[:200]
     data = dict(submission_inputs.data)
     assert check_package(package, profile=corrected, data=data).ok
     default = check_package(package, data=data)
@@ -210,8 +211,8 @@ def test_unusable_input_exits_2(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "not a readable zip archive" in result.output
     example = EXAMPLE_CONFIG.read_text()
     config = tmp_path / "submission.yaml"
-    config.write_text(example.replace("  institution: UNI\n", "  institution: UNI\n  team: x\n"))
-    team_line = example.splitlines().index("  institution: UNI") + 2
+    config.write_text(example.replace("  abbreviation: UNI\n", "  abbreviation: UNI\n  team: x\n"))
+    team_line = example.splitlines().index("  abbreviation: UNI") + 2
     result = runner.invoke(app, ["package", "-c", str(config), "-o", str(tmp_path / "o.zip")])
     assert result.exit_code == 2
     assert f"line {team_line}, submitter.team: unknown key" in result.output

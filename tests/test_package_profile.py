@@ -27,10 +27,29 @@ PROFILE = load_profile()
 def test_the_shipped_profile_encodes_the_task_rules() -> None:
     assert PROFILE.max_systems == 4 and PROFILE.audio.sample_rate == 16000 and PROFILE.audio.channels == 1
     assert PROFILE.parse_label("Smith_UNI_task9_4") == {"lastname": "Smith", "institution": "UNI", "index": "4"}
-    for bad in ("Smith_UNI_task9_5", "Smith_UNI_task1_1", "smith_UNI_task9_1", "Smith_UNI_task9_1.zip"):
-        assert PROFILE.parse_label(bad) is None, bad
     assert PROFILE.prefix_of("Smith_UNI_task9_2") == "Smith_UNI_task9"
-    assert PROFILE.templates.report.format(prefix="Smith_UNI_task9") == "Smith_UNI_task9.technical_report.pdf"
+    assert PROFILE.templates.report.format(prefix="Smith_UNI_task9") == "task9/Smith_UNI_task9.technical_report.pdf"
+    assert PROFILE.layout.task_folder == "task9"
+
+
+# DCASE: four '_'-separated parts, the third task9, index 1-4, any characters in the parts
+# (real labels carry hyphens). Each refusal says which part is wrong.
+@pytest.mark.parametrize("label, problem", [
+    ("Xiao_HEU-HIT_task9_1", None),
+    ("Kim_GIST-AunionAI_task9_4", None),
+    ("smith_UNI_task9_1", None),
+    ("O'Brien_Uni-Köln_task9_2", None),
+    ("Smith_UNI_task9_5", "the index '5' is not a number from 1 to 4"),
+    ("Smith_UNI_task1_1", "part 3 is 'task1'; it must be 'task9'"),
+    ("Smith_UNI_X_task9_1", "has 5 '_'-separated part(s); a label has 4"),
+    ("Smith__task9_1", "part 2 (institution) is empty"),
+    ("Smith_U NI_task9_1", "part 2 (institution) contains ' '"),
+    ("Smith_UNI_task9_1.zip", "part 4 (index) contains '.'"),
+])
+def test_labels_follow_the_dcase_structure(label: str, problem: str | None) -> None:
+    found = PROFILE.label_problem(label)
+    assert found == problem if problem is None else found is not None and found.startswith(problem)
+    assert (PROFILE.parse_label(label) is None) == (problem is not None)
     assert PROFILE.meta["submission"].fields["abbreviation"].max_length == 10  # type: ignore[index]
 
 
@@ -44,10 +63,13 @@ def test_templates_match_what_they_format() -> None:
 
 
 @pytest.mark.parametrize("old, new, message", [
-    ("meta: '{label}/{label}.meta.yaml'", "meta: '{lable}/{label}.meta.yaml'", "uses {lable}"),
+    ("meta: 'task9/{label}/{label}.meta.yaml'", "meta: 'task9/{lable}/{label}.meta.yaml'", "uses {lable}"),
     ("(?P<index>[1-4])", "([1-4])", "named groups index"),
-    ("output: '{label}/eval_real/{id}.wav'", "output: 'eval_real/{id}.wav'", "must contain {label}"),
-    ("output: '{label}/eval_synth/{id}.wav'", "output: '{label}/eval_synth/x.wav'", "must contain one of {id}"),
+    ("output: 'task9/{label}/eval_real/{id}.wav'", "output: 'task9/eval_real/{id}.wav'", "must contain {label}"),
+    ("output: 'task9/{label}/eval_synth/{id}.wav'", "output: 'task9/{label}/eval_synth/x.wav'",
+     "must contain one of {id}"),
+    ("meta: 'task9/{label}/{label}.meta.yaml'", "meta: '{label}/{label}.meta.yaml'",
+     "meta must start with the task folder 'task9/'"),
     ("package_subtype: PCM_16", "package_subtype: PCM_24", "not one of accepted_subtypes"),
     ("max_systems: 4", "max_systems: 4\nmax_sytems: 5", "max_sytems: unknown key"),
 ])
@@ -80,11 +102,11 @@ def test_parameter_count_leaves_out_statistics_fixed_transforms_and_integers(tmp
 def _values(**changes: object) -> dict[str, object]:
     values: dict[str, object] = {
         "label": "Smith_UNI_task9_1", "system.name": "A system", "system.abbreviation": "Sys",
-        "authors": [{"lastname": "Smith", "firstname": "Jane", "email": "j@x.org",
-                     "affiliation": {"institution": "Uni"}}],
+        "authors": [{"lastname": "Smith", "firstname": "Jane", "email": "j@x.org", "corresponding": True,
+                     "affiliation": {"abbreviation": "UNI", "institute": "Uni"}}],
         "system.description": {"model": "ResUNet30"}, "system.total_parameters": 1234,
         "system.external_data": [], "system.pretrained_models": [{"name": "CLAP", "url": "https://x.org/clap"}],
-        "audio.sample_rate": 16000, "results.sdr": 5.70812, "results.sdri": 5.6734, "results.sisdr": 3.8621,
+        "audio.sample_rate": "16kHz", "results.sdr": 5.70812, "results.sdri": 5.6734, "results.sisdr": 3.8621,
     }
     values.update(changes)
     return values
@@ -93,13 +115,16 @@ def _values(**changes: object) -> dict[str, object]:
 def test_meta_is_built_from_the_profile_sources_and_validates() -> None:
     document = build_meta(PROFILE.meta, _values())
     assert list(document) == ["submission", "system", "results"]
-    assert document["system"]["description"] == {"input_sampling_rate": 16000, "model": "ResUNet30"}
+    assert document["system"]["description"] == {"input_sampling_rate": "16kHz", "model": "ResUNet30"}
     assert document["results"]["development_dataset"] == {"sdr": 5.708, "sdri": 5.673, "sisdr": 3.862}
-    assert "source_code" not in document["system"]  # optional and not given: left out
+    # Optional and not given: the key stays, as null (the DCASE template keeps every key).
+    assert document["system"]["source_code"] is None
+    assert document["submission"]["authors"][0]["affiliation"] == {
+        "abbreviation": "UNI", "institute": "Uni", "department": None, "location": None}
     assert validate_meta(document, PROFILE.meta, entry="m", context={"label": "Smith_UNI_task9_1"}) == []
     # A value in the description wins over the profile's default.
-    given = build_meta(PROFILE.meta, _values(**{"system.description": {"input_sampling_rate": 32000}}))
-    assert given["system"]["description"]["input_sampling_rate"] == 32000
+    given = build_meta(PROFILE.meta, _values(**{"system.description": {"input_sampling_rate": "32kHz"}}))
+    assert given["system"]["description"]["input_sampling_rate"] == "32kHz"
 
 
 def test_meta_problems_name_key_path_and_line() -> None:
@@ -114,6 +139,7 @@ def test_meta_problems_name_key_path_and_line() -> None:
         ("meta-value", "submission.label", lines.index("  label: Smith_UNI_task9_1") + 1),
         ("meta-value", "submission.abbreviation", lines.index("  abbreviation: ElevenChars") + 1),
         ("meta-type", "submission.authors.0.corresponding", lines.index("    corresponding: 'yes'") + 1),
+        ("meta-value", "submission.authors", lines.index("  authors:") + 1),  # no corresponding author left
         ("meta-missing", "results.development_dataset.sisdr", lines.index("  development_dataset:") + 1),
     }
     assert validate_meta([1, 2], PROFILE.meta, entry="m")[0].code == "meta-type"

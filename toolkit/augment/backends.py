@@ -68,7 +68,7 @@ class Redactor:
 
     def __init__(self, secret: str | None, name: str):
         self.secret = secret if secret and len(secret) >= MIN_REDACTED_LENGTH else None
-        self.mask = f"[value of {name} redacted]"
+        self.mask = f"<value of {name} redacted>"  # no square brackets: rich would read them as markup
 
     def __call__(self, text: str | None) -> str | None:
         if text is None or self.secret is None:

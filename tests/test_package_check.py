@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from package_support import SubmissionInputs, rewrite_zip, wav_bytes, write_config
+from package_support import HAND_MADE_TEMPLATE, SubmissionInputs, rewrite_zip, wav_bytes, write_config
 from typer.testing import CliRunner
 
 from submission import build_package, check_package
@@ -240,3 +240,75 @@ def test_without_data_outputs_are_counted(good_package: Path) -> None:
     assert [f.code for f in report.warnings] == ["no-data"]
     assert {f.code for f in report.errors} == {"output-count"}  # the demo sets are smaller than the official
     assert any("16 eval-synth outputs, the official set has 3000" in f.message for f in report.errors)
+
+
+def test_every_entry_lies_under_the_task_folder(good_package: Path, submission_inputs: SubmissionInputs,
+                                               tmp_path: Path) -> None:
+    """The official validator reads only entries under the task folder: one outside is named."""
+    broken = rewrite_zip(good_package, tmp_path / "b.zip", add={"README.txt": b"hello", f"{L1}/x.wav": b"x"})
+    found = {(f.code, f.entry) for f in check(broken, submission_inputs)}
+    assert found == {("outside-task-folder", "README.txt"), ("outside-task-folder", f"{L1}/x.wav")}
+    # The layout dcase9 wrote before (no task9/ folder) fails: every entry is outside.
+    old_layout = rewrite_zip(good_package, tmp_path / "old.zip", rename=lambda n: n.removeprefix("task9/"))
+    report = check_package(old_layout, data=submission_inputs.data, environ={})
+    assert {f.code for f in report.errors} >= {"outside-task-folder", "no-systems", "missing-report"}
+
+
+def test_label_folder_and_file_prefix_must_agree(good_package: Path, submission_inputs: SubmissionInputs,
+                                                 tmp_path: Path) -> None:
+    """The validator compares the folder name, the file prefix and submission.label."""
+    wrong_file = f"{T1}/{L2}.meta.yaml"
+    broken = rewrite_zip(good_package, tmp_path / "b.zip", rename=lambda n: wrong_file if n == META_1 else n)
+    found = {(f.code, f.entry): f.message for f in check(broken, submission_inputs)}
+    assert ("label-mismatch", wrong_file) in found and ("missing-meta", None) in found
+    assert f"{L1} vs {L2}" in found[("label-mismatch", wrong_file)]
+    # submission.label differing from the folder and file: named at its line.
+    broken = with_meta_edit(f"  label: {L1}", "  label: Smith_UNI_task9_3")(good_package, tmp_path / "c.zip")
+    [finding] = check(broken, submission_inputs)
+    assert finding.code == "meta-value" and finding.message.startswith("submission.label:")
+    assert f"should be '{L1}'" in finding.message
+
+
+@pytest.mark.parametrize("label, reason", [
+    ("Smith_UNI_task9_7", "the index '7' is not a number from 1 to 4"),
+    ("Smith_UNI_task1_2", "part 3 is 'task1'; it must be 'task9'"),
+    ("Smith-UNI_task9_2", "has 3 '_'-separated part(s); a label has 4"),
+])
+def test_label_structure_is_checked_part_by_part(label: str, reason: str, good_package: Path,
+                                                 submission_inputs: SubmissionInputs, tmp_path: Path) -> None:
+    broken = rewrite_zip(good_package, tmp_path / "b.zip", rename=lambda n: n.replace(L2, label),
+                         replace={f"{T2}/{L2}.meta.yaml": meta_text(good_package, L2).replace(L2, label).encode()})
+    bad = [f for f in check(broken, submission_inputs) if f.code == "bad-label"]
+    assert len(bad) == 1 and bad[0].entry == f"task9/{label}/{label}.meta.yaml"
+    assert reason in bad[0].message
+
+
+def test_exactly_one_corresponding_author(good_package: Path, submission_inputs: SubmissionInputs,
+                                          tmp_path: Path) -> None:
+    broken = with_meta_edit("    corresponding: false", "    corresponding: true")(good_package, tmp_path / "b.zip")
+    [finding] = check(broken, submission_inputs)
+    assert finding.code == "meta-value"
+    assert finding.message == "submission.authors: exactly one item must have corresponding: true (items 0, 1 have it)"
+    assert finding.line == meta_text(broken).splitlines().index("  authors:") + 1
+
+
+def test_check_compares_with_the_template(good_package: Path, submission_inputs: SubmissionInputs,
+                                          tmp_path: Path) -> None:
+    template = tmp_path / "template.yaml"
+    template.write_text(HAND_MADE_TEMPLATE.replace("  source_code: !!null\n",
+                                                   "  source_code: !!null\n  energy_consumption:\n    training: 1\n"))
+    data = submission_inputs.data
+    result = runner.invoke(app, ["package", "--check", str(good_package), "--data-synth", str(data["eval-synth"]),
+                                 "--data-real", str(data["eval-real"]), "--template", str(template), "--json"])
+    assert result.exit_code == 1, result.output
+    findings = json.loads(result.output)["findings"]
+    missing = [(f["entry"], f["message"], f["severity"]) for f in findings if f["code"] == "template-missing"]
+    assert missing == [(f"{T}/{label}.meta.yaml", "system.energy_consumption: in the template, missing here", "error")
+                       for T, label in ((T1, L1), (T2, L2))]
+    meta = meta_text(good_package)
+    extra = {f["message"]: f["line"] for f in findings if f["code"] == "template-extra" and f["entry"] == META_1}
+    assert extra["system.pretrained_models: not in the template"] == meta.splitlines().index("  pretrained_models:") + 1
+    assert all(f["severity"] == "warning" for f in findings if f["code"] == "template-extra")
+    # The template as written: no missing key, the package passes (with warnings for our extra keys).
+    template.write_text(HAND_MADE_TEMPLATE)
+    assert check_package(good_package, data=data, environ={}, template=template).ok

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from submission import count_checkpoint_parameters, count_parameters, load_profi
 from submission.meta import build_meta, read_development_results, validate_meta
 from submission.outputs import convert_wav, without_chunk
 from submission.profile import PROFILES_DIR, FieldRule, Template
-from submission.secrets import SecretScanner
+from submission.secrets import SecretScanner, pdf_strings
 from toolkit.errors import ConfigError
 
 PROFILE = load_profile()
@@ -194,3 +195,38 @@ def test_field_rules_are_checked_when_the_profile_is_read() -> None:
         FieldRule.model_validate({"type": "string", "fields": {}})
     with pytest.raises(ValueError, match="pattern is not a regular expression"):
         FieldRule.model_validate({"type": "string", "pattern": "("})
+
+
+def _pdf(*streams: bytes, info: bytes = b"") -> bytes:
+    body = b"".join(b"%d 0 obj\n<< /Filter /FlateDecode >>\nstream\n" % (i + 1) + s + b"\nendstream\nendobj\n"
+                    for i, s in enumerate(streams))
+    return b"%PDF-1.5\n" + body + b"9 0 obj\n<< " + info + b" >>\nendobj\n%%EOF\n"
+
+
+def test_secrets_hidden_in_a_pdf_are_found() -> None:
+    key = "hf_" + "Q" * 34
+    scanner = SecretScanner(PROFILE.secrets, {"MY_TOKEN": "tok-0123456789"})
+    # pdflatex: page text in a FlateDecode stream, words split by kerning inside a TJ array.
+    kerned = zlib.compress(b"BT [(" + key[:9].encode() + b")-30(" + key[9:].encode() + b")] TJ ET")
+    # A UTF-16 text string with a byte order mark, as a literal with octal escapes.
+    utf16 = b"(\\376\\377" + b"".join(b"\\000" + bytes([c]) for c in b"tok-0123456789") + b")"
+    scan = scanner.scan_entry(_pdf(kerned, info=b"/Title " + utf16))
+    assert {(h.what, h.where) for h in scan.hits} == {
+        ("text in the huggingface-token format", "in a PDF text string in a compressed PDF stream at byte 51"),
+        ("the value of environment variable MY_TOKEN", "in a PDF text string")}
+    assert scanner.scan(_pdf(kerned, info=b"/Title " + utf16)) == []  # the bytes alone hide both
+    assert pdf_strings(b"[(a\\)b)-5<FEFF00630064>] (x\\\ny) <4142>") == b"a)bcd\nxy\nAB"
+
+
+def test_pdf_decompression_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import submission.secrets as secrets
+
+    monkeypatch.setattr(secrets, "PDF_STREAM_LIMIT", 2**20)
+    key = b"AKIA" + b"Z" * 16
+    scanner = SecretScanner(PROFILE.secrets, {})
+    early = _pdf(zlib.compress(b"BT (" + key + b") Tj ET" + b" " * 2**21))
+    late = _pdf(zlib.compress(b" " * 2**21 + b"BT (" + key + b") Tj ET"))
+    assert [h.what for h in scanner.scan_entry(early).hits] == ["text in the aws-access-key-id format"]
+    scan = scanner.scan_entry(late)
+    assert scan.hits == [] and len(scan.limits) == 1  # not searched past the bound, and it says so
+    assert "decompresses to more than 1,048,576 bytes" in scan.limits[0]

@@ -134,13 +134,18 @@ def build_package(config: SubmissionConfig | str | Path, out: str | Path, *,
             check = check_package(tmp, profile=profile, expected=expected, environ=environ, template=template)
             check.package = out  # the temporary file becomes `out` on leaving this block
             if not check.ok:
-                raise _Refused(builder.findings + check.findings, check)
+                raise _Refused(_merged(builder.findings, check.findings), check)
     except _Refused as refused:
         result.findings, result.check = refused.findings, refused.check
         return result
-    result.findings = builder.findings + check.findings
+    result.findings = _merged(builder.findings, check.findings)
     result.check, result.written, result.entries = check, True, len(entries)
     return result
+
+
+def _merged(first: list[Finding], second: list[Finding]) -> list[Finding]:
+    """Both lists, each finding once (the pre-check and the check both compare the meta template)."""
+    return list(dict.fromkeys(first + second))
 
 
 class _Builder:

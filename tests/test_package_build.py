@@ -321,8 +321,9 @@ def test_template_key_paths_are_compared_when_building(submission_inputs: Submis
     template.write_text(HAND_MADE_TEMPLATE)
     result = build_package(config, tmp_path / "out.zip", environ={}, template=template)
     assert result.ok, [str(f) for f in result.errors]
-    extra = {f.message.split(":")[0] for f in result.findings if f.code == "template-extra"}
-    assert {"system.pretrained_models", "system.description.separation_model"} <= extra
+    extra = [(f.entry, f.message.split(":")[0]) for f in result.findings if f.code == "template-extra"]
+    assert {"system.pretrained_models", "system.description.separation_model"} <= {path for _, path in extra}
+    assert len(extra) == len(set(extra))  # listed once, though the pre-check and the check both compare
     assert all(f.severity == "warning" for f in result.findings if f.code == "template-extra")
 
     # The template asks for more than we write: each missing key path is an error, nothing is written.

@@ -1,13 +1,17 @@
 """`dcase9 package --check`: everything that can be wrong with a submission zip, listed at once.
 
-Checks, against the profile: every entry reads back with a correct CRC (what `ZipFile.testzip`
-does, but listing every damaged entry); entry names are relative, without '..', backslashes or
-drive letters, and no entry is a symbolic link or a duplicate; labels follow the pattern, agree
-on the team, and number at most `max_systems`; each system's meta YAML parses (`yaml.safe_load`,
-line numbers on syntax errors) and satisfies the meta rules; every mixture of the evaluation sets
-has exactly one output of the right format, rate, channels and length (with the data folders;
-without them the outputs are counted against the official numbers); the technical report is a
-PDF; nothing else is in the zip; and no entry contains a secret.
+Checks, against the profile: every entry reads back, as a stream, with its declared size and a
+correct CRC (what `ZipFile.testzip` does, but listing every damaged entry, and stopping an entry
+that inflates past its declared size at once, so a zip bomb costs no memory); entry names are
+relative, without '..', backslashes or drive letters, under the task folder, and no entry is a
+symbolic link or a duplicate; labels follow the DCASE structure, agree on the team, number at most
+`max_systems`, and each meta file's folder, file prefix and `submission.label` are the same label;
+each system's meta YAML parses (the bounded safe loader, line numbers on syntax errors), satisfies
+the meta rules and, with `template`, has every key path of the official template; every mixture of
+the evaluation sets has exactly one output of the right format, rate, channels and length (with
+the data folders; without them the outputs are counted against the official numbers); the
+technical report is a PDF; nothing else is in the zip; and no entry, entry comment, extra field
+or zip comment contains a secret.
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ import io
 import os
 import re
 import stat
+import struct
 import zipfile
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import soundfile as sf
 
@@ -30,11 +35,14 @@ from submission.meta import parse_meta, validate_meta
 from submission.outputs import (FLOAT_SUBTYPES, ExpectedOutput, audio_problems, expected_outputs,
                                 has_non_finite, output_names)
 from submission.profile import Profile, load_profile
-from submission.secrets import SecretScanner, line_of_offset
+from submission.secrets import PDF_MAGIC, SecretHit, SecretScanner, line_of_offset
+from submission.template import compare_with_template, read_template
 from toolkit.errors import DataError
 
-PDF_MAGIC = b"%PDF-"
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_READ_CHUNK = 2**20  # compressed bytes read at a time
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # a zip entry's local file header (30 bytes)
+_METHODS = {zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "LZMA"}
 
 
 @dataclass
@@ -71,14 +79,18 @@ class CheckReport:
 
 def check_package(package: str | Path, *, profile: str | Path | Profile | None = None,
                   data: Mapping[str, Path] | None = None, environ: Mapping[str, str] | None = None,
-                  expected: Mapping[str, list[ExpectedOutput]] | None = None) -> CheckReport:
+                  expected: Mapping[str, list[ExpectedOutput]] | None = None,
+                  template: str | Path | Mapping[str, Any] | None = None) -> CheckReport:
     """Check a submission zip. `data` maps subset names (see the profile) to evaluation-set folders;
-    `environ` (default: os.environ) supplies the values searched for as secrets.
+    `environ` (default: os.environ) supplies the values searched for as secrets; `template` is the
+    task's official meta template (a path, or the parsed mapping), compared with each meta file.
 
-    Raises DataError when the file is missing or not a zip archive; every problem inside it is a
-    Finding in the report.
+    Raises DataError when the file is missing or not a zip archive, ConfigError for an unusable
+    template; every problem inside the zip is a Finding in the report.
     """
     profile = load_profile(profile)
+    if template is not None and not isinstance(template, Mapping):
+        template = read_template(template)
     package = Path(package)
     if not package.is_file():
         raise DataError("no such package file", file=package)
@@ -88,8 +100,9 @@ def check_package(package: str | Path, *, profile: str | Path | Profile | None =
         archive = zipfile.ZipFile(package)
     except (zipfile.BadZipFile, OSError) as exc:
         raise DataError(f"not a readable zip archive ({exc})", file=package) from exc
-    with archive:
-        checker = _Checker(archive, profile, expected, environ if environ is not None else os.environ)
+    with archive, open(package, "rb") as raw:
+        checker = _Checker(archive, raw, profile, expected, environ if environ is not None else os.environ,
+                           template)
         findings = checker.run()
     return CheckReport(package=package, profile=profile.name, findings=findings, labels=checker.labels,
                        outputs=checker.output_counts, entries=len(checker.infos),
@@ -114,6 +127,71 @@ def unsafe_name_reason(name: str) -> str | None:
     return None
 
 
+class EntryProblem(Exception):
+    """Why an entry cannot be read back as the directory declares it."""
+
+
+def read_member(raw: BinaryIO, info: zipfile.ZipInfo) -> bytes:
+    """An entry's bytes, read as a stream from the package file `raw`.
+
+    The output is counted as it is inflated, against the size the central directory declares: an
+    entry that inflates past it (a zip bomb) is stopped there, so memory never exceeds the declared
+    size (which the caller bounds) plus one read. Then its size, end of stream and CRC are checked.
+    Raises EntryProblem saying what is wrong.
+    """
+    if info.flag_bits & 0x1:
+        raise EntryProblem("is encrypted")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        method = _METHODS.get(info.compress_type, f"method {info.compress_type}")
+        raise EntryProblem(f"is compressed with {method}; a package uses stored or deflate entries")
+    raw.seek(info.header_offset)
+    header = raw.read(_LOCAL_HEADER.size)
+    if len(header) < _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
+        raise EntryProblem("has no local header where the zip directory places it")
+    fields = _LOCAL_HEADER.unpack(header)
+    name_length, extra_length = fields[-2], fields[-1]
+    local_name = raw.read(name_length)
+    encoding = "utf-8" if fields[3] & 0x800 else "cp437"
+    if local_name.decode(encoding, "replace") != info.orig_filename:
+        raise EntryProblem(f"its local header names {local_name.decode(encoding, 'replace')!r}: the zip "
+                           "directory and the entry disagree")
+    raw.seek(extra_length, os.SEEK_CUR)
+    inflate = zlib.decompressobj(-zlib.MAX_WBITS) if info.compress_type == zipfile.ZIP_DEFLATED else None
+    declared = info.file_size
+    out = bytearray()
+    left = info.compress_size
+    while left > 0:
+        chunk = raw.read(min(_READ_CHUNK, left))
+        if not chunk:
+            raise EntryProblem("is cut short: the zip ends inside its data")
+        left -= len(chunk)
+        if inflate is None:
+            out += chunk
+        else:
+            pending = chunk
+            while pending:
+                try:
+                    out += inflate.decompress(pending, declared - len(out) + 1)
+                except zlib.error as exc:
+                    raise EntryProblem(f"does not decompress ({exc})") from None
+                pending = inflate.unconsumed_tail
+                if len(out) > declared:
+                    break
+            if inflate.eof:
+                break
+        if len(out) > declared:
+            raise EntryProblem(f"inflates past its declared size of {declared:,} bytes (a zip bomb?); "
+                               "reading stopped there")
+    if inflate is not None and not inflate.eof:
+        raise EntryProblem("its compressed data ends before the end of the deflate stream")
+    if len(out) != declared:
+        raise EntryProblem(f"holds {len(out):,} bytes; its header declares {declared:,}")
+    crc = zlib.crc32(out)
+    if crc != info.CRC:
+        raise EntryProblem(f"fails its CRC check (computed {crc:08x}, the zip declares {info.CRC:08x})")
+    return bytes(out)
+
+
 @dataclass
 class _Output:
     label: str
@@ -121,9 +199,12 @@ class _Output:
 
 
 class _Checker:
-    def __init__(self, archive: zipfile.ZipFile, profile: Profile,
-                 expected: Mapping[str, list[ExpectedOutput]], environ: Mapping[str, str]):
+    def __init__(self, archive: zipfile.ZipFile, raw: BinaryIO, profile: Profile,
+                 expected: Mapping[str, list[ExpectedOutput]], environ: Mapping[str, str],
+                 template: Mapping[str, Any] | None = None):
         self.archive = archive
+        self.raw = raw
+        self.template = template
         self.profile = profile
         self.templates = profile.templates
         self.expected = expected
@@ -137,15 +218,34 @@ class _Checker:
             severity: str = ERROR) -> None:
         self.findings.append(Finding(code, message, entry, line, severity))
 
+    def secrets(self, hits: list[SecretHit], entry: str | None, part: str) -> None:
+        for hit in hits:
+            self.add("secret", f"{part} contains {hit.what}; remove it and rotate the key", entry)
+
     def run(self) -> list[Finding]:
+        self.secrets(self.scanner.scan(self.archive.comment), "(zip comment)", "the zip comment")
+        for info in self.infos:
+            self.secrets(self.scanner.scan(info.comment), info.filename, "its entry comment")
+            self.secrets(self.scanner.scan(info.extra), info.filename, "its extra field")
         files = self.usable_file_entries()
         metas, reports, outputs, others = self.classify(files)
         self.labels = sorted({*metas, *(o.label for o in outputs.values())})
         prefixes = self.check_labels(metas)
         self.check_reports(reports, prefixes)
+        folder = self.profile.layout.task_folder
         for name in sorted(others):
-            self.add("extra-file", "not part of the layout the profile describes "
-                     f"({self.layout_summary()})", name)
+            disagreement = self.templates.meta.disagreement(name)
+            if folder is not None and not name.startswith(folder + "/"):
+                self.add("outside-task-folder", f"not under the task folder {folder}/: the official validator "
+                         f"reads only entries under it ({self.layout_summary()})", name)
+            elif disagreement is not None:
+                self.add("label-mismatch", "a meta file whose folder and file name give different labels ("
+                         + "; ".join(" vs ".join(values) for values in disagreement.values())
+                         + "): the folder name, the file prefix and submission.label must be the same label",
+                         name)
+            else:
+                self.add("extra-file", "not part of the layout the profile describes "
+                         f"({self.layout_summary()})", name)
         for label in self.labels:
             if label not in metas:
                 self.add("missing-meta", f"system {label} has no meta file "
@@ -220,8 +320,7 @@ class _Checker:
         for label in self.labels:
             parts = self.profile.parse_label(label)
             if parts is None:
-                self.add("bad-label", f"label {label!r} does not match {self.profile.label.pattern} "
-                         f"(expected {self.profile.label.template})", metas.get(label))
+                self.add("bad-label", f"label {label!r} {self.profile.label_problem(label)}", metas.get(label))
                 continue
             prefixes.setdefault(self.prefix_for(label), []).append(label)
             indices.setdefault(parts["index"], []).append(label)
@@ -290,15 +389,22 @@ class _Checker:
                      f"{self.profile.max_entry_bytes}; not read", name)
             return
         try:
-            data = self.archive.read(info)
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError) as exc:
+            data = read_member(self.raw, info)
+        except EntryProblem as exc:
+            self.add("corrupt-entry", str(exc), name)
+            return
+        except OSError as exc:
             self.add("corrupt-entry", f"cannot be read back ({exc})", name)
             return
         is_meta = name in metas.values()
-        for hit in self.scanner.scan(data):
-            line = line_of_offset(data, hit.offset) if is_meta else None
-            where = "" if line is not None else f" at byte {hit.offset}"
-            self.add("secret", f"contains {hit.what}{where}; remove it and rotate the key", name, line)
+        scan = self.scanner.scan_entry(data)
+        for hit in scan.hits:
+            line = line_of_offset(data, hit.offset) if is_meta and not hit.where else None
+            where = hit.where or ("" if line is not None else f"at byte {hit.offset}")
+            self.add("secret", f"contains {hit.what}{' ' + where if where else ''}; remove it and rotate the key",
+                     name, line)
+        for limit in scan.limits:
+            self.add("scan-limit", f"{limit} for secrets", name, severity=WARNING)
         if is_meta:
             self.check_meta(name, data)
         elif name in reports:
@@ -322,6 +428,8 @@ class _Checker:
         if not problems:
             self.findings += validate_meta(document, self.profile.meta, entry=name, text=text,
                                            context={"label": label, "prefix": self.prefix_for(label)})
+            if self.template is not None:
+                self.findings += compare_with_template(document, self.template, entry=name, text=text)
 
     def check_audio(self, name: str, data: bytes, frames: int | None) -> None:
         try:

@@ -17,10 +17,27 @@ from toolkit.config import StrictModel, parse_model, read_yaml
 from toolkit.errors import ConfigError
 
 
+def _renamed(data: Any, old: str, new: str) -> Any:
+    """`data` with the earlier key `old` read as `new` (configs written before the rename keep working)."""
+    if isinstance(data, dict) and old in data:
+        if new in data:
+            raise ValueError(f"give '{new}' (or its earlier name '{old}'), not both")
+        data = {(new if key == old else key): value for key, value in data.items()}
+    return data
+
+
 class Affiliation(StrictModel):
-    institution: str
+    """As the DCASE meta template has it: abbreviation, institute, department (optional), location."""
+
+    abbreviation: str | None = None  # default: the submitter's abbreviation (the label's second part)
+    institute: str
     department: str | None = None
     location: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _earlier_names(cls, data: Any) -> Any:
+        return _renamed(data, "institution", "institute")
 
 
 class Author(StrictModel):
@@ -32,10 +49,15 @@ class Author(StrictModel):
 
 
 class Submitter(StrictModel):
-    """The label's parts: the corresponding author's last name and the institution abbreviation."""
+    """The label's parts: the corresponding author's last name and the abbreviation of their institute."""
 
     lastname: str
-    institution: str
+    abbreviation: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _earlier_names(cls, data: Any) -> Any:
+        return _renamed(data, "institution", "abbreviation")
 
 
 class ParameterSource(StrictModel):

@@ -28,13 +28,14 @@ from submission.profile import load_profile
 from toolkit.errors import Dcase9Error
 from toolkit.files import write_text_atomic
 
-DEMO_SUBMITTER = {"lastname": "Demo", "institution": "DCASE9"}
+DEMO_SUBMITTER = {"lastname": "Demo", "abbreviation": "DCASE9"}
 DEMO_AUTHOR = {
     "lastname": "Demo",
     "firstname": "Dcase9",
     "email": "demo@example.org",
     "corresponding": True,
-    "affiliation": {"institution": "dcase9 toolkit demo (not a real institution)"},
+    "affiliation": {"abbreviation": "DCASE9", "institute": "dcase9 toolkit demo (not a real institution)",
+                    "location": "nowhere (a demo)"},
 }
 NOT_REAL = "dcase9 demo, not a real submission"
 CONFIG_NAME = "submission.yaml"
@@ -172,7 +173,8 @@ def package_demo(folder: str | Path, *, data: Mapping[str, Path], estimates: Map
               "# docs/submission.example.yaml. Rebuild the package with\n"
               f"#   dcase9 package --config {CONFIG_NAME} --out PACKAGE.zip\n")
     write_text_atomic(config, header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
-    prefix = profile.label.prefix_template.format(**DEMO_SUBMITTER)
+    prefix = profile.label.prefix_template.format(lastname=DEMO_SUBMITTER["lastname"],
+                                                  institution=DEMO_SUBMITTER["abbreviation"])
     package = folder / f"{prefix}.zip"
     build = build_package(config, package, profile=profile, progress=progress)
     if not build.ok:

@@ -22,7 +22,7 @@ import yaml
 from submission.findings import Finding
 from submission.profile import FieldRule, Profile
 from toolkit import __version__
-from toolkit.config import yaml_key_lines
+from toolkit.config import YamlLimitError, load_yaml_text, yaml_key_lines
 from toolkit.errors import Dcase9Error
 
 # --------------------------------------------------------------------------------------------
@@ -130,25 +130,38 @@ def _lookup(values: Mapping[str, Any], source: str) -> Any:
 
 
 def build_value(rule: FieldRule, values: Mapping[str, Any]) -> Any:
-    """A field's value per its rule; `_ABSENT` when it has none (the field is then left out).
+    """A field's value per its rule; `_ABSENT` when it has none (the field is then left out, or
+    written as null with `write_null`).
 
     A mapping starts from its source mapping (free-form keys kept, in their order) and gets each
-    listed field that the source did not set, in the profile's order.
+    listed field that the source did not set, in the profile's order. A list of mappings builds
+    each item the same way from the item's own keys.
     """
     value = _lookup(values, rule.source) if rule.source else _ABSENT
     if rule.decimals is not None and isinstance(value, float) and math.isfinite(value):
         return round(value, rule.decimals)
+    if rule.type == "list" and rule.items is not None and isinstance(value, list):
+        return [_build_mapping(rule.items, item, {}) if isinstance(item, Mapping) else item for item in value]
     if rule.type != "mapping" or rule.fields is None:
         return value
-    given = dict(value) if isinstance(value, Mapping) else {}
+    return _build_mapping(rule, value if isinstance(value, Mapping) else {}, values)
+
+
+def _build_mapping(rule: FieldRule, given: Mapping[str, Any], values: Mapping[str, Any]) -> Any:
+    if rule.type != "mapping" or rule.fields is None:
+        return dict(given)
+    given = dict(given)
     built: dict[str, Any] = {}
     for name, sub in rule.fields.items():
         if name in given:
-            built[name] = given.pop(name)
+            item = given.pop(name)
+            built[name] = _build_mapping(sub, item, values) if isinstance(item, Mapping) else item
             continue
         sub_value = build_value(sub, values)
         if sub_value is not _ABSENT:
             built[name] = sub_value
+        elif sub.write_null:
+            built[name] = None
     built.update(given)
     return built
 
@@ -159,7 +172,14 @@ def build_meta(schema: Mapping[str, FieldRule], values: Mapping[str, Any]) -> di
         value = build_value(rule, values)
         if value is not _ABSENT:
             document[name] = value
+        elif rule.write_null:
+            document[name] = None
     return document
+
+
+def sampling_rate_text(rate: float) -> str:
+    """A sampling rate as the DCASE template writes it: 16000 -> '16kHz', 44100 -> '44.1kHz'."""
+    return f"{rate / 1000:g}kHz"
 
 
 def meta_yaml_text(document: Mapping[str, Any], label: str, profile: Profile) -> str:
@@ -185,9 +205,14 @@ def _plain(value: Any) -> Any:
 
 
 def parse_meta(text: str, entry: str) -> tuple[Any, list[Finding]]:
-    """yaml.safe_load with the line and column of a syntax error."""
+    """The document, read with the bounded safe loader; a syntax error gives its line and column, a
+    document past the loader's bounds (size, nodes, nesting, alias expansion) a `yaml-limit` finding."""
     try:
-        return yaml.safe_load(text), []
+        return load_yaml_text(text), []
+    except YamlLimitError as exc:
+        mark = exc.problem_mark
+        return None, [Finding("yaml-limit", f"refused YAML: {exc.problem}", entry,
+                              mark.line + 1 if mark is not None else None)]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -221,6 +246,15 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def line_of(lines: Mapping[tuple[str, ...], int], path: tuple[str, ...]) -> int | None:
+    """The line of a key path (see `yaml_key_lines`), or of its nearest ancestor that is written."""
+    while path:
+        if path in lines:
+            return lines[path]
+        path = path[:-1]
+    return None
+
+
 class _MetaValidator:
     def __init__(self, entry: str, text: str | None, context: Mapping[str, str]):
         self.entry = entry
@@ -228,16 +262,9 @@ class _MetaValidator:
         self.context = context
         self.findings: list[Finding] = []
 
-    def line_of(self, path: tuple[str, ...]) -> int | None:
-        while path:
-            if path in self.lines:
-                return self.lines[path]
-            path = path[:-1]
-        return None
-
     def report(self, code: str, path: tuple[str, ...], message: str) -> None:
         key = ".".join(path) or "(document)"
-        self.findings.append(Finding(code, f"{key}: {message}", self.entry, self.line_of(path)))
+        self.findings.append(Finding(code, f"{key}: {message}", self.entry, line_of(self.lines, path)))
 
     def check(self, value: Any, rule: FieldRule, path: tuple[str, ...]) -> None:
         if not _has_type(value, rule.type):
@@ -251,6 +278,8 @@ class _MetaValidator:
             if rule.maximum is not None and value > rule.maximum:
                 self.report("meta-value", path, f"{value} is above the maximum {rule.maximum:g}")
         elif rule.type == "list":
+            if rule.one_true is not None:
+                self.check_one_true(value, rule.one_true, path)
             if rule.min_items is not None and len(value) < rule.min_items:
                 self.report("meta-value" if value else "meta-missing", path,
                             f"{len(value)} item(s), at least {rule.min_items} required")
@@ -263,6 +292,12 @@ class _MetaValidator:
             self.check_fields(value, rule.fields, path)
         if rule.one_of is not None and value not in rule.one_of:
             self.report("meta-value", path, f"{_describe(value)} is not one of {rule.one_of}")
+
+    def check_one_true(self, items: list[Any], name: str, path: tuple[str, ...]) -> None:
+        marked = [str(i) for i, item in enumerate(items) if isinstance(item, Mapping) and item.get(name) is True]
+        if len(marked) != 1 and items:
+            found = f"items {', '.join(marked)} have it" if marked else "none has it"
+            self.report("meta-value", path, f"exactly one item must have {name}: true ({found})")
 
     def check_string(self, value: str, rule: FieldRule, path: tuple[str, ...]) -> None:
         if rule.min_length is not None and len(value) < rule.min_length:

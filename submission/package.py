@@ -23,15 +23,16 @@ from typing import Any
 
 import soundfile as sf
 
-from submission.check import PDF_MAGIC, CheckReport, check_package
+from submission.check import CheckReport, check_package
 from submission.config import SubmissionConfig, SystemEntry, load_submission_config
 from submission.findings import ERROR, WARNING, Finding, errors_in
 from submission.meta import (build_meta, count_checkpoint_parameters, meta_yaml_text, parse_meta,
-                             read_development_results, validate_meta)
+                             read_development_results, sampling_rate_text, validate_meta)
 from submission.outputs import (FLOAT_SUBTYPES, WRITABLE_SUBTYPES, ExpectedOutput, audio_problems, convert_wav,
                                 expected_outputs, has_non_finite, output_names)
 from submission.profile import Profile, load_profile
-from submission.secrets import SecretScanner, line_of_offset
+from submission.secrets import PDF_MAGIC, SecretScanner, line_of_offset
+from submission.template import compare_with_template, read_template
 from toolkit.engine import MANIFEST_NAME
 from toolkit.errors import Dcase9Error
 from toolkit.files import atomic_output
@@ -105,19 +106,22 @@ class _Refused(Exception):
 
 def build_package(config: SubmissionConfig | str | Path, out: str | Path, *,
                   profile: str | Path | Profile | None = None, environ: Mapping[str, str] | None = None,
-                  progress: bool = False) -> PackageResult:
+                  template: str | Path | Mapping[str, Any] | None = None, progress: bool = False) -> PackageResult:
     """Build and check the submission zip `out`. Nothing is written unless every check passes.
 
     `config` is submission.yaml (a path) or a loaded SubmissionConfig with absolute paths;
-    `profile` overrides the config's; `environ` (default os.environ) supplies secret values.
-    Raises Dcase9Error for unusable input (missing config, unreadable evaluation data).
+    `profile` overrides the config's; `environ` (default os.environ) supplies secret values;
+    `template` is the task's official meta template, compared with every meta file written.
+    Raises Dcase9Error for unusable input (missing config or template, unreadable evaluation data).
     """
     if not isinstance(config, SubmissionConfig):
         config = load_submission_config(config)
     profile = load_profile(profile if profile is not None else config.profile)
+    if template is not None and not isinstance(template, Mapping):
+        template = read_template(template)
     environ = environ if environ is not None else os.environ
     out = Path(out)
-    builder = _Builder(config, profile, SecretScanner(profile.secrets, environ))
+    builder = _Builder(config, profile, SecretScanner(profile.secrets, environ), template)
     entries, expected = builder.prepare()
     result = PackageResult(out, profile.name, False, builder.findings, builder.systems)
     if errors_in(builder.findings):
@@ -127,28 +131,35 @@ def build_package(config: SubmissionConfig | str | Path, out: str | Path, *,
             builder.write(tmp, entries, progress)
             if errors_in(builder.findings):  # non-finite samples found while converting
                 raise _Refused(builder.findings)
-            check = check_package(tmp, profile=profile, expected=expected, environ=environ)
+            check = check_package(tmp, profile=profile, expected=expected, environ=environ, template=template)
             check.package = out  # the temporary file becomes `out` on leaving this block
             if not check.ok:
-                raise _Refused(builder.findings + check.findings, check)
+                raise _Refused(_merged(builder.findings, check.findings), check)
     except _Refused as refused:
         result.findings, result.check = refused.findings, refused.check
         return result
-    result.findings = builder.findings + check.findings
+    result.findings = _merged(builder.findings, check.findings)
     result.check, result.written, result.entries = check, True, len(entries)
     return result
 
 
+def _merged(first: list[Finding], second: list[Finding]) -> list[Finding]:
+    """Both lists, each finding once (the pre-check and the check both compare the meta template)."""
+    return list(dict.fromkeys(first + second))
+
+
 class _Builder:
-    def __init__(self, config: SubmissionConfig, profile: Profile, scanner: SecretScanner):
+    def __init__(self, config: SubmissionConfig, profile: Profile, scanner: SecretScanner,
+                 template: Mapping[str, Any] | None = None):
         self.config = config
         self.profile = profile
         self.scanner = scanner
+        self.template = template
         self.subtype = config.output_subtype or profile.audio.package_subtype
         self.findings: list[Finding] = []
         self.systems: list[SystemSummary] = []
         self.prefix = profile.label.prefix_template.format(lastname=config.submitter.lastname,
-                                                           institution=config.submitter.institution)
+                                                           institution=config.submitter.abbreviation)
 
     def add(self, code: str, message: str, entry: str | Path | None = None, line: int | None = None,
             severity: str = ERROR) -> None:
@@ -202,17 +213,22 @@ class _Builder:
         return [_Entry(name, path=path)]
 
     def scan(self, data: bytes, where: str | Path, *, text: bool) -> None:
-        for hit in self.scanner.scan(data):
-            line = line_of_offset(data, hit.offset) if text else None
-            self.add("secret", f"contains {hit.what}" + ("" if text else f" at byte {hit.offset}")
+        scan = self.scanner.scan_entry(data)
+        for hit in scan.hits:
+            line = line_of_offset(data, hit.offset) if text and not hit.where else None
+            place = hit.where or ("" if text else f"at byte {hit.offset}")
+            self.add("secret", f"contains {hit.what}" + (f" {place}" if place else "")
                      + "; remove it and rotate the key", where, line)
+        for limit in scan.limits:
+            self.add("scan-limit", f"{limit} for secrets", where, severity=WARNING)
 
     def system_entries(self, system: SystemEntry, expected: dict[str, list[ExpectedOutput]]) -> list[_Entry]:
         profile = self.profile
-        label = profile.label_of(self.config.submitter.lastname, self.config.submitter.institution, system.index)
-        if profile.parse_label(label) is None:
+        label = profile.label_of(self.config.submitter.lastname, self.config.submitter.abbreviation, system.index)
+        problem = profile.label_problem(label)
+        if problem is not None:
             self.add("bad-label", f"system {system.name!r}: label {label!r} (from submitter.lastname, "
-                     f"submitter.institution and index) does not match {profile.label.pattern}")
+                     f"submitter.abbreviation and index) {problem}")
         summary = SystemSummary(label, system.name, system.abbreviation)
         self.systems.append(summary)
         meta_name = profile.templates.meta.format(label=label, prefix=self.prefix)
@@ -222,6 +238,8 @@ class _Builder:
         self.findings += problems
         self.findings += validate_meta(document, profile.meta, entry=meta_name, text=text,
                                        context={"label": label, "prefix": self.prefix})
+        if self.template is not None and not problems:
+            self.findings += compare_with_template(document, self.template, entry=meta_name, text=text)
         self.scan(text.encode("utf-8"), meta_name, text=True)
         entries = [_Entry(meta_name, data=text.encode("utf-8"), label=label)]
         for name in sorted(set(system.estimates) - set(profile.subsets)):
@@ -254,21 +272,49 @@ class _Builder:
         else:
             results = dict(system.development_results or {})
         summary.results = results
-        authors = system.authors if system.authors is not None else self.config.authors
+        description = dict(system.description)
+        rate = description.get("input_sampling_rate")
+        if isinstance(rate, (int, float)) and not isinstance(rate, bool):  # 32000 -> '32kHz', as DCASE writes it
+            description["input_sampling_rate"] = sampling_rate_text(rate)
         values: dict[str, Any] = {
             "label": label,
-            "authors": [a.model_dump(exclude_none=True) for a in authors],
+            "authors": self.author_values(system, label),
             "system.name": system.name,
             "system.abbreviation": system.abbreviation,
-            "system.description": dict(system.description),
+            "system.description": description,
             "system.total_parameters": summary.total_parameters,
             "system.external_data": list(system.external_data),
             "system.pretrained_models": list(system.pretrained_models),
             "system.source_code": system.source_code,
-            "audio.sample_rate": profile.audio.sample_rate,
+            "audio.sample_rate": sampling_rate_text(profile.audio.sample_rate),
         }
         values.update({f"results.{metric}": value for metric, value in results.items()})
         return values
+
+    def author_values(self, system: SystemEntry, label: str) -> list[dict[str, Any]]:
+        """The authors as the DCASE template lists them: `corresponding` true on exactly one, false on
+        the others; each affiliation with its abbreviation (default: the submitter's)."""
+        authors = [a.model_dump() for a in (system.authors if system.authors is not None else self.config.authors)]
+        submitter = self.config.submitter
+        if not any(a["corresponding"] for a in authors):
+            # The label's last name is the corresponding author's: mark that author, if only one has it.
+            named = [a for a in authors if a["lastname"] == submitter.lastname]
+            if len(named) == 1:
+                named[0]["corresponding"] = True
+                self.add("config", f"system {label}: no author is marked corresponding: true; {named[0]['firstname']} "
+                         f"{named[0]['lastname']} (the label's last name) is marked", severity=WARNING)
+        for author in authors:
+            affiliation = author["affiliation"]
+            if affiliation["abbreviation"] is None:
+                affiliation["abbreviation"] = submitter.abbreviation
+                self.add("config", f"system {label}: author {author['firstname']} {author['lastname']} has no "
+                         f"affiliation.abbreviation; the submitter's {submitter.abbreviation!r} is written",
+                         severity=WARNING)
+            if affiliation["location"] is None:
+                self.add("config", f"system {label}: author {author['firstname']} {author['lastname']} has no "
+                         "affiliation.location (the DCASE template asks for it); it is written as null",
+                         severity=WARNING)
+        return authors
 
     def output_entries(self, label: str, subset: str, folder: Path, outputs: list[ExpectedOutput],
                        summary: SystemSummary) -> list[_Entry]:

@@ -45,23 +45,27 @@ class Template:
         where = f"{where}: " if where else ""
         self.fields: list[str] = []
         pattern = []
+        loose = []  # each occurrence of a placeholder captured on its own, to find disagreements
         try:
             parsed = list(string.Formatter().parse(text))
         except ValueError as exc:
             raise ValueError(f"{where}malformed template {text!r} ({exc})") from None
         for literal, name, spec, conversion in parsed:
             pattern.append(re.escape(literal))
+            loose.append(re.escape(literal))
             if name is None:
                 continue
             if name not in allowed or spec or conversion:
                 raise ValueError(f"{where}template {text!r} uses {{{name}}}; allowed: "
                                  + ", ".join(f"{{{a}}}" for a in allowed))
+            loose.append(f"(?P<{name}__{len(loose)}>{_SEGMENT})")
             if name in self.fields:
                 pattern.append(f"(?P={name})")
             else:
                 self.fields.append(name)
                 pattern.append(f"(?P<{name}>{_SEGMENT})")
         self.regex = re.compile("".join(pattern))
+        self._loose = re.compile("".join(loose))
 
     def format(self, **values: Any) -> str:
         return self.text.format(**values)
@@ -69,6 +73,18 @@ class Template:
     def match(self, name: str) -> dict[str, str] | None:
         found = self.regex.fullmatch(name)
         return found.groupdict() if found else None
+
+    def disagreement(self, name: str) -> dict[str, list[str]] | None:
+        """For a name the template would produce if its repeated placeholders agreed (say a meta file
+        `task9/A_B_task9_1/A_B_task9_2.meta.yaml`): each such placeholder's differing values."""
+        found = self._loose.fullmatch(name)
+        if found is None:
+            return None
+        values: dict[str, list[str]] = {}
+        for group, value in found.groupdict().items():
+            values.setdefault(group.rsplit("__", 1)[0], []).append(value)
+        differing = {key: found for key, found in values.items() if len(set(found)) > 1}
+        return differing or None
 
     def __repr__(self) -> str:
         return f"Template({self.text!r})"
@@ -114,8 +130,27 @@ class LabelRules(StrictModel):
 
 
 class Layout(StrictModel):
+    # The folder every entry lies in (the official DCASE validator reads only entries under it);
+    # every template below starts with it. None: no such folder.
+    task_folder: str | None = None
     meta: str  # each system has its own meta file, so it names the label
     technical_report: str
+
+    @field_validator("task_folder")
+    @classmethod
+    def _one_segment(cls, value: str | None) -> str | None:
+        if value is not None and (not value or "/" in value or "{" in value):
+            raise ValueError("the task folder is one plain path segment, like task9")
+        return value
+
+    @model_validator(mode="after")
+    def _under_the_task_folder(self) -> "Layout":
+        folder = self.task_folder
+        outside = [key for key, text in (("meta", self.meta), ("technical_report", self.technical_report))
+                   if folder is not None and not text.startswith(folder + "/")]
+        if outside:
+            raise ValueError(f"{' and '.join(outside)} must start with the task folder '{folder}/'")
+        return self
 
     _meta = field_validator("meta")(_template_checker(META_FIELDS, needs=("label",)))
     _report = field_validator("technical_report")(_template_checker(REPORT_FIELDS))
@@ -168,6 +203,8 @@ class FieldRule(StrictModel):
     min_items: int | None = None
     max_items: int | None = None
     decimals: int | None = Field(default=None, ge=0)  # a number is written rounded to this many decimals
+    write_null: bool = False  # without a value, the key is written as null (the template keeps every key)
+    one_true: str | None = None  # a list of mappings: exactly one item has this field true
     fields: dict[str, "FieldRule"] | None = None
     items: "FieldRule | None" = None
 
@@ -179,6 +216,8 @@ class FieldRule(StrictModel):
             raise ValueError("'items' belongs to a list")
         if self.decimals is not None and self.type != "number":
             raise ValueError("'decimals' belongs to a number")
+        if self.one_true is not None and (self.type != "list" or self.items is None or self.items.type != "mapping"):
+            raise ValueError("'one_true' belongs to a list of mappings")
         if self.pattern is not None:
             try:
                 re.compile(self.pattern)
@@ -219,6 +258,15 @@ class Profile(StrictModel):
     secrets: SecretRules = SecretRules()
     max_entry_bytes: int = Field(default=100 * 2**20, ge=1)
 
+    @model_validator(mode="after")
+    def _outputs_under_the_task_folder(self) -> "Profile":
+        folder = self.layout.task_folder
+        outside = [f"subsets.{name}.output" for name, subset in self.subsets.items()
+                   if folder is not None and not subset.output.startswith(folder + "/")]
+        if outside:
+            raise ValueError(f"{', '.join(outside)} must start with the task folder '{folder}/' (layout.task_folder)")
+        return self
+
     @cached_property
     def templates(self) -> "Templates":
         return Templates(self)
@@ -230,6 +278,37 @@ class Profile(StrictModel):
         """The label's lastname, institution and index, or None if it does not follow the pattern."""
         found = re.fullmatch(self.label.pattern, label)
         return {k: found.group(k) for k in LABEL_FIELDS} if found else None
+
+    def label_problem(self, label: str) -> str | None:
+        """Why `label` is not a label of this task, in the terms of its template; None if it is one.
+
+        A template made of '_'-separated parts (each a placeholder or literal text, as DCASE labels
+        are) gets a reason per part; otherwise the pattern is quoted.
+        """
+        if self.parse_label(label) is not None:
+            return None
+        template = self.label.template
+        expected = template.split("_")
+        fallback = f"does not match {self.label.pattern} (expected {template})"
+        if any(("{" in part) and not re.fullmatch(r"\{\w+\}", part) for part in expected):
+            return fallback
+        parts = label.split("_")
+        if len(parts) != len(expected):
+            return f"has {len(parts)} '_'-separated part(s); a label has {len(expected)}: {template}"
+        for number, (part, wanted) in enumerate(zip(parts, expected), start=1):
+            if not wanted.startswith("{"):
+                if part != wanted:
+                    return f"part {number} is {part!r}; it must be {wanted!r} ({template})"
+                continue
+            name = wanted[1:-1]
+            if not part:
+                return f"part {number} ({name}) is empty"
+            odd = next((ch for ch in part if ch.isspace() or ch in "./\\"), None)
+            if odd is not None:
+                return f"part {number} ({name}) contains {odd!r}"
+            if name == "index" and not (part.isdigit() and 1 <= int(part) <= self.max_systems):
+                return f"the index {part!r} is not a number from 1 to {self.max_systems}"
+        return fallback
 
     def prefix_of(self, label: str) -> str | None:
         parts = self.parse_label(label)

@@ -103,6 +103,7 @@ class FakeLLMServer:
         self.slow_first: set[str] = {THUNDER}
         self.malformed: set[str] = {DOOR}
         self.always_fail: dict[str, int] = {}
+        self.echo_key = False  # error messages repeat the Authorization header (as some servers do)
         self.slow_s = slow_s
         self.calls: Counter[str] = Counter()
         self.answered: Counter[str] = Counter()
@@ -172,7 +173,10 @@ class FakeLLMServer:
                 if caption in fake.always_fail:
                     status = fake.always_fail[caption]
                     fake.statuses.append((caption, status))
-                    self._send(status, {"error": {"message": f"scripted {status}", "type": "invalid_request_error"}})
+                    message = f"scripted {status}"
+                    if fake.echo_key:
+                        message += f"; you sent {self.headers.get('Authorization')}"
+                    self._send(status, {"error": {"message": message, "type": "invalid_request_error"}})
                     return
                 if attempt == 1 and caption in fake.fail_first:
                     status = fake.fail_first[caption]

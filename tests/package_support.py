@@ -131,3 +131,38 @@ def rewrite_zip(source: Path, target: Path, *, drop: Callable[[str], bool] = lam
         for name, data in (add or {}).items():
             new.writestr(name, data)
     return target
+
+
+# A hand-made template in the shape of a DCASE meta template (comments, `!!null`); not an official file.
+HAND_MADE_TEMPLATE = """\
+# Submission information
+submission:
+  label: Lastname_INST_task9_1      # [Last name]_[Abbreviation of institute]_task9_[1-4]
+  name: System name
+  abbreviation: Sys                 # at most 10 characters
+  authors:
+    - lastname: Lastname
+      firstname: Firstname
+      email: name@example.org
+      corresponding: true           # one author
+      affiliation:
+        abbreviation: INST
+        institute: Institute
+        department: Department      # Optional
+        location: City, Country
+system:
+  description:
+    input_sampling_rate: 16kHz
+  complexity:
+    total_parameters: 1000
+  external_datasets:
+    - name: Dataset
+      url: https://example.org
+      total_audio_length: 10        # minutes
+  source_code: !!null
+results:
+  development_dataset:
+    sdr: 0.0
+    sdri: 0.0
+    sisdr: 0.0
+"""

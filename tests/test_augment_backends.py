@@ -76,6 +76,26 @@ def test_authentication_failure_stops_the_run(monkeypatch):
             list(_api(server).run([_request(DOG)]))
 
 
+@pytest.mark.parametrize("status", [401, 500, 400])
+def test_a_key_the_server_echoes_is_redacted(monkeypatch, status):
+    key = "sk-echoed-0123456789abcdef"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    with FakeLLMServer() as server:
+        server.always_fail = {DOG: status}
+        server.echo_key = True
+        backend = _api(server, max_retries=0, retry_attempts=0)
+        if status == 401:
+            with pytest.raises(BackendFatalError) as raised:
+                list(backend.run([_request(DOG)]))
+            message = str(raised.value)
+        else:
+            [result] = list(backend.run([_request(DOG)]))
+            assert result.status == "failed"
+            message = result.error
+    assert key not in message and "you sent Bearer <value of OPENAI_API_KEY redacted>" in message
+    assert f"HTTP {status}" in message
+
+
 def test_api_key_comes_from_the_environment_only(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(ConfigError, match="set the environment variable OPENAI_API_KEY"):

@@ -7,7 +7,11 @@ is normalised: rich wraps long lines), that no traceback was printed, and option
 behind. A case with `memory_mb` runs in a subprocess whose address space may grow by at most that
 much (`resource.setrlimit`): the failure mode there is memory, not time.
 
-To add a case, add one `Case(...)` line; builders and checks are small functions of the workspace.
+A case with `forbid` names text (a secret) that must appear neither in the output nor in any file
+the command wrote; `env` sets the command's environment.
+
+To add a case, add one `Case(...)` line; builders and checks are small functions of the workspace
+(`w.root` is the case's folder, `w.stack` an ExitStack for servers and other things to stop).
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ import struct
 import subprocess
 import sys
 import time
+import zipfile
+import zlib
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +38,19 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
+from submission.pdf import one_page_pdf
 from toolkit.cli import app
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
+FAKE_OPENAI_KEY = "sk-" + "H0st1leT3st" * 4  # the openai-api-key format of the shipped profile
+ECHOED_KEY = "sk-hostile-echo-0123456789abcdef"
+REDACTED = "<value of OPENAI_API_KEY redacted>"
+LABEL = "Evil_HACK_task9_1"
+META = f"task9/{LABEL}/{LABEL}.meta.yaml"
+REPORT = "task9/Evil_HACK_task9.technical_report.pdf"
+OUTPUT = f"task9/{LABEL}/eval_real/case-0.wav"
+
 
 
 class Workspace:
@@ -386,6 +401,130 @@ def files_untouched(w: Workspace) -> None:
     assert {p: p.stat().st_mtime_ns for p in w.out.rglob("*") if p.is_file()} == w.saved["stamps"]
 
 
+# --- builders of the submission, YAML, secret and zip-bomb cases -------------------------------
+
+
+
+def alias_bomb(levels: int = 9, width: int = 9) -> str:
+    """The "billion laughs" document: 9 levels of 9 aliases expand to 387 million strings."""
+    lines = ["a0: &a0 [" + ", ".join(["lol"] * width) + "]"]
+    for level in range(1, levels):
+        lines.append(f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * width) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def write(path: Path, data: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    return path
+
+
+def yaml_file(text: str) -> Callable[[Path], Path]:
+    return lambda tmp: write(tmp / "hostile.yaml", text)
+
+
+def zip_of(entries: dict[str, bytes], path: Path, *, comment: bytes = b"",
+           infos: dict[str, zipfile.ZipInfo] | None = None) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.comment = comment
+        for name, data in entries.items():
+            archive.writestr((infos or {}).get(name, name), data)
+    return path
+
+
+def pdf_with_flate_text(text: bytes) -> bytes:
+    """A PDF whose page text sits in a FlateDecode stream, split by kerning as pdflatex writes it."""
+    half = len(text) // 2
+    content = b"BT /F1 10 Tf 56 700 Td [(" + text[:half] + b")-27(" + text[half:] + b")] TJ ET"
+    stream = zlib.compress(content)
+    return (b"%PDF-1.5\n1 0 obj\n<< /Length " + str(len(stream)).encode() + b" /Filter /FlateDecode >>\nstream\n"
+            + stream + b"\nendstream\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n")
+
+
+def pdf_with_utf16_title(text: str) -> bytes:
+    """A PDF whose /Title is a UTF-16BE hex text string (<FEFF...>), as PDF writers encode non-ASCII titles."""
+    title = b"<FEFF" + text.encode("utf-16-be").hex().upper().encode() + b">"
+    return one_page_pdf("A report").replace(b"/Producer (dcase9)", b"/Producer (dcase9) /Subject " + title)
+
+
+def check_zip(make_entries: Callable[[Path], Path]) -> Callable[[Workspace], list[str]]:
+    def make(w: Workspace) -> list[str]:
+        tmp, stack = w.root, w.stack
+        return ["package", "--check", str(make_entries(tmp))]
+    return make
+
+
+def build_with_report(report: bytes) -> Callable[[Workspace], list[str]]:
+    """`package` of a config whose technical report is `report` (nothing else needs to exist:
+    the pre-check lists every problem, the report's secrets among them)."""
+    def make(w: Workspace) -> list[str]:
+        tmp, stack = w.root, w.stack
+        write(tmp / "report.pdf", report)
+        config = write(tmp / "submission.yaml", """
+submitter: {lastname: Evil, abbreviation: HACK}
+authors: [{lastname: Evil, firstname: E, email: e@example.org, corresponding: true,
+           affiliation: {abbreviation: HACK, institute: Example, location: Nowhere}}]
+technical_report: report.pdf
+systems:
+  - {index: 1, name: S, abbreviation: S, parameters: {total: 1},
+     development_results: {sdr: 1.0, sdri: 1.0, sisdr: 1.0}, estimates: {eval-synth: none, eval-real: none}}
+""")
+        return ["package", "--config", str(config), "--out", str(tmp / "out.zip")]
+    return make
+
+
+def zip_bomb(tmp: Path, inflated_mib: int = 2048, claimed: int = 320 * 1024) -> Path:
+    """One entry whose deflate stream inflates to `inflated_mib` MiB of zeros (about 1 KiB each)
+    while its headers claim `claimed` bytes, with the CRC of the claimed prefix: a reader that
+    trusts the stream allocates it all; one that trusts the header and CRC accepts 320 KB."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    block = compressor.compress(b"\0" * 2**20) + compressor.flush(zlib.Z_FULL_FLUSH)  # history reset:
+    data = block * inflated_mib + compressor.flush()  # every MiB compresses to the same bytes
+    name = OUTPUT.encode()
+    # version 2.0, no flags, deflate, 1980-01-01 00:00, CRC, sizes: shared by both headers
+    fields = struct.pack("<5H3L", 20, 0, zipfile.ZIP_DEFLATED, 0, 0x21, zlib.crc32(b"\0" * claimed), len(data), claimed)
+    local = b"PK\x03\x04" + fields + struct.pack("<2H", len(name), 0) + name
+    central = b"PK\x01\x02" + struct.pack("<H", 20) + fields + struct.pack("<5H2L", len(name), 0, 0, 0, 0, 0, 0) + name
+    body = local + data
+    end = b"PK\x05\x06" + struct.pack("<4H2LH", 0, 0, 1, 1, len(central), len(body), 0)
+    return write(tmp / "bomb.zip", body + central + end)
+
+
+def meta_bomb_zip(tmp: Path) -> Path:
+    return zip_of({META: alias_bomb().encode(), REPORT: one_page_pdf("A report")}, tmp / "meta-bomb.zip")
+
+
+def echoing_server(status: int) -> Callable[[Workspace], list[str]]:
+    """`dcase9 augment` against a server that repeats the API key it was sent in its error message."""
+    def make(w: Workspace) -> list[str]:
+        tmp, stack = w.root, w.stack
+        pytest.importorskip("openai")
+        pytest.importorskip("bert_score")
+        from augment_support import DOG, MINILM_ARGS, FakeLLMServer, minilm_path, write_captions
+
+        server = stack.enter_context(FakeLLMServer())
+        server.always_fail = {DOG: status}
+        server.echo_key = True
+        captions = write_captions(tmp / "captions.json", [{"wav": "dog.wav", "caption": DOG}])
+        config = write(tmp / "augment.yaml", f"""
+inputs: [{{captions: {captions}, dataset: fsd50k}}]
+backend: {{kind: openai, model: fake-gpt, base_url: '{server.base_url}', timeout_s: 2, max_retries: 0,
+           retry_attempts: 0}}
+bertscore: {{model: '{MINILM_ARGS[1]}', model_path: '{minilm_path()}', num_layers: {MINILM_ARGS[3]}}}
+""")
+        return ["augment", "--config", str(config), "-o", str(tmp / "out")]
+    return make
+
+
+def _info(*, comment: str = "", extra: str = "") -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(REPORT, date_time=(1980, 1, 1, 0, 0, 0))
+    info.comment = comment.encode()
+    if extra:  # one extra-field record: an unassigned header id, then the data
+        info.extra = struct.pack("<2H", 0x6666, len(extra)) + extra.encode()
+    return info
+
+
+
 # --- the table ------------------------------------------------------------------------------------
 
 
@@ -397,9 +536,65 @@ class Case:
     message: str  # must appear in the output (whitespace normalised)
     check: Callable[[Workspace], None] | None = None  # the files left behind
     memory_mb: int | None = None  # run in a subprocess allowed this much more address space
+    forbid: str | None = None  # must appear nowhere: not in the output, not in any file the command wrote
+    env: dict[str, str] = field(default_factory=dict)  # environment of the command
 
 
 CASES = [
+    # 1-3. YAML bombs, secrets the scanner must find, zip bombs (submission packaging, configs, augment).
+    Case("YAML bomb in submission.yaml",
+         lambda w: ["package", "-c", str(yaml_file(alias_bomb())(w.root)), "-o", str(w.root / "o.zip")],
+         2, "alias expansion exceeds 100,000 nodes", memory_mb=400),
+    Case("YAML bomb in a meta file inside the zip", check_zip(meta_bomb_zip), 1,
+         "refused YAML: alias expansion exceeds 100,000 nodes", memory_mb=400),
+    Case("YAML bomb as the profile",
+         lambda w: ["package", "--check", str(meta_bomb_zip(w.root)), "--profile", str(yaml_file(alias_bomb())(w.root))],
+         2, "alias expansion exceeds", memory_mb=400),
+    Case("YAML bomb as the meta template",
+         lambda w: ["package", "--check", str(meta_bomb_zip(w.root)), "--template", str(yaml_file(alias_bomb())(w.root))],
+         2, "alias expansion exceeds", memory_mb=400),
+    Case("YAML bomb as a training config",
+         lambda w: ["train", "--config", str(yaml_file(alias_bomb())(w.root)), "--out", str(w.root / "run"),
+                   "--print-config"], 2, "alias expansion exceeds", memory_mb=400),
+    Case("YAML bomb as a system config",
+         lambda w: ["infer", "--system", "mixture", "--system-config", str(yaml_file(alias_bomb())(w.root)),
+                   "--data", str(w.root), "--out", str(w.root / "out")], 2, "alias expansion exceeds", memory_mb=400),
+    Case("YAML bomb as an augment config",
+         lambda w: ["augment", "--config", str(yaml_file(alias_bomb())(w.root)), "-o", str(w.root / "out")],
+         2, "alias expansion exceeds", memory_mb=400),
+    Case("YAML bomb as a prompt file",
+         lambda w: ["augment", str(write(w.root / "c.json", '{"data": [{"wav": "a.wav", "caption": "A dog barks."}]}')),
+                   "-d", "fsd50k", "--prompt", str(yaml_file(alias_bomb())(w.root)), "--dry-run", "-o", str(w.root / "out")],
+         2, "alias expansion exceeds", memory_mb=400),
+    Case("a recursive alias in submission.yaml",
+         lambda w: ["package", "-c", str(yaml_file("submitter: &s {lastname: *s}\n")(w.root)), "-o", str(w.root / "o.zip")],
+         2, "refers to a node that contains it"),
+    Case("YAML nested 10,000 levels deep",
+         lambda w: ["package", "-c", str(yaml_file("[" * 10_000 + "]" * 10_000)(w.root)), "-o", str(w.root / "o.zip")],
+         2, "nesting deeper than 100 levels"),
+    Case("a key in a compressed PDF stream (package)", build_with_report(pdf_with_flate_text(FAKE_OPENAI_KEY.encode())),
+         1, "openai-api-key format in a PDF text string in a compressed PDF stream", forbid=FAKE_OPENAI_KEY),
+    Case("a key in a compressed PDF stream (--check)",
+         check_zip(lambda t: zip_of({REPORT: pdf_with_flate_text(FAKE_OPENAI_KEY.encode())}, t / "p.zip")),
+         1, "openai-api-key format in a PDF text string in a compressed PDF stream", forbid=FAKE_OPENAI_KEY),
+    Case("a key in a UTF-16 PDF text string",
+         check_zip(lambda t: zip_of({REPORT: pdf_with_utf16_title(FAKE_OPENAI_KEY)}, t / "p.zip")),
+         1, "openai-api-key format in a PDF text string", forbid=FAKE_OPENAI_KEY),
+    Case("a key in the zip comment",
+         check_zip(lambda t: zip_of({REPORT: one_page_pdf("A report")}, t / "p.zip", comment=FAKE_OPENAI_KEY.encode())),
+         1, "the zip comment contains text in the openai-api-key format", forbid=FAKE_OPENAI_KEY),
+    Case("a key in an entry comment",
+         check_zip(lambda t: zip_of({REPORT: b"%PDF-"}, t / "p.zip", infos={REPORT: _info(comment=FAKE_OPENAI_KEY)})),
+         1, "its entry comment contains text in the openai-api-key format", forbid=FAKE_OPENAI_KEY),
+    Case("a key in an extra field",
+         check_zip(lambda t: zip_of({REPORT: b"%PDF-"}, t / "p.zip", infos={REPORT: _info(extra=FAKE_OPENAI_KEY)})),
+         1, "its extra field contains text in the openai-api-key format", forbid=FAKE_OPENAI_KEY),
+    Case("zip bomb: 2 GiB behind a header that claims 320 KB", check_zip(zip_bomb), 1,
+         "inflates past its declared size of 327,680 bytes", memory_mb=400),
+    Case("augment: a 401 that echoes the API key", echoing_server(401), 2, f"you sent Bearer {REDACTED}",
+         forbid=ECHOED_KEY, env={"OPENAI_API_KEY": ECHOED_KEY}),
+    Case("augment: a 500 that echoes the API key", echoing_server(500), 1, f"you sent Bearer {REDACTED}",
+         forbid=ECHOED_KEY, env={"OPENAI_API_KEY": ECHOED_KEY}),
     # 4. NaN and inf: never a non-finite output with exit 0.
     Case("infer: NaN in an input", nan_in_real_input, 1, "demo-real-case-0.wav: 100 NaN or infinite samples", real_minus_case0),
     Case("infer: inf in a validation clip", inf_in_validation_clip, 1, "100 NaN or infinite samples", oracle_left_out_the_clip),
@@ -473,6 +668,7 @@ def flat(text: str) -> str:
 _LIMITED = """
 import os, resource, sys
 import toolkit.api, toolkit.cli  # what the command needs, imported before the limit
+import submission.check, submission.package, soundfile
 from toolkit.cli import app
 
 def address_space():
@@ -485,23 +681,25 @@ app(sys.argv[2:], prog_name="dcase9")
 """
 
 
-def run_limited(args: list[str], memory_mb: int) -> tuple[int, str]:
-    env = {**os.environ, "MALLOC_ARENA_MAX": "2", "COLUMNS": "200", "PYTHONPATH": str(REPO)}
+def run_limited(args: list[str], memory_mb: int, extra_env: dict[str, str]) -> tuple[int, str]:
+    env = {**os.environ, "MALLOC_ARENA_MAX": "2", "COLUMNS": "200", "PYTHONPATH": str(REPO), **extra_env}
     done = subprocess.run([sys.executable, "-c", _LIMITED, str(memory_mb), *args], capture_output=True, text=True,
                           env=env, cwd=REPO, timeout=300)
     return done.returncode, done.stdout + done.stderr
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_hostile_input(case: Case, demo_root: Path, tmp_path: Path) -> None:
+def test_hostile_input(case: Case, demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with ExitStack() as stack:
         workspace = Workspace(tmp_path, demo_root, stack)
         args = [str(a) for a in case.build(workspace)]
         if case.memory_mb is not None:
             if not sys.platform.startswith("linux"):
                 pytest.skip("the address-space limit is measured through /proc")
-            exit_code, output = run_limited(args, case.memory_mb)
+            exit_code, output = run_limited(args, case.memory_mb, case.env)
         else:
+            for name, value in case.env.items():
+                monkeypatch.setenv(name, value)
             result = runner.invoke(app, args)
             exit_code, output = result.exit_code, result.output
             assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
@@ -510,6 +708,11 @@ def test_hostile_input(case: Case, demo_root: Path, tmp_path: Path) -> None:
         assert flat(case.message) in flat(output), output
         if exit_code == 2:
             assert "error:" in output, output
+        if case.forbid is not None:
+            assert case.forbid not in output
+            for path in tmp_path.rglob("*"):
+                if path.is_file() and path.suffix not in (".zip", ".pdf", ".yaml"):  # the inputs hold it on purpose
+                    assert case.forbid.encode() not in path.read_bytes(), path
         if case.check is not None:
             case.check(workspace)
 

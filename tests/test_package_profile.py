@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from submission import count_checkpoint_parameters, count_parameters, load_profi
 from submission.meta import build_meta, read_development_results, validate_meta
 from submission.outputs import convert_wav, without_chunk
 from submission.profile import PROFILES_DIR, FieldRule, Template
-from submission.secrets import SecretScanner
+from submission.secrets import SecretScanner, pdf_strings
 from toolkit.errors import ConfigError
 
 PROFILE = load_profile()
@@ -27,10 +28,29 @@ PROFILE = load_profile()
 def test_the_shipped_profile_encodes_the_task_rules() -> None:
     assert PROFILE.max_systems == 4 and PROFILE.audio.sample_rate == 16000 and PROFILE.audio.channels == 1
     assert PROFILE.parse_label("Smith_UNI_task9_4") == {"lastname": "Smith", "institution": "UNI", "index": "4"}
-    for bad in ("Smith_UNI_task9_5", "Smith_UNI_task1_1", "smith_UNI_task9_1", "Smith_UNI_task9_1.zip"):
-        assert PROFILE.parse_label(bad) is None, bad
     assert PROFILE.prefix_of("Smith_UNI_task9_2") == "Smith_UNI_task9"
-    assert PROFILE.templates.report.format(prefix="Smith_UNI_task9") == "Smith_UNI_task9.technical_report.pdf"
+    assert PROFILE.templates.report.format(prefix="Smith_UNI_task9") == "task9/Smith_UNI_task9.technical_report.pdf"
+    assert PROFILE.layout.task_folder == "task9"
+
+
+# DCASE: four '_'-separated parts, the third task9, index 1-4, any characters in the parts
+# (real labels carry hyphens). Each refusal says which part is wrong.
+@pytest.mark.parametrize("label, problem", [
+    ("Xiao_HEU-HIT_task9_1", None),
+    ("Kim_GIST-AunionAI_task9_4", None),
+    ("smith_UNI_task9_1", None),
+    ("O'Brien_Uni-Köln_task9_2", None),
+    ("Smith_UNI_task9_5", "the index '5' is not a number from 1 to 4"),
+    ("Smith_UNI_task1_1", "part 3 is 'task1'; it must be 'task9'"),
+    ("Smith_UNI_X_task9_1", "has 5 '_'-separated part(s); a label has 4"),
+    ("Smith__task9_1", "part 2 (institution) is empty"),
+    ("Smith_U NI_task9_1", "part 2 (institution) contains ' '"),
+    ("Smith_UNI_task9_1.zip", "part 4 (index) contains '.'"),
+])
+def test_labels_follow_the_dcase_structure(label: str, problem: str | None) -> None:
+    found = PROFILE.label_problem(label)
+    assert found == problem if problem is None else found is not None and found.startswith(problem)
+    assert (PROFILE.parse_label(label) is None) == (problem is not None)
     assert PROFILE.meta["submission"].fields["abbreviation"].max_length == 10  # type: ignore[index]
 
 
@@ -44,10 +64,13 @@ def test_templates_match_what_they_format() -> None:
 
 
 @pytest.mark.parametrize("old, new, message", [
-    ("meta: '{label}/{label}.meta.yaml'", "meta: '{lable}/{label}.meta.yaml'", "uses {lable}"),
+    ("meta: 'task9/{label}/{label}.meta.yaml'", "meta: 'task9/{lable}/{label}.meta.yaml'", "uses {lable}"),
     ("(?P<index>[1-4])", "([1-4])", "named groups index"),
-    ("output: '{label}/eval_real/{id}.wav'", "output: 'eval_real/{id}.wav'", "must contain {label}"),
-    ("output: '{label}/eval_synth/{id}.wav'", "output: '{label}/eval_synth/x.wav'", "must contain one of {id}"),
+    ("output: 'task9/{label}/eval_real/{id}.wav'", "output: 'task9/eval_real/{id}.wav'", "must contain {label}"),
+    ("output: 'task9/{label}/eval_synth/{id}.wav'", "output: 'task9/{label}/eval_synth/x.wav'",
+     "must contain one of {id}"),
+    ("meta: 'task9/{label}/{label}.meta.yaml'", "meta: '{label}/{label}.meta.yaml'",
+     "meta must start with the task folder 'task9/'"),
     ("package_subtype: PCM_16", "package_subtype: PCM_24", "not one of accepted_subtypes"),
     ("max_systems: 4", "max_systems: 4\nmax_sytems: 5", "max_sytems: unknown key"),
 ])
@@ -80,11 +103,11 @@ def test_parameter_count_leaves_out_statistics_fixed_transforms_and_integers(tmp
 def _values(**changes: object) -> dict[str, object]:
     values: dict[str, object] = {
         "label": "Smith_UNI_task9_1", "system.name": "A system", "system.abbreviation": "Sys",
-        "authors": [{"lastname": "Smith", "firstname": "Jane", "email": "j@x.org",
-                     "affiliation": {"institution": "Uni"}}],
+        "authors": [{"lastname": "Smith", "firstname": "Jane", "email": "j@x.org", "corresponding": True,
+                     "affiliation": {"abbreviation": "UNI", "institute": "Uni"}}],
         "system.description": {"model": "ResUNet30"}, "system.total_parameters": 1234,
         "system.external_data": [], "system.pretrained_models": [{"name": "CLAP", "url": "https://x.org/clap"}],
-        "audio.sample_rate": 16000, "results.sdr": 5.70812, "results.sdri": 5.6734, "results.sisdr": 3.8621,
+        "audio.sample_rate": "16kHz", "results.sdr": 5.70812, "results.sdri": 5.6734, "results.sisdr": 3.8621,
     }
     values.update(changes)
     return values
@@ -93,13 +116,16 @@ def _values(**changes: object) -> dict[str, object]:
 def test_meta_is_built_from_the_profile_sources_and_validates() -> None:
     document = build_meta(PROFILE.meta, _values())
     assert list(document) == ["submission", "system", "results"]
-    assert document["system"]["description"] == {"input_sampling_rate": 16000, "model": "ResUNet30"}
+    assert document["system"]["description"] == {"input_sampling_rate": "16kHz", "model": "ResUNet30"}
     assert document["results"]["development_dataset"] == {"sdr": 5.708, "sdri": 5.673, "sisdr": 3.862}
-    assert "source_code" not in document["system"]  # optional and not given: left out
+    # Optional and not given: the key stays, as null (the DCASE template keeps every key).
+    assert document["system"]["source_code"] is None
+    assert document["submission"]["authors"][0]["affiliation"] == {
+        "abbreviation": "UNI", "institute": "Uni", "department": None, "location": None}
     assert validate_meta(document, PROFILE.meta, entry="m", context={"label": "Smith_UNI_task9_1"}) == []
     # A value in the description wins over the profile's default.
-    given = build_meta(PROFILE.meta, _values(**{"system.description": {"input_sampling_rate": 32000}}))
-    assert given["system"]["description"]["input_sampling_rate"] == 32000
+    given = build_meta(PROFILE.meta, _values(**{"system.description": {"input_sampling_rate": "32kHz"}}))
+    assert given["system"]["description"]["input_sampling_rate"] == "32kHz"
 
 
 def test_meta_problems_name_key_path_and_line() -> None:
@@ -114,6 +140,7 @@ def test_meta_problems_name_key_path_and_line() -> None:
         ("meta-value", "submission.label", lines.index("  label: Smith_UNI_task9_1") + 1),
         ("meta-value", "submission.abbreviation", lines.index("  abbreviation: ElevenChars") + 1),
         ("meta-type", "submission.authors.0.corresponding", lines.index("    corresponding: 'yes'") + 1),
+        ("meta-value", "submission.authors", lines.index("  authors:") + 1),  # no corresponding author left
         ("meta-missing", "results.development_dataset.sisdr", lines.index("  development_dataset:") + 1),
     }
     assert validate_meta([1, 2], PROFILE.meta, entry="m")[0].code == "meta-type"
@@ -168,3 +195,38 @@ def test_field_rules_are_checked_when_the_profile_is_read() -> None:
         FieldRule.model_validate({"type": "string", "fields": {}})
     with pytest.raises(ValueError, match="pattern is not a regular expression"):
         FieldRule.model_validate({"type": "string", "pattern": "("})
+
+
+def _pdf(*streams: bytes, info: bytes = b"") -> bytes:
+    body = b"".join(b"%d 0 obj\n<< /Filter /FlateDecode >>\nstream\n" % (i + 1) + s + b"\nendstream\nendobj\n"
+                    for i, s in enumerate(streams))
+    return b"%PDF-1.5\n" + body + b"9 0 obj\n<< " + info + b" >>\nendobj\n%%EOF\n"
+
+
+def test_secrets_hidden_in_a_pdf_are_found() -> None:
+    key = "hf_" + "Q" * 34
+    scanner = SecretScanner(PROFILE.secrets, {"MY_TOKEN": "tok-0123456789"})
+    # pdflatex: page text in a FlateDecode stream, words split by kerning inside a TJ array.
+    kerned = zlib.compress(b"BT [(" + key[:9].encode() + b")-30(" + key[9:].encode() + b")] TJ ET")
+    # A UTF-16 text string with a byte order mark, as a literal with octal escapes.
+    utf16 = b"(\\376\\377" + b"".join(b"\\000" + bytes([c]) for c in b"tok-0123456789") + b")"
+    scan = scanner.scan_entry(_pdf(kerned, info=b"/Title " + utf16))
+    assert {(h.what, h.where) for h in scan.hits} == {
+        ("text in the huggingface-token format", "in a PDF text string in a compressed PDF stream at byte 51"),
+        ("the value of environment variable MY_TOKEN", "in a PDF text string")}
+    assert scanner.scan(_pdf(kerned, info=b"/Title " + utf16)) == []  # the bytes alone hide both
+    assert pdf_strings(b"[(a\\)b)-5<FEFF00630064>] (x\\\ny) <4142>") == b"a)bcd\nxy\nAB"
+
+
+def test_pdf_decompression_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import submission.secrets as secrets
+
+    monkeypatch.setattr(secrets, "PDF_STREAM_LIMIT", 2**20)
+    key = b"AKIA" + b"Z" * 16
+    scanner = SecretScanner(PROFILE.secrets, {})
+    early = _pdf(zlib.compress(b"BT (" + key + b") Tj ET" + b" " * 2**21))
+    late = _pdf(zlib.compress(b" " * 2**21 + b"BT (" + key + b") Tj ET"))
+    assert [h.what for h in scanner.scan_entry(early).hits] == ["text in the aws-access-key-id format"]
+    scan = scanner.scan_entry(late)
+    assert scan.hits == [] and len(scan.limits) == 1  # not searched past the bound, and it says so
+    assert "decompresses to more than 1,048,576 bytes" in scan.limits[0]

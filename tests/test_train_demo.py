@@ -117,16 +117,17 @@ def test_demo_packages_the_trained_model_and_the_package_passes(small_demo: tupl
     assert check.outputs == {"Demo_DCASE9_task9_1": counts}
 
     config = load_submission_config(demo.config)  # the documented schema
-    assert (config.submitter.lastname, config.submitter.institution) == ("Demo", "DCASE9")
+    assert (config.submitter.lastname, config.submitter.abbreviation) == ("Demo", "DCASE9")
     assert config.authors[0].email.endswith("@example.org")
     assert config.systems[0].development_report.resolve() == (out / "reports" / "trained").resolve()
     checkpoint = out / "model" / "last.ckpt"
     assert [p.resolve() for p in config.systems[0].parameters.checkpoints] == [checkpoint.resolve()]
     parameters = count_checkpoint_parameters([checkpoint], load_profile().parameter_count.exclude).total
     with zipfile.ZipFile(demo.package) as archive:
-        meta = yaml.safe_load(archive.read("Demo_DCASE9_task9_1/Demo_DCASE9_task9_1.meta.yaml"))
-        report = archive.read("Demo_DCASE9_task9.technical_report.pdf")
+        meta = yaml.safe_load(archive.read("task9/Demo_DCASE9_task9_1/Demo_DCASE9_task9_1.meta.yaml"))
+        report = archive.read("task9/Demo_DCASE9_task9.technical_report.pdf")
     assert meta["submission"]["authors"][0]["lastname"] == "Demo"
+    assert meta["submission"]["authors"][0]["affiliation"]["abbreviation"] == "DCASE9"
     assert "not a real submission" in meta["submission"]["name"]
     description = meta["system"]["description"]
     assert "2 levels, 4-8 channels, STFT 128/64" in description["separation_model"]  # the tiny net, from its checkpoint

@@ -11,6 +11,7 @@ the same output as an uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import threading
@@ -52,6 +53,31 @@ class Backend(Protocol):
         """Answer every request; yield results as they complete (any order)."""
 
     def close(self) -> None: ...
+
+
+# A key shorter than this is no real key (test servers take "k"); redacting it would garble messages.
+MIN_REDACTED_LENGTH = 8
+
+
+class Redactor:
+    """Replaces the API key's value in any text that may be printed or logged.
+
+    A server may echo the key it was sent (in an error message, even in an answer), so every
+    string that comes back from the API passes through here before it leaves the backend.
+    """
+
+    def __init__(self, secret: str | None, name: str):
+        self.secret = secret if secret and len(secret) >= MIN_REDACTED_LENGTH else None
+        self.mask = f"<value of {name} redacted>"  # no square brackets: rich would read them as markup
+
+    def __call__(self, text: str | None) -> str | None:
+        if text is None or self.secret is None:
+            return text
+        return text.replace(self.secret, self.mask)
+
+    def result(self, result: LLMResult) -> LLMResult:
+        return dataclasses.replace(result, text=self(result.text), error=self(result.error),
+                                   finish_reason=self(result.finish_reason))
 
 
 def make_backend(config: BackendConfig, sampling: SamplingConfig) -> Backend:
@@ -103,6 +129,7 @@ class OpenAIBackend:
                 raise ConfigError(f"the OpenAI API needs a key: set the environment variable {config.api_key_env} "
                                   f"(or name another one with --api-key-env)")
             api_key = "unused"  # local servers (vLLM, llama.cpp, Ollama) accept any key
+        self.redact = Redactor(os.environ.get(config.api_key_env), config.api_key_env)
         self.client = self.openai.OpenAI(api_key=api_key, base_url=config.base_url, timeout=config.timeout_s,
                                          max_retries=config.max_retries)
         self.limiter = RateLimiter(config.requests_per_minute)
@@ -178,6 +205,17 @@ class OpenAIBackend:
             stop.set()
 
     def call(self, request: LLMRequest) -> LLMResult:
+        """One request (see `_call`); the API key's value is redacted from everything that comes back."""
+        try:
+            return self.redact.result(self._call(request))
+        except BackendFatalError as exc:
+            raise BackendFatalError(str(self.redact(str(exc)))) from None
+        except Exception as exc:
+            if self.redact.secret is None or self.redact.secret not in str(exc):
+                raise
+            raise BackendFatalError(f"the LLM client failed: {type(exc).__name__}: {self.redact(str(exc))}") from None
+
+    def _call(self, request: LLMRequest) -> LLMResult:
         """One request, with our retries on top of the client's for errors that may pass."""
         openai = self.openai
         retryable = (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError,
@@ -199,23 +237,25 @@ class OpenAIBackend:
                     n=1,
                 )
             except fatal as exc:
-                raise BackendFatalError(f"the LLM server refused the request: {_describe_api_error(exc)}") from None
+                raise BackendFatalError("the LLM server refused the request: "
+                                        + _describe_api_error(exc, self.redact)) from None
             except retryable as exc:
-                last_error = _describe_api_error(exc)
+                last_error = _describe_api_error(exc, self.redact)
                 if attempts > self.config.retry_attempts or self._stop.is_set():
                     return LLMResult(request.key, "failed", error=last_error, attempts=attempts)
                 self._stop.wait(min(self.config.retry_backoff_s * 2 ** (attempts - 1), 60.0))
                 continue
             except openai.APIStatusError as exc:  # other 4xx: this request is at fault, not the server
-                return LLMResult(request.key, "failed", error=_describe_api_error(exc), attempts=attempts)
+                return LLMResult(request.key, "failed", error=_describe_api_error(exc, self.redact), attempts=attempts)
             except (ValueError, openai.APIResponseValidationError) as exc:  # a body that is not a completion
-                return LLMResult(request.key, "malformed", error=f"unreadable response: {exc}", attempts=attempts)
+                return LLMResult(request.key, "malformed", error=f"unreadable response: {self.redact(str(exc))}",
+                                 attempts=attempts)
             return _result_from_completion(request.key, response, attempts)
 
 
-def _describe_api_error(exc: Exception) -> str:
+def _describe_api_error(exc: Exception, redact: Redactor) -> str:
     status = getattr(exc, "status_code", None)
-    message = str(getattr(exc, "message", "") or exc)
+    message = str(redact(str(getattr(exc, "message", "") or exc)))  # before shortening: no half key is left
     return f"{type(exc).__name__}" + (f" (HTTP {status})" if status else "") + f": {message[:300]}"
 
 

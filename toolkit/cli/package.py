@@ -33,6 +33,9 @@ def package(
     profile: Annotated[Optional[str], typer.Option(
         "--profile", help="Task profile: a shipped name or a YAML path (default: submission.yaml's, "
         "else dcase2024_task9).")] = None,
+    template: Annotated[Optional[Path], typer.Option(
+        "--template", help="The task's official meta-information template (YAML, as downloaded from DCASE): "
+        "each meta file must have every key path of it (missing: error, extra: warning).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report for scripts.")] = False,
 ) -> None:
     """Build the submission zip from submission.yaml and check it; or check a zip (--check).
@@ -45,7 +48,7 @@ def package(
     if check is not None:
         if out is not None:
             raise ConfigError("--out builds a package and --check checks one; give one of them")
-        _check(check, config, data_synth, data_real, profile, as_json)
+        _check(check, config, data_synth, data_real, profile, template, as_json)
         return
     if config is None or out is None:
         raise ConfigError("give --config submission.yaml and --out PACKAGE.zip to build a package, "
@@ -55,7 +58,7 @@ def package(
                           "from submission.yaml (data:)")
     from submission import build_package
 
-    result = build_package(config, out, profile=profile, progress=not as_json)
+    result = build_package(config, out, profile=profile, template=template, progress=not as_json)
     if as_json:
         typer.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
         raise typer.Exit(0 if result.ok else 1)
@@ -64,7 +67,7 @@ def package(
 
 
 def _check(package_path: Path, config: Path | None, data_synth: Path | None, data_real: Path | None,
-           profile: str | None, as_json: bool) -> None:
+           profile: str | None, template: Path | None, as_json: bool) -> None:
     from submission import check_package, load_profile, load_submission_config
     from toolkit.data.formats import SetKind
 
@@ -82,7 +85,7 @@ def _check(package_path: Path, config: Path | None, data_synth: Path | None, dat
         if subset is None:
             raise ConfigError(f"the profile {rules.name} has no subset of kind {kind.value}")
         data[subset] = folder
-    report = check_package(package_path, profile=rules, data=data)
+    report = check_package(package_path, profile=rules, data=data, template=template)
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
         raise typer.Exit(0 if report.ok else 1)

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from toolkit.config import StrictModel, parse_model, read_yaml
+from toolkit.config import StrictModel, load_yaml_text, parse_model, read_yaml
 from toolkit.errors import ConfigError
 from toolkit.models.clap import ClapArchitecture
 
@@ -237,7 +237,7 @@ def _load_preset_file(name: str) -> dict[str, Any]:
     resource = resources.files(PRESET_PACKAGE).joinpath(f"{name}.yaml")
     if not resource.is_file():
         raise ConfigError(f"unknown training preset {name!r}; known presets: {', '.join(preset_names())}")
-    data = yaml.safe_load(resource.read_text(encoding="utf-8")) or {}
+    data = load_yaml_text(resource.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"preset {name!r} is not a mapping")
     return data
@@ -280,7 +280,7 @@ def parse_assignment(text: str) -> dict[str, Any]:
     if not sep or not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set expects KEY.PATH=VALUE, got {text!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml_text(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {key}: the value {raw!r} is not valid YAML ({exc})") from None
     for part in reversed(key.split(".")):

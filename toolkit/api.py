@@ -86,6 +86,7 @@ def separate(system: str, data: str | Path | DataSet, out: str | Path, *,
 
     spec = get_system(system)
     options = options or EngineOptions()
+    options.check()
     dataset = open_dataset(data)
     if spec.needs_reference and not dataset.has_references:
         raise Dcase9Error(f"system '{spec.name}' needs references; the {dataset.kind.value} set has none")

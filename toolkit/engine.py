@@ -2,7 +2,9 @@
 
 - batches of equal-length clips; one text embedding per distinct query, cached for the run;
 - device auto-selection (CUDA, MPS, CPU) and optional bf16/fp16 autocast;
-- 16 kHz <-> model-rate resampling on the device;
+- 16 kHz <-> model-rate resampling: soxr HQ (librosa's and AudioSep's resampler) on the CPU in the
+  reading and writing threads, so the device never waits for it; or julius on the device
+  (`resampler`); the choice is part of the run's identity;
 - inputs longer than the model's segment are cut into overlapping chunks that are cross-faded
   back together (bounded memory on long recordings; short inputs run whole, never zero-padded
   into silence);
@@ -28,9 +30,9 @@ import numpy as np
 import torch
 
 from toolkit import __version__
-from toolkit.audio import SAMPLE_RATE, resample, write_wav
-from toolkit.data.formats import DataSet
-from toolkit.data.items import Item, ItemLoader
+from toolkit.audio import RESAMPLERS, SAMPLE_RATE, resample, resample_hq, write_wav
+from toolkit.data.formats import DataSet, MixtureSpec
+from toolkit.data.items import Item, ItemLoader, ordered_map
 from toolkit.errors import ConfigError, Dcase9Error
 from toolkit.files import remove_partial_files, write_json_atomic
 
@@ -70,6 +72,16 @@ class EngineOptions:
     limit: int | None = None  # only the first N mixtures (quick looks)
     progress: bool = True
     pcm16: bool = False  # write 16-bit PCM instead of 32-bit float WAVs
+    resampler: str = "soxr"  # 16 kHz <-> model rate: soxr (HQ, CPU threads) or julius (on the device)
+
+    def check(self) -> None:
+        """Refuse impossible settings (before a model is loaded, when callers check early)."""
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ConfigError("--batch-size must be at least 1")
+        if not 0.0 <= self.overlap < 1.0:
+            raise ConfigError("--overlap must be in [0, 1)")
+        if self.resampler not in RESAMPLERS:
+            raise ConfigError(f"unknown resampler {self.resampler!r} (use {' or '.join(RESAMPLERS)})")
 
 
 @dataclass
@@ -161,10 +173,20 @@ def separate_in_chunks(run: Callable[[int, int], torch.Tensor], length: int, bat
     return output / weight
 
 
-def _batches(items: Iterator[Item], batch_size: int) -> Iterator[list[Item]]:
+@dataclass
+class _Loaded:
+    """One item with its audio at the model's rate (resampled by the reading thread with soxr, or
+    still at 16 kHz when julius resamples on the device)."""
+
+    item: Item
+    mixture: np.ndarray
+    reference: np.ndarray | None
+
+
+def _batches(items: Iterator[_Loaded], batch_size: int) -> Iterator[list[_Loaded]]:
     """Consecutive items of equal length, at most `batch_size` at a time (no padding: batched
     results then equal one-at-a-time results)."""
-    batch: list[Item] = []
+    batch: list[_Loaded] = []
     for item in items:
         if batch and (len(batch) >= batch_size or item.mixture.shape[-1] != batch[0].mixture.shape[-1]):
             yield batch
@@ -228,10 +250,12 @@ def run_separation(separator: Separator, dataset: DataSet, out_dir: str | Path, 
     in `out_dir` may be resumed; `settings` is recorded in the manifest for the record only.
     """
     options = options or EngineOptions()
-    if options.batch_size is not None and options.batch_size < 1:
-        raise ConfigError("--batch-size must be at least 1")
-    if not 0.0 <= options.overlap < 1.0:
-        raise ConfigError("--overlap must be in [0, 1)")
+    options.check()
+    rate = separator.sample_rate
+    resampling = rate != SAMPLE_RATE
+    if resampling:  # soxr and julius outputs differ (34-49 dB): never resume one with the other
+        identity = {**identity, "resampler": options.resampler}
+    threads_resample = resampling and options.resampler == "soxr"
     if reference_needed and not dataset.has_references:
         raise Dcase9Error(f"this system needs references, which the {dataset.kind.value} set does not have")
     device = resolve_device(options.device)
@@ -256,13 +280,25 @@ def run_separation(separator: Separator, dataset: DataSet, out_dir: str | Path, 
         "dataset": {"root": str(dataset.root), "kind": dataset.kind.value, "csv": str(dataset.csv_path),
                     "mixtures": len(mixtures)},
         "settings": {**asdict(options), "batch_size": batch_size, "device": str(device), "segment_samples": segment,
-                     "model_sample_rate": separator.sample_rate, **(settings or {})},
+                     "model_sample_rate": rate, "resampler": options.resampler if resampling else None,
+                     **(settings or {})},
         "versions": environment_versions(),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     write_json_atomic(manifest_path, manifest)
 
     loader = ItemLoader(dataset)
+
+    def load(spec: MixtureSpec) -> _Loaded:  # on a reading thread
+        item = loader.load(spec)
+        if not threads_resample:
+            return _Loaded(item, item.mixture, item.reference)
+        reference = item.reference if reference_needed else None
+        return _Loaded(item, resample_hq(item.mixture, SAMPLE_RATE, rate),
+                       resample_hq(reference, SAMPLE_RATE, rate) if reference is not None else None)
+
+    # What the writing threads get: estimates at the model's rate (soxr brings them back) or at 16 kHz.
+    estimate_rate = rate if threads_resample else SAMPLE_RATE
     cache = QueryCache(separator)
     written_ids: list[str] = []
     audio_seconds = 0.0
@@ -275,11 +311,12 @@ def run_separation(separator: Separator, dataset: DataSet, out_dir: str | Path, 
                                                           thread_name_prefix="dcase9-write") as writer:
             task = progress.add_task("separating", total=len(todo)) if progress is not None else None
             pending: list[Future[None]] = []
-            for batch in _batches(loader.iterate(todo, workers=options.workers), batch_size):
+            for batch in _batches(ordered_map(load, todo, workers=options.workers), batch_size):
                 estimates = _separate_batch(separator, batch, cache, device, options, segment, reference_needed)
-                for item, estimate in zip(batch, estimates):
-                    pending.append(writer.submit(write_wav, out_dir / f"{item.spec.id}.wav", estimate,
-                                                 SAMPLE_RATE, subtype))
+                for loaded, estimate in zip(batch, estimates):
+                    item = loaded.item
+                    pending.append(writer.submit(_write_estimate, out_dir / f"{item.spec.id}.wav", estimate,
+                                                 estimate_rate, item.mixture.shape[-1], subtype))
                     written_ids.append(item.spec.id)
                     audio_seconds += item.mixture.shape[-1] / SAMPLE_RATE
                 pending = _reap(pending)
@@ -298,20 +335,23 @@ def run_separation(separator: Separator, dataset: DataSet, out_dir: str | Path, 
                      written_ids)
 
 
-def _separate_batch(separator: Separator, batch: list[Item], cache: QueryCache, device: torch.device,
+def _separate_batch(separator: Separator, batch: list[_Loaded], cache: QueryCache, device: torch.device,
                     options: EngineOptions, segment: int | None, reference_needed: bool) -> list[np.ndarray]:
-    length = batch[0].mixture.shape[-1]
-    mixture = torch.from_numpy(np.stack([item.mixture for item in batch])).to(device)
+    """Estimates at 16 kHz when julius resamples here on the device, else at the model's rate."""
+    mixture = torch.from_numpy(np.stack([loaded.mixture for loaded in batch])).to(device)
     reference = None
     if reference_needed:
-        reference = torch.from_numpy(np.stack([item.reference for item in batch])).to(device)  # type: ignore[misc]
+        reference = torch.from_numpy(np.stack([loaded.reference for loaded in batch])).to(device)  # type: ignore[misc]
     rate = separator.sample_rate
+    on_device = options.resampler == "julius"  # soxr: the reading and writing threads resample
     with torch.inference_mode():
-        conditions = cache.conditions([item.spec.query for item in batch])
+        conditions = cache.conditions([loaded.item.spec.query for loaded in batch])
         if conditions is not None:
             conditions = conditions.to(device)
-        model_mixture = resample(mixture, SAMPLE_RATE, rate)
-        model_reference = resample(reference, SAMPLE_RATE, rate) if reference is not None else None
+        model_mixture = resample(mixture, SAMPLE_RATE, rate) if on_device else mixture
+        model_reference = reference
+        if reference is not None and on_device:
+            model_reference = resample(reference, SAMPLE_RATE, rate)
 
         def run(start: int, end: int) -> torch.Tensor:
             chunk_ref = model_reference[:, start:end] if model_reference is not None else None
@@ -319,12 +359,19 @@ def _separate_batch(separator: Separator, batch: list[Item], cache: QueryCache, 
                 out = separator.separate(model_mixture[:, start:end], conditions, chunk_ref)
             return out.float()
 
-        model_estimate = separate_in_chunks(run, model_mixture.shape[-1], len(batch), segment,
-                                            options.overlap, device)
-        estimate = resample(model_estimate, rate, SAMPLE_RATE)
-        if estimate.shape[-1] != length:  # resampling rounds lengths; keep the input's
-            estimate = torch.nn.functional.pad(estimate, (0, max(0, length - estimate.shape[-1])))[..., :length]
+        estimate = separate_in_chunks(run, model_mixture.shape[-1], len(batch), segment, options.overlap, device)
+        if on_device:
+            estimate = resample(estimate, rate, SAMPLE_RATE)
     return list(estimate.float().cpu().numpy())
+
+
+def _write_estimate(path: Path, estimate: np.ndarray, rate: int, length: int, subtype: str) -> None:
+    """On a writing thread: the estimate at 16 kHz (soxr from the model's rate if needed), exactly as
+    long as its mixture (resampling rounds lengths), written atomically."""
+    estimate = resample_hq(estimate, rate, SAMPLE_RATE)[:length]
+    if estimate.shape[-1] < length:
+        estimate = np.pad(estimate, (0, length - estimate.shape[-1]))
+    write_wav(path, estimate, SAMPLE_RATE, subtype)
 
 
 def _reap(pending: list[Future[None]]) -> list[Future[None]]:

@@ -70,6 +70,9 @@ def infer(
     overwrite: Annotated[bool, typer.Option(help="Recompute outputs that already exist.")] = False,
     limit: Annotated[Optional[int], typer.Option(help="Only the first N mixtures.")] = None,
     pcm16: Annotated[bool, typer.Option(help="Write 16-bit PCM instead of 32-bit float.")] = False,
+    resampler: Annotated[str, typer.Option(
+        help="16 kHz <-> the model's rate (System 2: 32 kHz): soxr (HQ, as librosa and AudioSep's own pipeline; "
+             "on the CPU in the reading/writing threads) or julius (on the device).")] = "soxr",
 ) -> None:
     """Separate every mixture of an evaluation set with a system; resumable (finished outputs are kept)."""
     from systems import get_system
@@ -84,7 +87,8 @@ def infer(
     if overrides is not None and not isinstance(overrides, dict):
         raise ConfigError(f"{system_config}: expected a mapping of settings")
     options = EngineOptions(batch_size=batch_size, device=device, precision=precision, segment_seconds=segment,
-                            overlap=overlap, overwrite=overwrite, limit=limit, pcm16=pcm16)
+                            overlap=overlap, overwrite=overwrite, limit=limit, pcm16=pcm16,
+                            resampler=resampler)
     result = separate(system, open_dataset(data, kind, csv), out, options=options, system_options=overrides,
                       checkpoint=checkpoint, weights=parse_weight_options(weight), offline=offline,
                       trust_checkpoint=trust_checkpoint)

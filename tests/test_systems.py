@@ -91,7 +91,8 @@ def test_missing_weights_offline_explain_what_to_do(demo_root: Path, tmp_path: P
                                  "--offline"])
     assert result.exit_code == 2
     text = " ".join(result.output.split())
-    assert "audiosep-checkpoint" in text and "Offline mode is on" in text and "--checkpoint PATH" in text
+    assert "audiosep-checkpoint" in text and "Offline mode is on" in text
+    assert "--weight audiosep-checkpoint=FILE (or --checkpoint FILE where it is the system's main checkpoint)" in text
     result = runner.invoke(app, ["infer", "-s", "1", "-d", str(demo_root / "validation"), "-o", str(tmp_path / "o")])
     assert result.exit_code == 2 and "Nobody publishes it" in " ".join(result.output.split())
 

@@ -21,13 +21,13 @@ def list_systems_command() -> None:
     from systems import list_systems
 
     table = Table(title="Systems (use the name with --system)")
-    for column in ("name", "system", "rate", "needs", "published SDR / SDRi / SI-SDR"):
+    for column in ("name", "system", "rate", "needs", "published SDR / SDRi / SI-SDR / ATS (validation set)"):
         table.add_column(column)
     for spec in list_systems():
         needs = ", ".join((["references"] if spec.needs_reference else []) + list(spec.weights)) or "-"
-        published = "; ".join(
-            f"{p.sdr:.3f} / {p.sdri:.3f} / {p.sisdr:.3f} ({p.source})" for p in spec.published
-            if p.sdr is not None and p.sdri is not None and p.sisdr is not None) or "-"
+        published = "\n".join(
+            " / ".join("-" if v is None else f"{v:.3f}" for v in (p.sdr, p.sdri, p.sisdr, p.ats)) + f" ({p.source})"
+            for p in spec.published) or "-"
         names = spec.name + (f" ({', '.join(spec.aliases)})" if spec.aliases else "")
         table.add_row(names, f"{spec.title}\n[dim]{spec.summary}[/]", f"{spec.sample_rate // 1000} kHz", needs, published)
     console.print(table)

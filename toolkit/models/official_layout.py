@@ -148,7 +148,8 @@ def laion_extra_keys(laion: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
     return {k: v for k, v in laion.items() if any(p.fullmatch(k) for p in patterns)}
 
 
-def complete_laion_extras(carried: Mapping[str, torch.Tensor], spec: ClapSpec, seed: int = 0) -> dict[str, torch.Tensor]:
+def complete_laion_extras(carried: Mapping[str, torch.Tensor], spec: ClapSpec,
+                          seed: int = 0) -> dict[str, torch.Tensor]:
     """Every tensor a laion CLAP for `spec` has beyond dcase9's: `carried` ones where given (a laion
     file's or an `--init` checkpoint's), rebuilt ones otherwise."""
     return {**laion_fixed_tensors(spec), **laion_training_only_tensors(spec, seed), **carried}

@@ -17,6 +17,10 @@ real-time factor, the engine's speed-up and peak memory (RSS on CPU, allocated o
     python benchmarks/inference.py --clips 16 --device cpu --repeats 2
     python benchmarks/inference.py --clips 64 --device cuda --batch-size 16 --precision bf16
     python benchmarks/inference.py --system 2 --device cuda --precision bf16
+    python benchmarks/inference.py --system 2 --device cuda --resampler julius
+
+System 2 runs at 32 kHz: `--resampler` picks how both modes resample (soxr HQ on the CPU, the
+engine's default, in its reading and writing threads; or julius on the device).
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ def tokenizer_folder(work: Path) -> tuple[Path, str]:
 def run_mode(args: argparse.Namespace) -> dict[str, float]:
     import torch
 
-    from toolkit.audio import SAMPLE_RATE, resample, write_wav
+    from toolkit.audio import SAMPLE_RATE, resample, resample_hq, write_wav
     from toolkit.data.formats import open_dataset
     from toolkit.data.items import ItemLoader
     from toolkit.engine import EngineOptions, autocast_context, resolve_device, run_separation
@@ -85,7 +89,7 @@ def run_mode(args: argparse.Namespace) -> dict[str, float]:
     started = time.perf_counter()
     if args.mode == "engine":
         options = EngineOptions(batch_size=args.batch_size, device=str(device), precision=args.precision,
-                                progress=False, overwrite=True)
+                                progress=False, overwrite=True, resampler=args.resampler)
         run_separation(separator, dataset, out, identity={"benchmark": "engine"}, options=options,
                        default_segment_seconds=10.0)
     else:
@@ -96,11 +100,18 @@ def run_mode(args: argparse.Namespace) -> dict[str, float]:
                 tokens = clap.tokenizer([spec.query], padding="max_length", truncation=True, max_length=512,
                                         return_tensors="pt")
                 condition = clap.embed_tokens(tokens["input_ids"], tokens["attention_mask"])
-                mixture = torch.from_numpy(item.mixture)[None].to(device)
+                rate, length = separator.sample_rate, item.mixture.shape[-1]
+                if args.resampler == "soxr":
+                    mixture = torch.from_numpy(resample_hq(item.mixture, SAMPLE_RATE, rate))[None].to(device)
+                else:
+                    mixture = resample(torch.from_numpy(item.mixture)[None].to(device), SAMPLE_RATE, rate)
                 with autocast_context(device, args.precision):
-                    estimate = separator.separate(resample(mixture, SAMPLE_RATE, separator.sample_rate), condition)
-                estimate = resample(estimate.float(), separator.sample_rate, SAMPLE_RATE)[0, : mixture.shape[-1]]
-                write_wav(out / f"{spec.id}.wav", estimate.cpu().numpy())
+                    estimate = separator.separate(mixture, condition).float()
+                if args.resampler == "soxr":
+                    samples = resample_hq(estimate[0].cpu().numpy(), rate, SAMPLE_RATE)[:length]
+                else:
+                    samples = resample(estimate, rate, SAMPLE_RATE)[0, :length].cpu().numpy()
+                write_wav(out / f"{spec.id}.wav", samples)
     if device.type == "cuda":
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated() / 2**20
@@ -119,6 +130,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="default: the engine's (8 on CUDA, 1 on CPU)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--resampler", choices=["soxr", "julius"], default="soxr",
+                        help="16 kHz <-> the model's rate (System 2 only)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs per mode; the best is kept")
     parser.add_argument("--data", help="validation-set folder (default: the demo data, generated)")
@@ -142,7 +155,8 @@ def main() -> None:
         for _, mode in [(r, m) for r in range(args.repeats) for m in ("loop", "engine")]:
             command = [sys.executable, __file__, "--mode", mode, "--out", str(work / mode), "--tokenizer",
                        str(tokenizer), "--data", args.data, "--system", args.system, "--clips", str(args.clips),
-                       "--device", args.device, "--precision", args.precision, "--threads", str(args.threads)]
+                       "--device", args.device, "--precision", args.precision, "--threads", str(args.threads),
+                       "--resampler", args.resampler]
             if args.batch_size is not None:
                 command += ["--batch-size", str(args.batch_size)]
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout

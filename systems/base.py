@@ -20,13 +20,21 @@ from toolkit.engine import Separator
 
 @dataclass(frozen=True)
 class Published:
-    """Numbers a paper reports for this system on the validation set (dB; ATS is a cosine)."""
+    """Numbers a paper reports for this system on the validation set (dB; ATS is a cosine).
+
+    `seed` and `row` say where: the paper ("000": Song et al., "003": Xiao et al., as CHALLENGE.md
+    numbers them) and the row of its results table (seed 003 Table 2: the method's name; seed 000
+    Table 5: model, training data, training approach, caption augmentation). tests/test_systems.py
+    reads every number back from the papers' text.
+    """
 
     sdr: float | None = None
     sdri: float | None = None
     sisdr: float | None = None
     ats: float | None = None
     source: str = ""
+    seed: str = ""
+    row: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

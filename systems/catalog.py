@@ -11,6 +11,10 @@ _AUDIOLDM_SEGMENT = 10.24
 # (model sample rate, STFT settings) of the two ResUNet30 variants
 _BASELINE_MODEL = (16000, {"n_fft": 1024, "hop_length": 160})  # the DCASE baseline
 _AUDIOSEP_MODEL = (32000, {"n_fft": 2048, "hop_length": 320})  # AudioSep
+# Row labels of seed 000's Table 5 (model, training data; then training approach, caption augmentation)
+_T5_BASELINE_DEV = ("Baseline", "Baseline Dev Set (FSD50K + Clotho v2)")
+_T5_BASELINE_WAVCAPS = ("Baseline", "Baseline Dev Set + WavCaps")
+_T5_AUDIOSEP_WAVCAPS = ("AudioSep", "Baseline Dev Set + WavCaps")
 
 
 def _text_queried(name: str, title: str, summary: str, checkpoint: str, model: tuple[int, dict[str, int]],
@@ -29,21 +33,26 @@ SYSTEMS: tuple[SystemSpec, ...] = (
         "ResUNet30 at 16 kHz (STFT 1024/160) conditioned on a CLAP text embedding; the official "
         "checkpoint (Zenodo 10887460).",
         "baseline-checkpoint", _BASELINE_MODEL,
-        (Published(5.708, 5.673, 3.862, 0.229, "baseline README, seed 003"),
-         Published(5.817, 5.782, 3.837, None, "seed 000 re-run"))),
+        (Published(5.708, 5.673, 3.862, 0.229, "baseline README; seed 003 Table 2", "003", ("baseline",)),
+         Published(5.817, 5.782, 3.837, None, "seed 000 Table 5: retrained, no augmentation", "000",
+                   _T5_BASELINE_DEV + ("Full", "N/A")),
+         Published(7.500, 7.465, 5.795, None, "seed 000 Table 5: retrained on dev set + WavCaps, no augmentation",
+                   "000", _T5_BASELINE_WAVCAPS + ("Full", "N/A")))),
     _text_queried(
         "1", "System 1: baseline trained on GPT-4 augmented captions",
         "The baseline architecture trained with 5 GPT-4 captions per FSD50K clip (seed 003). No public "
         "weights: train it, then pass --checkpoint.",
-        "system1-checkpoint", _BASELINE_MODEL, (Published(5.937, 5.902, 4.191, 0.231, "seed 003"),),
+        "system1-checkpoint", _BASELINE_MODEL,
+        (Published(5.937, 5.902, 4.191, 0.231, "seed 003 Table 2", "003", ("System 1",)),),
         aliases=("system1", "gpt-augmented")),
     _text_queried(
         "2", "System 2: AudioSep-32K",
         "Pretrained AudioSep (ResUNet30 at 32 kHz, STFT 2048/320) on 16 kHz data resampled "
         "16 -> 32 -> 16 kHz (seed 003).",
         "audiosep-checkpoint", _AUDIOSEP_MODEL,
-        (Published(8.192, 8.157, 6.680, 0.249, "seed 003"),
-         Published(8.195, 8.160, 6.708, None, "seed 000, AudioSep pretrained")),
+        (Published(8.192, 8.157, 6.680, 0.249, "seed 003 Table 2", "003", ("System 2",)),
+         Published(8.195, 8.160, 6.708, None, "seed 000 Table 5: AudioSep pretrained", "000",
+                   ("AudioSep", "-", "Pretrained", "-"))),
         aliases=("system2", "audiosep32k", "audiosep-32k")),
     SystemSpec(
         name="3",
@@ -57,7 +66,7 @@ SYSTEMS: tuple[SystemSpec, ...] = (
         segment_seconds=_AUDIOLDM_SEGMENT,
         weights=("system3-checkpoint", *_AUDIOLDM, "roberta-base-tokenizer"),
         optional_weights=("clap-music-speech-audioset",),
-        published=(Published(-4.757, -4.792, -42.346, 0.193, "seed 003"),),
+        published=(Published(-4.757, -4.792, -42.346, 0.193, "seed 003 Table 2", "003", ("System 3",)),),
     ),
     SystemSpec(
         name="3-roundtrip",
@@ -76,15 +85,26 @@ SYSTEMS: tuple[SystemSpec, ...] = (
         "The baseline architecture trained with dataset-dependent-prompt LLM captions kept at "
         "BERTScore >= 0.7 (seed 000). No public weights: train it, then pass --checkpoint.",
         "system4-checkpoint", _BASELINE_MODEL,
-        (Published(6.716, 6.681, 4.729, None, "seed 000, baseline dev set + DDP"),
-         Published(7.818, 7.783, 6.321, None, "seed 000, + WavCaps + DDP")),
+        (Published(6.716, 6.681, 4.729, None, "seed 000 Table 5: dev set + DDP", "000",
+                   _T5_BASELINE_DEV + ("Full", "DDP")),
+         Published(7.818, 7.783, 6.321, None, "seed 000 Table 5: dev set + WavCaps + DDP", "000",
+                   _T5_BASELINE_WAVCAPS + ("Full", "DDP")),
+         Published(6.547, 6.512, 4.636, None, "seed 000 Table 5: dev set + DIP (augment -p dip)", "000",
+                   _T5_BASELINE_DEV + ("Full", "DIP")),
+         Published(7.750, 7.715, 6.161, None, "seed 000 Table 5: dev set + WavCaps + DIP (augment -p dip)", "000",
+                   _T5_BASELINE_WAVCAPS + ("Full", "DIP"))),
         aliases=("system4", "ddp-bert")),
     _text_queried(
         "4-audiosep", "System 4 (AudioSep variant): AudioSep fine-tuned on DDP captions, BERTScore >= 0.7",
         "AudioSep (32 kHz) fine-tuned with DDP captions (seed 000 Table 5). Train it from the AudioSep "
         "checkpoint, then pass --checkpoint.",
         "system4-audiosep-checkpoint", _AUDIOSEP_MODEL,
-        (Published(8.489, 8.454, 7.198, None, "seed 000, AudioSep fine-tuned + DDP"),),
+        (Published(8.489, 8.454, 7.198, None, "seed 000 Table 5: fine-tuned + DDP", "000",
+                   _T5_AUDIOSEP_WAVCAPS + ("Fine-tuning", "DDP")),
+         Published(8.459, 8.424, 7.072, None, "seed 000 Table 5: fine-tuned + DIP (augment -p dip)", "000",
+                   _T5_AUDIOSEP_WAVCAPS + ("Fine-tuning", "DIP")),
+         Published(8.370, 8.335, 7.109, None, "seed 000 Table 5: fine-tuned, no augmentation", "000",
+                   _T5_AUDIOSEP_WAVCAPS + ("Fine-tuning", "N/A"))),
         aliases=("system4-audiosep",)),
     SystemSpec(
         name="mixture",

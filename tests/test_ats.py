@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from tests.tiny_models import TINY_CLAP, tiny_clap_laion_weights, tokenizer_folder, write_lightning_checkpoint
 from toolkit import api
 from toolkit.ats import AtsScorer
-from toolkit.audio import resample
+from toolkit.audio import resample, sinc_resample
 from toolkit.cli import app
 from toolkit.engine import EngineOptions
 
@@ -70,12 +70,15 @@ def test_clapscore_mode_treats_the_input_as_32_khz(clap_files: dict[str, Path]) 
     ats = scorer(clap_files, mode="clapscore")
     wave = np.sin(np.arange(16000) / 5).astype(np.float32)
     value = ats.similarity(["a dog barking"], [wave])[0]
-    # By hand: resample as if 32 kHz to CLAP's rate (16 kHz for the tiny model), then embed.
-    audio = ats.encoder.encode_audio(resample(torch.from_numpy(wave)[None], 32000, 16000))
+    # By hand: resample as if 32 kHz to CLAP's rate (16 kHz for the tiny model) with CLAPScore's
+    # resampling algorithm (torchaudio's Hann-windowed sinc), then embed.
+    audio = ats.encoder.encode_audio(sinc_resample(torch.from_numpy(wave)[None], 32000, 16000))
     text = ats.encoder.encode_text(["a dog barking"])
     assert value == pytest.approx(float((audio * text).sum()), abs=1e-6)
     assert value != pytest.approx(scorer(clap_files).similarity(["a dog barking"], [wave])[0], abs=1e-6)
     assert ats.settings()["resampled_as"] == 32000
+    julius = ats.encoder.encode_audio(resample(torch.from_numpy(wave)[None], 32000, 16000))
+    assert value != pytest.approx(float((julius * text).sum()), abs=1e-9)  # the resampler is not julius
 
 
 def test_score_with_ats_on_validation_reports_oracle_and_mixture(clap_files: dict[str, Path], demo_root: Path,

@@ -22,6 +22,13 @@ def library() -> PromptLibrary:
     return PromptLibrary.load()
 
 
+def test_each_prompt_has_its_own_selection_default(library):
+    """Seed 000 keeps DDP and DIP captions at BERTScore >= 0.7; seed 003 describes no selection of GPT-4's."""
+    thresholds = {prompt_id: loaded.prompt.selection_threshold for prompt_id, loaded in library.prompts.items()}
+    assert thresholds == {"gpt4-keywords": None, "dip": 0.7, "ddp-fsd50k": 0.7, "ddp-wavcaps-audioset": 0.7,
+                          "ddp-wavcaps-bbc-soundbible": 0.7}
+
+
 def test_builtin_library(library):
     assert sorted(library.prompts) == ["ddp-fsd50k", "ddp-wavcaps-audioset", "ddp-wavcaps-bbc-soundbible", "dip",
                                        "gpt4-keywords"]

@@ -64,7 +64,7 @@ def reference(tmp_path_factory):
     return folder / "out", server, result.output
 
 
-def test_api_run_end_to_end(reference, monkeypatch):
+def test_api_run_end_to_end(reference, monkeypatch, tmp_path):
     out, server, output = reference
     augmented = json.loads((out / "augmented.json").read_text())["data"]
     summary = json.loads((out / "summary.json").read_text())
@@ -99,6 +99,7 @@ def test_api_run_end_to_end(reference, monkeypatch):
 
     # Summary like seed 000's Table 2, and the histogram.
     group = summary["groups"][0]
+    assert summary["threshold"] is None and group["threshold"] == 0.7  # the DDP's own selection (seed 000)
     assert summary["captions"]["rows"] == {"fsd50k": {"original": 8, "ddp": len(augmented) - 8}}
     assert group["added"] == len(augmented) - 8 and group["clips"] == 7
     assert group["mean_added_per_clip"] == round(group["added"] / 7, 4)
@@ -113,7 +114,11 @@ def test_api_run_end_to_end(reference, monkeypatch):
     for path in out.iterdir():
         assert SECRET.encode() not in path.read_bytes(), path
 
-    # Another threshold: no LLM call, no BERTScore model, fewer captions.
+    # Another threshold (on a copy: the reference stays as it is): no LLM call, no BERTScore model, fewer captions.
+    import shutil
+
+    out = Path(shutil.copytree(out, tmp_path / "copy"))
+
     def forbidden(*args, **kwargs):
         raise AssertionError("reselect must not load models")
 
@@ -124,7 +129,8 @@ def test_api_run_end_to_end(reference, monkeypatch):
     assert result.exit_code == 0, result.output
     strict = json.loads((out / "augmented.json").read_text())["data"]
     assert 8 < len(strict) < len(augmented)
-    assert json.loads((out / "summary.json").read_text())["threshold"] == 0.9
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["threshold"] == 0.9 and summary["groups"][0]["threshold"] == 0.9
     result = cli("-o", str(out), "--reselect", "-t", "0.7")
     assert json.loads((out / "augmented.json").read_text())["data"] == augmented
     assert server.calls == calls
@@ -269,6 +275,23 @@ def test_several_datasets_and_prompts_with_tags(tmp_path):
         ("wavcaps-audioset", "ddp"): ["ddp-wavcaps-audioset"],
         ("wavcaps-audioset", "gpt4-keywords"): ["gpt4-keywords"]}
     assert summary["items_without_tags"] == 2
+    # Each prompt selects its own way: the DDPs by BERTScore >= 0.7 (seed 000), seed 003's GPT-4 prompt
+    # by the rule filters only. The piano line (F1 < 0.7 for the street caption) comes in by the latter.
+    assert {(g["dataset"], g["prompt"]): g["threshold"] for g in summary["groups"]} == {
+        ("fsd50k", "ddp"): 0.7, ("fsd50k", "gpt4-keywords"): None,
+        ("wavcaps-audioset", "ddp"): 0.7, ("wavcaps-audioset", "gpt4-keywords"): None}
+    piano = "A piano melody plays softly in an empty concert hall."
+    added = json.loads((out / "augmented.json").read_text())["data"]
+    assert {"wav": "as/Y1.wav", "caption": piano} in added
+    street = {(g["dataset"], g["prompt"]): g for g in summary["groups"]}
+    assert street[("wavcaps-audioset", "ddp")]["below_threshold"] >= 1
+    assert street[("wavcaps-audioset", "gpt4-keywords")]["below_threshold"] == 0
+    assert "gpt4-keywords: filters only" in " ".join(result.output.split())
+    # --threshold applies to every prompt: the piano line goes.
+    result = cli("-o", str(out), "--reselect", "-t", "0.7")
+    assert result.exit_code == 0, result.output
+    assert {g["threshold"] for g in json.loads((out / "summary.json").read_text())["groups"]} == {0.7}
+    assert {"wav": "as/Y1.wav", "caption": piano} not in json.loads((out / "augmented.json").read_text())["data"]
 
 
 def test_local_lm_end_to_end_does_not_depend_on_batch_size(tmp_path):
@@ -353,6 +376,9 @@ def test_list_prompts():
     assert result.exit_code == 0
     for prompt_id in ("gpt4-keywords", "dip", "ddp-fsd50k", "ddp-wavcaps-audioset", "ddp-wavcaps-bbc-soundbibl"):
         assert prompt_id in result.output
+    rows = {line.split()[1]: line.split("│")[6].strip() for line in result.output.splitlines()
+            if line.startswith("│ ") and line.split()[1] in ("gpt4-keywords", "dip", "ddp-fsd50k")}
+    assert rows == {"gpt4-keywords": "none", "dip": "0.7", "ddp-fsd50k": "0.7"}
 
 
 @pytest.mark.parametrize("args, message", [

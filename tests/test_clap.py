@@ -9,6 +9,7 @@ code's text and audio embeddings for fixed inputs; `fixtures/make_clap_laion_fix
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -244,9 +245,37 @@ def test_missing_tokenizer_offline_says_what_to_download(monkeypatch):
         load_roberta_tokenizer("dcase9-tests/no-such-tokenizer", offline=True)
     message = str(error.value)
     assert "offline" in message and "hf download dcase9-tests/no-such-tokenizer vocab.json merges.txt" in message
+    assert "--weight roberta-base-tokenizer=DIR" in message and "--checkpoint" not in message
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(CheckpointError, match="downloads are off"):
         load_roberta_tokenizer("dcase9-tests/no-such-tokenizer")
+
+
+def test_slow_tokenizer_files_give_a_fast_tokenizer_checked_against_the_slow_algorithm(tmp_path, monkeypatch):
+    from toolkit.models import roberta_bpe
+    from toolkit.models.roberta_bpe import SlowRobertaBpe, check_against_slow_bpe
+
+    folder = write_tiny_roberta_tokenizer(tmp_path / "slow", words_of=["a zebra quacks"])
+    assert not (folder / "tokenizer.json").exists()
+    tokenizer = load_roberta_tokenizer(folder)
+    slow = SlowRobertaBpe(folder)
+    # The slow algorithm by hand: "<s>", "a", then " zebra" is one token (merges for the words above), "</s>".
+    vocab = json.loads((folder / "vocab.json").read_text())
+    assert slow.ids("a zebra") == [0, vocab["a"], vocab["\u0120zebra"], 2]
+    assert tokenizer("a zebra")["input_ids"] == slow.ids("a zebra")
+    # A tokenizer that splits differently is refused, naming the folder and the text.
+    other = load_roberta_tokenizer(write_tiny_roberta_tokenizer(tmp_path / "other"))
+    with pytest.raises(CheckpointError, match="slow.*does not give the ids of RoBERTa's slow tokenizer for 'a zebra'"):
+        check_against_slow_bpe(other, folder, texts=("a zebra",))
+    # load_roberta_tokenizer runs that check when the folder has no tokenizer.json ...
+    calls = []
+    monkeypatch.setattr(roberta_bpe, "check_against_slow_bpe", lambda tok, where: calls.append(where))
+    load_roberta_tokenizer(folder)
+    assert calls == [folder]
+    # ... and trusts a tokenizer.json (the fast tokenizer's own file) when there is one.
+    tokenizer.backend_tokenizer.save(str(folder / "tokenizer.json"))
+    load_roberta_tokenizer(folder)
+    assert calls == [folder]
 
 
 def test_tokenizer_folder_without_merges_is_refused(tmp_path):

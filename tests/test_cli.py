@@ -59,6 +59,11 @@ def test_errors_are_short_messages_with_exit_code_2(tmp_path: Path) -> None:
     assert "unknown system 'nope'" in result.output and "Traceback" not in result.output
     result = runner.invoke(app, ["score", "-d", str(tmp_path / "missing"), "-e", str(tmp_path)])
     assert result.exit_code == 2 and "no such file or folder" in result.output
+    make_validation(tmp_path / "data", clips_per_class=1)
+    result = runner.invoke(app, ["infer", "-s", "mixture", "-d", str(tmp_path / "data"), "-o", str(tmp_path / "o"),
+                                 "--resampler", "sinc"])
+    assert result.exit_code == 2 and "unknown resampler 'sinc' (use soxr or julius)" in result.output
+    assert not (tmp_path / "o").exists()  # refused before anything was loaded or written
 
 
 def test_systems_lists_the_registry() -> None:

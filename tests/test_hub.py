@@ -114,7 +114,7 @@ def test_failed_sources_are_all_named(monkeypatch: pytest.MonkeyPatch) -> None:
         resolve_weight("toy", entry, progress=False)
     message = str(info.value)
     assert "Every source failed" in message and "zenodo.org/records/123" in message
-    assert "127.0.0.1:9/model.ckpt" in message and "--checkpoint PATH" in message
+    assert "127.0.0.1:9/model.ckpt" in message and "--weight toy=FILE (or --checkpoint FILE" in message
 
 
 def test_offline_mode_downloads_nothing(monkeypatch: pytest.MonkeyPatch, isolated_home: Path) -> None:
@@ -177,3 +177,52 @@ def test_sha256_sidecar_is_reused(tmp_path: Path) -> None:
     stamp = json.loads(sidecar.read_text())["stamp"]
     sidecar.write_text(json.dumps({"stamp": stamp, "sha256": "remembered"}))
     assert hub.file_sha256(path) == "remembered"  # not recomputed while the file is unchanged
+
+
+def hub_cache_snapshot(cache: Path, repo_id: str, files: dict[str, str], commit: str = "0123abcd" * 5) -> Path:
+    """A Hugging Face cache entry as hf_hub_download leaves it: refs/main -> snapshots/<commit>/<file>."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for name, text in files.items():
+        (snapshot / name).write_text(text, encoding="utf-8")
+    return snapshot
+
+
+@pytest.mark.parametrize("repo_id", ["roberta-base", "FacebookAI/roberta-base"])
+def test_tokenizer_cache_of_the_reference_code_is_accepted_offline(repo_id: str, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """RobertaTokenizer.from_pretrained("roberta-base") (the reference code) caches vocab.json and merges.txt
+    only, under models--roberta-base; the same files may sit under models--FacebookAI--roberta-base."""
+    import huggingface_hub.constants
+
+    from systems.registry import weight_entry
+    from tests.tiny_roberta_tokenizer import write_tiny_roberta_tokenizer
+    from toolkit.models.clap import load_roberta_tokenizer
+    from toolkit.models.roberta_bpe import SlowRobertaBpe
+
+    made = write_tiny_roberta_tokenizer(tmp_path / "made")
+    files = {name: (made / name).read_text(encoding="utf-8") for name in ("vocab.json", "merges.txt")}
+    snapshot = hub_cache_snapshot(tmp_path / "hub", repo_id, files)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    resolved = resolve_weight("roberta-base-tokenizer", weight_entry("roberta-base-tokenizer"), offline=True)
+    assert resolved.path == snapshot and resolved.origin == "cache"
+    assert not (resolved.path / "tokenizer.json").exists()
+    tokenizer = load_roberta_tokenizer(resolved.path)  # the fast tokenizer, built from the slow files
+    text = "A dog barks, then  rain falls on the roof's tin!"
+    assert tokenizer(text)["input_ids"] == SlowRobertaBpe(snapshot).ids(text)
+
+
+def test_missing_tokenizer_offline_names_the_weight_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    from systems.registry import weight_entry
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    with pytest.raises(CheckpointError) as info:
+        resolve_weight("roberta-base-tokenizer", weight_entry("roberta-base-tokenizer"), offline=True)
+    message = " ".join(str(info.value).split())
+    assert "--weight roberta-base-tokenizer=DIR" in message and "--checkpoint" not in message
+    assert "huggingface.co/FacebookAI/roberta-base" in message and "huggingface.co/roberta-base" in message

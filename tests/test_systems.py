@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +93,8 @@ def test_missing_weights_offline_explain_what_to_do(demo_root: Path, tmp_path: P
                                  "--offline"])
     assert result.exit_code == 2
     text = " ".join(result.output.split())
-    assert "audiosep-checkpoint" in text and "Offline mode is on" in text and "--checkpoint PATH" in text
+    assert "audiosep-checkpoint" in text and "Offline mode is on" in text
+    assert "--weight audiosep-checkpoint=FILE (or --checkpoint FILE where it is the system's main checkpoint)" in text
     result = runner.invoke(app, ["infer", "-s", "1", "-d", str(demo_root / "validation"), "-o", str(tmp_path / "o")])
     assert result.exit_code == 2 and "Nobody publishes it" in " ".join(result.output.split())
 
@@ -132,3 +135,97 @@ def test_chunked_inference_matches_whole_away_from_seams(assets: dict[str, Path]
     assert far.sum() > 16000
     assert sdr(whole[0, far], chunked[0, far]).item() > 20
     assert chunked.abs().max() > 0 and (chunked[0].reshape(-1, 1600).abs().amax(dim=1) > 0).all()
+
+
+# --- published numbers, read back from the seed papers -----------------------------------------------
+
+SEED_TABLES = Path(__file__).parent / "fixtures" / "seed_tables.txt"
+SEED_FILES = {"003": "003_b6a6eff0ef5bf969.txt", "000": "000_95014ead7998752c.txt"}
+
+
+def seed_table_lines() -> dict[str, list[str]]:
+    """The fixture's lines per table, keyed '003' (Table 2) and '000' (Table 5)."""
+    tables: dict[str, list[str]] = {}
+    current = None
+    for line in SEED_TABLES.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#") or not line:
+            continue
+        if line.startswith("["):
+            current = line[1:4]
+            tables[current] = []
+        else:
+            tables[current].append(line)  # type: ignore[index]
+    return tables
+
+
+def seed003_table2(lines: list[str]) -> dict[tuple[str, ...], tuple[float, ...]]:
+    """Method -> (SDR, SDRi, SI-SDR, ATS). The text prints Systems 1-3 in one row, each cell holding one value
+    per system, and drops the decimal point of two negative values ("-4 757")."""
+    assert lines[0].split("\t") == ["Method", "SDR", "SDRi", "SI-SDR", "ATS"]
+    rows: dict[tuple[str, ...], tuple[float, ...]] = {}
+    for line in lines[1:]:
+        cells = line.split("\t")
+        names = re.findall(r"System \d|baseline", cells[0])
+        columns = [[float(v.replace(" ", ".")) for v in re.findall(r"-?\d+[ .]\d{3}", cell)] for cell in cells[1:]]
+        assert len(columns) == 4 and all(len(c) == len(names) for c in columns), line
+        for i, name in enumerate(names):
+            rows[(name,)] = tuple(c[i] for c in columns)
+    return rows
+
+
+def seed000_table5(lines: list[str]) -> dict[tuple[str, ...], tuple[float, ...]]:
+    """(model, training data, approach, augmentation) -> (SDR, SDRi, SI-SDR); empty cells repeat the one above."""
+    assert lines[0].split("\t")[:4] == ["Model", "Training Dataset", "Training Approach", "Caption Augmentation"]
+    rows: dict[tuple[str, ...], tuple[float, ...]] = {}
+    above = ["", ""]
+    for line in lines[1:]:
+        cells = line.split("\t")
+        assert len(cells) == 7, line
+        model = cells[0].removesuffix(" -") or above[0]  # "Baseline -": the model cell spans its rows
+        dataset = cells[1] or above[1]
+        above = [model, dataset]
+        rows[(model, dataset, cells[2], cells[3])] = tuple(float(v) for v in cells[4:])
+    return rows
+
+
+def test_published_numbers_are_the_seeds_own() -> None:
+    """Every number `dcase9 systems` shows is read back from the seed papers' tables; every row of seed 000's
+    Table 5 (all of them are systems dcase9 runs: baseline, System 2, System 4 and its AudioSep variant,
+    with DDP, DIP or no augmentation) and of seed 003's Table 2 is shown."""
+    from systems import list_systems
+
+    tables = seed_table_lines()
+    parsed = {"003": seed003_table2(tables["003"]), "000": seed000_table5(tables["000"])}
+    assert len(parsed["003"]) == 4 and len(parsed["000"]) == 10
+    shown: set[tuple[str, tuple[str, ...]]] = set()
+    for spec in list_systems():
+        for p in spec.published:
+            assert p.seed in parsed and p.row in parsed[p.seed], (spec.name, p)
+            expected = parsed[p.seed][p.row]
+            numbers = (p.sdr, p.sdri, p.sisdr, p.ats)[: len(expected)]
+            assert numbers == expected, (spec.name, p.source, numbers, expected)
+            if p.seed == "000":
+                assert p.ats is None  # seed 000 reports no ATS
+            shown.add((p.seed, p.row))
+    assert shown == {(seed, row) for seed, rows in parsed.items() for row in rows}
+
+
+def test_published_numbers_appear_in_dcase9_systems() -> None:
+    from systems import list_systems
+
+    text = " ".join(runner.invoke(app, ["systems"], env={"COLUMNS": "250"}).output.split())
+    for spec in list_systems():
+        for p in spec.published:
+            values = " / ".join("-" if v is None else f"{v:.3f}" for v in (p.sdr, p.sdri, p.sisdr, p.ats))
+            assert values in text, values
+    assert "SDR / SDRi / SI-SDR / ATS" in text
+
+
+def test_seed_table_fixture_is_verbatim_from_the_seeds() -> None:
+    """The fixture's lines appear, in order, in the seed texts (where those are at hand)."""
+    folder = Path(os.environ.get("DCASE9_SEEDS", "/work/shared/seeds"))
+    if not folder.is_dir():
+        pytest.skip(f"the seed texts are not here ({folder}; set DCASE9_SEEDS)")
+    for seed, lines in seed_table_lines().items():
+        text = (folder / SEED_FILES[seed]).read_text(encoding="utf-8")
+        assert "\n".join(lines) in text, seed

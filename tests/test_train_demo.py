@@ -73,15 +73,25 @@ def test_demo_model_is_trained_then_reused_or_resumed(demo_root: Path, tmp_path:
     small = small_demo_model()
     train_json = demo_root / "train" / "train.json"
     run = tmp_path / "model"
-    first, load = train_demo_model(train_json, run, progress=False, overrides=[small])
+    said: list[str] = []
+    first, load = train_demo_model(train_json, run, progress=False, overrides=[small], announce=said.append)
     assert first.global_step == 2 and load["checkpoint"] == run / "last.ckpt" and load["trained_now"]
     assert load["system_options"]["channels"] == [4, 8] and load["system_options"]["clap"]["text_hidden_size"] == 64
-    again, load = train_demo_model(train_json, run, progress=False, overrides=[small])
+    assert said == [load["why"]] and "no model there yet" in said[0]
+    again, load = train_demo_model(train_json, run, progress=False, overrides=[small], announce=said.append)
     assert again.global_step == 2 and not load["trained_now"]
     assert not (run / "logs" / "version_1").exists()  # reused, not retrained
+    assert said[1].startswith(f"reusing the demo model trained earlier in {run} (2 steps, same settings)")
     shutil.copyfile(run / "checkpoints" / "step=1.ckpt", run / "last.ckpt")  # as if interrupted at step 1
-    resumed, _ = train_demo_model(train_json, run, progress=False, overrides=[small])
+    resumed, load = train_demo_model(train_json, run, progress=False, overrides=[small], announce=said.append)
     assert resumed.global_step == 2 and (run / "logs" / "version_1").exists()
+    assert said[2] == f"resuming the interrupted demo training in {run} at step 1 of 2"
+    # A copy of the demo folder: the data are elsewhere, so the model is trained again, and the demo says why.
+    moved = Path(shutil.copytree(train_json.parent, tmp_path / "copy")) / "train.json"
+    train_demo_model(moved, run, progress=False, overrides=[small], announce=said.append)
+    assert said[3].startswith(f"training the demo model in {run} again: it was trained with other settings "
+                              f"(data.datafiles: ")
+    assert str(train_json) in said[3] and str(moved) in said[3] and "moved or copied" in said[3]
 
 
 @pytest.fixture(scope="module")

@@ -110,12 +110,26 @@ def test_a_run_folder_is_not_overwritten_and_resume_needs_one(tiny_config: Path,
     assert result.exit_code == 2 and "config.yaml not found" in " ".join(result.output.split())
 
 
+def official_clap_weights(seed: int) -> dict[str, torch.Tensor]:
+    """A tiny laion CLAP with every tensor of laion's layout; those dcase9's CLAP does not hold (fixed
+    buffers, classifier, training MLPs) get random values, so that carrying them over shows (not the mel
+    filters: loading compares them with the front end's)."""
+    from toolkit.models.clap import ClapArchitecture
+    from toolkit.models.official_layout import complete_laion_extras
+
+    generator = torch.Generator().manual_seed(seed)
+    extras = complete_laion_extras({}, ClapArchitecture(**TINY_CLAP).spec())
+    extras = {k: torch.randn(v.shape, generator=generator) if v.is_floating_point() and not k.endswith("melW") else v
+              for k, v in extras.items()}
+    return {**tiny_clap_laion_weights(seed=seed), **extras}
+
+
 def test_training_starts_from_an_official_layout_checkpoint(tiny_config: Path, demo_root: Path,
                                                             tmp_path: Path) -> None:
     from toolkit.training import train
 
-    official = resunet_weights(n_fft=128, hop_length=64, seed=5)
-    clap = tiny_clap_laion_weights(seed=9)
+    official = resunet_weights(n_fft=128, hop_length=64, seed=5)  # with random values for the fixed STFT tensors
+    clap = official_clap_weights(seed=9)
     checkpoint = write_lightning_checkpoint(tmp_path / "baseline.ckpt", resunet=official, clap=clap)
     config = assemble_config(preset="demo", config_file=tiny_config, overrides=[
         {"data": {"datafiles": [str(demo_root / "train" / "train.json")]},
@@ -127,18 +141,54 @@ def test_training_starts_from_an_official_layout_checkpoint(tiny_config: Path, d
     result = train(config, tmp_path / "run", progress=False)
     assert result.global_step == 1
     state = strict_read(tmp_path / "run" / "last.ckpt")["state_dict"]
+    # Every tensor of the official layout, no other: any loader (a strict load_state_dict into the
+    # reference model too) accepts it.
+    assert set(state) == set(strict_read(checkpoint)["state_dict"])
     net = {k[len("ss_model."):]: v for k, v in state.items() if k.startswith("ss_model.")}
-    assert set(net) == {k for k in official if not k.startswith(("base.stft.", "base.istft."))}
+    assert set(net) == set(official)
     parameters = {name for name, _ in ResUNet30(n_fft=128, hop_length=64).named_parameters()}
     moved = []
     for key, value in net.items():
-        if key in parameters:  # with lr 0 every weight is still the checkpoint's
-            assert torch.equal(value, official[key]), key
+        if key in parameters or key.startswith(("base.stft.", "base.istft.")):
+            assert torch.equal(value, official[key]), key  # lr 0; what --init gave is carried over
         elif key.endswith("running_mean") and not torch.equal(value, official[key]):
             moved.append(key)  # batch-norm statistics did see the training batch
     assert moved
     encoder = {k[len("query_encoder.model."):]: v for k, v in state.items() if k.startswith("query_encoder.model.")}
     assert encoder.keys() == clap.keys() and all(torch.equal(encoder[k], clap[k]) for k in clap)
+
+
+def test_a_fresh_run_writes_every_tensor_of_the_official_layout(tiny_config: Path, demo_root: Path,
+                                                                tmp_path: Path) -> None:
+    """No --init, a random CLAP: the fixed tensors are rebuilt (torchlibrosa's and laion's definitions),
+    the classifier and training MLPs made as a fresh laion model would; resuming keeps them."""
+    from toolkit.models.official_layout import (laion_fixed_tensors, laion_training_only_tensors,
+                                                resunet30_fixed_tensors)
+    from toolkit.models.clap import ClapArchitecture
+
+    run = tmp_path / "run"
+    result = runner.invoke(app, train_args(tiny_config, demo_root, run, "--steps", "1", "--set",
+                                           "validation.data=null"))
+    assert result.exit_code == 0, result.output
+    state = strict_read(run / "last.ckpt")["state_dict"]
+    net = ResUNet30(n_fft=128, hop_length=64, channels=(4, 8), pools=((2, 2), (2, 2)))
+    fixed = resunet30_fixed_tensors(128)
+    spec = ClapArchitecture(**TINY_CLAP).spec()
+    clap_extras = {**laion_fixed_tensors(spec), **laion_training_only_tensors(spec)}
+    expected = ({f"ss_model.{k}" for k in [*net.state_dict(), *fixed]}
+                | {f"query_encoder.model.{k}" for k in [*tiny_clap_laion_weights(), *clap_extras]})
+    assert set(state) == expected
+    for key, value in fixed.items():
+        assert torch.equal(state[f"ss_model.{key}"], value), key
+    for key, value in clap_extras.items():
+        assert torch.equal(state[f"query_encoder.model.{key}"], value), key
+    first = {k: v.clone() for k, v in state.items()}
+    result = runner.invoke(app, ["train", "--out", str(run), "--resume", "--steps", "2"])
+    assert result.exit_code == 0, result.output
+    resumed = strict_read(run / "last.ckpt")["state_dict"]
+    assert set(resumed) == expected
+    for key in [*(f"ss_model.{k}" for k in fixed), *(f"query_encoder.model.{k}" for k in clap_extras)]:
+        assert torch.equal(resumed[key], first[key]), key
 
 
 def test_presets_validate_and_describe_their_data() -> None:

@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +119,7 @@ def separate(system: str, data: str | Path | DataSet, out: str | Path, *,
 
     spec = get_system(system)
     options = options or EngineOptions()
+    options.check()
     require_folder(out, "the estimates")  # before a model is loaded for nothing
     dataset = open_dataset(data)
     if spec.needs_reference and not dataset.has_references:
@@ -214,6 +216,7 @@ class DemoResult:
     notes: list[str] = field(default_factory=list)
     package: Any = None  # submission.demo.DemoPackage
     evaluation: dict[str, RunResult] = field(default_factory=dict)  # subset -> the trained model's run on it
+    model_status: str | None = None  # trained, resumed, retrained (and why) or reused: see train_demo_model
 
 
 DEMO_EVALUATION_SETS = ("eval-synth", "eval-real")
@@ -221,7 +224,8 @@ DEMO_EVALUATION_SETS = ("eval-synth", "eval-real")
 
 def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"), train_model: bool = True,
              progress: bool = True, data_options: dict[str, Any] | None = None,
-             train_overrides: list[dict[str, Any]] | None = None, force_data: bool = False) -> DemoResult:
+             train_overrides: list[dict[str, Any]] | None = None, force_data: bool = False,
+             announce: Callable[[str], None] | None = None) -> DemoResult:
     """The main job on the embedded demo data, offline: synthesise -> validate -> train a small model
     on the demo training clips (`dcase9 train --preset demo`) -> separate with each system and the
     trained model -> score -> infer the trained model on the demo evaluation sets -> package its
@@ -233,6 +237,8 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
     its check raises `submission.demo.DemoPackageError`. `data_options` (arguments of `make_demo`)
     and `train_overrides` (configuration layers on the demo preset) let tests run a smaller demo.
     Demo data in `out/data` that was edited is refused unless `force_data` (see `make_demo`).
+    `announce` gets one line saying whether the model is trained, resumed, retrained (and why) or
+    reused, before that happens; the line is also the result's `model_status`.
     """
     from toolkit.data.demo import make_demo
 
@@ -266,7 +272,8 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
         return result
     clock = time.perf_counter()
     result.training, load = train_demo_model(folders["train"] / "train.json", out / "model", progress=progress,
-                                             overrides=train_overrides)
+                                             overrides=train_overrides, announce=announce)
+    result.model_status = load["why"]
     seconds["training"] = time.perf_counter() - clock
 
     def run_trained(data: Path, estimates: Path) -> RunResult:
@@ -297,10 +304,13 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
 
 
 def train_demo_model(train_json: Path, run_dir: Path, *, progress: bool = True,
-                     overrides: list[dict[str, Any]] | None = None) -> tuple[Any, dict[str, Any]]:
+                     overrides: list[dict[str, Any]] | None = None,
+                     announce: Callable[[str], None] | None = None) -> tuple[Any, dict[str, Any]]:
     """Train (or reuse, or resume) the demo preset's model; return the run and what loads it.
 
     `overrides` are configuration layers on top of the demo preset (tests use a smaller net).
+    What is done and why (no model yet, an interrupted run, settings that changed, or a finished
+    model reused) is given to `announce` before it starts, and returned as `why`.
     """
     import shutil
 
@@ -314,11 +324,26 @@ def train_demo_model(train_json: Path, run_dir: Path, *, progress: bool = True,
     last = run_dir / LAST_CHECKPOINT
     result = None
     trained_now = True
+    why = f"training the demo model in {run_dir} (no model there yet)"
     if last.is_file():
         saved = read_checkpoint(last)
-        if saved.get("dcase9", {}).get("config") != config_as_dict(config):
-            shutil.rmtree(run_dir)  # made by another version of the demo: start over
-        elif saved.get("global_step", 0) < (config.trainer.max_steps or 0):
+        changed = changed_settings(saved.get("dcase9", {}).get("config") or {}, config_as_dict(config))
+        steps, total = int(saved.get("global_step", 0)), config.trainer.max_steps or 0
+        if changed:
+            why = (f"training the demo model in {run_dir} again: it was trained with other settings "
+                   f"({'; '.join(changed)})")
+            if any(key.startswith("data.datafiles") for key in changed):
+                why += ". The demo data are elsewhere now: was the demo folder moved or copied?"
+        elif steps < total:
+            why = f"resuming the interrupted demo training in {run_dir} at step {steps} of {total}"
+        else:
+            why = f"reusing the demo model trained earlier in {run_dir} ({steps} steps, same settings)"
+    if announce is not None:
+        announce(why)
+    if last.is_file():
+        if changed:
+            shutil.rmtree(run_dir)  # made by another version of the demo, or for data elsewhere: start over
+        elif steps < total:
             result = train(config, run_dir, resume=True, progress=progress, lightning_info=False)
         else:
             trained_now = False
@@ -330,4 +355,16 @@ def train_demo_model(train_json: Path, run_dir: Path, *, progress: bool = True,
         result = train(config, run_dir, progress=progress, lightning_info=False)
     system_options = infer_settings(config, read_checkpoint(last)["dcase9"]["system_options"])
     return result, {"checkpoint": last, "tokenizer": run_dir / "tokenizer", "system_options": system_options,
-                    "trained_now": trained_now}
+                    "trained_now": trained_now, "why": why}
+
+
+def changed_settings(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """`key: old -> new` for every setting (dotted key) that differs between two nested configurations."""
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes += changed_settings(a, b, f"{prefix}{key}.")
+        elif a != b:
+            changes.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return changes

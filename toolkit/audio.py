@@ -8,6 +8,7 @@ including the float precision NumPy 1.23 (the baseline's pinned version) gives e
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 from pathlib import Path
@@ -37,12 +38,7 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         raise DataError(f"{non_finite_count(data)} NaN or infinite samples (nothing computed from this file "
                         "would be finite)", file=path)
     samples = data[:, 0] if data.shape[1] == 1 else np.mean(data, axis=1, dtype=np.float32)
-    samples = np.ascontiguousarray(samples)
-    if file_rate != sample_rate:
-        import soxr
-
-        samples = soxr.resample(samples, file_rate, sample_rate, quality="HQ").astype(np.float32, copy=False)
-    return samples
+    return resample_hq(np.ascontiguousarray(samples), file_rate, sample_rate)
 
 
 def non_finite_count(samples: np.ndarray) -> int:
@@ -129,14 +125,74 @@ def mix_at_snr(source: np.ndarray, noise: np.ndarray, snr_db: int | float) -> tu
     return mixture, reference
 
 
+# How the engine moves audio between 16 kHz and a model's rate (`dcase9 infer --resampler`):
+# soxr HQ on the CPU (as librosa.load and AudioSep's own pipeline do), or julius on the device.
+RESAMPLERS: tuple[str, ...] = ("soxr", "julius")
+
+
+def resampled_length(length: int, orig_rate: int, new_rate: int) -> int:
+    """ceil(length * new / orig): the length librosa.resample gives (its `fix=True`)."""
+    return -(-length * new_rate // orig_rate)
+
+
+def resample_hq(samples: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
+    """soxr "HQ" resampling of mono float32 samples on the CPU, as librosa.resample(res_type="soxr_hq")
+    does it: soxr's output cut or zero-padded to ceil(n * new / orig) samples, float32."""
+    if orig_rate == new_rate:
+        return samples
+    import soxr
+
+    out = soxr.resample(np.asarray(samples, dtype=np.float32), orig_rate, new_rate, quality="HQ")
+    length = resampled_length(samples.shape[-1], orig_rate, new_rate)
+    if out.shape[-1] < length:
+        out = np.pad(out, (0, length - out.shape[-1]))
+    return np.ascontiguousarray(out[:length], dtype=np.float32)
+
+
 def resample(waveform: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
     """Band-limited sinc resampling along the last axis, on the tensor's device (julius).
 
-    For 16 <-> 32 kHz round trips julius leaves an alias residual near -95 dB (measured), far
-    below what changes a metric at three decimals; soxr is better but CPU-only.
+    For 16 <-> 32 kHz round trips julius leaves an alias residual near -95 dB (measured), but its
+    low-pass (roll-off 0.945 of the lower Nyquist) also removes what soxr keeps near 8 kHz: System 2
+    through julius agrees with AudioSep's soxr pipeline only to 34-49 dB, hence soxr by default.
     """
     if orig_rate == new_rate:
         return waveform
     import julius
 
     return julius.resample_frac(waveform, orig_rate, new_rate)
+
+
+def sinc_resample(waveform: torch.Tensor, orig_rate: int, new_rate: int, *, lowpass_filter_width: int = 6,
+                  rolloff: float = 0.99) -> torch.Tensor:
+    """Hann-windowed sinc interpolation along the last axis, on the tensor's device: the published
+    algorithm of torchaudio's `functional.resample` with its defaults (6 zero crossings, roll-off 0.99),
+    which the seed authors' CLAPScore code uses. torchaudio itself is not needed.
+
+    With g = gcd(orig, new), o = orig / g, n = new / g, the cutoff c = rolloff * min(o, n) and
+    h(t) = sinc(t) cos²(pi t / (2 L)) for |t| <= L (else 0), L = lowpass_filter_width:
+
+        y[j] = (c / o) * sum_i x[i] h(c (i / o - j / n)),   j = 0 .. ceil(n N / o) - 1,
+
+    x taken as zero outside its N samples. Output j = m n + k (phase k) only needs the inputs
+    i = m o + p with -w <= p < w + o, w = ceil(L o / c), so the n phase filters run as one strided
+    convolution. The filters are computed in float64 (torchaudio: in the signal's dtype; the two
+    differ by float32 rounding, ~1e-7) and applied in the signal's dtype.
+    """
+    if orig_rate == new_rate:
+        return waveform
+    if orig_rate <= 0 or new_rate <= 0 or lowpass_filter_width <= 0:
+        raise ValueError("sample rates and lowpass_filter_width must be positive")
+    g = math.gcd(int(orig_rate), int(new_rate))
+    o, n = int(orig_rate) // g, int(new_rate) // g
+    cutoff = rolloff * min(o, n)
+    width = math.ceil(lowpass_filter_width * o / cutoff)
+    offsets = torch.arange(-width, width + o, dtype=torch.float64, device=waveform.device) / o
+    phases = torch.arange(n, dtype=torch.float64, device=waveform.device)[:, None] / n
+    t = ((offsets[None, :] - phases) * cutoff).clamp(-lowpass_filter_width, lowpass_filter_width)
+    filters = torch.special.sinc(t) * torch.cos(t * (math.pi / (2 * lowpass_filter_width))) ** 2 * (cutoff / o)
+    shape = waveform.shape
+    x = torch.nn.functional.pad(waveform.reshape(-1, 1, shape[-1]), (width, width + o))
+    y = torch.nn.functional.conv1d(x, filters.to(waveform.dtype)[:, None, :], stride=o)  # (batch, phase, block)
+    y = y.transpose(1, 2).reshape(x.shape[0], -1)[:, : resampled_length(shape[-1], o, n)]
+    return y.reshape(*shape[:-1], y.shape[-1])

@@ -2,7 +2,9 @@
 
 - batches of equal-length clips; one text embedding per distinct query, cached for the run;
 - device auto-selection (CUDA, MPS, CPU) and optional bf16/fp16 autocast;
-- 16 kHz <-> model-rate resampling on the device;
+- 16 kHz <-> model-rate resampling: soxr HQ (librosa's and AudioSep's resampler) on the CPU in the
+  reading and writing threads, so the device never waits for it; or julius on the device
+  (`resampler`); the choice is part of the run's identity;
 - inputs longer than the model's segment are cut into overlapping chunks that are cross-faded
   back together (bounded memory on long recordings; short inputs run whole, never zero-padded
   into silence);
@@ -32,9 +34,9 @@ import numpy as np
 import torch
 
 from toolkit import __version__
-from toolkit.audio import SAMPLE_RATE, non_finite_count, resample, write_wav
-from toolkit.data.formats import DataSet
-from toolkit.data.items import Item, ItemLoader, LoadFailure
+from toolkit.audio import RESAMPLERS, SAMPLE_RATE, non_finite_count, resample, resample_hq, write_wav
+from toolkit.data.formats import DataSet, MixtureSpec
+from toolkit.data.items import Item, ItemLoader, LoadFailure, ordered_map
 from toolkit.errors import ConfigError, Dcase9Error
 from toolkit.outputs import MANIFEST_NAME, OutputFolder, Problem  # noqa: F401  (MANIFEST_NAME: re-exported)
 # Large batches pay off on GPUs. On CPUs they gain nothing per clip (ResUNet30 on two cores: batch 1
@@ -72,6 +74,18 @@ class EngineOptions:
     limit: int | None = None  # only the first N mixtures (quick looks)
     progress: bool = True
     pcm16: bool = False  # write 16-bit PCM instead of 32-bit float WAVs
+    resampler: str = "soxr"  # 16 kHz <-> model rate: soxr (HQ, CPU threads) or julius (on the device)
+
+    def check(self) -> None:
+        """Refuse impossible settings (before a model is loaded, when callers check early)."""
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ConfigError("--batch-size must be at least 1")
+        if not 0.0 <= self.overlap < 1.0:
+            raise ConfigError("--overlap must be in [0, 1)")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError("--limit must be at least 1")
+        if self.resampler not in RESAMPLERS:
+            raise ConfigError(f"unknown resampler {self.resampler!r} (use {' or '.join(RESAMPLERS)})")
 
 
 @dataclass
@@ -165,10 +179,20 @@ def separate_in_chunks(run: Callable[[int, int], torch.Tensor], length: int, bat
     return output / weight
 
 
-def _batches(items: Iterator[Item], batch_size: int) -> Iterator[list[Item]]:
+@dataclass
+class _Loaded:
+    """One item with its audio at the model's rate (resampled by the reading thread with soxr, or
+    still at 16 kHz when julius resamples on the device)."""
+
+    item: Item
+    mixture: np.ndarray
+    reference: np.ndarray | None
+
+
+def _batches(items: Iterator[_Loaded], batch_size: int) -> Iterator[list[_Loaded]]:
     """Consecutive items of equal length, at most `batch_size` at a time (no padding: batched
     results then equal one-at-a-time results)."""
-    batch: list[Item] = []
+    batch: list[_Loaded] = []
     for item in items:
         if batch and (len(batch) >= batch_size or item.mixture.shape[-1] != batch[0].mixture.shape[-1]):
             yield batch
@@ -216,12 +240,9 @@ def run_separation(separator: Separator, dataset: DataSet, out_dir: str | Path, 
     Mixtures that cannot be separated are left out and listed in `RunResult.problems`.
     """
     options = options or EngineOptions()
-    if options.batch_size is not None and options.batch_size < 1:
-        raise ConfigError("--batch-size must be at least 1")
-    if not 0.0 <= options.overlap < 1.0:
-        raise ConfigError("--overlap must be in [0, 1)")
-    if options.limit is not None and options.limit < 1:
-        raise ConfigError("--limit must be at least 1")
+    options.check()
+    if separator.sample_rate != SAMPLE_RATE:  # soxr and julius outputs differ (34-49 dB): never resume one with the other
+        identity = {**identity, "resampler": options.resampler}
     if reference_needed and not dataset.has_references:
         raise Dcase9Error(f"this system needs references, which the {dataset.kind.value} set does not have")
     device = resolve_device(options.device)
@@ -245,17 +266,34 @@ def _run(separator: Separator, dataset: DataSet, folder: OutputFolder, mixtures:
          reference_needed: bool, settings: dict[str, Any] | None) -> RunResult:
     out_dir = folder.root
     skipped = len(mixtures) - len(todo)
+    rate = separator.sample_rate
+    resampling = rate != SAMPLE_RATE
+    threads_resample = resampling and options.resampler == "soxr"
     manifest: dict[str, Any] = {
         "status": "running",
         "planned": len(mixtures),
         "settings": {**asdict(options), "batch_size": batch_size, "device": str(device), "segment_samples": segment,
-                     "model_sample_rate": separator.sample_rate, **(settings or {})},
+                     "model_sample_rate": rate, "resampler": options.resampler if resampling else None,
+                     **(settings or {})},
         "versions": environment_versions(),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     folder.write_manifest(manifest)
 
     loader = ItemLoader(dataset)
+
+    def load(spec: MixtureSpec) -> _Loaded | LoadFailure:  # on a reading thread
+        item = loader.load_or_fail(spec)
+        if isinstance(item, LoadFailure):
+            return item
+        if not threads_resample:
+            return _Loaded(item, item.mixture, item.reference)
+        reference = item.reference if reference_needed else None
+        return _Loaded(item, resample_hq(item.mixture, SAMPLE_RATE, rate),
+                       resample_hq(reference, SAMPLE_RATE, rate) if reference is not None else None)
+
+    # What the writing threads get: estimates at the model's rate (soxr brings them back) or at 16 kHz.
+    estimate_rate = rate if threads_resample else SAMPLE_RATE
     cache = QueryCache(separator)
     written_ids: list[str] = []
     problems: list[Problem] = []
@@ -266,11 +304,11 @@ def _run(separator: Separator, dataset: DataSet, folder: OutputFolder, mixtures:
     status = "interrupted"
     task = None
 
-    def write(output_id: str, estimate: np.ndarray) -> None:
-        write_wav(out_dir / f"{output_id}.wav", estimate, SAMPLE_RATE, subtype)
-        folder.record(output_id, len(estimate))
+    def write(output_id: str, estimate: np.ndarray, length: int) -> None:  # on a writing thread
+        _write_estimate(out_dir / f"{output_id}.wav", estimate, estimate_rate, length, subtype)
+        folder.record(output_id, length)
 
-    def usable(results: Iterator[Item | LoadFailure]) -> Iterator[Item]:
+    def usable(results: Iterator[_Loaded | LoadFailure]) -> Iterator[_Loaded]:
         for result in results:
             if isinstance(result, LoadFailure):
                 problems.append(Problem(result.spec.id, str(result.error)))
@@ -284,17 +322,17 @@ def _run(separator: Separator, dataset: DataSet, folder: OutputFolder, mixtures:
                                                           thread_name_prefix="dcase9-write") as writer:
             task = progress.add_task("separating", total=len(todo)) if progress is not None else None
             pending: list[Future[None]] = []
-            items = usable(loader.iterate_or_fail(todo, workers=options.workers))
-            for batch in _batches(items, batch_size):
+            for batch in _batches(usable(ordered_map(load, todo, workers=options.workers)), batch_size):
                 estimates = _separate_batch(separator, batch, cache, device, options, segment, reference_needed)
-                for item, estimate in zip(batch, estimates):
+                for loaded, estimate in zip(batch, estimates):
+                    item = loaded.item
                     bad = non_finite_count(estimate)
                     if bad:
                         problems.append(Problem(item.spec.id, f"{', '.join(map(str, dataset.files_of(item.spec)))}: "
                                                 f"the system returned {bad} NaN or infinite samples for this "
                                                 f"mixture (query {item.spec.query!r}); nothing written"))
                         continue
-                    pending.append(writer.submit(write, item.spec.id, estimate))
+                    pending.append(writer.submit(write, item.spec.id, estimate, item.mixture.shape[-1]))
                     written_ids.append(item.spec.id)
                     audio_seconds += item.mixture.shape[-1] / SAMPLE_RATE
                 pending = _reap(pending)
@@ -314,20 +352,23 @@ def _run(separator: Separator, dataset: DataSet, folder: OutputFolder, mixtures:
                      written_ids, problems, folder.orphans)
 
 
-def _separate_batch(separator: Separator, batch: list[Item], cache: QueryCache, device: torch.device,
+def _separate_batch(separator: Separator, batch: list[_Loaded], cache: QueryCache, device: torch.device,
                     options: EngineOptions, segment: int | None, reference_needed: bool) -> list[np.ndarray]:
-    length = batch[0].mixture.shape[-1]
-    mixture = torch.from_numpy(np.stack([item.mixture for item in batch])).to(device)
+    """Estimates at 16 kHz when julius resamples here on the device, else at the model's rate."""
+    mixture = torch.from_numpy(np.stack([loaded.mixture for loaded in batch])).to(device)
     reference = None
     if reference_needed:
-        reference = torch.from_numpy(np.stack([item.reference for item in batch])).to(device)  # type: ignore[misc]
+        reference = torch.from_numpy(np.stack([loaded.reference for loaded in batch])).to(device)  # type: ignore[misc]
     rate = separator.sample_rate
+    on_device = options.resampler == "julius"  # soxr: the reading and writing threads resample
     with torch.inference_mode():
-        conditions = cache.conditions([item.spec.query for item in batch])
+        conditions = cache.conditions([loaded.item.spec.query for loaded in batch])
         if conditions is not None:
             conditions = conditions.to(device)
-        model_mixture = resample(mixture, SAMPLE_RATE, rate)
-        model_reference = resample(reference, SAMPLE_RATE, rate) if reference is not None else None
+        model_mixture = resample(mixture, SAMPLE_RATE, rate) if on_device else mixture
+        model_reference = reference
+        if reference is not None and on_device:
+            model_reference = resample(reference, SAMPLE_RATE, rate)
 
         def run(start: int, end: int) -> torch.Tensor:
             chunk_ref = model_reference[:, start:end] if model_reference is not None else None
@@ -335,12 +376,19 @@ def _separate_batch(separator: Separator, batch: list[Item], cache: QueryCache, 
                 out = separator.separate(model_mixture[:, start:end], conditions, chunk_ref)
             return out.float()
 
-        model_estimate = separate_in_chunks(run, model_mixture.shape[-1], len(batch), segment,
-                                            options.overlap, device)
-        estimate = resample(model_estimate, rate, SAMPLE_RATE)
-        if estimate.shape[-1] != length:  # resampling rounds lengths; keep the input's
-            estimate = torch.nn.functional.pad(estimate, (0, max(0, length - estimate.shape[-1])))[..., :length]
+        estimate = separate_in_chunks(run, model_mixture.shape[-1], len(batch), segment, options.overlap, device)
+        if on_device:
+            estimate = resample(estimate, rate, SAMPLE_RATE)
     return list(estimate.float().cpu().numpy())
+
+
+def _write_estimate(path: Path, estimate: np.ndarray, rate: int, length: int, subtype: str) -> None:
+    """On a writing thread: the estimate at 16 kHz (soxr from the model's rate if needed), exactly as
+    long as its mixture (resampling rounds lengths), written atomically."""
+    estimate = resample_hq(estimate, rate, SAMPLE_RATE)[:length]
+    if estimate.shape[-1] < length:
+        estimate = np.pad(estimate, (0, length - estimate.shape[-1]))
+    write_wav(path, estimate, SAMPLE_RATE, subtype)
 
 
 def _reap(pending: list[Future[None]]) -> list[Future[None]]:

@@ -43,6 +43,7 @@ class HuggingFaceSnapshot(StrictModel):
     repo: str
     repo_type: Literal["model", "space", "dataset"] = "model"
     files: list[str]
+    optional_files: list[str] = []  # fetched when the repository has them; a cache without them is accepted
     subfolder: str | None = None  # the folder of the snapshot that is the weight
     revision: str | None = None
 
@@ -75,7 +76,9 @@ class Source(StrictModel):
             h = self.huggingface
             return f"https://huggingface.co/{'spaces/' if h.repo_type == 'space' else ''}{h.repo} ({h.path})"
         if self.huggingface_snapshot:
-            return f"https://huggingface.co/{self.huggingface_snapshot.repo} ({', '.join(self.huggingface_snapshot.files)})"
+            s = self.huggingface_snapshot
+            optional = f"; optional {', '.join(s.optional_files)}" if s.optional_files else ""
+            return f"https://huggingface.co/{s.repo} ({', '.join(s.files)}{optional})"
         if self.zenodo:
             return f"https://zenodo.org/records/{self.zenodo.record} ({self.zenodo.pattern})"
         assert self.url is not None
@@ -196,14 +199,16 @@ def _not_found_message(name: str, entry: WeightEntry, local: Path, tried: list[s
     else:
         lines.append("Every source failed:")
         lines += [f"  - {t}" for t in tried]
-    lines.append(f"Then pass it with --checkpoint PATH, or place it at {local}"
-                 + (" (a folder)" if entry.kind == "folder" else "") + ".")
+    what = "DIR" if entry.kind == "folder" else "FILE"
+    lines.append(f"Then pass it with --weight {name}={what}"
+                 + (" (or --checkpoint FILE where it is the system's main checkpoint)" if entry.kind == "file" else "")
+                 + f", or place it at {local}" + (" (a folder)" if entry.kind == "folder" else "") + ".")
     return "\n".join(lines)
 
 
 def _huggingface(source: Source, local_only: bool) -> Path | None:
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
     try:
         if source.huggingface is not None:
@@ -214,6 +219,11 @@ def _huggingface(source: Source, local_only: bool) -> Path | None:
         s = source.huggingface_snapshot
         paths = [Path(hf_hub_download(s.repo, f, repo_type=s.repo_type, revision=s.revision,
                                       local_files_only=local_only)) for f in s.files]
+        for f in s.optional_files:
+            try:
+                hf_hub_download(s.repo, f, repo_type=s.repo_type, revision=s.revision, local_files_only=local_only)
+            except (LocalEntryNotFoundError, EntryNotFoundError):
+                pass  # not cached, or not in the repository: the required files are enough
     except LocalEntryNotFoundError:
         return None
     except Exception:

@@ -119,7 +119,10 @@ class BertScoreConfig(StrictModel):
     model_path: Optional[Path] = Field(default=None, description="Local folder with that model, for offline use.")
     num_layers: Optional[int] = Field(default=None, ge=0,
                                       description="Layer whose embeddings are compared; default from bert-score.")
-    threshold: float = Field(default=0.7, ge=0, le=1)
+    threshold: Optional[float] = Field(
+        default=None, ge=0, le=1,
+        description="Applies to every prompt; None: each prompt's own selection_threshold (DDPs and DIP 0.7, "
+                    "seed 000; gpt4-keywords none, seed 003).")
     batch_size: int = Field(default=64, ge=1)
     device: str = "auto"
     rescale_with_baseline: bool = False

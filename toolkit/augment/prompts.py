@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Optional
 
 from pydantic import Field, field_validator
 
@@ -37,6 +37,10 @@ class Prompt(StrictModel):
     source: str = Field(description="Where the text comes from (paper, or ours).")
     template: str
     no_tags: str = "none"
+    selection_threshold: Optional[float] = Field(
+        default=0.7, ge=0, le=1,
+        description="BERTScore F1 a candidate needs to be kept (seed 000: 0.7); null: the rule filters only "
+                    "(seed 003). `--threshold` overrides it for every prompt of a run.")
 
     @field_validator("datasets")
     @classmethod

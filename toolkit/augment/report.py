@@ -39,7 +39,6 @@ def build_summary(config: AugmentConfig, plan: "Plan", answers: Mapping[str, dic
                   added: Counter, repeated: Counter, unjudged: set[str]) -> dict[str, Any]:
     from toolkit.augment.run import is_selected
 
-    threshold = config.bertscore.threshold
     # Which clips, items and (unique) requests belong to each (dataset, prompt) group.
     members: dict[tuple[str, str], dict[str, Any]] = {}
     originals: Counter[str] = Counter()
@@ -56,6 +55,7 @@ def build_summary(config: AugmentConfig, plan: "Plan", answers: Mapping[str, dic
     judged_with: set[str] = set()
     for (dataset, label), entry in members.items():
         keys = list(entry["keys"])
+        threshold = plan.requests[keys[0]].threshold  # one prompt per (dataset, prompt label) group
         verdicts: Counter[str] = Counter()
         scores: list[float] = []
         counts: Counter[str] = Counter()
@@ -81,13 +81,13 @@ def build_summary(config: AugmentConfig, plan: "Plan", answers: Mapping[str, dic
                     scores.append(f1)
                     if f1 >= 1.0:
                         counts["identical_score"] += 1
-                    elif f1 < threshold:
+                    elif threshold is not None and f1 < threshold:
                         counts["below_threshold"] += 1
-                    if is_selected(record, threshold):
-                        counts["selected"] += 1
+                if is_selected(record, threshold):
+                    counts["selected"] += 1
         clips = len(entry["clips"])
         row = {
-            "dataset": dataset, "prompt": label, "prompt_ids": sorted(prompt_ids),
+            "dataset": dataset, "prompt": label, "prompt_ids": sorted(prompt_ids), "threshold": threshold,
             "items": entry["items"], "clips": clips, "requests": len(keys),
             "answered": counts["answered"], "malformed": counts["malformed"], "failed": counts["failed"],
             "pending": counts["pending"], "unjudged": counts["unjudged"],
@@ -119,8 +119,8 @@ def build_summary(config: AugmentConfig, plan: "Plan", answers: Mapping[str, dic
                           if (dataset, label) in members}}
              for dataset in datasets}
     return {
-        "threshold": threshold,
-        "selection": "verdict 'ok' and threshold <= BERTScore F1 < 1",
+        "threshold": config.bertscore.threshold,  # None: each prompt's own (see each group's "threshold")
+        "selection": "verdict 'ok', and threshold <= BERTScore F1 < 1 where the group has a threshold",
         "bertscore": {"model": config.bertscore.model, "num_layers": config.bertscore.num_layers,
                       "rescale_with_baseline": config.bertscore.rescale_with_baseline,
                       "judged_with": sorted(judged_with)},
@@ -137,8 +137,8 @@ def build_summary(config: AugmentConfig, plan: "Plan", answers: Mapping[str, dic
     }
 
 
-def write_histogram(path: Any, plan: "Plan", groups: Mapping[str, list[dict[str, Any]]], threshold: float) -> None:
-    """Step histograms of BERTScore F1 (filtered candidates) per dataset and prompt, threshold marked."""
+def write_histogram(path: Any, plan: "Plan", groups: Mapping[str, list[dict[str, Any]]]) -> None:
+    """Step histograms of BERTScore F1 (filtered candidates) per dataset and prompt, thresholds marked."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -156,11 +156,13 @@ def write_histogram(path: Any, plan: "Plan", groups: Mapping[str, list[dict[str,
     figure = Figure(figsize=(7, 4), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    low = min([threshold - 0.05] + [min(v) for v in series.values()])
+    thresholds = sorted({r.threshold for r in plan.requests.values() if r.threshold is not None})
+    low = min([t - 0.05 for t in thresholds] + [min(v) for v in series.values()] or [0.5])
     bins = [low + i * (1.0 - low) / 50 for i in range(51)]
     for name, values in series.items():
         axes.hist(sorted(values), bins=bins, histtype="step", linewidth=1.5, label=f"{name} (n={len(values)})")
-    axes.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+    for threshold in thresholds:
+        axes.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
     axes.set_xlabel("BERTScore F1 against the original caption")
     axes.set_ylabel("candidates")
     axes.set_title("Candidates that passed the filters" if series else "No scored candidates yet")
@@ -177,7 +179,10 @@ def summary_tables(summary: Mapping[str, Any]) -> list["Table"]:
     from rich.table import Table
 
     columns = summary["captions"]["columns"]
-    captions = Table(title=f"Captions in the augmented file (BERTScore F1 >= {summary['threshold']:g})")
+    selections = dict.fromkeys(
+        f"{g['prompt']}: " + (f"BERTScore F1 >= {g['threshold']:g}" if g["threshold"] is not None else "filters only")
+        for g in summary["groups"])
+    captions = Table(title=f"Captions in the augmented file ({'; '.join(selections) or 'no prompts'})")
     captions.add_column("dataset")
     for column in columns:
         captions.add_column(column if column == "original" else f"+ {column}", justify="right")

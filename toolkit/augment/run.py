@@ -14,7 +14,9 @@ the sampling settings. An answer in `responses.jsonl` is never asked for again; 
 retried when the run is repeated. Candidates of one answer are written in one durable append (a
 "group"); a group that a hard kill cut short is dropped on resume and scored again, without an LLM
 call. Selection by threshold happens only when the outputs are assembled, so `reselect` can change
-the threshold without touching the LLM or BERTScore.
+the threshold without touching the LLM or BERTScore. Each prompt has its own selection (its
+`selection_threshold`: 0.7 for the DDPs and the DIP as in seed 000, none for seed 003's GPT-4 prompt);
+a threshold in the configuration (`--threshold`) replaces it for every prompt.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class PlannedRequest:
     seed: int
     dataset: str
     wav: str  # first clip that asks it (identical prompts are asked once)
+    threshold: float | None = None  # BERTScore F1 its candidates need; None: the rule filters only
 
 
 @dataclass
@@ -126,7 +129,8 @@ def build_plan(config: AugmentConfig, items: list[CaptionItem], library: PromptL
             key = _request_key(prompt, rendered, config)
             if key not in requests:
                 requests[key] = PlannedRequest(key, prompt.id, rendered, item.caption, n,
-                                               _request_seed(config.sampling.seed, key), item.dataset, item.wav)
+                                               _request_seed(config.sampling.seed, key), item.dataset, item.wav,
+                                               selection_threshold(config, prompt))
             chosen.append((label, key))
         item_requests.append(chosen)
     return Plan(items, requests, item_requests, labels, without_tags)
@@ -288,9 +292,19 @@ def judge_and_score(batch: list[tuple[PlannedRequest, dict[str, Any]]], config: 
     return groups
 
 
-def is_selected(record: dict[str, Any], threshold: float) -> bool:
+def selection_threshold(config: AugmentConfig, prompt: Prompt) -> float | None:
+    """The run's `--threshold` if given, else the prompt's own selection (None: the rule filters only)."""
+    return config.bertscore.threshold if config.bertscore.threshold is not None else prompt.selection_threshold
+
+
+def is_selected(record: dict[str, Any], threshold: float | None) -> bool:
+    """A candidate that passed the filters, and, with a threshold, threshold <= BERTScore F1 < 1."""
+    if record.get("verdict") != Verdict.OK.value:
+        return False
+    if threshold is None:
+        return True
     f1 = record.get("bertscore_f1")
-    return record.get("verdict") == Verdict.OK.value and f1 is not None and threshold <= f1 < 1.0
+    return f1 is not None and threshold <= f1 < 1.0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -494,7 +508,6 @@ def assemble(config: AugmentConfig, out_dir: Path, plan: Plan, responses: Respon
     from toolkit.augment.io import write_json_atomic
     from toolkit.augment.report import build_summary, write_histogram
 
-    threshold = config.bertscore.threshold
     originals_by_wav: dict[str, set[str]] = defaultdict(set)
     for item in plan.items:
         originals_by_wav[item.wav].add(normalise(item.caption))
@@ -507,7 +520,7 @@ def assemble(config: AugmentConfig, out_dir: Path, plan: Plan, responses: Respon
         rows.append(dict(item.fields))
         for label, key in chosen:
             for record in candidates.groups.get(key, []):
-                if not is_selected(record, threshold):
+                if not is_selected(record, plan.requests[key].threshold):
                     continue
                 norm = normalise(record["text"])
                 if norm in used_by_wav[item.wav]:
@@ -528,7 +541,7 @@ def assemble(config: AugmentConfig, out_dir: Path, plan: Plan, responses: Respon
     summary["outputs"] = {name: path.name for name, path in outputs.items()}
     write_json_atomic(outputs["augmented"], {"data": rows})
     write_json_atomic(outputs["summary"], summary)
-    write_histogram(outputs["histogram"], plan, candidates.groups, threshold)
+    write_histogram(outputs["histogram"], plan, candidates.groups)
     if summary["totals"]["unjudged"]:
         notes.append(f"{summary['totals']['unjudged']} answers are not scored yet; run `dcase9 augment` "
                      f"without --reselect to score them")

@@ -111,13 +111,16 @@ def _list_prompts(prompt_dirs: list[Path]) -> None:
     table.add_column("id", no_wrap=True)
     table.add_column("kind")
     table.add_column("datasets", overflow="fold")
-    for name in ("n", "tags", "title"):
+    for name in ("n", "tags", "F1 >=", "title"):
         table.add_column(name)
     for prompt_id, loaded in sorted(library.prompts.items()):
         p = loaded.prompt
+        selection = f"{p.selection_threshold:g}" if p.selection_threshold is not None else "none"
         table.add_row(prompt_id, p.kind, "\n".join(p.datasets) or "-", str(p.n_captions),
-                      "yes" if p.uses_tags else "-", p.title)
+                      "yes" if p.uses_tags else "-", selection, p.title)
     console.print(table)
+    console.print("F1 >=: the BERTScore F1 against the original a candidate needs by default (none: the rule "
+                  "filters only); --threshold sets one for every prompt.", highlight=False)
     for folder in dict.fromkeys(loaded.path.parent for loaded in library.prompts.values()):
         console.print(f"prompt files in {folder}", highlight=False, soft_wrap=True)
 
@@ -212,7 +215,8 @@ def augment(
                                        rich_help_panel=_SAMPLING),
     threshold: Optional[float] = typer.Option(
         None, "--threshold", "-t", show_default=False,
-        help="Keep candidates with BERTScore F1 >= this (and < 1, a copy). Default 0.7.",
+        help="Keep candidates with BERTScore F1 >= this (and < 1, a copy), for every prompt. Default: each "
+             "prompt's own selection (DDPs and DIP 0.7, seed 000; gpt4-keywords: the filters only, seed 003).",
         rich_help_panel=_SELECTION),
     min_words: Optional[int] = typer.Option(None, "--min-words", show_default=False,
                                             help="Shorter candidates are 'incomplete' (default 3).",

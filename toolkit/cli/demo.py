@@ -31,7 +31,8 @@ def demo(
     from toolkit.api import run_demo
 
     started = time.perf_counter()
-    result = run_demo(out, train_model=train, force_data=force)
+    result = run_demo(out, train_model=train, force_data=force,
+                      announce=lambda line: console.print(f"[bold]{escape(line)}[/]", highlight=False))
     reports = result.reports
     table = Table(title=f"Demo results on {next(iter(reports.values())).dataset.root} "
                         f"({next(iter(reports.values())).summary['scored']} mixtures, dB)")

@@ -22,13 +22,13 @@ def list_systems_command() -> None:
     from systems import list_systems
 
     table = Table(title="Systems (use the name with --system)")
-    for column in ("name", "system", "rate", "needs", "published SDR / SDRi / SI-SDR"):
+    for column in ("name", "system", "rate", "needs", "published SDR / SDRi / SI-SDR / ATS (validation set)"):
         table.add_column(column)
     for spec in list_systems():
         needs = ", ".join((["references"] if spec.needs_reference else []) + list(spec.weights)) or "-"
-        published = "; ".join(
-            f"{p.sdr:.3f} / {p.sdri:.3f} / {p.sisdr:.3f} ({p.source})" for p in spec.published
-            if p.sdr is not None and p.sdri is not None and p.sisdr is not None) or "-"
+        published = "\n".join(
+            " / ".join("-" if v is None else f"{v:.3f}" for v in (p.sdr, p.sdri, p.sisdr, p.ats)) + f" ({p.source})"
+            for p in spec.published) or "-"
         names = spec.name + (f" ({', '.join(spec.aliases)})" if spec.aliases else "")
         table.add_row(names, f"{spec.title}\n[dim]{spec.summary}[/]", f"{spec.sample_rate // 1000} kHz", needs, published)
     console.print(table)
@@ -71,6 +71,9 @@ def infer(
     overwrite: Annotated[bool, typer.Option(help="Recompute outputs that already exist.")] = False,
     limit: Annotated[Optional[int], typer.Option(help="Only the first N mixtures.")] = None,
     pcm16: Annotated[bool, typer.Option(help="Write 16-bit PCM instead of 32-bit float.")] = False,
+    resampler: Annotated[str, typer.Option(
+        help="16 kHz <-> the model's rate (System 2: 32 kHz): soxr (HQ, as librosa and AudioSep's own pipeline; "
+             "on the CPU in the reading/writing threads) or julius (on the device).")] = "soxr",
 ) -> None:
     """Separate every mixture of an evaluation set with a system; resumable (finished outputs are kept)."""
     from systems import get_system
@@ -85,7 +88,8 @@ def infer(
     if overrides is not None and not isinstance(overrides, dict):
         raise ConfigError(f"{system_config}: expected a mapping of settings")
     options = EngineOptions(batch_size=batch_size, device=device, precision=precision, segment_seconds=segment,
-                            overlap=overlap, overwrite=overwrite, limit=limit, pcm16=pcm16)
+                            overlap=overlap, overwrite=overwrite, limit=limit, pcm16=pcm16,
+                            resampler=resampler)
     result = separate(system, open_dataset(data, kind, csv), out, options=options, system_options=overrides,
                       checkpoint=checkpoint, weights=parse_weight_options(weight), offline=offline,
                       trust_checkpoint=trust_checkpoint)

@@ -408,9 +408,12 @@ def load_roberta_tokenizer(name_or_path: str | Path = DEFAULT_TOKENIZER, *,
     """The RoBERTa BPE tokenizer CLAP's text tower was trained with: a Hub id or a local folder.
 
     The folder (or Hub repository) must hold `vocab.json` and `merges.txt`, as roberta-base does.
-    `offline` (default: the HF_HUB_OFFLINE environment variable) forbids downloads; a Hub id then
-    resolves from the local Hugging Face cache only. We resolve the files ourselves because
-    transformers 5 silently builds an empty tokenizer (special tokens only) when they are missing.
+    Without a `tokenizer.json` (the cache the reference's slow `RobertaTokenizer` leaves), the fast
+    tokenizer is built from those two files and checked to give the slow tokenizer's ids
+    (`toolkit.models.roberta_bpe`). `offline` (default: the HF_HUB_OFFLINE environment variable)
+    forbids downloads; a Hub id then resolves from the local Hugging Face cache only. We resolve the
+    files ourselves because transformers 5 silently builds an empty tokenizer (special tokens only)
+    when they are missing.
     """
     from transformers import RobertaTokenizerFast
 
@@ -426,6 +429,10 @@ def load_roberta_tokenizer(name_or_path: str | Path = DEFAULT_TOKENIZER, *,
     if len(tokenizer) < vocabulary_size:
         raise CheckpointError(f"the tokenizer read from {folder} has {len(tokenizer)} tokens, its vocab.json "
                               f"{vocabulary_size}")
+    if not (folder / "tokenizer.json").is_file():
+        from toolkit.models.roberta_bpe import check_against_slow_bpe
+
+        check_against_slow_bpe(tokenizer, folder)
     return tokenizer
 
 
@@ -444,7 +451,8 @@ def _tokenizer_snapshot(repo_id: str, *, offline: bool) -> Path:
             f"the CLAP text tokenizer '{repo_id}' is not in the local Hugging Face cache and {how}. "
             f"On a machine with internet access run\n"
             f"    hf download {repo_id} {' '.join(_TOKENIZER_FILES)} --local-dir roberta-base-tokenizer\n"
-            f"then copy that folder here and pass its path as the tokenizer (Python: tokenizer=PATH). "
+            f"then copy that folder here and pass it with --weight roberta-base-tokenizer=DIR (Python: "
+            f"tokenizer=DIR, or weights={{'roberta-base-tokenizer': DIR}}). "
             f"({type(exc).__name__}: {detail})"
         ) from exc
 

@@ -34,6 +34,7 @@ import soundfile as sf
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from toolkit.audio import resample_hq
 from toolkit.data.captions import read_caption_rows
 from toolkit.errors import DataError
 from toolkit.training.config import DatafileSpec
@@ -130,10 +131,7 @@ def read_segment(path: Path, sample_rate: int, segment_samples: int, min_seconds
     samples = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
     if not np.isfinite(samples).all():
         raise ClipUnusable(NON_FINITE, f"{path}: NaN or infinite samples")
-    if info.samplerate != sample_rate:
-        import soxr
-
-        samples = soxr.resample(samples, info.samplerate, sample_rate, quality="HQ").astype(np.float32, copy=False)
+    samples = resample_hq(samples, info.samplerate, sample_rate)
     segment = np.zeros(segment_samples, dtype=np.float32)
     segment[: min(len(samples), segment_samples)] = samples[:segment_samples]
     return segment

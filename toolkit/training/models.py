@@ -43,6 +43,8 @@ A `TrainableModel` holds:
   gradients);
 - `load_initial_weights(weights, source)`: load an official checkpoint's `state_prefix` part
   (prefix removed) for `--init`;
+- `official_fixed_tensors()`: tensors of the official layout under `state_prefix` that `net` does
+  not hold (ResUNet30: torchlibrosa's STFT kernels), written into every checkpoint;
 - `system_options()`: the `--system-config` settings that make `dcase9 infer` build this net.
 
 A `ModelKind.build(options, context)` gets the family's validated options and a `ModelContext`:
@@ -102,6 +104,9 @@ class TrainableModel:
 
     def load_initial_weights(self, weights: Mapping[str, Tensor], source: str) -> None:
         load_weights(self.net, weights, source=source)
+
+    def official_fixed_tensors(self) -> dict[str, Tensor]:
+        return {}
 
     def system_options(self) -> dict[str, Any]:
         return {}
@@ -206,6 +211,11 @@ class ResUNet30Model(TrainableModel):
         from toolkit.models.resunet import RESUNET30_IGNORED_KEYS
 
         load_weights(self.net, weights, source=source, ignore=RESUNET30_IGNORED_KEYS)
+
+    def official_fixed_tensors(self) -> dict[str, Tensor]:
+        from toolkit.models.official_layout import resunet30_fixed_tensors
+
+        return resunet30_fixed_tensors(self.options.n_fft)
 
     def system_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {"n_fft": self.options.n_fft, "hop_length": self.options.hop_length}

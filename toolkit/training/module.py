@@ -5,7 +5,9 @@ Importing this module imports Lightning; `toolkit.training.run` does so only whe
 Checkpoints are in the official Lightning layout of the baseline and AudioSep: `state_dict` holds
 the separation net under `ss_model.` (its own key names) and the frozen CLAP under
 `query_encoder.model.` in laion's key names (converted on saving, converted back on resuming),
-so `dcase9 infer --system 1 --checkpoint PATH` and the reference code load them. Beside the
+so `dcase9 infer --system 1 --checkpoint PATH` and the reference code load them, strictly too: every
+tensor of that layout is written, including those no module here holds (torchlibrosa's STFT kernels,
+CLAP's fixed buffers, classifier and training MLPs; `toolkit.models.official_layout`). Beside the
 weights, the `dcase9` entry holds the run's configuration and what `dcase9 infer` needs (plain
 types only: the file loads with `torch.load(weights_only=True)`). Files are written atomically.
 """
@@ -52,7 +54,8 @@ class SeparationTraining(pl.LightningModule):
 
     def __init__(self, config: TrainConfig, model: TrainableModel, query_encoder: ClapEncoder, *,
                  train_set: ClipDataset, sampler: TrainSampler, validation_set: DataSet | None = None,
-                 validation_specs: list[MixtureSpec] | None = None, checkpoint_info: dict[str, Any] | None = None):
+                 validation_specs: list[MixtureSpec] | None = None, checkpoint_info: dict[str, Any] | None = None,
+                 official_tensors: dict[str, Tensor] | None = None):
         super().__init__()
         self.config = config
         self.trainable = model
@@ -66,6 +69,9 @@ class SeparationTraining(pl.LightningModule):
         self.train_set, self.sampler = train_set, sampler
         self.validation_set, self.validation_specs = validation_set, validation_specs or []
         self.checkpoint_info = checkpoint_info or {}
+        # Tensors of the official layout no module here holds (torchlibrosa's STFT kernels, CLAP's
+        # fixed buffers, classifier and training MLPs): written into every checkpoint.
+        self.official_tensors = dict(official_tensors or {})
         self.skip_log = SkipLog()
         self.total_skips: SkipLog | None = None
         self._query_cache: dict[str, Tensor] = {}
@@ -202,12 +208,16 @@ class SeparationTraining(pl.LightningModule):
         state.update({QUERY_ENCODER_PREFIX + key: value for key, value in transformers_to_laion(clap).items()})
         for key in [k for k in state if k.startswith(FROZEN_ATTRIBUTE + ".")]:
             del state[key]  # pretrained parts that are not trained come from their own files
+        for key, value in self.official_tensors.items():  # every tensor of the official layout
+            state.setdefault(key, value)
         checkpoint["dcase9"] = {"format": CHECKPOINT_FORMAT, "config": config_as_dict(self.config),
                                 "model_kind": self.config.model.kind, "sample_rate": self.trainable.sample_rate,
                                 "system_options": self.trainable.system_options(), **self.checkpoint_info}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint["state_dict"]
+        for key in [k for k in state if k in self.official_tensors]:  # kept for the next checkpoints
+            self.official_tensors[key] = state.pop(key)
         laion = strip_prefix(state, QUERY_ENCODER_PREFIX)
         for key in [k for k in state if k.startswith(QUERY_ENCODER_PREFIX)]:
             del state[key]

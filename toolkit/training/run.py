@@ -115,6 +115,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
                         config.loss)
     init_weights: dict[str, torch.Tensor] = {}
     init_source = ""
+    own: dict[str, torch.Tensor] = {}
     if config.init is not None and not resume:  # a resumed run takes every weight from last.ckpt
         init_weights, init_source = read_init_checkpoint(config.init, resolver)
         from toolkit.models.checkpoints import strip_prefix
@@ -125,19 +126,22 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
                                   f"{config.model.kind} net from")
         model.load_initial_weights(own, f"{init_source} ({model.state_prefix}*)")
     tokenizer_path = resolve_tokenizer(config, resolver, out)
-    query_encoder = build_query_encoder(config, resolver, tokenizer_path, init_weights, init_source, resume=resume)
-    del init_weights
+    query_encoder, clap_extras = build_query_encoder(config, resolver, tokenizer_path, init_weights, init_source,
+                                                     resume=resume)
+    official = official_layout_tensors(config, model, own, clap_extras)
+    del init_weights, own
 
     validation_set, validation_specs = open_validation(config)
     info = {"system": config.system, "tokenizer": str(tokenizer_path)}
     return _fit(config, out, model, query_encoder, train_set, sampler, validation_set, validation_specs, info,
                 resume=resume, show_progress=show_progress, lightning_info=lightning_info,
-                tokenizer_path=tokenizer_path)
+                tokenizer_path=tokenizer_path, official_tensors=official)
 
 
 def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_set: Any, sampler: Any,
          validation_set: Any, validation_specs: list[Any], info: dict[str, Any], *, resume: bool,
-         show_progress: bool, lightning_info: bool, tokenizer_path: Path) -> TrainResult:
+         show_progress: bool, lightning_info: bool, tokenizer_path: Path,
+         official_tensors: dict[str, torch.Tensor]) -> TrainResult:
     from lightning.pytorch.loggers import CSVLogger
 
     from toolkit.training.module import SeparationTraining, StepCheckpoints, StepProgressBar, Throughput
@@ -145,7 +149,7 @@ def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_s
     _quiet_lightning(lightning_info)
     module = SeparationTraining(config, model, query_encoder, train_set=train_set, sampler=sampler,
                                 validation_set=validation_set, validation_specs=validation_specs,
-                                checkpoint_info=info)
+                                checkpoint_info=info, official_tensors=official_tensors)
     throughput = Throughput()
     checkpoints = StepCheckpoints(out, config.checkpoint.every_steps, config.checkpoint.last_every_steps,
                                   config.checkpoint.keep)
@@ -280,12 +284,16 @@ def resolve_tokenizer(config: TrainConfig, resolver: Any, out: Path) -> Path:
 
 
 def build_query_encoder(config: TrainConfig, resolver: Any, tokenizer_path: Path, init_weights: dict[str, torch.Tensor],
-                        init_source: str, *, resume: bool) -> Any:
-    """The frozen CLAP encoder; see `QueryEncoderConfig` for where its weights come from.
+                        init_source: str, *, resume: bool) -> tuple[Any, dict[str, torch.Tensor]]:
+    """The frozen CLAP encoder, and the laion tensors its source holds that the encoder does not (fixed
+    buffers, HTSAT's classifier, training MLPs; see `toolkit.models.official_layout`); see
+    `QueryEncoderConfig` for where the weights come from.
 
     A resumed run builds it with random weights of the right architecture: last.ckpt holds the
     weights (so the 2.3 GB laion file is not read for nothing).
     """
+    from toolkit.models.official_layout import laion_extra_keys
+
     from systems.registry import weight_entries
     from toolkit.models.checkpoints import strip_prefix
     from toolkit.models.clap import ClapEncoder, find_laion_prefix, load_roberta_tokenizer, read_laion_clap_weights
@@ -296,23 +304,39 @@ def build_query_encoder(config: TrainConfig, resolver: Any, tokenizer_path: Path
     tokenizer = load_roberta_tokenizer(tokenizer_path)
     source = options.source
     if resume or source == QUERY_SOURCE_RANDOM:
-        return ClapEncoder(random_clap_model(spec, seed=options.seed), spec.front_end, tokenizer)
+        return ClapEncoder(random_clap_model(spec, seed=options.seed), spec.front_end, tokenizer), {}
     if source == QUERY_SOURCE_AUTO and init_weights:
         try:
             prefix = find_laion_prefix(init_weights, source=init_source)
         except CheckpointError:
             prefix = None  # the init checkpoint has no query encoder: the registry's file below
         if prefix is not None:
-            return ClapEncoder.from_laion_weights(strip_prefix(init_weights, prefix), tokenizer=tokenizer, spec=spec,
-                                                  source=f"{init_source} ({prefix}*)")
+            laion = strip_prefix(init_weights, prefix)
+            return (ClapEncoder.from_laion_weights(laion, tokenizer=tokenizer, spec=spec,
+                                                   source=f"{init_source} ({prefix}*)"), laion_extra_keys(laion))
     if source == QUERY_SOURCE_AUTO:
         path = resolver(CLAP_WEIGHT)
     elif source in weight_entries():
         path = resolver(source)
     else:
         path = Path(source)
-    return ClapEncoder.from_laion_weights(read_laion_clap_weights(path), tokenizer=tokenizer, spec=spec,
-                                          source=str(path))
+    laion = read_laion_clap_weights(path)
+    return (ClapEncoder.from_laion_weights(laion, tokenizer=tokenizer, spec=spec, source=str(path)),
+            laion_extra_keys(laion))
+
+
+def official_layout_tensors(config: TrainConfig, model: Any, init_net: dict[str, torch.Tensor],
+                            clap_extras: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors of the official layout that the trained modules do not hold, under their checkpoint
+    keys: the net's (torchlibrosa's STFT kernels) from `--init` when it had them, the CLAP's from its
+    source; rebuilt otherwise. Every checkpoint of the run carries them, so any loader accepts it."""
+    from toolkit.models.official_layout import complete_laion_extras
+    from toolkit.training.module import QUERY_ENCODER_PREFIX
+
+    net = {model.state_prefix + k: init_net.get(k, v) for k, v in model.official_fixed_tensors().items()}
+    options = config.query_encoder
+    clap = complete_laion_extras(clap_extras, options.architecture.spec(), seed=options.seed)
+    return {**net, **{QUERY_ENCODER_PREFIX + k: v for k, v in clap.items()}}
 
 
 def open_validation(config: TrainConfig) -> tuple[Any, list[Any]]:

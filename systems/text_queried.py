@@ -71,7 +71,8 @@ class QueryEncoderSettings(Protocol):
 
 def load_query_encoder(weights: dict[str, torch.Tensor], config: QueryEncoderSettings, context: BuildContext,
                        source: str) -> ClapEncoder:
-    """The CLAP query encoder stored next to the separation net, or the standalone laion file."""
+    """The CLAP query encoder stored next to the separation net, or the standalone laion file: its text
+    tower only (a text query needs nothing else)."""
     tokenizer = load_roberta_tokenizer(context.weight(TOKENIZER_WEIGHT))
     try:
         prefix = config.query_encoder_prefix or find_laion_prefix(weights, source=source)
@@ -82,7 +83,7 @@ def load_query_encoder(weights: dict[str, torch.Tensor], config: QueryEncoderSet
         laion = read_laion_clap_weights(clap_path, trust=context.trust_checkpoint)
         clap_source = str(clap_path)
     return ClapEncoder.from_laion_weights(laion, tokenizer=tokenizer, spec=config.clap.spec(), source=clap_source,
-                                          device=context.device)
+                                          device=context.device, towers="text")
 
 
 def build(spec: SystemSpec, context: BuildContext) -> TextQueriedResUNet:

@@ -70,6 +70,7 @@ class EngineOptions:
     limit: int | None = None  # only the first N mixtures (quick looks)
     progress: bool = True
     pcm16: bool = False  # write 16-bit PCM instead of 32-bit float WAVs
+    compile: bool = False  # torch.compile the system's network (`compile_network`): slow start, faster clips
 
 
 @dataclass
@@ -236,6 +237,11 @@ def run_separation(separator: Separator, dataset: DataSet, out_dir: str | Path, 
         raise Dcase9Error(f"this system needs references, which the {dataset.kind.value} set does not have")
     device = resolve_device(options.device)
     batch_size = options.batch_size or DEFAULT_BATCH_SIZE.get(device.type, 1)
+    if options.compile:
+        compile_network = getattr(separator, "compile_network", None)
+        if compile_network is None:
+            raise ConfigError(f"--compile: {type(separator).__name__} has no network to compile")
+        compile_network()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     check_manifest(out_dir, identity, options.overwrite)

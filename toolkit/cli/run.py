@@ -70,6 +70,10 @@ def infer(
     overwrite: Annotated[bool, typer.Option(help="Recompute outputs that already exist.")] = False,
     limit: Annotated[Optional[int], typer.Option(help="Only the first N mixtures.")] = None,
     pcm16: Annotated[bool, typer.Option(help="Write 16-bit PCM instead of 32-bit float.")] = False,
+    compile_net: Annotated[bool, typer.Option(
+        "--compile", help="torch.compile the separation net (text-queried systems): about 25% faster per clip "
+                          "on the CPU after a one-off compilation (about a minute; seconds once cached). For "
+                          "long runs.")] = False,
 ) -> None:
     """Separate every mixture of an evaluation set with a system; resumable (finished outputs are kept)."""
     from systems import get_system
@@ -84,7 +88,8 @@ def infer(
     if overrides is not None and not isinstance(overrides, dict):
         raise ConfigError(f"{system_config}: expected a mapping of settings")
     options = EngineOptions(batch_size=batch_size, device=device, precision=precision, segment_seconds=segment,
-                            overlap=overlap, overwrite=overwrite, limit=limit, pcm16=pcm16)
+                            overlap=overlap, overwrite=overwrite, limit=limit, pcm16=pcm16,
+                            compile=compile_net)
     result = separate(system, open_dataset(data, kind, csv), out, options=options, system_options=overrides,
                       checkpoint=checkpoint, weights=parse_weight_options(weight), offline=offline,
                       trust_checkpoint=trust_checkpoint)

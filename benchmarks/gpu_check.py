@@ -61,6 +61,7 @@ BUDGETS = {"tests": 50, "device": 20, "parity": 60, "precision": 120, "inference
 SMOKE_BUDGETS = {"tests": 120, "device": 60, "parity": 180, "precision": 240, "inference": 180, "training": 300}
 MIN_START_S = 10  # a section is not started with less time than this left before the deadline
 SCHEMA = 1
+NO_RESULTS_YET = "No GPU run yet.\n"  # BENCHMARKS.md's line under the results heading until a first block
 
 
 @dataclass(frozen=True)
@@ -796,6 +797,7 @@ def update_benchmarks_md(path: Path, result: dict[str, Any]) -> None:
         if heading not in text:
             text = text.rstrip("\n") + f"\n\n{heading}\n\n"
         head, tail = text.split(heading, 1)
+        tail = tail.replace(NO_RESULTS_YET, "", 1)
         # New blocks go right under the heading; the rest of that section (earlier devices) follows.
         text = f"{head}{heading}\n\n{block}\n{tail.lstrip(chr(10))}"
     write_text_atomic(path, text.rstrip("\n") + "\n")
@@ -890,6 +892,8 @@ def main() -> None:
     parser.add_argument("--deadline", type=float, default=None, help="seconds for the whole check (default: 450, "
                                                                      "1500 with --smoke)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
+    parser.add_argument("--render", metavar="JSON", help="measure nothing: write the tables of this result JSON "
+                                                        "into BENCHMARKS.md (--benchmarks-md; default the repository's)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads of the CPU-side work")
     parser.add_argument("--python", default=sys.executable, help=argparse.SUPPRESS)
     parser.add_argument("--section", choices=sorted(SECTION_FUNCTIONS), help=argparse.SUPPRESS)
@@ -902,6 +906,11 @@ def main() -> None:
         args.deadline = 1500.0 if args.smoke else 450.0
     if args.section:
         sys.exit(run_child(args))
+    if args.render:
+        target = Path(args.benchmarks_md) if args.benchmarks_md else ROOT / "BENCHMARKS.md"
+        update_benchmarks_md(target, json.loads(Path(args.render).read_text(encoding="utf-8")))
+        print(f"tables of {args.render} written into {target}")
+        return
     sys.exit(run_parent(args))
 
 

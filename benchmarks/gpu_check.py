@@ -229,6 +229,7 @@ def random_resunet(ctx: Context, system: str, seed: int = 0) -> tuple[Any, int]:
     the STFT size. Returns (net, sample rate)."""
     import torch
 
+    from tests.tiny_models import trained_like_batch_norms
     from toolkit.models.resunet import ResUNet30
 
     rate, n_fft, hop = {"baseline": (16000, 1024, 160), "2": (32000, 2048, 320)}[system]
@@ -237,13 +238,7 @@ def random_resunet(ctx: Context, system: str, seed: int = 0) -> tuple[Any, int]:
         n_fft, hop = n_fft // 4, hop // 4
         shape = {"channels": (8, 16), "pools": ((2, 2), (2, 2))}
     torch.manual_seed(seed)
-    net = ResUNet30(n_fft=n_fft, hop_length=hop, **shape)
-    with torch.no_grad():
-        for name, buffer in net.named_buffers():
-            if name.endswith("running_var"):
-                buffer.uniform_(0.5, 2.0)
-            elif name.endswith("running_mean"):
-                buffer.normal_(0.0, 0.1)
+    net = trained_like_batch_norms(ResUNet30(n_fft=n_fft, hop_length=hop, **shape))
     return net.eval(), rate
 
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from tests.tiny_audioldm import TINY_MASK_NET, write_system3_checkpoint, write_tiny_vae, write_tiny_vocoder
-from tests.tiny_models import system_config, tokenizer_folder, write_lightning_checkpoint
+from tests.tiny_models import system_config, tokenizer_folder, trained_like_batch_norms, write_lightning_checkpoint
 from toolkit import api
 from toolkit.engine import EngineOptions
 from toolkit.errors import ConfigError
@@ -37,13 +37,7 @@ def small_resunet(n_fft: int, hop_length: int) -> dict[str, torch.Tensor]:
     torch.manual_seed(0)
     net = ResUNet30(n_fft=n_fft, hop_length=hop_length, channels=SMALL_NET["channels"],
                     pools=[tuple(p) for p in SMALL_NET["pools"]])
-    with torch.no_grad():  # batch-norm statistics like a trained net's
-        for name, buffer in net.named_buffers():
-            if name.endswith("running_var"):
-                buffer.uniform_(0.5, 2.0)
-            elif name.endswith("running_mean"):
-                buffer.normal_(0.0, 0.1)
-    return net.state_dict()
+    return trained_like_batch_norms(net).state_dict()
 
 
 @pytest.fixture(scope="module")

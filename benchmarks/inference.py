@@ -5,7 +5,8 @@ Both run the full-size text-queried ResUNet30 (26.4 M parameters) and the full C
 cost is the same) on the same mixtures of the demo validation set, and write the same WAVs.
 
 - `loop`: what the official evaluator does: for each row, read and mix the clips, tokenise the
-  caption padded to 512 tokens and embed it, separate with batch 1, write the output.
+  caption padded to 512 tokens (as a batch of two copies, as its CLAP encoder does for one text)
+  and embed it, separate with batch 1, write the output.
 - `engine`: `dcase9 infer`: batches, query embeddings cached per distinct caption and padded to the
   longest caption of a batch, audio read and mixed on background threads, outputs written atomically
   by a writer thread.
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -57,6 +59,36 @@ def build_separator(system: str, device: str, tokenizer_dir: Path):  # type: ign
     return TextQueriedResUNet(rate, resunet.eval().to(device), clap.to(device))
 
 
+def official_row(separator: Any, dataset: Any, spec: Any, device: Any, precision: str = "fp32",
+                 resampler: str = "soxr") -> tuple[Any, Any]:
+    """One row the way the official evaluator's loop does it: read both clips again (no cache), mix,
+    tokenise the caption padded to 512 tokens as a batch of two copies (its CLAP encoder doubles a
+    single text), embed, separate with batch 1. Returns the item and the 16 kHz estimate (numpy).
+    Systems at another rate resample with soxr HQ on the CPU (as librosa does) or julius on the device."""
+    import torch
+
+    from toolkit.audio import SAMPLE_RATE, resample, resample_hq
+    from toolkit.data.items import ItemLoader
+    from toolkit.engine import autocast_context
+
+    clap = separator.clap
+    with torch.inference_mode():
+        item = ItemLoader(dataset, cache_clips=0).load(spec)
+        tokens = clap.tokenizer([spec.query] * 2, padding="max_length", truncation=True, max_length=512,
+                                return_tensors="pt")
+        condition = clap.embed_tokens(tokens["input_ids"], tokens["attention_mask"])[:1]
+        rate, length = separator.sample_rate, item.mixture.shape[-1]
+        if resampler == "soxr":
+            mixture = torch.from_numpy(resample_hq(item.mixture, SAMPLE_RATE, rate))[None].to(device)
+        else:
+            mixture = resample(torch.from_numpy(item.mixture)[None].to(device), SAMPLE_RATE, rate)
+        with autocast_context(device, precision):
+            estimate = separator.separate(mixture, condition).float()
+        if resampler == "soxr":
+            return item, resample_hq(estimate[0].cpu().numpy(), rate, SAMPLE_RATE)[:length]
+        return item, resample(estimate, rate, SAMPLE_RATE)[0, :length].cpu().numpy()
+
+
 def tokenizer_folder(work: Path) -> tuple[Path, str]:
     """roberta-base from the Hugging Face cache if present, else our tiny stand-in tokenizer."""
     try:
@@ -73,10 +105,9 @@ def tokenizer_folder(work: Path) -> tuple[Path, str]:
 def run_mode(args: argparse.Namespace) -> dict[str, float]:
     import torch
 
-    from toolkit.audio import SAMPLE_RATE, resample, resample_hq, write_wav
+    from toolkit.audio import write_wav
     from toolkit.data.formats import open_dataset
-    from toolkit.data.items import ItemLoader
-    from toolkit.engine import EngineOptions, autocast_context, resolve_device, run_separation
+    from toolkit.engine import EngineOptions, resolve_device, run_separation
 
     device = resolve_device(args.device)
     torch.set_num_threads(args.threads)
@@ -93,25 +124,9 @@ def run_mode(args: argparse.Namespace) -> dict[str, float]:
         run_separation(separator, dataset, out, identity={"benchmark": "engine"}, options=options,
                        default_segment_seconds=10.0)
     else:
-        clap = separator.clap
-        with torch.inference_mode():
-            for spec in dataset.mixtures:
-                item = ItemLoader(dataset, cache_clips=0).load(spec)  # read both clips again, as librosa does
-                tokens = clap.tokenizer([spec.query], padding="max_length", truncation=True, max_length=512,
-                                        return_tensors="pt")
-                condition = clap.embed_tokens(tokens["input_ids"], tokens["attention_mask"])
-                rate, length = separator.sample_rate, item.mixture.shape[-1]
-                if args.resampler == "soxr":
-                    mixture = torch.from_numpy(resample_hq(item.mixture, SAMPLE_RATE, rate))[None].to(device)
-                else:
-                    mixture = resample(torch.from_numpy(item.mixture)[None].to(device), SAMPLE_RATE, rate)
-                with autocast_context(device, args.precision):
-                    estimate = separator.separate(mixture, condition).float()
-                if args.resampler == "soxr":
-                    samples = resample_hq(estimate[0].cpu().numpy(), rate, SAMPLE_RATE)[:length]
-                else:
-                    samples = resample(estimate, rate, SAMPLE_RATE)[0, :length].cpu().numpy()
-                write_wav(out / f"{spec.id}.wav", samples)
+        for spec in dataset.mixtures:
+            _, estimate = official_row(separator, dataset, spec, device, args.precision, args.resampler)
+            write_wav(out / f"{spec.id}.wav", estimate)
     if device.type == "cuda":
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated() / 2**20

@@ -22,6 +22,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -43,6 +44,37 @@ def write_audioldm_sized_parts(folder: Path) -> dict[str, str]:
     return {"audioldm-vae": str(folder / "vae"), "audioldm-vocoder": str(folder / "vocoder")}
 
 
+def measure(preset: str, *, batch_size: int, steps: int, segment_seconds: float, device: str, precision: str,
+            workers: int, work: Path, overrides: dict[str, Any] | None = None,
+            weights: dict[str, str] | None = None) -> tuple[dict[str, Any], str]:
+    """Train `preset` for `steps` steps in `work`; the run's throughput (see module docstring) and the
+    tokenizer used. `overrides` is one more configuration layer (smaller models for quick checks);
+    `weights` replaces the AudioLDM-sized parts written for System 3."""
+    from benchmarks.inference import tokenizer_folder
+    from toolkit.data.demo import make_train
+    from toolkit.training import assemble_config, train
+
+    accelerator = {"auto": "auto", "cpu": "cpu", "cuda": "gpu"}[device]
+    # Enough 10 s clips for every step to see fresh data (8 classes x n clips).
+    train_dir = make_train(work / "data", clips_per_class=max(2, -(-batch_size * 2 // 8)))
+    tokenizer, tokenizer_name = tokenizer_folder(work)
+    if weights is None:
+        weights = write_audioldm_sized_parts(work / "audioldm") if (
+            assemble_config(preset=preset).model.kind == "irm-ldm") else {}
+    config = assemble_config(preset=preset, overrides=[{
+        "weights": weights,
+        "data": {"datafiles": [str(train_dir / "train.json")], "batch_size": batch_size,
+                 "segment_seconds": segment_seconds, "num_workers": workers},
+        "query_encoder": {"source": "random", "tokenizer": str(tokenizer)},
+        "trainer": {"max_steps": steps, "max_epochs": None, "accelerator": accelerator, "devices": 1,
+                    "precision": precision, "progress_bar": False},
+        "validation": {"every_steps": None},
+        "checkpoint": {"every_steps": None},
+    }, *([overrides] if overrides else [])])
+    result = train(config, work / "run", progress=False, lightning_info=False)
+    return result.throughput, tokenizer_name
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="baseline", help="baseline, system1, system3, system4")
@@ -57,31 +89,11 @@ def main() -> None:
 
     import torch
 
-    from benchmarks.inference import tokenizer_folder
-    from toolkit.data.demo import make_train
-    from toolkit.training import assemble_config, train
-
     torch.set_num_threads(args.threads)
-    accelerator = {"auto": "auto", "cpu": "cpu", "cuda": "gpu"}[args.device]
     with tempfile.TemporaryDirectory(prefix="dcase9-bench-train-") as tmp:
-        work = Path(tmp)
-        # Enough 10 s clips for every step to see fresh data (8 classes x n clips).
-        train_dir = make_train(work / "data", clips_per_class=max(2, -(-args.batch_size * 2 // 8)))
-        tokenizer, tokenizer_name = tokenizer_folder(work)
-        preset = assemble_config(preset=args.preset)
-        weights = write_audioldm_sized_parts(work / "audioldm") if preset.model.kind == "irm-ldm" else {}
-        config = assemble_config(preset=args.preset, overrides=[{
-            "weights": weights,
-            "data": {"datafiles": [str(train_dir / "train.json")], "batch_size": args.batch_size,
-                     "segment_seconds": args.segment_seconds, "num_workers": args.workers},
-            "query_encoder": {"source": "random", "tokenizer": str(tokenizer)},
-            "trainer": {"max_steps": args.steps, "max_epochs": None, "accelerator": accelerator, "devices": 1,
-                        "precision": args.precision, "progress_bar": False},
-            "validation": {"every_steps": None},
-            "checkpoint": {"every_steps": None},
-        }])
-        result = train(config, work / "run", progress=False, lightning_info=False)
-    measured = result.throughput
+        measured, tokenizer_name = measure(args.preset, batch_size=args.batch_size, steps=args.steps,
+                                           segment_seconds=args.segment_seconds, device=args.device,
+                                           precision=args.precision, workers=args.workers, work=Path(tmp))
     print(f"preset {args.preset}, batch {args.batch_size} x {args.segment_seconds:g} s, {args.steps} steps, "
           f"device {args.device}, precision {args.precision}, tokenizer: {tokenizer_name}")
     print(json.dumps(measured, indent=1))

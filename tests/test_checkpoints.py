@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from toolkit.errors import CheckpointError
-from toolkit.models.checkpoints import load_weights, read_checkpoint, sha256_of, state_dict_of, strip_prefix
+from toolkit.models.checkpoints import (empty_module, load_weights, read_checkpoint, sha256_of, state_dict_of,
+                                        strip_prefix)
 
 
 class RunsCode:
@@ -86,3 +87,36 @@ def test_sha256(tmp_path: Path) -> None:
     path = tmp_path / "f"
     path.write_bytes(b"abc")
     assert sha256_of(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_zip_checkpoints_are_memory_mapped_and_legacy_ones_still_read(tmp_path: Path, monkeypatch) -> None:
+    calls: list[bool] = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(bool(kwargs.get("mmap")))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    weights = {"w": torch.randn(3, 2)}
+    torch.save(weights, tmp_path / "zip.pt")
+    torch.save(weights, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    for name, mapped in (("zip.pt", True), ("legacy.pt", False)):
+        calls.clear()
+        assert torch.equal(read_checkpoint(tmp_path / name)["w"], weights["w"])
+        assert calls == [mapped]
+
+
+def test_assign_load_fills_an_empty_module_and_casts_to_its_dtypes() -> None:
+    reference = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.BatchNorm1d(3))
+    module = empty_module(lambda: torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.BatchNorm1d(3)))
+    assert all(p.is_meta for p in module.parameters())
+    given = {k: v.double() if v.is_floating_point() else v for k, v in reference.state_dict().items()}
+    load_weights(module, given, source="x", assign=True)
+    state = module.state_dict()
+    assert not any(t.is_meta for t in state.values())
+    assert all(state[k].dtype == v.dtype and torch.equal(state[k], v) for k, v in reference.state_dict().items())
+    assert all(p.requires_grad for p in module.parameters())
+    with pytest.raises(CheckpointError, match="missing key"):
+        load_weights(empty_module(lambda: torch.nn.Linear(2, 3)), {"weight": torch.zeros(3, 2)}, source="x",
+                     assign=True)

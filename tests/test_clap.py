@@ -109,6 +109,24 @@ def test_mel_filterbank_equals_the_checkpoints_librosa_filters():
     assert float((ours - stored).abs().max()) < 1e-8
 
 
+def test_text_tower_alone_gives_the_same_text_embeddings(tokenizer_dir, encoder, expected):
+    """Text-queried systems build only the text tower: same keys, same embeddings, no audio weights needed."""
+    laion = laion_fixture_weights()
+    text_only = {k: v for k, v in laion.items() if k.startswith(("text_branch.", "text_projection."))}
+    tokenizer = load_roberta_tokenizer(tokenizer_dir)
+    for weights in (laion, text_only):
+        tower = ClapEncoder.from_laion_weights(weights, tokenizer=tokenizer, spec=tiny_spec(), towers="text")
+        assert not tower.has_audio_tower and encoder.has_audio_tower
+        assert set(tower.model.state_dict()) == {k for k in encoder.model.state_dict()
+                                                 if k.startswith(("text_model.", "text_projection."))}
+        assert torch.equal(tower.encode_text(expected["texts"]), encoder.encode_text(expected["texts"]))
+        with pytest.raises(ValueError, match="text tower only"):
+            tower.encode_audio(expected["waveforms"][0][None])
+    with pytest.raises(CheckpointError, match="missing key.*text_model.pooler"):
+        ClapEncoder.from_laion_weights({k: v for k, v in text_only.items() if "pooler" not in k},
+                                       tokenizer=tokenizer, spec=tiny_spec(), towers="text")
+
+
 # ---------------------------------------------------------------------------------------------
 # Where the weights come from
 # ---------------------------------------------------------------------------------------------

@@ -229,3 +229,24 @@ def test_seed_table_fixture_is_verbatim_from_the_seeds() -> None:
     for seed, lines in seed_table_lines().items():
         text = (folder / SEED_FILES[seed]).read_text(encoding="utf-8")
         assert "\n".join(lines) in text, seed
+
+
+@pytest.mark.slow
+def test_compile_gives_the_eager_outputs(assets: dict[str, Path], demo_root: Path, tmp_path: Path) -> None:
+    """`--compile` (torch.compile of the U-Net body) changes speed, not results beyond float round-off."""
+    for folder, extra in (("eager", ()), ("compiled", ("--compile",))):
+        result = runner.invoke(app, infer_args(assets, demo_root / "validation", tmp_path / folder, "--limit", "2",
+                                               *extra))
+        assert result.exit_code == 0, result.output
+    for path in sorted((tmp_path / "eager").glob("*.wav")):
+        a, _ = sf.read(path, dtype="float32")
+        b, _ = sf.read(tmp_path / "compiled" / path.name, dtype="float32")
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-4 * max(1.0, float(np.abs(a).max())))
+    manifest = (tmp_path / "compiled" / "dcase9-run.json").read_text()
+    assert '"compile": true' in manifest
+
+
+def test_compile_is_refused_for_systems_without_a_network(demo_root: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["infer", "--system", "mixture", "--data", str(demo_root / "validation"),
+                                 "--out", str(tmp_path / "est"), "--compile"])
+    assert result.exit_code == 2 and "no network to compile" in result.output

@@ -35,17 +35,23 @@ def tiny_clap_laion_weights(seed: int = 0) -> dict[str, torch.Tensor]:
     return transformers_to_laion(model.state_dict())
 
 
-def resunet_weights(n_fft: int = 256, hop_length: int = 64, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random ResUNet30 weights plus the reference's fixed DFT tensors, with the official shapes."""
-    torch.manual_seed(seed)
-    model = ResUNet30(n_fft=n_fft, hop_length=hop_length)
-    init_like_reference(model)
-    with torch.no_grad():  # non-trivial batch-norm statistics, as a trained model has
+def trained_like_batch_norms(model: torch.nn.Module) -> torch.nn.Module:
+    """Give every batch norm non-trivial running statistics, as a trained model has (in place)."""
+    with torch.no_grad():
         for name, buffer in model.named_buffers():
             if name.endswith("running_var"):
                 buffer.uniform_(0.5, 2.0)
             elif name.endswith("running_mean"):
                 buffer.normal_(0.0, 0.1)
+    return model
+
+
+def resunet_weights(n_fft: int = 256, hop_length: int = 64, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random ResUNet30 weights plus the reference's fixed DFT tensors, with the official shapes."""
+    torch.manual_seed(seed)
+    model = ResUNet30(n_fft=n_fft, hop_length=hop_length)
+    init_like_reference(model)
+    trained_like_batch_norms(model)
     bins = n_fft // 2 + 1
     fixed = {"base.stft.conv_real.weight": torch.randn(bins, 1, n_fft),
              "base.stft.conv_imag.weight": torch.randn(bins, 1, n_fft),

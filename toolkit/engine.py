@@ -74,6 +74,7 @@ class EngineOptions:
     limit: int | None = None  # only the first N mixtures (quick looks)
     progress: bool = True
     pcm16: bool = False  # write 16-bit PCM instead of 32-bit float WAVs
+    compile: bool = False  # torch.compile the system's network (`compile_network`): slow start, faster clips
     resampler: str = "soxr"  # 16 kHz <-> model rate: soxr (HQ, CPU threads) or julius (on the device)
 
     def check(self) -> None:
@@ -247,6 +248,11 @@ def run_separation(separator: Separator, dataset: DataSet, out_dir: str | Path, 
         raise Dcase9Error(f"this system needs references, which the {dataset.kind.value} set does not have")
     device = resolve_device(options.device)
     batch_size = options.batch_size or DEFAULT_BATCH_SIZE.get(device.type, 1)
+    if options.compile:
+        compile_network = getattr(separator, "compile_network", None)
+        if compile_network is None:
+            raise ConfigError(f"--compile: {type(separator).__name__} has no network to compile")
+        compile_network()
     segment_seconds = options.segment_seconds if options.segment_seconds is not None else default_segment_seconds
     segment = int(round(segment_seconds * separator.sample_rate)) if segment_seconds else None
     if segment is not None and segment < 1024:

@@ -74,6 +74,10 @@ def infer(
     resampler: Annotated[str, typer.Option(
         help="16 kHz <-> the model's rate (System 2: 32 kHz): soxr (HQ, as librosa and AudioSep's own pipeline; "
              "on the CPU in the reading/writing threads) or julius (on the device).")] = "soxr",
+    compile_net: Annotated[bool, typer.Option(
+        "--compile", help="torch.compile the separation net (text-queried systems): about 25% faster per clip "
+                          "on the CPU after a one-off compilation (about a minute; seconds once cached). For "
+                          "long runs.")] = False,
 ) -> None:
     """Separate every mixture of an evaluation set with a system; resumable (finished outputs are kept)."""
     from systems import get_system
@@ -89,7 +93,7 @@ def infer(
         raise ConfigError(f"{system_config}: expected a mapping of settings")
     options = EngineOptions(batch_size=batch_size, device=device, precision=precision, segment_seconds=segment,
                             overlap=overlap, overwrite=overwrite, limit=limit, pcm16=pcm16,
-                            resampler=resampler)
+                            resampler=resampler, compile=compile_net)
     result = separate(system, open_dataset(data, kind, csv), out, options=options, system_options=overrides,
                       checkpoint=checkpoint, weights=parse_weight_options(weight), offline=offline,
                       trust_checkpoint=trust_checkpoint)

@@ -18,13 +18,17 @@ import fnmatch
 import hashlib
 import pickle
 import warnings
-from collections.abc import Iterable, Mapping
+import zipfile
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from toolkit.errors import CheckpointError
+
+
+T = TypeVar("T")
 
 
 class _AttributeDict(dict):
@@ -107,16 +111,18 @@ class _RestrictedPickleModule:
     __name__ = "dcase9_restricted_pickle"
 
 
-def read_checkpoint(path: str | Path, *, trust: bool = False, mmap: bool = False) -> dict[str, Any]:
+def read_checkpoint(path: str | Path, *, trust: bool = False) -> dict[str, Any]:
     """Read a torch checkpoint file (Lightning `.ckpt`, laion `.pt`, plain state dict) on the CPU.
 
     With `trust=False` (the default) no pickled code is executed; see the module docstring.
-    `mmap=True` maps the tensors instead of reading them (zip-format files: a cheap full check of
-    the file's structure before a long run loads it).
+    Files in torch's zip format (everything `torch.save` wrote since PyTorch 1.6) are memory-mapped:
+    a tensor's bytes are read when it is first used, so parts nobody uses (an optimizer state, the
+    CLAP audio tower of a text-queried system) cost no reading or memory.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
+    mmap = zipfile.is_zipfile(path)  # the legacy (pre-1.6) format cannot be mapped
     if trust:
         return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
     try:
@@ -168,11 +174,14 @@ def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[st
 
 
 def load_weights(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], *,
-                 source: str, ignore: Iterable[str] = ()) -> None:
+                 source: str, ignore: Iterable[str] = (), assign: bool = False) -> None:
     """Load `state_dict` into `module`, refusing any partial load.
 
     Keys matching a glob in `ignore` (e.g. fixed DFT tensors a checkpoint carries) are dropped
     first. Every other missing, unexpected or mis-shaped key is named in the error.
+    `assign=True` makes the given tensors the module's own (cast to the module's dtypes) instead of
+    copying them: for modules built on the meta device (`empty_module`), which skips both the random
+    initialisation and a copy of every weight.
     """
     ignore = tuple(ignore)
     wanted = module.state_dict()
@@ -189,7 +198,21 @@ def load_weights(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]
                 shown = keys[:20] + ([f"... and {len(keys) - 20} more"] if len(keys) > 20 else [])
                 lines.append(f"  {len(keys)} {title} key(s): " + "; ".join(shown))
         raise CheckpointError("\n".join(lines))
-    module.load_state_dict(given, strict=True)
+    if assign:
+        given = {k: v if v.dtype == wanted[k].dtype else v.to(wanted[k].dtype) for k, v in given.items()}
+    module.load_state_dict(given, strict=True, assign=assign)
+    if assign:
+        left = [name for name, t in (*module.named_parameters(), *module.named_buffers()) if t.is_meta]
+        if left:
+            raise CheckpointError(f"{source}: nothing loaded into {', '.join(left[:5])} (built empty, not in the "
+                                  "state dict)")
+
+
+def empty_module(build: Callable[[], T]) -> T:
+    """`build()` on the meta device: the module's structure without allocating or initialising its
+    weights. Fill it with `load_weights(..., assign=True)`."""
+    with torch.device("meta"):
+        return build()
 
 
 def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -34,7 +34,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -42,12 +42,16 @@ from torch import nn
 
 from toolkit.config import StrictModel
 from toolkit.errors import CheckpointError
-from toolkit.models.checkpoints import load_weights, read_checkpoint, state_dict_of, strip_prefix
+from toolkit.models.checkpoints import empty_module, load_weights, read_checkpoint, state_dict_of, strip_prefix
 
 if TYPE_CHECKING:
     from transformers import ClapConfig, ClapModel, PreTrainedTokenizerBase
 
 DEFAULT_TOKENIZER = "roberta-base"
+# Which parts of CLAP to build: "text" (the text tower and its projection: all a text query needs)
+# or "both" (adds the HTSAT audio tower: ATS, and training, whose checkpoints carry the whole model).
+ClapTowers = Literal["both", "text"]
+CLAP_TOWERS: tuple[ClapTowers, ...] = ("both", "text")
 MAX_TEXT_TOKENS = 512  # the reference tokenizes with truncation at max_length=512
 
 # laion's HTSAT front end constants (htsat.py: ref=1.0, amin=1e-10, top_db=None).
@@ -470,7 +474,8 @@ class ClapEncoder(nn.Module):
     the encoder's device.
     """
 
-    def __init__(self, model: ClapModel, front_end: LogMelSettings, tokenizer: PreTrainedTokenizerBase):
+    def __init__(self, model: ClapModel | ClapTextTower, front_end: LogMelSettings,
+                 tokenizer: PreTrainedTokenizerBase):
         super().__init__()
         ClapSpec(model.config, front_end).validate()
         if len(tokenizer) > model.config.text_config.vocab_size:
@@ -496,16 +501,19 @@ class ClapEncoder(nn.Module):
         offline: bool | None = None,
         trust: bool = False,
         device: str | torch.device = "cpu",
+        towers: ClapTowers = "both",
     ) -> ClapEncoder:
         """Load laion CLAP weights from `path` (laion `.pt`, or a baseline / AudioSep `.ckpt`).
 
         `spec` defaults to `music_speech_audioset_epoch_15_esc_89.98.pt`'s architecture;
-        `tokenizer` is a Hub id, a local folder, or a tokenizer object.
+        `tokenizer` is a Hub id, a local folder, or a tokenizer object; `towers="text"` builds the
+        text tower only (see `from_laion_weights`).
         """
         if isinstance(tokenizer, (str, Path)):  # first: it fails faster than reading the weights
             tokenizer = load_roberta_tokenizer(tokenizer, offline=offline)
         laion = read_laion_clap_weights(path, prefix=prefix, trust=trust)
-        return cls.from_laion_weights(laion, spec=spec, tokenizer=tokenizer, source=str(path), device=device)
+        return cls.from_laion_weights(laion, spec=spec, tokenizer=tokenizer, source=str(path), device=device,
+                                      towers=towers)
 
     @classmethod
     def from_laion_weights(
@@ -516,15 +524,19 @@ class ClapEncoder(nn.Module):
         spec: ClapSpec | None = None,
         source: str = "state dict",
         device: str | torch.device = "cpu",
+        towers: ClapTowers = "both",
     ) -> ClapEncoder:
         """Build the encoder from laion-named weights already in memory (prefix removed).
 
         Used when one checkpoint file holds both a separation net and its CLAP query encoder, so
-        that the file is read once.
+        that the file is read once. The model is built empty and takes the given tensors as its
+        own (no random initialisation, no copy). `towers="text"` builds only the text tower and
+        its projection, which is all a text query needs: the audio tower's weights are left
+        untouched (with a memory-mapped checkpoint, never even read) and `encode_audio` is refused.
         """
         spec = spec or laion_clap_spec()
         check_front_end(laion, spec.front_end, source=source)
-        model = build_clap_model(spec)
+        model = empty_clap_model(spec, towers)
         load_laion_weights(model, laion, source=source)
         return cls(model, spec.front_end, tokenizer).to(device)
 
@@ -536,6 +548,10 @@ class ClapEncoder(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.log_mel.window.device
+
+    @property
+    def has_audio_tower(self) -> bool:
+        return hasattr(self.model, "audio_model")
 
     @property
     def embedding_dim(self) -> int:
@@ -584,6 +600,7 @@ class ClapEncoder(nn.Module):
         repeat-padded as in the reference. Longer: the mean over consecutive clips (module docstring).
         `batch_size` bounds how many clips go through the network at once.
         """
+        self._require_audio_tower()
         if waveforms.dim() != 2:
             raise ValueError(f"encode_audio expects (batch, samples) waveforms, got shape {tuple(waveforms.shape)}")
         if waveforms.shape[-1] == 0:
@@ -603,9 +620,29 @@ class ClapEncoder(nn.Module):
     @torch.no_grad()
     def embed_clips(self, clips: torch.Tensor) -> torch.Tensor:
         """Unit-norm embeddings of `(batch, clip_samples)` clips (no padding or cutting here)."""
+        self._require_audio_tower()
         features = self.log_mel(clips.to(self.device, torch.float32))
         audio = self.model.audio_model(input_features=features)
         return F.normalize(self.model.audio_projection(audio.pooler_output), dim=-1)
+
+    def _require_audio_tower(self) -> None:
+        if not self.has_audio_tower:
+            raise ValueError("this CLAP encoder holds the text tower only (built with towers='text'); "
+                             "audio embeddings need towers='both'")
+
+
+class ClapTextTower(nn.Module):
+    """The text half of transformers' `ClapModel`: `text_model` and `text_projection`, under the same
+    names (so the same weights load), with the whole model's `config`. What a text query needs;
+    the HTSAT audio tower is about 30 M parameters more."""
+
+    def __init__(self, config: ClapConfig):
+        super().__init__()
+        from transformers.models.clap.modeling_clap import ClapProjectionLayer, ClapTextModel
+
+        self.config = config
+        self.text_model = ClapTextModel(config.text_config)
+        self.text_projection = ClapProjectionLayer(config.text_config)
 
 
 def build_clap_model(spec: ClapSpec) -> ClapModel:
@@ -616,13 +653,47 @@ def build_clap_model(spec: ClapSpec) -> ClapModel:
     return ClapModel(spec.model).eval()
 
 
-def load_laion_weights(model: ClapModel, laion: Mapping[str, torch.Tensor], *, source: str) -> None:
-    """Load laion-named weights into a transformers `ClapModel`, refusing anything that does not fit."""
+def empty_clap_model(spec: ClapSpec, towers: ClapTowers = "both") -> ClapModel | ClapTextTower:
+    """`ClapModel` (or its `ClapTextTower`) for `spec` on the meta device, in eval mode: structure only,
+    for `load_laion_weights` to fill."""
+    if towers not in CLAP_TOWERS:
+        raise ValueError(f"towers must be one of {', '.join(CLAP_TOWERS)}, got {towers!r}")
+    spec.validate()
+    if towers == "text":
+        return empty_module(lambda: ClapTextTower(spec.model)).eval()
+    from transformers import ClapModel
+
+    return empty_module(lambda: ClapModel(spec.model)).eval()
+
+
+# laion key prefixes of the text tower and its projection (all a `ClapTextTower` loads).
+_LAION_TEXT_PREFIXES = ("text_branch.", "text_projection.")
+
+
+def _fixed_buffer(name: str, model: ClapModel | ClapTextTower) -> torch.Tensor:
+    """The value `ClapTextEmbeddings` gives a fixed buffer (`_FIXED_TRANSFORMERS_BUFFERS`): position
+    ids 0..max-1, token type ids 0; computed here for models built on the meta device."""
+    positions = torch.arange(model.config.text_config.max_position_embeddings).expand((1, -1))
+    return positions if name.endswith("position_ids") else torch.zeros(positions.shape, dtype=torch.long)
+
+
+def load_laion_weights(model: ClapModel | ClapTextTower, laion: Mapping[str, torch.Tensor], *, source: str) -> None:
+    """Load laion-named weights into a transformers `ClapModel` (or a `ClapTextTower`, which takes the
+    text keys and leaves the rest alone), refusing anything that does not fit.
+
+    A model built on the meta device (`empty_clap_model`) takes the tensors as its own; any other
+    model gets them copied in.
+    """
+    if isinstance(model, ClapTextTower):
+        laion = {k: v for k, v in laion.items() if k.startswith(_LAION_TEXT_PREFIXES)}
     converted = laion_to_transformers(laion)
     own = model.state_dict()
     for name in _FIXED_TRANSFORMERS_BUFFERS:
-        converted.setdefault(name, own[name])
-    load_weights(model, converted, source=f"{source} (laion CLAP weights, renamed to transformers' ClapModel keys)")
+        if name not in converted:
+            converted[name] = _fixed_buffer(name, model) if own[name].is_meta else own[name]
+    empty = any(p.is_meta for p in model.parameters())
+    load_weights(model, converted, source=f"{source} (laion CLAP weights, renamed to transformers' ClapModel keys)",
+                 assign=empty)
 
 
 def check_front_end(laion: Mapping[str, torch.Tensor], front_end: LogMelSettings, *, source: str,

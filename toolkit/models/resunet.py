@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from toolkit.errors import CheckpointError
-from toolkit.models.checkpoints import load_weights, read_checkpoint, state_dict_of, strip_prefix
+from toolkit.models.checkpoints import empty_module, load_weights, read_checkpoint, state_dict_of, strip_prefix
 
 __all__ = [
     "RESUNET30_CHANNELS",
@@ -480,6 +480,7 @@ def load_resunet30(source: str | Path | Mapping[str, Any], config: str | ResUNet
     bad = sorted(k for k, v in weights.items() if not isinstance(v, torch.Tensor))
     if bad:
         raise CheckpointError(f"{where}: entries that are not tensors: {', '.join(bad[:20])}")
-    model = ResUNet30.from_config(config)
-    load_weights(model, weights, source=where, ignore=RESUNET30_IGNORED_KEYS)
+    # Built empty and given the checkpoint's tensors: no random initialisation, no copy.
+    model = empty_module(lambda: ResUNet30.from_config(config))
+    load_weights(model, weights, source=where, ignore=RESUNET30_IGNORED_KEYS, assign=True)
     return model.eval()

@@ -245,7 +245,7 @@ def check_resumable(last: Path) -> None:
     from toolkit.models.checkpoints import read_checkpoint
 
     try:
-        state = read_checkpoint(last, mmap=True)
+        state = read_checkpoint(last)
     except CheckpointError as exc:
         raise CheckpointError(f"--resume: {exc}. The file is damaged or truncated; copy an earlier "
                               f"{last.parent / 'checkpoints'}/step=N.ckpt over it to continue from there, or start "

@@ -4,6 +4,7 @@
     report = api.validate("lass_validation_dir")
     api.separate("oracle", "lass_validation_dir", "estimates/oracle")
     scores = api.score("lass_validation_dir", "estimates/oracle", out="reports/oracle")
+    page = api.report(["reports/oracle", "reports/baseline"], "reports/page")
     run = api.train("runs/system1", preset="system1", overrides={"data": {"datafiles": ["aug.json"]}})
 """
 
@@ -147,6 +148,20 @@ def score(data: str | Path | DataSet, estimates: str | Path, out: str | Path | N
     extra = {"ats": ats} if ats is not None else None
     return score_estimates(data, estimates, out, device=device, batch_size=batch_size, progress=progress,
                            extra_metrics=extra)
+
+
+def report(reports: list[str | Path], out: str | Path, **options: Any) -> Any:
+    """A listening page and a paired comparison from `score` report folders of the same data set
+    and clips (`dcase9 report`): `out/index.html`, `out/comparison.json`, `out/comparison.png`.
+
+    Options (see `toolkit.report.build_report`): `names` (one per report), `data` (the data set's
+    folder when it has moved), `spectrograms` and `spectrogram_seconds` (the image budget),
+    `metric`, `tie_margin`, `resamples`, `seed`, `confidence` (the comparison), `self_contained`
+    (copy the estimates into `out`). Returns a `toolkit.report.ReportResult`.
+    """
+    from toolkit.report import build_report
+
+    return build_report(reports, out, **options)
 
 
 def train(out: str | Path, *, preset: str | None = None, config: str | Path | None = None,

@@ -3,7 +3,8 @@
 Outputs (in the report folder):
 - `per_clip.csv`: id, source, noise, snr, caption, sdr, sdri, sisdr (+ input_sdr), one row per mixture;
 - `summary.json`: means as the challenge computes them (plain mean over all clips), medians, and
-  a breakdown by input-SNR bins, plus every estimate problem found;
+  a breakdown by input-SNR bins, plus every estimate problem found, the system's run identity and
+  the absolute paths of the data set and the estimates (which `dcase9 report` reads);
 - `sdri_vs_snr.png`: SDRi against input SNR.
 Extra metric columns (ATS) plug in through `extra_metrics`.
 """
@@ -232,6 +233,9 @@ def _summary_document(report: ScoreReport) -> dict[str, Any]:
         "dataset": {"root": str(ds.root), "kind": ds.kind.value, "csv": str(ds.csv_path),
                     "mixtures": len(ds.mixtures)},
         "estimates": str(report.estimates_dir),
+        # Absolute locations, so that `dcase9 report` finds the audio from any working folder.
+        "paths": {"data": str(ds.root.resolve()), "csv": str(ds.csv_path.resolve()),
+                  "estimates": str(report.estimates_dir.resolve())},
         "system": system,
         "complete": report.complete,
         "scored": len(report.rows),

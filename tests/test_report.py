@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,20 @@ def test_a_moved_data_set_is_found_with_data(demo_root: Path, tmp_path: Path) ->
     assert result.clips == 48 and result.comparison["pairs"] == []
 
 
+def test_a_mix_folder_is_played_in_place(scored: dict[str, Path], demo_root: Path, tmp_path: Path) -> None:
+    api.mix(demo_root / "validation", tmp_path / "mixed", progress=False)
+    result = build_report([scored["oracle"]], tmp_path / "page", mixed=tmp_path / "mixed", spectrograms=0, **QUICK)
+    assert result.audio_written == 0 and not (tmp_path / "page" / "audio").exists()
+    data = page_data(tmp_path / "page")
+    assert data["audio"] == {"mixture": "../mixed/mixtures/", "reference": "../mixed/references/"}
+    assert all(p.is_file() for row in data["rows"] for p in row_files(tmp_path / "page", data, row).values())
+    with pytest.raises(Dcase9Error, match="self-contained"):
+        build_report([scored["oracle"]], tmp_path / "page", mixed=tmp_path / "mixed", self_contained=True)
+    next((tmp_path / "mixed" / "references").glob("*.wav")).unlink()
+    with pytest.raises(Dcase9Error, match="another data set or is unfinished"):
+        build_report([scored["oracle"]], tmp_path / "page", mixed=tmp_path / "mixed")
+
+
 def evil_validation(source: Path, target: Path) -> Path:
     """A copy of the demo validation set whose first caption is HTML and script."""
     shutil.copytree(source, target)
@@ -292,19 +307,27 @@ def test_browser_players_point_at_files_that_exist(page: Path, tmp_path: Path) -
         assert local_file(page, audio["src"]).is_file(), audio
     spectrograms = [src for src in shown.images if src.startswith("spectrograms/")]
     assert len(spectrograms) == 3 * 4 and all(local_file(page, src).is_file() for src in spectrograms)
-    # And the browser decodes them: a probe page next to index.html loads one of each kind.
+    # And the browser decodes them, under the page's own content security policy: a probe page next
+    # to index.html loads one player of each kind and two images.
+    policy = re.search(r'<meta http-equiv="Content-Security-Policy"[^>]*>', (page / "index.html").read_text())
+    assert policy is not None
     sources = [a["src"] for a in shown.audio[:4]]
-    probe = page / "probe.html"
-    probe.write_text("<!doctype html><div id=out></div><script>var srcs=" + json.dumps(sources) + ";var r=[];"
-                     "srcs.forEach(function(s,i){var a=new Audio();a.preload='metadata';"
-                     "a.onloadedmetadata=function(){r[i]='ok '+a.duration;show();};"
-                     "a.onerror=function(){r[i]='error';show();};a.src=s;});"
-                     "function show(){document.getElementById('out').textContent=r.join('|');}</script>")
+    (page / "probe.html").write_text(f"<!doctype html><head>{policy.group(0)}</head><div id=out></div>"
+                                     "<script src='probe.js'></script>")
+    (page / "probe.js").write_text(
+        "var r=[];function show(){document.getElementById('out').textContent=r.join('|');}"
+        f"{json.dumps(sources)}.forEach(function(s,i){{var a=new Audio();a.preload='metadata';"
+        "a.onloadedmetadata=function(){r[i]='ok '+a.duration;show();};a.onerror=function(){r[i]='error';show();};"
+        f"a.src=s;}});{json.dumps([spectrograms[0], 'comparison.png'])}.forEach(function(s,i){{var m=new Image();"
+        "m.onload=function(){r[4+i]='image '+m.naturalWidth;show();};m.onerror=function(){r[4+i]='error';show();};"
+        "m.src=s;});")
     try:
-        text = chromium_dump(probe.resolve().as_uri(), tmp_path / "profile")
+        text = chromium_dump((page / "probe.html").resolve().as_uri(), tmp_path / "profile")
     finally:
-        probe.unlink()
-    assert text.count("ok 10") == 4, text[-500:]  # mixture, reference, two float32 estimates: 10 s each
+        (page / "probe.html").unlink()
+        (page / "probe.js").unlink()
+    # mixture, reference, two float32 estimates (10 s each); a spectrogram and the plot
+    assert text.count("ok 10|") == 4 and re.search(r"image \d+\|image \d+<", text) and "error" not in text, text[-500:]
 
 
 @browser

@@ -33,6 +33,8 @@ def report(
                                                         "(default: 0.1 dB; 0.01 for ATS).")] = None,
     resamples: Annotated[int, typer.Option(help="Paired-bootstrap resamples.")] = 10_000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    mixed: Annotated[Optional[Path], typer.Option(help="A `dcase9 mix` folder of the validation set: play its "
+                                                  "mixtures and references instead of writing copies.")] = None,
     self_contained: Annotated[bool, typer.Option(help="Copy the estimates (and evaluation-set mixtures) into the "
                                                  "page folder, so it can be moved or shared; by default they are "
                                                  "played where they lie, by relative paths.")] = False,
@@ -48,7 +50,7 @@ def report(
 
     result = build(reports, out, names=name or None, data=data, spectrograms=spectrograms,
                    spectrogram_seconds=spectrogram_seconds, metric=metric, tie_margin=tie_margin,
-                   resamples=resamples, seed=seed, self_contained=self_contained)
+                   resamples=resamples, seed=seed, self_contained=self_contained, mixed=mixed)
     comparison = result.comparison
     if comparison["pairs"]:
         settings = comparison["settings"]

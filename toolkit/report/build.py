@@ -15,7 +15,7 @@ from toolkit.report.compare import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, bin_la
 from toolkit.report.inputs import PAGE_METRICS, ScoredSystem, check_same_clips, match_dataset, open_report_dataset, \
     read_score_report, unique_names
 from toolkit.report.media import SPECTROGRAM_DIR, SpectrogramRun, estimate_audio, evaluation_audio, folder_url, \
-    make_spectrograms, write_validation_audio
+    make_spectrograms, mixed_audio, write_validation_audio
 from toolkit.report.page import write_page
 from toolkit.scoring import METRIC_LABELS, SNR_BINS
 
@@ -65,9 +65,13 @@ def build_report(reports: Sequence[str | Path], out: str | Path, *, names: Seque
                  spectrogram_seconds: float = DEFAULT_SPECTROGRAM_SECONDS, metric: str | None = None,
                  tie_margin: float | None = None, resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
                  confidence: float = DEFAULT_CONFIDENCE, self_contained: bool = False,
-                 page_size: int = PAGE_SIZE, workers: int = 2) -> ReportResult:
+                 mixed: str | Path | None = None, page_size: int = PAGE_SIZE, workers: int = 2) -> ReportResult:
     """Build `out/index.html` (and its audio, spectrograms and comparison) from score report folders
-    of the same data set and clips. See toolkit/report/__init__.py for the layout."""
+    of the same data set and clips. See toolkit/report/__init__.py for the layout.
+
+    `mixed`: a `dcase9 mix` folder of the validation set, whose mixtures and references the page
+    plays in place instead of writing its own copies.
+    """
     started = time.perf_counter()
     if not reports:
         raise ConfigError("name at least one `dcase9 score` report folder")
@@ -95,7 +99,14 @@ def build_report(reports: Sequence[str | Path], out: str | Path, *, names: Seque
     out_dir.mkdir(parents=True, exist_ok=True)
 
     validation = dataset.kind is SetKind.VALIDATION
-    if validation:
+    if mixed is not None and self_contained:
+        raise ConfigError("--self-contained writes the page's own mixtures and references: leave out --mixed")
+    if mixed is not None and not validation:
+        raise ConfigError(f"--mixed: the {dataset.kind.value} set ships its mixtures; `dcase9 mix` folders are for "
+                          "validation sets")
+    if mixed is not None:
+        clip_audio = mixed_audio(Path(mixed), specs)
+    elif validation:
         clip_audio = write_validation_audio(dataset, specs, out_dir, workers=workers)
     else:
         clip_audio = evaluation_audio(dataset, specs, out_dir, self_contained=self_contained)

@@ -37,11 +37,6 @@ class ScoredSystem:
     captions: dict[str, str]  # clip id -> caption as scored
     order: list[str] = field(default_factory=list)  # clip ids in the CSV's order
 
-    @property
-    def identity(self) -> dict[str, Any] | None:
-        system = self.summary.get("system")
-        return system if isinstance(system, dict) else None
-
 
 def _number(text: str, path: Path, row: int, column: str) -> float | None:
     try:

@@ -5,7 +5,8 @@ Where each player's file comes from:
   clips on the fly), so they are written into the page folder, `audio/mixture/<id>.wav` and
   `audio/reference/<id>.wav`, as 16-bit PCM (each file atomically; the reference second, so a
   pair with a reference is complete and a re-run skips it). `audio/dataset.json` records which
-  CSV they came from: another CSV clears them first;
+  CSV they came from: another CSV clears them first. A folder written by `dcase9 mix` can be
+  played in place instead (`mixed`);
 - evaluation-set mixtures and all estimates are played where they lie, by a relative path from
   the page folder (which may climb out of it, e.g. `../estimates/baseline/<id>.wav`): the page
   works when opened in place, and costs no copy. `self_contained` copies them into
@@ -93,7 +94,7 @@ def write_validation_audio(dataset: DataSet, specs: Sequence[MixtureSpec], out_d
     for folder in (mixtures, references):
         folder.mkdir(parents=True, exist_ok=True)
         remove_partial_files(folder)
-        if previous != stamp:  # made from another data set (or by an interrupted first run): start over
+        if previous != stamp:  # none, or made from another data set: start over
             for old in folder.glob("*.wav"):
                 old.unlink()
     write_json_atomic(stamp_path, stamp)
@@ -109,6 +110,19 @@ def write_validation_audio(dataset: DataSet, specs: Sequence[MixtureSpec], out_d
     for _ in ordered_map(write_pair, ItemLoader(dataset).iterate(todo, workers=workers), workers=4, prefetch=16):
         result.written += 2
     return result
+
+
+def mixed_audio(mixed: Path, specs: Sequence[MixtureSpec]) -> ClipAudio:
+    """Validation mixtures and references that `dcase9 mix` wrote already (played in place)."""
+    mixtures, references = mixed / "mixtures", mixed / "references"
+    if not (mixed / "mixtures.csv").is_file():
+        raise DataError("not a `dcase9 mix` folder (no mixtures.csv)", file=mixed)
+    for spec in specs:
+        for path in (mixtures / f"{spec.id}.wav", references / f"{spec.id}.wav"):
+            if not path.is_file():
+                raise DataError("not found: this `dcase9 mix` folder was made from another data set or is "
+                                "unfinished", file=path)
+    return ClipAudio(mixtures, references, {s.id: f"{s.id}.wav" for s in specs})
 
 
 def copy_if_changed(source: Path, target: Path) -> bool:

@@ -270,12 +270,27 @@ def _json_number(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {value!r}")
 
 
-def plot_sdri_vs_snr(rows: Sequence[dict[str, Any]], path: Path) -> None:
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (files only, no display)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Write a figure as PNG atomically, then close it."""
+    try:
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        pyplot().close(fig)
+
+
+def plot_sdri_vs_snr(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    plt = pyplot()
     snr = np.array([r["snr"] for r in rows], dtype=float)
     values = np.array([r["sdri"] for r in rows], dtype=float)
     jitter = np.random.default_rng(0).uniform(-0.3, 0.3, size=snr.shape)
@@ -297,8 +312,4 @@ def plot_sdri_vs_snr(rows: Sequence[dict[str, Any]], path: Path) -> None:
     ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    try:
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)

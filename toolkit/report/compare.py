@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from toolkit.errors import ConfigError
-from toolkit.files import atomic_output, write_json_atomic
-from toolkit.scoring import METRIC_LABELS, SNR_BINS, snr_bin
+from toolkit.files import write_json_atomic
+from toolkit.scoring import METRIC_LABELS, SNR_BINS, pyplot, save_figure, snr_bin
 
 DEFAULT_RESAMPLES = 10_000
 DEFAULT_CONFIDENCE = 0.95
@@ -142,11 +142,7 @@ def write_comparison(document: dict[str, Any], out_dir: Path) -> dict[str, Path]
 
 def plot_comparison(document: dict[str, Any], path: Path) -> None:
     """Mean difference and its interval per pair: overall, then per input-SNR bin."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     settings = document["settings"]
     pairs = document["pairs"]
     groups = ["all clips"] + [b["bin"] for b in pairs[0].get("by_input_snr", [])]
@@ -175,8 +171,4 @@ def plot_comparison(document: dict[str, Any], path: Path) -> None:
     ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
-    try:
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)

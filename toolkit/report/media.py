@@ -174,8 +174,8 @@ def estimate_audio(estimate_dirs: Sequence[Path], report_dirs: Sequence[Path], i
             raise Dcase9Error(f"{report} scored the estimates in {folder}, which is not there any more")
         missing = [clip for clip in ids if not (folder / f"{clip}.wav").is_file()]
         if missing:
-            raise DataError(f"{len(missing)} estimate(s) scored by {report} are gone, e.g. {missing[0]}.wav",
-                            file=folder)
+            raise DataError(f"{len(missing)} estimate(s) that {report} scored are not here as <id>.wav, e.g. "
+                            f"{missing[0]}.wav", file=folder)
         if not self_contained:
             result.folders.append(folder)
             continue

@@ -314,7 +314,7 @@
 
   function tableHead() {
     var delta = parseDiff(state.diff);
-    var top = [headerCell("#", "order", { rowspan: "2" }), headerCell("mixture", "id", { rowspan: "2" }),
+    var top = [headerCell("#", "order", { rowspan: "2" }), headerCell("mixture id", "id", { rowspan: "2" }),
       headerCell("caption", "caption", { rowspan: "2" })];
     if (hasSnr) top.push(headerCell("input SNR", "snr", { rowspan: "2" }));
     var second = [];

@@ -149,6 +149,18 @@ def test_demo_packages_the_trained_model_and_the_package_passes(small_demo: tupl
     assert b"NOT A REAL DCASE SUBMISSION" in report and b"dcase9 demo" in report
 
 
+@pytest.mark.slow  # shares the demo run
+def test_demo_builds_the_listening_page(small_demo: tuple[Path, Any]) -> None:
+    out, result = small_demo
+    page = result.page
+    assert page.page == out / "report" / "index.html" and page.page.is_file()
+    assert page.systems == ["trained", "mixture", "oracle"] and page.clips == len(result.reports["trained"].rows)
+    comparison = json.loads((out / "report" / "comparison.json").read_text())
+    assert [(p["a"], p["b"]) for p in comparison["pairs"]] == [("trained", "mixture"), ("trained", "oracle"),
+                                                                ("mixture", "oracle")]
+    assert comparison["pairs"][2]["losses"] == page.clips  # the oracle beats the mixture on every clip
+
+
 @pytest.mark.slow  # two more demo runs, everything reused: about 8 s
 def test_demo_command_reuses_finished_work_and_fails_loudly(small_demo: tuple[Path, Any],
                                                             monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,6 +4,7 @@
     report = api.validate("lass_validation_dir")
     api.separate("oracle", "lass_validation_dir", "estimates/oracle")
     scores = api.score("lass_validation_dir", "estimates/oracle", out="reports/oracle")
+    page = api.report(["reports/oracle", "reports/baseline"], "reports/page")
     run = api.train("runs/system1", preset="system1", overrides={"data": {"datafiles": ["aug.json"]}})
 """
 
@@ -184,6 +185,20 @@ def score(data: str | Path | DataSet, estimates: str | Path, out: str | Path | N
                            extra_metrics=extra)
 
 
+def report(reports: list[str | Path], out: str | Path, **options: Any) -> Any:
+    """A listening page and a paired comparison from `score` report folders of the same data set
+    and clips (`dcase9 report`): `out/index.html`, `out/comparison.json`, `out/comparison.png`.
+
+    Options (see `toolkit.report.build_report`): `names` (one per report), `data` (the data set's
+    folder when it has moved), `spectrograms` and `spectrogram_seconds` (the image budget),
+    `metric`, `tie_margin`, `resamples`, `seed`, `confidence` (the comparison), `self_contained`
+    (copy the estimates into `out`), `mixed` (a `dcase9 mix` folder to play instead of writing audio). Returns a `toolkit.report.ReportResult`.
+    """
+    from toolkit.report import build_report
+
+    return build_report(reports, out, **options)
+
+
 def train(out: str | Path, *, preset: str | None = None, config: str | Path | None = None,
           overrides: dict[str, Any] | None = None, resume: bool = False, progress: bool = True) -> Any:
     """Train a separation model (`dcase9 train`): `preset`, then the YAML `config`, then `overrides`
@@ -217,6 +232,7 @@ class DemoResult:
     package: Any = None  # submission.demo.DemoPackage
     evaluation: dict[str, RunResult] = field(default_factory=dict)  # subset -> the trained model's run on it
     model_status: str | None = None  # trained, resumed, retrained (and why) or reused: see train_demo_model
+    page: Any = None  # toolkit.report.ReportResult: the listening page of the validation reports
 
 
 DEMO_EVALUATION_SETS = ("eval-synth", "eval-real")
@@ -229,7 +245,8 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
     """The main job on the embedded demo data, offline: synthesise -> validate -> train a small model
     on the demo training clips (`dcase9 train --preset demo`) -> separate with each system and the
     trained model -> score -> infer the trained model on the demo evaluation sets -> package its
-    outputs as a (demo) submission -> check the package with the evaluation data.
+    outputs as a (demo) submission -> check the package with the evaluation data. A listening page
+    of the validation reports (`dcase9 report`) lands in `out/report/index.html`.
 
     A finished demo model in `out/model` is reused when its configuration is unchanged; an
     interrupted one is resumed; finished estimates are kept. The package is rebuilt on every run
@@ -269,6 +286,7 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
             result.notes.append(f"skipped the trained model and its package: {exc}")
             train_model = False
     if not train_model:
+        demo_page(out, result)
         return result
     clock = time.perf_counter()
     result.training, load = train_demo_model(folders["train"] / "train.json", out / "model", progress=progress,
@@ -288,6 +306,7 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
     reports["trained"] = score(folders["validation"], out / "estimates" / "trained", out / "reports" / "trained",
                                progress=progress)
     seconds["trained"] = time.perf_counter() - clock
+    demo_page(out, result)
     clock = time.perf_counter()
     evaluation_estimates = {subset: out / "estimates" / f"trained-{subset}" for subset in DEMO_EVALUATION_SETS}
     for subset, estimates in evaluation_estimates.items():
@@ -301,6 +320,15 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
                                   development_report=out / "reports" / "trained", progress=progress)
     seconds["package"] = time.perf_counter() - clock
     return result
+
+
+def demo_page(out: Path, result: DemoResult) -> None:
+    """The listening page of the demo's validation reports, the trained model first (the page
+    opens on its worst clips), named by their folders."""
+    clock = time.perf_counter()
+    names = sorted(result.reports, key=lambda name: name != "trained")
+    result.page = report([out / "reports" / name for name in names], out / "report", names=names)
+    result.seconds["report"] = time.perf_counter() - clock
 
 
 def train_demo_model(train_json: Path, run_dir: Path, *, progress: bool = True,

@@ -3,7 +3,8 @@
 Outputs (in the report folder):
 - `per_clip.csv`: id, source, noise, snr, caption, sdr, sdri, sisdr (+ input_sdr), one row per mixture;
 - `summary.json`: means as the challenge computes them (plain mean over all clips), medians, and
-  a breakdown by input-SNR bins, plus every estimate problem found;
+  a breakdown by input-SNR bins, plus every estimate problem found, the system's run identity and
+  the absolute paths of the data set and the estimates (which `dcase9 report` reads);
 - `sdri_vs_snr.png`: SDRi against input SNR.
 Extra metric columns (ATS) plug in through `extra_metrics`.
 """
@@ -269,6 +270,9 @@ def _summary_document(report: ScoreReport) -> dict[str, Any]:
         "dataset": {"root": str(ds.root), "kind": ds.kind.value, "csv": str(ds.csv_path),
                     "mixtures": len(ds.mixtures)},
         "estimates": str(report.estimates_dir),
+        # Absolute locations, so that `dcase9 report` finds the audio from any working folder.
+        "paths": {"data": str(ds.root.resolve()), "csv": str(ds.csv_path.resolve()),
+                  "estimates": str(report.estimates_dir.resolve())},
         "system": system,
         "complete": report.complete,
         "scored": len(report.rows),
@@ -298,12 +302,27 @@ def write_report(report: ScoreReport, out_dir: Path) -> dict[str, Path]:
     return paths
 
 
-def plot_sdri_vs_snr(rows: Sequence[dict[str, Any]], path: Path) -> None:
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (files only, no display)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Write a figure as PNG atomically, then close it."""
+    try:
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        pyplot().close(fig)
+
+
+def plot_sdri_vs_snr(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    plt = pyplot()
     snr = np.array([r["snr"] for r in rows], dtype=float)
     values = np.array([r["sdri"] for r in rows], dtype=float)
     jitter = np.random.default_rng(0).uniform(-0.3, 0.3, size=snr.shape)
@@ -325,8 +344,4 @@ def plot_sdri_vs_snr(rows: Sequence[dict[str, Any]], path: Path) -> None:
     ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    try:
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)

@@ -11,6 +11,7 @@ from toolkit.cli._common import app
 # Command modules register themselves on import.
 from toolkit.cli import data as _data  # noqa: F401,E402  validate, mix, demo-data
 from toolkit.cli import run as _run  # noqa: F401,E402  systems, download, infer, score
+from toolkit.cli import report as _report  # noqa: F401,E402  report
 from toolkit.cli import augment as _augment  # noqa: F401,E402  augment
 from toolkit.cli import package as _package  # noqa: F401,E402  package
 from toolkit.cli import demo as _demo  # noqa: F401,E402  demo

@@ -25,8 +25,8 @@ def demo(
                                              "reused on later runs).")] = True,
     force: Annotated[bool, typer.Option(help="Regenerate demo data files in OUT/data that were edited.")] = False,
 ) -> None:
-    """Synthesise the demo data, validate it, train a small model on it, separate with each system, and score;
-    then separate the demo evaluation sets with the trained model, package them as a (demo) submission,
+    """Synthesise the demo data, validate it, train a small model on it, separate with each system, score, and
+    build a listening page of the scores (demo-run/report/index.html); then separate the demo evaluation sets with the trained model, package them as a (demo) submission,
     and check the package. Exit 1 if the package is refused or fails its check."""
     from toolkit.api import run_demo
 
@@ -50,6 +50,9 @@ def demo(
         console.print(f"trained model: {run.global_step} steps in {run.seconds:.0f} s{rate}; checkpoint "
                       f"{run.last_checkpoint}", highlight=False)
         console.print(f"[bold]SDRi of the trained model: {reports['trained'].summary['mean']['sdri']:.2f} dB[/]")
+    if result.page is not None:
+        console.print(f"listening page: {escape(str(result.page.page))} (every mixture with its scores and players; "
+                      "paired comparison in comparison.json)", highlight=False)
     if result.package is not None:
         _print_package(result.package)
     for note in result.notes:

@@ -1,0 +1,187 @@
+"""`dcase9 report`: a listening page and a paired comparison from `dcase9 score` reports."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from toolkit.data.formats import SetKind
+from toolkit.errors import ConfigError, Dcase9Error
+from toolkit.report.compare import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, bin_label, compare_systems, write_comparison
+from toolkit.report.inputs import PAGE_METRICS, ScoredSystem, check_same_clips, match_dataset, open_report_dataset, \
+    read_score_report, unique_names
+from toolkit.report.media import SPECTROGRAM_DIR, SpectrogramRun, estimate_audio, evaluation_audio, folder_url, \
+    make_spectrograms, mixed_audio, write_validation_audio
+from toolkit.report.page import write_page
+from toolkit.scoring import METRIC_LABELS, SNR_BINS
+
+DEFAULT_SPECTROGRAMS = 50  # one page of rows
+DEFAULT_SPECTROGRAM_SECONDS = 120.0
+PAGE_SIZE = 50
+
+
+@dataclass
+class ReportResult:
+    """What `build_report` wrote: the page, the comparison and how much audio and images it made."""
+
+    out_dir: Path
+    page: Path
+    systems: list[str]
+    clips: int
+    kind: str
+    comparison: dict[str, Any]
+    paths: dict[str, Path]  # page, comparison json, comparison plot (when there is a pair)
+    spectrograms: SpectrogramRun
+    audio_written: int = 0
+    audio_kept: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def page_order(values: Sequence[float | None]) -> list[int]:
+    """Row indices as the page sorts them first: ascending (worst first), missing values last,
+    equal values in data-set order (the page's sort is stable in the same way)."""
+    return sorted(range(len(values)), key=lambda i: (values[i] is None, values[i] or 0.0, i))
+
+
+def _comparison_metric(systems: list[ScoredSystem], metric: str | None) -> str | None:
+    shared = [m for m in PAGE_METRICS if all(m in s.metrics for s in systems)]
+    if metric is not None:
+        if metric not in shared:
+            raise ConfigError(f"--metric {metric}: not scored in every report (shared: {', '.join(shared) or 'none'})")
+        return metric
+    for preferred in ("sdri", "ats"):
+        if preferred in shared:
+            return preferred
+    return None
+
+
+def build_report(reports: Sequence[str | Path], out: str | Path, *, names: Sequence[str] | None = None,
+                 data: str | Path | None = None, spectrograms: int = DEFAULT_SPECTROGRAMS,
+                 spectrogram_seconds: float = DEFAULT_SPECTROGRAM_SECONDS, metric: str | None = None,
+                 tie_margin: float | None = None, resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+                 confidence: float = DEFAULT_CONFIDENCE, self_contained: bool = False,
+                 mixed: str | Path | None = None, page_size: int = PAGE_SIZE, workers: int = 2) -> ReportResult:
+    """Build `out/index.html` (and its audio, spectrograms and comparison) from score report folders
+    of the same data set and clips. See toolkit/report/__init__.py for the layout.
+
+    `mixed`: a `dcase9 mix` folder of the validation set, whose mixtures and references the page
+    plays in place instead of writing its own copies.
+    """
+    started = time.perf_counter()
+    if not reports:
+        raise ConfigError("name at least one `dcase9 score` report folder")
+    if spectrograms < 0 or spectrogram_seconds < 0:
+        raise ConfigError("--spectrograms and --spectrogram-seconds must not be negative")
+    if page_size < 1:
+        raise ConfigError("the page size must be at least 1")
+    systems = [read_score_report(r) for r in reports]
+    if names:
+        if len(names) != len(systems):
+            raise ConfigError(f"{len(names)} --name value(s) for {len(systems)} report(s): give one per report, in order")
+        for system, name in zip(systems, names):
+            if not name.strip():
+                raise ConfigError("--name values must not be empty")
+            system.name = name.strip()
+    for system, name in zip(systems, unique_names([s.name for s in systems], [s.report_dir for s in systems])):
+        system.name = name
+    check_same_clips(systems)
+    dataset = open_report_dataset(systems[0], data)
+    specs = match_dataset(dataset, systems[0])
+    ids = [s.id for s in specs]
+    out_dir = Path(out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise Dcase9Error(f"{out_dir} is a file; --out names the page's folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    validation = dataset.kind is SetKind.VALIDATION
+    if mixed is not None and self_contained:
+        raise ConfigError("--self-contained writes the page's own mixtures and references: leave out --mixed")
+    if mixed is not None and not validation:
+        raise ConfigError(f"--mixed: the {dataset.kind.value} set ships its mixtures; `dcase9 mix` folders are for "
+                          "validation sets")
+    if mixed is not None:
+        clip_audio = mixed_audio(Path(mixed), specs)
+    elif validation:
+        clip_audio = write_validation_audio(dataset, specs, out_dir, workers=workers)
+    else:
+        clip_audio = evaluation_audio(dataset, specs, out_dir, self_contained=self_contained)
+    estimates = estimate_audio([s.estimates_dir for s in systems], [s.report_dir for s in systems], ids, out_dir,
+                               self_contained=self_contained)
+
+    metrics = [m for m in PAGE_METRICS if any(m in s.metrics for s in systems)]
+    first_metric = next((m for m in ("sdri", "ats") if m in systems[0].metrics), None)
+    order = page_order([systems[0].values[i].get(first_metric) for i in ids]) if first_metric \
+        else list(range(len(ids)))
+    players = {"mixture": clip_audio.mixture_dir}
+    if clip_audio.reference_dir is not None:
+        players["reference"] = clip_audio.reference_dir
+    players.update({f"system-{k + 1}": folder for k, folder in enumerate(estimates.folders)})
+    first_rows = [ids[i] for i in order[:spectrograms]]
+    files = {clip: {player: folder / (clip_audio.mixture_files[clip] if player == "mixture" else f"{clip}.wav")
+                    for player, folder in players.items()} for clip in first_rows}
+    images = make_spectrograms(first_rows, files, out_dir, limit=spectrograms, seconds=spectrogram_seconds)
+
+    compare_metric = _comparison_metric(systems, metric)
+    if compare_metric is None:  # reports with no metric in common: nothing to compare
+        comparison = {"settings": {"metric": None}, "systems": [s.name for s in systems], "clips": len(ids), "pairs": []}
+    else:
+        comparison = compare_systems([s.name for s in systems], [[s.values[i][compare_metric] for i in ids]
+                                                                 for s in systems],
+                                     metric=compare_metric, snr=[s.snr for s in specs] if validation else None,
+                                     tie_margin=tie_margin, resamples=resamples, seed=seed, confidence=confidence)
+    paths = write_comparison(comparison, out_dir)
+
+    with_images = set(images.made)
+    rows = []
+    for position, spec in enumerate(specs):
+        row: dict[str, Any] = {"i": position, "id": spec.id, "caption": spec.query, "snr": spec.snr,
+                               "f": quote(spec.id, safe=""),
+                               "m": [[s.values[spec.id].get(m) for m in metrics] for s in systems]}
+        if not validation:
+            row["mix"] = quote(clip_audio.mixture_files[spec.id], safe="")
+        if spec.id in with_images:
+            row["spec"] = 1
+        rows.append(row)
+    title = f"dcase9 report: {', '.join(s.name for s in systems)} on the {dataset.kind.value} set"
+    page_data = {
+        "title": title,
+        "dataset": {"kind": dataset.kind.value, "root": str(dataset.root.resolve()),
+                    "csv": str(dataset.csv_path.resolve()), "mixtures": len(dataset.mixtures), "clips": len(ids)},
+        "has_reference": validation,
+        "metrics": metrics,
+        "labels": {m: METRIC_LABELS.get(m, m) for m in metrics},
+        "systems": [{"name": s.name, "report": str(s.report_dir.resolve()), "estimates": str(s.estimates_dir.resolve()),
+                     "base": folder_url(folder, out_dir), "metrics": list(s.metrics),
+                     "mean": {m: s.summary.get("mean", {}).get(m) for m in s.metrics},
+                     "median": {m: s.summary.get("median", {}).get(m) for m in s.metrics},
+                     "complete": s.summary.get("complete")}
+                    for s, folder in zip(systems, estimates.folders)],
+        "audio": {"mixture": folder_url(clip_audio.mixture_dir, out_dir),
+                  "reference": folder_url(clip_audio.reference_dir, out_dir) if clip_audio.reference_dir else None},
+        "spectrograms": {"base": f"{SPECTROGRAM_DIR}/", "made": len(images.made), "limit": spectrograms,
+                         "stopped_by_time": images.stopped_by_time},
+        "bins": [{"label": bin_label(low, high), "low": low, "high": high} for low, high in SNR_BINS]
+        if validation else [],
+        "initial": {"sort": f"m.0.{first_metric}" if first_metric else "order", "dir": "asc"},
+        "page_size": page_size,
+        "comparison": comparison,
+        "comparison_plot": "comparison.png" if "plot" in paths else None,
+        "rows": rows,
+    }
+    page = write_page(out_dir, title, page_data)
+    result = ReportResult(out_dir, page, [s.name for s in systems], len(ids), dataset.kind.value, comparison,
+                          {"page": page, **paths}, images, clip_audio.written + estimates.written,
+                          clip_audio.kept + estimates.kept)
+    if images.stopped_by_time:
+        result.notes.append(f"spectrograms stopped after {spectrogram_seconds:g} s at {len(images.made)} of "
+                            f"{min(spectrograms, len(ids))} rows (--spectrogram-seconds)")
+    if not self_contained and any(not s.resolve().is_relative_to(out_dir.resolve()) for s in players.values()):
+        result.notes.append("the page plays audio outside its folder by relative paths: open it in place, or "
+                            "build it with --self-contained to move or share the folder")
+    result.seconds = time.perf_counter() - started
+    return result

@@ -44,6 +44,18 @@ def test_read_errors_name_the_file(tmp_path: Path) -> None:
         read_audio(garbage)
 
 
+def test_cut_off_flac_is_named_truncated(tmp_path: Path) -> None:
+    # libsndfile reads a cut-off WAV as a short one (toolkit.audio.wav_truncation); a cut-off FLAC fails
+    # to decode instead, which must not read as a mystery: the header's length and the cut are named
+    whole = tmp_path / "whole.flac"
+    sf.write(whole, (0.1 * np.random.default_rng(0).standard_normal(32000)).astype(np.float32), 16000)
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    assert read_audio(whole).shape == (32000,)
+    with pytest.raises(DataError, match=r"cut.flac: truncated or damaged FLAC file: its header declares 32000 frames"):
+        read_audio(cut)
+
+
 def official_recipe_numpy1(source: np.ndarray, noise: np.ndarray, snr: int) -> tuple[np.ndarray, np.ndarray]:
     """dcase_evaluator.py step by step, with NumPy 1.23's promotions made explicit (float64 scalars)."""
     source = source.copy()

@@ -29,8 +29,7 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     try:
         data, file_rate = sf.read(path, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        reason = "file not found" if not path.exists() else f"unreadable audio ({exc})"
-        raise DataError(reason, file=path) from exc
+        raise DataError(_read_failure(path, exc), file=path) from exc
     truncated = wav_truncation(path)
     if truncated is not None:
         raise DataError(truncated, file=path)
@@ -39,6 +38,20 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
                         "would be finite)", file=path)
     samples = data[:, 0] if data.shape[1] == 1 else np.mean(data, axis=1, dtype=np.float32)
     return resample_hq(np.ascontiguousarray(samples), file_rate, sample_rate)
+
+
+def _read_failure(path: Path, exc: Exception) -> str:
+    """Why reading failed. A header that parses but audio that does not decode is, in practice, a
+    cut-off download or copy (a FLAC or OGG file stops decoding where it was cut): say so."""
+    if not path.exists():
+        return "file not found"
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, OSError):
+        return f"unreadable audio ({exc})"
+    declared = f"{info.frames} frames ({info.frames / info.samplerate:.2f} s)" if info.samplerate else "its length"
+    return (f"truncated or damaged {info.format} file: its header declares {declared}, but decoding the audio "
+            f"failed ({exc})")
 
 
 def non_finite_count(samples: np.ndarray) -> int:

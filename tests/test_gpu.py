@@ -66,7 +66,7 @@ def build(system: str, assets: dict[str, Any], device: str) -> Any:
     """A system's separator, built as `api.separate` builds it."""
     from systems import get_system
     from systems.base import BuildContext, build_separator
-    from systems.registry import WeightResolver
+    from toolkit.weights import WeightResolver
 
     spec = get_system(system)
     given = assets[system]

@@ -17,7 +17,8 @@ from tests.tiny_audioldm import TINY_MASK_NET, write_tiny_diffusion_prior, write
 from tests.tiny_models import tokenizer_folder
 from toolkit.cli import app
 from toolkit.models.checkpoints import read_checkpoint
-from toolkit.models.irm_ldm import CHECKPOINT_PREFIX, IrmLdmLossWeights, IrmLdmTrainable, MaskNetConfig
+from toolkit.models.irm_ldm import CHECKPOINT_PREFIX, MaskNetConfig
+from toolkit.training.irm_ldm import IrmLdmLossWeights, IrmLdmTrainable
 from toolkit.models.tiny import TINY_CLAP
 from toolkit.training.config import assemble_config
 from toolkit.training.models import model_kind
@@ -90,7 +91,7 @@ def test_train_system3_saves_the_mask_net_and_infer_loads_it(parts: dict[str, Pa
 
 def test_the_frozen_codec_stays_frozen_while_the_mask_net_learns(parts: dict[str, Path], demo_root: Path,
                                                                  tmp_path: Path) -> None:
-    from systems.registry import WeightResolver
+    from toolkit.weights import WeightResolver
     from toolkit.training.models import ModelContext
 
     config = assemble_config(preset="system3", overrides=[TINY_SYSTEM3])

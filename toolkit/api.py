@@ -116,7 +116,7 @@ def separate(system: str, data: str | Path | DataSet, out: str | Path, *,
     """
     from systems import get_system
     from systems.base import BuildContext, build_separator
-    from systems.registry import WeightResolver
+    from toolkit.weights import WeightResolver
 
     spec = get_system(system)
     options = options or EngineOptions()
@@ -145,7 +145,7 @@ def download(system: str, *, include_optional: bool = False, offline: bool = Fal
              progress: bool = True) -> dict[str, Path]:
     """Fetch every weight a system needs ahead of time; returns their local paths."""
     from systems import get_system
-    from systems.registry import WeightResolver
+    from toolkit.weights import WeightResolver
 
     spec = get_system(system)
     resolver = WeightResolver(offline=offline, progress=progress)
@@ -159,7 +159,7 @@ def load_ats_scorer(*, checkpoint: str | Path | None = None, weights: dict[str, 
     """The CLAP model ATS uses: by default the standalone laion CLAP file of the registry (the query
     encoder's weights); `checkpoint` may be another laion `.pt` or a baseline/AudioSep `.ckpt`
     (its `query_encoder.model.*` part). `clap` overrides the architecture (ClapArchitecture fields)."""
-    from systems.registry import WeightResolver
+    from toolkit.weights import WeightResolver
     from toolkit.ats import AtsScorer
     from toolkit.models.clap import ClapArchitecture, ClapEncoder, load_roberta_tokenizer, read_laion_clap_weights
 
@@ -216,7 +216,31 @@ def train(out: str | Path, *, preset: str | None = None, config: str | Path | No
         raise Dcase9Error("resume continues the run's saved configuration; preset applies to new runs only")
     train_config = assemble_config(preset=preset, config_file=config, overrides=[overrides] if overrides else [],
                                    base=base)
-    return run_training(train_config, out, resume=resume, progress=progress)
+    return run_training(train_config, out, system=system_facts(train_config.system), resume=resume,
+                        progress=progress)
+
+
+def system_facts(name: str | None) -> Any:
+    """What training needs to know of the system that will load its checkpoints (`config.system`;
+    None: System 1, the baseline's architecture), as a `toolkit.training.SystemFacts`: its rate,
+    default options, and the `dcase9 infer` command line that loads a checkpoint."""
+    from systems import get_system
+    from toolkit.training import SystemFacts
+
+    system = name or "1"
+    spec = get_system(system)
+    # What inference loads besides the checkpoint: local copies of these are passed on with --weight.
+    loaded = set(spec.weights[1:]) | set(spec.optional_weights)
+
+    def infer_command(checkpoint: Path, system_config: Path | None, local_weights: Any) -> str:
+        parts = ["dcase9 infer", f"--system {system}", f"--checkpoint {checkpoint}", "--data VALIDATION_DIR",
+                 "--out ESTIMATES_DIR"]
+        if system_config is not None:
+            parts.append(f"--system-config {system_config}")
+        parts += [f"--weight {weight}={path}" for weight, path in local_weights.items() if weight in loaded]
+        return " ".join(parts)
+
+    return SystemFacts(spec.name, spec.sample_rate, dict(spec.options), infer_command)
 
 
 @dataclass
@@ -372,7 +396,8 @@ def train_demo_model(train_json: Path, run_dir: Path, *, progress: bool = True,
         if changed:
             shutil.rmtree(run_dir)  # made by another version of the demo, or for data elsewhere: start over
         elif steps < total:
-            result = train(config, run_dir, resume=True, progress=progress, lightning_info=False)
+            result = train(config, run_dir, system=system_facts(config.system), resume=True, progress=progress,
+                           lightning_info=False)
         else:
             trained_now = False
             summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
@@ -380,7 +405,7 @@ def train_demo_model(train_json: Path, run_dir: Path, *, progress: bool = True,
                                  summary.get("throughput", {}), summary.get("skipped", {}),
                                  summary.get("validation", {}), summary.get("infer_command", ""))
     if result is None:
-        result = train(config, run_dir, progress=progress, lightning_info=False)
+        result = train(config, run_dir, system=system_facts(config.system), progress=progress, lightning_info=False)
     system_options = infer_settings(config, read_checkpoint(last)["dcase9"]["system_options"])
     return result, {"checkpoint": last, "tokenizer": run_dir / "tokenizer", "system_options": system_options,
                     "trained_now": trained_now, "why": why}

@@ -1,4 +1,4 @@
-"""Finding and fetching pretrained weights named in a registry file (see systems/weights.yaml).
+"""Finding and fetching pretrained weights named in a registry file (see toolkit/weights.yaml).
 
 Resolution order for a weight:
 1. an explicit path (`--checkpoint PATH`, or `weights={"name": PATH}` in Python);

@@ -35,6 +35,7 @@ from toolkit.augment.backends import LLMRequest, LLMResult, make_backend
 from toolkit.augment.config import AugmentConfig
 from toolkit.augment.io import CaptionItem, TagIndex, read_caption_file, remove_stale_temporaries
 from toolkit.augment.parsing import Piece, Verdict, judge, normalise, split_answer
+from toolkit.augment.plan import Plan, PlannedRequest, is_selected
 from toolkit.augment.progress import Progress, SilentProgress
 from toolkit.augment.prompts import DDP_SELECTOR, Prompt, PromptLibrary
 from toolkit.config import dump_config, load_config
@@ -55,29 +56,6 @@ _NOTES_SHOWN = 5
 
 # --------------------------------------------------------------------------------------------------
 # Planning
-
-
-@dataclass(frozen=True)
-class PlannedRequest:
-    key: str
-    prompt_id: str
-    prompt: str  # rendered text sent to the LLM
-    original: str  # the caption it rewrites (BERTScore reference)
-    n: int
-    seed: int
-    dataset: str
-    wav: str  # first clip that asks it (identical prompts are asked once)
-    threshold: float | None = None  # BERTScore F1 its candidates need; None: the rule filters only
-
-
-@dataclass
-class Plan:
-    items: list[CaptionItem]
-    requests: dict[str, PlannedRequest]  # by key, in the order first needed
-    #: per item, (prompt label, request key) for each prompt the item is augmented with
-    item_requests: list[list[tuple[str, str]]]
-    prompt_labels: list[str]  # column order for reports
-    items_without_tags: int  # among items whose prompt uses tags
 
 
 def load_items(config: AugmentConfig) -> list[CaptionItem]:
@@ -295,16 +273,6 @@ def judge_and_score(batch: list[tuple[PlannedRequest, dict[str, Any]]], config: 
 def selection_threshold(config: AugmentConfig, prompt: Prompt) -> float | None:
     """The run's `--threshold` if given, else the prompt's own selection (None: the rule filters only)."""
     return config.bertscore.threshold if config.bertscore.threshold is not None else prompt.selection_threshold
-
-
-def is_selected(record: dict[str, Any], threshold: float | None) -> bool:
-    """A candidate that passed the filters, and, with a threshold, threshold <= BERTScore F1 < 1."""
-    if record.get("verdict") != Verdict.OK.value:
-        return False
-    if threshold is None:
-        return True
-    f1 = record.get("bertscore_f1")
-    return f1 is not None and threshold <= f1 < 1.0
 
 
 # --------------------------------------------------------------------------------------------------

@@ -6,11 +6,9 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from toolkit.cli._common import app, console, friendly_errors
-from toolkit.cli.data import CsvOpt, KindOpt
+from toolkit.cli._common import CsvOpt, KindOpt, app, console, friendly_errors, parse_weight_options, print_left_out
 
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps.")]
 
@@ -32,19 +30,6 @@ def list_systems_command() -> None:
         names = spec.name + (f" ({', '.join(spec.aliases)})" if spec.aliases else "")
         table.add_row(names, f"{spec.title}\n[dim]{spec.summary}[/]", f"{spec.sample_rate // 1000} kHz", needs, published)
     console.print(table)
-
-
-def parse_weight_options(values: list[str]) -> dict[str, Path]:
-    """`--weight NAME=PATH` options as a mapping."""
-    from toolkit.errors import ConfigError
-
-    parsed = {}
-    for value in values:
-        name, sep, path = value.partition("=")
-        if not sep or not name or not path:
-            raise ConfigError(f"--weight expects NAME=PATH, got {value!r}")
-        parsed[name.strip()] = Path(path)
-    return parsed
 
 
 @app.command()
@@ -105,20 +90,6 @@ def infer(
         raise typer.Exit(1)
 
 
-def print_left_out(problems: list[Any], orphans: list[str], noun: str) -> None:
-    """Mixtures a run left out (exit 1 follows), and outputs for mixtures the data set no longer has."""
-    if problems:
-        console.print(f"[red]{len(problems)} mixture(s) left out[/] (no {noun} written; fix the input and run "
-                      "the command again):", highlight=False)
-        for problem in problems[:20]:
-            console.print(f"  [red]{escape(problem.id)}[/]: {escape(problem.message)}", highlight=False, soft_wrap=True)
-        if len(problems) > 20:
-            console.print(f"  ... {len(problems) - 20} more in the manifest", highlight=False)
-    if orphans:
-        console.print(f"[yellow]{len(orphans)} {noun}(s) here belong to no mixture of the data set (rows removed "
-                      f"from the CSV?), e.g. {escape(orphans[0])}; --overwrite deletes them[/]", highlight=False)
-
-
 @app.command()
 @friendly_errors
 def download(
@@ -127,13 +98,13 @@ def download(
     list_only: Annotated[bool, typer.Option("--list", help="List the registry and where each weight is cached.")] = False,
 ) -> None:
     """Fetch pretrained weights ahead of time (into the Hugging Face cache or ~/.cache/dcase9)."""
-    from systems.registry import weight_entries
+    from toolkit.weights import weight_entries
     from toolkit.api import download as run_download
     from toolkit.errors import ConfigError
     from toolkit.hub import cache_path
 
     if list_only or system is None:
-        table = Table(title="Weight registry (systems/weights.yaml)")
+        table = Table(title="Weight registry (toolkit/weights.yaml)")
         for column in ("name", "what", "from", "local path"):
             table.add_column(column)
         for name, entry in weight_entries().items():

@@ -96,7 +96,7 @@ def train_command(
       dcase9 train --out runs/system1 --resume
       dcase9 train --preset demo --data demo-data/train/train.json --out runs/demo
     """
-    from toolkit.cli.run import parse_weight_options
+    from toolkit.cli._common import parse_weight_options
     from toolkit.training.config import assemble_config, dump_train_config, parse_assignment
     from toolkit.training.run import CONFIG_FILE
 
@@ -121,11 +121,12 @@ def train_command(
     if print_config:
         console.print(dump_train_config(train_config), highlight=False, markup=False, end="")
         return
+    from toolkit.api import system_facts
     from toolkit.training import train
     from toolkit.training.run import TrainingInterrupted
 
     try:
-        result = train(train_config, out, resume=resume, progress=progress)
+        result = train(train_config, out, system=system_facts(train_config.system), resume=resume, progress=progress)
     except TrainingInterrupted as stop:
         console.print(f"[yellow]interrupted at step {stop.step}: saved {stop.checkpoint}; continue with[/]\n"
                       f"  dcase9 train --out {out} --resume", highlight=False)

@@ -320,7 +320,7 @@ def assemble_config(*, preset: str | None = None, config_file: str | Path | None
 
 def absolutise_paths(config: TrainConfig, cwd: Path) -> TrainConfig:
     """Relative file and folder paths made absolute against `cwd`; registry names stay names."""
-    from systems.registry import weight_entries
+    from toolkit.weights import weight_entries
 
     registry = set(weight_entries())
 

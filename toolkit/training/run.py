@@ -22,6 +22,7 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,24 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.checkpoint, self.step = checkpoint, step
 
 
+@dataclass(frozen=True)
+class SystemFacts:
+    """What training needs to know of the system that will load its checkpoints (`config.system`).
+
+    The library does not import `systems/`: the application layer (`toolkit.api.system_facts`,
+    which `dcase9 train` and `api.train` use) describes the system. `sample_rate` is checked
+    against `data.sample_rate`; `options` are the system's defaults (settings of the trained net that
+    differ from them go to `system-config.yaml`); `infer_command(checkpoint, system_config,
+    local_weights)` writes the command line that separates with the result (`local_weights`: this
+    run's local copies of registry weights, which the command passes on where inference loads them).
+    """
+
+    name: str
+    sample_rate: int
+    options: Mapping[str, Any]
+    infer_command: Callable[[Path, Path | None, Mapping[str, str]], str]
+
+
 @dataclass
 class TrainResult:
     out_dir: Path
@@ -66,18 +85,19 @@ class TrainResult:
     rank: int = 0  # the process's global rank: only rank 0's result has the summary
 
 
-def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool | None = None,
-          lightning_info: bool = True) -> TrainResult:
+def train(config: TrainConfig, out: str | Path, *, system: SystemFacts | None = None, resume: bool = False,
+          progress: bool | None = None, lightning_info: bool = True) -> TrainResult:
     """Train as `config` says, writing checkpoints and logs into `out`; see the module docstring.
 
+    `system` describes `config.system` (see `SystemFacts`; `toolkit.api.train` passes it): without
+    it the data rate is not checked against the system's and no infer command is written.
     `resume=True` continues from `out/last.ckpt` (weights, optimizer, schedule, step, data stream);
     without it, a folder that already holds a run is refused. `progress` overrides
     `trainer.progress_bar`; `lightning_info=False` hides Lightning's start-up messages and model
     summary (the demo).
     """
     require("lightning", extra="train", purpose="dcase9 train")
-    from systems import get_system
-    from systems.registry import WeightResolver
+    from toolkit.weights import WeightResolver
     from toolkit.training.data import ClipDataset, TrainSampler, check_audio_present, read_datafiles
     from toolkit.training.models import ModelContext, build_model
 
@@ -91,11 +111,9 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
     require_folder(out, "the training run")
     if resume:
         check_resumable(last)
-    if config.system is not None:
-        spec = get_system(config.system)
-        if spec.sample_rate != config.data.sample_rate:
-            raise ConfigError(f"system '{spec.name}' runs at {spec.sample_rate} Hz but data.sample_rate is "
-                              f"{config.data.sample_rate}: the trained model would not load as that system")
+    if system is not None and config.system is not None and system.sample_rate != config.data.sample_rate:
+        raise ConfigError(f"system '{system.name}' runs at {system.sample_rate} Hz but data.sample_rate is "
+                          f"{config.data.sample_rate}: the trained model would not load as that system")
     show_progress = config.trainer.progress_bar if progress is None else progress
     if _is_rank_zero():
         out.mkdir(parents=True, exist_ok=True)
@@ -135,13 +153,13 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
     info = {"system": config.system, "tokenizer": str(tokenizer_path)}
     return _fit(config, out, model, query_encoder, train_set, sampler, validation_set, validation_specs, info,
                 resume=resume, show_progress=show_progress, lightning_info=lightning_info,
-                tokenizer_path=tokenizer_path, official_tensors=official)
+                tokenizer_path=tokenizer_path, official_tensors=official, system=system)
 
 
 def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_set: Any, sampler: Any,
          validation_set: Any, validation_specs: list[Any], info: dict[str, Any], *, resume: bool,
          show_progress: bool, lightning_info: bool, tokenizer_path: Path,
-         official_tensors: dict[str, torch.Tensor]) -> TrainResult:
+         official_tensors: dict[str, torch.Tensor], system: SystemFacts | None) -> TrainResult:
     from lightning.pytorch.loggers import CSVLogger
 
     from toolkit.training.module import SeparationTraining, StepCheckpoints, StepProgressBar, Throughput
@@ -188,7 +206,8 @@ def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_s
         if not failed:
             skipped = module.gathered_skips().summary()  # every process takes part in the gathering
             if trainer.is_global_zero:
-                result = _write_summary(config, out, trainer, module, throughput, skipped, seconds, tokenizer_path)
+                result = _write_summary(config, out, trainer, module, throughput, skipped, seconds, tokenizer_path,
+                                        system)
     if not trainer.is_global_zero:
         return TrainResult(out, out / LAST_CHECKPOINT, trainer.global_step, seconds, rank=trainer.global_rank)
     return result
@@ -219,8 +238,10 @@ def _make_trainer(config: TrainConfig, out: Path, loggers: list[Any], callbacks:
 
 
 def _write_summary(config: TrainConfig, out: Path, trainer: Any, module: Any, throughput: Any,
-                   skipped: dict[str, Any], seconds: float, tokenizer_path: Path) -> TrainResult:
-    system_config, command = infer_instructions(config, out, module.trainable.system_options(), tokenizer_path)
+                   skipped: dict[str, Any], seconds: float, tokenizer_path: Path,
+                   system: SystemFacts | None) -> TrainResult:
+    system_config, command = infer_instructions(config, out, module.trainable.system_options(), tokenizer_path,
+                                                system)
     result = TrainResult(out, out / LAST_CHECKPOINT, int(trainer.global_step), seconds,
                          throughput.summary(module.device), skipped, dict(module.last_validation), command,
                          system_config, tokenizer_path if _is_local_tokenizer(config) else None)
@@ -257,7 +278,7 @@ def check_resumable(last: Path) -> None:
 
 def read_init_checkpoint(name_or_path: str, resolver: Any) -> tuple[dict[str, torch.Tensor], str]:
     """The state dict of an official-layout checkpoint given as a registry name or a file."""
-    from systems.registry import weight_entries
+    from toolkit.weights import weight_entries
     from toolkit.models.checkpoints import read_checkpoint, state_dict_of
 
     path = resolver(name_or_path) if name_or_path in weight_entries() else Path(name_or_path)
@@ -270,7 +291,7 @@ def _is_local_tokenizer(config: TrainConfig) -> bool:
 
 def resolve_tokenizer(config: TrainConfig, resolver: Any, out: Path) -> Path:
     """The tokenizer folder: a tiny one written into the run folder, a registry entry, or a folder."""
-    from systems.registry import weight_entries
+    from toolkit.weights import weight_entries
 
     name = config.query_encoder.tokenizer
     if name in (TINY_TOKENIZER, DEMO_TOKENIZER):
@@ -294,7 +315,7 @@ def build_query_encoder(config: TrainConfig, resolver: Any, tokenizer_path: Path
     """
     from toolkit.models.official_layout import laion_extra_keys
 
-    from systems.registry import weight_entries
+    from toolkit.weights import weight_entries
     from toolkit.models.checkpoints import strip_prefix
     from toolkit.models.clap import ClapEncoder, find_laion_prefix, load_roberta_tokenizer, read_laion_clap_weights
     from toolkit.models.tiny import random_clap_model
@@ -362,30 +383,21 @@ def infer_settings(config: TrainConfig, system_options: dict[str, Any]) -> dict[
     return settings
 
 
-def infer_instructions(config: TrainConfig, out: Path, system_options: dict[str, Any],
-                       tokenizer_path: Path) -> tuple[Path | None, str]:
-    """Write `system-config.yaml` when `dcase9 infer` needs one; return it and the infer command."""
-    from systems import get_system
-
+def infer_instructions(config: TrainConfig, out: Path, system_options: dict[str, Any], tokenizer_path: Path,
+                       system: SystemFacts | None) -> tuple[Path | None, str]:
+    """Write `system-config.yaml` when inference needs one; return it and the infer command ("" when
+    the system is not described)."""
+    if system is None:
+        return None, ""
     settings = infer_settings(config, system_options)
-    system = config.system or "1"
-    spec = get_system(system)
     system_config = None
-    if any(spec.options.get(key) != value for key, value in settings.items()):
+    if any(system.options.get(key) != value for key, value in settings.items()):
         system_config = out / SYSTEM_CONFIG_FILE
         write_text_atomic(system_config, yaml.safe_dump(settings, sort_keys=False))
-    parts = ["dcase9 infer", f"--system {system}", f"--checkpoint {out / LAST_CHECKPOINT}",
-             "--data VALIDATION_DIR", "--out ESTIMATES_DIR"]
-    if system_config is not None:
-        parts.append(f"--system-config {system_config}")
-    # Local copies this run used of weights that inference loads too (System 3: AudioLDM's VAE and
-    # vocoder); the first of the system's weights is the checkpoint, given above.
-    local = {name: path for name, path in config.weights.items()
-             if name in spec.weights[1:] or name in spec.optional_weights}
+    local = dict(config.weights)  # local copies this run used of registry weights
     if _is_local_tokenizer(config):
         local[TOKENIZER_WEIGHT] = str(tokenizer_path)
-    parts += [f"--weight {name}={path}" for name, path in local.items()]
-    return system_config, " ".join(parts)
+    return system_config, system.infer_command(out / LAST_CHECKPOINT, system_config, local)
 
 
 # ------------------------------------------------------------------------------------------------

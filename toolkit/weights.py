@@ -1,4 +1,4 @@
-"""The weight registry of the systems (systems/weights.yaml) and on-demand resolution of its files."""
+"""The weight registry (toolkit/weights.yaml): what each pretrained file is, and resolving it on demand."""
 
 from __future__ import annotations
 

@@ -10,6 +10,8 @@ gives the ids the slow algorithm gives on a set of probe texts:
 2. map each piece's UTF-8 bytes to printable symbols (`byte_symbols`);
 3. merge adjacent symbols by the rank of the pair in `merges.txt` until no listed pair is left;
 4. look each token up in `vocab.json` (`<unk>` if absent) and wrap the ids in `<s>` ... `</s>`.
+
+Steps 2 and 3 (`byte_symbols`, `bpe`) also build the tiny tokenizer of `toolkit.models.tiny`.
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ def test_random_demo_queries_are_distinct(tmp_path: Path) -> None:
 
 
 def test_demo_model_is_trained_then_reused_or_resumed(demo_root: Path, tmp_path: Path) -> None:
-    from toolkit.api import train_demo_model
+    from toolkit.demo import train_demo_model
 
     small = small_demo_model()
     train_json = demo_root / "train" / "train.json"
@@ -97,7 +97,7 @@ def test_demo_model_is_trained_then_reused_or_resumed(demo_root: Path, tmp_path:
 @pytest.fixture(scope="module")
 def small_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     """One demo run, shared by the tests below (which leave its folder as they found it)."""
-    from toolkit.api import run_demo
+    from toolkit.demo import run_demo
 
     out = tmp_path_factory.mktemp("demo-run")
     return out, run_demo(out, progress=False, data_options=SMALL_DEMO_DATA, train_overrides=[small_demo_model()])
@@ -164,12 +164,12 @@ def test_demo_builds_the_listening_page(small_demo: tuple[Path, Any]) -> None:
 @pytest.mark.slow  # two more demo runs, everything reused: about 8 s
 def test_demo_command_reuses_finished_work_and_fails_loudly(small_demo: tuple[Path, Any],
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from toolkit import api
+    from toolkit import demo
     from toolkit.cli import app
 
     out, first = small_demo
-    monkeypatch.setattr(api, "run_demo", functools.partial(api.run_demo, data_options=SMALL_DEMO_DATA,
-                                                           train_overrides=[small_demo_model()]))
+    monkeypatch.setattr(demo, "run_demo", functools.partial(demo.run_demo, data_options=SMALL_DEMO_DATA,
+                                                            train_overrides=[small_demo_model()]))
     estimates = sorted((out / "estimates").glob("*/*.wav"))
     stamps = [path.stat().st_mtime_ns for path in estimates]
     package = first.package.package.read_bytes()

@@ -6,15 +6,14 @@
     scores = api.score("lass_validation_dir", "estimates/oracle", out="reports/oracle")
     page = api.report(["reports/oracle", "reports/baseline"], "reports/page")
     run = api.train("runs/system1", preset="system1", overrides={"data": {"datafiles": ["aug.json"]}})
+
+The demo (`dcase9 demo`) builds on these verbs: `toolkit.demo.run_demo`.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
-import time
-from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from toolkit.data.validate import EXPECTED_SECONDS, ValidationReport, validate_d
 from toolkit.engine import EngineOptions, RunResult, progress_bar, resolve_device, run_separation
 from toolkit.errors import Dcase9Error
 from toolkit.files import require_folder, write_text_atomic
-from toolkit.outputs import OutputFolder, Problem
+from toolkit.outputs import MIX_INDEX_NAME, OutputFolder, Problem, mix_paths
 from toolkit.scoring import ScoreReport, score_estimates
 
 
@@ -65,13 +64,10 @@ def mix(data: str | Path | DataSet, out: str | Path, *, pcm16: bool = False, ove
     out = Path(out)
     subtype = "PCM_16" if pcm16 else "FLOAT"
 
-    def outputs_of(output_id: str) -> list[Path]:
-        return [out / "mixtures" / f"{output_id}.wav", out / "references" / f"{output_id}.wav"]
-
     problems: list[Problem] = []
     written = 0
     folder = OutputFolder(out, "mix", dataset, {"command": "mix", "subtype": subtype}, overwrite=overwrite,
-                          outputs_of=outputs_of)
+                          outputs_of=lambda output_id: mix_paths(out, output_id))
     with folder:
         todo = folder.plan(dataset.mixtures)
         folder.write_manifest({"status": "running", "planned": len(dataset.mixtures)})
@@ -83,7 +79,7 @@ def mix(data: str | Path | DataSet, out: str | Path, *, pcm16: bool = False, ove
                 if isinstance(item, LoadFailure):
                     problems.append(Problem(item.spec.id, str(item.error)))
                 else:
-                    mixture_path, reference_path = outputs_of(item.spec.id)
+                    mixture_path, reference_path = mix_paths(out, item.spec.id)
                     write_wav(mixture_path, item.mixture, SAMPLE_RATE, subtype)
                     write_wav(reference_path, item.reference, SAMPLE_RATE, subtype)  # type: ignore[arg-type]
                     folder.record(item.spec.id, len(item.mixture))
@@ -95,9 +91,9 @@ def mix(data: str | Path | DataSet, out: str | Path, *, pcm16: bool = False, ove
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["id", "mixture", "reference", "source", "noise", "snr", "caption"])
         for m in finished:
-            writer.writerow([m.id, f"mixtures/{m.id}.wav", f"references/{m.id}.wav", m.source, m.noise, m.snr,
-                             m.query])
-        write_text_atomic(out / "mixtures.csv", buffer.getvalue())
+            writer.writerow([m.id, *(path.relative_to(out).as_posix() for path in mix_paths(out, m.id)), m.source,
+                             m.noise, m.snr, m.query])
+        write_text_atomic(out / MIX_INDEX_NAME, buffer.getvalue())
         folder.write_manifest({"status": "incomplete" if problems else "complete", "planned": len(dataset.mixtures),
                                "written": written, "kept": len(dataset.mixtures) - len(todo),
                                "problems": [{"id": p.id, "message": p.message} for p in problems]})
@@ -241,183 +237,3 @@ def system_facts(name: str | None) -> Any:
         return " ".join(parts)
 
     return SystemFacts(spec.name, spec.sample_rate, dict(spec.options), infer_command)
-
-
-@dataclass
-class DemoResult:
-    """What `run_demo` did: score reports by system (the trained model as "trained"), the training
-    run (None when skipped), the trained model's package (a `submission.demo.DemoPackage`: its
-    config, report, zip and check; None when skipped), and the seconds each stage took."""
-
-    reports: dict[str, ScoreReport]
-    training: Any = None  # toolkit.training.TrainResult
-    seconds: dict[str, float] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    package: Any = None  # submission.demo.DemoPackage
-    evaluation: dict[str, RunResult] = field(default_factory=dict)  # subset -> the trained model's run on it
-    model_status: str | None = None  # trained, resumed, retrained (and why) or reused: see train_demo_model
-    page: Any = None  # toolkit.report.ReportResult: the listening page of the validation reports
-
-
-DEMO_EVALUATION_SETS = ("eval-synth", "eval-real")
-
-
-def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"), train_model: bool = True,
-             progress: bool = True, data_options: dict[str, Any] | None = None,
-             train_overrides: list[dict[str, Any]] | None = None, force_data: bool = False,
-             announce: Callable[[str], None] | None = None) -> DemoResult:
-    """The main job on the embedded demo data, offline: synthesise -> validate -> train a small model
-    on the demo training clips (`dcase9 train --preset demo`) -> separate with each system and the
-    trained model -> score -> infer the trained model on the demo evaluation sets -> package its
-    outputs as a (demo) submission -> check the package with the evaluation data. A listening page
-    of the validation reports (`dcase9 report`) lands in `out/report/index.html`.
-
-    A finished demo model in `out/model` is reused when its configuration is unchanged; an
-    interrupted one is resumed; finished estimates are kept. The package is rebuilt on every run
-    (it is deterministic: the same inputs give the same bytes). A package that is refused or fails
-    its check raises `submission.demo.DemoPackageError`. `data_options` (arguments of `make_demo`)
-    and `train_overrides` (configuration layers on the demo preset) let tests run a smaller demo.
-    Demo data in `out/data` that was edited is refused unless `force_data` (see `make_demo`).
-    `announce` gets one line saying whether the model is trained, resumed, retrained (and why) or
-    reused, before that happens; the line is also the result's `model_status`.
-    """
-    from toolkit.data.demo import make_demo
-
-    out = Path(out)
-    require_folder(out, "the demo workspace")
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
-    folders = make_demo(out / "data", **(data_options or {}), force=force_data)
-    report = validate(folders["validation"])
-    if not report.usable():
-        raise Dcase9Error(f"the generated demo data did not validate: {report.errors[0]}")
-    seconds["data"] = time.perf_counter() - clock
-    reports = {}
-    for system in systems:
-        clock = time.perf_counter()
-        separate(system, folders["validation"], out / "estimates" / system, options=EngineOptions(progress=progress))
-        reports[system] = score(folders["validation"], out / "estimates" / system, out / "reports" / system,
-                                progress=progress)
-        seconds[system] = time.perf_counter() - clock
-    result = DemoResult(reports, seconds=seconds)
-    if train_model:
-        from toolkit.errors import MissingDependencyError
-        from toolkit.lazy import require
-
-        try:
-            require("lightning", extra="train", purpose="training the demo model")
-        except MissingDependencyError as exc:
-            result.notes.append(f"skipped the trained model and its package: {exc}")
-            train_model = False
-    if not train_model:
-        demo_page(out, result)
-        return result
-    clock = time.perf_counter()
-    result.training, load = train_demo_model(folders["train"] / "train.json", out / "model", progress=progress,
-                                             overrides=train_overrides, announce=announce)
-    result.model_status = load["why"]
-    seconds["training"] = time.perf_counter() - clock
-
-    def run_trained(data: Path, estimates: Path) -> RunResult:
-        # A model trained in this run replaces the estimates of an earlier one.
-        return separate("baseline", data, estimates,
-                        options=EngineOptions(progress=progress, overwrite=load["trained_now"]),
-                        checkpoint=load["checkpoint"], weights={"roberta-base-tokenizer": load["tokenizer"]},
-                        system_options=load["system_options"], offline=True)
-
-    clock = time.perf_counter()
-    run_trained(folders["validation"], out / "estimates" / "trained")
-    reports["trained"] = score(folders["validation"], out / "estimates" / "trained", out / "reports" / "trained",
-                               progress=progress)
-    seconds["trained"] = time.perf_counter() - clock
-    demo_page(out, result)
-    clock = time.perf_counter()
-    evaluation_estimates = {subset: out / "estimates" / f"trained-{subset}" for subset in DEMO_EVALUATION_SETS}
-    for subset, estimates in evaluation_estimates.items():
-        result.evaluation[subset] = run_trained(folders[subset], estimates)
-    seconds["evaluation"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-    from submission.demo import package_demo  # submission/ builds on toolkit/, not the reverse
-
-    result.package = package_demo(out / "submission", data={s: folders[s] for s in DEMO_EVALUATION_SETS},
-                                  estimates=evaluation_estimates, checkpoint=load["checkpoint"],
-                                  development_report=out / "reports" / "trained", progress=progress)
-    seconds["package"] = time.perf_counter() - clock
-    return result
-
-
-def demo_page(out: Path, result: DemoResult) -> None:
-    """The listening page of the demo's validation reports, the trained model first (the page
-    opens on its worst clips), named by their folders."""
-    clock = time.perf_counter()
-    names = sorted(result.reports, key=lambda name: name != "trained")
-    result.page = report([out / "reports" / name for name in names], out / "report", names=names)
-    result.seconds["report"] = time.perf_counter() - clock
-
-
-def train_demo_model(train_json: Path, run_dir: Path, *, progress: bool = True,
-                     overrides: list[dict[str, Any]] | None = None,
-                     announce: Callable[[str], None] | None = None) -> tuple[Any, dict[str, Any]]:
-    """Train (or reuse, or resume) the demo preset's model; return the run and what loads it.
-
-    `overrides` are configuration layers on top of the demo preset (tests use a smaller net).
-    What is done and why (no model yet, an interrupted run, settings that changed, or a finished
-    model reused) is given to `announce` before it starts, and returned as `why`.
-    """
-    import shutil
-
-    from toolkit.models.checkpoints import read_checkpoint
-    from toolkit.training import assemble_config, train
-    from toolkit.training.config import config_as_dict
-    from toolkit.training.run import LAST_CHECKPOINT, SUMMARY_FILE, TrainResult, infer_settings
-
-    config = assemble_config(preset="demo", overrides=[{"data": {"datafiles": [str(train_json)]}},
-                                                       *(overrides or [])])
-    last = run_dir / LAST_CHECKPOINT
-    result = None
-    trained_now = True
-    why = f"training the demo model in {run_dir} (no model there yet)"
-    if last.is_file():
-        saved = read_checkpoint(last)
-        changed = changed_settings(saved.get("dcase9", {}).get("config") or {}, config_as_dict(config))
-        steps, total = int(saved.get("global_step", 0)), config.trainer.max_steps or 0
-        if changed:
-            why = (f"training the demo model in {run_dir} again: it was trained with other settings "
-                   f"({'; '.join(changed)})")
-            if any(key.startswith("data.datafiles") for key in changed):
-                why += ". The demo data are elsewhere now: was the demo folder moved or copied?"
-        elif steps < total:
-            why = f"resuming the interrupted demo training in {run_dir} at step {steps} of {total}"
-        else:
-            why = f"reusing the demo model trained earlier in {run_dir} ({steps} steps, same settings)"
-    if announce is not None:
-        announce(why)
-    if last.is_file():
-        if changed:
-            shutil.rmtree(run_dir)  # made by another version of the demo, or for data elsewhere: start over
-        elif steps < total:
-            result = train(config, run_dir, system=system_facts(config.system), resume=True, progress=progress,
-                           lightning_info=False)
-        else:
-            trained_now = False
-            summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
-            result = TrainResult(run_dir, last, int(saved["global_step"]), float(summary.get("seconds", 0.0)),
-                                 summary.get("throughput", {}), summary.get("skipped", {}),
-                                 summary.get("validation", {}), summary.get("infer_command", ""))
-    if result is None:
-        result = train(config, run_dir, system=system_facts(config.system), progress=progress, lightning_info=False)
-    system_options = infer_settings(config, read_checkpoint(last)["dcase9"]["system_options"])
-    return result, {"checkpoint": last, "tokenizer": run_dir / "tokenizer", "system_options": system_options,
-                    "trained_now": trained_now, "why": why}
-
-
-def changed_settings(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    """`key: old -> new` for every setting (dotted key) that differs between two nested configurations."""
-    changes = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            changes += changed_settings(a, b, f"{prefix}{key}.")
-        elif a != b:
-            changes.append(f"{prefix}{key}: {a!r} -> {b!r}")
-    return changes

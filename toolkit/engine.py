@@ -38,7 +38,7 @@ from toolkit.audio import RESAMPLERS, SAMPLE_RATE, non_finite_count, resample, r
 from toolkit.data.formats import DataSet, MixtureSpec
 from toolkit.data.items import Item, ItemLoader, LoadFailure, ordered_map
 from toolkit.errors import ConfigError, Dcase9Error
-from toolkit.outputs import MANIFEST_NAME, OutputFolder, Problem  # noqa: F401  (MANIFEST_NAME: re-exported)
+from toolkit.outputs import OutputFolder, Problem, estimate_path
 # Large batches pay off on GPUs. On CPUs they gain nothing per clip (ResUNet30 on two cores: batch 1
 # and 2 within 4%, batch 4 much slower; see BENCHMARKS.md) and multiply memory.
 DEFAULT_BATCH_SIZE = {"cuda": 8, "cpu": 1, "mps": 2}
@@ -260,7 +260,7 @@ def run_separation(separator: Separator, dataset: DataSet, out_dir: str | Path, 
     out_dir = Path(out_dir)
     mixtures = dataset.mixtures[: options.limit] if options.limit else list(dataset.mixtures)
     folder = OutputFolder(out_dir, "infer", dataset, identity, overwrite=options.overwrite,
-                          outputs_of=lambda output_id: [out_dir / f"{output_id}.wav"])
+                          outputs_of=lambda output_id: [estimate_path(out_dir, output_id)])
     with folder:
         todo = folder.plan(mixtures)
         return _run(separator, dataset, folder, mixtures, todo, options, device, batch_size, segment,
@@ -311,7 +311,7 @@ def _run(separator: Separator, dataset: DataSet, folder: OutputFolder, mixtures:
     task = None
 
     def write(output_id: str, estimate: np.ndarray, length: int) -> None:  # on a writing thread
-        _write_estimate(out_dir / f"{output_id}.wav", estimate, estimate_rate, length, subtype)
+        _write_estimate(estimate_path(out_dir, output_id), estimate, estimate_rate, length, subtype)
         folder.record(output_id, length)
 
     def usable(results: Iterator[_Loaded | LoadFailure]) -> Iterator[_Loaded]:

@@ -29,10 +29,11 @@ import torch
 from toolkit.audio import SAMPLE_RATE
 from toolkit.data.formats import DataSet, MixtureSpec, open_dataset
 from toolkit.data.items import ItemLoader, LoadFailure, ordered_map
-from toolkit.engine import MANIFEST_NAME, resolve_device
+from toolkit.engine import resolve_device
 from toolkit.errors import ConfigError, Dcase9Error
 from toolkit.files import atomic_output, require_folder, write_text_atomic
 from toolkit.metrics import separation_metrics
+from toolkit.outputs import estimate_files, run_identity
 
 METRICS = ("sdr", "sdri", "sisdr")
 METRIC_LABELS = {"sdr": "SDR", "sdri": "SDRi", "sisdr": "SI-SDR", "input_sdr": "input SDR", "ats": "ATS"}
@@ -103,7 +104,7 @@ def check_estimates(dataset: DataSet, estimates_dir: Path, specs: Sequence[Mixtu
     """Find `<id>.wav` for each mixture; report missing, extra and malformed files."""
     if not estimates_dir.is_dir():
         raise Dcase9Error(f"estimates folder not found: {estimates_dir}")
-    found = {p.stem: p for p in estimates_dir.iterdir() if p.is_file() and p.suffix.lower() == ".wav"}
+    found = estimate_files(estimates_dir)
     expected_ids = {s.id for s in specs}
     problems = [EstimateProblem(s.id, "missing", f"no estimate {s.id}.wav") for s in specs if s.id not in found]
     extras = sorted(set(found) - {m.id for m in dataset.mixtures})
@@ -256,13 +257,7 @@ def _finite_or_none(value: Any) -> Any:
 
 def _summary_document(report: ScoreReport) -> dict[str, Any]:
     ds = report.dataset
-    manifest = report.estimates_dir / MANIFEST_NAME
-    system = None
-    if manifest.is_file():
-        try:
-            system = json.loads(manifest.read_text(encoding="utf-8")).get("identity")
-        except (OSError, json.JSONDecodeError):
-            system = None
+    system = run_identity(report.estimates_dir)
     by_kind: dict[str, list[str]] = {}
     for problem in report.problems:
         by_kind.setdefault(problem.kind, []).append(problem.id)

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from toolkit.augment.config import AugmentConfig
-from toolkit.augment.io import write_atomic
 from toolkit.augment.parsing import Verdict
 from toolkit.augment.plan import Plan, is_selected
+from toolkit.files import write_bytes_atomic
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -167,7 +167,7 @@ def write_histogram(path: Any, plan: Plan, groups: Mapping[str, list[dict[str, A
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", metadata={"Software": None})
-    write_atomic(path, buffer.getvalue())
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def summary_tables(summary: Mapping[str, Any]) -> list["Table"]:

@@ -28,7 +28,7 @@ def demo(
     """Synthesise the demo data, validate it, train a small model on it, separate with each system, score, and
     build a listening page of the scores (demo-run/report/index.html); then separate the demo evaluation sets with the trained model, package them as a (demo) submission,
     and check the package. Exit 1 if the package is refused or fails its check."""
-    from toolkit.api import run_demo
+    from toolkit.demo import run_demo
 
     started = time.perf_counter()
     result = run_demo(out, train_model=train, force_data=force,
@@ -62,7 +62,7 @@ def demo(
 
 
 def _print_package(demo_package: Any) -> None:
-    """The demo's submission package (a `submission.demo.DemoPackage`): where, what, the check's verdict."""
+    """The demo's submission package (a `toolkit.demo.DemoPackage`): where, what, the check's verdict."""
     check = demo_package.check
     outputs = "; ".join(f"{label}: " + ", ".join(f"{n} {subset}" for subset, n in check.outputs.get(label, {}).items())
                         for label in check.labels)

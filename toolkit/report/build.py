@@ -17,6 +17,7 @@ from toolkit.report.inputs import PAGE_METRICS, ScoredSystem, check_same_clips, 
 from toolkit.report.media import SPECTROGRAM_DIR, SpectrogramRun, estimate_audio, evaluation_audio, folder_url, \
     make_spectrograms, mixed_audio, write_validation_audio
 from toolkit.report.page import write_page
+from toolkit.outputs import estimate_path
 from toolkit.scoring import METRIC_LABELS, SNR_BINS
 
 DEFAULT_SPECTROGRAMS = 50  # one page of rows
@@ -122,8 +123,8 @@ def build_report(reports: Sequence[str | Path], out: str | Path, *, names: Seque
         players["reference"] = clip_audio.reference_dir
     players.update({f"system-{k + 1}": folder for k, folder in enumerate(estimates.folders)})
     first_rows = [ids[i] for i in order[:spectrograms]]
-    files = {clip: {player: folder / (clip_audio.mixture_files[clip] if player == "mixture" else f"{clip}.wav")
-                    for player, folder in players.items()} for clip in first_rows}
+    files = {clip: {player: folder / clip_audio.mixture_files[clip] if player == "mixture"
+                    else estimate_path(folder, clip) for player, folder in players.items()} for clip in first_rows}
     images = make_spectrograms(first_rows, files, out_dir, limit=spectrograms, seconds=spectrogram_seconds)
 
     compare_metric = _comparison_metric(systems, metric)

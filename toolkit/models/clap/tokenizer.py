@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from toolkit.errors import CheckpointError
+from toolkit.hub import offline_requested
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -18,10 +18,6 @@ MAX_TEXT_TOKENS = 512  # the reference tokenizes with truncation at max_length=5
 _TOKENIZER_FILES = ("vocab.json", "merges.txt")
 
 
-def _env_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-
-
 def load_roberta_tokenizer(name_or_path: str | Path = DEFAULT_TOKENIZER, *,
                            offline: bool | None = None) -> PreTrainedTokenizerBase:
     """The RoBERTa BPE tokenizer CLAP's text tower was trained with: a Hub id or a local folder.
@@ -29,7 +25,7 @@ def load_roberta_tokenizer(name_or_path: str | Path = DEFAULT_TOKENIZER, *,
     The folder (or Hub repository) must hold `vocab.json` and `merges.txt`, as roberta-base does.
     Without a `tokenizer.json` (the cache the reference's slow `RobertaTokenizer` leaves), the fast
     tokenizer is built from those two files and checked to give the slow tokenizer's ids
-    (`toolkit.models.roberta_bpe`). `offline` (default: the HF_HUB_OFFLINE environment variable)
+    (`toolkit.models.roberta_bpe`). `offline` (default: `DCASE9_OFFLINE` or `HF_HUB_OFFLINE`, as for every weight)
     forbids downloads; a Hub id then resolves from the local Hugging Face cache only. We resolve the
     files ourselves because transformers 5 silently builds an empty tokenizer (special tokens only)
     when they are missing.
@@ -38,7 +34,7 @@ def load_roberta_tokenizer(name_or_path: str | Path = DEFAULT_TOKENIZER, *,
 
     folder = Path(name_or_path)
     if not folder.is_dir():
-        folder = _tokenizer_snapshot(str(name_or_path), offline=_env_offline() if offline is None else offline)
+        folder = _tokenizer_snapshot(str(name_or_path), offline=offline_requested() if offline is None else offline)
     missing = [f for f in _TOKENIZER_FILES if not (folder / f).is_file()]
     if missing:
         raise CheckpointError(f"tokenizer folder {folder} lacks {', '.join(missing)} (a RoBERTa BPE tokenizer "

@@ -19,12 +19,9 @@ from typing import Any
 
 import yaml
 
-from submission.check import CheckReport, check_package
-from submission.findings import Finding
-from submission.meta import count_checkpoint_parameters
-from submission.package import PackageResult, build_package
+from submission import CheckReport, Finding, PackageResult, build_package, check_package, count_checkpoint_parameters, \
+    load_profile
 from submission.pdf import write_one_page_pdf
-from submission.profile import load_profile
 from toolkit.errors import Dcase9Error
 from toolkit.files import write_text_atomic
 

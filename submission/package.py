@@ -30,7 +30,7 @@ from submission.meta import (build_meta, count_checkpoint_parameters, meta_yaml_
                              read_development_results, sampling_rate_text, validate_meta)
 from submission.outputs import (FLOAT_SUBTYPES, WRITABLE_SUBTYPES, ExpectedOutput, audio_problems, convert_wav,
                                 expected_outputs, has_non_finite, output_names)
-from submission.profile import Profile, load_profile
+from submission.profile import RESULTS_SOURCE, Profile, load_profile, result_metrics
 from submission.secrets import PDF_MAGIC, SecretScanner, line_of_offset
 from submission.template import compare_with_template, read_template
 from toolkit.errors import Dcase9Error
@@ -288,7 +288,8 @@ class _Builder:
             "system.source_code": system.source_code,
             "audio.sample_rate": sampling_rate_text(profile.audio.sample_rate),
         }
-        values.update({f"results.{metric}": value for metric, value in results.items()})
+        values.update({f"{RESULTS_SOURCE}{metric}": value for metric, value in results.items()
+                       if metric in result_metrics()})
         return values
 
     def author_values(self, system: SystemEntry, label: str) -> list[dict[str, Any]]:

@@ -176,13 +176,13 @@ def score(
 
 
 def print_score_summary(summary: dict[str, Any]) -> None:
-    from toolkit.scoring import METRIC_LABELS
+    from toolkit.metrics import describe_metric, shown_metrics
 
-    metrics = [m for m in summary["metrics"] if m != "input_sdr"]
+    metrics = shown_metrics(summary["metrics"])
     table = Table(title=f"{summary['scored']} of {summary['dataset']['mixtures']} mixtures scored")
     table.add_column("")
     for m in metrics:
-        table.add_column(METRIC_LABELS.get(m, m), justify="right")
+        table.add_column(describe_metric(m).label, justify="right")
     for row in ("mean", "median"):
         table.add_row(row, *[_fmt(summary[row][m]) for m in metrics])
     console.print(table)
@@ -192,7 +192,7 @@ def print_score_summary(summary: dict[str, Any]) -> None:
         by_snr.add_column("input SNR")
         by_snr.add_column("n", justify="right")
         for m in metrics:
-            by_snr.add_column(METRIC_LABELS.get(m, m), justify="right")
+            by_snr.add_column(describe_metric(m).label, justify="right")
         for b in bins:
             by_snr.add_row(b["bin"], str(b["n"]), *[_fmt(b["mean"][m]) for m in metrics])
         console.print(by_snr)

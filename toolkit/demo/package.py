@@ -24,6 +24,7 @@ from submission import CheckReport, Finding, PackageResult, build_package, check
 from submission.pdf import write_one_page_pdf
 from toolkit.errors import Dcase9Error
 from toolkit.files import write_text_atomic
+from toolkit.metrics import registered_metrics
 
 DEMO_SUBMITTER = {"lastname": "Demo", "abbreviation": "DCASE9"}
 DEMO_AUTHOR = {
@@ -118,8 +119,8 @@ def report_text(description: Mapping[str, Any], parameters: int, results: Mappin
                 mixtures: Mapping[str, int], validation_mixtures: int) -> tuple[str, list[str]]:
     """The technical report's title and paragraphs."""
     title = "dcase9 demo - NOT A REAL DCASE SUBMISSION"
-    scores = ", ".join(f"{name} {results[key]:.3f} dB" for key, name in
-                       (("sdr", "SDR"), ("sdri", "SDRi"), ("sisdr", "SI-SDR")) if key in results)
+    scores = ", ".join(f"{metric.label} {results[metric.name]:.3f}{' ' + metric.unit if metric.unit else ''}"
+                       for metric in registered_metrics() if metric.shown and metric.name in results)
     outputs = ", ".join(f"{n} {subset}" for subset, n in mixtures.items())
     paragraphs = [
         "Authors: Dcase9 Demo (dcase9 toolkit demo, demo@example.org). These are placeholder names.",

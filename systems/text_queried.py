@@ -18,7 +18,7 @@ import torch
 from systems.base import BuildContext, SystemSpec
 from toolkit.config import StrictModel, parse_model
 from toolkit.errors import CheckpointError
-from toolkit.models.checkpoints import read_checkpoint, state_dict_of, strip_prefix
+from toolkit.models.checkpoints import state_dict_of, strip_prefix
 from toolkit.models.clap import ClapArchitecture, ClapEncoder, find_laion_prefix, load_roberta_tokenizer, \
     read_laion_clap_weights
 from toolkit.models.resunet import ResUNet30, ResUNet30Config, load_resunet30
@@ -45,7 +45,7 @@ class TextQueriedConfig(StrictModel):
 
 
 class TextQueriedResUNet:
-    """A Separator: CLAP text embedding -> ResUNet30 mask on the mixture at the model's rate."""
+    """A SeparationModel: CLAP text embedding -> ResUNet30 mask on the mixture at the model's rate."""
 
     def __init__(self, sample_rate: int, resunet: ResUNet30, clap: ClapEncoder):
         self.sample_rate = sample_rate
@@ -95,7 +95,7 @@ def load_query_encoder(weights: dict[str, torch.Tensor], config: QueryEncoderSet
 def build(spec: SystemSpec, context: BuildContext) -> TextQueriedResUNet:
     config = parse_model(context.options, TextQueriedConfig, source=f"system '{spec.name}' configuration")
     checkpoint_path = context.weight(spec.weights[0])
-    weights: dict[str, Any] = dict(state_dict_of(read_checkpoint(checkpoint_path, trust=context.trust_checkpoint)))
+    weights: dict[str, Any] = dict(state_dict_of(context.read_checkpoint(checkpoint_path)))
     resunet = load_resunet30(weights, ResUNet30Config(
         spec.sample_rate, config.n_fft, config.hop_length,
         channels=tuple(config.channels) if config.channels is not None else None,

@@ -2,6 +2,8 @@
 
     from toolkit import api
     report = api.validate("lass_validation_dir")
+    separator = api.load_separator("baseline", checkpoint="baseline.ckpt")
+    estimate = separator.separate(mixture_16k, "a dog barks")
     api.separate("oracle", "lass_validation_dir", "estimates/oracle")
     scores = api.score("lass_validation_dir", "estimates/oracle", out="reports/oracle")
     page = api.report(["reports/oracle", "reports/baseline"], "reports/page")
@@ -23,7 +25,7 @@ from toolkit.audio import SAMPLE_RATE, write_wav
 from toolkit.data.formats import DataSet, SetKind, open_dataset
 from toolkit.data.items import ItemLoader, LoadFailure
 from toolkit.data.validate import EXPECTED_SECONDS, ValidationReport, validate_dataset
-from toolkit.engine import EngineOptions, RunResult, progress_bar, resolve_device, run_separation
+from toolkit.engine import EngineOptions, RunResult, Separator, progress_bar, resolve_device
 from toolkit.errors import Dcase9Error
 from toolkit.files import require_folder, write_text_atomic
 from toolkit.outputs import MIX_INDEX_NAME, OutputFolder, Problem, mix_paths
@@ -100,19 +102,42 @@ def mix(data: str | Path | DataSet, out: str | Path, *, pcm16: bool = False, ove
     return MixResult(out, written, len(dataset.mixtures) - len(todo), problems, folder.orphans)
 
 
+def load_separator(system: str, *, checkpoint: str | Path | None = None,
+                   weights: dict[str, str | Path] | None = None, options: dict[str, Any] | None = None,
+                   device: str = "auto", precision: str = "fp32", batch_size: int | None = None,
+                   segment: float | None = None, overlap: float = 0.25, resampler: str = "soxr",
+                   compile: bool = False, offline: bool = False, trust_checkpoint: bool = False,
+                   progress: bool = True) -> Separator:
+    """A registered system, ready to separate 16 kHz audio in memory (`toolkit.engine.Separator`):
+
+        separator = api.load_separator("baseline", checkpoint="baseline.ckpt")
+        estimate = separator.separate(mixture, "a dog barks")       # numpy in, numpy out; tensors too
+        estimates = separator.separate(batch, ["a dog barks", "rain"])  # (batch, samples)
+        separator.run(open_dataset("lass_validation"), "est")        # what `dcase9 infer` does
+
+    `checkpoint` replaces the system's main weights; `weights` maps any registry name to a local
+    path; `options` override the system's settings. `device`, `precision` (fp32, bf16, fp16),
+    `batch_size`, `segment` (seconds per chunk for long inputs), `overlap`, `resampler` (soxr or
+    julius) and `compile` are the engine's, as for `dcase9 infer`; outputs equal its outputs.
+    """
+    from systems import load_separator as load
+
+    engine = EngineOptions(batch_size=batch_size, device=device, precision=precision, segment_seconds=segment,
+                           overlap=overlap, resampler=resampler, compile=compile, progress=progress)
+    return load(system, checkpoint=checkpoint, weights=weights, options=options, engine=engine, offline=offline,
+                trust_checkpoint=trust_checkpoint)
+
+
 def separate(system: str, data: str | Path | DataSet, out: str | Path, *,
              options: EngineOptions | None = None, system_options: dict[str, Any] | None = None,
              checkpoint: str | Path | None = None, weights: dict[str, str | Path] | None = None,
              offline: bool = False, trust_checkpoint: bool = False) -> RunResult:
-    """Run a registered system over an evaluation set, writing `out/<id>.wav` at 16 kHz.
+    """Run a registered system over an evaluation set, writing `out/<id>.wav` at 16 kHz (`dcase9 infer`).
 
-    `checkpoint` replaces the system's main weights (its first registry entry); `weights` maps any
-    registry name to a local path; `offline` forbids downloads; `system_options` override the
-    system's typed configuration (e.g. `{"n_fft": 1024}`).
+    The separator is `load_separator`'s (`options`: the engine's settings, including the folder's:
+    overwrite, limit, pcm16); `system_options` override the system's typed configuration.
     """
-    from systems import get_system
-    from systems.base import BuildContext, build_separator
-    from toolkit.weights import WeightResolver
+    from systems import get_system, load_separator as load
 
     spec = get_system(system)
     options = options or EngineOptions()
@@ -121,20 +146,9 @@ def separate(system: str, data: str | Path | DataSet, out: str | Path, *,
     dataset = open_dataset(data)
     if spec.needs_reference and not dataset.has_references:
         raise Dcase9Error(f"system '{spec.name}' needs references; the {dataset.kind.value} set has none")
-    explicit = {name: Path(path) for name, path in (weights or {}).items()}
-    if checkpoint is not None:
-        if not spec.weights:
-            raise Dcase9Error(f"system '{spec.name}' uses no checkpoint")
-        explicit[spec.weights[0]] = Path(checkpoint)
-    resolver = WeightResolver(explicit, offline=offline, progress=options.progress)
-    merged_options = {**spec.options, **(system_options or {})}
-    context = BuildContext(device=resolve_device(options.device), options=merged_options, weight=resolver,
-                           trust_checkpoint=trust_checkpoint)
-    separator = build_separator(spec, context)
-    identity = {"system": spec.name, "weights": resolver.identity(), "options": merged_options}
-    return run_separation(separator, dataset, out, identity=identity, options=options,
-                          reference_needed=spec.needs_reference, default_segment_seconds=spec.segment_seconds,
-                          settings={"weights": {n: str(r.path) for n, r in resolver.resolved.items()}})
+    separator = load(system, checkpoint=checkpoint, weights=weights, options=system_options, engine=options,
+                     offline=offline, trust_checkpoint=trust_checkpoint)
+    return separator.run(dataset, out)
 
 
 def download(system: str, *, include_optional: bool = False, offline: bool = False,

@@ -15,7 +15,6 @@ and inside every checkpoint) means the same thing when the run is resumed from e
 
 from __future__ import annotations
 
-import copy
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from toolkit.config import StrictModel, load_yaml_text, parse_model, read_yaml
+from toolkit.config import StrictModel, deep_merge, load_yaml_text, parse_model, read_yaml
 from toolkit.errors import ConfigError
 from toolkit.models.clap import ClapArchitecture
 
@@ -251,17 +250,6 @@ def _resolve_extends(data: dict[str, Any], seen: tuple[str, ...]) -> dict[str, A
     if parent in seen:
         raise ConfigError(f"presets extend each other in a loop: {' -> '.join(seen + (parent,))}")
     return merge_layer(_resolve_extends(_load_preset_file(parent), seen + (parent,)), data)
-
-
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """`override` on top of `base`: mappings merge key by key, everything else replaces."""
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def merge_layer(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:

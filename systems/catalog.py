@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from systems.base import Published, SystemSpec
 from toolkit.errors import ConfigError
+from toolkit.weights import CLAP_WEIGHT, TOKENIZER_WEIGHT
 
 # AudioLDM's VAE and vocoder (System 3), and its segment: 1024 frames of 160 samples, so a 10 s clip runs whole
 _AUDIOLDM = ("audioldm-vae", "audioldm-vocoder")
@@ -23,8 +24,8 @@ def _text_queried(name: str, title: str, summary: str, checkpoint: str, model: t
     sample_rate, stft = model
     return SystemSpec(name=name, title=title, summary=summary, aliases=aliases, sample_rate=sample_rate,
                       factory="systems.text_queried:build", segment_seconds=10.0,
-                      weights=(checkpoint, "roberta-base-tokenizer"),
-                      optional_weights=("clap-music-speech-audioset",), options=dict(stft), published=published)
+                      weights=(checkpoint, TOKENIZER_WEIGHT), optional_weights=(CLAP_WEIGHT,), options=dict(stft),
+                      published=published)
 
 
 SYSTEMS: tuple[SystemSpec, ...] = (
@@ -64,8 +65,8 @@ SYSTEMS: tuple[SystemSpec, ...] = (
         sample_rate=16000,
         factory="systems.irm_ldm:build",
         segment_seconds=_AUDIOLDM_SEGMENT,
-        weights=("system3-checkpoint", *_AUDIOLDM, "roberta-base-tokenizer"),
-        optional_weights=("clap-music-speech-audioset",),
+        weights=("system3-checkpoint", *_AUDIOLDM, TOKENIZER_WEIGHT),
+        optional_weights=(CLAP_WEIGHT,),
         published=(Published(-4.757, -4.792, -42.346, 0.193, "seed 003 Table 2", "003", ("System 3",)),),
     ),
     SystemSpec(

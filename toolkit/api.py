@@ -116,9 +116,12 @@ def load_separator(system: str, *, checkpoint: str | Path | None = None,
         separator.run(open_dataset("lass_validation"), "est")        # what `dcase9 infer` does
 
     `checkpoint` replaces the system's main weights; `weights` maps any registry name to a local
-    path; `options` override the system's settings. `device`, `precision` (fp32, bf16, fp16),
-    `batch_size`, `segment` (seconds per chunk for long inputs), `overlap`, `resampler` (soxr or
-    julius) and `compile` are the engine's, as for `dcase9 infer`; outputs equal its outputs.
+    path; `options` override the system's settings. A checkpoint of `dcase9 train` carries its
+    system options and, when it is not the registry's, its tokenizer: they are the defaults under
+    `options` and `weights` (checkpoints made elsewhere need `options` as before). `device`,
+    `precision` (fp32, bf16, fp16), `batch_size`, `segment` (seconds per chunk for long inputs),
+    `overlap`, `resampler` (soxr or julius) and `compile` are the engine's, as for `dcase9 infer`;
+    outputs equal its outputs.
     """
     from systems import load_separator as load
 
@@ -169,13 +172,13 @@ def load_ats_scorer(*, checkpoint: str | Path | None = None, weights: dict[str, 
     """The CLAP model ATS uses: by default the standalone laion CLAP file of the registry (the query
     encoder's weights); `checkpoint` may be another laion `.pt` or a baseline/AudioSep `.ckpt`
     (its `query_encoder.model.*` part). `clap` overrides the architecture (ClapArchitecture fields)."""
-    from toolkit.weights import WeightResolver
     from toolkit.ats import AtsScorer
+    from toolkit.weights import CLAP_WEIGHT, TOKENIZER_WEIGHT, WeightResolver
     from toolkit.models.clap import ClapArchitecture, ClapEncoder, load_roberta_tokenizer, read_laion_clap_weights
 
     resolver = WeightResolver({k: Path(v) for k, v in (weights or {}).items()}, offline=offline, progress=progress)
-    tokenizer = load_roberta_tokenizer(resolver("roberta-base-tokenizer"))
-    path = Path(checkpoint) if checkpoint is not None else resolver("clap-music-speech-audioset")
+    tokenizer = load_roberta_tokenizer(resolver(TOKENIZER_WEIGHT))
+    path = Path(checkpoint) if checkpoint is not None else resolver(CLAP_WEIGHT)
     laion = read_laion_clap_weights(path, trust=trust_checkpoint)
     architecture = ClapArchitecture(**(clap or {}))
     encoder = ClapEncoder.from_laion_weights(laion, tokenizer=tokenizer, spec=architecture.spec(), source=str(path),
@@ -232,8 +235,8 @@ def train(out: str | Path, *, preset: str | None = None, config: str | Path | No
 
 def system_facts(name: str | None) -> Any:
     """What training needs to know of the system that will load its checkpoints (`config.system`;
-    None: System 1, the baseline's architecture), as a `toolkit.training.SystemFacts`: its rate,
-    default options, and the `dcase9 infer` command line that loads a checkpoint."""
+    None: System 1, the baseline's architecture), as a `toolkit.training.SystemFacts`: its rate and
+    the `dcase9 infer` command line that loads a checkpoint."""
     from systems import get_system
     from toolkit.training import SystemFacts
 
@@ -242,12 +245,10 @@ def system_facts(name: str | None) -> Any:
     # What inference loads besides the checkpoint: local copies of these are passed on with --weight.
     loaded = set(spec.weights[1:]) | set(spec.optional_weights)
 
-    def infer_command(checkpoint: Path, system_config: Path | None, local_weights: Any) -> str:
+    def infer_command(checkpoint: Path, local_weights: Any) -> str:
         parts = ["dcase9 infer", f"--system {system}", f"--checkpoint {checkpoint}", "--data VALIDATION_DIR",
                  "--out ESTIMATES_DIR"]
-        if system_config is not None:
-            parts.append(f"--system-config {system_config}")
         parts += [f"--weight {weight}={path}" for weight, path in local_weights.items() if weight in loaded]
         return " ".join(parts)
 
-    return SystemFacts(spec.name, spec.sample_rate, dict(spec.options), infer_command)
+    return SystemFacts(spec.name, spec.sample_rate, infer_command)

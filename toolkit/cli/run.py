@@ -40,14 +40,17 @@ def infer(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the <id>.wav estimates.")],
     kind: KindOpt = None,
     csv: CsvOpt = None,
-    checkpoint: Annotated[Optional[Path], typer.Option(help="Use this checkpoint instead of the registry's.")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(
+        help="Use this checkpoint instead of the registry's (one of `dcase9 train` brings its own settings "
+             "and tokenizer).")] = None,
     weight: Annotated[list[str], typer.Option(help="NAME=PATH: a local file or folder for a registry weight "
                                               "(repeatable; see `dcase9 download --list`).")] = [],  # noqa: B006
     offline: Annotated[bool, typer.Option(help="Never download; use local files and caches only.")] = False,
     trust_checkpoint: Annotated[bool, typer.Option(
         help="Unpickle checkpoints fully (runs code they contain): only for files you trust.")] = False,
     system_config: Annotated[Optional[Path], typer.Option(
-        help="YAML overriding the system's settings (e.g. n_fft, hop_length, clap architecture).")] = None,
+        help="YAML overriding the system's settings (e.g. n_fft, hop_length, clap architecture), and those a "
+             "`dcase9 train` checkpoint carries, key by key.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Clips per batch (default: 8 on CUDA, 2 on MPS, 1 on CPU).")] = None,
     device: DeviceOpt = "auto",
     precision: Annotated[str, typer.Option(help="fp32, or bf16/fp16 autocast.")] = "fp32",

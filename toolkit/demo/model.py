@@ -14,7 +14,8 @@ from toolkit.api import system_facts
 def train_demo_model(train_json: Path, run_dir: Path, *, progress: bool = True,
                      overrides: list[dict[str, Any]] | None = None,
                      announce: Callable[[str], None] | None = None) -> tuple[Any, dict[str, Any]]:
-    """Train (or reuse, or resume) the demo preset's model; return the run and what loads it.
+    """Train (or reuse, or resume) the demo preset's model; return the run and what loads it (its
+    checkpoint carries its settings and tokenizer: `--system baseline --checkpoint` loads it).
 
     `overrides` are configuration layers on top of the demo preset (tests use a smaller net).
     What is done and why (no model yet, an interrupted run, settings that changed, or a finished
@@ -23,9 +24,10 @@ def train_demo_model(train_json: Path, run_dir: Path, *, progress: bool = True,
     import shutil
 
     from toolkit.models.checkpoints import read_checkpoint
+    from toolkit.models.description import CHECKPOINT_FORMAT, ENTRY
     from toolkit.training import assemble_config, train
     from toolkit.training.config import config_as_dict
-    from toolkit.training.run import LAST_CHECKPOINT, SUMMARY_FILE, TrainResult, infer_settings
+    from toolkit.training.run import LAST_CHECKPOINT, SUMMARY_FILE, TrainResult
 
     config = assemble_config(preset="demo", overrides=[{"data": {"datafiles": [str(train_json)]}},
                                                        *(overrides or [])])
@@ -35,7 +37,10 @@ def train_demo_model(train_json: Path, run_dir: Path, *, progress: bool = True,
     why = f"training the demo model in {run_dir} (no model there yet)"
     if last.is_file():
         saved = read_checkpoint(last)
-        changed = changed_settings(saved.get("dcase9", {}).get("config") or {}, config_as_dict(config))
+        entry = saved.get(ENTRY) or {}
+        changed = changed_settings(entry.get("config") or {}, config_as_dict(config))
+        if entry.get("format", 1) != CHECKPOINT_FORMAT:  # an older one does not carry its tokenizer
+            changed.append(f"checkpoint format: {entry.get('format', 1)!r} -> {CHECKPOINT_FORMAT}")
         steps, total = int(saved.get("global_step", 0)), config.trainer.max_steps or 0
         if changed:
             why = (f"training the demo model in {run_dir} again: it was trained with other settings "
@@ -62,9 +67,7 @@ def train_demo_model(train_json: Path, run_dir: Path, *, progress: bool = True,
                                  summary.get("validation", {}), summary.get("infer_command", ""))
     if result is None:
         result = train(config, run_dir, system=system_facts(config.system), progress=progress, lightning_info=False)
-    system_options = infer_settings(config, read_checkpoint(last)["dcase9"]["system_options"])
-    return result, {"checkpoint": last, "tokenizer": run_dir / "tokenizer", "system_options": system_options,
-                    "trained_now": trained_now, "why": why}
+    return result, {"checkpoint": last, "trained_now": trained_now, "why": why}
 
 
 def changed_settings(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

@@ -25,6 +25,7 @@ from submission.pdf import write_one_page_pdf
 from toolkit.errors import Dcase9Error
 from toolkit.files import write_text_atomic
 from toolkit.metrics import registered_metrics
+from toolkit.models.description import ENTRY
 
 DEMO_SUBMITTER = {"lastname": "Demo", "abbreviation": "DCASE9"}
 DEMO_AUTHOR = {
@@ -71,7 +72,7 @@ class DemoPackage:
 def describe_demo_model(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
     """The meta YAML's free `system.description` of the model a demo checkpoint holds (its own
     configuration, as `dcase9 train` saved it)."""
-    config = checkpoint.get("dcase9", {}).get("config", {})
+    config = (checkpoint.get(ENTRY) or {}).get("config", {})
     model, data = config.get("model", {}), config.get("data", {})
     channels = model.get("channels") or []
     net = model.get("kind", "resunet30")

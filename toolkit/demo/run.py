@@ -93,8 +93,7 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
         # A model trained in this run replaces the estimates of an earlier one.
         return separate("baseline", data, estimates,
                         options=EngineOptions(progress=progress, overwrite=load["trained_now"]),
-                        checkpoint=load["checkpoint"], weights={"roberta-base-tokenizer": load["tokenizer"]},
-                        system_options=load["system_options"], offline=True)
+                        checkpoint=load["checkpoint"], offline=True)
 
     clock = time.perf_counter()
     run_trained(folders["validation"], out / "estimates" / "trained")

@@ -98,8 +98,8 @@ def write_tiny_roberta_tokenizer(directory: str | Path, *, words_of: Iterable[st
     return directory
 
 
-# The tiny CLAP architecture, as keyword arguments of `systems.text_queried.ClapArchitecture`
-# (also what a `--system-config` file's `clap:` section holds for checkpoints that use it).
+# The tiny CLAP architecture, as keyword arguments of `toolkit.models.clap.ClapArchitecture` (what
+# the `clap:` system setting holds for checkpoints that use it).
 TINY_CLAP: dict[str, Any] = {
     "text_vocab_size": len(vocabulary()), "text_hidden_size": 16, "text_layers": 2, "text_heads": 2,
     "text_intermediate_size": 32, "audio_embed_dim": 8, "audio_depths": [2, 2], "audio_heads": [1, 2],

@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from toolkit.config import StrictModel, deep_merge, load_yaml_text, parse_model, read_yaml
 from toolkit.errors import ConfigError
 from toolkit.models.clap import ClapArchitecture
+from toolkit.weights import TOKENIZER_WEIGHT
 
 PRESET_PACKAGE = "toolkit.training.presets"
 
@@ -97,7 +98,7 @@ class QueryEncoderConfig(StrictModel):
     """
 
     source: str = QUERY_SOURCE_AUTO
-    tokenizer: str = "roberta-base-tokenizer"
+    tokenizer: str = TOKENIZER_WEIGHT
     architecture: ClapArchitecture = ClapArchitecture()
     seed: int = 0
 

@@ -52,10 +52,10 @@ class IrmLdmOptions(StrictModel):
     """`model:` options of the kind `irm-ldm` (System 3). The rate is AudioLDM's: `data.sample_rate` 16000.
 
     `mask_net` and `output_scale` are stored with the run and must be what `dcase9 infer --system 3`
-    uses (the run writes them to `system-config.yaml`). `segment_frames` (160 samples each) is a
-    training-only setting: the length of the AudioLDM segments a training batch is cut into; 1024
-    (10.24 s) is AudioLDM's, fewer make steps cheaper (match `data.segment_seconds` to it, e.g. 256
-    frames with 2.56 s). Validation during training and inference always run 1024-frame segments;
+    uses (the checkpoints carry them: `toolkit.models.description`). `segment_frames` (160 samples
+    each) is a training-only setting: the length of the AudioLDM segments a training batch is cut
+    into; 1024 (10.24 s) is AudioLDM's, fewer make steps cheaper (match `data.segment_seconds` to
+    it, e.g. 256 frames with 2.56 s). Validation during training and inference always run 1024-frame segments;
     the mask net is convolutional, so it runs on either.
     """
 

@@ -45,7 +45,8 @@ A `TrainableModel` holds:
   (prefix removed) for `--init`;
 - `official_fixed_tensors()`: tensors of the official layout under `state_prefix` that `net` does
   not hold (ResUNet30: torchlibrosa's STFT kernels), written into every checkpoint;
-- `system_options()`: the `--system-config` settings that make `dcase9 infer` build this net.
+- `system_options()`: the system settings that make `dcase9 infer` build this net (every checkpoint
+  carries them, `toolkit.models.description`).
 
 A `ModelKind.build(options, context)` gets the family's validated options and a `ModelContext`:
 the sample rate and `weight(name)`, which resolves registry weights (downloads unless offline,

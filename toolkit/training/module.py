@@ -8,8 +8,9 @@ the separation net under `ss_model.` (its own key names) and the frozen CLAP und
 so `dcase9 infer --system 1 --checkpoint PATH` and the reference code load them, strictly too: every
 tensor of that layout is written, including those no module here holds (torchlibrosa's STFT kernels,
 CLAP's fixed buffers, classifier and training MLPs; `toolkit.models.official_layout`). Beside the
-weights, the `dcase9` entry holds the run's configuration and what `dcase9 infer` needs (plain
-types only: the file loads with `torch.load(weights_only=True)`). Files are written atomically.
+weights, the `dcase9` entry holds the run's configuration and what `dcase9 infer` needs: the system
+options, and the tokenizer's files when it is not the registry's (plain types only: the file loads
+with `torch.load(weights_only=True)`; see `toolkit.models.description`). Files are written atomically.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from toolkit.files import atomic_output, remove_partial_files
 from toolkit.metrics import separation_metrics
 from toolkit.models.clap import ClapEncoder, laion_to_transformers, transformers_to_laion
 from toolkit.models.checkpoints import strip_prefix
+from toolkit.models.description import CHECKPOINT_FORMAT, ENTRY, inference_options
 from toolkit.training.config import TrainConfig, config_as_dict
 from toolkit.training.data import ClipDataset, SkipLog, TrainSampler, collate_clips
 from toolkit.training.mixing import SegmentMixer, step_seed
@@ -44,7 +46,6 @@ from toolkit.training.schedules import lr_multiplier
 
 QUERY_ENCODER_PREFIX = "query_encoder.model."
 FROZEN_ATTRIBUTE = "frozen_parts"
-CHECKPOINT_FORMAT = 1
 METRICS = ("sdr", "sdri", "sisdr")
 
 
@@ -210,9 +211,10 @@ class SeparationTraining(pl.LightningModule):
             del state[key]  # pretrained parts that are not trained come from their own files
         for key, value in self.official_tensors.items():  # every tensor of the official layout
             state.setdefault(key, value)
-        checkpoint["dcase9"] = {"format": CHECKPOINT_FORMAT, "config": config_as_dict(self.config),
-                                "model_kind": self.config.model.kind, "sample_rate": self.trainable.sample_rate,
-                                "system_options": self.trainable.system_options(), **self.checkpoint_info}
+        options = inference_options(self.trainable.system_options(), self.config.query_encoder.architecture)
+        checkpoint[ENTRY] = {"format": CHECKPOINT_FORMAT, "config": config_as_dict(self.config),
+                             "model_kind": self.config.model.kind, "sample_rate": self.trainable.sample_rate,
+                             "system_options": options, **self.checkpoint_info}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint["state_dict"]

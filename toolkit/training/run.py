@@ -3,11 +3,12 @@
 Layout of the run folder `OUT`:
 
     OUT/config.yaml              the full configuration of the run (also inside every checkpoint)
-    OUT/last.ckpt                the latest state, for --resume (and for `dcase9 infer`)
+    OUT/last.ckpt                the latest state, for --resume and for `dcase9 infer --checkpoint`: it
+                                 carries the system options and tokenizer inference needs
+                                 (`toolkit.models.description`)
     OUT/checkpoints/step=N.ckpt  at the configured cadence and at the final step
     OUT/logs/version_K/metrics.csv   train/loss, train/lr, val/sdr, val/sdri, val/sisdr, ... (one
                                  version per start or resume); OUT/tensorboard/ when TensorBoard is installed
-    OUT/system-config.yaml       `--system-config` for `dcase9 infer`, when the net or CLAP is not the official one
     OUT/tokenizer/               the tiny tokenizer, when the configuration asks for it
     OUT/summary.json             steps, time, throughput, skipped clips, last validation, the infer command
 
@@ -28,20 +29,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from toolkit.errors import CheckpointError, ConfigError, Dcase9Error
 from toolkit.files import require_folder, write_json_atomic, write_text_atomic
 from toolkit.lazy import require
+from toolkit.models.description import tokenizer_files
 from toolkit.training.config import (DEMO_TOKENIZER, QUERY_SOURCE_AUTO, QUERY_SOURCE_RANDOM, TINY_TOKENIZER,
                                      TrainConfig, dump_train_config)
+from toolkit.weights import CLAP_WEIGHT, TOKENIZER_WEIGHT
 
 LAST_CHECKPOINT = "last.ckpt"
 CONFIG_FILE = "config.yaml"
-SYSTEM_CONFIG_FILE = "system-config.yaml"
 SUMMARY_FILE = "summary.json"
-TOKENIZER_WEIGHT = "roberta-base-tokenizer"
-CLAP_WEIGHT = "clap-music-speech-audioset"
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -58,16 +57,15 @@ class SystemFacts:
 
     The library does not import `systems/`: the application layer (`toolkit.api.system_facts`,
     which `dcase9 train` and `api.train` use) describes the system. `sample_rate` is checked
-    against `data.sample_rate`; `options` are the system's defaults (settings of the trained net that
-    differ from them go to `system-config.yaml`); `infer_command(checkpoint, system_config,
-    local_weights)` writes the command line that separates with the result (`local_weights`: this
-    run's local copies of registry weights, which the command passes on where inference loads them).
+    against `data.sample_rate`; `infer_command(checkpoint, local_weights)` writes the command line
+    that separates with the result (`local_weights`: this run's local copies of registry weights,
+    which the command passes on where inference loads them; the system options and a tokenizer
+    that is not the registry's travel inside the checkpoint).
     """
 
     name: str
     sample_rate: int
-    options: Mapping[str, Any]
-    infer_command: Callable[[Path, Path | None, Mapping[str, str]], str]
+    infer_command: Callable[[Path, Mapping[str, str]], str]
 
 
 @dataclass
@@ -80,7 +78,6 @@ class TrainResult:
     skipped: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, float] = field(default_factory=dict)
     infer_command: str = ""
-    system_config: Path | None = None
     tokenizer: Path | None = None
     rank: int = 0  # the process's global rank: only rank 0's result has the summary
 
@@ -150,7 +147,9 @@ def train(config: TrainConfig, out: str | Path, *, system: SystemFacts | None = 
     del init_weights, own
 
     validation_set, validation_specs = open_validation(config)
-    info = {"system": config.system, "tokenizer": str(tokenizer_path)}
+    info: dict[str, Any] = {"system": config.system, "tokenizer": str(tokenizer_path)}
+    if _is_local_tokenizer(config):  # inference finds it in the checkpoint
+        info["tokenizer_files"] = tokenizer_files(tokenizer_path)
     return _fit(config, out, model, query_encoder, train_set, sampler, validation_set, validation_specs, info,
                 resume=resume, show_progress=show_progress, lightning_info=lightning_info,
                 tokenizer_path=tokenizer_path, official_tensors=official, system=system)
@@ -240,14 +239,12 @@ def _make_trainer(config: TrainConfig, out: Path, loggers: list[Any], callbacks:
 def _write_summary(config: TrainConfig, out: Path, trainer: Any, module: Any, throughput: Any,
                    skipped: dict[str, Any], seconds: float, tokenizer_path: Path,
                    system: SystemFacts | None) -> TrainResult:
-    system_config, command = infer_instructions(config, out, module.trainable.system_options(), tokenizer_path,
-                                                system)
+    command = system.infer_command(out / LAST_CHECKPOINT, dict(config.weights)) if system is not None else ""
     result = TrainResult(out, out / LAST_CHECKPOINT, int(trainer.global_step), seconds,
                          throughput.summary(module.device), skipped, dict(module.last_validation), command,
-                         system_config, tokenizer_path if _is_local_tokenizer(config) else None)
+                         tokenizer_path if _is_local_tokenizer(config) else None)
     payload = asdict(result)
     payload.update({"out_dir": str(out), "last_checkpoint": str(result.last_checkpoint),
-                    "system_config": str(system_config) if system_config else None,
                     "tokenizer": str(result.tokenizer) if result.tokenizer else None,
                     "device": str(module.device), "world_size": trainer.world_size,
                     "precision": config.trainer.precision, "batch_size_per_device": config.data.batch_size,
@@ -371,33 +368,6 @@ def open_validation(config: TrainConfig) -> tuple[Any, list[Any]]:
         raise ConfigError(f"validation.data {config.validation.data} is a {dataset.kind.value} set without "
                           "references; validation needs the DCASE validation set (or one in its layout)")
     return dataset, select_validation(dataset, config.validation.limit, config.seed)
-
-
-def infer_settings(config: TrainConfig, system_options: dict[str, Any]) -> dict[str, Any]:
-    """The `--system-config` settings under which `dcase9 infer` builds the trained net and its CLAP."""
-    from toolkit.models.clap import ClapArchitecture
-
-    settings = dict(system_options)
-    if config.query_encoder.architecture != ClapArchitecture():
-        settings["clap"] = config.query_encoder.architecture.model_dump(mode="json")
-    return settings
-
-
-def infer_instructions(config: TrainConfig, out: Path, system_options: dict[str, Any], tokenizer_path: Path,
-                       system: SystemFacts | None) -> tuple[Path | None, str]:
-    """Write `system-config.yaml` when inference needs one; return it and the infer command ("" when
-    the system is not described)."""
-    if system is None:
-        return None, ""
-    settings = infer_settings(config, system_options)
-    system_config = None
-    if any(system.options.get(key) != value for key, value in settings.items()):
-        system_config = out / SYSTEM_CONFIG_FILE
-        write_text_atomic(system_config, yaml.safe_dump(settings, sort_keys=False))
-    local = dict(config.weights)  # local copies this run used of registry weights
-    if _is_local_tokenizer(config):
-        local[TOKENIZER_WEIGHT] = str(tokenizer_path)
-    return system_config, system.infer_command(out / LAST_CHECKPOINT, system_config, local)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -38,12 +38,13 @@ from toolkit.models.clap.frontend import (HtsatLogMel, LogMelSettings, check_fro
                                           slaney_mel_filterbank)
 from toolkit.models.clap.laion_keys import (LAION_KEYS_DROPPED, find_laion_prefix, laion_to_transformers,
                                             read_laion_clap_weights, transformers_to_laion)
-from toolkit.models.clap.tokenizer import DEFAULT_TOKENIZER, MAX_TEXT_TOKENS, load_roberta_tokenizer
+from toolkit.models.clap.tokenizer import (DEFAULT_TOKENIZER, MAX_TEXT_TOKENS, TOKENIZER_FOLDER_FILES,
+                                           load_roberta_tokenizer)
 
 __all__ = [
     "CLAP_TOWERS", "DEFAULT_TOKENIZER", "LAION_KEYS_DROPPED", "MAX_TEXT_TOKENS", "ClapArchitecture", "ClapEncoder",
-    "ClapSpec", "ClapTextTower", "ClapTowers", "HtsatLogMel", "LogMelSettings", "build_clap_model",
-    "check_front_end", "clip_starts", "empty_clap_model", "find_laion_prefix", "laion_clap_spec",
+    "ClapSpec", "ClapTextTower", "ClapTowers", "HtsatLogMel", "LogMelSettings", "TOKENIZER_FOLDER_FILES",
+    "build_clap_model", "check_front_end", "clip_starts", "empty_clap_model", "find_laion_prefix", "laion_clap_spec",
     "laion_to_transformers", "load_laion_weights", "load_roberta_tokenizer", "read_laion_clap_weights",
     "repeat_pad", "slaney_mel_filterbank", "transformers_to_laion",
 ]

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from toolkit.errors import CheckpointError
 from toolkit.models.checkpoints import empty_module, load_weights
 from toolkit.models.clap.architecture import ClapSpec, laion_clap_spec
 from toolkit.models.clap.frontend import HtsatLogMel, LogMelSettings, check_front_end, clip_starts, repeat_pad
@@ -96,6 +97,10 @@ class ClapEncoder(nn.Module):
         untouched (with a memory-mapped checkpoint, never even read) and `encode_audio` is refused.
         """
         spec = spec or laion_clap_spec()
+        if len(tokenizer) > spec.model.text_config.vocab_size:  # a user error before any weight is touched
+            raise CheckpointError(f"{source}: its CLAP text tower embeds {spec.model.text_config.vocab_size} "
+                                  f"tokens, the tokenizer given has {len(tokenizer)}; pass the tokenizer it was "
+                                  f"trained with (--weight roberta-base-tokenizer=DIR)")
         check_front_end(laion, spec.front_end, source=source)
         model = empty_clap_model(spec, towers)
         load_laion_weights(model, laion, source=source)

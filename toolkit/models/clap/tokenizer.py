@@ -15,7 +15,10 @@ if TYPE_CHECKING:
 DEFAULT_TOKENIZER = "roberta-base"
 MAX_TEXT_TOKENS = 512  # the reference tokenizes with truncation at max_length=512
 
-_TOKENIZER_FILES = ("vocab.json", "merges.txt")
+REQUIRED_TOKENIZER_FILES = ("vocab.json", "merges.txt")  # what a RoBERTa BPE tokenizer needs at least
+# Every file of a tokenizer folder that loading reads (downloads fetch these; checkpoints may carry them).
+TOKENIZER_FOLDER_FILES = (*REQUIRED_TOKENIZER_FILES, "tokenizer.json", "tokenizer_config.json",
+                          "special_tokens_map.json")
 
 
 def load_roberta_tokenizer(name_or_path: str | Path = DEFAULT_TOKENIZER, *,
@@ -35,10 +38,10 @@ def load_roberta_tokenizer(name_or_path: str | Path = DEFAULT_TOKENIZER, *,
     folder = Path(name_or_path)
     if not folder.is_dir():
         folder = _tokenizer_snapshot(str(name_or_path), offline=offline_requested() if offline is None else offline)
-    missing = [f for f in _TOKENIZER_FILES if not (folder / f).is_file()]
+    missing = [f for f in REQUIRED_TOKENIZER_FILES if not (folder / f).is_file()]
     if missing:
         raise CheckpointError(f"tokenizer folder {folder} lacks {', '.join(missing)} (a RoBERTa BPE tokenizer "
-                              f"needs {' and '.join(_TOKENIZER_FILES)})")
+                              f"needs {' and '.join(REQUIRED_TOKENIZER_FILES)})")
     tokenizer = RobertaTokenizerFast.from_pretrained(str(folder), local_files_only=True)
     vocabulary_size = len(json.loads((folder / "vocab.json").read_text(encoding="utf-8")))
     if len(tokenizer) < vocabulary_size:
@@ -57,15 +60,14 @@ def _tokenizer_snapshot(repo_id: str, *, offline: bool) -> Path:
     from huggingface_hub.errors import HfHubHTTPError
 
     try:
-        return Path(snapshot_download(repo_id, local_files_only=offline, allow_patterns=[
-            *_TOKENIZER_FILES, "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]))
+        return Path(snapshot_download(repo_id, local_files_only=offline, allow_patterns=list(TOKENIZER_FOLDER_FILES)))
     except (OSError, ValueError, HfHubHTTPError) as exc:
         how = "downloads are off (offline mode)" if offline else "it could not be downloaded"
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise CheckpointError(
             f"the CLAP text tokenizer '{repo_id}' is not in the local Hugging Face cache and {how}. "
             f"On a machine with internet access run\n"
-            f"    hf download {repo_id} {' '.join(_TOKENIZER_FILES)} --local-dir roberta-base-tokenizer\n"
+            f"    hf download {repo_id} {' '.join(REQUIRED_TOKENIZER_FILES)} --local-dir roberta-base-tokenizer\n"
             f"then copy that folder here and pass it with --weight roberta-base-tokenizer=DIR (Python: "
             f"tokenizer=DIR, or weights={{'roberta-base-tokenizer': DIR}}). "
             f"({type(exc).__name__}: {detail})"

@@ -27,7 +27,7 @@ from pydantic import model_validator
 
 from toolkit.config import StrictModel, parse_model, read_yaml
 from toolkit.errors import CheckpointError
-from toolkit.files import sha256_file
+from toolkit.files import sha256_file, write_text_atomic
 
 ZENODO_API = "https://zenodo.org/api/records"  # overridable with DCASE9_ZENODO_API (tests, mirrors)
 CHUNK = 1 << 20
@@ -139,7 +139,7 @@ def file_sha256(path: Path) -> str:
         pass
     value = sha256_file(path)
     try:
-        sidecar.write_text(json.dumps({"stamp": stamp, "sha256": value}))
+        write_text_atomic(sidecar, json.dumps({"stamp": stamp, "sha256": value}))
     except OSError:  # a read-only location is fine: we just recompute next time
         pass
     return value

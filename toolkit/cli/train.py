@@ -171,6 +171,8 @@ def _flag_overrides(**flags: Any) -> list[dict[str, Any]]:
 def _print_result(result: Any) -> None:
     from rich.table import Table
 
+    from toolkit.metrics import registered_metrics
+
     table = Table(title=f"Training run {result.out_dir}", show_header=False)
     table.add_column("")
     table.add_column("")
@@ -181,9 +183,10 @@ def _print_result(result: Any) -> None:
         table.add_row("throughput", f"{speed['steps_per_second']:.3f} steps/s, {speed['clips_per_second']:.2f} clips/s")
     if "peak_memory_gib" in speed:
         table.add_row("peak memory", f"{speed['peak_memory_gib']:.2f} GiB ({speed['memory_kind']})")
-    for name in ("val/sdr", "val/sdri", "val/sisdr"):
+    for metric in registered_metrics():
+        name = f"val/{metric.name}"
         if name in result.validation:
-            table.add_row(name, f"{result.validation[name]:.3f} dB")
+            table.add_row(name, f"{result.validation[name]:.3f} {metric.unit}".rstrip())
     skipped = result.skipped.get("skipped_draws", 0)
     reasons = ", ".join(f"{n['draws']} {r}" for r, n in result.skipped.get("by_reason", {}).items())
     table.add_row("skipped clips", f"{skipped}" + (f" ({reasons})" if reasons else ""))

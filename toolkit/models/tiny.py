@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from toolkit.files import write_text_atomic
 from toolkit.models.roberta_bpe import bpe, byte_symbols
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ def write_tiny_roberta_tokenizer(directory: str | Path, *, words_of: Iterable[st
     for name, text in files.items():
         path = directory / name
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            path.write_text(text, encoding="utf-8")
+            write_text_atomic(path, text)
     return directory
 
 

@@ -18,12 +18,11 @@ PACKAGES = ("toolkit", "systems", "submission")
 LAYERS: dict[str, tuple[str, ...]] = {
     # What everything uses: errors, typed YAML, atomic files, lazy imports, the version.
     "foundation": ("toolkit", "toolkit.errors", "toolkit.config", "toolkit.files", "toolkit.lazy"),
-    # Formats and signals: data sets, estimates folders, audio, metrics, the weight registry.
-    "data": ("toolkit.data", "toolkit.estimates", "toolkit.audio", "toolkit.metrics", "toolkit.hub",
-             "toolkit.weights"),
+    # Formats and signals: data sets, audio, metrics, the weight registry.
+    "data": ("toolkit.data", "toolkit.audio", "toolkit.metrics", "toolkit.hub", "toolkit.weights"),
     # Networks and their checkpoints (CLAP, ResUNet30, AudioLDM, IRM-LDM).
     "models": ("toolkit.models",),
-    # What runs models and data: inference engine, scoring, ATS, the listening report, caption
+    # What runs models and data: inference engine, output folders, scoring, ATS, the listening report, caption
     # augmentation, training.
     "pipelines": ("toolkit.engine", "toolkit.outputs", "toolkit.scoring", "toolkit.ats", "toolkit.report",
                   "toolkit.augment", "toolkit.training"),

@@ -105,7 +105,8 @@ def test_the_checkpoint_alone_gives_the_estimates_of_the_settings_given_separate
     manifest = json.loads((trained["estimates"] / MANIFEST_NAME).read_text())
     digest = sha256_text(json.dumps(entry["tokenizer_files"], sort_keys=True))
     assert manifest["identity"]["weights"]["roberta-base-tokenizer"] == digest
-    assert manifest["settings"]["weights"]["roberta-base-tokenizer"] == f"{trained['checkpoint']} (dcase9.tokenizer_files)"
+    origin = f"{trained['checkpoint']} (dcase9.tokenizer_files)"
+    assert manifest["settings"]["weights"]["roberta-base-tokenizer"] == origin
     assert manifest["identity"]["options"]["channels"] == [4, 8]
     temporary = tmp_path / "tmp"
     temporary.mkdir()
@@ -206,7 +207,8 @@ def test_a_format_1_checkpoint_loads_with_its_tokenizer_given(trained: dict[str,
     old = rewritten(trained["checkpoint"], tmp_path / "format1.ckpt", as_format_1)
     described = describe_checkpoint(read_checkpoint(old), str(old))
     assert described is not None and described.options == trained["entry"]["system_options"]
-    result = infer(old, demo_root, tmp_path / "est", "--weight", f"roberta-base-tokenizer={trained['run'] / 'tokenizer'}")
+    tokenizer = trained["run"] / "tokenizer"
+    result = infer(old, demo_root, tmp_path / "est", "--weight", f"roberta-base-tokenizer={tokenizer}")
     assert result.exit_code == 0, result.output
     assert_same(trained["estimates"], tmp_path / "est")
 

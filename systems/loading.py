@@ -19,7 +19,7 @@ from systems.base import BuildContext, SystemSpec, build_model
 from systems.catalog import get_system
 from toolkit.config import deep_merge
 from toolkit.engine import EngineOptions, Separator, resolve_device
-from toolkit.errors import ConfigError, Dcase9Error
+from toolkit.errors import CheckpointError, ConfigError, Dcase9Error
 from toolkit.models.description import ENTRY, CheckpointDescription, describe_checkpoint
 from toolkit.weights import TOKENIZER_WEIGHT, WeightResolver
 
@@ -75,7 +75,13 @@ def describe_given_checkpoint(spec: SystemSpec, context: BuildContext,
     if not spec.weights or spec.weights[0] not in explicit:
         return None
     path = context.weight(spec.weights[0])
-    described = describe_checkpoint(context.read_checkpoint(path), str(path))
+    if path.is_dir():  # a folder of weights (3-roundtrip's VAE), not a checkpoint
+        return None
+    try:
+        checkpoint = context.read_checkpoint(path)
+    except CheckpointError:  # not a torch checkpoint: the factory reads the file its own way, or says why not
+        return None
+    described = describe_checkpoint(checkpoint, str(path))
     if described is None or described.system is None:
         return described
     said = f"{path} was trained for system '{described.system}' (its {ENTRY} entry)"

@@ -223,23 +223,47 @@ def random_clap_encoder(ctx: Context, seed: int = 0) -> Any:
     return ClapEncoder(random_clap_model(spec, seed=seed), spec.front_end, load_roberta_tokenizer(tokenizer_dir(ctx)))
 
 
+def resunet_shape(ctx: Context, system: str) -> tuple[int, dict[str, Any]]:
+    """The rate and the ResUNet30 options of the baseline (16 kHz) or System 2 (32 kHz); with --smoke
+    a two-level net (8-16 channels) on a quarter of the STFT size."""
+    rate, n_fft, hop = {"baseline": (16000, 1024, 160), "2": (32000, 2048, 320)}[system]
+    if ctx.sizes.full_models:
+        return rate, {"n_fft": n_fft, "hop_length": hop}
+    return rate, {"n_fft": n_fft // 4, "hop_length": hop // 4, "channels": [8, 16], "pools": [[2, 2], [2, 2]]}
+
+
 def random_resunet(ctx: Context, system: str, seed: int = 0) -> tuple[Any, int]:
-    """ResUNet30 of the baseline (16 kHz) or System 2 (32 kHz) with random weights and batch-norm
-    statistics like a trained net's; with --smoke a two-level net (8-16 channels) on a quarter of
-    the STFT size. Returns (net, sample rate)."""
+    """ResUNet30 of `resunet_shape` with random weights and batch-norm statistics like a trained net's.
+    Returns (net, sample rate)."""
     import torch
 
     from tests.tiny_models import trained_like_batch_norms
     from toolkit.models.resunet import ResUNet30
 
-    rate, n_fft, hop = {"baseline": (16000, 1024, 160), "2": (32000, 2048, 320)}[system]
-    shape: dict[str, Any] = {}
-    if not ctx.sizes.full_models:
-        n_fft, hop = n_fft // 4, hop // 4
-        shape = {"channels": (8, 16), "pools": ((2, 2), (2, 2))}
+    rate, options = resunet_shape(ctx, system)
+    shape = {"channels": tuple(options["channels"]), "pools": tuple(map(tuple, options["pools"]))} \
+        if "channels" in options else {}
     torch.manual_seed(seed)
-    net = trained_like_batch_norms(ResUNet30(n_fft=n_fft, hop_length=hop, **shape))
+    net = trained_like_batch_norms(ResUNet30(n_fft=options["n_fft"], hop_length=options["hop_length"], **shape))
     return net.eval(), rate
+
+
+def random_checkpoint(ctx: Context, system: str) -> tuple[Path, dict[str, Any]]:
+    """`random_resunet` and `random_clap_encoder`'s CLAP in a checkpoint of the official layout, and the
+    system options that load it: what `api.load_separator` takes (written once per run)."""
+    import torch
+
+    from toolkit.models.clap import transformers_to_laion
+
+    path = ctx.work / f"random-{system}.ckpt"
+    options = {**resunet_shape(ctx, system)[1], "clap": clap_architecture(ctx).model_dump(mode="json")}
+    if not path.is_file():
+        net, _ = random_resunet(ctx, system)
+        clap = transformers_to_laion(random_clap_encoder(ctx).model.state_dict())
+        state = {**{f"ss_model.{k}": v for k, v in net.state_dict().items()},
+                 **{f"query_encoder.model.{k}": v for k, v in clap.items()}}
+        torch.save({"state_dict": state}, path)
+    return path, options
 
 
 def audioldm_folders(ctx: Context) -> dict[str, str]:
@@ -473,16 +497,16 @@ def system3_separator(ctx: Context) -> Any:
 def section_precision(ctx: Context) -> None:
     import torch
 
+    from toolkit import api
     from toolkit.data.demo import make_scaled_validation
     from toolkit.data.formats import open_dataset
-    from toolkit.engine import EngineOptions, run_separation
     from toolkit.scoring import score_estimates
 
     sizes = ctx.sizes
     started = time.perf_counter()
     data = make_scaled_validation(ctx.work / "validation", sizes.mixtures, sizes.distinct_clips)
     dataset = open_dataset(data)
-    separator = text_queried_separator(ctx, "baseline", with_clap=True)
+    checkpoint, options = random_checkpoint(ctx, "baseline")
     ctx.section.set(mixtures=len(dataset.mixtures), batch=sizes.goal_batch,
                     data_seconds=round(time.perf_counter() - started, 1))
     workers = max(2, min(8, (os.cpu_count() or 2) // 2))
@@ -491,12 +515,13 @@ def section_precision(ctx: Context) -> None:
     for precision in sizes.precisions:
         def measure(precision: str = precision) -> dict[str, Any]:
             out = ctx.work / f"estimates-{precision}"
-            options = EngineOptions(batch_size=sizes.goal_batch, device=str(ctx.device), precision=precision,
-                                    progress=False, overwrite=True, workers=workers)
+            separator = api.load_separator("baseline", checkpoint=checkpoint, options=options, device=str(ctx.device),
+                                           weights={"roberta-base-tokenizer": tokenizer_dir(ctx)},
+                                           precision=precision, batch_size=sizes.goal_batch, offline=True,
+                                           progress=False)
             reset_peak(ctx.device)
             clock = time.perf_counter()
-            run = run_separation(separator, dataset, out, identity={"check": "gpu", "precision": precision},
-                                 options=options, default_segment_seconds=10.0)
+            run = separator.run(dataset, out, overwrite=True, workers=workers)
             infer_s = time.perf_counter() - clock
             peak, _ = peak_memory_gib(ctx.device)
             clock = time.perf_counter()
@@ -511,7 +536,7 @@ def section_precision(ctx: Context) -> None:
                 reference.update(means)
             elif reference:
                 row["delta_vs_fp32"] = {m: means[m] - reference[m] for m in means}
-            net = time_net(ctx, separator_step(ctx, separator, sizes.goal_batch, precision, sizes.clip_seconds),
+            net = time_net(ctx, separator_step(ctx, separator.model, sizes.goal_batch, precision, sizes.clip_seconds),
                            sizes.goal_batch, sizes.clip_seconds)
             row["net_alone_clips_per_s"] = net["clips_per_s"]
             row["end_to_end_over_net"] = round(row["clips_per_s"] / net["clips_per_s"], 3)

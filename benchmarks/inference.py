@@ -2,7 +2,9 @@
 
 Both run the full-size text-queried ResUNet30 (26.4 M parameters) and the full CLAP text tower
 (roberta-base size) with random weights (pretrained weights cannot be downloaded everywhere; the
-cost is the same) on the same mixtures of the demo validation set, and write the same WAVs.
+cost is the same), written once into a checkpoint of the official layout and loaded by
+`api.load_separator` as `dcase9 infer` loads a system, on the same mixtures of the demo validation
+set, and write the same WAVs.
 
 - `loop`: what the official evaluator does: for each row, read and mix the clips, tokenise the
   caption padded to 512 tokens (as a batch of two copies, as its CLAP encoder does for one text)
@@ -42,21 +44,33 @@ sys.path.insert(0, str(ROOT))
 SYSTEM_STFT = {"baseline": (16000, 1024, 160), "2": (32000, 2048, 320)}
 
 
-def build_separator(system: str, device: str, tokenizer_dir: Path):  # type: ignore[no-untyped-def]
+def write_random_checkpoint(path: Path, system: str) -> Path:
+    """The system's full-size ResUNet30 (initialised as the reference does) and a random CLAP text tower,
+    in a checkpoint of the official layout (`ss_model.*`, `query_encoder.model.*` in laion's names)."""
     import torch
 
-    from systems.text_queried import TextQueriedResUNet
-    from toolkit.models.clap import ClapArchitecture, ClapEncoder, build_clap_model, load_roberta_tokenizer
+    from toolkit.models.clap import ClapArchitecture, ClapTextTower, transformers_to_laion
     from toolkit.models.resunet import ResUNet30, init_like_reference
 
     torch.manual_seed(0)
-    rate, n_fft, hop = SYSTEM_STFT[system]
+    _, n_fft, hop = SYSTEM_STFT[system]
     resunet = ResUNet30(n_fft=n_fft, hop_length=hop)
     init_like_reference(resunet)
-    spec = ClapArchitecture().spec()
-    tokenizer = load_roberta_tokenizer(tokenizer_dir)
-    clap = ClapEncoder(build_clap_model(spec), spec.front_end, tokenizer)
-    return TextQueriedResUNet(rate, resunet.eval().to(device), clap.to(device))
+    clap = transformers_to_laion(ClapTextTower(ClapArchitecture().spec().model).state_dict())
+    torch.save({"state_dict": {**{f"ss_model.{k}": v for k, v in resunet.state_dict().items()},
+                               **{f"query_encoder.model.{k}": v for k, v in clap.items()}}}, path)
+    return path
+
+
+def load_separator(args: argparse.Namespace) -> Any:
+    """The system as `dcase9 infer` loads it, from the random checkpoint."""
+    from toolkit import api
+
+    _, n_fft, hop = SYSTEM_STFT[args.system]
+    return api.load_separator(args.system, checkpoint=args.checkpoint, weights={"roberta-base-tokenizer": args.tokenizer},
+                              options={"n_fft": n_fft, "hop_length": hop}, device=args.device,
+                              precision=args.precision, batch_size=args.batch_size, resampler=args.resampler,
+                              offline=True, progress=False)
 
 
 def official_row(separator: Any, dataset: Any, spec: Any, device: Any, precision: str = "fp32",
@@ -107,11 +121,10 @@ def run_mode(args: argparse.Namespace) -> dict[str, float]:
 
     from toolkit.audio import write_wav
     from toolkit.data.formats import open_dataset
-    from toolkit.engine import EngineOptions, resolve_device, run_separation
 
-    device = resolve_device(args.device)
     torch.set_num_threads(args.threads)
-    separator = build_separator(args.system, str(device), Path(args.tokenizer))
+    separator = load_separator(args)
+    device = separator.device
     dataset = open_dataset(args.data)
     dataset.mixtures = dataset.mixtures[: args.clips]
     out = Path(args.out)
@@ -119,13 +132,10 @@ def run_mode(args: argparse.Namespace) -> dict[str, float]:
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     if args.mode == "engine":
-        options = EngineOptions(batch_size=args.batch_size, device=str(device), precision=args.precision,
-                                progress=False, overwrite=True, resampler=args.resampler)
-        run_separation(separator, dataset, out, identity={"benchmark": "engine"}, options=options,
-                       default_segment_seconds=10.0)
+        separator.run(dataset, out, overwrite=True)
     else:
         for spec in dataset.mixtures:
-            _, estimate = official_row(separator, dataset, spec, device, args.precision, args.resampler)
+            _, estimate = official_row(separator.model, dataset, spec, device, args.precision, args.resampler)
             write_wav(out / f"{spec.id}.wav", estimate)
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -153,6 +163,7 @@ def main() -> None:
     parser.add_argument("--mode", choices=["engine", "loop"], help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--tokenizer", help=argparse.SUPPRESS)
+    parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.mode:  # a child process: one mode, results as JSON on stdout
@@ -166,10 +177,11 @@ def main() -> None:
 
             args.data = str(make_validation(work / "data", clips_per_class=max(1, -(-args.clips // 24))))
         tokenizer, tokenizer_name = tokenizer_folder(work)
+        checkpoint = write_random_checkpoint(work / "random.ckpt", args.system)
         results: dict[str, dict[str, float]] = {}
         for _, mode in [(r, m) for r in range(args.repeats) for m in ("loop", "engine")]:
             command = [sys.executable, __file__, "--mode", mode, "--out", str(work / mode), "--tokenizer",
-                       str(tokenizer), "--data", args.data, "--system", args.system, "--clips", str(args.clips),
+                       str(tokenizer), "--checkpoint", str(checkpoint), "--data", args.data, "--system", args.system, "--clips", str(args.clips),
                        "--device", args.device, "--precision", args.precision, "--threads", str(args.threads),
                        "--resampler", args.resampler]
             if args.batch_size is not None:

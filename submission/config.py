@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from submission.profile import result_metrics
 from toolkit.config import StrictModel, parse_model, read_yaml
 from toolkit.errors import ConfigError
 
@@ -93,7 +94,11 @@ class SystemEntry(StrictModel):
     def _one_results_source(self) -> "SystemEntry":
         if (self.development_report is None) == (self.development_results is None):
             raise ValueError("give either 'development_report' (a `dcase9 score` report) or "
-                             "'development_results' (sdr, sdri, sisdr, optional ats)")
+                             f"'development_results' ({', '.join(result_metrics())})")
+        unknown = sorted(set(self.development_results or {}) - set(result_metrics()))
+        if unknown:
+            raise ValueError(f"development_results: unknown metric(s) {', '.join(unknown)}; the registry of "
+                             f"toolkit.metrics has {', '.join(result_metrics())}")
         return self
 
 

@@ -30,12 +30,12 @@ from submission.meta import (build_meta, count_checkpoint_parameters, meta_yaml_
                              read_development_results, sampling_rate_text, validate_meta)
 from submission.outputs import (FLOAT_SUBTYPES, WRITABLE_SUBTYPES, ExpectedOutput, audio_problems, convert_wav,
                                 expected_outputs, has_non_finite, output_names)
-from submission.profile import Profile, load_profile
+from submission.profile import RESULTS_SOURCE, Profile, load_profile, result_metrics
 from submission.secrets import PDF_MAGIC, SecretScanner, line_of_offset
 from submission.template import compare_with_template, read_template
-from toolkit.engine import MANIFEST_NAME
 from toolkit.errors import Dcase9Error
 from toolkit.files import atomic_output
+from toolkit.outputs import estimate_files, estimate_path
 
 # Zip determinism: the same inputs give the same bytes, whenever and by whomever they are packed.
 FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
@@ -288,7 +288,8 @@ class _Builder:
             "system.source_code": system.source_code,
             "audio.sample_rate": sampling_rate_text(profile.audio.sample_rate),
         }
-        values.update({f"results.{metric}": value for metric, value in results.items()})
+        values.update({f"{RESULTS_SOURCE}{metric}": value for metric, value in results.items()
+                       if metric in result_metrics()})
         return values
 
     def author_values(self, system: SystemEntry, label: str) -> list[dict[str, Any]]:
@@ -321,9 +322,7 @@ class _Builder:
         if not folder.is_dir():
             self.add("missing-estimates", f"system {label}: the {subset} estimates folder does not exist", folder)
             return []
-        # `dcase9 infer` names estimates <id>.wav and leaves its manifest beside them.
-        present = {p.stem: p for p in folder.iterdir()
-                   if p.is_file() and p.suffix.lower() == ".wav" and p.name != MANIFEST_NAME}
+        present = estimate_files(folder)  # as `dcase9 infer` writes them
         ids = {o.id for o in outputs}
         missing = [o for o in outputs if o.id not in present]
         if missing and len(missing) == len(outputs):
@@ -332,7 +331,7 @@ class _Builder:
         else:
             for output in missing:
                 self.add("missing-output", f"system {label}: no estimate for mixture {output.file} of {subset}",
-                         folder / f"{output.id}.wav")
+                         estimate_path(folder, output.id))
         for stem in sorted(set(present) - ids):
             self.add("extra-file", f"system {label}: matches no mixture of the {subset} set; remove it (it would "
                      "not be packaged)", present[stem])

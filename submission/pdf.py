@@ -12,7 +12,7 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
-from toolkit.files import atomic_output
+from toolkit.files import write_bytes_atomic
 
 PAGE_SIZE = (595, 842)  # A4 in points
 _MARGIN = 56
@@ -78,6 +78,5 @@ def write_one_page_pdf(path: str | Path, title: str, paragraphs: Sequence[str] =
     """`one_page_pdf` written to `path` (atomically); returns the path."""
     path = Path(path)
     data = one_page_pdf(title, paragraphs, author=author)
-    with atomic_output(path) as tmp:
-        tmp.write_bytes(data)
+    write_bytes_atomic(path, data)
     return path

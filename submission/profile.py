@@ -19,6 +19,7 @@ from pydantic import Field, field_validator, model_validator
 from toolkit.config import StrictModel, load_config
 from toolkit.data.formats import SetKind
 from toolkit.errors import ConfigError
+from toolkit.metrics import registered_metrics
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 DEFAULT_PROFILE = "dcase2024_task9"
@@ -27,6 +28,12 @@ DEFAULT_PROFILE = "dcase2024_task9"
 LABEL_FIELDS = ("lastname", "institution", "index")
 PREFIX_FIELDS = ("lastname", "institution")
 META_FIELDS = ("label", "prefix")
+RESULTS_SOURCE = "results."  # `source: results.<metric>`: a mean of the development score report
+
+
+def result_metrics() -> list[str]:
+    """The metrics a meta file may report (`results.<metric>`): the registry's, as `score` shows them."""
+    return [metric.name for metric in registered_metrics() if metric.shown]
 OUTPUT_FIELDS = ("label", "prefix", "id", "file")
 REPORT_FIELDS = ("prefix",)
 
@@ -225,6 +232,11 @@ class FieldRule(StrictModel):
                 raise ValueError(f"pattern is not a regular expression ({exc})") from None
         if self.equals is not None:
             Template(self.equals, META_FIELDS, "equals")  # placeholders known to validate_meta
+        if self.source is not None and self.source.startswith(RESULTS_SOURCE):
+            known = result_metrics()
+            if self.source[len(RESULTS_SOURCE):] not in known:
+                raise ValueError(f"source {self.source}: no such metric; {RESULTS_SOURCE}<metric> names one of the "
+                                 f"registry of toolkit.metrics: {', '.join(known)}")
         return self
 
 

@@ -1,8 +1,8 @@
-"""What a system is: mostly data (sample rate, weights, defaults) plus a factory for its separator.
+"""What a system is: mostly data (sample rate, weights, defaults) plus a factory for its model.
 
 A `SystemSpec` names everything the registry, `dcase9 systems`, `dcase9 download` and the engine
-need to know without importing any model code; `build_separator` imports the system's module only
-when the system is actually run.
+need to know without importing any model code; `build_model` imports the system's module only
+when the system is actually run (`systems.loading.load_separator` wraps it for the engine).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from toolkit.engine import Separator
+from toolkit.engine import SeparationModel
+from toolkit.models.checkpoints import read_checkpoint
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class SystemSpec:
     title: str
     summary: str
     sample_rate: int  # the rate the model runs at; the engine resamples 16 kHz data to it
-    factory: str  # "module:callable" returning a Separator, imported lazily
+    factory: str  # "module:callable" returning a SeparationModel, imported lazily
     aliases: tuple[str, ...] = ()
     needs_reference: bool = False  # only the oracle
     segment_seconds: float | None = None  # default chunk length for long inputs (None: whole)
@@ -55,18 +56,27 @@ class SystemSpec:
 
 @dataclass
 class BuildContext:
-    """Everything a factory gets: the device, the system options, and a way to get weights."""
+    """Everything a factory gets: the device, the system options, a way to get weights, and a way to
+    read checkpoints (`read_checkpoint`: a file read already while loading is not read again)."""
 
     device: torch.device
     options: dict[str, Any]
     weight: Callable[[str], Path]  # registry name -> local file or folder (resolved on demand)
     trust_checkpoint: bool = False
+    checkpoints: dict[Path, Any] = field(default_factory=dict)  # path -> what read_checkpoint gave
+
+    def read_checkpoint(self, path: Path) -> Any:
+        """The checkpoint at `path` (memory-mapped, without running pickled code unless trusted)."""
+        if path not in self.checkpoints:
+            self.checkpoints[path] = read_checkpoint(path, trust=self.trust_checkpoint)
+        return self.checkpoints[path]
 
 
-def build_separator(spec: SystemSpec, context: BuildContext) -> Separator:
+def build_model(spec: SystemSpec, context: BuildContext) -> SeparationModel:
+    """The system's model, from its factory (imported now)."""
     module_name, _, attr = spec.factory.partition(":")
     factory = getattr(importlib.import_module(module_name), attr)
-    separator = factory(spec, context)
-    if not isinstance(separator, Separator):
-        raise TypeError(f"{spec.factory} returned {type(separator).__name__}, which is not a Separator")
-    return separator
+    model = factory(spec, context)
+    if not isinstance(model, SeparationModel):
+        raise TypeError(f"{spec.factory} returned {type(model).__name__}, which is not a SeparationModel")
+    return model

@@ -1,9 +1,11 @@
-"""Every system the toolkit knows, as data. Add a system by adding a SystemSpec here."""
+"""Every system the toolkit knows, as data. Add a system by adding a SystemSpec to `SYSTEMS` here
+(docs/extending.md); code outside the project adds one at run time with `register_system`."""
 
 from __future__ import annotations
 
 from systems.base import Published, SystemSpec
 from toolkit.errors import ConfigError
+from toolkit.weights import CLAP_WEIGHT, TOKENIZER_WEIGHT
 
 # AudioLDM's VAE and vocoder (System 3), and its segment: 1024 frames of 160 samples, so a 10 s clip runs whole
 _AUDIOLDM = ("audioldm-vae", "audioldm-vocoder")
@@ -23,8 +25,8 @@ def _text_queried(name: str, title: str, summary: str, checkpoint: str, model: t
     sample_rate, stft = model
     return SystemSpec(name=name, title=title, summary=summary, aliases=aliases, sample_rate=sample_rate,
                       factory="systems.text_queried:build", segment_seconds=10.0,
-                      weights=(checkpoint, "roberta-base-tokenizer"),
-                      optional_weights=("clap-music-speech-audioset",), options=dict(stft), published=published)
+                      weights=(checkpoint, TOKENIZER_WEIGHT), optional_weights=(CLAP_WEIGHT,), options=dict(stft),
+                      published=published)
 
 
 SYSTEMS: tuple[SystemSpec, ...] = (
@@ -64,8 +66,8 @@ SYSTEMS: tuple[SystemSpec, ...] = (
         sample_rate=16000,
         factory="systems.irm_ldm:build",
         segment_seconds=_AUDIOLDM_SEGMENT,
-        weights=("system3-checkpoint", *_AUDIOLDM, "roberta-base-tokenizer"),
-        optional_weights=("clap-music-speech-audioset",),
+        weights=("system3-checkpoint", *_AUDIOLDM, TOKENIZER_WEIGHT),
+        optional_weights=(CLAP_WEIGHT,),
         published=(Published(-4.757, -4.792, -42.346, 0.193, "seed 003 Table 2", "003", ("System 3",)),),
     ),
     SystemSpec(
@@ -124,15 +126,45 @@ SYSTEMS: tuple[SystemSpec, ...] = (
 )
 
 
+_ADDED: dict[str, SystemSpec] = {}  # systems registered at run time, by name
+
+
 def list_systems() -> tuple[SystemSpec, ...]:
-    return SYSTEMS
+    """The project's systems, then those registered at run time."""
+    return SYSTEMS + tuple(_ADDED.values())
+
+
+def _names(spec: SystemSpec) -> set[str]:
+    return {spec.name.lower(), *(alias.lower() for alias in spec.aliases)}
+
+
+def register_system(spec: SystemSpec) -> SystemSpec:
+    """Add a system at run time (a notebook, a package of your own: docs/extending.md); it is then
+    run, listed and loaded like the project's. Registering the same spec again is harmless; a name
+    or alias another system has is refused. Returns `spec`."""
+    module, _, attribute = spec.factory.partition(":")
+    if not module or not attribute:
+        raise ValueError(f"system '{spec.name}': factory {spec.factory!r} is not 'module:callable'")
+    for other in list_systems():
+        if other == spec:
+            return spec
+        taken = _names(other) & _names(spec)
+        if taken:
+            raise ValueError(f"system '{spec.name}': the name {sorted(taken)[0]!r} is taken by system '{other.name}'")
+    _ADDED[spec.name] = spec
+    return spec
+
+
+def unregister_system(name: str) -> None:
+    """Remove a system added with `register_system` (the project's own stay)."""
+    _ADDED.pop(name, None)
 
 
 def get_system(name: str) -> SystemSpec:
     """Look a system up by name or alias ("2", "audiosep32k", "system2" all work where declared)."""
     key = str(name).strip().lower()
-    for spec in SYSTEMS:
-        if key == spec.name.lower() or key in (a.lower() for a in spec.aliases):
+    for spec in list_systems():
+        if key in _names(spec):
             return spec
-    known = ", ".join(s.name for s in SYSTEMS)
+    known = ", ".join(s.name for s in list_systems())
     raise ConfigError(f"unknown system {name!r}; known systems: {known} (see `dcase9 systems`)")

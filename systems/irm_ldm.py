@@ -21,7 +21,7 @@ from systems.base import BuildContext, SystemSpec
 from systems.text_queried import ClapArchitecture, load_query_encoder
 from toolkit.config import StrictModel, parse_model
 from toolkit.models.audioldm import AudioLdmCodec, load_audioldm_vae, load_audioldm_vocoder
-from toolkit.models.checkpoints import read_checkpoint, state_dict_of
+from toolkit.models.checkpoints import state_dict_of
 from toolkit.models.clap import ClapEncoder
 from toolkit.models.irm_ldm import VAE_WEIGHT, VOCODER_WEIGHT, IrmLdm, MaskNet, MaskNetConfig, OutputScale
 
@@ -43,7 +43,7 @@ class RoundtripConfig(StrictModel):
 
 
 class IrmLdmSeparator:
-    """A Separator around `IrmLdm`; queries are embedded by the checkpoint's CLAP (none for mask 'ones')."""
+    """A SeparationModel around `IrmLdm`; queries are embedded by the checkpoint's CLAP (none for mask 'ones')."""
 
     def __init__(self, model: IrmLdm, clap: ClapEncoder | None):
         self.model = model
@@ -90,7 +90,7 @@ def build(spec: SystemSpec, context: BuildContext) -> IrmLdmSeparator:
         codec = load_codec(context)
         return IrmLdmSeparator(IrmLdm(codec, None, mask="ones", restore_gain=restore_gain).eval(), None)
     checkpoint_path = context.weight(spec.weights[0])
-    weights: dict[str, Any] = dict(state_dict_of(read_checkpoint(checkpoint_path, trust=context.trust_checkpoint)))
+    weights: dict[str, Any] = dict(state_dict_of(context.read_checkpoint(checkpoint_path)))
     codec = load_codec(context)
     model = IrmLdm(codec, MaskNet(codec.latent_channels, config.mask_net), restore_gain=restore_gain)
     model.load_checkpoint_state_dict(weights, source=str(checkpoint_path))

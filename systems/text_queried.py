@@ -18,22 +18,20 @@ import torch
 from systems.base import BuildContext, SystemSpec
 from toolkit.config import StrictModel, parse_model
 from toolkit.errors import CheckpointError
-from toolkit.models.checkpoints import read_checkpoint, state_dict_of, strip_prefix
+from toolkit.models.checkpoints import state_dict_of, strip_prefix
 from toolkit.models.clap import ClapArchitecture, ClapEncoder, find_laion_prefix, load_roberta_tokenizer, \
     read_laion_clap_weights
 from toolkit.models.resunet import ResUNet30, ResUNet30Config, load_resunet30
+from toolkit.weights import CLAP_WEIGHT, TOKENIZER_WEIGHT
 
 __all__ = ["ClapArchitecture", "TextQueriedConfig", "TextQueriedResUNet", "build", "load_query_encoder"]
-
-CLAP_FALLBACK_WEIGHT = "clap-music-speech-audioset"
-TOKENIZER_WEIGHT = "roberta-base-tokenizer"
 
 
 class TextQueriedConfig(StrictModel):
     """Per-system settings (`--system-config FILE` overrides any of them).
 
     `channels` / `pools` describe a non-official U-Net width and depth (small models trained with
-    `dcase9 train`, which writes this file next to its checkpoints); None means the official net.
+    `dcase9 train`, whose checkpoints carry these settings); None means the official net.
     """
 
     n_fft: int
@@ -45,7 +43,7 @@ class TextQueriedConfig(StrictModel):
 
 
 class TextQueriedResUNet:
-    """A Separator: CLAP text embedding -> ResUNet30 mask on the mixture at the model's rate."""
+    """A SeparationModel: CLAP text embedding -> ResUNet30 mask on the mixture at the model's rate."""
 
     def __init__(self, sample_rate: int, resunet: ResUNet30, clap: ClapEncoder):
         self.sample_rate = sample_rate
@@ -85,7 +83,7 @@ def load_query_encoder(weights: dict[str, torch.Tensor], config: QueryEncoderSet
         laion = strip_prefix(weights, prefix)
         clap_source = f"{source} ({prefix}*)"
     except CheckpointError:
-        clap_path = context.weight(CLAP_FALLBACK_WEIGHT)
+        clap_path = context.weight(CLAP_WEIGHT)
         laion = read_laion_clap_weights(clap_path, trust=context.trust_checkpoint)
         clap_source = str(clap_path)
     return ClapEncoder.from_laion_weights(laion, tokenizer=tokenizer, spec=config.clap.spec(), source=clap_source,
@@ -95,11 +93,14 @@ def load_query_encoder(weights: dict[str, torch.Tensor], config: QueryEncoderSet
 def build(spec: SystemSpec, context: BuildContext) -> TextQueriedResUNet:
     config = parse_model(context.options, TextQueriedConfig, source=f"system '{spec.name}' configuration")
     checkpoint_path = context.weight(spec.weights[0])
-    weights: dict[str, Any] = dict(state_dict_of(read_checkpoint(checkpoint_path, trust=context.trust_checkpoint)))
-    resunet = load_resunet30(weights, ResUNet30Config(
-        spec.sample_rate, config.n_fft, config.hop_length,
-        channels=tuple(config.channels) if config.channels is not None else None,
-        pools=tuple(tuple(p) for p in config.pools) if config.pools is not None else None))
+    weights: dict[str, Any] = dict(state_dict_of(context.read_checkpoint(checkpoint_path)))
+    try:
+        resunet = load_resunet30(weights, ResUNet30Config(
+            spec.sample_rate, config.n_fft, config.hop_length,
+            channels=tuple(config.channels) if config.channels is not None else None,
+            pools=tuple(tuple(p) for p in config.pools) if config.pools is not None else None))
+    except CheckpointError as exc:  # the weights were given in memory: name their file
+        raise CheckpointError(f"{checkpoint_path}: {exc}") from None
     clap = load_query_encoder(weights, config, context, str(checkpoint_path))
     del weights  # the checkpoint may hold optimizer state; free it before inference
     return TextQueriedResUNet(spec.sample_rate, resunet.to(context.device).eval(), clap)

@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from toolkit.augment.io import JsonlAppender, TagIndex, read_caption_file, read_jsonl, write_atomic
+from toolkit.augment.io import TagIndex, read_caption_file
+from toolkit.files import JsonlAppender, read_jsonl, remove_partial_files, write_text_atomic
 from toolkit.errors import DataError
 
 
@@ -90,20 +91,18 @@ def test_damage_in_the_middle_of_a_log_is_an_error_with_its_line(tmp_path):
 
 def test_atomic_write_replaces_whole_files_and_leaves_no_temporaries(tmp_path):
     target = tmp_path / "out.json"
-    write_atomic(target, "old")
-    write_atomic(target, "new")
+    write_text_atomic(target, "old")
+    write_text_atomic(target, "new")
     assert target.read_text() == "new"
     assert os.listdir(tmp_path) == ["out.json"]
     assert target.stat().st_mode & 0o777 == 0o666 & ~_umask()
 
 
 def test_leftovers_of_an_interrupted_atomic_write_are_removed(tmp_path):
-    from toolkit.augment.io import remove_stale_temporaries
-
-    (tmp_path / ".augmented.json.4242.0a1b2c3d.tmp").write_text("half")
+    (tmp_path / ".augmented.json.0a1b2c3d.part").write_text("half")
     (tmp_path / "augmented.json").write_text("{}")
     (tmp_path / ".notes.tmp").write_text("not ours")
-    remove_stale_temporaries(tmp_path)
+    assert remove_partial_files(tmp_path) == 1
     assert sorted(os.listdir(tmp_path)) == [".notes.tmp", "augmented.json"]
 
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from toolkit.errors import CheckpointError
-from toolkit.models.checkpoints import (empty_module, load_weights, read_checkpoint, sha256_of, state_dict_of,
-                                        strip_prefix)
+from toolkit.files import sha256_file
+from toolkit.models.checkpoints import empty_module, load_weights, read_checkpoint, state_dict_of, strip_prefix
 
 
 class RunsCode:
@@ -86,7 +86,7 @@ def test_partial_loads_are_refused_naming_keys() -> None:
 def test_sha256(tmp_path: Path) -> None:
     path = tmp_path / "f"
     path.write_bytes(b"abc")
-    assert sha256_of(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert sha256_file(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 
 
 def test_zip_checkpoints_are_memory_mapped_and_legacy_ones_still_read(tmp_path: Path, monkeypatch) -> None:

@@ -12,8 +12,8 @@ import soundfile as sf
 import torch
 
 from toolkit.data.formats import open_dataset
-from toolkit.engine import (MANIFEST_NAME, EngineOptions, chunk_starts, resolve_device, run_separation,
-                            separate_in_chunks)
+from toolkit.engine import EngineOptions, chunk_starts, resolve_device, run_separation, separate_in_chunks
+from toolkit.outputs import MANIFEST_NAME
 from toolkit.errors import ConfigError, Dcase9Error
 
 

@@ -63,18 +63,10 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def build(system: str, assets: dict[str, Any], device: str) -> Any:
-    """A system's separator, built as `api.separate` builds it."""
-    from systems import get_system
-    from systems.base import BuildContext, build_separator
-    from systems.registry import WeightResolver
-
-    spec = get_system(system)
+    """A system's model, built as `api.separate` builds it."""
     given = assets[system]
-    explicit = {name: Path(path) for name, path in given.get("weights", {}).items()}
-    if "checkpoint" in given:
-        explicit[spec.weights[0]] = Path(given["checkpoint"])
-    options = {**spec.options, **given.get("system_options", {})}
-    return build_separator(spec, BuildContext(torch.device(device), options, WeightResolver(explicit, offline=True)))
+    return api.load_separator(system, checkpoint=given.get("checkpoint"), weights=given.get("weights"),
+                              options=given.get("system_options"), device=device, offline=True).model
 
 
 def modules_of(separator: Any) -> list[nn.Module]:

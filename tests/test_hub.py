@@ -73,7 +73,7 @@ def zenodo_entry(sha256: str | None = None) -> WeightEntry:
 
 
 def test_registry_file_is_valid() -> None:
-    registry = load_registry(Path(__file__).parents[1] / "systems" / "weights.yaml")
+    registry = load_registry(Path(__file__).parents[1] / "toolkit" / "weights.yaml")
     assert {"baseline-checkpoint", "audiosep-checkpoint", "clap-music-speech-audioset"} <= set(registry)
     assert registry["audiosep-checkpoint"].sources[0].huggingface.repo_type == "space"
 
@@ -198,7 +198,7 @@ def test_tokenizer_cache_of_the_reference_code_is_accepted_offline(repo_id: str,
     only, under models--roberta-base; the same files may sit under models--FacebookAI--roberta-base."""
     import huggingface_hub.constants
 
-    from systems.registry import weight_entry
+    from toolkit.weights import weight_entry
     from tests.tiny_roberta_tokenizer import write_tiny_roberta_tokenizer
     from toolkit.models.clap import load_roberta_tokenizer
     from toolkit.models.roberta_bpe import SlowRobertaBpe
@@ -218,7 +218,7 @@ def test_tokenizer_cache_of_the_reference_code_is_accepted_offline(repo_id: str,
 def test_missing_tokenizer_offline_names_the_weight_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import huggingface_hub.constants
 
-    from systems.registry import weight_entry
+    from toolkit.weights import weight_entry
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
     with pytest.raises(CheckpointError) as info:

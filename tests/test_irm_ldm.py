@@ -43,7 +43,7 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def codec(assets: dict[str, Path]) -> AudioLdmCodec:
     """AudioLDM's settings: segments of 1024 frames (10.24 s)."""
-    from systems.registry import WeightResolver
+    from toolkit.weights import WeightResolver
 
     resolver = WeightResolver({"audioldm-vae": assets["vae"], "audioldm-vocoder": assets["vocoder"]}, offline=True)
     return AudioLdmCodec(load_audioldm_vae(resolver("audioldm-vae")),
@@ -233,7 +233,7 @@ def test_a_few_training_steps_reduce_the_waveform_loss(short_codec: AudioLdmCode
 
 def test_ldm_term_is_audioldm_noise_prediction_on_the_masked_latent(assets: dict[str, Path], short_codec: AudioLdmCodec,
                                                                       demo_root: Path) -> None:
-    from systems.registry import WeightResolver
+    from toolkit.weights import WeightResolver
 
     prior = load_audioldm_diffusion_prior(WeightResolver({"audioldm-diffusion": assets["diffusion"]},
                                                          offline=True)("audioldm-diffusion"))

@@ -16,7 +16,9 @@ import yaml
 from typer.testing import CliRunner
 
 from toolkit.data.demo import SOUND_CLASSES, caption_pool
+from toolkit.models.checkpoints import read_checkpoint
 from toolkit.models.clap import ClapEncoder, load_roberta_tokenizer
+from toolkit.models.description import describe_checkpoint, tokenizer_files
 from toolkit.models.tiny import MERGES, vocabulary, word_merges, write_tiny_roberta_tokenizer
 from toolkit.training.config import assemble_config
 
@@ -68,7 +70,7 @@ def test_random_demo_queries_are_distinct(tmp_path: Path) -> None:
 
 
 def test_demo_model_is_trained_then_reused_or_resumed(demo_root: Path, tmp_path: Path) -> None:
-    from toolkit.api import train_demo_model
+    from toolkit.demo import train_demo_model
 
     small = small_demo_model()
     train_json = demo_root / "train" / "train.json"
@@ -76,7 +78,10 @@ def test_demo_model_is_trained_then_reused_or_resumed(demo_root: Path, tmp_path:
     said: list[str] = []
     first, load = train_demo_model(train_json, run, progress=False, overrides=[small], announce=said.append)
     assert first.global_step == 2 and load["checkpoint"] == run / "last.ckpt" and load["trained_now"]
-    assert load["system_options"]["channels"] == [4, 8] and load["system_options"]["clap"]["text_hidden_size"] == 64
+    described = describe_checkpoint(read_checkpoint(load["checkpoint"]), "last.ckpt")  # what loads it
+    assert described is not None and described.system == "baseline"
+    assert described.options["channels"] == [4, 8] and described.options["clap"]["text_hidden_size"] == 64
+    assert described.tokenizer_files == tokenizer_files(run / "tokenizer")
     assert said == [load["why"]] and "no model there yet" in said[0]
     again, load = train_demo_model(train_json, run, progress=False, overrides=[small], announce=said.append)
     assert again.global_step == 2 and not load["trained_now"]
@@ -86,18 +91,24 @@ def test_demo_model_is_trained_then_reused_or_resumed(demo_root: Path, tmp_path:
     resumed, load = train_demo_model(train_json, run, progress=False, overrides=[small], announce=said.append)
     assert resumed.global_step == 2 and (run / "logs" / "version_1").exists()
     assert said[2] == f"resuming the interrupted demo training in {run} at step 1 of 2"
-    # A copy of the demo folder: the data are elsewhere, so the model is trained again, and the demo says why.
+    # A copy of the demo folder: the data are elsewhere, so the model is trained again, and the demo says why;
+    # so is a model of an older version, whose checkpoint did not carry its tokenizer.
+    old = read_checkpoint(run / "last.ckpt")
+    old["dcase9"]["format"] = 1
+    torch.save(old, run / "old.ckpt")  # not over the file `old` maps
+    (run / "old.ckpt").replace(run / "last.ckpt")
     moved = Path(shutil.copytree(train_json.parent, tmp_path / "copy")) / "train.json"
     train_demo_model(moved, run, progress=False, overrides=[small], announce=said.append)
     assert said[3].startswith(f"training the demo model in {run} again: it was trained with other settings "
                               f"(data.datafiles: ")
     assert str(train_json) in said[3] and str(moved) in said[3] and "moved or copied" in said[3]
+    assert "checkpoint format: 1 -> 2" in said[3]
 
 
 @pytest.fixture(scope="module")
 def small_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     """One demo run, shared by the tests below (which leave its folder as they found it)."""
-    from toolkit.api import run_demo
+    from toolkit.demo import run_demo
 
     out = tmp_path_factory.mktemp("demo-run")
     return out, run_demo(out, progress=False, data_options=SMALL_DEMO_DATA, train_overrides=[small_demo_model()])
@@ -164,12 +175,12 @@ def test_demo_builds_the_listening_page(small_demo: tuple[Path, Any]) -> None:
 @pytest.mark.slow  # two more demo runs, everything reused: about 8 s
 def test_demo_command_reuses_finished_work_and_fails_loudly(small_demo: tuple[Path, Any],
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from toolkit import api
+    from toolkit import demo
     from toolkit.cli import app
 
     out, first = small_demo
-    monkeypatch.setattr(api, "run_demo", functools.partial(api.run_demo, data_options=SMALL_DEMO_DATA,
-                                                           train_overrides=[small_demo_model()]))
+    monkeypatch.setattr(demo, "run_demo", functools.partial(demo.run_demo, data_options=SMALL_DEMO_DATA,
+                                                            train_overrides=[small_demo_model()]))
     estimates = sorted((out / "estimates").glob("*/*.wav"))
     stamps = [path.stat().st_mtime_ns for path in estimates]
     package = first.package.package.read_bytes()

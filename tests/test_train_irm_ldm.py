@@ -14,10 +14,11 @@ import yaml
 from typer.testing import CliRunner
 
 from tests.tiny_audioldm import TINY_MASK_NET, write_tiny_diffusion_prior, write_tiny_vae, write_tiny_vocoder
-from tests.tiny_models import tokenizer_folder
+from tests.tiny_models import tiny_clap_options, tokenizer_folder
 from toolkit.cli import app
 from toolkit.models.checkpoints import read_checkpoint
-from toolkit.models.irm_ldm import CHECKPOINT_PREFIX, IrmLdmLossWeights, IrmLdmTrainable, MaskNetConfig
+from toolkit.models.irm_ldm import CHECKPOINT_PREFIX, MaskNetConfig
+from toolkit.training.irm_ldm import IrmLdmLossWeights, IrmLdmTrainable
 from toolkit.models.tiny import TINY_CLAP
 from toolkit.training.config import assemble_config
 from toolkit.training.models import model_kind
@@ -66,21 +67,19 @@ def test_train_system3_saves_the_mask_net_and_infer_loads_it(parts: dict[str, Pa
     assert any(key.startswith(CHECKPOINT_PREFIX) for key in state)
     assert not any("vae" in key or "vocoder" in key or "codec" in key for key in state)
     mask_net = MaskNetConfig(**TINY_MASK_NET).model_dump(mode="json")
-    assert checkpoint["dcase9"]["system_options"] == {"mask_net": mask_net, "output_scale": "input"}
+    assert checkpoint["dcase9"]["system_options"] == {"mask_net": mask_net, "output_scale": "input",
+                                                      "clap": tiny_clap_options()}
     metrics = (run / "logs" / "version_0" / "metrics.csv").read_text()
     assert "train/loss" in metrics and "val/sdri" in metrics
 
     # The run says how to infer with it, and that command works as printed (with our data folders).
     said = " ".join(result.output.split())
     assert "dcase9 infer --system 3" in said and f"--weight audioldm-vae={parts['vae']}" in said
-    system_config = yaml.safe_load((run / "system-config.yaml").read_text())
-    assert system_config["mask_net"] == mask_net
+    assert "--system-config" not in said and "roberta-base-tokenizer" not in said  # the checkpoint carries both
     estimates = tmp_path / "estimates"
     result = runner.invoke(app, [
-        "infer", "--system", "3", "--checkpoint", str(run / "last.ckpt"),
-        "--system-config", str(run / "system-config.yaml"), "--offline",
+        "infer", "--system", "3", "--checkpoint", str(run / "last.ckpt"), "--offline",
         "--weight", f"audioldm-vae={parts['vae']}", "--weight", f"audioldm-vocoder={parts['vocoder']}",
-        "--weight", f"roberta-base-tokenizer={run / 'tokenizer'}",
         "--data", str(demo_root / "validation"), "--out", str(estimates), "--limit", "1"])
     assert result.exit_code == 0, result.output
     (output,) = estimates.glob("*.wav")
@@ -90,7 +89,7 @@ def test_train_system3_saves_the_mask_net_and_infer_loads_it(parts: dict[str, Pa
 
 def test_the_frozen_codec_stays_frozen_while_the_mask_net_learns(parts: dict[str, Path], demo_root: Path,
                                                                  tmp_path: Path) -> None:
-    from systems.registry import WeightResolver
+    from toolkit.weights import WeightResolver
     from toolkit.training.models import ModelContext
 
     config = assemble_config(preset="system3", overrides=[TINY_SYSTEM3])

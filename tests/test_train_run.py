@@ -12,7 +12,8 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from tests.tiny_models import resunet_weights, tiny_clap_laion_weights, tokenizer_folder, write_lightning_checkpoint
+from tests.tiny_models import (resunet_weights, tiny_clap_laion_weights, tiny_clap_options, tokenizer_folder,
+                               write_lightning_checkpoint)
 from toolkit.cli import app
 from toolkit.errors import ConfigError, MissingDependencyError
 from toolkit.models.checkpoints import read_checkpoint
@@ -69,7 +70,8 @@ def test_train_resume_and_infer_through_the_cli(tiny_config: Path, demo_root: Pa
     assert not any(".text_model." in k or ".audio_model." in k for k in state)
     assert first["dcase9"]["config"]["model"]["channels"] == [4, 8]
     assert first["dcase9"]["system_options"] == {"n_fft": 128, "hop_length": 64, "channels": [4, 8],
-                                                 "pools": [[2, 2], [2, 2]]}
+                                                 "pools": [[2, 2], [2, 2]], "clap": tiny_clap_options()}
+    assert set(first["dcase9"]["tokenizer_files"]) >= {"vocab.json", "merges.txt"}
     metrics = (run / "logs" / "version_0" / "metrics.csv").read_text()
     assert "train/loss" in metrics and "val/sdri" in metrics
 
@@ -90,9 +92,8 @@ def test_train_resume_and_infer_through_the_cli(tiny_config: Path, demo_root: Pa
         torch.testing.assert_close(value, uninterrupted[key], rtol=1e-5, atol=1e-6, msg=key)
 
     estimates = tmp_path / "estimates"
-    result = runner.invoke(app, ["infer", "--system", "baseline", "--checkpoint", str(run / "last.ckpt"),
-                                 "--system-config", str(run / "system-config.yaml"),
-                                 "--weight", f"roberta-base-tokenizer={run / 'tokenizer'}", "--offline",
+    # The checkpoint is all inference needs: it carries the net's and CLAP's settings and the tokenizer.
+    result = runner.invoke(app, ["infer", "--system", "baseline", "--checkpoint", str(run / "last.ckpt"), "--offline",
                                  "--data", str(demo_root / "validation"), "--out", str(estimates), "--limit", "2"])
     assert result.exit_code == 0, result.output
     outputs = sorted(estimates.glob("*.wav"))

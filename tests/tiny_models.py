@@ -27,6 +27,13 @@ def system_config(sample_rate_stft: dict[str, int] | None = None) -> dict[str, A
     return {**(sample_rate_stft or SMALL_STFT), "clap": dict(TINY_CLAP)}
 
 
+def tiny_clap_options() -> dict[str, Any]:
+    """The `clap` settings a checkpoint of `dcase9 train` with the tiny CLAP carries (every field)."""
+    from toolkit.models.clap import ClapArchitecture
+
+    return ClapArchitecture(**TINY_CLAP).model_dump(mode="json")
+
+
 def tiny_clap_laion_weights(seed: int = 0) -> dict[str, torch.Tensor]:
     from toolkit.models.clap import ClapArchitecture
 

@@ -11,6 +11,8 @@ Errors name the file, the YAML line where known, and the dotted key path at faul
 
 from __future__ import annotations
 
+import copy
+
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -201,3 +203,14 @@ def load_config(path: str | Path, model: type[M]) -> M:
 def dump_config(config: BaseModel) -> str:
     """YAML text of a config object (for saving next to checkpoints and outputs)."""
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` on top of `base`: mappings merge key by key, everything else replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged

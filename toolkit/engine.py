@@ -1,6 +1,10 @@
-"""The inference engine: run any separator over an evaluation set, fast and safely.
+"""The inference engine: separate 16 kHz audio with any system's model, fast and safely.
 
-- batches of equal-length clips; one text embedding per distinct query, cached for the run;
+`Separator` (what `toolkit.api.load_separator` returns) holds a system's `SeparationModel` and the
+engine's settings; `separate(mixture, queries)` works on arrays or tensors in memory and `run(dataset,
+out)` over an evaluation set's folder (`dcase9 infer`). Both take the same steps in the same code:
+
+- batches of equal-length clips; one text embedding per distinct query, cached for the separator's life;
 - device auto-selection (CUDA, MPS, CPU) and optional bf16/fp16 autocast;
 - 16 kHz <-> model-rate resampling: soxr HQ (librosa's and AudioSep's resampler) on the CPU in the
   reading and writing threads, so the device never waits for it; or julius on the device
@@ -25,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -38,15 +42,15 @@ from toolkit.audio import RESAMPLERS, SAMPLE_RATE, non_finite_count, resample, r
 from toolkit.data.formats import DataSet, MixtureSpec
 from toolkit.data.items import Item, ItemLoader, LoadFailure, ordered_map
 from toolkit.errors import ConfigError, Dcase9Error
-from toolkit.outputs import MANIFEST_NAME, OutputFolder, Problem  # noqa: F401  (MANIFEST_NAME: re-exported)
+from toolkit.outputs import OutputFolder, Problem, estimate_path
 # Large batches pay off on GPUs. On CPUs they gain nothing per clip (ResUNet30 on two cores: batch 1
 # and 2 within 4%, batch 4 much slower; see BENCHMARKS.md) and multiply memory.
 DEFAULT_BATCH_SIZE = {"cuda": 8, "cpu": 1, "mps": 2}
 
 
 @runtime_checkable
-class Separator(Protocol):
-    """What every system provides to the engine.
+class SeparationModel(Protocol):
+    """What every system provides to the engine (its `factory` builds one; see `systems.base`).
 
     `separate` receives mixtures at `sample_rate` as a (batch, samples) float32 tensor on the
     engine's device, the conditions returned by `encode_queries` for each row (or None), and the
@@ -182,8 +186,7 @@ def separate_in_chunks(run: Callable[[int, int], torch.Tensor], length: int, bat
 
 @dataclass
 class _Loaded:
-    """One item with its audio at the model's rate (resampled by the reading thread with soxr, or
-    still at 16 kHz when julius resamples on the device)."""
+    """One item with its audio as the model takes it (`Separator._prepare`)."""
 
     item: Item
     mixture: np.ndarray
@@ -204,9 +207,9 @@ def _batches(items: Iterator[_Loaded], batch_size: int) -> Iterator[list[_Loaded
 
 
 class QueryCache:
-    """One embedding per distinct query for the whole run."""
+    """One embedding per distinct query for the life of a separator."""
 
-    def __init__(self, separator: Separator):
+    def __init__(self, separator: SeparationModel):
         self.separator = separator
         self.embeddings: dict[str, torch.Tensor] = {}
 
@@ -230,171 +233,291 @@ def environment_versions() -> dict[str, str]:
             "python": platform.python_version(), "platform": platform.platform()}
 
 
-def run_separation(separator: Separator, dataset: DataSet, out_dir: str | Path, *,
+# The settings of `EngineOptions` that a folder run may change on a built separator.
+FOLDER_SETTINGS = ("overwrite", "limit", "progress", "pcm16", "workers")
+
+
+class Separator:
+    """A system ready to separate 16 kHz mono audio, exactly as `dcase9 infer` does.
+
+    `separate(mixture, queries, reference=None)` takes a `(samples,)` or `(batch, samples)` numpy
+    array or torch tensor at 16 kHz and one query (or one per row), and returns the estimates in the
+    same shape and kind (float32; a tensor on the input's device). `run(dataset, out)` separates every
+    mixture of an evaluation set into `out/<id>.wav`, resumably. Both use the engine's steps:
+    resampling to the model's rate (soxr HQ, or julius on the device: `options.resampler`), batches
+    of `batch_size`, one query embedding per distinct query (cached for the separator's life),
+    chunks of `segment` seconds cross-faded for long inputs, bf16/fp16 autocast, and the same
+    resampling back; so a clip gives the same samples either way. A system that needs references
+    (the oracle, `3-roundtrip`) takes them as `reference=`.
+
+    Built by `toolkit.api.load_separator` (or `systems.load_separator`); `identity` (system, weights,
+    options) decides which outputs of an earlier run in a folder may be resumed; `settings` is
+    recorded in the run manifest.
+    """
+
+    sample_rate: int = SAMPLE_RATE
+
+    def __init__(self, model: SeparationModel, *, system: str = "", options: EngineOptions | None = None,
+                 segment_seconds: float | None = None, needs_reference: bool = False,
+                 identity: dict[str, Any] | None = None, settings: dict[str, Any] | None = None):
+        options = options or EngineOptions()
+        options.check()
+        self.model, self.system, self.options = model, system, options
+        self.needs_reference = needs_reference
+        self.identity = dict(identity) if identity is not None else {"system": system}
+        if model.sample_rate != SAMPLE_RATE:  # soxr and julius outputs differ (34-49 dB): never resume one with the other
+            self.identity["resampler"] = options.resampler
+        self.settings = dict(settings or {})
+        self.device = resolve_device(options.device)
+        self.batch_size = options.batch_size or DEFAULT_BATCH_SIZE.get(self.device.type, 1)
+        seconds = options.segment_seconds if options.segment_seconds is not None else segment_seconds
+        self.segment = int(round(seconds * model.sample_rate)) if seconds else None
+        if self.segment is not None and self.segment < 1024:
+            raise ConfigError(f"--segment {seconds} s is too short for this model")
+        self.queries = QueryCache(model)
+        self._compiled = False
+
+    @property
+    def model_sample_rate(self) -> int:
+        return self.model.sample_rate
+
+    # -- in memory ------------------------------------------------------------------------------
+
+    def separate(self, mixture: Any, queries: str | Sequence[str], reference: Any = None) -> Any:
+        """Estimates of `mixture` ((samples,) or (batch, samples) at 16 kHz, numpy or torch) for the
+        text `queries` (one string for every row, or one per row), in the input's shape and kind."""
+        rows = _as_rows(mixture, "mixture")
+        wanted = [queries] * len(rows) if isinstance(queries, str) else list(queries)
+        if len(wanted) != len(rows):
+            raise ValueError(f"{len(rows)} mixture(s) but {len(wanted)} queries: give one query, or one per row")
+        references = None
+        if self.needs_reference:
+            if reference is None:
+                raise ValueError(f"system {self.system!r} separates with the references: pass reference=")
+            references = _as_rows(reference, "reference")
+            if references.shape != rows.shape:
+                raise ValueError(f"reference shape {references.shape} differs from the mixture's {rows.shape}")
+        for k, row in enumerate(rows):
+            bad = non_finite_count(row)
+            if bad:
+                raise Dcase9Error(f"mixture {k} has {bad} NaN or infinite samples; nothing separated")
+        self._compile()
+        prepared = [self._prepare(row, references[k] if references is not None else None)
+                    for k, row in enumerate(rows)]
+        estimates = []
+        for start in range(0, len(rows), self.batch_size):
+            batch = prepared[start:start + self.batch_size]
+            outputs = self._separate([p[0] for p in batch], [p[1] for p in batch] if references is not None else None,
+                                     wanted[start:start + self.batch_size])
+            for k, estimate in enumerate(outputs, start):
+                bad = non_finite_count(estimate)
+                if bad:
+                    raise Dcase9Error(f"the system returned {bad} NaN or infinite samples for mixture {k} "
+                                      f"(query {wanted[k]!r})")
+                estimates.append(self._finish(estimate, rows.shape[-1]))
+        result = np.stack(estimates)
+        result = result[0] if np.ndim(mixture) == 1 else result
+        if isinstance(mixture, torch.Tensor):
+            return torch.from_numpy(result).to(mixture.device)
+        return result
+
+    # -- over a data set's folder ---------------------------------------------------------------
+
+    def run(self, dataset: DataSet, out_dir: str | Path, **changes: Any) -> RunResult:
+        """Separate every mixture of `dataset` into `out_dir/<id>.wav` at 16 kHz (`dcase9 infer`).
+
+        Existing outputs of the same identity are resumed (see `toolkit.outputs`); mixtures that
+        cannot be separated are left out and listed in `RunResult.problems`. `changes` override
+        this separator's folder settings (`FOLDER_SETTINGS`: overwrite, limit, progress, pcm16, workers).
+        """
+        unknown = sorted(set(changes) - set(FOLDER_SETTINGS))
+        if unknown:
+            raise TypeError(f"run() changes only {', '.join(FOLDER_SETTINGS)}; not {', '.join(unknown)}")
+        options = replace(self.options, **changes)
+        options.check()
+        if self.needs_reference and not dataset.has_references:
+            raise Dcase9Error(f"this system needs references, which the {dataset.kind.value} set does not have")
+        self._compile()
+        out_dir = Path(out_dir)
+        mixtures = dataset.mixtures[: options.limit] if options.limit else list(dataset.mixtures)
+        folder = OutputFolder(out_dir, "infer", dataset, self.identity, overwrite=options.overwrite,
+                              outputs_of=lambda output_id: [estimate_path(out_dir, output_id)])
+        with folder:
+            todo = folder.plan(mixtures)
+            return self._run(dataset, folder, mixtures, todo, options)
+
+    def _run(self, dataset: DataSet, folder: OutputFolder, mixtures: list[Any], todo: list[Any],
+             options: EngineOptions) -> RunResult:
+        out_dir = folder.root
+        skipped = len(mixtures) - len(todo)
+        rate = self.model.sample_rate
+        manifest: dict[str, Any] = {
+            "status": "running",
+            "planned": len(mixtures),
+            "settings": {**asdict(options), "batch_size": self.batch_size, "device": str(self.device),
+                         "segment_samples": self.segment, "model_sample_rate": rate,
+                         "resampler": options.resampler if rate != SAMPLE_RATE else None, **self.settings},
+            "versions": environment_versions(),
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        folder.write_manifest(manifest)
+
+        loader = ItemLoader(dataset)
+
+        def load(spec: MixtureSpec) -> _Loaded | LoadFailure:  # on a reading thread
+            item = loader.load_or_fail(spec)
+            if isinstance(item, LoadFailure):
+                return item
+            mixture, reference = self._prepare(item.mixture, item.reference if self.needs_reference else None)
+            return _Loaded(item, mixture, reference)
+
+        written_ids: list[str] = []
+        problems: list[Problem] = []
+        audio_seconds = 0.0
+        started = time.perf_counter()
+        subtype = "PCM_16" if options.pcm16 else "FLOAT"
+        progress = progress_bar("clips") if options.progress else None
+        status = "interrupted"
+        task = None
+
+        def write(output_id: str, estimate: np.ndarray, length: int) -> None:  # on a writing thread
+            write_wav(estimate_path(out_dir, output_id), self._finish(estimate, length), SAMPLE_RATE, subtype)
+            folder.record(output_id, length)
+
+        def usable(results: Iterator[_Loaded | LoadFailure]) -> Iterator[_Loaded]:
+            for result in results:
+                if isinstance(result, LoadFailure):
+                    problems.append(Problem(result.spec.id, str(result.error)))
+                    if progress is not None and task is not None:
+                        progress.update(task, advance=1)
+                else:
+                    yield result
+
+        try:
+            with progress or nullcontext(), ThreadPoolExecutor(max_workers=max(1, options.workers),
+                                                              thread_name_prefix="dcase9-write") as writer:
+                task = progress.add_task("separating", total=len(todo)) if progress is not None else None
+                pending: list[Future[None]] = []
+                for batch in _batches(usable(ordered_map(load, todo, workers=options.workers)), self.batch_size):
+                    references = [loaded.reference for loaded in batch] if self.needs_reference else None
+                    estimates = self._separate([loaded.mixture for loaded in batch], references,  # type: ignore[arg-type]
+                                               [loaded.item.spec.query for loaded in batch])
+                    for loaded, estimate in zip(batch, estimates):
+                        item = loaded.item
+                        bad = non_finite_count(estimate)
+                        if bad:
+                            problems.append(Problem(item.spec.id, f"{', '.join(map(str, dataset.files_of(item.spec)))}: "
+                                                    f"the system returned {bad} NaN or infinite samples for this "
+                                                    f"mixture (query {item.spec.query!r}); nothing written"))
+                            continue
+                        pending.append(writer.submit(write, item.spec.id, estimate, item.mixture.shape[-1]))
+                        written_ids.append(item.spec.id)
+                        audio_seconds += item.mixture.shape[-1] / SAMPLE_RATE
+                    pending = _reap(pending)
+                    if progress is not None and task is not None:
+                        progress.update(task, advance=len(batch))
+                for future in pending:
+                    future.result()
+            status = "incomplete" if problems else "complete"
+        finally:
+            elapsed = time.perf_counter() - started
+            manifest.update({"status": status, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                             "written": len(written_ids), "skipped": skipped, "seconds": round(elapsed, 3),
+                             "audio_seconds": round(audio_seconds, 3),
+                             "problems": [asdict(p) for p in problems]})
+            folder.write_manifest(manifest)
+        return RunResult(out_dir, len(written_ids), skipped, elapsed, audio_seconds, str(self.device),
+                         folder.manifest_path, written_ids, problems, folder.orphans)
+
+    # -- the steps both share -------------------------------------------------------------------
+
+    def _compile(self) -> None:
+        if self.options.compile and not self._compiled:
+            compile_network = getattr(self.model, "compile_network", None)
+            if compile_network is None:
+                raise ConfigError(f"--compile: {type(self.model).__name__} has no network to compile")
+            compile_network()
+            self._compiled = True
+
+    @property
+    def _threads_resample(self) -> bool:
+        """soxr: the reading and writing threads resample (julius: the device, in `_separate`)."""
+        return self.model.sample_rate != SAMPLE_RATE and self.options.resampler == "soxr"
+
+    def _prepare(self, mixture: np.ndarray, reference: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """A 16 kHz input as `_separate` takes it (on a reading thread): at the model's rate (soxr), or
+        still at 16 kHz when julius resamples on the device."""
+        if not self._threads_resample:
+            return mixture, reference
+        rate = self.model.sample_rate
+        return (resample_hq(mixture, SAMPLE_RATE, rate),
+                resample_hq(reference, SAMPLE_RATE, rate) if reference is not None else None)
+
+    def _separate(self, mixtures: list[np.ndarray], references: list[np.ndarray] | None,
+                  queries: list[str]) -> list[np.ndarray]:
+        """One batch of equal-length prepared inputs; estimates at 16 kHz when julius resamples here on
+        the device, else at the model's rate."""
+        device = self.device
+        mixture = torch.from_numpy(np.stack(mixtures)).to(device)
+        reference = torch.from_numpy(np.stack(references)).to(device) if references is not None else None
+        rate = self.model.sample_rate
+        on_device = self.options.resampler == "julius"  # soxr: the reading and writing threads resample
+        with torch.inference_mode():
+            conditions = self.queries.conditions(queries)
+            if conditions is not None:
+                conditions = conditions.to(device)
+            model_mixture = resample(mixture, SAMPLE_RATE, rate) if on_device else mixture
+            model_reference = reference
+            if reference is not None and on_device:
+                model_reference = resample(reference, SAMPLE_RATE, rate)
+
+            def run(start: int, end: int) -> torch.Tensor:
+                chunk_ref = model_reference[:, start:end] if model_reference is not None else None
+                with autocast_context(device, self.options.precision):
+                    out = self.model.separate(model_mixture[:, start:end], conditions, chunk_ref)
+                return out.float()
+
+            estimate = separate_in_chunks(run, model_mixture.shape[-1], len(mixtures), self.segment,
+                                          self.options.overlap, device)
+            if on_device:
+                estimate = resample(estimate, rate, SAMPLE_RATE)
+        return list(estimate.float().cpu().numpy())
+
+    def _finish(self, estimate: np.ndarray, length: int) -> np.ndarray:
+        """An estimate as it is written (on a writing thread): at 16 kHz (soxr from the model's rate
+        if needed), exactly as long as its mixture (resampling rounds lengths)."""
+        rate = self.model.sample_rate if self._threads_resample else SAMPLE_RATE
+        estimate = resample_hq(estimate, rate, SAMPLE_RATE)[:length]
+        if estimate.shape[-1] < length:
+            estimate = np.pad(estimate, (0, length - estimate.shape[-1]))
+        return estimate
+
+
+def _as_rows(audio: Any, what: str) -> np.ndarray:
+    """`(samples,)` or `(batch, samples)` audio (numpy, torch or a list) as float32 `(batch, samples)`."""
+    if isinstance(audio, torch.Tensor):
+        audio = audio.detach().to("cpu", torch.float32).numpy()
+    rows = np.asarray(audio, dtype=np.float32)
+    if rows.ndim == 1:
+        rows = rows[None]
+    if rows.ndim != 2 or rows.shape[-1] == 0 or rows.shape[0] == 0:
+        raise ValueError(f"the {what} must be (samples,) or (batch, samples) audio, got shape {rows.shape}")
+    return np.ascontiguousarray(rows)
+
+
+def run_separation(model: SeparationModel, dataset: DataSet, out_dir: str | Path, *,
                    identity: dict[str, Any], options: EngineOptions | None = None,
                    reference_needed: bool = False, default_segment_seconds: float | None = None,
                    settings: dict[str, Any] | None = None) -> RunResult:
-    """Separate every mixture of `dataset` into `out_dir/<id>.wav` at 16 kHz.
+    """`Separator(model, ...).run(dataset, out_dir)`: separate every mixture of `dataset` into
+    `out_dir/<id>.wav` at 16 kHz with a model built by hand (tests, benchmarks).
 
     `identity` (system name, weights' sha256, system options) decides whether existing outputs
     in `out_dir` may be resumed; `settings` is recorded in the manifest for the record only.
-    Mixtures that cannot be separated are left out and listed in `RunResult.problems`.
     """
-    options = options or EngineOptions()
-    options.check()
-    if separator.sample_rate != SAMPLE_RATE:  # soxr and julius outputs differ (34-49 dB): never resume one with the other
-        identity = {**identity, "resampler": options.resampler}
-    if reference_needed and not dataset.has_references:
-        raise Dcase9Error(f"this system needs references, which the {dataset.kind.value} set does not have")
-    device = resolve_device(options.device)
-    batch_size = options.batch_size or DEFAULT_BATCH_SIZE.get(device.type, 1)
-    if options.compile:
-        compile_network = getattr(separator, "compile_network", None)
-        if compile_network is None:
-            raise ConfigError(f"--compile: {type(separator).__name__} has no network to compile")
-        compile_network()
-    segment_seconds = options.segment_seconds if options.segment_seconds is not None else default_segment_seconds
-    segment = int(round(segment_seconds * separator.sample_rate)) if segment_seconds else None
-    if segment is not None and segment < 1024:
-        raise ConfigError(f"--segment {segment_seconds} s is too short for this model")
-    out_dir = Path(out_dir)
-    mixtures = dataset.mixtures[: options.limit] if options.limit else list(dataset.mixtures)
-    folder = OutputFolder(out_dir, "infer", dataset, identity, overwrite=options.overwrite,
-                          outputs_of=lambda output_id: [out_dir / f"{output_id}.wav"])
-    with folder:
-        todo = folder.plan(mixtures)
-        return _run(separator, dataset, folder, mixtures, todo, options, device, batch_size, segment,
-                    reference_needed, settings)
-
-
-def _run(separator: Separator, dataset: DataSet, folder: OutputFolder, mixtures: list[Any], todo: list[Any],
-         options: EngineOptions, device: torch.device, batch_size: int, segment: int | None,
-         reference_needed: bool, settings: dict[str, Any] | None) -> RunResult:
-    out_dir = folder.root
-    skipped = len(mixtures) - len(todo)
-    rate = separator.sample_rate
-    resampling = rate != SAMPLE_RATE
-    threads_resample = resampling and options.resampler == "soxr"
-    manifest: dict[str, Any] = {
-        "status": "running",
-        "planned": len(mixtures),
-        "settings": {**asdict(options), "batch_size": batch_size, "device": str(device), "segment_samples": segment,
-                     "model_sample_rate": rate, "resampler": options.resampler if resampling else None,
-                     **(settings or {})},
-        "versions": environment_versions(),
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    folder.write_manifest(manifest)
-
-    loader = ItemLoader(dataset)
-
-    def load(spec: MixtureSpec) -> _Loaded | LoadFailure:  # on a reading thread
-        item = loader.load_or_fail(spec)
-        if isinstance(item, LoadFailure):
-            return item
-        if not threads_resample:
-            return _Loaded(item, item.mixture, item.reference)
-        reference = item.reference if reference_needed else None
-        return _Loaded(item, resample_hq(item.mixture, SAMPLE_RATE, rate),
-                       resample_hq(reference, SAMPLE_RATE, rate) if reference is not None else None)
-
-    # What the writing threads get: estimates at the model's rate (soxr brings them back) or at 16 kHz.
-    estimate_rate = rate if threads_resample else SAMPLE_RATE
-    cache = QueryCache(separator)
-    written_ids: list[str] = []
-    problems: list[Problem] = []
-    audio_seconds = 0.0
-    started = time.perf_counter()
-    subtype = "PCM_16" if options.pcm16 else "FLOAT"
-    progress = progress_bar("clips") if options.progress else None
-    status = "interrupted"
-    task = None
-
-    def write(output_id: str, estimate: np.ndarray, length: int) -> None:  # on a writing thread
-        _write_estimate(out_dir / f"{output_id}.wav", estimate, estimate_rate, length, subtype)
-        folder.record(output_id, length)
-
-    def usable(results: Iterator[_Loaded | LoadFailure]) -> Iterator[_Loaded]:
-        for result in results:
-            if isinstance(result, LoadFailure):
-                problems.append(Problem(result.spec.id, str(result.error)))
-                if progress is not None and task is not None:
-                    progress.update(task, advance=1)
-            else:
-                yield result
-
-    try:
-        with progress or nullcontext(), ThreadPoolExecutor(max_workers=max(1, options.workers),
-                                                          thread_name_prefix="dcase9-write") as writer:
-            task = progress.add_task("separating", total=len(todo)) if progress is not None else None
-            pending: list[Future[None]] = []
-            for batch in _batches(usable(ordered_map(load, todo, workers=options.workers)), batch_size):
-                estimates = _separate_batch(separator, batch, cache, device, options, segment, reference_needed)
-                for loaded, estimate in zip(batch, estimates):
-                    item = loaded.item
-                    bad = non_finite_count(estimate)
-                    if bad:
-                        problems.append(Problem(item.spec.id, f"{', '.join(map(str, dataset.files_of(item.spec)))}: "
-                                                f"the system returned {bad} NaN or infinite samples for this "
-                                                f"mixture (query {item.spec.query!r}); nothing written"))
-                        continue
-                    pending.append(writer.submit(write, item.spec.id, estimate, item.mixture.shape[-1]))
-                    written_ids.append(item.spec.id)
-                    audio_seconds += item.mixture.shape[-1] / SAMPLE_RATE
-                pending = _reap(pending)
-                if progress is not None and task is not None:
-                    progress.update(task, advance=len(batch))
-            for future in pending:
-                future.result()
-        status = "incomplete" if problems else "complete"
-    finally:
-        elapsed = time.perf_counter() - started
-        manifest.update({"status": status, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                         "written": len(written_ids), "skipped": skipped, "seconds": round(elapsed, 3),
-                         "audio_seconds": round(audio_seconds, 3),
-                         "problems": [asdict(p) for p in problems]})
-        folder.write_manifest(manifest)
-    return RunResult(out_dir, len(written_ids), skipped, elapsed, audio_seconds, str(device), folder.manifest_path,
-                     written_ids, problems, folder.orphans)
-
-
-def _separate_batch(separator: Separator, batch: list[_Loaded], cache: QueryCache, device: torch.device,
-                    options: EngineOptions, segment: int | None, reference_needed: bool) -> list[np.ndarray]:
-    """Estimates at 16 kHz when julius resamples here on the device, else at the model's rate."""
-    mixture = torch.from_numpy(np.stack([loaded.mixture for loaded in batch])).to(device)
-    reference = None
-    if reference_needed:
-        reference = torch.from_numpy(np.stack([loaded.reference for loaded in batch])).to(device)  # type: ignore[misc]
-    rate = separator.sample_rate
-    on_device = options.resampler == "julius"  # soxr: the reading and writing threads resample
-    with torch.inference_mode():
-        conditions = cache.conditions([loaded.item.spec.query for loaded in batch])
-        if conditions is not None:
-            conditions = conditions.to(device)
-        model_mixture = resample(mixture, SAMPLE_RATE, rate) if on_device else mixture
-        model_reference = reference
-        if reference is not None and on_device:
-            model_reference = resample(reference, SAMPLE_RATE, rate)
-
-        def run(start: int, end: int) -> torch.Tensor:
-            chunk_ref = model_reference[:, start:end] if model_reference is not None else None
-            with autocast_context(device, options.precision):
-                out = separator.separate(model_mixture[:, start:end], conditions, chunk_ref)
-            return out.float()
-
-        estimate = separate_in_chunks(run, model_mixture.shape[-1], len(batch), segment, options.overlap, device)
-        if on_device:
-            estimate = resample(estimate, rate, SAMPLE_RATE)
-    return list(estimate.float().cpu().numpy())
-
-
-def _write_estimate(path: Path, estimate: np.ndarray, rate: int, length: int, subtype: str) -> None:
-    """On a writing thread: the estimate at 16 kHz (soxr from the model's rate if needed), exactly as
-    long as its mixture (resampling rounds lengths), written atomically."""
-    estimate = resample_hq(estimate, rate, SAMPLE_RATE)[:length]
-    if estimate.shape[-1] < length:
-        estimate = np.pad(estimate, (0, length - estimate.shape[-1]))
-    write_wav(path, estimate, SAMPLE_RATE, subtype)
+    separator = Separator(model, options=options, segment_seconds=default_segment_seconds,
+                          needs_reference=reference_needed, identity=identity, settings=settings)
+    return separator.run(dataset, out_dir)
 
 
 def _reap(pending: list[Future[None]]) -> list[Future[None]]:

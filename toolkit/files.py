@@ -1,9 +1,11 @@
-"""Files the toolkit writes: atomic outputs, durable append-only logs, and a folder lock.
+"""Files the toolkit writes: atomic outputs, durable append-only logs, a folder lock, and sha256.
 
 Everything the toolkit writes goes to a hidden temporary file in the destination folder first
-(`.<name>.<random>.part`), is flushed to disk, and is then renamed over the destination, which
-is atomic on POSIX and Windows file systems. An interrupted run leaves at most `.part` files,
-which `remove_partial_files` clears on the next run.
+(`.<name>.<random>.part`, created like any new file: 0666 less the umask), is flushed to disk, and
+is then renamed over the destination, which is atomic on POSIX and Windows file systems. An
+interrupted run leaves at most `.part` files, which `remove_partial_files` clears on the next run.
+This is the toolkit's one atomic writer: `atomic_output` for writers that want a path, and
+`write_bytes_atomic`, `write_text_atomic`, `write_json_atomic` for contents in memory.
 
 Logs (`JsonlAppender`, `read_jsonl`) grow one durable record at a time; a record a hard kill cut
 short is dropped on the next read. `exclusive_lock` keeps two commands from writing into one
@@ -12,9 +14,10 @@ folder at once.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,9 +34,8 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it over `path` if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX, dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = path.parent / f".{path.name}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
+    os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # not mkstemp's 0600
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
@@ -54,6 +56,20 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 def write_json_atomic(path: str | Path, payload: Any) -> None:
     write_text_atomic(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """The sha256 of a file's bytes, read in chunks (the one file digest of the toolkit)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    """The sha256 of a text's UTF-8 bytes (identities of runs and requests, seeds)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def remove_partial_files(folder: str | Path) -> int:

@@ -1,4 +1,4 @@
-"""Finding and fetching pretrained weights named in a registry file (see systems/weights.yaml).
+"""Finding and fetching pretrained weights named in a registry file (see toolkit/weights.yaml).
 
 Resolution order for a weight:
 1. an explicit path (`--checkpoint PATH`, or `weights={"name": PATH}` in Python);
@@ -27,6 +27,7 @@ from pydantic import model_validator
 
 from toolkit.config import StrictModel, parse_model, read_yaml
 from toolkit.errors import CheckpointError
+from toolkit.files import sha256_file, write_text_atomic
 
 ZENODO_API = "https://zenodo.org/api/records"  # overridable with DCASE9_ZENODO_API (tests, mirrors)
 CHUNK = 1 << 20
@@ -120,6 +121,7 @@ def cache_path(name: str, entry: WeightEntry) -> Path:
 
 
 def offline_requested(offline: bool = False) -> bool:
+    """Downloads are forbidden: `offline`, or `DCASE9_OFFLINE` / `HF_HUB_OFFLINE` set (the one offline check)."""
     flags = (os.environ.get("DCASE9_OFFLINE", ""), os.environ.get("HF_HUB_OFFLINE", ""))
     return offline or any(v.strip().lower() in {"1", "true", "yes", "on"} for v in flags)
 
@@ -135,13 +137,9 @@ def file_sha256(path: Path) -> str:
             return str(cached["sha256"])
     except (OSError, ValueError, KeyError):
         pass
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            digest.update(block)
-    value = digest.hexdigest()
+    value = sha256_file(path)
     try:
-        sidecar.write_text(json.dumps({"stamp": stamp, "sha256": value}))
+        write_text_atomic(sidecar, json.dumps({"stamp": stamp, "sha256": value}))
     except OSError:  # a read-only location is fine: we just recompute next time
         pass
     return value

@@ -9,9 +9,15 @@
 Everything is vectorised over a batch (last axis = time) in float64 on the tensors' device. The
 evaluator itself computes in float32; its sums carry round-off of order 1e-5 dB per clip, which
 float64 avoids (well below the three decimals the challenge reports).
+
+The registry at the end (`Metric`, `register_metric`) lists every per-clip score and how it is
+shown; `score`, its tables, the listening page and submission meta files all follow it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -75,3 +81,86 @@ def separation_metrics(reference: ArrayLike, estimate: ArrayLike, mixture: Array
     sdr_est = sdr(ref, est)
     sdr_mix = sdr(ref, mix)
     return {"sdr": sdr_est, "sdri": sdr_est - sdr_mix, "sisdr": sisdr(ref, est), "input_sdr": sdr_mix}
+
+
+# ------------------------------------------------------------------------------------------------
+# The registry: every per-clip score, and how each consumer shows it
+
+
+ReferenceMetric = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One score per clip and everything a consumer needs to show it.
+
+    `compute(reference, estimate, mixture)` takes float32 `(batch, samples)` tensors of equal length
+    on one device and returns one value per clip; `score` runs it on every validation clip (metrics
+    without `compute`, such as ATS, need a model and are given to `score` as scorers). The registry
+    (`register_metric`) drives `score` (per_clip.csv columns, summary.json means and medians), the
+    tables of `dcase9 score`, the listening page and its paired comparison, and the `results.*`
+    values a submission profile may put in the meta file: a new reference-based metric is its
+    function plus one `register_metric` call.
+    """
+
+    name: str  # per_clip.csv column, summary.json key, `results.<name>` in a submission profile
+    label: str  # in tables, on the page, in plots
+    compute: ReferenceMetric | None = None  # None: computed by a scorer given at scoring time (ATS)
+    higher_is_better: bool = True
+    unit: str = "dB"  # "" for unitless scores
+    page_decimals: int = 2  # on the listening page (tables print the challenge's 3)
+    tie_margin: float = 0.1  # the comparison counts |A - B| <= this as a tie
+    shown: bool = True  # in tables, on the page and in submissions (input SDR describes the mixture, not a system)
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.compute is not None
+
+
+_REGISTRY: dict[str, Metric] = {}
+
+
+def register_metric(metric: Metric) -> Metric:
+    """Add a metric (after the ones already there, in that order everywhere); returns it."""
+    if not metric.name.isidentifier():
+        raise ValueError(f"metric name {metric.name!r}: use letters, digits and underscores")
+    if metric.name in _REGISTRY and _REGISTRY[metric.name] != metric:
+        raise ValueError(f"metric {metric.name!r} is registered already")
+    _REGISTRY[metric.name] = metric
+    return metric
+
+
+def unregister_metric(name: str) -> None:
+    """Remove a metric added at run time (tests, notebooks)."""
+    _REGISTRY.pop(name, None)
+
+
+def registered_metrics() -> list[Metric]:
+    """Every registered metric, in registration order."""
+    return list(_REGISTRY.values())
+
+
+def reference_metrics() -> list[Metric]:
+    """The registered metrics `score` computes from references."""
+    return [m for m in _REGISTRY.values() if m.compute is not None]
+
+
+def describe_metric(name: str) -> Metric:
+    """The registered metric `name`, or a plain description of one that is not registered (a scorer
+    given to `score` under a new name)."""
+    return _REGISTRY.get(name) or Metric(name, name, unit="", shown=True)
+
+
+def shown_metrics(names: Sequence[str]) -> list[str]:
+    """Of `names`, those tables and pages show, in registry order (then unregistered ones as given)."""
+    present = set(names)
+    ordered = [m.name for m in _REGISTRY.values() if m.name in present and m.shown]
+    return ordered + [n for n in names if n not in _REGISTRY]
+
+
+register_metric(Metric("sdr", "SDR", lambda reference, estimate, mixture: sdr(reference, estimate)))
+register_metric(Metric("sdri", "SDRi", sdri))
+register_metric(Metric("sisdr", "SI-SDR", lambda reference, estimate, mixture: sisdr(reference, estimate)))
+register_metric(Metric("input_sdr", "input SDR", lambda reference, estimate, mixture: sdr(reference, mixture),
+                       shown=False))
+register_metric(Metric("ats", "ATS", None, unit="", page_decimals=3, tie_margin=0.01))  # toolkit.ats.AtsScorer

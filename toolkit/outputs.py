@@ -1,7 +1,9 @@
 """Output folders of `infer` and `mix`: what is in them, what it was computed from, who writes them.
 
-An output folder holds the outputs (`<id>.wav`, or `mixtures/<id>.wav` + `references/<id>.wav`)
-and two files that describe them:
+This module owns their layout; the engine, `mix`, `score`, `report` and `package` find files
+through it (`estimate_path`, `estimate_files`, `mix_paths`, `run_identity`). An output folder holds
+the outputs (`<id>.wav`, or `mixtures/<id>.wav` + `references/<id>.wav` and `mixtures.csv`) and
+two files that describe them:
 
 - `dcase9-run.json`, the manifest: the run's identity (system, weights' sha256, options), the data
   set (its kind and CSV), settings, versions, and at the end what was written, kept or left out;
@@ -27,7 +29,6 @@ refused the same way. One command at a time writes a folder (`toolkit.files.excl
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from collections.abc import Callable, Sequence
@@ -41,11 +42,40 @@ import soundfile as sf
 from toolkit.audio import SAMPLE_RATE
 from toolkit.data.formats import DataSet, MixtureSpec, SetKind, is_safe_name
 from toolkit.errors import Dcase9Error, DataError
-from toolkit.files import JsonlAppender, exclusive_lock, read_jsonl, remove_partial_files, write_json_atomic, \
-    write_text_atomic
+from toolkit.files import (JsonlAppender, exclusive_lock, read_jsonl, remove_partial_files, sha256_text, write_json_atomic,
+                           write_text_atomic)
 
 MANIFEST_NAME = "dcase9-run.json"
 LEDGER_NAME = "dcase9-outputs.jsonl"
+ESTIMATE_SUFFIX = ".wav"
+MIX_INDEX_NAME = "mixtures.csv"
+MIX_FOLDERS = ("mixtures", "references")
+
+
+def estimate_path(folder: str | Path, output_id: str) -> Path:
+    """Where an estimates folder (`infer`) holds the estimate of mixture `output_id`: `<id>.wav`."""
+    return Path(folder) / f"{output_id}{ESTIMATE_SUFFIX}"
+
+
+def estimate_files(folder: str | Path) -> dict[str, Path]:
+    """The files of an estimates folder that are named like estimates, by mixture id (the manifest and
+    the ledger are not)."""
+    return {p.stem: p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() == ESTIMATE_SUFFIX}
+
+
+def mix_paths(folder: str | Path, output_id: str) -> list[Path]:
+    """The mixture and reference a `mix` folder holds for `output_id`."""
+    return [Path(folder) / part / f"{output_id}.wav" for part in MIX_FOLDERS]
+
+
+def run_identity(folder: str | Path) -> dict[str, Any] | None:
+    """The run identity (system, weights, options) of an output folder's manifest; None when it has no
+    manifest or it cannot be read."""
+    try:
+        identity = json.loads((Path(folder) / MANIFEST_NAME).read_text(encoding="utf-8")).get("identity")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return None
+    return identity if isinstance(identity, dict) else None
 
 
 @dataclass
@@ -106,7 +136,7 @@ class OutputFolder:
         self.command, self.dataset, self.identity, self.overwrite = command, dataset, identity, overwrite
         self.outputs_of = outputs_of
         # In every ledger record: outputs of another identity are never reused, even without a manifest.
-        self.run_key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        self.run_key = sha256_text(json.dumps(identity, sort_keys=True, default=str))[:16]
         self.manifest_path = self.root / MANIFEST_NAME
         self.ledger_path = self.root / LEDGER_NAME
         self.records: dict[str, dict[str, Any]] = {}

@@ -1,12 +1,14 @@
 """`dcase9 score`: pair estimates with references by mixture id and compute the official metrics.
 
 Outputs (in the report folder):
-- `per_clip.csv`: id, source, noise, snr, caption, sdr, sdri, sisdr (+ input_sdr), one row per mixture;
+- `per_clip.csv`: id, source, noise, snr, caption, then one column per metric (sdr, sdri, sisdr,
+  input_sdr, and what else the registry of `toolkit.metrics` holds), one row per mixture;
 - `summary.json`: means as the challenge computes them (plain mean over all clips), medians, and
   a breakdown by input-SNR bins, plus every estimate problem found, the system's run identity and
   the absolute paths of the data set and the estimates (which `dcase9 report` reads);
 - `sdri_vs_snr.png`: SDRi against input SNR.
-Extra metric columns (ATS) plug in through `extra_metrics`.
+Reference-based metrics come from the registry of `toolkit.metrics` (`register_metric`); metrics that
+need a model (ATS) are given as `extra_metrics` scorers.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import io
 import json
 import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,13 +31,12 @@ import torch
 from toolkit.audio import SAMPLE_RATE
 from toolkit.data.formats import DataSet, MixtureSpec, open_dataset
 from toolkit.data.items import ItemLoader, LoadFailure, ordered_map
-from toolkit.engine import MANIFEST_NAME, resolve_device
+from toolkit.engine import resolve_device
 from toolkit.errors import ConfigError, Dcase9Error
 from toolkit.files import atomic_output, require_folder, write_text_atomic
-from toolkit.metrics import separation_metrics
+from toolkit.metrics import reference_metrics, registered_metrics
+from toolkit.outputs import estimate_files, run_identity
 
-METRICS = ("sdr", "sdri", "sisdr")
-METRIC_LABELS = {"sdr": "SDR", "sdri": "SDRi", "sisdr": "SI-SDR", "input_sdr": "input SDR", "ats": "ATS"}
 SNR_BINS = ((-15, -10), (-10, -5), (-5, 0), (0, 5), (5, 10), (10, 15))  # last bin includes 15
 
 # An extra metric gets (specs, estimates as float32 arrays, device) and returns one value per clip.
@@ -103,7 +104,7 @@ def check_estimates(dataset: DataSet, estimates_dir: Path, specs: Sequence[Mixtu
     """Find `<id>.wav` for each mixture; report missing, extra and malformed files."""
     if not estimates_dir.is_dir():
         raise Dcase9Error(f"estimates folder not found: {estimates_dir}")
-    found = {p.stem: p for p in estimates_dir.iterdir() if p.is_file() and p.suffix.lower() == ".wav"}
+    found = estimate_files(estimates_dir)
     expected_ids = {s.id for s in specs}
     problems = [EstimateProblem(s.id, "missing", f"no estimate {s.id}.wav") for s in specs if s.id not in found]
     extras = sorted(set(found) - {m.id for m in dataset.mixtures})
@@ -129,6 +130,14 @@ def check_estimates(dataset: DataSet, estimates_dir: Path, specs: Sequence[Mixtu
         if not bad:
             usable[spec.id] = path
     return usable, problems
+
+
+def metric_columns(has_references: bool, extra_metrics: Mapping[str, Any]) -> tuple[str, ...]:
+    """The metrics a report holds, in the registry's order: the reference-based ones (when there are
+    references) and the scorers given; scorers under unregistered names come last."""
+    registered = [m.name for m in registered_metrics()
+                  if (m.compute is not None and has_references) or m.name in extra_metrics]
+    return tuple(registered + [name for name in extra_metrics if name not in registered])
 
 
 def score_estimates(data: str | Path | DataSet, estimates_dir: str | Path, out_dir: str | Path | None = None, *,
@@ -160,7 +169,7 @@ def score_estimates(data: str | Path | DataSet, estimates_dir: str | Path, out_d
     lengths = dict(zip((s.id for s in specs), ordered_map(mixture_length, specs, workers=workers, prefetch=64)))
     usable, problems = check_estimates(dataset, estimates_dir, specs, lengths)
     scored_specs = [s for s in specs if s.id in usable]
-    metrics = (METRICS + ("input_sdr",) if dataset.has_references else ()) + tuple(extra_metrics)
+    metrics = metric_columns(dataset.has_references, extra_metrics)
 
     def load(spec: MixtureSpec) -> tuple[MixtureSpec, np.ndarray, np.ndarray | None, np.ndarray] | EstimateProblem:
         item = loader.load_or_fail(spec)
@@ -213,10 +222,10 @@ def _score_batch(batch: Sequence[tuple[MixtureSpec, np.ndarray, np.ndarray | Non
             ref = torch.from_numpy(np.stack([batch[i][2] for i in indices])).to(device)  # type: ignore[misc]
             est = torch.from_numpy(np.stack([batch[i][3] for i in indices])).to(device)
             mix = torch.from_numpy(np.stack([batch[i][1] for i in indices])).to(device)
-            result = separation_metrics(ref, est, mix)
-            for name, tensor in result.items():
-                for i, value in zip(indices, tensor.cpu().tolist()):
-                    per_clip[i][name] = value
+            for metric in reference_metrics():
+                assert metric.compute is not None
+                for i, value in zip(indices, metric.compute(ref, est, mix).cpu().tolist()):
+                    per_clip[i][metric.name] = value
     for name, metric in extra_metrics.items():
         values[name] = list(metric([b[0] for b in batch], [b[3] for b in batch], device))
         for i, value in enumerate(values[name]):
@@ -256,13 +265,7 @@ def _finite_or_none(value: Any) -> Any:
 
 def _summary_document(report: ScoreReport) -> dict[str, Any]:
     ds = report.dataset
-    manifest = report.estimates_dir / MANIFEST_NAME
-    system = None
-    if manifest.is_file():
-        try:
-            system = json.loads(manifest.read_text(encoding="utf-8")).get("identity")
-        except (OSError, json.JSONDecodeError):
-            system = None
+    system = run_identity(report.estimates_dir)
     by_kind: dict[str, list[str]] = {}
     for problem in report.problems:
         by_kind.setdefault(problem.kind, []).append(problem.id)

@@ -1,4 +1,4 @@
-"""Files of the augmentation run: caption files in, tags, append-only logs, atomic outputs.
+"""Files of the augmentation run: caption files in, tags (logs and outputs are written by `toolkit.files`).
 
 Caption files use the DCASE 2024 Task 9 baseline's training format::
 
@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +19,6 @@ from typing import Any
 
 from toolkit.data.captions import read_caption_rows
 from toolkit.errors import DataError
-from toolkit.files import JsonlAppender, JsonlContents, read_jsonl  # noqa: F401  (moved there; re-exported)
 
 
 @dataclass(frozen=True)
@@ -125,36 +121,3 @@ class TagIndex:
             if key in self.labels:
                 return self.labels[key]
         return None
-
-
-# --------------------------------------------------------------------------------------------------
-# Outputs: whole files are replaced atomically; logs are appended one durable record at a time.
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write `path` through a temporary file in the same folder and `os.replace` it into place."""
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    # Created like any new file (0666 less the umask), not 0600 as mkstemp would.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def remove_stale_temporaries(folder: Path) -> None:
-    """Temporary files of `write_atomic` that a hard kill left behind (never a finished output)."""
-    for leftover in folder.glob(".*.tmp"):
-        if re.fullmatch(r"\..+\.\d+\.[0-9a-f]{8}\.tmp", leftover.name):
-            leftover.unlink(missing_ok=True)
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    write_atomic(path, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")

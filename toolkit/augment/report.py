@@ -14,13 +14,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from toolkit.augment.config import AugmentConfig
-from toolkit.augment.io import write_atomic
 from toolkit.augment.parsing import Verdict
+from toolkit.augment.plan import Plan, is_selected
+from toolkit.files import write_bytes_atomic
 
 if TYPE_CHECKING:
     from rich.table import Table
-
-    from toolkit.augment.run import Plan
 
 _DROP_VERDICTS = [v.value for v in Verdict if v is not Verdict.OK]
 
@@ -34,11 +33,9 @@ def _stats(values: list[float]) -> dict[str, float | None]:
             "max": max(values)}
 
 
-def build_summary(config: AugmentConfig, plan: "Plan", answers: Mapping[str, dict[str, Any]],
+def build_summary(config: AugmentConfig, plan: Plan, answers: Mapping[str, dict[str, Any]],
                   failures: Mapping[str, dict[str, Any]], groups: Mapping[str, list[dict[str, Any]]],
                   added: Counter, repeated: Counter, unjudged: set[str]) -> dict[str, Any]:
-    from toolkit.augment.run import is_selected
-
     # Which clips, items and (unique) requests belong to each (dataset, prompt) group.
     members: dict[tuple[str, str], dict[str, Any]] = {}
     originals: Counter[str] = Counter()
@@ -137,7 +134,7 @@ def build_summary(config: AugmentConfig, plan: "Plan", answers: Mapping[str, dic
     }
 
 
-def write_histogram(path: Any, plan: "Plan", groups: Mapping[str, list[dict[str, Any]]]) -> None:
+def write_histogram(path: Any, plan: Plan, groups: Mapping[str, list[dict[str, Any]]]) -> None:
     """Step histograms of BERTScore F1 (filtered candidates) per dataset and prompt, thresholds marked."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -170,7 +167,7 @@ def write_histogram(path: Any, plan: "Plan", groups: Mapping[str, list[dict[str,
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", metadata={"Software": None})
-    write_atomic(path, buffer.getvalue())
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def summary_tables(summary: Mapping[str, Any]) -> list["Table"]:

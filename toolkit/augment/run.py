@@ -22,7 +22,6 @@ a threshold in the configuration (`--threshold`) replaces it for every prompt.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from collections import Counter, defaultdict
@@ -33,13 +32,15 @@ from typing import Any
 
 from toolkit.augment.backends import LLMRequest, LLMResult, make_backend
 from toolkit.augment.config import AugmentConfig
-from toolkit.augment.io import CaptionItem, TagIndex, read_caption_file, remove_stale_temporaries
+from toolkit.augment.io import CaptionItem, TagIndex, read_caption_file
 from toolkit.augment.parsing import Piece, Verdict, judge, normalise, split_answer
+from toolkit.augment.plan import Plan, PlannedRequest, is_selected
 from toolkit.augment.progress import Progress, SilentProgress
 from toolkit.augment.prompts import DDP_SELECTOR, Prompt, PromptLibrary
 from toolkit.config import dump_config, load_config
 from toolkit.errors import ConfigError, Dcase9Error
-from toolkit.files import JsonlAppender, exclusive_lock, read_jsonl
+from toolkit.files import (JsonlAppender, exclusive_lock, read_jsonl, remove_partial_files, sha256_text,
+                           write_json_atomic, write_text_atomic)
 
 CONFIG_FILE = "config.yaml"
 RESPONSES_FILE = "responses.jsonl"
@@ -55,29 +56,6 @@ _NOTES_SHOWN = 5
 
 # --------------------------------------------------------------------------------------------------
 # Planning
-
-
-@dataclass(frozen=True)
-class PlannedRequest:
-    key: str
-    prompt_id: str
-    prompt: str  # rendered text sent to the LLM
-    original: str  # the caption it rewrites (BERTScore reference)
-    n: int
-    seed: int
-    dataset: str
-    wav: str  # first clip that asks it (identical prompts are asked once)
-    threshold: float | None = None  # BERTScore F1 its candidates need; None: the rule filters only
-
-
-@dataclass
-class Plan:
-    items: list[CaptionItem]
-    requests: dict[str, PlannedRequest]  # by key, in the order first needed
-    #: per item, (prompt label, request key) for each prompt the item is augmented with
-    item_requests: list[list[tuple[str, str]]]
-    prompt_labels: list[str]  # column order for reports
-    items_without_tags: int  # among items whose prompt uses tags
 
 
 def load_items(config: AugmentConfig) -> list[CaptionItem]:
@@ -99,11 +77,11 @@ def load_items(config: AugmentConfig) -> list[CaptionItem]:
 def _request_key(prompt: Prompt, rendered: str, config: AugmentConfig) -> str:
     identity = {"prompt_id": prompt.id, "prompt": rendered, "backend": config.backend.fingerprint(),
                 "sampling": config.sampling.model_dump(mode="json")}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()[:32]
+    return sha256_text(json.dumps(identity, sort_keys=True))[:32]
 
 
 def _request_seed(base_seed: int, key: str) -> int:
-    return int(hashlib.sha256(f"{base_seed}:{key}".encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
+    return int(sha256_text(f"{base_seed}:{key}")[:8], 16) & 0x7FFFFFFF
 
 
 def build_plan(config: AugmentConfig, items: list[CaptionItem], library: PromptLibrary) -> Plan:
@@ -297,16 +275,6 @@ def selection_threshold(config: AugmentConfig, prompt: Prompt) -> float | None:
     return config.bertscore.threshold if config.bertscore.threshold is not None else prompt.selection_threshold
 
 
-def is_selected(record: dict[str, Any], threshold: float | None) -> bool:
-    """A candidate that passed the filters, and, with a threshold, threshold <= BERTScore F1 < 1."""
-    if record.get("verdict") != Verdict.OK.value:
-        return False
-    if threshold is None:
-        return True
-    f1 = record.get("bertscore_f1")
-    return f1 is not None and threshold <= f1 < 1.0
-
-
 # --------------------------------------------------------------------------------------------------
 # Running
 
@@ -334,9 +302,7 @@ class DryRunReport:
 
 
 def save_config(config: AugmentConfig, out_dir: Path) -> None:
-    from toolkit.augment.io import write_atomic
-
-    write_atomic(out_dir / CONFIG_FILE, dump_config(config))
+    write_text_atomic(out_dir / CONFIG_FILE, dump_config(config))
 
 
 def load_saved_config(out_dir: Path) -> AugmentConfig:
@@ -361,7 +327,7 @@ def augment(config: AugmentConfig, out_dir: str | Path, *, progress: Progress | 
     progress = progress or SilentProgress()
     with exclusive_lock(out_dir, "augment"):
         plan = prepare(config)
-        remove_stale_temporaries(out_dir)
+        remove_partial_files(out_dir)
         responses = ResponseLog(out_dir / RESPONSES_FILE)
         candidates = CandidateLog(out_dir / CANDIDATES_FILE)
         notes: list[str] = []
@@ -505,7 +471,6 @@ def reselect(out_dir: str | Path, threshold: float | None = None, *, progress: P
 def assemble(config: AugmentConfig, out_dir: Path, plan: Plan, responses: ResponseLog, candidates: CandidateLog,
              notes: list[str]) -> RunReport:
     """Write augmented.json, summary.json and scores.png from the logs."""
-    from toolkit.augment.io import write_json_atomic
     from toolkit.augment.report import build_summary, write_histogram
 
     originals_by_wav: dict[str, set[str]] = defaultdict(set)

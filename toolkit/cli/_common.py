@@ -1,4 +1,4 @@
-"""What every command module shares: the Typer app, consoles, and error handling.
+"""What every command module shares: the Typer app, consoles, error handling, common options and printing.
 
 Exit codes: 0 success; 1 the command ran and found problems (invalid data, missing estimates,
 a package that fails its check); 2 it could not run (bad option, unreadable input, missing
@@ -8,13 +8,18 @@ dependency), with a short message instead of a traceback; 130 interrupted.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from toolkit.errors import Dcase9Error
+
+KindOpt = Annotated[Optional[str], typer.Option(
+    "--kind", help="validation | eval-synth | eval-real, when the folder holds several sets.")]
+CsvOpt = Annotated[Optional[Path], typer.Option("--csv", help="The metadata CSV, if not the official name.")]
 
 app = typer.Typer(
     name="dcase9",
@@ -61,3 +66,30 @@ def friendly_errors(func: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def parse_weight_options(values: list[str]) -> dict[str, Path]:
+    """`--weight NAME=PATH` options as a mapping."""
+    from toolkit.errors import ConfigError
+
+    parsed = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--weight expects NAME=PATH, got {value!r}")
+        parsed[name.strip()] = Path(path)
+    return parsed
+
+
+def print_left_out(problems: list[Any], orphans: list[str], noun: str) -> None:
+    """Mixtures a run left out (exit 1 follows), and outputs for mixtures the data set no longer has."""
+    if problems:
+        console.print(f"[red]{len(problems)} mixture(s) left out[/] (no {noun} written; fix the input and run "
+                      "the command again):", highlight=False)
+        for problem in problems[:20]:
+            console.print(f"  [red]{escape(problem.id)}[/]: {escape(problem.message)}", highlight=False, soft_wrap=True)
+        if len(problems) > 20:
+            console.print(f"  ... {len(problems) - 20} more in the manifest", highlight=False)
+    if orphans:
+        console.print(f"[yellow]{len(orphans)} {noun}(s) here belong to no mixture of the data set (rows removed "
+                      f"from the CSV?), e.g. {escape(orphans[0])}; --overwrite deletes them[/]", highlight=False)

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from toolkit.cli._common import app, console, friendly_errors
+from toolkit.cli._common import CsvOpt, KindOpt, app, console, friendly_errors, print_left_out
 
 DataArg = Annotated[Path, typer.Argument(help="Evaluation-set folder (or its CSV file).", show_default=False)]
-KindOpt = Annotated[Optional[str], typer.Option(
-    "--kind", help="validation | eval-synth | eval-real, when the folder holds several sets.")]
-CsvOpt = Annotated[Optional[Path], typer.Option("--csv", help="The metadata CSV, if not the official name.")]
 
 
 @app.command()
@@ -91,8 +88,6 @@ def mix(
     """
     from toolkit.api import mix as run_mix
     from toolkit.data.formats import open_dataset
-
-    from toolkit.cli.run import print_left_out
 
     result = run_mix(open_dataset(data, kind, csv), out, pcm16=pcm16, overwrite=overwrite)
     console.print(f"wrote {result.written} mixture(s) ({result.kept} already there): mixtures in "

@@ -28,20 +28,26 @@ def demo(
     """Synthesise the demo data, validate it, train a small model on it, separate with each system, score, and
     build a listening page of the scores (demo-run/report/index.html); then separate the demo evaluation sets with the trained model, package them as a (demo) submission,
     and check the package. Exit 1 if the package is refused or fails its check."""
-    from toolkit.api import run_demo
+    from toolkit.demo import run_demo
+    from toolkit.metrics import describe_metric, shown_metrics
 
     started = time.perf_counter()
     result = run_demo(out, train_model=train, force_data=force,
                       announce=lambda line: console.print(f"[bold]{escape(line)}[/]", highlight=False))
     reports = result.reports
-    table = Table(title=f"Demo results on {next(iter(reports.values())).dataset.root} "
-                        f"({next(iter(reports.values())).summary['scored']} mixtures, dB)")
-    for column in ("system", "SDR", "SDRi", "SI-SDR", "report"):
-        table.add_column(column, justify="right" if column in {"SDR", "SDRi", "SI-SDR"} else "left")
+    first = next(iter(reports.values()))
+    metrics = [describe_metric(name) for name in shown_metrics(first.metrics)]  # the registry's, in its order
+    units = {metric.unit for metric in metrics}
+    unit = f", {units.pop()}" if len(units) == 1 and "" not in units else ""
+    table = Table(title=f"Demo results on {first.dataset.root} ({first.summary['scored']} mixtures{unit})")
+    table.add_column("system")
+    for metric in metrics:
+        table.add_column(metric.label, justify="right")
+    table.add_column("report")
     for system, report in reports.items():
         mean = report.summary["mean"]
-        table.add_row(_LABELS.get(system, system), f"{mean['sdr']:.3f}", f"{mean['sdri']:.3f}",
-                      f"{mean['sisdr']:.3f}", str(out / "reports" / system))
+        table.add_row(_LABELS.get(system, system), *(f"{mean[metric.name]:.3f}" for metric in metrics),
+                      str(out / "reports" / system))
     console.print(table)
     if result.training is not None:
         run = result.training
@@ -62,7 +68,7 @@ def demo(
 
 
 def _print_package(demo_package: Any) -> None:
-    """The demo's submission package (a `submission.demo.DemoPackage`): where, what, the check's verdict."""
+    """The demo's submission package (a `toolkit.demo.DemoPackage`): where, what, the check's verdict."""
     check = demo_package.check
     outputs = "; ".join(f"{label}: " + ", ".join(f"{n} {subset}" for subset, n in check.outputs.get(label, {}).items())
                         for label in check.labels)

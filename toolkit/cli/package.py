@@ -94,13 +94,15 @@ def _check(package_path: Path, config: Path | None, data_synth: Path | None, dat
 
 
 def _print_build(result: PackageResult) -> None:
+    from toolkit.metrics import describe_metric, reference_metrics
+
+    shown = [metric.name for metric in reference_metrics() if metric.shown]  # SDR, SDRi, SI-SDR, ...
     table = Table(title=f"Systems (profile {result.profile})")
-    for column in ("label", "name", "abbreviation", "parameters", "SDR / SDRi / SI-SDR", "outputs", "copied",
-                   "converted"):
+    for column in ("label", "name", "abbreviation", "parameters", " / ".join(describe_metric(m).label for m in shown),
+                   "outputs", "copied", "converted"):
         table.add_column(column, justify="right" if column in ("parameters", "copied", "converted") else "left")
     for system in result.systems:
-        results = " / ".join(f"{system.results[m]:.3f}" if m in system.results else "-"
-                             for m in ("sdr", "sdri", "sisdr"))
+        results = " / ".join(f"{system.results[m]:.3f}" if m in system.results else "-" for m in shown)
         outputs = ", ".join(f"{subset} {n}" for subset, n in system.outputs.items()) or "-"
         parameters = f"{system.total_parameters:,}" if system.total_parameters is not None else "-"
         if len(system.parameters_by_prefix) > 1:

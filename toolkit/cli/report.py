@@ -47,6 +47,7 @@ def report(
     Exit 2 when the reports are of different data sets or clips.
     """
     from toolkit.api import report as build
+    from toolkit.metrics import describe_metric
 
     result = build(reports, out, names=name or None, data=data, spectrograms=spectrograms,
                    spectrogram_seconds=spectrogram_seconds, metric=metric, tie_margin=tie_margin,
@@ -54,7 +55,8 @@ def report(
     comparison = result.comparison
     if comparison["pairs"]:
         settings = comparison["settings"]
-        unit = "" if settings["metric"] == "ats" else " dB"
+        unit = describe_metric(settings["metric"]).unit
+        unit = f" {unit}" if unit else ""
         table = Table(title=f"Paired comparison, {settings['label']}{unit} ({result.clips} clips, "
                             f"{int(round(settings['confidence'] * 100))}% bootstrap interval, tie: |A - B| <= "
                             f"{settings['tie_margin']:g}{unit})")

@@ -6,11 +6,9 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from toolkit.cli._common import app, console, friendly_errors
-from toolkit.cli.data import CsvOpt, KindOpt
+from toolkit.cli._common import CsvOpt, KindOpt, app, console, friendly_errors, parse_weight_options, print_left_out
 
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps.")]
 
@@ -34,19 +32,6 @@ def list_systems_command() -> None:
     console.print(table)
 
 
-def parse_weight_options(values: list[str]) -> dict[str, Path]:
-    """`--weight NAME=PATH` options as a mapping."""
-    from toolkit.errors import ConfigError
-
-    parsed = {}
-    for value in values:
-        name, sep, path = value.partition("=")
-        if not sep or not name or not path:
-            raise ConfigError(f"--weight expects NAME=PATH, got {value!r}")
-        parsed[name.strip()] = Path(path)
-    return parsed
-
-
 @app.command()
 @friendly_errors
 def infer(
@@ -55,14 +40,17 @@ def infer(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the <id>.wav estimates.")],
     kind: KindOpt = None,
     csv: CsvOpt = None,
-    checkpoint: Annotated[Optional[Path], typer.Option(help="Use this checkpoint instead of the registry's.")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(
+        help="Use this checkpoint instead of the registry's (one of `dcase9 train` brings its own settings "
+             "and tokenizer).")] = None,
     weight: Annotated[list[str], typer.Option(help="NAME=PATH: a local file or folder for a registry weight "
                                               "(repeatable; see `dcase9 download --list`).")] = [],  # noqa: B006
     offline: Annotated[bool, typer.Option(help="Never download; use local files and caches only.")] = False,
     trust_checkpoint: Annotated[bool, typer.Option(
         help="Unpickle checkpoints fully (runs code they contain): only for files you trust.")] = False,
     system_config: Annotated[Optional[Path], typer.Option(
-        help="YAML overriding the system's settings (e.g. n_fft, hop_length, clap architecture).")] = None,
+        help="YAML overriding the system's settings (e.g. n_fft, hop_length, clap architecture), and those a "
+             "`dcase9 train` checkpoint carries, key by key.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Clips per batch (default: 8 on CUDA, 2 on MPS, 1 on CPU).")] = None,
     device: DeviceOpt = "auto",
     precision: Annotated[str, typer.Option(help="fp32, or bf16/fp16 autocast.")] = "fp32",
@@ -105,20 +93,6 @@ def infer(
         raise typer.Exit(1)
 
 
-def print_left_out(problems: list[Any], orphans: list[str], noun: str) -> None:
-    """Mixtures a run left out (exit 1 follows), and outputs for mixtures the data set no longer has."""
-    if problems:
-        console.print(f"[red]{len(problems)} mixture(s) left out[/] (no {noun} written; fix the input and run "
-                      "the command again):", highlight=False)
-        for problem in problems[:20]:
-            console.print(f"  [red]{escape(problem.id)}[/]: {escape(problem.message)}", highlight=False, soft_wrap=True)
-        if len(problems) > 20:
-            console.print(f"  ... {len(problems) - 20} more in the manifest", highlight=False)
-    if orphans:
-        console.print(f"[yellow]{len(orphans)} {noun}(s) here belong to no mixture of the data set (rows removed "
-                      f"from the CSV?), e.g. {escape(orphans[0])}; --overwrite deletes them[/]", highlight=False)
-
-
 @app.command()
 @friendly_errors
 def download(
@@ -127,13 +101,13 @@ def download(
     list_only: Annotated[bool, typer.Option("--list", help="List the registry and where each weight is cached.")] = False,
 ) -> None:
     """Fetch pretrained weights ahead of time (into the Hugging Face cache or ~/.cache/dcase9)."""
-    from systems.registry import weight_entries
+    from toolkit.weights import weight_entries
     from toolkit.api import download as run_download
     from toolkit.errors import ConfigError
     from toolkit.hub import cache_path
 
     if list_only or system is None:
-        table = Table(title="Weight registry (systems/weights.yaml)")
+        table = Table(title="Weight registry (toolkit/weights.yaml)")
         for column in ("name", "what", "from", "local path"):
             table.add_column(column)
         for name, entry in weight_entries().items():
@@ -205,13 +179,13 @@ def score(
 
 
 def print_score_summary(summary: dict[str, Any]) -> None:
-    from toolkit.scoring import METRIC_LABELS
+    from toolkit.metrics import describe_metric, shown_metrics
 
-    metrics = [m for m in summary["metrics"] if m != "input_sdr"]
+    metrics = shown_metrics(summary["metrics"])
     table = Table(title=f"{summary['scored']} of {summary['dataset']['mixtures']} mixtures scored")
     table.add_column("")
     for m in metrics:
-        table.add_column(METRIC_LABELS.get(m, m), justify="right")
+        table.add_column(describe_metric(m).label, justify="right")
     for row in ("mean", "median"):
         table.add_row(row, *[_fmt(summary[row][m]) for m in metrics])
     console.print(table)
@@ -221,7 +195,7 @@ def print_score_summary(summary: dict[str, Any]) -> None:
         by_snr.add_column("input SNR")
         by_snr.add_column("n", justify="right")
         for m in metrics:
-            by_snr.add_column(METRIC_LABELS.get(m, m), justify="right")
+            by_snr.add_column(describe_metric(m).label, justify="right")
         for b in bins:
             by_snr.add_row(b["bin"], str(b["n"]), *[_fmt(b["mean"][m]) for m in metrics])
         console.print(by_snr)

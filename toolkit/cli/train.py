@@ -96,7 +96,7 @@ def train_command(
       dcase9 train --out runs/system1 --resume
       dcase9 train --preset demo --data demo-data/train/train.json --out runs/demo
     """
-    from toolkit.cli.run import parse_weight_options
+    from toolkit.cli._common import parse_weight_options
     from toolkit.training.config import assemble_config, dump_train_config, parse_assignment
     from toolkit.training.run import CONFIG_FILE
 
@@ -121,11 +121,12 @@ def train_command(
     if print_config:
         console.print(dump_train_config(train_config), highlight=False, markup=False, end="")
         return
+    from toolkit.api import system_facts
     from toolkit.training import train
     from toolkit.training.run import TrainingInterrupted
 
     try:
-        result = train(train_config, out, resume=resume, progress=progress)
+        result = train(train_config, out, system=system_facts(train_config.system), resume=resume, progress=progress)
     except TrainingInterrupted as stop:
         console.print(f"[yellow]interrupted at step {stop.step}: saved {stop.checkpoint}; continue with[/]\n"
                       f"  dcase9 train --out {out} --resume", highlight=False)
@@ -170,6 +171,8 @@ def _flag_overrides(**flags: Any) -> list[dict[str, Any]]:
 def _print_result(result: Any) -> None:
     from rich.table import Table
 
+    from toolkit.metrics import registered_metrics
+
     table = Table(title=f"Training run {result.out_dir}", show_header=False)
     table.add_column("")
     table.add_column("")
@@ -180,9 +183,10 @@ def _print_result(result: Any) -> None:
         table.add_row("throughput", f"{speed['steps_per_second']:.3f} steps/s, {speed['clips_per_second']:.2f} clips/s")
     if "peak_memory_gib" in speed:
         table.add_row("peak memory", f"{speed['peak_memory_gib']:.2f} GiB ({speed['memory_kind']})")
-    for name in ("val/sdr", "val/sdri", "val/sisdr"):
+    for metric in registered_metrics():
+        name = f"val/{metric.name}"
         if name in result.validation:
-            table.add_row(name, f"{result.validation[name]:.3f} dB")
+            table.add_row(name, f"{result.validation[name]:.3f} {metric.unit}".rstrip())
     skipped = result.skipped.get("skipped_draws", 0)
     reasons = ", ".join(f"{n['draws']} {r}" for r, n in result.skipped.get("by_reason", {}).items())
     table.add_row("skipped clips", f"{skipped}" + (f" ({reasons})" if reasons else ""))

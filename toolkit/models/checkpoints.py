@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import fnmatch
-import hashlib
 import pickle
 import warnings
 import zipfile
@@ -213,11 +212,3 @@ def empty_module(build: Callable[[], T]) -> T:
     weights. Fill it with `load_weights(..., assign=True)`."""
     with torch.device("meta"):
         return build()
-
-
-def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()

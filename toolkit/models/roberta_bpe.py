@@ -10,16 +10,18 @@ gives the ids the slow algorithm gives on a set of probe texts:
 2. map each piece's UTF-8 bytes to printable symbols (`byte_symbols`);
 3. merge adjacent symbols by the rank of the pair in `merges.txt` until no listed pair is left;
 4. look each token up in `vocab.json` (`<unk>` if absent) and wrap the ids in `<s>` ... `</s>`.
+
+Steps 2 and 3 (`byte_symbols`, `bpe`) also build the tiny tokenizer of `toolkit.models.tiny`.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from toolkit.errors import CheckpointError
-from toolkit.models.tiny import bpe, byte_symbols
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -37,6 +39,43 @@ PROBE_TEXTS = (
     "Café naïve ünïcödé: 東京の雨 ½ №3 ©",
     "\ttabs\nand newlines\r\n",
 )
+
+
+def byte_symbols() -> list[str]:
+    """The 256 printable stand-ins byte-level BPE uses for the bytes 0..255, in byte order.
+
+    Bytes that are printable and not whitespace stand for themselves; the others are mapped to
+    code points from 256 upwards, in byte order (the GPT-2 / RoBERTa convention).
+    """
+    printable = set(range(ord("!"), ord("~") + 1)) | set(range(ord("¡"), ord("¬") + 1)) \
+        | set(range(ord("®"), ord("ÿ") + 1))
+    symbols, extra = [], 0
+    for byte in range(256):
+        if byte in printable:
+            symbols.append(chr(byte))
+        else:
+            symbols.append(chr(256 + extra))
+            extra += 1
+    return symbols
+
+
+def bpe(symbols: list[str], ranks: Mapping[tuple[str, str], int]) -> list[str]:
+    """Byte-pair encoding of one piece: repeatedly merge the adjacent pair of lowest rank."""
+    while len(symbols) > 1:
+        rank, first = min(((ranks.get(pair, len(ranks)), i) for i, pair in enumerate(zip(symbols, symbols[1:]))))
+        if rank == len(ranks):
+            break
+        a, b = symbols[first], symbols[first + 1]
+        merged, i = [], 0
+        while i < len(symbols):
+            if i + 1 < len(symbols) and symbols[i] == a and symbols[i + 1] == b:
+                merged.append(a + b)
+                i += 2
+            else:
+                merged.append(symbols[i])
+                i += 1
+        symbols = merged
+    return symbols
 
 
 class SlowRobertaBpe:

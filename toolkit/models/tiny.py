@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from toolkit.files import write_text_atomic
+from toolkit.models.roberta_bpe import bpe, byte_symbols
 
 if TYPE_CHECKING:
     from transformers import ClapModel
@@ -36,24 +39,6 @@ MERGES = [
     ("Ġp", "ia"), ("Ġpia", "no"), ("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("r", "a"), ("i", "n"),
     ("ra", "in"), ("Ġ", "rain"),
 ]
-
-
-def byte_symbols() -> list[str]:
-    """The 256 printable stand-ins byte-level BPE uses for the bytes 0..255, in byte order.
-
-    Bytes that are printable and not whitespace stand for themselves; the others are mapped to
-    code points from 256 upwards, in byte order (the GPT-2 / RoBERTa convention).
-    """
-    printable = set(range(ord("!"), ord("~") + 1)) | set(range(ord("¡"), ord("¬") + 1)) \
-        | set(range(ord("®"), ord("ÿ") + 1))
-    symbols, extra = [], 0
-    for byte in range(256):
-        if byte in printable:
-            symbols.append(chr(byte))
-        else:
-            symbols.append(chr(256 + extra))
-            extra += 1
-    return symbols
 
 
 def vocabulary(merges: Sequence[tuple[str, str]] = MERGES) -> dict[str, int]:
@@ -71,25 +56,6 @@ _PIECES = re.compile(r"'s|'t|'re|'ve|'m|'ll|'d| ?[^\W\d_]+| ?\d+| ?[^\s\w]+|\s+"
 def _symbols(piece: str) -> list[str]:
     table = byte_symbols()
     return [table[b] for b in piece.encode("utf-8")]
-
-
-def bpe(symbols: list[str], ranks: Mapping[tuple[str, str], int]) -> list[str]:
-    """Byte-pair encoding of one piece: repeatedly merge the adjacent pair of lowest rank."""
-    while len(symbols) > 1:
-        rank, first = min(((ranks.get(pair, len(ranks)), i) for i, pair in enumerate(zip(symbols, symbols[1:]))))
-        if rank == len(ranks):
-            break
-        a, b = symbols[first], symbols[first + 1]
-        merged, i = [], 0
-        while i < len(symbols):
-            if i + 1 < len(symbols) and symbols[i] == a and symbols[i + 1] == b:
-                merged.append(a + b)
-                i += 2
-            else:
-                merged.append(symbols[i])
-                i += 1
-        symbols = merged
-    return symbols
 
 
 def word_merges(texts: Iterable[str], base: Sequence[tuple[str, str]] = MERGES) -> list[tuple[str, str]]:
@@ -129,12 +95,12 @@ def write_tiny_roberta_tokenizer(directory: str | Path, *, words_of: Iterable[st
     for name, text in files.items():
         path = directory / name
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            path.write_text(text, encoding="utf-8")
+            write_text_atomic(path, text)
     return directory
 
 
-# The tiny CLAP architecture, as keyword arguments of `systems.text_queried.ClapArchitecture`
-# (also what a `--system-config` file's `clap:` section holds for checkpoints that use it).
+# The tiny CLAP architecture, as keyword arguments of `toolkit.models.clap.ClapArchitecture` (what
+# the `clap:` system setting holds for checkpoints that use it).
 TINY_CLAP: dict[str, Any] = {
     "text_vocab_size": len(vocabulary()), "text_hidden_size": 16, "text_layers": 2, "text_heads": 2,
     "text_intermediate_size": 32, "audio_embed_dim": 8, "audio_depths": [2, 2], "audio_heads": [1, 2],

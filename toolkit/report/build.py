@@ -12,12 +12,14 @@ from urllib.parse import quote
 from toolkit.data.formats import SetKind
 from toolkit.errors import ConfigError, Dcase9Error
 from toolkit.report.compare import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, bin_label, compare_systems, write_comparison
-from toolkit.report.inputs import PAGE_METRICS, ScoredSystem, check_same_clips, match_dataset, open_report_dataset, \
+from toolkit.report.inputs import ScoredSystem, check_same_clips, match_dataset, open_report_dataset, \
     read_score_report, unique_names
 from toolkit.report.media import SPECTROGRAM_DIR, SpectrogramRun, estimate_audio, evaluation_audio, folder_url, \
     make_spectrograms, mixed_audio, write_validation_audio
 from toolkit.report.page import write_page
-from toolkit.scoring import METRIC_LABELS, SNR_BINS
+from toolkit.metrics import describe_metric, shown_metrics
+from toolkit.outputs import estimate_path
+from toolkit.scoring import SNR_BINS
 
 DEFAULT_SPECTROGRAMS = 50  # one page of rows
 DEFAULT_SPECTROGRAM_SECONDS = 120.0
@@ -48,8 +50,13 @@ def page_order(values: Sequence[float | None]) -> list[int]:
     return sorted(range(len(values)), key=lambda i: (values[i] is None, values[i] or 0.0, i))
 
 
+def page_metrics(systems: list[ScoredSystem]) -> list[str]:
+    """The metrics any report holds that the page shows, in the registry's order."""
+    return shown_metrics(list(dict.fromkeys(m for s in systems for m in s.metrics)))
+
+
 def _comparison_metric(systems: list[ScoredSystem], metric: str | None) -> str | None:
-    shared = [m for m in PAGE_METRICS if all(m in s.metrics for s in systems)]
+    shared = [m for m in page_metrics(systems) if all(m in s.metrics for s in systems)]
     if metric is not None:
         if metric not in shared:
             raise ConfigError(f"--metric {metric}: not scored in every report (shared: {', '.join(shared) or 'none'})")
@@ -113,7 +120,7 @@ def build_report(reports: Sequence[str | Path], out: str | Path, *, names: Seque
     estimates = estimate_audio([s.estimates_dir for s in systems], [s.report_dir for s in systems], ids, out_dir,
                                self_contained=self_contained)
 
-    metrics = [m for m in PAGE_METRICS if any(m in s.metrics for s in systems)]
+    metrics = page_metrics(systems)
     first_metric = next((m for m in ("sdri", "ats") if m in systems[0].metrics), None)
     order = page_order([systems[0].values[i].get(first_metric) for i in ids]) if first_metric \
         else list(range(len(ids)))
@@ -122,8 +129,8 @@ def build_report(reports: Sequence[str | Path], out: str | Path, *, names: Seque
         players["reference"] = clip_audio.reference_dir
     players.update({f"system-{k + 1}": folder for k, folder in enumerate(estimates.folders)})
     first_rows = [ids[i] for i in order[:spectrograms]]
-    files = {clip: {player: folder / (clip_audio.mixture_files[clip] if player == "mixture" else f"{clip}.wav")
-                    for player, folder in players.items()} for clip in first_rows}
+    files = {clip: {player: folder / clip_audio.mixture_files[clip] if player == "mixture"
+                    else estimate_path(folder, clip) for player, folder in players.items()} for clip in first_rows}
     images = make_spectrograms(first_rows, files, out_dir, limit=spectrograms, seconds=spectrogram_seconds)
 
     compare_metric = _comparison_metric(systems, metric)
@@ -154,7 +161,10 @@ def build_report(reports: Sequence[str | Path], out: str | Path, *, names: Seque
                     "csv": str(dataset.csv_path.resolve()), "mixtures": len(dataset.mixtures), "clips": len(ids)},
         "has_reference": validation,
         "metrics": metrics,
-        "labels": {m: METRIC_LABELS.get(m, m) for m in metrics},
+        "labels": {m: describe_metric(m).label for m in metrics},
+        "decimals": {m: describe_metric(m).page_decimals for m in metrics},
+        "units": {m: describe_metric(m).unit for m in metrics},
+        "higher": {m: describe_metric(m).higher_is_better for m in metrics},
         "systems": [{"name": s.name, "report": str(s.report_dir.resolve()), "estimates": str(s.estimates_dir.resolve()),
                      "base": folder_url(folder, out_dir), "metrics": list(s.metrics),
                      "mean": {m: s.summary.get("mean", {}).get(m) for m in s.metrics},

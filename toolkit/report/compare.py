@@ -6,8 +6,10 @@ summarised by:
   resampled with replacement (the same resampled clips for both systems, which is what "paired"
   means) `resamples` times, and the interval is the (1 - confidence)/2 and (1 + confidence)/2
   quantiles of the resampled means;
-- win / tie / loss counts: a clip is a tie when |d| <= tie_margin (0.1 dB by default; 0.01 for
-  ATS, whose values lie in [-1, 1]), a win for A when d > tie_margin, a loss when d < -tie_margin;
+- win / tie / loss counts: a clip is a tie when |d| <= tie_margin (the metric's, in the registry of
+  `toolkit.metrics`: 0.1 dB; 0.01 for ATS, whose values lie in [-1, 1]), a win for A when A is
+  better by more than the margin (d > tie_margin, or d < -tie_margin for a metric where lower is
+  better), a loss when B is;
 - the same per 5 dB input-SNR bin (validation sets).
 
 Clips whose value is not finite in either system (an all-zero estimate has SDR -inf) cannot be
@@ -24,17 +26,12 @@ import numpy as np
 
 from toolkit.errors import ConfigError
 from toolkit.files import write_json_atomic
-from toolkit.scoring import METRIC_LABELS, SNR_BINS, pyplot, save_figure, snr_bin
+from toolkit.metrics import describe_metric
+from toolkit.scoring import SNR_BINS, pyplot, save_figure, snr_bin
 
 DEFAULT_RESAMPLES = 10_000
 DEFAULT_CONFIDENCE = 0.95
-DB_TIE_MARGIN = 0.1
-ATS_TIE_MARGIN = 0.01
 _CHUNK = 256  # resamples drawn at once: bounds memory at _CHUNK x clips indices
-
-
-def default_tie_margin(metric: str) -> float:
-    return ATS_TIE_MARGIN if metric == "ats" else DB_TIE_MARGIN
 
 
 def bootstrap_mean_ci(diff: np.ndarray, *, resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
@@ -59,18 +56,18 @@ def bootstrap_mean_ci(diff: np.ndarray, *, resamples: int = DEFAULT_RESAMPLES, s
     return float(low), float(high)
 
 
-def win_tie_loss(diff: np.ndarray, tie_margin: float) -> tuple[int, int, int]:
+def win_tie_loss(diff: np.ndarray, tie_margin: float, higher_is_better: bool = True) -> tuple[int, int, int]:
     """Clips where A beats B by more than the margin, within it, and where B beats A."""
     if tie_margin < 0:
         raise ConfigError(f"the tie margin must not be negative, got {tie_margin}")
-    diff = np.asarray(diff, dtype=np.float64)
+    diff = np.asarray(diff, dtype=np.float64) * (1.0 if higher_is_better else -1.0)
     wins = int(np.count_nonzero(diff > tie_margin))
     losses = int(np.count_nonzero(diff < -tie_margin))
     return wins, diff.size - wins - losses, losses
 
 
 def compare_pair(a: Sequence[float], b: Sequence[float], *, tie_margin: float, resamples: int = DEFAULT_RESAMPLES,
-                 seed: int = 0, confidence: float = DEFAULT_CONFIDENCE) -> dict[str, Any]:
+                 seed: int = 0, confidence: float = DEFAULT_CONFIDENCE, higher_is_better: bool = True) -> dict[str, Any]:
     """Mean of A - B with its bootstrap interval, and win/tie/loss counts, over the clips both scored."""
     a_values, b_values = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a_values.shape != b_values.shape:
@@ -82,7 +79,7 @@ def compare_pair(a: Sequence[float], b: Sequence[float], *, tie_margin: float, r
         return {**stats, "mean_a": None, "mean_b": None, "mean_diff": None, "ci_low": None, "ci_high": None,
                 "wins": 0, "ties": 0, "losses": 0}
     low, high = bootstrap_mean_ci(diff, resamples=resamples, seed=seed, confidence=confidence)
-    wins, ties, losses = win_tie_loss(diff, tie_margin)
+    wins, ties, losses = win_tie_loss(diff, tie_margin, higher_is_better)
     return {**stats, "mean_a": float(a_values[usable].mean()), "mean_b": float(b_values[usable].mean()),
             "mean_diff": float(diff.mean()), "ci_low": low, "ci_high": high,
             "wins": wins, "ties": ties, "losses": losses}
@@ -103,20 +100,22 @@ def compare_systems(names: Sequence[str], values: Sequence[Sequence[float]], *, 
     """
     if len(names) != len(values):
         raise ValueError("one list of values per system")
-    margin = default_tie_margin(metric) if tie_margin is None else float(tie_margin)
+    described = describe_metric(metric)
+    margin = described.tie_margin if tie_margin is None else float(tie_margin)
     arrays = [np.asarray(v, dtype=np.float64) for v in values]
     bins: list[tuple[int, int]] = []
     clip_bins: list[tuple[int, int] | None] = []
     if snr is not None and all(s is not None for s in snr):
         clip_bins = [snr_bin(float(s)) for s in snr]  # type: ignore[arg-type]
         bins = list(SNR_BINS)
-    settings = {"metric": metric, "label": METRIC_LABELS.get(metric, metric), "difference": "A - B",
-                "tie_margin": margin, "resamples": resamples, "seed": seed, "confidence": confidence,
+    settings = {"metric": metric, "label": described.label, "difference": "A - B",
+                "higher_is_better": described.higher_is_better, "tie_margin": margin, "resamples": resamples, "seed": seed, "confidence": confidence,
                 "interval": "percentile bootstrap over clips, resampled with replacement, paired"}
     pairs = []
     for i in range(len(arrays)):
         for j in range(i + 1, len(arrays)):
-            kwargs = {"tie_margin": margin, "resamples": resamples, "seed": seed, "confidence": confidence}
+            kwargs = {"tie_margin": margin, "resamples": resamples, "seed": seed, "confidence": confidence,
+                      "higher_is_better": described.higher_is_better}
             pair: dict[str, Any] = {"a": names[i], "b": names[j],
                                     **compare_pair(arrays[i], arrays[j], **kwargs)}  # type: ignore[arg-type]
             if bins:
@@ -165,7 +164,8 @@ def plot_comparison(document: dict[str, Any], path: Path) -> None:
     ax.set_xticklabels(groups, fontsize=8)
     if len(groups) > 1:
         ax.set_xlabel("input SNR (dB)")
-    unit = "" if settings["metric"] == "ats" else " (dB)"
+    unit = describe_metric(settings["metric"]).unit
+    unit = f" ({unit})" if unit else ""
     ax.set_ylabel(f"mean {settings['label']} difference{unit}")
     ax.set_title(f"Paired differences, {int(round(settings['confidence'] * 100))}% bootstrap intervals")
     ax.legend(loc="best", fontsize=8)

@@ -18,10 +18,10 @@ from typing import Any
 
 from toolkit.data.formats import DataSet, MixtureSpec, SetKind, open_dataset
 from toolkit.errors import DataError, Dcase9Error
+from toolkit.metrics import shown_metrics
 
 SUMMARY = "summary.json"
 PER_CLIP = "per_clip.csv"
-PAGE_METRICS = ("sdr", "sdri", "sisdr", "ats")  # shown per system, in this order (input SDR is the mixture's)
 
 
 @dataclass
@@ -32,7 +32,7 @@ class ScoredSystem:
     report_dir: Path
     estimates_dir: Path
     summary: dict[str, Any]
-    metrics: tuple[str, ...]  # of PAGE_METRICS, in that order
+    metrics: tuple[str, ...]  # those the page shows (`toolkit.metrics.shown_metrics`), in the registry's order
     values: dict[str, dict[str, float | None]]  # clip id -> metric -> value (None when not finite)
     captions: dict[str, str]  # clip id -> caption as scored
     order: list[str] = field(default_factory=list)  # clip ids in the CSV's order
@@ -67,7 +67,7 @@ def read_score_report(report_dir: str | Path) -> ScoredSystem:
     kind = summary["dataset"].get("kind")
     if kind not in {k.value for k in SetKind}:
         raise DataError(f"unknown data set kind {kind!r}", file=summary_path, field="dataset.kind")
-    metrics = tuple(m for m in PAGE_METRICS if m in summary["metrics"])
+    metrics = tuple(shown_metrics(summary["metrics"]))
     values: dict[str, dict[str, float | None]] = {}
     captions: dict[str, str] = {}
     order: list[str] = []

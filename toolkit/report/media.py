@@ -19,7 +19,6 @@ budget runs out (the page shows no image for the rest).
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import math
 import os
@@ -36,7 +35,8 @@ from toolkit.audio import SAMPLE_RATE, read_audio, write_wav
 from toolkit.data.formats import DataSet, MixtureSpec
 from toolkit.data.items import Item, ItemLoader, ordered_map
 from toolkit.errors import DataError, Dcase9Error
-from toolkit.files import atomic_output, remove_partial_files, write_json_atomic
+from toolkit.files import atomic_output, remove_partial_files, sha256_file, write_json_atomic
+from toolkit.outputs import MIX_FOLDERS, MIX_INDEX_NAME, estimate_path, mix_paths
 
 AUDIO_DIR = "audio"
 SPECTROGRAM_DIR = "spectrograms"
@@ -62,10 +62,6 @@ def folder_url(folder: Path, page_dir: Path) -> str:
     return "" if url == "." else url + "/"
 
 
-def _csv_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 @dataclass
 class ClipAudio:
     """Where the page's players find each clip's audio: folder URLs plus one file name per clip."""
@@ -83,7 +79,7 @@ def write_validation_audio(dataset: DataSet, specs: Sequence[MixtureSpec], out_d
     audio = out_dir / AUDIO_DIR
     mixtures, references = audio / "mixture", audio / "reference"
     stamp = {"kind": dataset.kind.value, "csv": str(dataset.csv_path.resolve()),
-             "csv_sha256": _csv_digest(dataset.csv_path), "audio_dir": str(dataset.audio_dir.resolve())}
+             "csv_sha256": sha256_file(dataset.csv_path), "audio_dir": str(dataset.audio_dir.resolve())}
     stamp_path = audio / STAMP
     previous = None
     if stamp_path.is_file():
@@ -114,15 +110,15 @@ def write_validation_audio(dataset: DataSet, specs: Sequence[MixtureSpec], out_d
 
 def mixed_audio(mixed: Path, specs: Sequence[MixtureSpec]) -> ClipAudio:
     """Validation mixtures and references that `dcase9 mix` wrote already (played in place)."""
-    mixtures, references = mixed / "mixtures", mixed / "references"
-    if not (mixed / "mixtures.csv").is_file():
-        raise DataError("not a `dcase9 mix` folder (no mixtures.csv)", file=mixed)
+    if not (mixed / MIX_INDEX_NAME).is_file():
+        raise DataError(f"not a `dcase9 mix` folder (no {MIX_INDEX_NAME})", file=mixed)
     for spec in specs:
-        for path in (mixtures / f"{spec.id}.wav", references / f"{spec.id}.wav"):
+        for path in mix_paths(mixed, spec.id):
             if not path.is_file():
                 raise DataError("not found: this `dcase9 mix` folder was made from another data set or is "
                                 "unfinished", file=path)
-    return ClipAudio(mixtures, references, {s.id: f"{s.id}.wav" for s in specs})
+    mixtures, references = (mixed / part for part in MIX_FOLDERS)
+    return ClipAudio(mixtures, references, {s.id: mix_paths(mixed, s.id)[0].name for s in specs})
 
 
 def copy_if_changed(source: Path, target: Path) -> bool:
@@ -172,7 +168,7 @@ def estimate_audio(estimate_dirs: Sequence[Path], report_dirs: Sequence[Path], i
     for k, (folder, report) in enumerate(zip(estimate_dirs, report_dirs)):
         if not folder.is_dir():
             raise Dcase9Error(f"{report} scored the estimates in {folder}, which is not there any more")
-        missing = [clip for clip in ids if not (folder / f"{clip}.wav").is_file()]
+        missing = [clip for clip in ids if not estimate_path(folder, clip).is_file()]
         if missing:
             raise DataError(f"{len(missing)} estimate(s) that {report} scored are not here as <id>.wav, e.g. "
                             f"{missing[0]}.wav", file=folder)
@@ -183,7 +179,7 @@ def estimate_audio(estimate_dirs: Sequence[Path], report_dirs: Sequence[Path], i
         target.mkdir(parents=True, exist_ok=True)
         remove_partial_files(target)
         for clip in ids:
-            if copy_if_changed(folder / f"{clip}.wav", target / f"{clip}.wav"):
+            if copy_if_changed(estimate_path(folder, clip), estimate_path(target, clip)):
                 result.written += 1
             else:
                 result.kept += 1

@@ -3,7 +3,9 @@
     from toolkit.training import assemble_config, train
     config = assemble_config(preset="system1", overrides=[{"data": {"datafiles": ["fsd50k_gpt4.json"]}}])
     result = train(config, "runs/system1")          # resumable: train(config, "runs/system1", resume=True)
-    print(result.infer_command)
+
+Training knows nothing of `systems/`: `train(config, out, system=SystemFacts(...))` receives what it
+needs of the system that loads its checkpoints; `toolkit.api.train` (and `dcase9 train`) pass it.
 
 Modules: `config` (typed configuration, presets), `data` (caption-audio files, clip reading,
 the resumable sampler), `mixing` (the baseline's SegmentMixer), `models` (trainable model
@@ -13,6 +15,6 @@ LightningModule, checkpoints, progress), `run` (`train()`). Lightning is importe
 """
 
 from toolkit.training.config import TrainConfig, assemble_config, preset_names, read_preset
-from toolkit.training.run import TrainResult, train
+from toolkit.training.run import SystemFacts, TrainResult, train
 
-__all__ = ["TrainConfig", "TrainResult", "assemble_config", "preset_names", "read_preset", "train"]
+__all__ = ["SystemFacts", "TrainConfig", "TrainResult", "assemble_config", "preset_names", "read_preset", "train"]

@@ -15,7 +15,6 @@ and inside every checkpoint) means the same thing when the run is resumed from e
 
 from __future__ import annotations
 
-import copy
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -23,9 +22,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from toolkit.config import StrictModel, load_yaml_text, parse_model, read_yaml
+from toolkit.config import StrictModel, deep_merge, load_yaml_text, parse_model, read_yaml
 from toolkit.errors import ConfigError
 from toolkit.models.clap import ClapArchitecture
+from toolkit.weights import TOKENIZER_WEIGHT
 
 PRESET_PACKAGE = "toolkit.training.presets"
 
@@ -98,7 +98,7 @@ class QueryEncoderConfig(StrictModel):
     """
 
     source: str = QUERY_SOURCE_AUTO
-    tokenizer: str = "roberta-base-tokenizer"
+    tokenizer: str = TOKENIZER_WEIGHT
     architecture: ClapArchitecture = ClapArchitecture()
     seed: int = 0
 
@@ -253,17 +253,6 @@ def _resolve_extends(data: dict[str, Any], seen: tuple[str, ...]) -> dict[str, A
     return merge_layer(_resolve_extends(_load_preset_file(parent), seen + (parent,)), data)
 
 
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """`override` on top of `base`: mappings merge key by key, everything else replaces."""
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
 def merge_layer(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
     """One configuration layer on top of the previous ones (see the module docstring)."""
     new_model, old_model = layer.get("model"), base.get("model")
@@ -320,7 +309,7 @@ def assemble_config(*, preset: str | None = None, config_file: str | Path | None
 
 def absolutise_paths(config: TrainConfig, cwd: Path) -> TrainConfig:
     """Relative file and folder paths made absolute against `cwd`; registry names stay names."""
-    from systems.registry import weight_entries
+    from toolkit.weights import weight_entries
 
     registry = set(weight_entries())
 

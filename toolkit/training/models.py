@@ -4,7 +4,7 @@ The training loop (toolkit.training.module) is generic: it mixes clips, embeds t
 the frozen CLAP text tower, and asks a `TrainableModel` for the loss. A model family is known by
 name (`model.kind` in the training configuration) through a `ModelKind`, defined in the family's
 own module and listed in `LAZY_MODEL_KINDS` (imported only when a configuration names it).
-System 3 (IRM-LDM) plugs in like this (the full version is in toolkit.models.irm_ldm):
+System 3 (IRM-LDM) plugs in like this (the full version is in toolkit.training.irm_ldm):
 
     class IrmLdmTrainable(TrainableModel):
         state_prefix = CHECKPOINT_PREFIX                 # "ss_model.mask_net.": only the mask net is saved
@@ -22,7 +22,7 @@ System 3 (IRM-LDM) plugs in like this (the full version is in toolkit.models.irm
 
     IRM_LDM_KIND = ModelKind(options=IrmLdmOptions, description="System 3",   # options: a StrictModel
                              build=lambda options, context: IrmLdmTrainable(...))  # context.weight("audioldm-vae")
-    LAZY_MODEL_KINDS["irm-ldm"] = "toolkit.models.irm_ldm:IRM_LDM_KIND"  # the one line here
+    LAZY_MODEL_KINDS["irm-ldm"] = "toolkit.training.irm_ldm:IRM_LDM_KIND"  # the one line here
 
 (`register_model_kind(name, kind)` registers one at run time instead, e.g. from a notebook.)
 
@@ -45,7 +45,8 @@ A `TrainableModel` holds:
   (prefix removed) for `--init`;
 - `official_fixed_tensors()`: tensors of the official layout under `state_prefix` that `net` does
   not hold (ResUNet30: torchlibrosa's STFT kernels), written into every checkpoint;
-- `system_options()`: the `--system-config` settings that make `dcase9 infer` build this net.
+- `system_options()`: the system settings that make `dcase9 infer` build this net (every checkpoint
+  carries them, `toolkit.models.description`).
 
 A `ModelKind.build(options, context)` gets the family's validated options and a `ModelContext`:
 the sample rate and `weight(name)`, which resolves registry weights (downloads unless offline,
@@ -132,7 +133,7 @@ _MODEL_KINDS: dict[str, ModelKind] = {}
 
 # name -> "module:attribute" of a ModelKind, imported on first use.
 LAZY_MODEL_KINDS: dict[str, str] = {}
-LAZY_MODEL_KINDS["irm-ldm"] = "toolkit.models.irm_ldm:IRM_LDM_KIND"  # System 3
+LAZY_MODEL_KINDS["irm-ldm"] = "toolkit.training.irm_ldm:IRM_LDM_KIND"  # System 3
 
 
 def register_model_kind(name: str, kind: ModelKind) -> None:

@@ -8,8 +8,9 @@ the separation net under `ss_model.` (its own key names) and the frozen CLAP und
 so `dcase9 infer --system 1 --checkpoint PATH` and the reference code load them, strictly too: every
 tensor of that layout is written, including those no module here holds (torchlibrosa's STFT kernels,
 CLAP's fixed buffers, classifier and training MLPs; `toolkit.models.official_layout`). Beside the
-weights, the `dcase9` entry holds the run's configuration and what `dcase9 infer` needs (plain
-types only: the file loads with `torch.load(weights_only=True)`). Files are written atomically.
+weights, the `dcase9` entry holds the run's configuration and what `dcase9 infer` needs: the system
+options, and the tokenizer's files when it is not the registry's (plain types only: the file loads
+with `torch.load(weights_only=True)`; see `toolkit.models.description`). Files are written atomically.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ from toolkit.audio import SAMPLE_RATE, resample
 from toolkit.data.formats import DataSet, MixtureSpec
 from toolkit.data.items import ItemLoader
 from toolkit.files import atomic_output, remove_partial_files
-from toolkit.metrics import separation_metrics
+from toolkit.metrics import Metric, reference_metrics
 from toolkit.models.clap import ClapEncoder, laion_to_transformers, transformers_to_laion
 from toolkit.models.checkpoints import strip_prefix
+from toolkit.models.description import CHECKPOINT_FORMAT, ENTRY, inference_options
 from toolkit.training.config import TrainConfig, config_as_dict
 from toolkit.training.data import ClipDataset, SkipLog, TrainSampler, collate_clips
 from toolkit.training.mixing import SegmentMixer, step_seed
@@ -44,8 +46,6 @@ from toolkit.training.schedules import lr_multiplier
 
 QUERY_ENCODER_PREFIX = "query_encoder.model."
 FROZEN_ATTRIBUTE = "frozen_parts"
-CHECKPOINT_FORMAT = 1
-METRICS = ("sdr", "sdri", "sisdr")
 
 
 class SeparationTraining(pl.LightningModule):
@@ -76,6 +76,7 @@ class SeparationTraining(pl.LightningModule):
         self.total_skips: SkipLog | None = None
         self._query_cache: dict[str, Tensor] = {}
         self._validation_sums: Tensor | None = None
+        self._validation_metrics: list[Metric] = []
         self.last_validation: dict[str, float] = {}
 
     # -- data -------------------------------------------------------------------------------------
@@ -139,7 +140,9 @@ class SeparationTraining(pl.LightningModule):
     # -- validation -------------------------------------------------------------------------------
 
     def on_validation_epoch_start(self) -> None:
-        self._validation_sums = torch.zeros(len(METRICS) + 1, dtype=torch.float64, device=self.device)
+        self._validation_metrics = validation_metrics()
+        self._validation_sums = torch.zeros(len(self._validation_metrics) + 1, dtype=torch.float64,
+                                            device=self.device)
 
     def validation_step(self, batch: list[dict[str, Any]], batch_idx: int) -> None:
         assert self._validation_sums is not None
@@ -151,9 +154,8 @@ class SeparationTraining(pl.LightningModule):
             mixture = torch.stack([i["mixture"] for i in items]).to(self.device)
             reference = torch.stack([i["reference"] for i in items]).to(self.device)
             estimate = self.separate_at_16k(mixture, [i["query"] for i in items])
-            scores = separation_metrics(reference, estimate, mixture)
-            for k, name in enumerate(METRICS):
-                self._validation_sums[k] += scores[name].sum()
+            for k, metric in enumerate(self._validation_metrics):
+                self._validation_sums[k] += metric.compute(reference, estimate, mixture).sum()
             self._validation_sums[-1] += len(items)
 
     def separate_at_16k(self, mixture: Tensor, queries: list[str]) -> Tensor:
@@ -177,7 +179,8 @@ class SeparationTraining(pl.LightningModule):
         sums = self.trainer.strategy.reduce(self._validation_sums, reduce_op="sum")
         count = float(sums[-1])
         if count and not self.trainer.sanity_checking:
-            means = {f"val/{name}": float(sums[k]) / count for k, name in enumerate(METRICS)}
+            means = {f"val/{metric.name}": float(sums[k]) / count
+                     for k, metric in enumerate(self._validation_metrics)}
             self.log_dict(means, prog_bar=True)
             self.last_validation = {**means, "val/mixtures": count, "step": self.global_step}
         self._validation_sums = None
@@ -210,9 +213,10 @@ class SeparationTraining(pl.LightningModule):
             del state[key]  # pretrained parts that are not trained come from their own files
         for key, value in self.official_tensors.items():  # every tensor of the official layout
             state.setdefault(key, value)
-        checkpoint["dcase9"] = {"format": CHECKPOINT_FORMAT, "config": config_as_dict(self.config),
-                                "model_kind": self.config.model.kind, "sample_rate": self.trainable.sample_rate,
-                                "system_options": self.trainable.system_options(), **self.checkpoint_info}
+        options = inference_options(self.trainable.system_options(), self.config.query_encoder.architecture)
+        checkpoint[ENTRY] = {"format": CHECKPOINT_FORMAT, "config": config_as_dict(self.config),
+                             "model_kind": self.config.model.kind, "sample_rate": self.trainable.sample_rate,
+                             "system_options": options, **self.checkpoint_info}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint["state_dict"]
@@ -226,6 +230,12 @@ class SeparationTraining(pl.LightningModule):
         for key, value in self.state_dict().items():
             if key not in state and (key.startswith(QUERY_ENCODER_PREFIX) or key.startswith(FROZEN_ATTRIBUTE + ".")):
                 state[key] = value
+
+
+def validation_metrics() -> list[Metric]:
+    """What validation logs as `val/<name>`: the registered reference-based metrics that tables show
+    (SDR, SDRi, SI-SDR, and any registered later), computed as `dcase9 score` computes them."""
+    return [metric for metric in reference_metrics() if metric.shown]
 
 
 def attach(parent: nn.Module, prefix: str, child: nn.Module) -> None:

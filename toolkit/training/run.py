@@ -3,11 +3,12 @@
 Layout of the run folder `OUT`:
 
     OUT/config.yaml              the full configuration of the run (also inside every checkpoint)
-    OUT/last.ckpt                the latest state, for --resume (and for `dcase9 infer`)
+    OUT/last.ckpt                the latest state, for --resume and for `dcase9 infer --checkpoint`: it
+                                 carries the system options and tokenizer inference needs
+                                 (`toolkit.models.description`)
     OUT/checkpoints/step=N.ckpt  at the configured cadence and at the final step
     OUT/logs/version_K/metrics.csv   train/loss, train/lr, val/sdr, val/sdri, val/sisdr, ... (one
                                  version per start or resume); OUT/tensorboard/ when TensorBoard is installed
-    OUT/system-config.yaml       `--system-config` for `dcase9 infer`, when the net or CLAP is not the official one
     OUT/tokenizer/               the tiny tokenizer, when the configuration asks for it
     OUT/summary.json             steps, time, throughput, skipped clips, last validation, the infer command
 
@@ -22,25 +23,24 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from toolkit.errors import CheckpointError, ConfigError, Dcase9Error
 from toolkit.files import require_folder, write_json_atomic, write_text_atomic
 from toolkit.lazy import require
+from toolkit.models.description import tokenizer_files
 from toolkit.training.config import (DEMO_TOKENIZER, QUERY_SOURCE_AUTO, QUERY_SOURCE_RANDOM, TINY_TOKENIZER,
                                      TrainConfig, dump_train_config)
+from toolkit.weights import CLAP_WEIGHT, TOKENIZER_WEIGHT
 
 LAST_CHECKPOINT = "last.ckpt"
 CONFIG_FILE = "config.yaml"
-SYSTEM_CONFIG_FILE = "system-config.yaml"
 SUMMARY_FILE = "summary.json"
-TOKENIZER_WEIGHT = "roberta-base-tokenizer"
-CLAP_WEIGHT = "clap-music-speech-audioset"
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -49,6 +49,23 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, checkpoint: Path, step: int) -> None:
         super().__init__(f"interrupted at step {step}; saved {checkpoint}")
         self.checkpoint, self.step = checkpoint, step
+
+
+@dataclass(frozen=True)
+class SystemFacts:
+    """What training needs to know of the system that will load its checkpoints (`config.system`).
+
+    The library does not import `systems/`: the application layer (`toolkit.api.system_facts`,
+    which `dcase9 train` and `api.train` use) describes the system. `sample_rate` is checked
+    against `data.sample_rate`; `infer_command(checkpoint, local_weights)` writes the command line
+    that separates with the result (`local_weights`: this run's local copies of registry weights,
+    which the command passes on where inference loads them; the system options and a tokenizer
+    that is not the registry's travel inside the checkpoint).
+    """
+
+    name: str
+    sample_rate: int
+    infer_command: Callable[[Path, Mapping[str, str]], str]
 
 
 @dataclass
@@ -61,23 +78,23 @@ class TrainResult:
     skipped: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, float] = field(default_factory=dict)
     infer_command: str = ""
-    system_config: Path | None = None
     tokenizer: Path | None = None
     rank: int = 0  # the process's global rank: only rank 0's result has the summary
 
 
-def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool | None = None,
-          lightning_info: bool = True) -> TrainResult:
+def train(config: TrainConfig, out: str | Path, *, system: SystemFacts | None = None, resume: bool = False,
+          progress: bool | None = None, lightning_info: bool = True) -> TrainResult:
     """Train as `config` says, writing checkpoints and logs into `out`; see the module docstring.
 
+    `system` describes `config.system` (see `SystemFacts`; `toolkit.api.train` passes it): without
+    it the data rate is not checked against the system's and no infer command is written.
     `resume=True` continues from `out/last.ckpt` (weights, optimizer, schedule, step, data stream);
     without it, a folder that already holds a run is refused. `progress` overrides
     `trainer.progress_bar`; `lightning_info=False` hides Lightning's start-up messages and model
     summary (the demo).
     """
     require("lightning", extra="train", purpose="dcase9 train")
-    from systems import get_system
-    from systems.registry import WeightResolver
+    from toolkit.weights import WeightResolver
     from toolkit.training.data import ClipDataset, TrainSampler, check_audio_present, read_datafiles
     from toolkit.training.models import ModelContext, build_model
 
@@ -91,11 +108,9 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
     require_folder(out, "the training run")
     if resume:
         check_resumable(last)
-    if config.system is not None:
-        spec = get_system(config.system)
-        if spec.sample_rate != config.data.sample_rate:
-            raise ConfigError(f"system '{spec.name}' runs at {spec.sample_rate} Hz but data.sample_rate is "
-                              f"{config.data.sample_rate}: the trained model would not load as that system")
+    if system is not None and config.system is not None and system.sample_rate != config.data.sample_rate:
+        raise ConfigError(f"system '{system.name}' runs at {system.sample_rate} Hz but data.sample_rate is "
+                          f"{config.data.sample_rate}: the trained model would not load as that system")
     show_progress = config.trainer.progress_bar if progress is None else progress
     if _is_rank_zero():
         out.mkdir(parents=True, exist_ok=True)
@@ -132,16 +147,18 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
     del init_weights, own
 
     validation_set, validation_specs = open_validation(config)
-    info = {"system": config.system, "tokenizer": str(tokenizer_path)}
+    info: dict[str, Any] = {"system": config.system, "tokenizer": str(tokenizer_path)}
+    if _is_local_tokenizer(config):  # inference finds it in the checkpoint
+        info["tokenizer_files"] = tokenizer_files(tokenizer_path)
     return _fit(config, out, model, query_encoder, train_set, sampler, validation_set, validation_specs, info,
                 resume=resume, show_progress=show_progress, lightning_info=lightning_info,
-                tokenizer_path=tokenizer_path, official_tensors=official)
+                tokenizer_path=tokenizer_path, official_tensors=official, system=system)
 
 
 def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_set: Any, sampler: Any,
          validation_set: Any, validation_specs: list[Any], info: dict[str, Any], *, resume: bool,
          show_progress: bool, lightning_info: bool, tokenizer_path: Path,
-         official_tensors: dict[str, torch.Tensor]) -> TrainResult:
+         official_tensors: dict[str, torch.Tensor], system: SystemFacts | None) -> TrainResult:
     from lightning.pytorch.loggers import CSVLogger
 
     from toolkit.training.module import SeparationTraining, StepCheckpoints, StepProgressBar, Throughput
@@ -188,7 +205,8 @@ def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_s
         if not failed:
             skipped = module.gathered_skips().summary()  # every process takes part in the gathering
             if trainer.is_global_zero:
-                result = _write_summary(config, out, trainer, module, throughput, skipped, seconds, tokenizer_path)
+                result = _write_summary(config, out, trainer, module, throughput, skipped, seconds, tokenizer_path,
+                                        system)
     if not trainer.is_global_zero:
         return TrainResult(out, out / LAST_CHECKPOINT, trainer.global_step, seconds, rank=trainer.global_rank)
     return result
@@ -219,14 +237,14 @@ def _make_trainer(config: TrainConfig, out: Path, loggers: list[Any], callbacks:
 
 
 def _write_summary(config: TrainConfig, out: Path, trainer: Any, module: Any, throughput: Any,
-                   skipped: dict[str, Any], seconds: float, tokenizer_path: Path) -> TrainResult:
-    system_config, command = infer_instructions(config, out, module.trainable.system_options(), tokenizer_path)
+                   skipped: dict[str, Any], seconds: float, tokenizer_path: Path,
+                   system: SystemFacts | None) -> TrainResult:
+    command = system.infer_command(out / LAST_CHECKPOINT, dict(config.weights)) if system is not None else ""
     result = TrainResult(out, out / LAST_CHECKPOINT, int(trainer.global_step), seconds,
                          throughput.summary(module.device), skipped, dict(module.last_validation), command,
-                         system_config, tokenizer_path if _is_local_tokenizer(config) else None)
+                         tokenizer_path if _is_local_tokenizer(config) else None)
     payload = asdict(result)
     payload.update({"out_dir": str(out), "last_checkpoint": str(result.last_checkpoint),
-                    "system_config": str(system_config) if system_config else None,
                     "tokenizer": str(result.tokenizer) if result.tokenizer else None,
                     "device": str(module.device), "world_size": trainer.world_size,
                     "precision": config.trainer.precision, "batch_size_per_device": config.data.batch_size,
@@ -257,7 +275,7 @@ def check_resumable(last: Path) -> None:
 
 def read_init_checkpoint(name_or_path: str, resolver: Any) -> tuple[dict[str, torch.Tensor], str]:
     """The state dict of an official-layout checkpoint given as a registry name or a file."""
-    from systems.registry import weight_entries
+    from toolkit.weights import weight_entries
     from toolkit.models.checkpoints import read_checkpoint, state_dict_of
 
     path = resolver(name_or_path) if name_or_path in weight_entries() else Path(name_or_path)
@@ -270,7 +288,7 @@ def _is_local_tokenizer(config: TrainConfig) -> bool:
 
 def resolve_tokenizer(config: TrainConfig, resolver: Any, out: Path) -> Path:
     """The tokenizer folder: a tiny one written into the run folder, a registry entry, or a folder."""
-    from systems.registry import weight_entries
+    from toolkit.weights import weight_entries
 
     name = config.query_encoder.tokenizer
     if name in (TINY_TOKENIZER, DEMO_TOKENIZER):
@@ -294,7 +312,7 @@ def build_query_encoder(config: TrainConfig, resolver: Any, tokenizer_path: Path
     """
     from toolkit.models.official_layout import laion_extra_keys
 
-    from systems.registry import weight_entries
+    from toolkit.weights import weight_entries
     from toolkit.models.checkpoints import strip_prefix
     from toolkit.models.clap import ClapEncoder, find_laion_prefix, load_roberta_tokenizer, read_laion_clap_weights
     from toolkit.models.tiny import random_clap_model
@@ -350,42 +368,6 @@ def open_validation(config: TrainConfig) -> tuple[Any, list[Any]]:
         raise ConfigError(f"validation.data {config.validation.data} is a {dataset.kind.value} set without "
                           "references; validation needs the DCASE validation set (or one in its layout)")
     return dataset, select_validation(dataset, config.validation.limit, config.seed)
-
-
-def infer_settings(config: TrainConfig, system_options: dict[str, Any]) -> dict[str, Any]:
-    """The `--system-config` settings under which `dcase9 infer` builds the trained net and its CLAP."""
-    from toolkit.models.clap import ClapArchitecture
-
-    settings = dict(system_options)
-    if config.query_encoder.architecture != ClapArchitecture():
-        settings["clap"] = config.query_encoder.architecture.model_dump(mode="json")
-    return settings
-
-
-def infer_instructions(config: TrainConfig, out: Path, system_options: dict[str, Any],
-                       tokenizer_path: Path) -> tuple[Path | None, str]:
-    """Write `system-config.yaml` when `dcase9 infer` needs one; return it and the infer command."""
-    from systems import get_system
-
-    settings = infer_settings(config, system_options)
-    system = config.system or "1"
-    spec = get_system(system)
-    system_config = None
-    if any(spec.options.get(key) != value for key, value in settings.items()):
-        system_config = out / SYSTEM_CONFIG_FILE
-        write_text_atomic(system_config, yaml.safe_dump(settings, sort_keys=False))
-    parts = ["dcase9 infer", f"--system {system}", f"--checkpoint {out / LAST_CHECKPOINT}",
-             "--data VALIDATION_DIR", "--out ESTIMATES_DIR"]
-    if system_config is not None:
-        parts.append(f"--system-config {system_config}")
-    # Local copies this run used of weights that inference loads too (System 3: AudioLDM's VAE and
-    # vocoder); the first of the system's weights is the checkpoint, given above.
-    local = {name: path for name, path in config.weights.items()
-             if name in spec.weights[1:] or name in spec.optional_weights}
-    if _is_local_tokenizer(config):
-        local[TOKENIZER_WEIGHT] = str(tokenizer_path)
-    parts += [f"--weight {name}={path}" for name, path in local.items()]
-    return system_config, " ".join(parts)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -39,7 +39,15 @@
 
   function fmt(value, metric) {
     if (value === null || value === undefined) return "–";
-    return value.toFixed(metric === "ats" ? 3 : 2);
+    var decimals = data.decimals[metric];
+    return value.toFixed(decimals === undefined ? 2 : decimals);
+  }
+
+  // Whether larger values are better for the metric a sort key shows (the registry's higher_is_better).
+  function higherIsBetter(key) {
+    var m = /^m\.(\d+)\.(\w+)$/.exec(key);
+    var metric = key === "delta" ? compareMetric : m ? m[2] : null;
+    return metric === null || data.higher[metric] !== false;
   }
 
   function signed(value, metric) {
@@ -149,7 +157,7 @@
       list = list.filter(function (r) { var v = value(r, state.rk); return v !== null && v >= lo && v <= hi; });
     }
     if (state.top && state.rk) {
-      list = sortRows(list, state.rk, state.top === "best" ? "desc" : "asc").slice(0, state.n);
+      list = sortRows(list, state.rk, (state.top === "best") === higherIsBetter(state.rk) ? "desc" : "asc").slice(0, state.n);
     }
     return sortRows(list, state.sort, state.dir);
   }
@@ -188,13 +196,15 @@
       return;
     }
     var st = cmp.settings;
-    var unit = st.metric === "ats" ? "" : " dB";
+    var unit = data.units[st.metric] ? " " + data.units[st.metric] : "";
+    var up = data.higher[st.metric] !== false;
     var head = el("tr", null, ["A", "B", "mean A", "mean B", "mean A − B", Math.round(st.confidence * 100) + "% interval",
       "A better", "tie", "B better"].map(function (t, i) { return el("th", { cls: i > 1 ? "num" : "", text: t }); }));
     var body = [];
     var details = [];
     cmp.pairs.forEach(function (p) {
-      var cls = p.ci_low > 0 ? "num pos" : p.ci_high < 0 ? "num neg" : "num";
+      var better = up ? p.ci_low > 0 : p.ci_high < 0, worse = up ? p.ci_high < 0 : p.ci_low > 0;
+      var cls = better ? "num pos" : worse ? "num neg" : "num";
       body.push(el("tr", null, [el("td", { text: p.a }), el("td", { text: p.b }),
         el("td", { cls: "num", text: fmt(p.mean_a, st.metric) }), el("td", { cls: "num", text: fmt(p.mean_b, st.metric) }),
         el("td", { cls: cls, text: signed(p.mean_diff, st.metric) }), el("td", { cls: cls, text: ciText(p, st.metric) }),
@@ -300,7 +310,7 @@
   function jump(which) {
     var key = state.rk || (validKey(defaults.sort) && defaults.sort !== "order" ? defaults.sort : metricKeys()[0]);
     if (!key) return;
-    update({ top: which, rk: key, sort: key, dir: which === "best" ? "desc" : "asc" });
+    update({ top: which, rk: key, sort: key, dir: (which === "best") === higherIsBetter(key) ? "desc" : "asc" });
   }
 
   function headerCell(text, key, attrs) {

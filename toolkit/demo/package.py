@@ -19,14 +19,13 @@ from typing import Any
 
 import yaml
 
-from submission.check import CheckReport, check_package
-from submission.findings import Finding
-from submission.meta import count_checkpoint_parameters
-from submission.package import PackageResult, build_package
+from submission import CheckReport, Finding, PackageResult, build_package, check_package, count_checkpoint_parameters, \
+    load_profile
 from submission.pdf import write_one_page_pdf
-from submission.profile import load_profile
 from toolkit.errors import Dcase9Error
 from toolkit.files import write_text_atomic
+from toolkit.metrics import registered_metrics
+from toolkit.models.description import ENTRY
 
 DEMO_SUBMITTER = {"lastname": "Demo", "abbreviation": "DCASE9"}
 DEMO_AUTHOR = {
@@ -73,7 +72,7 @@ class DemoPackage:
 def describe_demo_model(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
     """The meta YAML's free `system.description` of the model a demo checkpoint holds (its own
     configuration, as `dcase9 train` saved it)."""
-    config = checkpoint.get("dcase9", {}).get("config", {})
+    config = (checkpoint.get(ENTRY) or {}).get("config", {})
     model, data = config.get("model", {}), config.get("data", {})
     channels = model.get("channels") or []
     net = model.get("kind", "resunet30")
@@ -121,8 +120,8 @@ def report_text(description: Mapping[str, Any], parameters: int, results: Mappin
                 mixtures: Mapping[str, int], validation_mixtures: int) -> tuple[str, list[str]]:
     """The technical report's title and paragraphs."""
     title = "dcase9 demo - NOT A REAL DCASE SUBMISSION"
-    scores = ", ".join(f"{name} {results[key]:.3f} dB" for key, name in
-                       (("sdr", "SDR"), ("sdri", "SDRi"), ("sisdr", "SI-SDR")) if key in results)
+    scores = ", ".join(f"{metric.label} {results[metric.name]:.3f}{' ' + metric.unit if metric.unit else ''}"
+                       for metric in registered_metrics() if metric.shown and metric.name in results)
     outputs = ", ".join(f"{n} {subset}" for subset, n in mixtures.items())
     paragraphs = [
         "Authors: Dcase9 Demo (dcase9 toolkit demo, demo@example.org). These are placeholder names.",

@@ -1,0 +1,95 @@
+"""Building a system's separator: weights from the registry or the user, options in layers (the
+system's defaults, then what a `dcase9 train` checkpoint says about itself, then the user's), the
+model on its device, wrapped in the engine's `Separator`.
+
+    from systems.loading import load_separator
+    separator = load_separator("baseline", checkpoint="baseline.ckpt")
+    estimate = separator.separate(mixture_16k, "a dog barks")
+
+`toolkit.api.load_separator` is the same with the engine's settings as keywords; `api.separate` and
+`dcase9 infer` run the result over a data set's folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from systems.base import BuildContext, SystemSpec, build_model
+from systems.catalog import get_system
+from toolkit.config import deep_merge
+from toolkit.engine import EngineOptions, Separator, resolve_device
+from toolkit.errors import CheckpointError, ConfigError, Dcase9Error
+from toolkit.models.description import ENTRY, CheckpointDescription, describe_checkpoint
+from toolkit.weights import TOKENIZER_WEIGHT, WeightResolver
+
+
+def load_separator(system: str, *, checkpoint: str | Path | None = None,
+                   weights: dict[str, str | Path] | None = None, options: dict[str, Any] | None = None,
+                   engine: EngineOptions | None = None, offline: bool = False,
+                   trust_checkpoint: bool = False) -> Separator:
+    """The registered `system`, built and ready to separate.
+
+    `checkpoint` replaces the system's main weights (its first registry entry); `weights` maps any
+    registry name to a local file or folder; `options` override the system's typed configuration
+    (e.g. `{"n_fft": 1024}`, merged key by key over its defaults); `engine` holds the device,
+    precision, batch size, chunking and resampling; `offline` forbids downloads; `trust_checkpoint`
+    lets checkpoints run the pickled code they contain.
+
+    A checkpoint written by `dcase9 train` describes itself (`toolkit.models.description`): its
+    system options lie between the system's defaults and `options`, and the tokenizer it carries
+    is used unless `weights` names one. Such a checkpoint loads only as a system that builds the
+    same model at the same rate as the one it was trained for (baseline, 1 and 4 are one model).
+    """
+    spec = get_system(system)
+    engine = engine or EngineOptions()
+    engine.check()
+    explicit = {name: Path(path) for name, path in (weights or {}).items()}
+    if checkpoint is not None:
+        if not spec.weights:
+            raise Dcase9Error(f"system '{spec.name}' uses no checkpoint")
+        explicit[spec.weights[0]] = Path(checkpoint)
+    resolver = WeightResolver(explicit, offline=offline, progress=engine.progress)
+    device = resolve_device(engine.device)  # an unusable device is refused before anything loads
+    context = BuildContext(device=device, options={}, weight=resolver, trust_checkpoint=trust_checkpoint)
+    try:
+        described = describe_given_checkpoint(spec, context, explicit)
+        if described is not None and described.tokenizer_files and TOKENIZER_WEIGHT in spec.weights:
+            resolver.embed(TOKENIZER_WEIGHT, described.tokenizer_files, f"{described.source} ({ENTRY}.tokenizer_files)")
+        context.options = deep_merge(deep_merge(spec.options, described.options if described else {}), options or {})
+        model = build_model(spec, context)
+    finally:
+        context.checkpoints.clear()  # what the model did not take (optimizer state, ...) is freed now
+        resolver.close()  # the embedded tokenizer is loaded by now
+    identity = {"system": spec.name, "weights": resolver.identity(), "options": context.options}
+    settings = {"weights": resolver.locations()}
+    return Separator(model, system=spec.name, options=engine, segment_seconds=spec.segment_seconds,
+                     needs_reference=spec.needs_reference, identity=identity, settings=settings)
+
+
+def describe_given_checkpoint(spec: SystemSpec, context: BuildContext,
+                              explicit: dict[str, Path]) -> CheckpointDescription | None:
+    """What the user's checkpoint (`--checkpoint`, or `--weight` for the system's main weights) says
+    about itself, read once through `context` (the factory reuses it); None for registry checkpoints
+    and checkpoints made elsewhere."""
+    if not spec.weights or spec.weights[0] not in explicit:
+        return None
+    path = context.weight(spec.weights[0])
+    if path.is_dir():  # a folder of weights (3-roundtrip's VAE), not a checkpoint
+        return None
+    try:
+        checkpoint = context.read_checkpoint(path)
+    except CheckpointError:  # not a torch checkpoint: the factory reads the file its own way, or says why not
+        return None
+    described = describe_checkpoint(checkpoint, str(path))
+    if described is None or described.system is None:
+        return described
+    said = f"{path} was trained for system '{described.system}' (its {ENTRY} entry)"
+    try:
+        trained = get_system(described.system)
+    except ConfigError:
+        raise ConfigError(f"{said}, which is not a registered system (see `dcase9 systems`)") from None
+    if (trained.factory, trained.sample_rate) != (spec.factory, spec.sample_rate):
+        raise ConfigError(f"{said}, a model system '{spec.name}' does not build: infer with "
+                          f"--system {trained.name}")
+    return described

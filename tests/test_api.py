@@ -1,0 +1,134 @@
+"""`api.load_separator`: a system in memory, on arrays or tensors, giving exactly what `dcase9 infer` writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from tests.tiny_models import resunet_weights, system_config, tokenizer_folder, write_lightning_checkpoint
+from toolkit import api
+from toolkit.cli import app
+from toolkit.data.formats import open_dataset
+from toolkit.data.items import ItemLoader
+
+runner = CliRunner()
+LIMIT = 3
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("api")
+    configs = {"baseline": system_config(), "2": system_config({"n_fft": 512, "hop_length": 128})}
+    for name, config in configs.items():
+        (root / f"{name}.yaml").write_text(yaml.safe_dump(config))
+    return {"root": root, "configs": configs, "tokenizer": tokenizer_folder(root / "tokenizer"),
+            "baseline": write_lightning_checkpoint(root / "baseline.ckpt"),
+            "2": write_lightning_checkpoint(root / "audiosep.ckpt", resunet=resunet_weights(512, 128))}
+
+
+def infer(assets: dict[str, Any], system: str, data: Path, out: Path, *extra: str) -> Path:
+    args = ["infer", "--system", system, "--data", str(data), "--out", str(out), "--limit", str(LIMIT), "--offline"]
+    if system in ("baseline", "2"):
+        args += ["--checkpoint", str(assets[system]), "--weight", f"roberta-base-tokenizer={assets['tokenizer']}",
+                 "--system-config", str(assets["root"] / f"{system}.yaml")]
+    result = runner.invoke(app, [*args, *extra])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def load(assets: dict[str, Any], system: str, **engine: Any) -> Any:
+    if system not in ("baseline", "2"):
+        return api.load_separator(system, offline=True, progress=False, **engine)
+    return api.load_separator(system, checkpoint=assets[system], weights={"roberta-base-tokenizer": assets["tokenizer"]},
+                              options=assets["configs"][system], offline=True, progress=False, **engine)
+
+
+def items(data: Path) -> list[Any]:
+    dataset = open_dataset(data)
+    loader = ItemLoader(dataset)
+    return [loader.load(spec) for spec in dataset.mixtures[:LIMIT]]
+
+
+def written(folder: Path, item: Any) -> np.ndarray:
+    audio, rate = sf.read(folder / f"{item.spec.id}.wav", dtype="float32")
+    assert rate == 16000
+    return audio
+
+
+@pytest.mark.parametrize(("system", "subset", "engine"), [
+    ("baseline", "validation", {}),
+    ("baseline", "eval-real", {"segment": 3.0, "overlap": 0.5}),  # chunked and cross-faded
+    ("2", "validation", {}),  # 32 kHz: soxr HQ in and out
+    ("2", "eval-synth", {"resampler": "julius"}),  # 32 kHz: julius on the device
+    ("mixture", "eval-synth", {}),
+])
+def test_separate_in_memory_equals_infer_sample_for_sample(assets: dict[str, Any], demo_root: Path, tmp_path: Path,
+                                                           system: str, subset: str, engine: dict[str, Any]) -> None:
+    flags = [f"--{key}={value}" for key, value in engine.items()]
+    folder = infer(assets, system, demo_root / subset, tmp_path / "est", *flags)
+    separator = load(assets, system, **engine)
+    assert separator.sample_rate == 16000 and separator.system == system
+    for item in items(demo_root / subset):
+        estimate = separator.separate(item.mixture, item.spec.query)
+        assert isinstance(estimate, np.ndarray) and estimate.dtype == np.float32
+        assert np.array_equal(estimate, written(folder, item)), item.spec.id
+
+
+def test_batches_lists_and_tensors_give_the_same_samples(assets: dict[str, Any], demo_root: Path,
+                                                         tmp_path: Path) -> None:
+    folder = infer(assets, "baseline", demo_root / "validation", tmp_path / "est")
+    separator = load(assets, "baseline")
+    loaded = items(demo_root / "validation")
+    expected = np.stack([written(folder, item) for item in loaded])
+    batch = np.stack([item.mixture for item in loaded])
+    queries = [item.spec.query for item in loaded]
+    assert np.array_equal(separator.separate(batch, queries), expected)
+    tensor = separator.separate(torch.from_numpy(batch), queries)
+    assert isinstance(tensor, torch.Tensor) and tensor.dtype == torch.float32 and tensor.device == torch.device("cpu")
+    assert np.array_equal(tensor.numpy(), expected)
+    one = separator.separate(torch.from_numpy(loaded[0].mixture), queries[0])
+    assert one.shape == loaded[0].mixture.shape and np.array_equal(one.numpy(), expected[0])
+    # One query for every row.
+    same = separator.separate(np.stack([loaded[0].mixture] * 2), queries[0])
+    assert np.array_equal(same, np.stack([expected[0]] * 2))
+
+
+def test_reference_based_systems_take_the_reference(assets: dict[str, Any], demo_root: Path, tmp_path: Path) -> None:
+    folder = infer(assets, "oracle", demo_root / "validation", tmp_path / "est")
+    separator = load(assets, "oracle")
+    for item in items(demo_root / "validation"):
+        estimate = separator.separate(item.mixture, item.spec.query, reference=item.reference)
+        assert np.array_equal(estimate, written(folder, item))
+    with pytest.raises(ValueError, match="reference="):
+        separator.separate(item.mixture, item.spec.query)
+
+
+def test_bad_inputs_are_refused_with_a_message(assets: dict[str, Any]) -> None:
+    from toolkit.errors import Dcase9Error
+
+    separator = load(assets, "mixture")
+    with pytest.raises(ValueError, match="2 mixture.*3 queries"):
+        separator.separate(np.zeros((2, 16000), dtype=np.float32), ["a", "b", "c"])
+    with pytest.raises(ValueError, match=r"\(samples,\) or \(batch, samples\)"):
+        separator.separate(np.zeros((1, 2, 16000), dtype=np.float32), "a")
+    noisy = np.zeros(16000, dtype=np.float32)
+    noisy[5] = np.nan
+    with pytest.raises(Dcase9Error, match="mixture 0 has 1 NaN"):
+        separator.separate(noisy, "a")
+
+
+def test_api_separate_and_the_benchmarks_build_on_load_separator() -> None:
+    """One way to build a system: no hand-made build contexts, and no engine runs around hand-built models."""
+    root = Path(__file__).resolve().parents[1]
+    for path in (root / "toolkit" / "api.py", root / "benchmarks" / "inference.py", root / "benchmarks" / "gpu_check.py"):
+        text = path.read_text(encoding="utf-8")
+        for name in ("BuildContext", "build_model(", "run_separation("):
+            assert name not in text, (path, name)
+        assert "load_separator(" in text, path

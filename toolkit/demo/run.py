@@ -1,0 +1,123 @@
+"""`run_demo`: the main job on the demo data, end to end, through the API's verbs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toolkit.api import report, score, separate, validate
+from toolkit.data.demo import make_demo
+from toolkit.demo.model import train_demo_model
+from toolkit.demo.package import package_demo
+from toolkit.engine import EngineOptions, RunResult
+from toolkit.errors import Dcase9Error, MissingDependencyError
+from toolkit.files import require_folder
+from toolkit.lazy import require
+from toolkit.scoring import ScoreReport
+
+
+@dataclass
+class DemoResult:
+    """What `run_demo` did: score reports by system (the trained model as "trained"), the training
+    run (None when skipped), the trained model's package (a `toolkit.demo.package.DemoPackage`: its
+    config, report, zip and check; None when skipped), and the seconds each stage took."""
+
+    reports: dict[str, ScoreReport]
+    training: Any = None  # toolkit.training.TrainResult
+    seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    package: Any = None  # toolkit.demo.package.DemoPackage
+    evaluation: dict[str, RunResult] = field(default_factory=dict)  # subset -> the trained model's run on it
+    model_status: str | None = None  # trained, resumed, retrained (and why) or reused: see train_demo_model
+    page: Any = None  # toolkit.report.ReportResult: the listening page of the validation reports
+
+
+DEMO_EVALUATION_SETS = ("eval-synth", "eval-real")
+
+
+def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"), train_model: bool = True,
+             progress: bool = True, data_options: dict[str, Any] | None = None,
+             train_overrides: list[dict[str, Any]] | None = None, force_data: bool = False,
+             announce: Callable[[str], None] | None = None) -> DemoResult:
+    """The main job on the embedded demo data, offline: synthesise -> validate -> train a small model
+    on the demo training clips (`dcase9 train --preset demo`) -> separate with each system and the
+    trained model -> score -> infer the trained model on the demo evaluation sets -> package its
+    outputs as a (demo) submission -> check the package with the evaluation data. A listening page
+    of the validation reports (`dcase9 report`) lands in `out/report/index.html`.
+
+    A finished demo model in `out/model` is reused when its configuration is unchanged; an
+    interrupted one is resumed; finished estimates are kept. The package is rebuilt on every run
+    (it is deterministic: the same inputs give the same bytes). A package that is refused or fails
+    its check raises `toolkit.demo.package.DemoPackageError`. `data_options` (arguments of `make_demo`)
+    and `train_overrides` (configuration layers on the demo preset) let tests run a smaller demo.
+    Demo data in `out/data` that was edited is refused unless `force_data` (see `make_demo`).
+    `announce` gets one line saying whether the model is trained, resumed, retrained (and why) or
+    reused, before that happens; the line is also the result's `model_status`.
+    """
+    out = Path(out)
+    require_folder(out, "the demo workspace")
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+    folders = make_demo(out / "data", **(data_options or {}), force=force_data)
+    validation = validate(folders["validation"])
+    if not validation.usable():
+        raise Dcase9Error(f"the generated demo data did not validate: {validation.errors[0]}")
+    seconds["data"] = time.perf_counter() - clock
+    reports = {}
+    for system in systems:
+        clock = time.perf_counter()
+        separate(system, folders["validation"], out / "estimates" / system, options=EngineOptions(progress=progress))
+        reports[system] = score(folders["validation"], out / "estimates" / system, out / "reports" / system,
+                                progress=progress)
+        seconds[system] = time.perf_counter() - clock
+    result = DemoResult(reports, seconds=seconds)
+    if train_model:
+        try:
+            require("lightning", extra="train", purpose="training the demo model")
+        except MissingDependencyError as exc:
+            result.notes.append(f"skipped the trained model and its package: {exc}")
+            train_model = False
+    if not train_model:
+        demo_page(out, result)
+        return result
+    clock = time.perf_counter()
+    result.training, load = train_demo_model(folders["train"] / "train.json", out / "model", progress=progress,
+                                             overrides=train_overrides, announce=announce)
+    result.model_status = load["why"]
+    seconds["training"] = time.perf_counter() - clock
+
+    def run_trained(data: Path, estimates: Path) -> RunResult:
+        # A model trained in this run replaces the estimates of an earlier one.
+        return separate("baseline", data, estimates,
+                        options=EngineOptions(progress=progress, overwrite=load["trained_now"]),
+                        checkpoint=load["checkpoint"], offline=True)
+
+    clock = time.perf_counter()
+    run_trained(folders["validation"], out / "estimates" / "trained")
+    reports["trained"] = score(folders["validation"], out / "estimates" / "trained", out / "reports" / "trained",
+                               progress=progress)
+    seconds["trained"] = time.perf_counter() - clock
+    demo_page(out, result)
+    clock = time.perf_counter()
+    evaluation_estimates = {subset: out / "estimates" / f"trained-{subset}" for subset in DEMO_EVALUATION_SETS}
+    for subset, estimates in evaluation_estimates.items():
+        result.evaluation[subset] = run_trained(folders[subset], estimates)
+    seconds["evaluation"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    result.package = package_demo(out / "submission", data={s: folders[s] for s in DEMO_EVALUATION_SETS},
+                                  estimates=evaluation_estimates, checkpoint=load["checkpoint"],
+                                  development_report=out / "reports" / "trained", progress=progress)
+    seconds["package"] = time.perf_counter() - clock
+    return result
+
+
+def demo_page(out: Path, result: DemoResult) -> None:
+    """The listening page of the demo's validation reports, the trained model first (the page
+    opens on its worst clips), named by their folders."""
+    clock = time.perf_counter()
+    names = sorted(result.reports, key=lambda name: name != "trained")
+    result.page = report([out / "reports" / name for name in names], out / "report", names=names)
+    result.seconds["report"] = time.perf_counter() - clock

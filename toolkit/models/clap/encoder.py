@@ -1,0 +1,262 @@
+"""`ClapEncoder`: a frozen laion CLAP on transformers' `ClapModel` (or its text tower alone), built
+empty and filled with laion-named weights, giving unit-norm text and audio embeddings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from toolkit.errors import CheckpointError
+from toolkit.models.checkpoints import empty_module, load_weights
+from toolkit.models.clap.architecture import ClapSpec, laion_clap_spec
+from toolkit.models.clap.frontend import HtsatLogMel, LogMelSettings, check_front_end, clip_starts, repeat_pad
+from toolkit.models.clap.laion_keys import FIXED_TRANSFORMERS_BUFFERS, laion_to_transformers, read_laion_clap_weights
+from toolkit.models.clap.tokenizer import DEFAULT_TOKENIZER, MAX_TEXT_TOKENS, load_roberta_tokenizer
+
+if TYPE_CHECKING:
+    from transformers import ClapConfig, ClapModel, PreTrainedTokenizerBase
+
+# Which parts of CLAP to build: "text" (the text tower and its projection: all a text query needs)
+# or "both" (adds the HTSAT audio tower: ATS, and training, whose checkpoints carry the whole model).
+ClapTowers = Literal["both", "text"]
+CLAP_TOWERS: tuple[ClapTowers, ...] = ("both", "text")
+
+
+class ClapEncoder(nn.Module):
+    """Frozen laion CLAP: `encode_text` and `encode_audio` give L2-normalised joint embeddings.
+
+    Always in eval mode (`train()` does not change that) with gradients off, so it can sit inside
+    a trainable system and still give deterministic queries. Embeddings are computed under
+    `torch.no_grad()` (not `inference_mode`, so they can feed layers being trained) and returned on
+    the encoder's device.
+    """
+
+    def __init__(self, model: ClapModel | ClapTextTower, front_end: LogMelSettings,
+                 tokenizer: PreTrainedTokenizerBase):
+        super().__init__()
+        ClapSpec(model.config, front_end).validate()
+        if len(tokenizer) > model.config.text_config.vocab_size:
+            raise ValueError(f"the tokenizer has {len(tokenizer)} tokens, the text tower embeds only "
+                             f"{model.config.text_config.vocab_size}")
+        self.model = model
+        self.front_end = front_end
+        self.log_mel = HtsatLogMel(front_end)
+        self.tokenizer = tokenizer
+        self.requires_grad_(False)
+        super().train(False)
+
+    # -- construction ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_laion_checkpoint(
+        cls,
+        path: str | Path,
+        *,
+        spec: ClapSpec | None = None,
+        prefix: str | None = None,
+        tokenizer: str | Path | PreTrainedTokenizerBase = DEFAULT_TOKENIZER,
+        offline: bool | None = None,
+        trust: bool = False,
+        device: str | torch.device = "cpu",
+        towers: ClapTowers = "both",
+    ) -> ClapEncoder:
+        """Load laion CLAP weights from `path` (laion `.pt`, or a baseline / AudioSep `.ckpt`).
+
+        `spec` defaults to `music_speech_audioset_epoch_15_esc_89.98.pt`'s architecture;
+        `tokenizer` is a Hub id, a local folder, or a tokenizer object; `towers="text"` builds the
+        text tower only (see `from_laion_weights`).
+        """
+        if isinstance(tokenizer, (str, Path)):  # first: it fails faster than reading the weights
+            tokenizer = load_roberta_tokenizer(tokenizer, offline=offline)
+        laion = read_laion_clap_weights(path, prefix=prefix, trust=trust)
+        return cls.from_laion_weights(laion, spec=spec, tokenizer=tokenizer, source=str(path), device=device,
+                                      towers=towers)
+
+    @classmethod
+    def from_laion_weights(
+        cls,
+        laion: Mapping[str, torch.Tensor],
+        *,
+        tokenizer: PreTrainedTokenizerBase,
+        spec: ClapSpec | None = None,
+        source: str = "state dict",
+        device: str | torch.device = "cpu",
+        towers: ClapTowers = "both",
+    ) -> ClapEncoder:
+        """Build the encoder from laion-named weights already in memory (prefix removed).
+
+        Used when one checkpoint file holds both a separation net and its CLAP query encoder, so
+        that the file is read once. The model is built empty and takes the given tensors as its
+        own (no random initialisation, no copy). `towers="text"` builds only the text tower and
+        its projection, which is all a text query needs: the audio tower's weights are left
+        untouched (with a memory-mapped checkpoint, never even read) and `encode_audio` is refused.
+        """
+        spec = spec or laion_clap_spec()
+        if len(tokenizer) > spec.model.text_config.vocab_size:  # a user error before any weight is touched
+            raise CheckpointError(f"{source}: its CLAP text tower embeds {spec.model.text_config.vocab_size} "
+                                  f"tokens, the tokenizer given has {len(tokenizer)}; pass the tokenizer it was "
+                                  f"trained with (--weight roberta-base-tokenizer=DIR)")
+        check_front_end(laion, spec.front_end, source=source)
+        model = empty_clap_model(spec, towers)
+        load_laion_weights(model, laion, source=source)
+        return cls(model, spec.front_end, tokenizer).to(device)
+
+    def train(self, mode: bool = True) -> ClapEncoder:
+        return super().train(False)
+
+    # -- properties -----------------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return self.log_mel.window.device
+
+    @property
+    def has_audio_tower(self) -> bool:
+        return hasattr(self.model, "audio_model")
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.model.config.projection_dim)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.front_end.sample_rate
+
+    # -- text -----------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode_text(self, texts: Sequence[str], *, batch_size: int = 64) -> torch.Tensor:
+        """`(len(texts), embedding_dim)` unit-norm text embeddings.
+
+        Tokens are truncated at 512 as in the reference. The reference pads every text to 512
+        tokens; we pad to the longest text of each batch, which gives the same embeddings (RoBERTa's
+        positions come from the token ids and padding is masked; measured equal to float32 round-off).
+        """
+        if isinstance(texts, str):
+            raise TypeError("encode_text takes a list of texts, not a single string")
+        texts = list(texts)
+        if not texts:
+            return torch.zeros(0, self.embedding_dim, device=self.device)
+        chunks = []
+        for start in range(0, len(texts), batch_size):
+            tokens = self.tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
+                                    max_length=MAX_TEXT_TOKENS, return_tensors="pt")
+            chunks.append(self.embed_tokens(tokens["input_ids"], tokens["attention_mask"]))
+        return torch.cat(chunks)
+
+    @torch.no_grad()
+    def embed_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Unit-norm embeddings of already tokenized text: pooler output -> projection -> L2 norm."""
+        text = self.model.text_model(input_ids=input_ids.to(self.device),
+                                     attention_mask=attention_mask.to(self.device))
+        return F.normalize(self.model.text_projection(text.pooler_output), dim=-1)
+
+    # -- audio ----------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode_audio(self, waveforms: torch.Tensor, *, batch_size: int = 8) -> torch.Tensor:
+        """`(batch, embedding_dim)` unit-norm embeddings of `(batch, samples)` mono waveforms.
+
+        Waveforms must be at `sample_rate` (48 kHz for the real model). Shorter than one clip:
+        repeat-padded as in the reference. Longer: the mean over consecutive clips (module docstring).
+        `batch_size` bounds how many clips go through the network at once.
+        """
+        self._require_audio_tower()
+        if waveforms.dim() != 2:
+            raise ValueError(f"encode_audio expects (batch, samples) waveforms, got shape {tuple(waveforms.shape)}")
+        if waveforms.shape[-1] == 0:
+            raise ValueError("encode_audio got empty waveforms")
+        clip = self.front_end.clip_samples
+        waveforms = waveforms.to(self.device, torch.float32)
+        batch, samples = waveforms.shape
+        starts = clip_starts(samples, clip)
+        clips = torch.stack([waveforms[:, s:s + clip] for s in starts], dim=1)  # (batch, n_clips, <=clip)
+        clips = repeat_pad(clips.reshape(batch * len(starts), -1), clip)
+        embeddings = torch.cat([self.embed_clips(part) for part in clips.split(batch_size)])
+        embeddings = embeddings.view(batch, len(starts), -1)
+        if len(starts) == 1:
+            return embeddings[:, 0]
+        return F.normalize(embeddings.mean(dim=1), dim=-1)
+
+    @torch.no_grad()
+    def embed_clips(self, clips: torch.Tensor) -> torch.Tensor:
+        """Unit-norm embeddings of `(batch, clip_samples)` clips (no padding or cutting here)."""
+        self._require_audio_tower()
+        features = self.log_mel(clips.to(self.device, torch.float32))
+        audio = self.model.audio_model(input_features=features)
+        return F.normalize(self.model.audio_projection(audio.pooler_output), dim=-1)
+
+    def _require_audio_tower(self) -> None:
+        if not self.has_audio_tower:
+            raise ValueError("this CLAP encoder holds the text tower only (built with towers='text'); "
+                             "audio embeddings need towers='both'")
+
+
+class ClapTextTower(nn.Module):
+    """The text half of transformers' `ClapModel`: `text_model` and `text_projection`, under the same
+    names (so the same weights load), with the whole model's `config`. What a text query needs;
+    the HTSAT audio tower is about 30 M parameters more."""
+
+    def __init__(self, config: ClapConfig):
+        super().__init__()
+        from transformers.models.clap.modeling_clap import ClapProjectionLayer, ClapTextModel
+
+        self.config = config
+        self.text_model = ClapTextModel(config.text_config)
+        self.text_projection = ClapProjectionLayer(config.text_config)
+
+
+def build_clap_model(spec: ClapSpec) -> ClapModel:
+    """A randomly initialised transformers `ClapModel` for `spec`, in eval mode."""
+    from transformers import ClapModel
+
+    spec.validate()
+    return ClapModel(spec.model).eval()
+
+
+def empty_clap_model(spec: ClapSpec, towers: ClapTowers = "both") -> ClapModel | ClapTextTower:
+    """`ClapModel` (or its `ClapTextTower`) for `spec` on the meta device, in eval mode: structure only,
+    for `load_laion_weights` to fill."""
+    if towers not in CLAP_TOWERS:
+        raise ValueError(f"towers must be one of {', '.join(CLAP_TOWERS)}, got {towers!r}")
+    spec.validate()
+    if towers == "text":
+        return empty_module(lambda: ClapTextTower(spec.model)).eval()
+    from transformers import ClapModel
+
+    return empty_module(lambda: ClapModel(spec.model)).eval()
+
+
+# laion key prefixes of the text tower and its projection (all a `ClapTextTower` loads).
+_LAION_TEXT_PREFIXES = ("text_branch.", "text_projection.")
+
+
+def _fixed_buffer(name: str, model: ClapModel | ClapTextTower) -> torch.Tensor:
+    """The value `ClapTextEmbeddings` gives a fixed buffer (`FIXED_TRANSFORMERS_BUFFERS`): position
+    ids 0..max-1, token type ids 0; computed here for models built on the meta device."""
+    positions = torch.arange(model.config.text_config.max_position_embeddings).expand((1, -1))
+    return positions if name.endswith("position_ids") else torch.zeros(positions.shape, dtype=torch.long)
+
+
+def load_laion_weights(model: ClapModel | ClapTextTower, laion: Mapping[str, torch.Tensor], *, source: str) -> None:
+    """Load laion-named weights into a transformers `ClapModel` (or a `ClapTextTower`, which takes the
+    text keys and leaves the rest alone), refusing anything that does not fit.
+
+    A model built on the meta device (`empty_clap_model`) takes the tensors as its own; any other
+    model gets them copied in.
+    """
+    if isinstance(model, ClapTextTower):
+        laion = {k: v for k, v in laion.items() if k.startswith(_LAION_TEXT_PREFIXES)}
+    converted = laion_to_transformers(laion)
+    own = model.state_dict()
+    for name in FIXED_TRANSFORMERS_BUFFERS:
+        if name not in converted:
+            converted[name] = _fixed_buffer(name, model) if own[name].is_meta else own[name]
+    empty = any(p.is_meta for p in model.parameters())
+    load_weights(model, converted, source=f"{source} (laion CLAP weights, renamed to transformers' ClapModel keys)",
+                 assign=empty)

@@ -1,0 +1,87 @@
+"""The weight registry (toolkit/weights.yaml): what each pretrained file is, and resolving it on demand."""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from toolkit.errors import ConfigError
+from toolkit.files import sha256_text
+from toolkit.hub import ResolvedWeight, WeightEntry, load_registry, resolve_weight
+
+REGISTRY_FILE = Path(__file__).with_name("weights.yaml")
+# The two weights every CLAP-queried system may load besides its checkpoint.
+TOKENIZER_WEIGHT = "roberta-base-tokenizer"
+CLAP_WEIGHT = "clap-music-speech-audioset"  # the standalone laion CLAP (ATS; query encoder fallback)
+
+
+@functools.cache
+def weight_entries() -> dict[str, WeightEntry]:
+    return load_registry(REGISTRY_FILE)
+
+
+def weight_entry(name: str) -> WeightEntry:
+    entries = weight_entries()
+    if name not in entries:
+        raise ConfigError(f"unknown weight {name!r}; the registry ({REGISTRY_FILE.name}) has: {', '.join(entries)}")
+    return entries[name]
+
+
+class WeightResolver:
+    """Resolves registry weights when a system asks for them, honouring user-given paths.
+
+    `explicit` maps weight names to local paths (`--checkpoint`, `--weight NAME=PATH`); every
+    resolution is remembered for the run manifest. `embed` gives a folder weight from files held in
+    memory (a checkpoint's tokenizer), in a temporary folder that `close` removes.
+    """
+
+    def __init__(self, explicit: dict[str, Path] | None = None, *, offline: bool = False, download: bool = True,
+                 progress: bool = True):
+        self.explicit = dict(explicit or {})
+        self.offline, self.download, self.progress = offline, download, progress
+        self.resolved: dict[str, ResolvedWeight] = {}
+        self._temporary: list[Path] = []
+        self._embedded: set[str] = set()
+        for name in self.explicit:
+            weight_entry(name)  # a typo in --weight NAME=PATH is reported before anything loads
+
+    def __call__(self, name: str) -> Path:
+        if name not in self.resolved:
+            self.resolved[name] = resolve_weight(name, weight_entry(name), explicit=self.explicit.get(name),
+                                                 offline=self.offline, download=self.download,
+                                                 progress=self.progress)
+        return self.resolved[name].path
+
+    def embed(self, name: str, files: Mapping[str, str], origin: str) -> bool:
+        """Resolve the folder weight `name` to `files` (file name -> text) written into a temporary folder,
+        unless the user gave a path for it (returns whether it was taken). Its identity is the sha256 of
+        the files, so runs from the same files resume wherever the folder was written."""
+        weight_entry(name)
+        if name in self.explicit:
+            return False
+        folder = Path(tempfile.mkdtemp(prefix=f"dcase9-{name}-"))
+        self._temporary.append(folder)
+        for file_name, text in files.items():
+            (folder / Path(file_name).name).write_text(text, encoding="utf-8")
+        digest = sha256_text(json.dumps(dict(files), sort_keys=True))
+        self.resolved[name] = ResolvedWeight(name, folder, digest, origin)
+        self._embedded.add(name)
+        return True
+
+    def close(self) -> None:
+        """Remove the temporary folders of `embed` (what was loaded from them stays loaded)."""
+        for folder in self._temporary:
+            shutil.rmtree(folder, ignore_errors=True)
+        self._temporary.clear()
+
+    def identity(self) -> dict[str, str]:
+        """What identifies the weights used: sha256 for files (and embedded folders), the path for folders."""
+        return {name: r.sha256 or str(r.path) for name, r in sorted(self.resolved.items())}
+
+    def locations(self) -> dict[str, str]:
+        """Where each weight was taken from, for the run manifest (an embedded one: its origin)."""
+        return {name: r.origin if name in self._embedded else str(r.path) for name, r in self.resolved.items()}

@@ -251,6 +251,17 @@ def remove_row(w: Workspace) -> None:
     csv.write_text("".join(line for line in csv.read_text().splitlines(keepends=True) if "case-7.wav" not in line))
 
 
+def float_then_pcm16(w: Workspace, *extra: str) -> list[str]:
+    w.dcase9(*w.infer("eval-real"))
+    w.saved["bytes"] = {p.name: p.read_bytes() for p in w.out.glob("*.wav")}
+    return w.infer("eval-real", "--pcm16", *extra)
+
+
+def all_pcm16(w: Workspace) -> None:
+    assert len(w.estimates()) == 12
+    assert {sf.info(str(path)).subtype for path in w.estimates().values()} == {"PCM_16"}
+
+
 def damaged_manifest(w: Workspace, *extra: str) -> list[str]:
     w.dcase9(*w.infer("validation", "--limit", "2"))
     (w.out / "dcase9-run.json").write_text('{"identity": {"system": "mixture"')
@@ -613,6 +624,9 @@ CASES = [
     Case("infer: another data set", real_then_synth, 2, "holds outputs for the eval-real set", only_real_outputs),
     Case("infer: another data set, --overwrite", lambda w: real_then_synth(w, "--overwrite"), 0, "wrote 16 estimate(s)",
          only_synth_outputs),
+    Case("infer: float outputs, then --pcm16", float_then_pcm16, 2, "differs in: subtype", outputs_untouched),
+    Case("infer: float outputs, then --pcm16 --overwrite", lambda w: float_then_pcm16(w, "--overwrite"), 0,
+         "wrote 12 estimate(s)", all_pcm16),
     Case("infer: a row removed", infer_then(remove_row), 0, "belong to no mixture of the data set"),
     # 6. Manifest, ledger and lock.
     Case("infer: unreadable manifest", damaged_manifest, 2, "dcase9-run.json: unreadable run manifest", outputs_untouched),

@@ -340,7 +340,10 @@ class Separator:
         self._compile()
         out_dir = Path(out_dir)
         mixtures = dataset.mixtures[: options.limit] if options.limit else list(dataset.mixtures)
-        folder = OutputFolder(out_dir, "infer", dataset, self.identity, overwrite=options.overwrite,
+        # 16-bit outputs are other files than float ones: a folder holds one kind (float folders keep the
+        # identity they always had, so they resume)
+        identity = {**self.identity, "subtype": "PCM_16"} if options.pcm16 else self.identity
+        folder = OutputFolder(out_dir, "infer", dataset, identity, overwrite=options.overwrite,
                               outputs_of=lambda output_id: [estimate_path(out_dir, output_id)])
         with folder:
             todo = folder.plan(mixtures)

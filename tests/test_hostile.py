@@ -163,6 +163,13 @@ def score_with_nan_reference(w: Workspace) -> list[str]:
     return ["score", "-d", str(data), "-e", str(w.out), "-o", str(w.root / "report")]
 
 
+def score_with_unreadable_clip(w: Workspace) -> list[str]:
+    data = w.copy("validation")
+    w.dcase9(*w.infer("validation"))
+    w.audio("validation", 2).write_bytes(b"RIFF, but not audio")
+    return ["score", "-d", str(data), "-e", str(w.out), "-o", str(w.root / "report")]
+
+
 def score_with_nan_estimate(w: Workspace) -> list[str]:
     w.dcase9(*w.infer("validation", "--limit", "4"))
     put_samples(sorted(w.out.glob("*.wav"))[0], np.nan, count=3)
@@ -611,6 +618,7 @@ CASES = [
     Case("infer: inf in a validation clip", inf_in_validation_clip, 1, "100 NaN or infinite samples", oracle_left_out_the_clip),
     Case("mix: NaN in a clip", mix_with_nan_clip, 1, "1 NaN or infinite samples", mix_skipped_the_clip),
     Case("score: NaN in a reference", score_with_nan_reference, 1, "unusable-input", report_is_valid),
+    Case("score: an unreadable clip", score_with_unreadable_clip, 1, "cannot be scored", report_is_valid),
     Case("score: NaN in an estimate", score_with_nan_estimate, 1, "44 missing, 1 non-finite", report_is_valid),
     # 5. Stale outputs: recomputed when what they were computed from changed, or they are damaged.
     Case("infer: edited query", infer_then(edit_query), 0, "(11 already there)", query_recorded),

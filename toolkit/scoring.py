@@ -159,15 +159,24 @@ def score_estimates(data: str | Path | DataSet, estimates_dir: str | Path, out_d
     specs = dataset.mixtures
 
     # Lengths of the mixtures decide 'wrong-length'; for validation sets they are the clip lengths.
-    def mixture_length(spec: MixtureSpec) -> int:
+    # An unreadable one is that clip's problem (exit 1), not the whole report's: the others are scored.
+    def mixture_length(spec: MixtureSpec) -> int | EstimateProblem:
         path = dataset.files_of(spec)[0]
         try:
             return sf.info(str(path)).frames
         except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-            raise Dcase9Error(f"{path}: cannot read the mixture's audio ({exc}); run `dcase9 validate`") from exc
+            reason = "file not found" if not path.exists() else f"unreadable audio ({exc})"
+            return EstimateProblem(spec.id, "unusable-input", f"{spec.id}: cannot be scored: {path}: {reason}")
 
-    lengths = dict(zip((s.id for s in specs), ordered_map(mixture_length, specs, workers=workers, prefetch=64)))
-    usable, problems = check_estimates(dataset, estimates_dir, specs, lengths)
+    lengths: dict[str, int] = {}
+    unusable: list[EstimateProblem] = []
+    for spec, length in zip(specs, ordered_map(mixture_length, specs, workers=workers, prefetch=64)):
+        if isinstance(length, EstimateProblem):
+            unusable.append(length)
+        else:
+            lengths[spec.id] = length
+    usable, problems = check_estimates(dataset, estimates_dir, [s for s in specs if s.id in lengths], lengths)
+    problems = unusable + problems
     scored_specs = [s for s in specs if s.id in usable]
     metrics = metric_columns(dataset.has_references, extra_metrics)
 

@@ -21,7 +21,7 @@ from toolkit.errors import CheckpointError
 from toolkit.models.checkpoints import state_dict_of, strip_prefix
 from toolkit.models.clap import ClapArchitecture, ClapEncoder, find_laion_prefix, load_roberta_tokenizer, \
     read_laion_clap_weights
-from toolkit.models.resunet import ResUNet30, ResUNet30Config, load_resunet30
+from toolkit.models.resunet import ResUNet30, ResUNet30Config, inference_form, load_resunet30
 
 __all__ = ["ClapArchitecture", "TextQueriedConfig", "TextQueriedResUNet", "build", "load_query_encoder"]
 
@@ -102,4 +102,7 @@ def build(spec: SystemSpec, context: BuildContext) -> TextQueriedResUNet:
         pools=tuple(tuple(p) for p in config.pools) if config.pools is not None else None))
     clap = load_query_encoder(weights, config, context, str(checkpoint_path))
     del weights  # the checkpoint may hold optimizer state; free it before inference
-    return TextQueriedResUNet(spec.sample_rate, resunet.to(context.device).eval(), clap)
+    resunet = resunet.to(context.device).eval()
+    if context.device.type == "cpu":  # measured there: fewer passes over the feature maps (BENCHMARKS.md)
+        inference_form(resunet)
+    return TextQueriedResUNet(spec.sample_rate, resunet, clap)

@@ -110,6 +110,25 @@ def test_system2_runs_at_32k_on_16k_data(assets: dict[str, Path], demo_root: Pat
     assert rate == 16000 and audio.shape == (160000,)
 
 
+def test_the_cpu_build_runs_the_inference_form_with_the_same_outputs(assets: dict[str, Path]) -> None:
+    """On the CPU the baseline's ResUNet30 runs in its inference form (batch norms folded): same outputs
+    as the checkpoint's net built as is, to float32 round-off."""
+    from toolkit.models.resunet import InferenceDecoderBlockRes, ResUNet30Config, load_resunet30
+
+    separator = api.load_separator("baseline", checkpoint=assets["checkpoint"], device="cpu",
+                                   weights={"roberta-base-tokenizer": assets["tokenizer"]},
+                                   options=system_config(), offline=True, progress=False)
+    folded = separator.model.resunet
+    assert isinstance(folded.base.decoder_block1, InferenceDecoderBlockRes)
+    plain = load_resunet30(resunet_weights(), ResUNet30Config(16000, **SMALL_STFT))
+    torch.manual_seed(0)
+    mixture, condition = 0.1 * torch.randn(2, 1, 16000), torch.randn(2, 512)
+    with torch.no_grad():
+        expected, got = plain(mixture, condition), folded(mixture, condition)
+    snr = 10 * torch.log10(expected.square().sum(-1) / (got - expected).square().sum(-1))
+    assert snr.min().item() > 100, snr
+
+
 def test_chunked_inference_matches_whole_away_from_seams(assets: dict[str, Path]) -> None:
     """A long input in overlapping chunks: close to the whole-input result away from the seams,
     and never silent anywhere (a short input runs whole)."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -110,7 +112,9 @@ def test_mel_filterbank_equals_the_checkpoints_librosa_filters():
 
 
 def test_text_tower_alone_gives_the_same_text_embeddings(tokenizer_dir, encoder, expected):
-    """Text-queried systems build only the text tower: same keys, same embeddings, no audio weights needed."""
+    """Text-queried systems build only the text tower (our plain-PyTorch RoBERTa): same keys, and
+    bit for bit the embeddings of transformers' ClapModel, padding and truncation included; no audio
+    weights needed."""
     laion = laion_fixture_weights()
     text_only = {k: v for k, v in laion.items() if k.startswith(("text_branch.", "text_projection."))}
     tokenizer = load_roberta_tokenizer(tokenizer_dir)
@@ -125,6 +129,19 @@ def test_text_tower_alone_gives_the_same_text_embeddings(tokenizer_dir, encoder,
     with pytest.raises(CheckpointError, match="missing key.*text_model.pooler"):
         ClapEncoder.from_laion_weights({k: v for k, v in text_only.items() if "pooler" not in k},
                                        tokenizer=tokenizer, spec=tiny_spec(), towers="text")
+
+
+def test_building_the_text_tower_imports_no_modelling_code():
+    """The start-up gain of the plain-PyTorch text tower: transformers' modelling code (about 3 s of
+    imports on two cores) and torch._dynamo (pulled in by meta-device normal initialisation) stay out."""
+    code = ("import sys\n"
+            "from toolkit.models.clap import ClapArchitecture, empty_clap_model\n"
+            "empty_clap_model(ClapArchitecture().spec(), 'text')\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('transformers.modeling_utils', 'torch._dynamo',\n"
+            "      'transformers.models.clap.modeling', 'torch.fx.experimental.symbolic_shapes'))))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.stdout.strip() == "[]", result.stdout
 
 
 # ---------------------------------------------------------------------------------------------

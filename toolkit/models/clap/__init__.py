@@ -27,8 +27,10 @@ the normalised mean of their normalised embeddings.
 Modules, one job each: `laion_keys` (laion <-> transformers key names, reading laion weights from
 their files), `frontend` (HTSAT's log-mel and clip handling, the stored front end's check),
 `tokenizer` (the RoBERTa tokenizer, from a folder or the Hub cache), `architecture` (`ClapSpec`,
-`ClapArchitecture`), `encoder` (`ClapEncoder`, building the model empty and loading weights). The
-names below are the package's interface.
+`ClapArchitecture`), `encoder` (`ClapEncoder`, building the model empty and loading weights),
+`text_tower` (the text tower alone in plain PyTorch, under `ClapModel`'s names, for text queries:
+it spares `dcase9 infer` the import of transformers' modelling code). The names below are the
+package's interface.
 """
 
 from toolkit.models.clap.architecture import ClapArchitecture, ClapSpec, laion_clap_spec

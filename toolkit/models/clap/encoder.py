@@ -15,6 +15,7 @@ from toolkit.models.checkpoints import empty_module, load_weights
 from toolkit.models.clap.architecture import ClapSpec, laion_clap_spec
 from toolkit.models.clap.frontend import HtsatLogMel, LogMelSettings, check_front_end, clip_starts, repeat_pad
 from toolkit.models.clap.laion_keys import FIXED_TRANSFORMERS_BUFFERS, laion_to_transformers, read_laion_clap_weights
+from toolkit.models.clap.text_tower import ClapProjection, RobertaTextModel
 from toolkit.models.clap.tokenizer import DEFAULT_TOKENIZER, MAX_TEXT_TOKENS, load_roberta_tokenizer
 
 if TYPE_CHECKING:
@@ -195,15 +196,15 @@ class ClapEncoder(nn.Module):
 class ClapTextTower(nn.Module):
     """The text half of transformers' `ClapModel`: `text_model` and `text_projection`, under the same
     names (so the same weights load), with the whole model's `config`. What a text query needs;
-    the HTSAT audio tower is about 30 M parameters more."""
+    the HTSAT audio tower is about 30 M parameters more. Built in plain PyTorch
+    (`toolkit.models.clap.text_tower`): importing transformers' modelling code would cost more
+    start-up than the tower itself."""
 
     def __init__(self, config: ClapConfig):
         super().__init__()
-        from transformers.models.clap.modeling_clap import ClapProjectionLayer, ClapTextModel
-
         self.config = config
-        self.text_model = ClapTextModel(config.text_config)
-        self.text_projection = ClapProjectionLayer(config.text_config)
+        self.text_model = RobertaTextModel(config.text_config)
+        self.text_projection = ClapProjection(config.text_config)
 
 
 def build_clap_model(spec: ClapSpec) -> ClapModel:

@@ -347,6 +347,19 @@ def test_inference_form_gives_the_same_outputs(batch: int) -> None:
     assert inference_form_snr(small_trained_like_net(), batch=batch) > 100  # measured about 130 dB
 
 
+def test_inference_form_of_a_bare_film_resunet() -> None:
+    """Any FiLMResUNet (System 3's mask net has no decoder bn2): same outputs."""
+    unet = FiLMResUNet(8, 8, channels=(16, 32, 32), pools=((2, 2), (2, 2), (1, 2)), unused_decoder_bn2=False).eval()
+    film = FiLMGenerator(512, unet.film_channels())
+    randomize_weights(unet, seed=5)
+    latent, condition = torch.randn(2, 8, 37, 15), torch.randn(2, 512)
+    with torch.no_grad():
+        betas = film(condition)
+        plain = unet(latent, betas)
+        folded = inference_form(copy.deepcopy(unet))(latent, betas)
+    assert sdr_db(folded, plain) > 100
+
+
 def test_inference_form_replaces_every_block_and_keeps_the_rest() -> None:
     model = inference_form(small_trained_like_net())
     base = model.base

@@ -19,7 +19,7 @@ from systems.base import BuildContext, SystemSpec
 from toolkit.config import StrictModel, parse_model
 from toolkit.errors import CheckpointError
 from toolkit.models.checkpoints import state_dict_of, strip_prefix
-from toolkit.models.clap import ClapArchitecture, ClapEncoder, find_laion_prefix, load_roberta_tokenizer, \
+from toolkit.models.clap import ClapArchitecture, ClapEncoder, find_laion_prefix, load_roberta_bpe, \
     read_laion_clap_weights
 from toolkit.models.resunet import ResUNet30, ResUNet30Config, inference_form, load_resunet30
 
@@ -78,8 +78,8 @@ class QueryEncoderSettings(Protocol):
 def load_query_encoder(weights: dict[str, torch.Tensor], config: QueryEncoderSettings, context: BuildContext,
                        source: str) -> ClapEncoder:
     """The CLAP query encoder stored next to the separation net, or the standalone laion file: its text
-    tower only (a text query needs nothing else)."""
-    tokenizer = load_roberta_tokenizer(context.weight(TOKENIZER_WEIGHT))
+    tower only (a text query needs nothing else), built without importing transformers."""
+    tokenizer = load_roberta_bpe(context.weight(TOKENIZER_WEIGHT))
     try:
         prefix = config.query_encoder_prefix or find_laion_prefix(weights, source=source)
         laion = strip_prefix(weights, prefix)
@@ -88,7 +88,7 @@ def load_query_encoder(weights: dict[str, torch.Tensor], config: QueryEncoderSet
         clap_path = context.weight(CLAP_FALLBACK_WEIGHT)
         laion = read_laion_clap_weights(clap_path, trust=context.trust_checkpoint)
         clap_source = str(clap_path)
-    return ClapEncoder.from_laion_weights(laion, tokenizer=tokenizer, spec=config.clap.spec(), source=clap_source,
+    return ClapEncoder.from_laion_weights(laion, tokenizer=tokenizer, spec=config.clap, source=clap_source,
                                           device=context.device, towers="text")
 
 

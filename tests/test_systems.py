@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +129,22 @@ def test_the_cpu_build_runs_the_inference_form_with_the_same_outputs(assets: dic
         expected, got = plain(mixture, condition), folded(mixture, condition)
     snr = 10 * torch.log10(expected.square().sum(-1) / (got - expected).square().sum(-1))
     assert snr.min().item() > 100, snr
+
+
+def test_text_queried_systems_start_without_transformers(assets: dict[str, Path]) -> None:
+    """Building the baseline and separating with a text query imports neither transformers nor
+    torch._dynamo: their imports were most of dcase9 infer's start-up (BENCHMARKS.md)."""
+    code = ("import sys, numpy as np, yaml\n"
+            "from toolkit import api\n"
+            "ckpt, tok, config = sys.argv[1:]\n"
+            "sep = api.load_separator('baseline', checkpoint=ckpt, weights={'roberta-base-tokenizer': tok},\n"
+            "                         options=yaml.safe_load(open(config)), device='cpu', offline=True, progress=False)\n"
+            "sep.separate(np.full(16000, 0.01, dtype=np.float32), 'a dog barks')\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('transformers', 'torch._dynamo'))))\n")
+    result = subprocess.run([sys.executable, "-c", code, str(assets["checkpoint"]), str(assets["tokenizer"]),
+                             str(assets["config"])], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.stdout.strip() == "[]", result.stdout
 
 
 def test_chunked_inference_matches_whole_away_from_seams(assets: dict[str, Path]) -> None:

@@ -14,20 +14,51 @@ through the same key mapping, and computes what transformers' eval-mode forward 
   layer norm;
 * pooler: dense + tanh on the first token (`<s>`); projection: linear -> activation -> linear.
 
-Dropout is absent (inference only). The sizes come from a text configuration object with
-transformers' `ClapTextConfig` attribute names (duck-typed: this module never imports transformers).
-`tests/test_clap.py` checks the outputs against transformers' `ClapModel`.
+Dropout is absent (inference only). The sizes come from a `TextTowerConfig` or any object with
+the same attribute names, such as transformers' `ClapTextConfig` (this module never imports
+transformers). `tests/test_clap.py` checks the outputs against transformers' `ClapModel`.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ClapProjection", "RobertaTextModel", "TextModelOutput"]
+__all__ = ["ClapProjection", "RobertaTextModel", "TextModelOutput", "TextTowerConfig"]
+
+
+@dataclass(frozen=True)
+class TextTowerConfig:
+    """CLAP's text tower: RoBERTa's sizes and its projection, under `ClapTextConfig`'s attribute names.
+
+    Defaults are roberta-base and `music_speech_audioset_epoch_15_esc_89.98.pt`'s 512-d projection.
+    """
+
+    vocab_size: int = 50_265
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    max_position_embeddings: int = 514
+    type_vocab_size: int = 1
+    hidden_act: str = "gelu"
+    layer_norm_eps: float = 1e-5  # roberta-base's value; ClapTextConfig's default (1e-12) is BERT's
+    pad_token_id: int = 1
+    bos_token_id: int = 0
+    eos_token_id: int = 2
+    projection_dim: int = 512
+    projection_hidden_act: str = "relu"
+
+    def encoder_settings(self) -> dict[str, Any]:
+        """The RoBERTa part as keyword arguments of transformers' `ClapTextConfig` (the projection is
+        `ClapConfig`'s own argument)."""
+        settings = asdict(self)
+        del settings["projection_dim"], settings["projection_hidden_act"]
+        return settings
 
 _ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh}
 

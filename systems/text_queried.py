@@ -56,9 +56,10 @@ class TextQueriedResUNet:
         return self.clap.encode_text(list(queries))
 
     def compile_network(self) -> None:
-        """`torch.compile` the U-Net body (the STFT, masks and ISTFT stay eager): on 2 CPU cores about
-        25% faster per clip after a compilation of about 50 s (6 s when Inductor's cache is warm);
-        outputs equal the eager ones to float32 round-off, not bit for bit. See BENCHMARKS.md."""
+        """`torch.compile` the U-Net body (the STFT, masks and ISTFT stay eager). On 2 CPU cores it is
+        no faster per clip than the eager inference form (1.56-1.59 s against 1.51-1.52 s) and costs a
+        compilation of 24-36 s (5-6 s when Inductor's cache is warm); not measured on GPUs. Outputs
+        equal the eager ones to float32 round-off, not bit for bit. See BENCHMARKS.md."""
         self.resunet.base = torch.compile(self.resunet.base)  # type: ignore[assignment]
 
     def separate(self, mixture: torch.Tensor, conditions: torch.Tensor | None,

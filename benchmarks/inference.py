@@ -56,7 +56,7 @@ def write_random_checkpoint(path: Path, system: str) -> Path:
     _, n_fft, hop = SYSTEM_STFT[system]
     resunet = ResUNet30(n_fft=n_fft, hop_length=hop)
     init_like_reference(resunet)
-    clap = transformers_to_laion(ClapTextTower(ClapArchitecture().spec().model).state_dict())
+    clap = transformers_to_laion(ClapTextTower(ClapArchitecture().text_tower()).state_dict())
     torch.save({"state_dict": {**{f"ss_model.{k}": v for k, v in resunet.state_dict().items()},
                                **{f"query_encoder.model.{k}": v for k, v in clap.items()}}}, path)
     return path
@@ -74,11 +74,13 @@ def load_separator(args: argparse.Namespace) -> Any:
 
 
 def official_row(separator: Any, dataset: Any, spec: Any, device: Any, precision: str = "fp32",
-                 resampler: str = "soxr") -> tuple[Any, Any]:
+                 resampler: str = "soxr", tokenizer: Any = None) -> tuple[Any, Any]:
     """One row the way the official evaluator's loop does it: read both clips again (no cache), mix,
     tokenise the caption padded to 512 tokens as a batch of two copies (its CLAP encoder doubles a
     single text), embed, separate with batch 1. Returns the item and the 16 kHz estimate (numpy).
-    Systems at another rate resample with soxr HQ on the CPU (as librosa does) or julius on the device."""
+    Systems at another rate resample with soxr HQ on the CPU (as librosa does) or julius on the device.
+    `tokenizer`: transformers' (the evaluator's), when the separator's own is the engine's `RobertaBpe`,
+    which pads to the longest caption only."""
     import torch
 
     from toolkit.audio import SAMPLE_RATE, resample, resample_hq
@@ -88,8 +90,8 @@ def official_row(separator: Any, dataset: Any, spec: Any, device: Any, precision
     clap = separator.clap
     with torch.inference_mode():
         item = ItemLoader(dataset, cache_clips=0).load(spec)
-        tokens = clap.tokenizer([spec.query] * 2, padding="max_length", truncation=True, max_length=512,
-                                return_tensors="pt")
+        tokens = (tokenizer or clap.tokenizer)([spec.query] * 2, padding="max_length", truncation=True,
+                                               max_length=512, return_tensors="pt")
         condition = clap.embed_tokens(tokens["input_ids"], tokens["attention_mask"])[:1]
         rate, length = separator.sample_rate, item.mixture.shape[-1]
         if resampler == "soxr":
@@ -128,6 +130,10 @@ def run_mode(args: argparse.Namespace) -> dict[str, float]:
     dataset = open_dataset(args.data)
     dataset.mixtures = dataset.mixtures[: args.clips]
     out = Path(args.out)
+    if args.mode == "loop":  # the evaluator's (transformers') tokenizer: it pads to 512 tokens
+        from toolkit.models.clap import load_roberta_tokenizer
+
+        tokenizer = load_roberta_tokenizer(args.tokenizer)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
@@ -135,7 +141,8 @@ def run_mode(args: argparse.Namespace) -> dict[str, float]:
         separator.run(dataset, out, overwrite=True)
     else:
         for spec in dataset.mixtures:
-            _, estimate = official_row(separator.model, dataset, spec, device, args.precision, args.resampler)
+            _, estimate = official_row(separator.model, dataset, spec, device, args.precision, args.resampler,
+                                       tokenizer)
             write_wav(out / f"{spec.id}.wav", estimate)
     if device.type == "cuda":
         torch.cuda.synchronize()

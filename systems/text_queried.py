@@ -19,9 +19,9 @@ from systems.base import BuildContext, SystemSpec
 from toolkit.config import StrictModel, parse_model
 from toolkit.errors import CheckpointError
 from toolkit.models.checkpoints import state_dict_of, strip_prefix
-from toolkit.models.clap import ClapArchitecture, ClapEncoder, find_laion_prefix, load_roberta_tokenizer, \
+from toolkit.models.clap import ClapArchitecture, ClapEncoder, find_laion_prefix, load_roberta_bpe, \
     read_laion_clap_weights
-from toolkit.models.resunet import ResUNet30, ResUNet30Config, load_resunet30
+from toolkit.models.resunet import ResUNet30, ResUNet30Config, inference_form, load_resunet30
 from toolkit.weights import CLAP_WEIGHT, TOKENIZER_WEIGHT
 
 __all__ = ["ClapArchitecture", "TextQueriedConfig", "TextQueriedResUNet", "build", "load_query_encoder"]
@@ -54,9 +54,10 @@ class TextQueriedResUNet:
         return self.clap.encode_text(list(queries))
 
     def compile_network(self) -> None:
-        """`torch.compile` the U-Net body (the STFT, masks and ISTFT stay eager): on 2 CPU cores about
-        25% faster per clip after a compilation of about 50 s (6 s when Inductor's cache is warm);
-        outputs equal the eager ones to float32 round-off, not bit for bit. See BENCHMARKS.md."""
+        """`torch.compile` the U-Net body (the STFT, masks and ISTFT stay eager). On 2 CPU cores it is
+        no faster per clip than the eager inference form (1.56-1.59 s against 1.51-1.52 s) and costs a
+        compilation of 24-36 s (5-6 s when Inductor's cache is warm); not measured on GPUs. Outputs
+        equal the eager ones to float32 round-off, not bit for bit. See BENCHMARKS.md."""
         self.resunet.base = torch.compile(self.resunet.base)  # type: ignore[assignment]
 
     def separate(self, mixture: torch.Tensor, conditions: torch.Tensor | None,
@@ -76,8 +77,8 @@ class QueryEncoderSettings(Protocol):
 def load_query_encoder(weights: dict[str, torch.Tensor], config: QueryEncoderSettings, context: BuildContext,
                        source: str) -> ClapEncoder:
     """The CLAP query encoder stored next to the separation net, or the standalone laion file: its text
-    tower only (a text query needs nothing else)."""
-    tokenizer = load_roberta_tokenizer(context.weight(TOKENIZER_WEIGHT))
+    tower only (a text query needs nothing else), built without importing transformers."""
+    tokenizer = load_roberta_bpe(context.weight(TOKENIZER_WEIGHT))
     try:
         prefix = config.query_encoder_prefix or find_laion_prefix(weights, source=source)
         laion = strip_prefix(weights, prefix)
@@ -86,7 +87,7 @@ def load_query_encoder(weights: dict[str, torch.Tensor], config: QueryEncoderSet
         clap_path = context.weight(CLAP_WEIGHT)
         laion = read_laion_clap_weights(clap_path, trust=context.trust_checkpoint)
         clap_source = str(clap_path)
-    return ClapEncoder.from_laion_weights(laion, tokenizer=tokenizer, spec=config.clap.spec(), source=clap_source,
+    return ClapEncoder.from_laion_weights(laion, tokenizer=tokenizer, spec=config.clap, source=clap_source,
                                           device=context.device, towers="text")
 
 
@@ -103,4 +104,7 @@ def build(spec: SystemSpec, context: BuildContext) -> TextQueriedResUNet:
         raise CheckpointError(f"{checkpoint_path}: {exc}") from None
     clap = load_query_encoder(weights, config, context, str(checkpoint_path))
     del weights  # the checkpoint may hold optimizer state; free it before inference
-    return TextQueriedResUNet(spec.sample_rate, resunet.to(context.device).eval(), clap)
+    resunet = resunet.to(context.device).eval()
+    if context.device.type == "cpu":  # measured there: fewer passes over the feature maps (BENCHMARKS.md)
+        inference_form(resunet)
+    return TextQueriedResUNet(spec.sample_rate, resunet, clap)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +22,16 @@ import torch
 from tests.tiny_roberta_tokenizer import vocabulary, write_tiny_roberta_tokenizer
 from toolkit.errors import CheckpointError
 from toolkit.models.clap import (
+    ClapArchitecture,
     ClapEncoder,
     LogMelSettings,
+    RobertaBpe,
     build_clap_model,
     clip_starts,
     find_laion_prefix,
     laion_clap_spec,
     laion_to_transformers,
+    load_roberta_bpe,
     load_roberta_tokenizer,
     read_laion_clap_weights,
     repeat_pad,
@@ -38,6 +43,14 @@ FIXTURES = Path(__file__).parent / "fixtures"
 LAION_FIXTURE = FIXTURES / "clap_tiny_laion.pt"
 EXPECTED = FIXTURES / "clap_tiny_laion_expected.pt"
 TOLERANCE = 1e-5  # measured differences are ~1e-7 (float32 round-off)
+
+
+def tiny_architecture() -> ClapArchitecture:
+    """`tiny_spec()` as a typed configuration section (what system configurations hold)."""
+    return ClapArchitecture(text_vocab_size=len(vocabulary()), text_hidden_size=16, text_layers=2, text_heads=2,
+                            text_intermediate_size=32, audio_embed_dim=8, audio_depths=[2, 2], audio_heads=[1, 2],
+                            audio_window_size=4, spec_size=64, projection_dim=12, sample_rate=16_000,
+                            clip_samples=16_000, window_size=256, hop_size=80, n_mels=16, fmin=50.0, fmax=7_000.0)
 
 
 def tiny_spec(**front_end_changes):
@@ -110,7 +123,9 @@ def test_mel_filterbank_equals_the_checkpoints_librosa_filters():
 
 
 def test_text_tower_alone_gives_the_same_text_embeddings(tokenizer_dir, encoder, expected):
-    """Text-queried systems build only the text tower: same keys, same embeddings, no audio weights needed."""
+    """Text-queried systems build only the text tower (our plain-PyTorch RoBERTa): same keys, and
+    bit for bit the embeddings of transformers' ClapModel, padding and truncation included; no audio
+    weights needed."""
     laion = laion_fixture_weights()
     text_only = {k: v for k, v in laion.items() if k.startswith(("text_branch.", "text_projection."))}
     tokenizer = load_roberta_tokenizer(tokenizer_dir)
@@ -125,6 +140,35 @@ def test_text_tower_alone_gives_the_same_text_embeddings(tokenizer_dir, encoder,
     with pytest.raises(CheckpointError, match="missing key.*text_model.pooler"):
         ClapEncoder.from_laion_weights({k: v for k, v in text_only.items() if "pooler" not in k},
                                        tokenizer=tokenizer, spec=tiny_spec(), towers="text")
+
+
+def test_text_tower_from_an_architecture_needs_no_transformers(tokenizer_dir, encoder, expected):
+    """What text-queried systems run: the tower from a `ClapArchitecture` and the tokenizer on the
+    `tokenizers` library alone give the same embeddings as transformers' ClapModel and tokenizer..."""
+    tower = ClapEncoder.from_laion_weights(laion_fixture_weights(), tokenizer=load_roberta_bpe(tokenizer_dir),
+                                           spec=tiny_architecture(), towers="text")
+    assert isinstance(tower.tokenizer, RobertaBpe) and tower.embedding_dim == 12
+    assert torch.equal(tower.encode_text(expected["texts"]), encoder.encode_text(expected["texts"]))
+    with pytest.raises(CheckpointError, match="other front-end settings"):  # the stored front end is still checked
+        ClapEncoder.from_laion_weights(laion_fixture_weights(), tokenizer=load_roberta_bpe(tokenizer_dir),
+                                       spec=tiny_architecture().model_copy(update={"fmax": 6_000.0}), towers="text")
+
+
+def test_text_tower_from_an_architecture_imports_no_transformers(tokenizer_dir):
+    """... and import neither transformers (about 1 s of start-up with its tokenizer and configuration,
+    3 s more with its modelling code) nor torch._dynamo (pulled in by a normal initialisation on the
+    meta device) or the symbolic-shapes machinery (by arange on the meta device)."""
+    code = ("import sys\n"
+            "from tests.test_clap import LAION_FIXTURE, tiny_architecture\n"
+            "from toolkit.models.clap import ClapEncoder, load_roberta_bpe, read_laion_clap_weights\n"
+            "tower = ClapEncoder.from_laion_weights(read_laion_clap_weights(LAION_FIXTURE), spec=tiny_architecture(),\n"
+            "                                      tokenizer=load_roberta_bpe(sys.argv[1]), towers='text')\n"
+            "tower.encode_text(['a dog barks'])\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('transformers', 'torch._dynamo',\n"
+            "      'torch.fx.experimental.symbolic_shapes'))))\n")
+    result = subprocess.run([sys.executable, "-c", code, str(tokenizer_dir)], capture_output=True, text=True,
+                            check=True, cwd=Path(__file__).resolve().parents[1])
+    assert result.stdout.strip() == "[]", result.stdout
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,17 +327,52 @@ def test_slow_tokenizer_files_give_a_fast_tokenizer_checked_against_the_slow_alg
     assert tokenizer("a zebra")["input_ids"] == slow.ids("a zebra")
     # A tokenizer that splits differently is refused, naming the folder and the text.
     other = load_roberta_tokenizer(write_tiny_roberta_tokenizer(tmp_path / "other"))
-    with pytest.raises(CheckpointError, match="slow.*does not give the ids of RoBERTa's slow tokenizer for 'a zebra'"):
-        check_against_slow_bpe(other, folder, texts=("a zebra",))
-    # load_roberta_tokenizer runs that check when the folder has no tokenizer.json ...
+    for wrong in (other, load_roberta_bpe(tmp_path / "other")):
+        with pytest.raises(CheckpointError,
+                           match="slow.*does not give the ids of RoBERTa's slow tokenizer for 'a zebra'"):
+            check_against_slow_bpe(wrong, folder, texts=("a zebra",))
+    # Both loaders run that check when the folder has no tokenizer.json ...
     calls = []
     monkeypatch.setattr(roberta_bpe, "check_against_slow_bpe", lambda tok, where: calls.append(where))
     load_roberta_tokenizer(folder)
-    assert calls == [folder]
-    # ... and trusts a tokenizer.json (the fast tokenizer's own file) when there is one.
+    load_roberta_bpe(folder)
+    assert calls == [folder, folder]
+    # ... and trust a tokenizer.json (the fast tokenizer's own file) when there is one.
     tokenizer.backend_tokenizer.save(str(folder / "tokenizer.json"))
     load_roberta_tokenizer(folder)
-    assert calls == [folder]
+    load_roberta_bpe(folder)
+    assert calls == [folder, folder]
+
+
+@pytest.mark.parametrize("with_tokenizer_json", [False, True])
+def test_roberta_bpe_gives_the_ids_of_transformers_tokenizer(tmp_path, with_tokenizer_json):
+    """RobertaBpe (the `tokenizers` library alone) against transformers' RobertaTokenizerFast on the same
+    folder: the same ids and masks for captions, special tokens written as text, odd spacing,
+    non-Latin text, an empty caption and one beyond 512 tokens (truncated), in one padded batch."""
+    from toolkit.models.roberta_bpe import PROBE_TEXTS
+
+    folder = write_tiny_roberta_tokenizer(tmp_path / "tok", words_of=["a dog barks", "rain falls on the roof"])
+    theirs = load_roberta_tokenizer(folder)
+    if with_tokenizer_json:
+        theirs.backend_tokenizer.save(str(folder / "tokenizer.json"))
+        theirs = load_roberta_tokenizer(folder)
+    ours = load_roberta_bpe(folder)
+    texts = [*PROBE_TEXTS, "a dog barks", "a <mask> barks", "<s>rain</s>", "<pad> <unk>", "", " ",
+             "rain falls on the roof " * 120]
+    expected = theirs(texts, padding=True, truncation=True, max_length=512, return_tensors="pt")
+    got = ours(texts)
+    assert got["input_ids"].shape == expected["input_ids"].shape and got["input_ids"].shape[1] == 512
+    assert torch.equal(got["input_ids"], expected["input_ids"])
+    assert torch.equal(got["attention_mask"], expected["attention_mask"])
+    assert len(ours) == len(theirs)
+    for text in texts:
+        assert ours.ids(text) == theirs(text)["input_ids"], text
+    assert torch.equal(ours(texts[:2], max_length=8)["input_ids"],
+                       theirs(texts[:2], padding=True, truncation=True, max_length=8, return_tensors="pt")["input_ids"])
+    with pytest.raises(ValueError, match="load_roberta_tokenizer"):
+        ours("a single string")
+    with pytest.raises(ValueError, match="load_roberta_tokenizer"):
+        ours(texts, padding="max_length")
 
 
 def test_tokenizer_folder_without_merges_is_refused(tmp_path):

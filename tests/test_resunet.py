@@ -21,6 +21,7 @@ Fixtures (tests/fixtures/):
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from pathlib import Path
@@ -31,11 +32,15 @@ import torch
 from torch import nn
 
 from toolkit.errors import CheckpointError
+from toolkit.models import resunet as resunet_module
 from toolkit.models.resunet import (
     RESUNET30_CONFIGS,
     FiLMGenerator,
     FiLMResUNet,
+    InferenceConvBlockRes,
+    InferenceDecoderBlockRes,
     ResUNet30,
+    inference_form,
     load_resunet30,
 )
 
@@ -296,10 +301,13 @@ def test_matches_reference_implementation_output(fixture: str) -> None:
     model = ResUNet30.from_config(config).eval()
     randomize_weights(model, seed=int(data["seed"]))
     reference = torch.from_numpy(data["reference_output"])
+    mixture, condition = torch.from_numpy(data["mixture"]), torch.from_numpy(data["condition"])
     with torch.no_grad():
-        ours = model(torch.from_numpy(data["mixture"]), torch.from_numpy(data["condition"]))
-    assert sdr_db(ours, reference) > 90  # float32 round-off gives ~115-127 dB
-    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-5 * reference.abs().max().item())
+        ours = model(mixture, condition)
+        folded = inference_form(model)(mixture, condition)  # what dcase9 infer runs on the CPU
+    for output in (ours, folded):
+        assert sdr_db(output, reference) > 90  # float32 round-off gives ~115-127 dB
+        torch.testing.assert_close(output, reference, rtol=0, atol=1e-5 * reference.abs().max().item())
 
 
 def test_multichannel_mixture_gives_one_output_per_channel() -> None:
@@ -310,6 +318,87 @@ def test_multichannel_mixture_gives_one_output_per_channel() -> None:
     assert out.shape == (3, 2, 1234)
     with pytest.raises(ValueError, match="input_channels must be 1 or equal"):
         ResUNet30(n_fft=256, hop_length=64, input_channels=2, output_channels=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Inference form (batch norms folded)
+
+SMALL_NET = {"n_fft": 256, "hop_length": 64, "channels": (8, 16, 16, 24, 24, 32)}
+
+
+def inference_form_snr(model: ResUNet30, batch: int = 2, length: int = 6000) -> float:
+    """SNR in dB of the inference form's outputs against the model's own, on noise."""
+    mixture, condition = noise(batch, length, seed=3)
+    with torch.no_grad():
+        plain = model(mixture, condition)
+        folded = inference_form(copy.deepcopy(model))(mixture, condition)
+    return sdr_db(folded, plain)
+
+
+def small_trained_like_net(seed: int = 4) -> ResUNet30:
+    """A narrow ResUNet30 with random weights and batch-norm statistics far from the identity."""
+    model = ResUNet30(**SMALL_NET).eval()
+    randomize_weights(model, seed=seed)
+    return model
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_inference_form_gives_the_same_outputs(batch: int) -> None:
+    assert inference_form_snr(small_trained_like_net(), batch=batch) > 100  # measured about 130 dB
+
+
+def test_inference_form_of_a_bare_film_resunet() -> None:
+    """Any FiLMResUNet (System 3's mask net has no decoder bn2): same outputs."""
+    unet = FiLMResUNet(8, 8, channels=(16, 32, 32), pools=((2, 2), (2, 2), (1, 2)), unused_decoder_bn2=False).eval()
+    film = FiLMGenerator(512, unet.film_channels())
+    randomize_weights(unet, seed=5)
+    latent, condition = torch.randn(2, 8, 37, 15), torch.randn(2, 512)
+    with torch.no_grad():
+        betas = film(condition)
+        plain = unet(latent, betas)
+        folded = inference_form(copy.deepcopy(unet))(latent, betas)
+    assert sdr_db(folded, plain) > 100
+
+
+def test_inference_form_replaces_every_block_and_keeps_the_rest() -> None:
+    model = inference_form(small_trained_like_net())
+    base = model.base
+    for i in range(6):
+        assert isinstance(getattr(base, f"encoder_block{i + 1}").conv_block1, InferenceConvBlockRes)
+        assert isinstance(getattr(base, f"decoder_block{i + 1}"), InferenceDecoderBlockRes)
+    assert isinstance(getattr(base, "conv_block7a").conv_block1, InferenceConvBlockRes)
+    batch_norms = [name for name, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    assert batch_norms == ["base.bn0"]
+    # The folded tensors are derived, never saved: no state dict of this form passes for a checkpoint.
+    assert not any(k.endswith(("weight1", "bias1", "scale1", "shift1")) for k in model.state_dict())
+    with pytest.raises(RuntimeError, match="cannot be trained"):
+        model.train()
+    with pytest.raises(ValueError, match="eval mode"):
+        inference_form(ResUNet30(**SMALL_NET))
+
+
+RIGHT_AFFINE = resunet_module.batch_norm_affine
+
+
+def _affine_without_mean(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return scale, bn.bias.clone()
+
+
+def _affine_without_variance(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    return bn.weight.clone(), bn.bias - bn.running_mean * bn.weight
+
+
+def _affine_on_the_wrong_channels(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    scale, shift = RIGHT_AFFINE(bn)
+    return scale.flip(0), shift.flip(0)
+
+
+@pytest.mark.parametrize("wrong", [_affine_without_mean, _affine_without_variance, _affine_on_the_wrong_channels])
+def test_a_wrong_fold_is_caught(wrong, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The comparison above can fail: folds that forget a statistic or mix up channels fall far below it."""
+    monkeypatch.setattr(resunet_module, "batch_norm_affine", wrong)
+    assert inference_form_snr(small_trained_like_net()) < 60
 
 
 # ---------------------------------------------------------------------------------------------

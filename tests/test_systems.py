@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +110,41 @@ def test_system2_runs_at_32k_on_16k_data(assets: dict[str, Path], demo_root: Pat
     assert result.written == 1
     audio, rate = sf.read(next((tmp_path / "est").glob("*.wav")), dtype="float32")
     assert rate == 16000 and audio.shape == (160000,)
+
+
+def test_the_cpu_build_runs_the_inference_form_with_the_same_outputs(assets: dict[str, Path]) -> None:
+    """On the CPU the baseline's ResUNet30 runs in its inference form (batch norms folded): same outputs
+    as the checkpoint's net built as is, to float32 round-off."""
+    from toolkit.models.resunet import InferenceDecoderBlockRes, ResUNet30Config, load_resunet30
+
+    separator = api.load_separator("baseline", checkpoint=assets["checkpoint"], device="cpu",
+                                   weights={"roberta-base-tokenizer": assets["tokenizer"]},
+                                   options=system_config(), offline=True, progress=False)
+    folded = separator.model.resunet
+    assert isinstance(folded.base.decoder_block1, InferenceDecoderBlockRes)
+    plain = load_resunet30(resunet_weights(), ResUNet30Config(16000, **SMALL_STFT))
+    torch.manual_seed(0)
+    mixture, condition = 0.1 * torch.randn(2, 1, 16000), torch.randn(2, 512)
+    with torch.no_grad():
+        expected, got = plain(mixture, condition), folded(mixture, condition)
+    snr = 10 * torch.log10(expected.square().sum(-1) / (got - expected).square().sum(-1))
+    assert snr.min().item() > 100, snr
+
+
+def test_text_queried_systems_start_without_transformers(assets: dict[str, Path]) -> None:
+    """Building the baseline and separating with a text query imports neither transformers nor
+    torch._dynamo: their imports were most of dcase9 infer's start-up (BENCHMARKS.md)."""
+    code = ("import sys, numpy as np, yaml\n"
+            "from toolkit import api\n"
+            "ckpt, tok, config = sys.argv[1:]\n"
+            "sep = api.load_separator('baseline', checkpoint=ckpt, weights={'roberta-base-tokenizer': tok},\n"
+            "                         options=yaml.safe_load(open(config)), device='cpu', offline=True, progress=False)\n"
+            "sep.separate(np.full(16000, 0.01, dtype=np.float32), 'a dog barks')\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('transformers', 'torch._dynamo'))))\n")
+    result = subprocess.run([sys.executable, "-c", code, str(assets["checkpoint"]), str(assets["tokenizer"]),
+                             str(assets["config"])], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.stdout.strip() == "[]", result.stdout
 
 
 def test_chunked_inference_matches_whole_away_from_seams(assets: dict[str, Path]) -> None:

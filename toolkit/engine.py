@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from toolkit import __version__
+from toolkit.allocator import reuse_freed_memory
 from toolkit.audio import RESAMPLERS, SAMPLE_RATE, non_finite_count, resample, resample_hq, write_wav
 from toolkit.data.formats import DataSet, MixtureSpec
 from toolkit.data.items import Item, ItemLoader, LoadFailure, ordered_map
@@ -269,6 +270,8 @@ class Separator:
             self.identity["resampler"] = options.resampler
         self.settings = dict(settings or {})
         self.device = resolve_device(options.device)
+        if self.device.type == "cpu":
+            reuse_freed_memory()  # big feature maps reuse freed pages, not fresh mmaps (toolkit.allocator)
         self.batch_size = options.batch_size or DEFAULT_BATCH_SIZE.get(self.device.type, 1)
         seconds = options.segment_seconds if options.segment_seconds is not None else segment_seconds
         self.segment = int(round(seconds * model.sample_rate)) if seconds else None

@@ -63,9 +63,9 @@ def infer(
         help="16 kHz <-> the model's rate (System 2: 32 kHz): soxr (HQ, as librosa and AudioSep's own pipeline; "
              "on the CPU in the reading/writing threads) or julius (on the device).")] = "soxr",
     compile_net: Annotated[bool, typer.Option(
-        "--compile", help="torch.compile the separation net (text-queried systems): about 25% faster per clip "
-                          "on the CPU after a one-off compilation (about a minute; seconds once cached). For "
-                          "long runs.")] = False,
+        "--compile", help="torch.compile the separation net (text-queried systems). On the CPU no faster than "
+                          "the default path, plus a compilation of half a minute or more (seconds once cached); "
+                          "not measured on GPUs (BENCHMARKS.md).")] = False,
 ) -> None:
     """Separate every mixture of an evaluation set with a system; resumable (finished outputs are kept)."""
     from systems import get_system

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from toolkit.errors import CheckpointError
 
@@ -101,12 +101,14 @@ class SlowRobertaBpe:
         return ids + [self.vocab["</s>"]]
 
 
-def check_against_slow_bpe(tokenizer: PreTrainedTokenizerBase, folder: str | Path,
+def check_against_slow_bpe(tokenizer: Any, folder: str | Path,
                            texts: tuple[str, ...] = PROBE_TEXTS) -> None:
-    """Raise CheckpointError unless `tokenizer` gives the slow algorithm's ids for every probe text."""
+    """Raise CheckpointError unless `tokenizer` gives the slow algorithm's ids for every probe text.
+
+    `tokenizer`: a transformers tokenizer, or one with an `ids(text)` method (`clap.tokenizer.RobertaBpe`)."""
     slow = SlowRobertaBpe(folder)
     for text in texts:
-        fast_ids = list(tokenizer(text)["input_ids"])
+        fast_ids = tokenizer.ids(text) if hasattr(tokenizer, "ids") else list(tokenizer(text)["input_ids"])
         slow_ids = slow.ids(text)
         if fast_ids != slow_ids:
             raise CheckpointError(

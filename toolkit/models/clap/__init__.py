@@ -26,9 +26,12 @@ the normalised mean of their normalised embeddings.
 
 Modules, one job each: `laion_keys` (laion <-> transformers key names, reading laion weights from
 their files), `frontend` (HTSAT's log-mel and clip handling, the stored front end's check),
-`tokenizer` (the RoBERTa tokenizer, from a folder or the Hub cache), `architecture` (`ClapSpec`,
-`ClapArchitecture`), `encoder` (`ClapEncoder`, building the model empty and loading weights). The
-names below are the package's interface.
+`tokenizer` (the RoBERTa tokenizer, from a folder or the Hub cache; on transformers, or on the
+`tokenizers` library alone for text queries), `architecture` (`ClapSpec`,
+`ClapArchitecture`), `encoder` (`ClapEncoder`, building the model empty and loading weights),
+`text_tower` (the text tower alone in plain PyTorch, under `ClapModel`'s names, for text queries:
+it spares `dcase9 infer` the import of transformers' modelling code). The names below are the
+package's interface.
 """
 
 from toolkit.models.clap.architecture import ClapArchitecture, ClapSpec, laion_clap_spec
@@ -38,13 +41,15 @@ from toolkit.models.clap.frontend import (HtsatLogMel, LogMelSettings, check_fro
                                           slaney_mel_filterbank)
 from toolkit.models.clap.laion_keys import (LAION_KEYS_DROPPED, find_laion_prefix, laion_to_transformers,
                                             read_laion_clap_weights, transformers_to_laion)
-from toolkit.models.clap.tokenizer import (DEFAULT_TOKENIZER, MAX_TEXT_TOKENS, TOKENIZER_FOLDER_FILES,
+from toolkit.models.clap.text_tower import TextTowerConfig
+from toolkit.models.clap.tokenizer import (DEFAULT_TOKENIZER, MAX_TEXT_TOKENS, TOKENIZER_FOLDER_FILES, RobertaBpe,
+                                           load_roberta_bpe,
                                            load_roberta_tokenizer)
 
 __all__ = [
     "CLAP_TOWERS", "DEFAULT_TOKENIZER", "LAION_KEYS_DROPPED", "MAX_TEXT_TOKENS", "ClapArchitecture", "ClapEncoder",
-    "ClapSpec", "ClapTextTower", "ClapTowers", "HtsatLogMel", "LogMelSettings", "TOKENIZER_FOLDER_FILES",
-    "build_clap_model", "check_front_end", "clip_starts", "empty_clap_model", "find_laion_prefix", "laion_clap_spec",
-    "laion_to_transformers", "load_laion_weights", "load_roberta_tokenizer", "read_laion_clap_weights",
-    "repeat_pad", "slaney_mel_filterbank", "transformers_to_laion",
+    "ClapSpec", "ClapTextTower", "ClapTowers", "HtsatLogMel", "LogMelSettings", "RobertaBpe", "TOKENIZER_FOLDER_FILES",
+    "TextTowerConfig", "build_clap_model", "check_front_end", "clip_starts", "empty_clap_model", "find_laion_prefix",
+    "laion_clap_spec", "laion_to_transformers", "load_laion_weights", "load_roberta_bpe", "load_roberta_tokenizer",
+    "read_laion_clap_weights", "repeat_pad", "slaney_mel_filterbank", "transformers_to_laion",
 ]

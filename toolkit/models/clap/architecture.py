@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from toolkit.config import StrictModel
 from toolkit.models.clap.frontend import LogMelSettings
+from toolkit.models.clap.text_tower import TextTowerConfig
 
 if TYPE_CHECKING:
     from transformers import ClapConfig
@@ -64,13 +65,10 @@ def laion_clap_spec(
     from transformers import ClapConfig
 
     front_end = front_end or LogMelSettings()
-    text_config = dict(
-        vocab_size=text_vocab_size, hidden_size=text_hidden_size, num_hidden_layers=text_layers,
-        num_attention_heads=text_heads, intermediate_size=text_intermediate_size,
-        max_position_embeddings=text_max_positions, type_vocab_size=1, hidden_act="gelu",
-        layer_norm_eps=1e-5,  # roberta-base's value; ClapTextConfig's default (1e-12) is BERT's
-        pad_token_id=1, bos_token_id=0, eos_token_id=2,
-    )
+    text = TextTowerConfig(vocab_size=text_vocab_size, hidden_size=text_hidden_size, num_hidden_layers=text_layers,
+                           num_attention_heads=text_heads, intermediate_size=text_intermediate_size,
+                           max_position_embeddings=text_max_positions, projection_dim=projection_dim)
+    text_config = text.encoder_settings()
     audio_config = dict(
         spec_size=spec_size, num_mel_bins=front_end.n_mels, patch_size=4, patch_stride=[4, 4],
         patch_embed_input_channels=1, flatten_patch_embeds=True, enable_patch_layer_norm=True,
@@ -81,7 +79,7 @@ def laion_clap_spec(
         hidden_size=audio_embed_dim * 2 ** (len(audio_depths) - 1),  # HTSAT's output width
     )
     config = ClapConfig(text_config=text_config, audio_config=audio_config,
-                        projection_dim=projection_dim, projection_hidden_act="relu")
+                        projection_dim=text.projection_dim, projection_hidden_act=text.projection_hidden_act)
     spec = ClapSpec(model=config, front_end=front_end)
     spec.validate()
     return spec
@@ -110,12 +108,22 @@ class ClapArchitecture(StrictModel):
     fmin: float = 50.0
     fmax: float = 14_000.0
 
+    def front_end(self) -> LogMelSettings:
+        return LogMelSettings(sample_rate=self.sample_rate, clip_samples=self.clip_samples,
+                              window_size=self.window_size, hop_size=self.hop_size, n_mels=self.n_mels,
+                              fmin=self.fmin, fmax=self.fmax)
+
+    def text_tower(self) -> TextTowerConfig:
+        """The text tower alone (no transformers import: what a text query needs)."""
+        return TextTowerConfig(vocab_size=self.text_vocab_size, hidden_size=self.text_hidden_size,
+                               num_hidden_layers=self.text_layers, num_attention_heads=self.text_heads,
+                               intermediate_size=self.text_intermediate_size,
+                               max_position_embeddings=self.text_max_positions, projection_dim=self.projection_dim)
+
     def spec(self) -> ClapSpec:
-        front_end = LogMelSettings(sample_rate=self.sample_rate, clip_samples=self.clip_samples,
-                                   window_size=self.window_size, hop_size=self.hop_size, n_mels=self.n_mels,
-                                   fmin=self.fmin, fmax=self.fmax)
+        """The whole model's architecture: transformers' `ClapConfig` and the front end."""
         return laion_clap_spec(
-            front_end=front_end, text_vocab_size=self.text_vocab_size, text_hidden_size=self.text_hidden_size,
+            front_end=self.front_end(), text_vocab_size=self.text_vocab_size, text_hidden_size=self.text_hidden_size,
             text_layers=self.text_layers, text_heads=self.text_heads,
             text_intermediate_size=self.text_intermediate_size, text_max_positions=self.text_max_positions,
             audio_embed_dim=self.audio_embed_dim, audio_depths=tuple(self.audio_depths),

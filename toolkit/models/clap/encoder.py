@@ -13,13 +13,14 @@ from torch import nn
 
 from toolkit.errors import CheckpointError
 from toolkit.models.checkpoints import empty_module, load_weights
-from toolkit.models.clap.architecture import ClapSpec, laion_clap_spec
+from toolkit.models.clap.architecture import ClapArchitecture, ClapSpec, laion_clap_spec
 from toolkit.models.clap.frontend import HtsatLogMel, LogMelSettings, check_front_end, clip_starts, repeat_pad
 from toolkit.models.clap.laion_keys import FIXED_TRANSFORMERS_BUFFERS, laion_to_transformers, read_laion_clap_weights
-from toolkit.models.clap.tokenizer import DEFAULT_TOKENIZER, MAX_TEXT_TOKENS, load_roberta_tokenizer
+from toolkit.models.clap.text_tower import ClapProjection, RobertaTextModel, TextTowerConfig
+from toolkit.models.clap.tokenizer import DEFAULT_TOKENIZER, MAX_TEXT_TOKENS, RobertaBpe, load_roberta_tokenizer
 
 if TYPE_CHECKING:
-    from transformers import ClapConfig, ClapModel, PreTrainedTokenizerBase
+    from transformers import ClapModel, ClapTextConfig, PreTrainedTokenizerBase
 
 # Which parts of CLAP to build: "text" (the text tower and its projection: all a text query needs)
 # or "both" (adds the HTSAT audio tower: ATS, and training, whose checkpoints carry the whole model).
@@ -37,12 +38,13 @@ class ClapEncoder(nn.Module):
     """
 
     def __init__(self, model: ClapModel | ClapTextTower, front_end: LogMelSettings,
-                 tokenizer: PreTrainedTokenizerBase):
+                 tokenizer: PreTrainedTokenizerBase | RobertaBpe):
         super().__init__()
-        ClapSpec(model.config, front_end).validate()
-        if len(tokenizer) > model.config.text_config.vocab_size:
-            raise ValueError(f"the tokenizer has {len(tokenizer)} tokens, the text tower embeds only "
-                             f"{model.config.text_config.vocab_size}")
+        if not isinstance(model, ClapTextTower):  # the front end feeds the audio tower only
+            ClapSpec(model.config, front_end).validate()
+        vocabulary = model.text_model.embeddings.word_embeddings.num_embeddings
+        if len(tokenizer) > vocabulary:
+            raise ValueError(f"the tokenizer has {len(tokenizer)} tokens, the text tower embeds only {vocabulary}")
         self.model = model
         self.front_end = front_end
         self.log_mel = HtsatLogMel(front_end)
@@ -57,9 +59,9 @@ class ClapEncoder(nn.Module):
         cls,
         path: str | Path,
         *,
-        spec: ClapSpec | None = None,
+        spec: ClapSpec | ClapArchitecture | None = None,
         prefix: str | None = None,
-        tokenizer: str | Path | PreTrainedTokenizerBase = DEFAULT_TOKENIZER,
+        tokenizer: str | Path | PreTrainedTokenizerBase | RobertaBpe = DEFAULT_TOKENIZER,
         offline: bool | None = None,
         trust: bool = False,
         device: str | torch.device = "cpu",
@@ -82,8 +84,8 @@ class ClapEncoder(nn.Module):
         cls,
         laion: Mapping[str, torch.Tensor],
         *,
-        tokenizer: PreTrainedTokenizerBase,
-        spec: ClapSpec | None = None,
+        tokenizer: PreTrainedTokenizerBase | RobertaBpe,
+        spec: ClapSpec | ClapArchitecture | None = None,
         source: str = "state dict",
         device: str | torch.device = "cpu",
         towers: ClapTowers = "both",
@@ -95,16 +97,27 @@ class ClapEncoder(nn.Module):
         own (no random initialisation, no copy). `towers="text"` builds only the text tower and
         its projection, which is all a text query needs: the audio tower's weights are left
         untouched (with a memory-mapped checkpoint, never even read) and `encode_audio` is refused.
+        `spec` may be a `ClapArchitecture`: the text tower is then built without importing
+        transformers at all (with a `tokenizer` from `load_roberta_bpe`, the whole text query path
+        runs without it: about 1 s less start-up).
         """
-        spec = spec or laion_clap_spec()
-        if len(tokenizer) > spec.model.text_config.vocab_size:  # a user error before any weight is touched
-            raise CheckpointError(f"{source}: its CLAP text tower embeds {spec.model.text_config.vocab_size} "
-                                  f"tokens, the tokenizer given has {len(tokenizer)}; pass the tokenizer it was "
-                                  f"trained with (--weight roberta-base-tokenizer=DIR)")
-        check_front_end(laion, spec.front_end, source=source)
-        model = empty_clap_model(spec, towers)
+        if isinstance(spec, ClapArchitecture):
+            front_end, vocabulary = spec.front_end(), spec.text_tower().vocab_size
+        else:
+            spec = spec or laion_clap_spec()
+            front_end, vocabulary = spec.front_end, spec.model.text_config.vocab_size
+        if len(tokenizer) > vocabulary:  # a user error before any weight is touched
+            raise CheckpointError(f"{source}: its CLAP text tower embeds {vocabulary} tokens, the tokenizer given "
+                                  f"has {len(tokenizer)}; pass the tokenizer it was trained with "
+                                  "(--weight roberta-base-tokenizer=DIR)")
+        check_front_end(laion, front_end, source=source)
+        if isinstance(spec, ClapArchitecture):
+            model = (empty_module(lambda: ClapTextTower(spec.text_tower())).eval() if towers == "text"
+                     else empty_clap_model(spec.spec(), towers))
+        else:
+            model = empty_clap_model(spec, towers)
         load_laion_weights(model, laion, source=source)
-        return cls(model, spec.front_end, tokenizer).to(device)
+        return cls(model, front_end, tokenizer).to(device)
 
     def train(self, mode: bool = True) -> ClapEncoder:
         return super().train(False)
@@ -121,7 +134,7 @@ class ClapEncoder(nn.Module):
 
     @property
     def embedding_dim(self) -> int:
-        return int(self.model.config.projection_dim)
+        return int(self.model.text_projection.linear2.out_features)
 
     @property
     def sample_rate(self) -> int:
@@ -199,16 +212,16 @@ class ClapEncoder(nn.Module):
 
 class ClapTextTower(nn.Module):
     """The text half of transformers' `ClapModel`: `text_model` and `text_projection`, under the same
-    names (so the same weights load), with the whole model's `config`. What a text query needs;
-    the HTSAT audio tower is about 30 M parameters more."""
+    names (so the same weights load), for a `TextTowerConfig` (or transformers' `ClapTextConfig`, its
+    `config`). What a text query needs; the HTSAT audio tower is about 30 M parameters more. Built
+    in plain PyTorch (`toolkit.models.clap.text_tower`): importing transformers' modelling code
+    would cost more start-up than the tower itself."""
 
-    def __init__(self, config: ClapConfig):
+    def __init__(self, config: TextTowerConfig | ClapTextConfig):
         super().__init__()
-        from transformers.models.clap.modeling_clap import ClapProjectionLayer, ClapTextModel
-
         self.config = config
-        self.text_model = ClapTextModel(config.text_config)
-        self.text_projection = ClapProjectionLayer(config.text_config)
+        self.text_model = RobertaTextModel(config)
+        self.text_projection = ClapProjection(config)
 
 
 def build_clap_model(spec: ClapSpec) -> ClapModel:
@@ -226,7 +239,7 @@ def empty_clap_model(spec: ClapSpec, towers: ClapTowers = "both") -> ClapModel |
         raise ValueError(f"towers must be one of {', '.join(CLAP_TOWERS)}, got {towers!r}")
     spec.validate()
     if towers == "text":
-        return empty_module(lambda: ClapTextTower(spec.model)).eval()
+        return empty_module(lambda: ClapTextTower(spec.model.text_config)).eval()
     from transformers import ClapModel
 
     return empty_module(lambda: ClapModel(spec.model)).eval()
@@ -239,7 +252,7 @@ _LAION_TEXT_PREFIXES = ("text_branch.", "text_projection.")
 def _fixed_buffer(name: str, model: ClapModel | ClapTextTower) -> torch.Tensor:
     """The value `ClapTextEmbeddings` gives a fixed buffer (`FIXED_TRANSFORMERS_BUFFERS`): position
     ids 0..max-1, token type ids 0; computed here for models built on the meta device."""
-    positions = torch.arange(model.config.text_config.max_position_embeddings).expand((1, -1))
+    positions = torch.arange(model.text_model.embeddings.position_embeddings.num_embeddings).expand((1, -1))
     return positions if name.endswith("position_ids") else torch.zeros(positions.shape, dtype=torch.long)
 
 

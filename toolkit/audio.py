@@ -29,7 +29,7 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     try:
         data, file_rate = sf.read(path, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise DataError(_read_failure(path, exc), file=path) from exc
+        raise DataError(read_failure(path, exc), file=path) from exc
     truncated = wav_truncation(path)
     if truncated is not None:
         raise DataError(truncated, file=path)
@@ -40,7 +40,7 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     return resample_hq(np.ascontiguousarray(samples), file_rate, sample_rate)
 
 
-def _read_failure(path: Path, exc: Exception) -> str:
+def read_failure(path: Path, exc: Exception) -> str:
     """Why reading failed. A header that parses but audio that does not decode is, in practice, a
     cut-off download or copy (a FLAC or OGG file stops decoding where it was cut): say so."""
     if not path.exists():

@@ -28,7 +28,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from toolkit.audio import SAMPLE_RATE
+from toolkit.audio import SAMPLE_RATE, read_failure
 from toolkit.data.formats import DataSet, MixtureSpec, open_dataset
 from toolkit.data.items import ItemLoader, LoadFailure, ordered_map
 from toolkit.engine import resolve_device
@@ -165,8 +165,8 @@ def score_estimates(data: str | Path | DataSet, estimates_dir: str | Path, out_d
         try:
             return sf.info(str(path)).frames
         except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-            reason = "file not found" if not path.exists() else f"unreadable audio ({exc})"
-            return EstimateProblem(spec.id, "unusable-input", f"{spec.id}: cannot be scored: {path}: {reason}")
+            return EstimateProblem(spec.id, "unusable-input",
+                                   f"{spec.id}: cannot be scored: {path}: {read_failure(path, exc)}")
 
     lengths: dict[str, int] = {}
     unusable: list[EstimateProblem] = []

@@ -99,3 +99,29 @@ def test_evaluation_sets_have_no_references(demo_root: Path, tmp_path: Path) -> 
 def test_missing_estimates_folder(demo_root: Path, tmp_path: Path) -> None:
     with pytest.raises(Dcase9Error, match="estimates folder not found"):
         api.score(demo_root / "validation", tmp_path / "nope", progress=False)
+
+
+def test_scores_are_the_metric_functions_of_each_clip(demo_root: Path, estimates: dict[str, Path],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batched and widened to float64 once per batch, `score` still gives what the metric functions
+    give one clip at a time; on the CPU it asks for freed memory to be reused (toolkit.allocator)."""
+    import torch
+
+    from toolkit import metrics, scoring
+    from toolkit.data.formats import open_dataset
+    from toolkit.data.items import ItemLoader
+
+    calls: list[int] = []
+    monkeypatch.setattr(scoring, "reuse_freed_memory", lambda: calls.append(1) or True)
+    dataset = open_dataset(demo_root / "validation")
+    report = scoring.score_estimates(dataset, estimates["mixture"], device="cpu", batch_size=5, progress=False)
+    assert calls == [1]
+    loader = ItemLoader(dataset)
+    for spec, row in zip(dataset.mixtures, report.rows):
+        item = loader.load(spec)
+        estimate = torch.from_numpy(sf.read(str(estimates["mixture"] / f"{spec.id}.wav"), dtype="float32")[0])[None]
+        reference, mixture = torch.from_numpy(item.reference)[None], torch.from_numpy(item.mixture)[None]
+        assert row["id"] == spec.id
+        assert row["sdr"] == pytest.approx(float(metrics.sdr(reference, estimate)), abs=1e-12)
+        assert row["sisdr"] == pytest.approx(float(metrics.sisdr(reference, estimate)), abs=1e-12)
+        assert row["sdri"] == pytest.approx(float(metrics.sdri(reference, estimate, mixture)), abs=1e-12)

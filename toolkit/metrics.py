@@ -94,8 +94,9 @@ ReferenceMetric = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Ten
 class Metric:
     """One score per clip and everything a consumer needs to show it.
 
-    `compute(reference, estimate, mixture)` takes float32 `(batch, samples)` tensors of equal length
-    on one device and returns one value per clip; `score` runs it on every validation clip (metrics
+    `compute(reference, estimate, mixture)` takes `(batch, samples)` tensors of equal length on one
+    device (`score` passes float64, widened once per batch; training validation float32) and returns
+    one value per clip; `score` runs it on every validation clip (metrics
     without `compute`, such as ATS, need a model and are given to `score` as scorers). The registry
     (`register_metric`) drives `score` (per_clip.csv columns, summary.json means and medians), the
     tables of `dcase9 score`, the listening page and its paired comparison, and the `results.*`

@@ -11,8 +11,9 @@ it finished; one that no longer fits before the deadline is recorded as skipped:
 - `tests`: `pytest -m gpu tests/test_gpu.py` (device placement, autocast, batch invariance);
 - `device`: GPU name, memory, capability, driver; torch, CUDA and cuDNN versions; TF32 settings;
 - `parity`: CUDA against CPU outputs, with PyTorch's default settings and in strict fp32 (TF32
-  off), of the baseline's ResUNet30 at 16 kHz, System 2's at 32 kHz, the CLAP text and audio
-  towers and the AudioLDM VAE + vocoder round trip: max abs difference and SNR (dB);
+  off), of the baseline's ResUNet30 at 16 kHz, System 2's at 32 kHz, the CLAP text towers (the
+  plain-PyTorch one of text queries, transformers' one of ATS), the audio tower and the AudioLDM
+  VAE + vocoder round trip: max abs difference and SNR (dB);
 - `precision`: the whole validation-set job at fp32, bf16 and fp16 (3000 mixtures of 1000 clips,
   `dcase9 infer` then `dcase9 score` through their Python functions): seconds, clips/s, mean
   SDR / SDRi / SI-SDR and their deltas against fp32, and the net alone at the same batch
@@ -383,6 +384,14 @@ def section_parity(ctx: Context) -> None:
             clap["encoder"] = random_clap_encoder(ctx)
         return clap["encoder"]
 
+    def query_tower_build() -> Any:
+        """The text tower text queries run (plain PyTorch, `towers="text"`), with the same weights."""
+        from toolkit.models.clap import ClapEncoder, load_roberta_bpe, transformers_to_laion
+
+        laion = transformers_to_laion({k: v.cpu() for k, v in clap_build().model.state_dict().items()})
+        return ClapEncoder.from_laion_weights(laion, tokenizer=load_roberta_bpe(tokenizer_dir(ctx)),
+                                              spec=clap_architecture(ctx), towers="text")
+
     def text_run(encoder: Any, device: Any) -> Any:
         return encoder.to(device).encode_text(captions)
 
@@ -395,7 +404,8 @@ def section_parity(ctx: Context) -> None:
 
     cases = [("baseline ResUNet30 (16 kHz)", *resunet_case("baseline")),
              ("System 2 ResUNet30 (32 kHz)", *resunet_case("2")),
-             ("CLAP text tower", clap_build, text_run),
+             ("CLAP text tower (queries: plain PyTorch)", query_tower_build, text_run),
+             ("CLAP text tower (ATS: transformers)", clap_build, text_run),
              ("CLAP audio tower", clap_build, audio_run),
              ("AudioLDM VAE + vocoder round trip", lambda: audioldm_codec(ctx), codec_run)]
     cpu = torch.device("cpu")

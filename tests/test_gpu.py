@@ -1,4 +1,5 @@
-"""Device placement, autocast and batch invariance, on the CPU always and on CUDA where there is one.
+"""Device placement, autocast and batch invariance, on the CPU always and on CUDA where there is one;
+and, on the meta device, that no forward pass makes a tensor off its inputs' device.
 
 The CUDA cases carry the `gpu` marker and are skipped without CUDA; `benchmarks/gpu_check.sh` runs
 them first (`pytest -m gpu tests/test_gpu.py`). The CPU cases run the same code in every test run.
@@ -8,6 +9,8 @@ the official layouts, tiny sizes).
 
 from __future__ import annotations
 
+import builtins
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -145,3 +148,42 @@ def test_batch_of_eight_equals_one_at_a_time(system: str, device: str, assets: d
     floor = 80 if device == "cpu" else 40
     for name, audio in together.items():
         assert snr_db(alone[name], audio) > floor, name
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_no_tensor_is_made_off_the_device_inside_a_system(system: str, assets: dict[str, Any],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a GPU, CPU runs cannot show a tensor that a forward pass makes on the CPU (a window,
+    a mask, positions) next to CUDA inputs. The meta device can: each system is built there, as
+    `dcase9 infer --device cuda` builds it (no CPU-only inference form), and any op mixing a CPU
+    tensor with meta ones fails. Three things have no meta kernel and are stood in for: autocast
+    (meta has none), the ISTFT (its window check reads values; the stand-in checks the window's
+    device) and the text tower's all-tokens-real check (it reads a value)."""
+    from toolkit.models.clap import text_tower
+
+    autocast = torch.autocast
+    monkeypatch.setattr(torch, "autocast", lambda device_type, *args, **kwargs: nullcontext()
+                        if device_type == "meta" else autocast(device_type, *args, **kwargs))
+    istft = torch.istft
+
+    def meta_istft(spec: torch.Tensor, *args: Any, window: torch.Tensor | None = None, length: int | None = None,
+                   **kwargs: Any) -> torch.Tensor:
+        if spec.device.type != "meta":
+            return istft(spec, *args, window=window, length=length, **kwargs)
+        assert window is not None and window.device == spec.device, f"ISTFT window on {window and window.device}"
+        return torch.zeros(spec.shape[0], length, device=spec.device)
+
+    monkeypatch.setattr(torch, "istft", meta_istft)
+    monkeypatch.setattr(text_tower, "bool", lambda value: True if isinstance(value, torch.Tensor)
+                        and value.is_meta else builtins.bool(value), raising=False)
+
+    separator = build(system, assets, "meta")
+    for module in modules_of(separator):
+        assert all(t.is_meta for t in [*module.parameters(), *module.buffers()])
+    mixture = torch.zeros(2, separator.sample_rate, device="meta")
+    with torch.inference_mode():
+        conditions = separator.encode_queries(["a dog barks", "rain on a roof"])
+        output = separator.separate(mixture, conditions, mixture)
+    assert output.is_meta and output.shape == mixture.shape
+    if conditions is not None:
+        assert conditions.is_meta and conditions.shape == (2, 512)

@@ -43,7 +43,8 @@ def test_smoke_run_measures_every_section_without_touching_the_repository(tmp_pa
     device = result["device"]
     assert device["torch"] and device["memory_gib"] > 0
     parity = {row["model"]: row for row in result["parity"]["rows"]}
-    assert set(parity) == {"baseline ResUNet30 (16 kHz)", "System 2 ResUNet30 (32 kHz)", "CLAP text tower",
+    assert set(parity) == {"baseline ResUNet30 (16 kHz)", "System 2 ResUNet30 (32 kHz)",
+                           "CLAP text tower (queries: plain PyTorch)", "CLAP text tower (ATS: transformers)",
                            "CLAP audio tower", "AudioLDM VAE + vocoder round trip"}
     assert all(row["default"]["identical"] for row in parity.values())  # CPU against CPU in the smoke run
     precision = {row["precision"]: row for row in result["precision"]["rows"]}

@@ -510,6 +510,7 @@ def section_precision(ctx: Context) -> None:
     from toolkit import api
     from toolkit.data.demo import make_scaled_validation
     from toolkit.data.formats import open_dataset
+    from toolkit.engine import default_workers
     from toolkit.scoring import score_estimates
 
     sizes = ctx.sizes
@@ -517,9 +518,9 @@ def section_precision(ctx: Context) -> None:
     data = make_scaled_validation(ctx.work / "validation", sizes.mixtures, sizes.distinct_clips)
     dataset = open_dataset(data)
     checkpoint, options = random_checkpoint(ctx, "baseline")
-    ctx.section.set(mixtures=len(dataset.mixtures), batch=sizes.goal_batch,
+    workers = default_workers(ctx.device)  # what `dcase9 infer` and `score` use by default: measured as users run it
+    ctx.section.set(mixtures=len(dataset.mixtures), batch=sizes.goal_batch, workers=workers,
                     data_seconds=round(time.perf_counter() - started, 1))
-    workers = max(2, min(8, (os.cpu_count() or 2) // 2))
     reference: dict[str, float] = {}
 
     for precision in sizes.precisions:
@@ -535,7 +536,7 @@ def section_precision(ctx: Context) -> None:
             infer_s = time.perf_counter() - clock
             peak, _ = peak_memory_gib(ctx.device)
             clock = time.perf_counter()
-            report = score_estimates(dataset, out, None, device=str(ctx.device), progress=False)
+            report = score_estimates(dataset, out, None, device=str(ctx.device), progress=False, workers=workers)
             score_s = time.perf_counter() - clock
             shutil.rmtree(out, ignore_errors=True)
             means = {m: report.summary["mean"][m] for m in ("sdr", "sdri", "sisdr")}

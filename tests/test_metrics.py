@@ -125,3 +125,24 @@ def test_official_float32_arithmetic_is_within_round_off() -> None:
         ref, est, _ = signals(seed, n=160000)
         assert sdr(ref, est).item() == pytest.approx(official_sdr(ref, est), abs=1e-4)
         assert sisdr(ref, est).item() == pytest.approx(official_sisdr(ref, est, eps=F32_EPS), abs=1e-3)
+
+
+def test_shared_terms_give_each_metrics_own_value_to_the_bit() -> None:
+    """`score` computes the official four from shared terms; each equals its own `compute`, and a
+    metric registered later runs its own."""
+    from toolkit.metrics import Metric, compute_reference_metrics, reference_metrics, register_metric, \
+        unregister_metric
+
+    generator = torch.Generator().manual_seed(3)
+    ref, noise = torch.randn(2, 4, 16000, generator=generator, dtype=torch.float64)
+    est, mix = ref + 0.3 * noise, ref + noise.flip(-1)
+    values = compute_reference_metrics(ref, est, mix)
+    assert list(values) == [m.name for m in reference_metrics()] == ["sdr", "sdri", "sisdr", "input_sdr"]
+    for metric in reference_metrics():
+        assert metric.compute is not None
+        assert torch.equal(values[metric.name], metric.compute(ref, est, mix)), metric.name
+    register_metric(Metric("negative_sdr", "-SDR", lambda r, e, m: -sdr(r, e)))
+    try:
+        assert torch.equal(compute_reference_metrics(ref, est, mix)["negative_sdr"], -values["sdr"])
+    finally:
+        unregister_metric("negative_sdr")

@@ -125,3 +125,13 @@ def test_scores_are_the_metric_functions_of_each_clip(demo_root: Path, estimates
         assert row["sdr"] == pytest.approx(float(metrics.sdr(reference, estimate)), abs=1e-12)
         assert row["sisdr"] == pytest.approx(float(metrics.sisdr(reference, estimate)), abs=1e-12)
         assert row["sdri"] == pytest.approx(float(metrics.sdri(reference, estimate, mixture)), abs=1e-12)
+
+
+def test_reading_threads_from_the_shell(demo_root: Path, estimates: dict[str, Path], tmp_path: Path) -> None:
+    done = runner.invoke(app, ["score", "-d", str(demo_root / "validation"), "-e", str(estimates["mixture"]),
+                               "--workers", "0", "-o", str(tmp_path / "inline")])
+    assert done.exit_code == 0, done.output
+    assert json.loads((tmp_path / "inline" / "summary.json").read_text())["mean"]["sdri"] == 0.0
+    refused = runner.invoke(app, ["score", "-d", str(demo_root / "validation"), "-e", str(estimates["mixture"]),
+                                  "--workers", "-1"])
+    assert refused.exit_code == 2 and "--workers must be 0" in refused.output

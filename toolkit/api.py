@@ -187,15 +187,17 @@ def load_ats_scorer(*, checkpoint: str | Path | None = None, weights: dict[str, 
 
 
 def score(data: str | Path | DataSet, estimates: str | Path, out: str | Path | None = None, *,
-          device: str = "auto", batch_size: int = 32, progress: bool = True, ats: Any = None) -> ScoreReport:
+          device: str = "auto", batch_size: int = 32, progress: bool = True, ats: Any = None,
+          workers: int | None = None) -> ScoreReport:
     """Official metrics of a folder of estimates; writes the report files when `out` is given.
 
     `ats`: an `AtsScorer` (see `load_ats_scorer`) to add the reference-free ATS column; with it,
-    evaluation sets (no references) are scored by ATS alone.
+    evaluation sets (no references) are scored by ATS alone. `workers`: reading threads (None: 2 on
+    the CPU, up to 8 next to a GPU).
     """
     extra = {"ats": ats} if ats is not None else None
     return score_estimates(data, estimates, out, device=device, batch_size=batch_size, progress=progress,
-                           extra_metrics=extra)
+                           extra_metrics=extra, workers=workers)
 
 
 def report(reports: list[str | Path], out: str | Path, **options: Any) -> Any:

@@ -159,9 +159,29 @@ def shown_metrics(names: Sequence[str]) -> list[str]:
     return ordered + [n for n in names if n not in _REGISTRY]
 
 
-register_metric(Metric("sdr", "SDR", lambda reference, estimate, mixture: sdr(reference, estimate)))
-register_metric(Metric("sdri", "SDRi", sdri))
-register_metric(Metric("sisdr", "SI-SDR", lambda reference, estimate, mixture: sisdr(reference, estimate)))
-register_metric(Metric("input_sdr", "input SDR", lambda reference, estimate, mixture: sdr(reference, mixture),
-                       shown=False))
+def compute_reference_metrics(reference: torch.Tensor, estimate: torch.Tensor,
+                              mixture: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every registered reference-based metric of a batch, by name. The official four share their
+    terms (`separation_metrics`: each SDR computed once, not twice), which gives the values each
+    one's `compute` gives alone, to the bit; a metric registered later runs its own `compute`."""
+    shared = separation_metrics(reference, estimate, mixture)
+    values = {}
+    for metric in reference_metrics():
+        assert metric.compute is not None
+        official = _OFFICIAL_COMPUTE.get(metric.name)
+        values[metric.name] = shared[metric.name] if metric.compute is official else metric.compute(
+            reference, estimate, mixture)
+    return values
+
+
+_OFFICIAL_COMPUTE: dict[str, ReferenceMetric] = {
+    "sdr": lambda reference, estimate, mixture: sdr(reference, estimate),
+    "sdri": sdri,
+    "sisdr": lambda reference, estimate, mixture: sisdr(reference, estimate),
+    "input_sdr": lambda reference, estimate, mixture: sdr(reference, mixture),
+}
+register_metric(Metric("sdr", "SDR", _OFFICIAL_COMPUTE["sdr"]))
+register_metric(Metric("sdri", "SDRi", _OFFICIAL_COMPUTE["sdri"]))
+register_metric(Metric("sisdr", "SI-SDR", _OFFICIAL_COMPUTE["sisdr"]))
+register_metric(Metric("input_sdr", "input SDR", _OFFICIAL_COMPUTE["input_sdr"], shown=False))
 register_metric(Metric("ats", "ATS", None, unit="", page_decimals=3, tie_margin=0.01))  # toolkit.ats.AtsScorer

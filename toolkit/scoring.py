@@ -32,10 +32,10 @@ from toolkit.allocator import reuse_freed_memory
 from toolkit.audio import SAMPLE_RATE, read_failure
 from toolkit.data.formats import DataSet, MixtureSpec, open_dataset
 from toolkit.data.items import ItemLoader, LoadFailure, ordered_map
-from toolkit.engine import resolve_device
+from toolkit.engine import default_workers, resolve_device
 from toolkit.errors import ConfigError, Dcase9Error
 from toolkit.files import atomic_output, require_folder, write_text_atomic
-from toolkit.metrics import reference_metrics, registered_metrics
+from toolkit.metrics import compute_reference_metrics, registered_metrics
 from toolkit.outputs import estimate_files, run_identity
 
 SNR_BINS = ((-15, -10), (-10, -5), (-5, 0), (0, 5), (5, 10), (10, 15))  # last bin includes 15
@@ -142,9 +142,11 @@ def metric_columns(has_references: bool, extra_metrics: Mapping[str, Any]) -> tu
 
 
 def score_estimates(data: str | Path | DataSet, estimates_dir: str | Path, out_dir: str | Path | None = None, *,
-                    device: str = "auto", batch_size: int = 32, workers: int = 2, progress: bool = True,
+                    device: str = "auto", batch_size: int = 32, workers: int | None = None, progress: bool = True,
                     extra_metrics: dict[str, ExtraMetric] | None = None) -> ScoreReport:
-    """Score a folder of estimates against a validation set (the only kind with references)."""
+    """Score a folder of estimates against a validation set (the only kind with references).
+
+    `workers`: reading threads (None: `default_workers` of the device, as `infer`)."""
     dataset = open_dataset(data)
     estimates_dir = Path(estimates_dir)
     extra_metrics = extra_metrics or {}
@@ -155,7 +157,10 @@ def score_estimates(data: str | Path | DataSet, estimates_dir: str | Path, out_d
     if not dataset.has_references and not extra_metrics:
         raise Dcase9Error(f"the {dataset.kind.value} set has no references, so SDR, SDRi and SI-SDR cannot be "
                           "computed; only a reference-free metric (ATS) can score it")
+    if workers is not None and workers < 0:
+        raise ConfigError("--workers must be 0 (read on the main thread) or more")
     torch_device = resolve_device(device)
+    workers = default_workers(torch_device) if workers is None else workers
     if torch_device.type == "cpu":
         reuse_freed_memory()  # each batch's float64 copies (40 MB apiece) reuse pages, not fresh mmaps: 4x faster
     loader = ItemLoader(dataset)
@@ -235,10 +240,9 @@ def _score_batch(batch: Sequence[tuple[MixtureSpec, np.ndarray, np.ndarray | Non
             # so the values are the same to the bit); moved as float32, widened on the device.
             ref, est, mix = (torch.from_numpy(np.stack([batch[i][k] for i in indices])).to(device).double()  # type: ignore[misc]
                              for k in (2, 3, 1))
-            for metric in reference_metrics():
-                assert metric.compute is not None
-                for i, value in zip(indices, metric.compute(ref, est, mix).cpu().tolist()):
-                    per_clip[i][metric.name] = value
+            for name, computed in compute_reference_metrics(ref, est, mix).items():
+                for i, value in zip(indices, computed.cpu().tolist()):
+                    per_clip[i][name] = value
     for name, metric in extra_metrics.items():
         values[name] = list(metric([b[0] for b in batch], [b[3] for b in batch], device))
         for i, value in enumerate(values[name]):

@@ -59,6 +59,8 @@ def infer(
     overwrite: Annotated[bool, typer.Option(help="Recompute outputs that already exist.")] = False,
     limit: Annotated[Optional[int], typer.Option(help="Only the first N mixtures.")] = None,
     pcm16: Annotated[bool, typer.Option(help="Write 16-bit PCM instead of 32-bit float.")] = False,
+    workers: Annotated[Optional[int], typer.Option(
+        help="Audio reading/writing threads (default: 2 on the CPU, half the cores up to 8 next to a GPU).")] = None,
     resampler: Annotated[str, typer.Option(
         help="16 kHz <-> the model's rate (System 2: 32 kHz): soxr (HQ, as librosa and AudioSep's own pipeline; "
              "on the CPU in the reading/writing threads) or julius (on the device).")] = "soxr",
@@ -81,7 +83,7 @@ def infer(
         raise ConfigError(f"{system_config}: expected a mapping of settings")
     options = EngineOptions(batch_size=batch_size, device=device, precision=precision, segment_seconds=segment,
                             overlap=overlap, overwrite=overwrite, limit=limit, pcm16=pcm16,
-                            resampler=resampler, compile=compile_net)
+                            resampler=resampler, compile=compile_net, workers=workers)
     result = separate(system, open_dataset(data, kind, csv), out, options=options, system_options=overrides,
                       checkpoint=checkpoint, weights=parse_weight_options(weight), offline=offline,
                       trust_checkpoint=trust_checkpoint)
@@ -140,6 +142,8 @@ def score(
     trust_checkpoint: Annotated[bool, typer.Option(help="Unpickle the CLAP checkpoint fully (trusted files only).")] = False,
     device: DeviceOpt = "auto",
     batch_size: Annotated[int, typer.Option(help="Clips per metric batch.")] = 32,
+    workers: Annotated[Optional[int], typer.Option(
+        help="Audio reading threads (default: 2 on the CPU, half the cores up to 8 next to a GPU).")] = None,
 ) -> None:
     """Score estimates: official metrics (SDR, SDRi, SI-SDR) against the validation references,
     and with --ats the reference-free ATS (the only score on evaluation sets).
@@ -161,7 +165,7 @@ def score(
         clap = read_yaml(clap_config) if clap_config else None
         scorer = load_ats_scorer(checkpoint=ats_checkpoint, weights=parse_weight_options(weight), mode=ats_mode,
                                  clap=clap, offline=offline, trust_checkpoint=trust_checkpoint, device=device)
-    report = run_score(dataset, estimates, out, device=device, batch_size=batch_size, ats=scorer)
+    report = run_score(dataset, estimates, out, device=device, batch_size=batch_size, ats=scorer, workers=workers)
     print_score_summary(report.summary)
     if report.problems:
         by_kind: dict[str, int] = {}

@@ -21,7 +21,11 @@ it finished; one that no longer fits before the deadline is recorded as skipped:
 - `inference`: the net alone (resampling included) of the baseline and System 2 at batch
   1/8/16/32 in fp32 and bf16, and System 3 at batch 1/8: clips/s, real-time factor, peak memory;
 - `training`: `dcase9 train` of the baseline (batch 16, fp32 and bf16-mixed) and System 3 (batch
-  8, bf16-mixed): steps/s, clips/s, peak memory.
+  8, bf16-mixed): steps/s, clips/s, peak memory;
+- `compile`: `dcase9 infer --compile` (torch.compile of ResUNet30's body) against eager, the
+  baseline's net at batch 16 in bf16: clips/s of each, the compilation's seconds, and how far the
+  compiled outputs are from the eager ones. `--compile` stays only if it pays on a GPU (it does not
+  on the CPU: BENCHMARKS.md). Last, so that it never takes time from the others.
 
 Everything runs on random full-size weights (the cost depends on shapes, not values; the SDR
 figures of random nets mean nothing, their differences between precisions do) and on the demo
@@ -56,10 +60,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SECTIONS = ("tests", "device", "parity", "precision", "inference", "training")
+SECTIONS = ("tests", "device", "parity", "precision", "inference", "training", "compile")
 # Seconds per section on a GPU; the global deadline (--deadline) bounds the sum.
-BUDGETS = {"tests": 50, "device": 20, "parity": 60, "precision": 120, "inference": 80, "training": 110}
-SMOKE_BUDGETS = {"tests": 120, "device": 60, "parity": 180, "precision": 240, "inference": 180, "training": 300}
+BUDGETS = {"tests": 50, "device": 20, "parity": 60, "precision": 120, "inference": 80, "training": 110, "compile": 90}
+SMOKE_BUDGETS = {"tests": 120, "device": 60, "parity": 180, "precision": 240, "inference": 180, "training": 300,
+                 "compile": 240}
 MIN_START_S = 10  # a section is not started with less time than this left before the deadline
 SCHEMA = 1
 NO_RESULTS_YET = "No GPU run yet.\n"  # BENCHMARKS.md's line under the results heading until a first block
@@ -84,11 +89,12 @@ class Sizes:
     train_steps: int = 12
     training: tuple[tuple[str, int, str, float], ...] = (  # preset, batch, Lightning precision, segment
         ("baseline", 16, "32-true", 10.0), ("baseline", 16, "bf16-mixed", 10.0), ("system3", 8, "bf16-mixed", 10.0))
+    compile_precision: str = "bf16"
 
 
 SMOKE = Sizes(clip_seconds=1.0, full_models=False, mixtures=6, distinct_clips=8, goal_batch=2, precisions=("fp32", "bf16"),
               batches=(1, 2), system3_batches=(1,), min_seconds=0.0, min_iterations=1, warm_up=1, train_steps=6,
-              training=(("demo", 2, "32-true", 1.0), ("system3", 2, "32-true", 0.64)))
+              training=(("demo", 2, "32-true", 1.0), ("system3", 2, "32-true", 0.64)), compile_precision="fp32")
 
 
 def now_iso() -> str:
@@ -639,9 +645,50 @@ def section_training(ctx: Context) -> None:
         f"{r['preset']} b{r['batch']} {r['precision']} {r['steps_per_s']:.2f} steps/s" for r in done))
 
 
+def section_compile(ctx: Context) -> None:
+    import torch
+
+    sizes = ctx.sizes
+    batch, precision, seconds = sizes.goal_batch, sizes.compile_precision, sizes.clip_seconds
+    separator = text_queried_separator(ctx, "baseline", with_clap=False)
+    step = separator_step(ctx, separator, batch, precision, seconds)
+    label = {"system": "baseline", "batch": batch, "precision": precision}
+    eager: dict[str, Any] = {}
+
+    def measure_eager() -> dict[str, Any]:
+        eager["output"] = step().float().cpu()
+        return time_net(ctx, step, batch, seconds)
+
+    def measure_compiled() -> dict[str, Any]:
+        started = time.perf_counter()
+        separator.compile_network()
+        output = step()  # the first call compiles
+        synchronize(ctx.device)
+        compile_s = time.perf_counter() - started
+        row = {"compile_s": round(compile_s, 1), **time_net(ctx, step, batch, seconds)}
+        if "output" in eager:
+            row["against_eager"] = compare(eager["output"], output.float().cpu())
+        return row
+
+    ctx.section.guarded("rows", {**label, "mode": "eager"}, measure_eager)
+    ctx.section.guarded("rows", {**label, "mode": "compiled"}, measure_compiled, needs=20.0 if ctx.on_gpu else 0.0)
+    if ctx.on_gpu:
+        torch.cuda.empty_cache()
+    rows = {r["mode"]: r for r in ctx.section.data.get("rows", []) if "clips_per_s" in r}
+    if {"eager", "compiled"} <= set(rows):
+        speedup = rows["compiled"]["clips_per_s"] / rows["eager"]["clips_per_s"]
+        ctx.section.set(speedup=round(speedup, 3), summary=(
+            f"compiled {rows['compiled']['clips_per_s']} clips/s against eager {rows['eager']['clips_per_s']} "
+            f"({speedup:.2f}x) after {rows['compiled']['compile_s']} s of compilation"))
+    else:
+        ctx.section.set(summary="not compared: " + "; ".join(
+            f"{r['mode']}: {r.get('error') or r.get('skipped')}" for r in ctx.section.data.get("rows", [])
+            if "clips_per_s" not in r))
+
+
 SECTION_FUNCTIONS: dict[str, Callable[[Context], None]] = {
     "device": section_device, "parity": section_parity, "precision": section_precision,
-    "inference": section_inference, "training": section_training}
+    "inference": section_inference, "training": section_training, "compile": section_compile}
 
 
 def run_child(args: argparse.Namespace) -> int:
@@ -792,6 +839,25 @@ def markdown(result: dict[str, Any]) -> str:
                 lines.append(f"| {row['preset']} | {size} | {row['precision']} | "
                              f"{row.get('error') or row.get('skipped') or 'no step measured'} | | |")
         lines.append("")
+    compiled = result.get("compile", {})
+    if compiled.get("rows"):
+        lines += ["`--compile` against eager (the baseline's net, resampling included):", "",
+                  "| mode | batch | precision | clips/s | compilation s | max abs diff to eager | SNR to eager |",
+                  "|---|---|---|---|---|---|---|"]
+        for row in compiled["rows"]:
+            if "clips_per_s" not in row:
+                lines.append(f"| {row['mode']} | {row['batch']} | {row['precision']} | "
+                             f"{row.get('error') or row.get('skipped')} | | | |")
+                continue
+            against = row.get("against_eager", {})
+            lines.append(f"| {row['mode']} | {row['batch']} | {row['precision']} | {number(row['clips_per_s'], 1)} | "
+                         f"{number(row.get('compile_s'), 1)} | "
+                         f"{'-' if not against else format(against['max_abs_diff'], '.2e')} | "
+                         f"{'-' if not against else ('identical' if against['identical'] else number(against['snr_db'], 1))} |")
+        if "speedup" in compiled:
+            lines += ["", f"Compiled over eager: {compiled['speedup']:.2f}x "
+                      f"({'keep `--compile`' if compiled['speedup'] > 1.05 else 'no gain: remove `--compile`'})."]
+        lines.append("")
     parity = result.get("parity", {})
     if parity.get("rows"):
         lines += [f"Parity, {parity.get('target')} against CPU (SNR in dB; strict = TF32 off):", "",
@@ -920,7 +986,7 @@ def main() -> None:
     parser.add_argument("--benchmarks-md", help="the BENCHMARKS.md to update (default: the repository's; with "
                                                 "--smoke, a copy next to the JSON)")
     parser.add_argument("--no-benchmarks-md", action="store_true", help="leave BENCHMARKS.md alone")
-    parser.add_argument("--deadline", type=float, default=None, help="seconds for the whole check (default: 450, "
+    parser.add_argument("--deadline", type=float, default=None, help="seconds for the whole check (default: 480, "
                                                                      "1500 with --smoke)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     parser.add_argument("--render", metavar="JSON", help="measure nothing: write the tables of this result JSON "
@@ -934,7 +1000,7 @@ def main() -> None:
     args = parser.parse_args()
     args.device = args.device or ("cpu" if args.smoke else "cuda")
     if args.deadline is None:
-        args.deadline = 1500.0 if args.smoke else 450.0
+        args.deadline = 1500.0 if args.smoke else 480.0
     if args.section:
         sys.exit(run_child(args))
     if args.render:

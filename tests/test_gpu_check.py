@@ -59,10 +59,15 @@ def test_smoke_run_measures_every_section_without_touching_the_repository(tmp_pa
     assert all(r["clips_per_s"] > 0 and r["rtf"] > 0 for r in inference)
     training = result["training"]["rows"]
     assert [r["preset"] for r in training] == ["demo", "system3"] and all(r["steps_per_s"] > 0 for r in training)
+    compiled = {row["mode"]: row for row in result["compile"]["rows"]}
+    assert set(compiled) == {"eager", "compiled"} and compiled["compiled"]["compile_s"] > 0
+    assert compiled["compiled"]["against_eager"]["snr_db"] is None or compiled["compiled"]["against_eager"]["snr_db"] > 60
+    assert result["compile"]["speedup"] > 0
     # The tables went into a copy next to the JSON, never into the repository's BENCHMARKS.md.
     assert (ROOT / "BENCHMARKS.md").read_text() == benchmarks_md
     copy = (tmp_path / "BENCHMARKS.md").read_text()
     assert f"<!-- gpu-check:{result['slug']}:begin -->" in copy and "| baseline | 2 | bf16 |" in copy
+    assert "| compiled | 2 | fp32 |" in copy and "Compiled over eager:" in copy
 
 
 def test_a_failing_section_is_recorded_and_the_next_one_runs(tmp_path: Path) -> None:

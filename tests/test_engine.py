@@ -224,7 +224,7 @@ def test_option_errors() -> None:
 
 def test_reading_and_writing_threads(demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """2 threads on the CPU (they share its cores with the net), half the cores (2 to 8) next to a GPU;
-    0 reads and writes on the main thread with the same outputs; the manifest says what ran."""
+    0 reads on the main thread, with the same outputs; the manifest says what ran."""
     from toolkit.engine import default_workers
 
     assert default_workers(torch.device("cpu")) == 2
@@ -241,3 +241,27 @@ def test_reading_and_writing_threads(demo_root: Path, tmp_path: Path, monkeypatc
     assert json.loads((tmp_path / "inline" / MANIFEST_NAME).read_text())["settings"]["workers"] == 0
     with pytest.raises(ConfigError, match="--workers must be 0"):
         run(CountingSeparator(), demo_root / "validation", tmp_path / "bad", workers=-1)
+
+
+def test_a_slow_disk_holds_the_separation_back(demo_root: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Estimates waiting for a writer are bounded (twice the batch or the threads), not piled up in memory."""
+    import time
+
+    from toolkit import engine
+
+    separator = CountingSeparator()
+    written: list[int] = []
+    waiting: list[int] = []
+    real_write = engine.write_wav
+
+    def slow_write(*args: object) -> None:
+        waiting.append(sum(separator.batch_sizes) - len(written))  # separated, not yet written
+        time.sleep(0.03)
+        real_write(*args)  # type: ignore[arg-type]
+        written.append(1)
+
+    monkeypatch.setattr(engine, "write_wav", slow_write)
+    result = run(separator, demo_root / "validation", tmp_path / "out", limit=24, batch_size=1, workers=1)
+    assert result.written == 24 and len(written) == 24
+    assert max(waiting) <= 4, waiting  # without the bound: up to 23 (separating is instant here)

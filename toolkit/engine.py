@@ -92,7 +92,7 @@ class EngineOptions:
         if self.limit is not None and self.limit < 1:
             raise ConfigError("--limit must be at least 1")
         if self.workers is not None and self.workers < 0:
-            raise ConfigError("--workers must be 0 (read and write on the main thread) or more")
+            raise ConfigError("--workers must be 0 (read on the main thread) or more")
         if self.resampler not in RESAMPLERS:
             raise ConfigError(f"unknown resampler {self.resampler!r} (use {' or '.join(RESAMPLERS)})")
 
@@ -419,6 +419,7 @@ class Separator:
                                                               thread_name_prefix="dcase9-write") as writer:
                 task = progress.add_task("separating", total=len(todo)) if progress is not None else None
                 pending: list[Future[None]] = []
+                max_pending_writes = 2 * max(self.batch_size, options.workers or 1)
                 for batch in _batches(usable(ordered_map(load, todo, workers=options.workers or 0)), self.batch_size):
                     references = [loaded.reference for loaded in batch] if self.needs_reference else None
                     estimates = self._separate([loaded.mixture for loaded in batch], references,  # type: ignore[arg-type]
@@ -435,6 +436,10 @@ class Separator:
                         written_ids.append(item.spec.id)
                         audio_seconds += item.mixture.shape[-1] / SAMPLE_RATE
                     pending = _reap(pending)
+                    # Estimates waiting for a writer stay in memory: when writing falls behind (a slow
+                    # disk), the device waits here instead of piling them up.
+                    while len(pending) > max_pending_writes:
+                        pending.pop(0).result()
                     if progress is not None and task is not None:
                         progress.update(task, advance=len(batch))
                 for future in pending:

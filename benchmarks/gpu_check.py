@@ -516,7 +516,7 @@ def section_precision(ctx: Context) -> None:
     from toolkit import api
     from toolkit.data.demo import make_scaled_validation
     from toolkit.data.formats import open_dataset
-    from toolkit.engine import default_workers
+    from toolkit.engine import resolve_workers
     from toolkit.scoring import score_estimates
 
     sizes = ctx.sizes
@@ -524,7 +524,7 @@ def section_precision(ctx: Context) -> None:
     data = make_scaled_validation(ctx.work / "validation", sizes.mixtures, sizes.distinct_clips)
     dataset = open_dataset(data)
     checkpoint, options = random_checkpoint(ctx, "baseline")
-    workers = default_workers(ctx.device)  # what `dcase9 infer` and `score` use by default: measured as users run it
+    workers = resolve_workers(None, ctx.device)  # what `dcase9 infer` and `score` use by default: measured as users run it
     ctx.section.set(mixtures=len(dataset.mixtures), batch=sizes.goal_batch, workers=workers,
                     data_seconds=round(time.perf_counter() - started, 1))
     reference: dict[str, float] = {}

@@ -398,7 +398,7 @@ def test_bad_input_and_options_exit_2_with_a_clear_message(tmp_path, args, messa
     good = write_captions(tmp_path / "good.json", ITEMS[:1])
     bad = write_captions(tmp_path / "bad.json", [ITEMS[0], {"wav": "x.wav"}])
     config = tmp_path / "run.yaml"
-    config.write_text(f"inputs:\n- captions: good.json\n  dataset: fsd50k\nsampling:\n  temprature: 0.5\n")
+    config.write_text("inputs:\n- captions: good.json\n  dataset: fsd50k\nsampling:\n  temprature: 0.5\n")
     values = {"good": good, "bad": bad, "out": tmp_path / "out", "config": config}
     result = cli(*[a.format(**values) if a.startswith("{") else a for a in args])
     assert result.exit_code == 2, result.output

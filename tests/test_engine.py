@@ -225,12 +225,12 @@ def test_option_errors() -> None:
 def test_reading_and_writing_threads(demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """2 threads on the CPU (they share its cores with the net), half the cores (2 to 8) next to a GPU;
     0 reads on the main thread, with the same outputs; the manifest says what ran."""
-    from toolkit.engine import default_workers
+    from toolkit.engine import resolve_workers
 
-    assert default_workers(torch.device("cpu")) == 2
+    assert resolve_workers(None, torch.device("cpu")) == 2 and resolve_workers(5, torch.device("cpu")) == 5
     for cores, expected in ((None, 2), (2, 2), (16, 8), (64, 8), (10, 5)):
         monkeypatch.setattr("os.cpu_count", lambda cores=cores: cores)
-        assert default_workers(torch.device("cuda")) == expected
+        assert resolve_workers(None, torch.device("cuda")) == expected
     monkeypatch.undo()
     threaded = run(CountingSeparator(), demo_root / "validation", tmp_path / "default", limit=6)
     inline = run(CountingSeparator(), demo_root / "validation", tmp_path / "inline", limit=6, workers=0)
@@ -239,8 +239,10 @@ def test_reading_and_writing_threads(demo_root: Path, tmp_path: Path, monkeypatc
         np.testing.assert_array_equal(sf.read(path)[0], sf.read(tmp_path / "inline" / path.name)[0])
     assert json.loads((tmp_path / "default" / MANIFEST_NAME).read_text())["settings"]["workers"] == 2
     assert json.loads((tmp_path / "inline" / MANIFEST_NAME).read_text())["settings"]["workers"] == 0
-    with pytest.raises(ConfigError, match="--workers must be 0"):
-        run(CountingSeparator(), demo_root / "validation", tmp_path / "bad", workers=-1)
+    for bad in (-1, 65):
+        with pytest.raises(ConfigError, match=f"--workers must be 0 .* to 64, got {bad}"):
+            run(CountingSeparator(), demo_root / "validation", tmp_path / "bad", workers=bad)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_a_slow_disk_holds_the_separation_back(demo_root: Path, tmp_path: Path,

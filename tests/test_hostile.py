@@ -468,8 +468,7 @@ def pdf_with_utf16_title(text: str) -> bytes:
 
 def check_zip(make_entries: Callable[[Path], Path]) -> Callable[[Workspace], list[str]]:
     def make(w: Workspace) -> list[str]:
-        tmp, stack = w.root, w.stack
-        return ["package", "--check", str(make_entries(tmp))]
+        return ["package", "--check", str(make_entries(w.root))]
     return make
 
 
@@ -477,7 +476,7 @@ def build_with_report(report: bytes) -> Callable[[Workspace], list[str]]:
     """`package` of a config whose technical report is `report` (nothing else needs to exist:
     the pre-check lists every problem, the report's secrets among them)."""
     def make(w: Workspace) -> list[str]:
-        tmp, stack = w.root, w.stack
+        tmp = w.root
         write(tmp / "report.pdf", report)
         config = write(tmp / "submission.yaml", """
 submitter: {lastname: Evil, abbreviation: HACK}

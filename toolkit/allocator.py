@@ -10,7 +10,7 @@ ResUNet30 on 10 s clips) until it exits. It changes no result.
 
 It applies to the whole process, from the call on, and only where the C library is glibc (Linux);
 elsewhere it does nothing. The inference engine and `score` call it when they run on the CPU (scoring
-3000 clips widens 40 MB float64 batches some 300 times: 49 s became 12 s on two cores).
+3000 clips widens 40 MB float64 batches some 300 times: 46 s became 14 s on two cores, BENCHMARKS.md).
 """
 
 from __future__ import annotations

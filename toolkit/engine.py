@@ -76,7 +76,7 @@ class EngineOptions:
     segment_seconds: float | None = None  # chunk length; None = whole inputs
     overlap: float = 0.25  # fraction of a chunk shared with its neighbour
     overwrite: bool = False
-    workers: int | None = None  # audio reading/writing threads; None: `default_workers(device)`
+    workers: int | None = None  # audio reading/writing threads; None: `resolve_workers`' default for the device
     limit: int | None = None  # only the first N mixtures (quick looks)
     progress: bool = True
     pcm16: bool = False  # write 16-bit PCM instead of 32-bit float WAVs
@@ -91,8 +91,8 @@ class EngineOptions:
             raise ConfigError("--overlap must be in [0, 1)")
         if self.limit is not None and self.limit < 1:
             raise ConfigError("--limit must be at least 1")
-        if self.workers is not None and self.workers < 0:
-            raise ConfigError("--workers must be 0 (read on the main thread) or more")
+        if self.workers is not None:
+            resolve_workers(self.workers, torch.device("cpu"))  # refused before a model is loaded
         if self.resampler not in RESAMPLERS:
             raise ConfigError(f"unknown resampler {self.resampler!r} (use {' or '.join(RESAMPLERS)})")
 
@@ -133,11 +133,19 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def default_workers(device: torch.device) -> int:
-    """Reading/writing threads when none are asked for: 2 on the CPU, where they share its cores with the
-    net; next to an accelerator, half the cores (2 to 8), so that reading, mixing, resampling and
-    writing keep up with a GPU (a 10 s clip costs them about 2-4 ms of CPU; the GPU check measures
-    end to end against the net alone)."""
+MAX_WORKERS = 64  # more threads than this only add contention (and estimates waiting in memory)
+
+
+def resolve_workers(requested: int | None, device: torch.device) -> int:
+    """Audio reading/writing threads (`--workers` of infer and score): what was asked for (0: read on
+    the calling thread), else 2 on the CPU, where they share its cores with the net, and next to an
+    accelerator half the cores (2 to 8), so that reading, mixing, resampling and writing keep up
+    with a GPU (a 10 s clip costs them about 2-4 ms of CPU; the GPU check measures end to end
+    against the net alone)."""
+    if requested is not None:
+        if not 0 <= requested <= MAX_WORKERS:
+            raise ConfigError(f"--workers must be 0 (read on the main thread) to {MAX_WORKERS}, got {requested}")
+        return requested
     if device.type == "cpu":
         return 2
     return max(2, min(8, (os.cpu_count() or 2) // 2))
@@ -351,8 +359,7 @@ class Separator:
             raise TypeError(f"run() changes only {', '.join(FOLDER_SETTINGS)}; not {', '.join(unknown)}")
         options = replace(self.options, **changes)
         options.check()
-        if options.workers is None:
-            options = replace(options, workers=default_workers(self.device))
+        options = replace(options, workers=resolve_workers(options.workers, self.device))
         if self.needs_reference and not dataset.has_references:
             raise Dcase9Error(f"this system needs references, which the {dataset.kind.value} set does not have")
         self._compile()
@@ -414,13 +421,14 @@ class Separator:
                 else:
                     yield result
 
+        workers = options.workers or 0  # resolved by run()
         try:
-            with progress or nullcontext(), ThreadPoolExecutor(max_workers=max(1, options.workers or 1),
+            with progress or nullcontext(), ThreadPoolExecutor(max_workers=max(1, workers),
                                                               thread_name_prefix="dcase9-write") as writer:
                 task = progress.add_task("separating", total=len(todo)) if progress is not None else None
                 pending: list[Future[None]] = []
-                max_pending_writes = 2 * max(self.batch_size, options.workers or 1)
-                for batch in _batches(usable(ordered_map(load, todo, workers=options.workers or 0)), self.batch_size):
+                max_pending_writes = 2 * max(self.batch_size, workers)
+                for batch in _batches(usable(ordered_map(load, todo, workers=workers)), self.batch_size):
                     references = [loaded.reference for loaded in batch] if self.needs_reference else None
                     estimates = self._separate([loaded.mixture for loaded in batch], references,  # type: ignore[arg-type]
                                                [loaded.item.spec.query for loaded in batch])

@@ -32,7 +32,7 @@ from toolkit.allocator import reuse_freed_memory
 from toolkit.audio import SAMPLE_RATE, read_failure
 from toolkit.data.formats import DataSet, MixtureSpec, open_dataset
 from toolkit.data.items import ItemLoader, LoadFailure, ordered_map
-from toolkit.engine import default_workers, resolve_device
+from toolkit.engine import resolve_device, resolve_workers
 from toolkit.errors import ConfigError, Dcase9Error
 from toolkit.files import atomic_output, require_folder, write_text_atomic
 from toolkit.metrics import compute_reference_metrics, registered_metrics
@@ -146,7 +146,7 @@ def score_estimates(data: str | Path | DataSet, estimates_dir: str | Path, out_d
                     extra_metrics: dict[str, ExtraMetric] | None = None) -> ScoreReport:
     """Score a folder of estimates against a validation set (the only kind with references).
 
-    `workers`: reading threads (None: `default_workers` of the device, as `infer`)."""
+    `workers`: reading threads (None: the device's default, as `infer`: `resolve_workers`)."""
     dataset = open_dataset(data)
     estimates_dir = Path(estimates_dir)
     extra_metrics = extra_metrics or {}
@@ -157,10 +157,8 @@ def score_estimates(data: str | Path | DataSet, estimates_dir: str | Path, out_d
     if not dataset.has_references and not extra_metrics:
         raise Dcase9Error(f"the {dataset.kind.value} set has no references, so SDR, SDRi and SI-SDR cannot be "
                           "computed; only a reference-free metric (ATS) can score it")
-    if workers is not None and workers < 0:
-        raise ConfigError("--workers must be 0 (read on the main thread) or more")
     torch_device = resolve_device(device)
-    workers = default_workers(torch_device) if workers is None else workers
+    workers = resolve_workers(workers, torch_device)
     if torch_device.type == "cpu":
         reuse_freed_memory()  # each batch's float64 copies (40 MB apiece) reuse pages, not fresh mmaps: 4x faster
     loader = ItemLoader(dataset)

@@ -19,12 +19,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from toolkit.errors import CheckpointError
-
-if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
 
 # GPT-2's (and RoBERTa's) pre-tokenization pattern; \p{..} needs the `regex` package (a transformers dependency).
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""

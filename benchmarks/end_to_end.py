@@ -55,7 +55,7 @@ def full_size_laion_clap(seed: int = 0) -> dict[str, Any]:
     """The whole laion CLAP of the baseline (HTSAT-base + roberta-base), random weights, laion names."""
     import torch
 
-    from toolkit.models.clap import ClapArchitecture, build_clap_model, transformers_to_laion
+    from dcase9.models.clap import ClapArchitecture, build_clap_model, transformers_to_laion
 
     torch.manual_seed(seed)
     return transformers_to_laion(build_clap_model(ClapArchitecture().spec()).state_dict())
@@ -68,8 +68,8 @@ def prepare(work: Path, clips: int) -> dict[str, Path]:
 
     from benchmarks.inference import tokenizer_folder
     from tests.tiny_models import resunet_weights, write_lightning_checkpoint
-    from toolkit.data.demo import make_validation
-    from toolkit.files import write_text_atomic
+    from dcase9.data.demo import make_validation
+    from dcase9.files import write_text_atomic
 
     work.mkdir(parents=True, exist_ok=True)
     data = work / "data"
@@ -101,12 +101,12 @@ def run_loop(work: Path, channels_last: bool) -> dict[str, Any]:
     except ImportError:
         pass
     from benchmarks.inference import official_row, tokenizer_folder
-    from systems.text_queried import TextQueriedResUNet
-    from toolkit.data.formats import open_dataset
-    from toolkit.metrics import separation_metrics
-    from toolkit.models import resunet as resunet_module
-    from toolkit.models.checkpoints import load_weights, strip_prefix
-    from toolkit.models.clap import (ClapArchitecture, ClapEncoder, build_clap_model, load_laion_weights,
+    from dcase9.systems.text_queried import TextQueriedResUNet
+    from dcase9.data.formats import open_dataset
+    from dcase9.metrics import separation_metrics
+    from dcase9.models import resunet as resunet_module
+    from dcase9.models.checkpoints import load_weights, strip_prefix
+    from dcase9.models.clap import (ClapArchitecture, ClapEncoder, build_clap_model, load_laion_weights,
                                      load_roberta_tokenizer)
 
     spec = ClapArchitecture().spec()
@@ -147,7 +147,7 @@ def timed(command: list[str], env: dict[str, str]) -> float:
 
 def run_commands(files: dict[str, Path], work: Path, env: dict[str, str]) -> dict[str, float]:
     estimates, report = work / "estimates", work / "report"
-    cli = [sys.executable, "-m", "toolkit.cli"]
+    cli = [sys.executable, "-m", "dcase9.cli"]
     infer = timed([*cli, "infer", "--system", "baseline", "--data", str(files["data"]), "--out", str(estimates),
                    "--checkpoint", str(files["checkpoint"]), "--weight", f"roberta-base-tokenizer={files['tokenizer']}",
                    "--offline", "--overwrite"], env)

@@ -102,7 +102,7 @@ def now_iso() -> str:
 
 
 def write_json(path: Path, data: Any) -> None:
-    from toolkit.files import write_json_atomic
+    from dcase9.files import write_json_atomic
 
     write_json_atomic(path, data)
 
@@ -200,8 +200,8 @@ def demo_audio(seconds: float, rate: int, seed: int = 0) -> Any:
     import numpy as np
     import torch
 
-    from toolkit.audio import SAMPLE_RATE, resample
-    from toolkit.data.demo import SOUND_CLASSES
+    from dcase9.audio import SAMPLE_RATE, resample
+    from dcase9.data.demo import SOUND_CLASSES
 
     clip = SOUND_CLASSES[0].synth(np.random.default_rng([seed, 0])) + 0.3 * SOUND_CLASSES[2].synth(
         np.random.default_rng([seed, 1]))
@@ -216,15 +216,15 @@ def tokenizer_dir(ctx: Context) -> Path:
 
 
 def clap_architecture(ctx: Context) -> Any:
-    from toolkit.models.clap import ClapArchitecture
-    from toolkit.models.tiny import TINY_CLAP
+    from dcase9.models.clap import ClapArchitecture
+    from dcase9.models.tiny import TINY_CLAP
 
     return ClapArchitecture() if ctx.sizes.full_models else ClapArchitecture(**TINY_CLAP)
 
 
 def random_clap_encoder(ctx: Context, seed: int = 0) -> Any:
-    from toolkit.models.clap import ClapEncoder, load_roberta_tokenizer
-    from toolkit.models.tiny import random_clap_model
+    from dcase9.models.clap import ClapEncoder, load_roberta_tokenizer
+    from dcase9.models.tiny import random_clap_model
 
     spec = clap_architecture(ctx).spec()
     return ClapEncoder(random_clap_model(spec, seed=seed), spec.front_end, load_roberta_tokenizer(tokenizer_dir(ctx)))
@@ -245,7 +245,7 @@ def random_resunet(ctx: Context, system: str, seed: int = 0) -> tuple[Any, int]:
     import torch
 
     from tests.tiny_models import trained_like_batch_norms
-    from toolkit.models.resunet import ResUNet30
+    from dcase9.models.resunet import ResUNet30
 
     rate, options = resunet_shape(ctx, system)
     shape = {"channels": tuple(options["channels"]), "pools": tuple(map(tuple, options["pools"]))} \
@@ -260,7 +260,7 @@ def random_checkpoint(ctx: Context, system: str) -> tuple[Path, dict[str, Any]]:
     system options that load it: what `api.load_separator` takes (written once per run)."""
     import torch
 
-    from toolkit.models.clap import transformers_to_laion
+    from dcase9.models.clap import transformers_to_laion
 
     path = ctx.work / f"random-{system}.ckpt"
     options = {**resunet_shape(ctx, system)[1], "clap": clap_architecture(ctx).model_dump(mode="json")}
@@ -291,7 +291,7 @@ def audioldm_folders(ctx: Context) -> dict[str, str]:
 
 
 def audioldm_codec(ctx: Context) -> Any:
-    from toolkit.models.audioldm import AudioLdmCodec, load_audioldm_vae, load_audioldm_vocoder
+    from dcase9.models.audioldm import AudioLdmCodec, load_audioldm_vae, load_audioldm_vocoder
 
     folders = audioldm_folders(ctx)
     return AudioLdmCodec(load_audioldm_vae(folders["audioldm-vae"]),
@@ -299,7 +299,7 @@ def audioldm_codec(ctx: Context) -> Any:
 
 
 def mask_net_config(ctx: Context) -> Any:
-    from toolkit.models.irm_ldm import MaskNetConfig
+    from dcase9.models.irm_ldm import MaskNetConfig
 
     if ctx.sizes.full_models:
         return MaskNetConfig()
@@ -367,7 +367,7 @@ def compare(reference: Any, output: Any) -> dict[str, Any]:
 def section_parity(ctx: Context) -> None:
     import torch
 
-    from toolkit.audio import SAMPLE_RATE
+    from dcase9.audio import SAMPLE_RATE
 
     seconds = ctx.sizes.clip_seconds
     generator = torch.Generator().manual_seed(0)
@@ -392,7 +392,7 @@ def section_parity(ctx: Context) -> None:
 
     def query_tower_build() -> Any:
         """The text tower text queries run (plain PyTorch, `towers="text"`), with the same weights."""
-        from toolkit.models.clap import ClapEncoder, load_roberta_bpe, transformers_to_laion
+        from dcase9.models.clap import ClapEncoder, load_roberta_bpe, transformers_to_laion
 
         laion = transformers_to_laion({k: v.cpu() for k, v in clap_build().model.state_dict().items()})
         return ClapEncoder.from_laion_weights(laion, tokenizer=load_roberta_bpe(tokenizer_dir(ctx)),
@@ -475,8 +475,8 @@ def separator_step(ctx: Context, separator: Any, batch: int, precision: str, sec
     """One batch through what the engine runs on the device: resample, separate, resample back."""
     import torch
 
-    from toolkit.audio import SAMPLE_RATE, resample
-    from toolkit.engine import autocast_context
+    from dcase9.audio import SAMPLE_RATE, resample
+    from dcase9.engine import autocast_context
 
     mixture = demo_audio(seconds, SAMPLE_RATE).repeat(batch, 1).to(ctx.device)
     generator = torch.Generator().manual_seed(batch)
@@ -491,7 +491,7 @@ def separator_step(ctx: Context, separator: Any, batch: int, precision: str, sec
 
 
 def text_queried_separator(ctx: Context, system: str, with_clap: bool) -> Any:
-    from systems.text_queried import TextQueriedResUNet
+    from dcase9.systems.text_queried import TextQueriedResUNet
 
     net, rate = random_resunet(ctx, system)
     clap = random_clap_encoder(ctx).to(ctx.device) if with_clap else None
@@ -501,8 +501,8 @@ def text_queried_separator(ctx: Context, system: str, with_clap: bool) -> Any:
 def system3_separator(ctx: Context) -> Any:
     import torch
 
-    from systems.irm_ldm import IrmLdmSeparator
-    from toolkit.models.irm_ldm import IrmLdm, MaskNet
+    from dcase9.systems.irm_ldm import IrmLdmSeparator
+    from dcase9.models.irm_ldm import IrmLdm, MaskNet
 
     codec = audioldm_codec(ctx)
     torch.manual_seed(0)
@@ -513,11 +513,11 @@ def system3_separator(ctx: Context) -> Any:
 def section_precision(ctx: Context) -> None:
     import torch
 
-    from toolkit import api
-    from toolkit.data.demo import make_scaled_validation
-    from toolkit.data.formats import open_dataset
-    from toolkit.engine import resolve_workers
-    from toolkit.scoring import score_estimates
+    from dcase9 import api
+    from dcase9.data.demo import make_scaled_validation
+    from dcase9.data.formats import open_dataset
+    from dcase9.engine import resolve_workers
+    from dcase9.scoring import score_estimates
 
     sizes = ctx.sizes
     started = time.perf_counter()
@@ -624,7 +624,7 @@ def section_training(ctx: Context) -> None:
             if preset == "system3":
                 weights = audioldm_folders(ctx)
                 if not sizes.full_models:
-                    from toolkit.models.tiny import TINY_CLAP
+                    from dcase9.models.tiny import TINY_CLAP
 
                     overrides = {"model": {"mask_net": mask_net_config(ctx).model_dump(mode="json"),
                                            "segment_frames": 64},
@@ -695,7 +695,7 @@ def run_child(args: argparse.Namespace) -> int:
     import torch
 
     torch.manual_seed(0)
-    from toolkit.engine import resolve_device
+    from dcase9.engine import resolve_device
 
     section = Section(Path(args.state), args.budget)
     ctx = Context(resolve_device(args.device), args.smoke, SMOKE if args.smoke else Sizes(), Path(args.work), section)
@@ -881,7 +881,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 def update_benchmarks_md(path: Path, result: dict[str, Any]) -> None:
     """Replace (or add) this device's block between its markers under '## GPU check results'."""
-    from toolkit.files import write_text_atomic
+    from dcase9.files import write_text_atomic
 
     begin, end = f"<!-- gpu-check:{result['slug']}:begin -->", f"<!-- gpu-check:{result['slug']}:end -->"
     block = f"{begin}\n{markdown(result)}{end}\n"

@@ -2,8 +2,8 @@
 # A dry run of the GPU check, here, in the GPU machine's software without its GPU: a Python 3.12
 # venv with the versions its image holds (KINDS.md of the device tool: torch 2.11, transformers
 # 5.17, numpy 2.5, tokenizers 0.23.2, Lightning 2.6.6, accelerate 1.15, huggingface_hub 1.33), our
-# missing dependencies from the wheels of benchmarks/gpu_wheels.sh, and the repository on PYTHONPATH
-# (it is not installed there either). Then the GPU check's smoke run and the test files that cover
+# missing dependencies from the wheels of benchmarks/gpu_wheels.sh, and this tree installed as the
+# package `dcase9` (gpu_check.sh does that there). Then the GPU check's smoke run and the test files that cover
 # the models, as the GPU machine would run them. A version drift that would break the one GPU run
 # shows here first.
 #   bash benchmarks/gpu_image_dry_run.sh [VENV]     # default VENV: /tmp/dcase9-gpu-image
@@ -23,9 +23,10 @@ fi
   matplotlib pytest .whl/*.whl 2>&1 | grep -v "^WARNING: Location" || true
 "$venv/bin/python" -c "import sys, torch, transformers, numpy; print('python', sys.version.split()[0], '| torch',
 torch.__version__, '| transformers', transformers.__version__, '| numpy', numpy.__version__)"
-export PYTHONPATH="$PWD"
+"$venv/bin/pip" uninstall -q -y dcase9 2>/dev/null || true  # gpu_check.sh installs this tree, as on the GPU machine
 out=$(mktemp -d "${TMPDIR:-/tmp}/dcase9-gpu-image-smoke.XXXXXX")
 PYTHON="$venv/bin/python" bash benchmarks/gpu_check.sh --smoke --out "$out"
-"$venv/bin/python" -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_clap.py tests/test_irm_ldm.py \
+site="${TMPDIR:-/tmp}/dcase9-gpu-check-site-tree"
+PYTHONPATH="$site" "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_clap.py tests/test_irm_ldm.py \
   tests/test_irm_ldm_frontend.py tests/test_ats.py tests/test_systems.py tests/test_resunet.py \
   tests/test_official_layout.py tests/test_train_run.py

@@ -49,8 +49,8 @@ def write_random_checkpoint(path: Path, system: str) -> Path:
     in a checkpoint of the official layout (`ss_model.*`, `query_encoder.model.*` in laion's names)."""
     import torch
 
-    from toolkit.models.clap import ClapArchitecture, ClapTextTower, transformers_to_laion
-    from toolkit.models.resunet import ResUNet30, init_like_reference
+    from dcase9.models.clap import ClapArchitecture, ClapTextTower, transformers_to_laion
+    from dcase9.models.resunet import ResUNet30, init_like_reference
 
     torch.manual_seed(0)
     _, n_fft, hop = SYSTEM_STFT[system]
@@ -64,7 +64,7 @@ def write_random_checkpoint(path: Path, system: str) -> Path:
 
 def load_separator(args: argparse.Namespace) -> Any:
     """The system as `dcase9 infer` loads it, from the random checkpoint."""
-    from toolkit import api
+    from dcase9 import api
 
     _, n_fft, hop = SYSTEM_STFT[args.system]
     return api.load_separator(args.system, checkpoint=args.checkpoint, weights={"roberta-base-tokenizer": args.tokenizer},
@@ -83,9 +83,9 @@ def official_row(separator: Any, dataset: Any, spec: Any, device: Any, precision
     which pads to the longest caption only."""
     import torch
 
-    from toolkit.audio import SAMPLE_RATE, resample, resample_hq
-    from toolkit.data.items import ItemLoader
-    from toolkit.engine import autocast_context
+    from dcase9.audio import SAMPLE_RATE, resample, resample_hq
+    from dcase9.data.items import ItemLoader
+    from dcase9.engine import autocast_context
 
     clap = separator.clap
     with torch.inference_mode():
@@ -121,8 +121,8 @@ def tokenizer_folder(work: Path) -> tuple[Path, str]:
 def run_mode(args: argparse.Namespace) -> dict[str, float]:
     import torch
 
-    from toolkit.audio import write_wav
-    from toolkit.data.formats import open_dataset
+    from dcase9.audio import write_wav
+    from dcase9.data.formats import open_dataset
 
     torch.set_num_threads(args.threads)
     separator = load_separator(args)
@@ -131,7 +131,7 @@ def run_mode(args: argparse.Namespace) -> dict[str, float]:
     dataset.mixtures = dataset.mixtures[: args.clips]
     out = Path(args.out)
     if args.mode == "loop":  # the evaluator's (transformers') tokenizer: it pads to 512 tokens
-        from toolkit.models.clap import load_roberta_tokenizer
+        from dcase9.models.clap import load_roberta_tokenizer
 
         tokenizer = load_roberta_tokenizer(args.tokenizer)
     if device.type == "cuda":
@@ -180,7 +180,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if args.data is None:
-            from toolkit.data.demo import make_validation
+            from dcase9.data.demo import make_validation
 
             args.data = str(make_validation(work / "data", clips_per_class=max(1, -(-args.clips // 24))))
         tokenizer, tokenizer_name = tokenizer_folder(work)

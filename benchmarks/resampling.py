@@ -47,8 +47,8 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from toolkit.audio import SAMPLE_RATE, resample, resample_hq
-    from toolkit.engine import resolve_device
+    from dcase9.audio import SAMPLE_RATE, resample, resample_hq
+    from dcase9.engine import resolve_device
 
     torch.set_num_threads(args.torch_threads)
     device = resolve_device(args.device)

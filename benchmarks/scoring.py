@@ -1,11 +1,11 @@
 """Benchmark: `dcase9 score` on a validation set of the official size (3000 mixtures of 1000 clips).
 
-Makes the scaled validation set (`toolkit.data.demo.make_scaled_validation`: 10 s clips, mixed by
+Makes the scaled validation set (`dcase9.data.demo.make_scaled_validation`: 10 s clips, mixed by
 the reader as the official CSV says), writes the unprocessed mixtures as the estimates (the
 `mixture` system: the cost of scoring does not depend on what the estimates hold), then times
 `score` (reading the clips, mixing, reading the estimates, the metrics) and prints seconds and
 clips/s. Each repeat runs in a fresh process, as `dcase9 score` does (the CPU allocator setting of
-`toolkit.allocator` applies to a whole process); the fastest is kept.
+`dcase9.allocator` applies to a whole process); the fastest is kept.
 
     python benchmarks/scoring.py                     # 3000 mixtures on the CPU
     python benchmarks/scoring.py --device cuda --workers 8
@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 ONE_RUN = """
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
-from toolkit.scoring import score_estimates
+from dcase9.scoring import score_estimates
 workers = None if sys.argv[5] == "default" else int(sys.argv[5])
 started = time.perf_counter()
 report = score_estimates(sys.argv[2], sys.argv[3], None, device=sys.argv[4], workers=workers, progress=False)
@@ -45,9 +45,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
 
-    from toolkit import api
-    from toolkit.data.demo import make_scaled_validation
-    from toolkit.engine import EngineOptions
+    from dcase9 import api
+    from dcase9.data.demo import make_scaled_validation
+    from dcase9.engine import EngineOptions
 
     with tempfile.TemporaryDirectory(prefix="dcase9-score-bench-") as tmp:
         data = make_scaled_validation(Path(tmp) / "validation", args.mixtures, args.clips)

@@ -51,8 +51,8 @@ def measure(preset: str, *, batch_size: int, steps: int, segment_seconds: float,
     tokenizer used. `overrides` is one more configuration layer (smaller models for quick checks);
     `weights` replaces the AudioLDM-sized parts written for System 3."""
     from benchmarks.inference import tokenizer_folder
-    from toolkit.data.demo import make_train
-    from toolkit.training import assemble_config, train
+    from dcase9.data.demo import make_train
+    from dcase9.training import assemble_config, train
 
     accelerator = {"auto": "auto", "cpu": "cpu", "cuda": "gpu"}[device]
     # Enough 10 s clips for every step to see fresh data (8 classes x n clips).

@@ -30,14 +30,14 @@ from typing import Any, BinaryIO
 
 import soundfile as sf
 
-from submission.findings import ERROR, WARNING, Finding, errors_in
-from submission.meta import parse_meta, validate_meta
-from submission.outputs import (FLOAT_SUBTYPES, ExpectedOutput, audio_problems, expected_outputs,
+from dcase9.submission.findings import ERROR, WARNING, Finding, errors_in
+from dcase9.submission.meta import parse_meta, validate_meta
+from dcase9.submission.outputs import (FLOAT_SUBTYPES, ExpectedOutput, audio_problems, expected_outputs,
                                 has_non_finite, output_names)
-from submission.profile import Profile, load_profile
-from submission.secrets import PDF_MAGIC, SecretHit, SecretScanner, line_of_offset
-from submission.template import compare_with_template, read_template
-from toolkit.errors import DataError
+from dcase9.submission.profile import Profile, load_profile
+from dcase9.submission.secrets import PDF_MAGIC, SecretHit, SecretScanner, line_of_offset
+from dcase9.submission.template import compare_with_template, read_template
+from dcase9.errors import DataError
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _READ_CHUNK = 2**20  # compressed bytes read at a time

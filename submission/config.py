@@ -13,9 +13,9 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from submission.profile import result_metrics
-from toolkit.config import StrictModel, parse_model, read_yaml
-from toolkit.errors import ConfigError
+from dcase9.submission.profile import result_metrics
+from dcase9.config import StrictModel, parse_model, read_yaml
+from dcase9.errors import ConfigError
 
 
 def _renamed(data: Any, old: str, new: str) -> Any:
@@ -98,7 +98,7 @@ class SystemEntry(StrictModel):
         unknown = sorted(set(self.development_results or {}) - set(result_metrics()))
         if unknown:
             raise ValueError(f"development_results: unknown metric(s) {', '.join(unknown)}; the registry of "
-                             f"toolkit.metrics has {', '.join(result_metrics())}")
+                             f"dcase9.metrics has {', '.join(result_metrics())}")
         return self
 
 

@@ -19,11 +19,11 @@ from typing import Any
 
 import yaml
 
-from submission.findings import Finding
-from submission.profile import FieldRule, Profile
-from toolkit import __version__
-from toolkit.config import YamlLimitError, load_yaml_text, yaml_key_lines
-from toolkit.errors import Dcase9Error
+from dcase9.submission.findings import Finding
+from dcase9.submission.profile import FieldRule, Profile
+from dcase9 import __version__
+from dcase9.config import YamlLimitError, load_yaml_text, yaml_key_lines
+from dcase9.errors import Dcase9Error
 
 # --------------------------------------------------------------------------------------------
 # Parameter count
@@ -66,7 +66,7 @@ def count_parameters(state_dict: Mapping[str, Any], exclude: Iterable[str]) -> P
 def count_checkpoint_parameters(paths: Iterable[Path], exclude: Iterable[str], *,
                                 trust: bool = False) -> ParameterCount:
     """The parameter count summed over checkpoint files (say, a separator and a separate encoder)."""
-    from toolkit.models.checkpoints import read_checkpoint, state_dict_of
+    from dcase9.models.checkpoints import read_checkpoint, state_dict_of
 
     exclude = tuple(exclude)
     total = ParameterCount(total=0)

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from submission.profile import AudioRules, Profile
-from toolkit.data.formats import open_dataset
-from toolkit.errors import ConfigError, DataError
+from dcase9.submission.profile import AudioRules, Profile
+from dcase9.data.formats import open_dataset
+from dcase9.errors import ConfigError, DataError
 
 FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
 PCM_BITS = {"PCM_16": 16, "PCM_24": 24, "PCM_32": 32}

@@ -23,19 +23,19 @@ from typing import Any
 
 import soundfile as sf
 
-from submission.check import CheckReport, check_package
-from submission.config import SubmissionConfig, SystemEntry, load_submission_config
-from submission.findings import ERROR, WARNING, Finding, errors_in
-from submission.meta import (build_meta, count_checkpoint_parameters, meta_yaml_text, parse_meta,
+from dcase9.submission.check import CheckReport, check_package
+from dcase9.submission.config import SubmissionConfig, SystemEntry, load_submission_config
+from dcase9.submission.findings import ERROR, WARNING, Finding, errors_in
+from dcase9.submission.meta import (build_meta, count_checkpoint_parameters, meta_yaml_text, parse_meta,
                              read_development_results, sampling_rate_text, validate_meta)
-from submission.outputs import (FLOAT_SUBTYPES, WRITABLE_SUBTYPES, ExpectedOutput, audio_problems, convert_wav,
+from dcase9.submission.outputs import (FLOAT_SUBTYPES, WRITABLE_SUBTYPES, ExpectedOutput, audio_problems, convert_wav,
                                 expected_outputs, has_non_finite, output_names)
-from submission.profile import RESULTS_SOURCE, Profile, load_profile, result_metrics
-from submission.secrets import PDF_MAGIC, SecretScanner, line_of_offset
-from submission.template import compare_with_template, read_template
-from toolkit.errors import Dcase9Error
-from toolkit.files import atomic_output
-from toolkit.outputs import estimate_files, estimate_path
+from dcase9.submission.profile import RESULTS_SOURCE, Profile, load_profile, result_metrics
+from dcase9.submission.secrets import PDF_MAGIC, SecretScanner, line_of_offset
+from dcase9.submission.template import compare_with_template, read_template
+from dcase9.errors import Dcase9Error
+from dcase9.files import atomic_output
+from dcase9.outputs import estimate_files, estimate_path
 
 # Zip determinism: the same inputs give the same bytes, whenever and by whomever they are packed.
 FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
@@ -410,6 +410,6 @@ def _zip_info(name: str) -> zipfile.ZipInfo:
 
 
 def _progress() -> Any:
-    from toolkit.engine import progress_bar
+    from dcase9.engine import progress_bar
 
     return progress_bar("files")

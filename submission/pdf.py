@@ -12,7 +12,7 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
-from toolkit.files import write_bytes_atomic
+from dcase9.files import write_bytes_atomic
 
 PAGE_SIZE = (595, 842)  # A4 in points
 _MARGIN = 56

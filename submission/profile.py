@@ -16,10 +16,10 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from toolkit.config import StrictModel, load_config
-from toolkit.data.formats import SetKind
-from toolkit.errors import ConfigError
-from toolkit.metrics import registered_metrics
+from dcase9.config import StrictModel, load_config
+from dcase9.data.formats import SetKind
+from dcase9.errors import ConfigError
+from dcase9.metrics import registered_metrics
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 DEFAULT_PROFILE = "dcase2024_task9"
@@ -236,7 +236,7 @@ class FieldRule(StrictModel):
             known = result_metrics()
             if self.source[len(RESULTS_SOURCE):] not in known:
                 raise ValueError(f"source {self.source}: no such metric; {RESULTS_SOURCE}<metric> names one of the "
-                                 f"registry of toolkit.metrics: {', '.join(known)}")
+                                 f"registry of dcase9.metrics: {', '.join(known)}")
         return self
 
 

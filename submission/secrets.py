@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from submission.profile import SecretRules
+from dcase9.submission.profile import SecretRules
 
 PDF_MAGIC = b"%PDF-"
 # Decompression bounds per PDF: a page's text is kilobytes; images may be megabytes.

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from submission.findings import ERROR, WARNING, Finding
-from submission.meta import line_of
-from toolkit.config import read_yaml, yaml_key_lines
-from toolkit.errors import ConfigError
+from dcase9.submission.findings import ERROR, WARNING, Finding
+from dcase9.submission.meta import line_of
+from dcase9.config import read_yaml, yaml_key_lines
+from dcase9.errors import ConfigError
 
 
 def read_template(path: str | Path) -> dict[str, Any]:

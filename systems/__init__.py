@@ -1,12 +1,12 @@
 """The registry of LASS systems: `get_system("2")`, `list_systems()`, and `load_separator("2", ...)`.
 
-Systems are declared as data in `systems.catalog` (or added at run time with `register_system`);
+Systems are declared as data in `dcase9.systems.catalog` (or added at run time with `register_system`);
 their code is imported only when run.
 """
 
-from systems.base import BuildContext, SystemSpec
-from systems.catalog import SYSTEMS, get_system, list_systems, register_system, unregister_system
-from systems.loading import load_separator
+from dcase9.systems.base import BuildContext, SystemSpec
+from dcase9.systems.catalog import SYSTEMS, get_system, list_systems, register_system, unregister_system
+from dcase9.systems.loading import load_separator
 
 __all__ = ["SYSTEMS", "BuildContext", "SystemSpec", "get_system", "list_systems", "load_separator",
            "register_system", "unregister_system"]

@@ -2,7 +2,7 @@
 
 A `SystemSpec` names everything the registry, `dcase9 systems`, `dcase9 download` and the engine
 need to know without importing any model code; `build_model` imports the system's module only
-when the system is actually run (`systems.loading.load_separator` wraps it for the engine).
+when the system is actually run (`dcase9.systems.loading.load_separator` wraps it for the engine).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from toolkit.engine import SeparationModel
-from toolkit.models.checkpoints import read_checkpoint
+from dcase9.engine import SeparationModel
+from dcase9.models.checkpoints import read_checkpoint
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from systems.base import Published, SystemSpec
-from toolkit.errors import ConfigError
-from toolkit.weights import CLAP_WEIGHT, TOKENIZER_WEIGHT
+from dcase9.systems.base import Published, SystemSpec
+from dcase9.errors import ConfigError
+from dcase9.weights import CLAP_WEIGHT, TOKENIZER_WEIGHT
 
 # AudioLDM's VAE and vocoder (System 3), and its segment: 1024 frames of 160 samples, so a 10 s clip runs whole
 _AUDIOLDM = ("audioldm-vae", "audioldm-vocoder")
@@ -24,7 +24,7 @@ def _text_queried(name: str, title: str, summary: str, checkpoint: str, model: t
     """A CLAP-queried ResUNet30 system: everything but the checkpoint and the model variant is shared."""
     sample_rate, stft = model
     return SystemSpec(name=name, title=title, summary=summary, aliases=aliases, sample_rate=sample_rate,
-                      factory="systems.text_queried:build", segment_seconds=10.0,
+                      factory="dcase9.systems.text_queried:build", segment_seconds=10.0,
                       weights=(checkpoint, TOKENIZER_WEIGHT), optional_weights=(CLAP_WEIGHT,), options=dict(stft),
                       published=published)
 
@@ -64,7 +64,7 @@ SYSTEMS: tuple[SystemSpec, ...] = (
                 "vocode (seed 003). No public weights: train it, then pass --checkpoint. Option mask: ones runs "
                 "the latent path without a mask.",
         sample_rate=16000,
-        factory="systems.irm_ldm:build",
+        factory="dcase9.systems.irm_ldm:build",
         segment_seconds=_AUDIOLDM_SEGMENT,
         weights=("system3-checkpoint", *_AUDIOLDM, TOKENIZER_WEIGHT),
         optional_weights=(CLAP_WEIGHT,),
@@ -77,7 +77,7 @@ SYSTEMS: tuple[SystemSpec, ...] = (
         summary="Encodes and decodes the reference without a mask (validation only): the ceiling of any system "
                 "that separates in AudioLDM's latent space.",
         sample_rate=16000,
-        factory="systems.irm_ldm:build_roundtrip",
+        factory="dcase9.systems.irm_ldm:build_roundtrip",
         needs_reference=True,
         segment_seconds=_AUDIOLDM_SEGMENT,
         weights=_AUDIOLDM,
@@ -113,14 +113,14 @@ SYSTEMS: tuple[SystemSpec, ...] = (
         title="Mixture (identity)",
         summary="Returns the mixture unchanged: SDRi is 0 dB by definition. A pipeline check.",
         sample_rate=16000,
-        factory="systems.reference_based:build_mixture",
+        factory="dcase9.systems.reference_based:build_mixture",
     ),
     SystemSpec(
         name="oracle",
         title="Oracle ideal ratio mask",
         summary="Ideal ratio mask from the reference (validation only): an upper bound for masking systems.",
         sample_rate=16000,
-        factory="systems.reference_based:build_oracle",
+        factory="dcase9.systems.reference_based:build_oracle",
         needs_reference=True,
     ),
 )

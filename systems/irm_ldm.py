@@ -1,7 +1,7 @@
 """System 3 (IRM-LDM) and its diagnostic: separation in AudioLDM's latent space.
 
 - `3` (`irm-ldm`): a CLAP text query conditions a ratio mask on the mixture's AudioLDM VAE latent,
-  decoded by the VAE and the vocoder (`toolkit.models.irm_ldm`). The checkpoint holds the mask
+  decoded by the VAE and the vocoder (`dcase9.models.irm_ldm`). The checkpoint holds the mask
   network (`ss_model.mask_net.*`) and its CLAP query encoder (`query_encoder.model.*`); the VAE and
   vocoder come from the registry (`audioldm-vae`, `audioldm-vocoder`) or `--weight NAME=DIR`.
   Option `mask: ones` skips the mask (and needs neither checkpoint nor CLAP): the latent path
@@ -17,13 +17,13 @@ from typing import Any, Literal
 
 import torch
 
-from systems.base import BuildContext, SystemSpec
-from systems.text_queried import ClapArchitecture, load_query_encoder
-from toolkit.config import StrictModel, parse_model
-from toolkit.models.audioldm import AudioLdmCodec, load_audioldm_vae, load_audioldm_vocoder
-from toolkit.models.checkpoints import state_dict_of
-from toolkit.models.clap import ClapEncoder
-from toolkit.models.irm_ldm import VAE_WEIGHT, VOCODER_WEIGHT, IrmLdm, MaskNet, MaskNetConfig, OutputScale
+from dcase9.systems.base import BuildContext, SystemSpec
+from dcase9.systems.text_queried import ClapArchitecture, load_query_encoder
+from dcase9.config import StrictModel, parse_model
+from dcase9.models.audioldm import AudioLdmCodec, load_audioldm_vae, load_audioldm_vocoder
+from dcase9.models.checkpoints import state_dict_of
+from dcase9.models.clap import ClapEncoder
+from dcase9.models.irm_ldm import VAE_WEIGHT, VOCODER_WEIGHT, IrmLdm, MaskNet, MaskNetConfig, OutputScale
 
 
 class IrmLdmConfig(StrictModel):

@@ -2,11 +2,11 @@
 system's defaults, then what a `dcase9 train` checkpoint says about itself, then the user's), the
 model on its device, wrapped in the engine's `Separator`.
 
-    from systems.loading import load_separator
+    from dcase9.systems.loading import load_separator
     separator = load_separator("baseline", checkpoint="baseline.ckpt")
     estimate = separator.separate(mixture_16k, "a dog barks")
 
-`toolkit.api.load_separator` is the same with the engine's settings as keywords; `api.separate` and
+`dcase9.api.load_separator` is the same with the engine's settings as keywords; `api.separate` and
 `dcase9 infer` run the result over a data set's folder.
 """
 
@@ -15,13 +15,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from systems.base import BuildContext, SystemSpec, build_model
-from systems.catalog import get_system
-from toolkit.config import deep_merge
-from toolkit.engine import EngineOptions, Separator, resolve_device
-from toolkit.errors import CheckpointError, ConfigError, Dcase9Error
-from toolkit.models.description import ENTRY, CheckpointDescription, describe_checkpoint
-from toolkit.weights import TOKENIZER_WEIGHT, WeightResolver
+from dcase9.systems.base import BuildContext, SystemSpec, build_model
+from dcase9.systems.catalog import get_system
+from dcase9.config import deep_merge
+from dcase9.engine import EngineOptions, Separator, resolve_device
+from dcase9.errors import CheckpointError, ConfigError, Dcase9Error
+from dcase9.models.description import ENTRY, CheckpointDescription, describe_checkpoint
+from dcase9.weights import TOKENIZER_WEIGHT, WeightResolver
 
 
 def load_separator(system: str, *, checkpoint: str | Path | None = None,
@@ -36,7 +36,7 @@ def load_separator(system: str, *, checkpoint: str | Path | None = None,
     precision, batch size, chunking and resampling; `offline` forbids downloads; `trust_checkpoint`
     lets checkpoints run the pickled code they contain.
 
-    A checkpoint written by `dcase9 train` describes itself (`toolkit.models.description`): its
+    A checkpoint written by `dcase9 train` describes itself (`dcase9.models.description`): its
     system options lie between the system's defaults and `options`, and the tokenizer it carries
     is used unless `weights` names one. Such a checkpoint loads only as a system that builds the
     same model at the same rate as the one it was trained for (baseline, 1 and 4 are one model).

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from systems.base import BuildContext, SystemSpec
+from dcase9.systems.base import BuildContext, SystemSpec
 
 
 class MixtureSeparator:

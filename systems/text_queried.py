@@ -15,14 +15,14 @@ from typing import Any, Protocol
 
 import torch
 
-from systems.base import BuildContext, SystemSpec
-from toolkit.config import StrictModel, parse_model
-from toolkit.errors import CheckpointError
-from toolkit.models.checkpoints import state_dict_of, strip_prefix
-from toolkit.models.clap import ClapArchitecture, ClapEncoder, find_laion_prefix, load_roberta_bpe, \
+from dcase9.systems.base import BuildContext, SystemSpec
+from dcase9.config import StrictModel, parse_model
+from dcase9.errors import CheckpointError
+from dcase9.models.checkpoints import state_dict_of, strip_prefix
+from dcase9.models.clap import ClapArchitecture, ClapEncoder, find_laion_prefix, load_roberta_bpe, \
     read_laion_clap_weights
-from toolkit.models.resunet import ResUNet30, ResUNet30Config, inference_form, load_resunet30
-from toolkit.weights import CLAP_WEIGHT, TOKENIZER_WEIGHT
+from dcase9.models.resunet import ResUNet30, ResUNet30Config, inference_form, load_resunet30
+from dcase9.weights import CLAP_WEIGHT, TOKENIZER_WEIGHT
 
 __all__ = ["ClapArchitecture", "TextQueriedConfig", "TextQueriedResUNet", "build", "load_query_encoder"]
 

@@ -23,7 +23,7 @@ def official_dir() -> Path:
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Demo data in all four layouts (2 validation clips per class -> 16 clips, 48 mixtures)."""
-    from toolkit.data.demo import make_demo
+    from dcase9.data.demo import make_demo
 
     root = tmp_path_factory.mktemp("demo")
     make_demo(root, clips_per_class=2, train_clips_per_class=2, seed=0)

@@ -15,7 +15,7 @@ import soundfile as sf
 import torch
 import yaml
 
-from submission.pdf import write_one_page_pdf
+from dcase9.submission.pdf import write_one_page_pdf
 
 REPO = Path(__file__).parents[1]
 EXAMPLE_CONFIG = REPO / "docs" / "submission.example.yaml"
@@ -55,8 +55,8 @@ class SubmissionInputs:
 
 
 def make_submission_inputs(root: Path, demo_root: Path) -> SubmissionInputs:
-    from toolkit import api
-    from toolkit.engine import EngineOptions
+    from dcase9 import api
+    from dcase9.engine import EngineOptions
 
     data = {subset: demo_root / subset for subset in SUBSETS}
     float_estimates = {s: root / "estimates" / "float" / s for s in SUBSETS}

@@ -1,4 +1,4 @@
-"""toolkit.allocator: freed large blocks stay with the process for reuse (glibc), and the CPU engine asks for it."""
+"""dcase9.allocator: freed large blocks stay with the process for reuse (glibc), and the CPU engine asks for it."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from toolkit import engine
-from toolkit.allocator import reuse_freed_memory
+from dcase9 import engine
+from dcase9.allocator import reuse_freed_memory
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROBE = """
 import json, sys
 import numpy as np
-from toolkit.allocator import reuse_freed_memory
+from dcase9.allocator import reuse_freed_memory
 
 def resident_mb():
     with open("/proc/self/statm") as f:

@@ -13,10 +13,10 @@ import yaml
 from typer.testing import CliRunner
 
 from tests.tiny_models import resunet_weights, system_config, tokenizer_folder, write_lightning_checkpoint
-from toolkit import api
-from toolkit.cli import app
-from toolkit.data.formats import open_dataset
-from toolkit.data.items import ItemLoader
+from dcase9 import api
+from dcase9.cli import app
+from dcase9.data.formats import open_dataset
+from dcase9.data.items import ItemLoader
 
 runner = CliRunner()
 LIMIT = 3
@@ -111,7 +111,7 @@ def test_reference_based_systems_take_the_reference(assets: dict[str, Any], demo
 
 
 def test_bad_inputs_are_refused_with_a_message(assets: dict[str, Any]) -> None:
-    from toolkit.errors import Dcase9Error
+    from dcase9.errors import Dcase9Error
 
     separator = load(assets, "mixture")
     with pytest.raises(ValueError, match="2 mixture.*3 queries"):

@@ -12,11 +12,11 @@ import yaml
 from typer.testing import CliRunner
 
 from tests.tiny_models import TINY_CLAP, tiny_clap_laion_weights, tokenizer_folder, write_lightning_checkpoint
-from toolkit import api
-from toolkit.ats import AtsScorer
-from toolkit.audio import resample, sinc_resample
-from toolkit.cli import app
-from toolkit.engine import EngineOptions
+from dcase9 import api
+from dcase9.ats import AtsScorer
+from dcase9.audio import resample, sinc_resample
+from dcase9.cli import app
+from dcase9.engine import EngineOptions
 
 runner = CliRunner()
 

@@ -9,10 +9,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from toolkit.audio import mix_at_snr, read_audio, resample, write_wav
-from toolkit.errors import DataError
-from toolkit.files import remove_partial_files
-from toolkit.metrics import sdr
+from dcase9.audio import mix_at_snr, read_audio, resample, write_wav
+from dcase9.errors import DataError
+from dcase9.files import remove_partial_files
+from dcase9.metrics import sdr
 
 
 def test_read_pcm16_scaling_and_stereo_mean(tmp_path: Path) -> None:
@@ -45,7 +45,7 @@ def test_read_errors_name_the_file(tmp_path: Path) -> None:
 
 
 def test_cut_off_flac_is_named_truncated(tmp_path: Path) -> None:
-    # libsndfile reads a cut-off WAV as a short one (toolkit.audio.wav_truncation); a cut-off FLAC fails
+    # libsndfile reads a cut-off WAV as a short one (dcase9.audio.wav_truncation); a cut-off FLAC fails
     # to decode instead, which must not read as a mystery: the header's length and the cut are named
     whole = tmp_path / "whole.flac"
     sf.write(whole, (0.1 * np.random.default_rng(0).standard_normal(32000)).astype(np.float32), 16000)
@@ -166,7 +166,7 @@ def windowed_sinc_by_summation(x: np.ndarray, orig: int, new: int, zeros: int = 
 @pytest.mark.parametrize("orig,new", [(32000, 48000), (16000, 48000), (48000, 16000), (16000, 32000),
                                       (32000, 16000), (44100, 16000), (22050, 16000)])
 def test_sinc_resample_is_the_hann_windowed_sinc_formula(orig: int, new: int) -> None:
-    from toolkit.audio import sinc_resample
+    from dcase9.audio import sinc_resample
 
     rng = np.random.default_rng(orig + new)
     x = rng.standard_normal(997)
@@ -183,7 +183,7 @@ def test_sinc_resample_is_the_hann_windowed_sinc_formula(orig: int, new: int) ->
 
 
 def test_sinc_resample_keeps_a_tone_below_the_roll_off() -> None:
-    from toolkit.audio import sinc_resample
+    from dcase9.audio import sinc_resample
 
     t = np.arange(32000) / 32000
     x = torch.from_numpy(np.sin(2 * np.pi * 1000 * t).astype(np.float32))

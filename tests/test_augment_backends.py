@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from augment_support import DOG, DOOR, KETTLE, RAIN, STREET, THUNDER, FakeLLMServer, make_tiny_causal_lm
-from toolkit.augment.backends import (BackendFatalError, HFBackend, LLMRequest, OpenAIBackend, RateLimiter,
+from dcase9.augment.backends import (BackendFatalError, HFBackend, LLMRequest, OpenAIBackend, RateLimiter,
                                       SeededRowSampler)
-from toolkit.augment.config import BackendConfig, SamplingConfig
-from toolkit.errors import ConfigError
+from dcase9.augment.config import BackendConfig, SamplingConfig
+from dcase9.errors import ConfigError
 
 pytest.importorskip("openai")
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from augment_support import make_tiny_roberta, minilm_path
-from toolkit.augment.bertscore import BertScorer
-from toolkit.augment.config import BertScoreConfig
-from toolkit.errors import ConfigError
+from dcase9.augment.bertscore import BertScorer
+from dcase9.augment.config import BertScoreConfig
+from dcase9.errors import ConfigError
 
 bert_score = pytest.importorskip("bert_score")
 

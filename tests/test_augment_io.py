@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from toolkit.augment.io import TagIndex, read_caption_file
-from toolkit.files import JsonlAppender, read_jsonl, remove_partial_files, write_text_atomic
-from toolkit.errors import DataError
+from dcase9.augment.io import TagIndex, read_caption_file
+from dcase9.files import JsonlAppender, read_jsonl, remove_partial_files, write_text_atomic
+from dcase9.errors import DataError
 
 
 def test_caption_file_items_keep_their_fields(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from toolkit.augment.parsing import Verdict, clean, judge, normalise, split_answer
+from dcase9.augment.parsing import Verdict, clean, judge, normalise, split_answer
 
 ORIGINAL = "A dog barks loudly in the distance."
 

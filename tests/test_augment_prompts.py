@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from toolkit.augment.prompts import PromptLibrary, load_prompt_file
-from toolkit.errors import ConfigError
+from dcase9.augment.prompts import PromptLibrary, load_prompt_file
+from dcase9.errors import ConfigError
 
 # Seed 003, Table 1, the instruction as printed (with "5" for the number of captions).
 TABLE_1 = (

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from augment_support import (BIRDS, DOG, DOOR, ITEMS, KETTLE, MINILM_ARGS, RAIN, STREET, THUNDER,
                              FakeLLMServer, fake_hub_cache, groups_by_key, make_tiny_causal_lm, make_tiny_roberta,
                              minilm_path, read_jsonl, write_captions)
-from toolkit.cli import app
+from dcase9.cli import app
 
 pytest.importorskip("openai")
 pytest.importorskip("bert_score")
@@ -122,8 +122,8 @@ def test_api_run_end_to_end(reference, monkeypatch, tmp_path):
     def forbidden(*args, **kwargs):
         raise AssertionError("reselect must not load models")
 
-    monkeypatch.setattr("toolkit.augment.bertscore.BertScorer.__init__", forbidden)
-    monkeypatch.setattr("toolkit.augment.run.make_backend", forbidden)
+    monkeypatch.setattr("dcase9.augment.bertscore.BertScorer.__init__", forbidden)
+    monkeypatch.setattr("dcase9.augment.run.make_backend", forbidden)
     calls = Counter(server.calls)
     result = cli("-o", str(out), "--reselect", "-t", "0.9")
     assert result.exit_code == 0, result.output
@@ -164,7 +164,7 @@ def test_hard_kill_half_way_then_resume_matches_an_uninterrupted_run(reference, 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     with FakeLLMServer() as server:
         server.hold_after = 3  # later answers wait: the run is caught half way
-        process = subprocess.Popen([sys.executable, "-m", "toolkit.cli", "augment", *api_args(captions, out, server)],
+        process = subprocess.Popen([sys.executable, "-m", "dcase9.cli", "augment", *api_args(captions, out, server)],
                                    cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
             _wait_for_records(out / "responses.jsonl", 3, process)
@@ -356,7 +356,7 @@ def test_a_missing_api_key_is_reported_before_any_model_loads(tmp_path, monkeypa
         raise AssertionError("no model may load before the key is checked")
 
     monkeypatch.delenv("OPENAI_API_KEY")
-    monkeypatch.setattr("toolkit.augment.bertscore.BertScorer.__init__", forbidden)
+    monkeypatch.setattr("dcase9.augment.bertscore.BertScorer.__init__", forbidden)
     captions = write_captions(tmp_path / "captions.json", ITEMS[:1])
     result = cli(str(captions), "-d", "fsd50k", "-o", str(tmp_path / "out"), "-b", "openai", "-m", "gpt-4o")
     assert result.exit_code == 2 and "set the environment variable OPENAI_API_KEY" in result.output

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from toolkit.errors import CheckpointError
-from toolkit.files import sha256_file
-from toolkit.models.checkpoints import empty_module, load_weights, read_checkpoint, state_dict_of, strip_prefix
+from dcase9.errors import CheckpointError
+from dcase9.files import sha256_file
+from dcase9.models.checkpoints import empty_module, load_weights, read_checkpoint, state_dict_of, strip_prefix
 
 
 class RunsCode:

@@ -20,8 +20,8 @@ import pytest
 import torch
 
 from tests.tiny_roberta_tokenizer import vocabulary, write_tiny_roberta_tokenizer
-from toolkit.errors import CheckpointError
-from toolkit.models.clap import (
+from dcase9.errors import CheckpointError
+from dcase9.models.clap import (
     ClapArchitecture,
     ClapEncoder,
     LogMelSettings,
@@ -160,7 +160,7 @@ def test_text_tower_from_an_architecture_imports_no_transformers(tokenizer_dir):
     meta device) or the symbolic-shapes machinery (by arange on the meta device)."""
     code = ("import sys\n"
             "from tests.test_clap import LAION_FIXTURE, tiny_architecture\n"
-            "from toolkit.models.clap import ClapEncoder, load_roberta_bpe, read_laion_clap_weights\n"
+            "from dcase9.models.clap import ClapEncoder, load_roberta_bpe, read_laion_clap_weights\n"
             "tower = ClapEncoder.from_laion_weights(read_laion_clap_weights(LAION_FIXTURE), spec=tiny_architecture(),\n"
             "                                      tokenizer=load_roberta_bpe(sys.argv[1]), towers='text')\n"
             "tower.encode_text(['a dog barks'])\n"
@@ -314,8 +314,8 @@ def test_missing_tokenizer_offline_says_what_to_download(monkeypatch):
 
 
 def test_slow_tokenizer_files_give_a_fast_tokenizer_checked_against_the_slow_algorithm(tmp_path, monkeypatch):
-    from toolkit.models import roberta_bpe
-    from toolkit.models.roberta_bpe import SlowRobertaBpe, check_against_slow_bpe
+    from dcase9.models import roberta_bpe
+    from dcase9.models.roberta_bpe import SlowRobertaBpe, check_against_slow_bpe
 
     folder = write_tiny_roberta_tokenizer(tmp_path / "slow", words_of=["a zebra quacks"])
     assert not (folder / "tokenizer.json").exists()
@@ -349,7 +349,7 @@ def test_roberta_bpe_gives_the_ids_of_transformers_tokenizer(tmp_path, with_toke
     """RobertaBpe (the `tokenizers` library alone) against transformers' RobertaTokenizerFast on the same
     folder: the same ids and masks for captions, special tokens written as text, odd spacing,
     non-Latin text, an empty caption and one beyond 512 tokens (truncated), in one padded batch."""
-    from toolkit.models.roberta_bpe import PROBE_TEXTS
+    from dcase9.models.roberta_bpe import PROBE_TEXTS
 
     folder = write_tiny_roberta_tokenizer(tmp_path / "tok", words_of=["a dog barks", "rain falls on the roof"])
     theirs = load_roberta_tokenizer(folder)

@@ -10,8 +10,8 @@ import numpy as np
 import soundfile as sf
 from typer.testing import CliRunner
 
-from toolkit.cli import app
-from toolkit.data.demo import SOUND_CLASSES, make_validation
+from dcase9.cli import app
+from dcase9.data.demo import SOUND_CLASSES, make_validation
 
 runner = CliRunner()
 

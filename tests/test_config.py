@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.config import (YAML_MAX_BYTES, YAML_MAX_EXPANDED, StrictModel, YamlLimitError, dump_config, load_config,
+from dcase9.config import (YAML_MAX_BYTES, YAML_MAX_EXPANDED, StrictModel, YamlLimitError, dump_config, load_config,
                             load_yaml_text, yaml_key_lines)
-from toolkit.errors import ConfigError
+from dcase9.errors import ConfigError
 
 
 class Optimiser(StrictModel):

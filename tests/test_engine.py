@@ -11,10 +11,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from toolkit.data.formats import open_dataset
-from toolkit.engine import EngineOptions, chunk_starts, resolve_device, run_separation, separate_in_chunks
-from toolkit.outputs import MANIFEST_NAME
-from toolkit.errors import ConfigError, Dcase9Error
+from dcase9.data.formats import open_dataset
+from dcase9.engine import EngineOptions, chunk_starts, resolve_device, run_separation, separate_in_chunks
+from dcase9.outputs import MANIFEST_NAME
+from dcase9.errors import ConfigError, Dcase9Error
 
 
 class CountingSeparator:
@@ -96,7 +96,7 @@ def test_outputs_batches_and_query_cache(demo_root: Path, tmp_path: Path) -> Non
     # One embedding per distinct query, however often a query repeats.
     assert sorted(separator.encoded) == sorted({m.query for m in dataset.mixtures})
     assert max(separator.batch_sizes) == 5
-    from toolkit.data.items import ItemLoader
+    from dcase9.data.items import ItemLoader
 
     loader = ItemLoader(dataset)
     for spec in dataset.mixtures[:6]:
@@ -163,8 +163,8 @@ def test_model_rate_resampling_is_soxr_hq_in_the_threads_by_default(demo_root: P
     separator = Identity32k()
     run(separator, demo_root / "validation", tmp_path / "out", limit=3)
     dataset = open_dataset(demo_root / "validation")
-    from toolkit.data.items import ItemLoader
-    from toolkit.metrics import sdr
+    from dcase9.data.items import ItemLoader
+    from dcase9.metrics import sdr
 
     for spec, model_input in zip(dataset.mixtures[:3], separator.inputs):
         mixture = ItemLoader(dataset).load(spec).mixture
@@ -181,8 +181,8 @@ def test_model_rate_resampling_is_soxr_hq_in_the_threads_by_default(demo_root: P
 
 
 def test_julius_resamples_on_the_device_and_is_part_of_the_run_identity(demo_root: Path, tmp_path: Path) -> None:
-    from toolkit.audio import resample
-    from toolkit.data.items import ItemLoader
+    from dcase9.audio import resample
+    from dcase9.data.items import ItemLoader
 
     out = tmp_path / "out"
     separator = Identity32k()
@@ -216,7 +216,7 @@ def test_option_errors() -> None:
     with pytest.raises(ConfigError, match="unknown device"):
         resolve_device("tpu")
     assert resolve_device("cpu").type == "cpu"
-    from toolkit.engine import autocast_context
+    from dcase9.engine import autocast_context
 
     with pytest.raises(ConfigError, match="fp16 autocast needs a GPU"):
         autocast_context(torch.device("cpu"), "fp16")
@@ -225,7 +225,7 @@ def test_option_errors() -> None:
 def test_reading_and_writing_threads(demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """2 threads on the CPU (they share its cores with the net), half the cores (2 to 8) next to a GPU;
     0 reads on the main thread, with the same outputs; the manifest says what ran."""
-    from toolkit.engine import resolve_workers
+    from dcase9.engine import resolve_workers
 
     assert resolve_workers(None, torch.device("cpu")) == 2 and resolve_workers(5, torch.device("cpu")) == 5
     for cores, expected in ((None, 2), (2, 2), (16, 8), (64, 8), (10, 5)):
@@ -250,7 +250,7 @@ def test_a_slow_disk_holds_the_separation_back(demo_root: Path, tmp_path: Path,
     """Estimates waiting for a writer are bounded (twice the batch or the threads), not piled up in memory."""
     import time
 
-    from toolkit import engine
+    from dcase9 import engine
 
     separator = CountingSeparator()
     written: list[int] = []

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from toolkit.cli import app
-from toolkit.errors import ConfigError
+from dcase9.cli import app
+from dcase9.errors import ConfigError
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
 runner = CliRunner()
@@ -42,8 +42,8 @@ def example_files() -> dict[str, str]:
 def workspace(tmp_path: Path, demo_root: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """The example's files in a folder with the demo data, as the page says; what the example
     registers is removed afterwards."""
-    from systems import unregister_system
-    from toolkit.metrics import unregister_metric
+    from dcase9.systems import unregister_system
+    from dcase9.metrics import unregister_metric
 
     for name, text in example_files().items():
         (tmp_path / name).write_text(text, encoding="utf-8")
@@ -81,10 +81,10 @@ def test_the_worked_example_runs_and_reaches_every_consumer(workspace: Path, cap
                            env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "SI-SDRi" in result.output
-    from toolkit.training.module import validation_metrics
+    from dcase9.training.module import validation_metrics
 
     assert [m.name for m in validation_metrics()] == ["sdr", "sdri", "sisdr", "sisdri"]
-    from toolkit import api
+    from dcase9 import api
 
     page = api.report(["reports/gain", "reports/gain"], "page", names=["gain", "again"], spectrograms=0,
                       metric="sisdri")
@@ -99,8 +99,8 @@ def test_the_worked_example_runs_and_reaches_every_consumer(workspace: Path, cap
 
 
 def test_the_profile_line_reports_the_metric_once_it_is_registered(workspace: Path) -> None:
-    from submission import load_profile
-    from submission.profile import PROFILES_DIR
+    from dcase9.submission import load_profile
+    from dcase9.submission.profile import PROFILES_DIR
 
     (line,) = [b for b in code_blocks() if "source: results.sisdri" in b]
     shipped = (PROFILES_DIR / "dcase2024_task9.yaml").read_text(encoding="utf-8")
@@ -116,7 +116,7 @@ def test_the_profile_line_reports_the_metric_once_it_is_registered(workspace: Pa
 
 
 def test_the_preset_extends_the_demo(workspace: Path) -> None:
-    from toolkit.training import assemble_config
+    from dcase9.training import assemble_config
 
     config = assemble_config(config_file="my-preset.yaml",
                              overrides=[{"data": {"datafiles": ["demo-data/train/train.json"]}}])

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.data.formats import SetKind, is_safe_name, locate, open_dataset, parse_dataset
-from toolkit.errors import DataError
+from dcase9.data.formats import SetKind, is_safe_name, locate, open_dataset, parse_dataset
+from dcase9.errors import DataError
 
 
 def codes(issues: list, severity: str | None = None) -> list[str]:

@@ -22,11 +22,11 @@ from torch import nn
 
 from tests.tiny_audioldm import TINY_MASK_NET, write_system3_checkpoint, write_tiny_vae, write_tiny_vocoder
 from tests.tiny_models import system_config, tokenizer_folder, trained_like_batch_norms, write_lightning_checkpoint
-from toolkit import api
-from toolkit.engine import EngineOptions
-from toolkit.errors import ConfigError
-from toolkit.models.resunet import ResUNet30
-from toolkit.models.tiny import TINY_CLAP
+from dcase9 import api
+from dcase9.engine import EngineOptions
+from dcase9.errors import ConfigError
+from dcase9.models.resunet import ResUNet30
+from dcase9.models.tiny import TINY_CLAP
 
 CUDA = pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
                                                                        reason="needs CUDA")])
@@ -159,7 +159,7 @@ def test_no_tensor_is_made_off_the_device_inside_a_system(system: str, assets: d
     tensor with meta ones fails. Three things have no meta kernel and are stood in for: autocast
     (meta has none), the ISTFT (its window check reads values; the stand-in checks the window's
     device) and the text tower's all-tokens-real check (it reads a value)."""
-    from toolkit.models.clap import text_tower
+    from dcase9.models.clap import text_tower
 
     autocast = torch.autocast
     monkeypatch.setattr(torch, "autocast", lambda device_type, *args, **kwargs: nullcontext()

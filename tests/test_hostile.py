@@ -38,8 +38,8 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from submission.pdf import one_page_pdf
-from toolkit.cli import app
+from dcase9.submission.pdf import one_page_pdf
+from dcase9.cli import app
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -305,7 +305,7 @@ def victim_survives(w: Workspace) -> None:
 
 
 def locked_folder(w: Workspace) -> list[str]:
-    from toolkit.files import exclusive_lock
+    from dcase9.files import exclusive_lock
 
     w.stack.enter_context(exclusive_lock(w.out, "infer"))  # held for the duration of the case
     return w.infer("eval-real")
@@ -338,7 +338,7 @@ def train_args(w: Workspace, *extra: str) -> list[str]:
 def resume_truncated_checkpoint(w: Workspace) -> list[str]:
     pytest.importorskip("lightning")
     from tests.test_train_run import TINY_RUN
-    from toolkit.training.config import assemble_config, dump_train_config
+    from dcase9.training.config import assemble_config, dump_train_config
 
     config = assemble_config(preset="demo", overrides=[TINY_RUN, {"data": {"datafiles": [str(w.copy("train") / "train.json")]}}])
     w.out.mkdir()
@@ -689,9 +689,9 @@ def flat(text: str) -> str:
 
 _LIMITED = """
 import os, resource, sys
-import toolkit.api, toolkit.cli  # what the command needs, imported before the limit
-import submission.check, submission.package, soundfile
-from toolkit.cli import app
+import dcase9.api, dcase9.cli  # what the command needs, imported before the limit
+import dcase9.submission.check, dcase9.submission.package, soundfile
+from dcase9.cli import app
 
 def address_space():
     with open("/proc/self/status") as status:
@@ -764,8 +764,8 @@ class GainSeparator:
 
 
 def separate_with(separator: Any, data: Path, out: Path, **options: Any) -> Any:
-    from toolkit.data.formats import open_dataset
-    from toolkit.engine import EngineOptions, run_separation
+    from dcase9.data.formats import open_dataset
+    from dcase9.engine import EngineOptions, run_separation
 
     return run_separation(separator, open_dataset(data), out, identity={"system": "gain"},
                           options=EngineOptions(progress=False, **options))
@@ -779,7 +779,7 @@ def test_a_system_returning_nan_writes_nothing_and_says_so(demo_root: Path, tmp_
 
 
 def test_a_non_finite_metric_is_a_problem_and_the_summary_stays_json(demo_root: Path, tmp_path: Path) -> None:
-    from toolkit.scoring import score_estimates
+    from dcase9.scoring import score_estimates
 
     separate_with(GainSeparator(), demo_root / "validation", tmp_path / "est", limit=3)
 
@@ -795,8 +795,8 @@ def test_a_non_finite_metric_is_a_problem_and_the_summary_stays_json(demo_root: 
 
 
 def test_the_lock_leaves_no_file_and_takes_over_a_dead_holders(tmp_path: Path) -> None:
-    from toolkit.errors import ConfigError
-    from toolkit.files import LOCK_NAME, exclusive_lock
+    from dcase9.errors import ConfigError
+    from dcase9.files import LOCK_NAME, exclusive_lock
 
     (tmp_path / LOCK_NAME).write_text("dcase9 infer, process 999999")  # left by a killed process: no flock held
     with exclusive_lock(tmp_path, "infer"):

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from toolkit import hub
-from toolkit.errors import CheckpointError
-from toolkit.hub import Source, WeightEntry, load_registry, resolve_weight
+from dcase9 import hub
+from dcase9.errors import CheckpointError
+from dcase9.hub import Source, WeightEntry, load_registry, resolve_weight
 
 PAYLOAD = b"pretend checkpoint bytes " * 1000
 
@@ -198,10 +198,10 @@ def test_tokenizer_cache_of_the_reference_code_is_accepted_offline(repo_id: str,
     only, under models--roberta-base; the same files may sit under models--FacebookAI--roberta-base."""
     import huggingface_hub.constants
 
-    from toolkit.weights import weight_entry
+    from dcase9.weights import weight_entry
     from tests.tiny_roberta_tokenizer import write_tiny_roberta_tokenizer
-    from toolkit.models.clap import load_roberta_tokenizer
-    from toolkit.models.roberta_bpe import SlowRobertaBpe
+    from dcase9.models.clap import load_roberta_tokenizer
+    from dcase9.models.roberta_bpe import SlowRobertaBpe
 
     made = write_tiny_roberta_tokenizer(tmp_path / "made")
     files = {name: (made / name).read_text(encoding="utf-8") for name in ("vocab.json", "merges.txt")}
@@ -218,7 +218,7 @@ def test_tokenizer_cache_of_the_reference_code_is_accepted_offline(repo_id: str,
 def test_missing_tokenizer_offline_names_the_weight_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import huggingface_hub.constants
 
-    from toolkit.weights import weight_entry
+    from dcase9.weights import weight_entry
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
     with pytest.raises(CheckpointError) as info:

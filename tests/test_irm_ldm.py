@@ -20,11 +20,11 @@ from typer.testing import CliRunner
 from tests.tiny_audioldm import (TINY_MASK_NET, TINY_VAE_SCALING, write_system3_checkpoint, write_tiny_diffusion_prior,
                                  write_tiny_vae, write_tiny_vocoder)
 from tests.tiny_models import TINY_CLAP, tokenizer_folder, write_lightning_checkpoint
-from toolkit.cli import app
-from toolkit.errors import CheckpointError
-from toolkit.models.audioldm import AudioLdmCodec, MelSettings, load_audioldm_diffusion_prior, load_audioldm_vae, \
+from dcase9.cli import app
+from dcase9.errors import CheckpointError
+from dcase9.models.audioldm import AudioLdmCodec, MelSettings, load_audioldm_diffusion_prior, load_audioldm_vae, \
     load_audioldm_vocoder
-from toolkit.models.irm_ldm import CHECKPOINT_PREFIX, IrmLdm, IrmLdmLoss, MaskNet, MaskNetConfig, waveform_mse
+from dcase9.models.irm_ldm import CHECKPOINT_PREFIX, IrmLdm, IrmLdmLoss, MaskNet, MaskNetConfig, waveform_mse
 
 runner = CliRunner()
 
@@ -43,7 +43,7 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def codec(assets: dict[str, Path]) -> AudioLdmCodec:
     """AudioLDM's settings: segments of 1024 frames (10.24 s)."""
-    from toolkit.weights import WeightResolver
+    from dcase9.weights import WeightResolver
 
     resolver = WeightResolver({"audioldm-vae": assets["vae"], "audioldm-vocoder": assets["vocoder"]}, offline=True)
     return AudioLdmCodec(load_audioldm_vae(resolver("audioldm-vae")),
@@ -233,7 +233,7 @@ def test_a_few_training_steps_reduce_the_waveform_loss(short_codec: AudioLdmCode
 
 def test_ldm_term_is_audioldm_noise_prediction_on_the_masked_latent(assets: dict[str, Path], short_codec: AudioLdmCodec,
                                                                       demo_root: Path) -> None:
-    from toolkit.weights import WeightResolver
+    from dcase9.weights import WeightResolver
 
     prior = load_audioldm_diffusion_prior(WeightResolver({"audioldm-diffusion": assets["diffusion"]},
                                                          offline=True)("audioldm-diffusion"))

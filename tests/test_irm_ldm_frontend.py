@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from toolkit.models.audioldm import AudioLdmFrontEnd, AudioLdmMel, MelSettings, prepare_waveform
+from dcase9.models.audioldm import AudioLdmFrontEnd, AudioLdmMel, MelSettings, prepare_waveform
 
 FIXTURE = Path(__file__).parent / "fixtures" / "audioldm_mel_librosa.npz"
 # Log-mel values span about -11.5 (the 1e-5 floor) to 4; float32 round-off near the floor, where a

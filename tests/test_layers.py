@@ -12,26 +12,27 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("toolkit", "systems", "submission")
+# Folder -> the package it is installed as (pyproject.toml: one import namespace, dcase9).
+PACKAGES = {"toolkit": "dcase9", "systems": "dcase9.systems", "submission": "dcase9.submission"}
 
 # Layer -> the module prefixes in it (a package name covers its submodules).
 LAYERS: dict[str, tuple[str, ...]] = {
     # What everything uses: errors, typed YAML, atomic files, lazy imports, the version.
-    "foundation": ("toolkit", "toolkit.errors", "toolkit.config", "toolkit.files", "toolkit.lazy"),
+    "foundation": ("dcase9", "dcase9.errors", "dcase9.config", "dcase9.files", "dcase9.lazy"),
     # Formats and signals: data sets, audio, metrics, the weight registry.
-    "data": ("toolkit.data", "toolkit.audio", "toolkit.metrics", "toolkit.hub", "toolkit.weights"),
+    "data": ("dcase9.data", "dcase9.audio", "dcase9.metrics", "dcase9.hub", "dcase9.weights"),
     # Networks and their checkpoints (CLAP, ResUNet30, AudioLDM, IRM-LDM).
-    "models": ("toolkit.models",),
+    "models": ("dcase9.models",),
     # What runs models and data: inference engine, output folders, scoring, ATS, the listening report, caption
     # augmentation, training.
-    "pipelines": ("toolkit.engine", "toolkit.outputs", "toolkit.scoring", "toolkit.ats", "toolkit.report",
-                  "toolkit.augment", "toolkit.training"),
+    "pipelines": ("dcase9.engine", "dcase9.outputs", "dcase9.scoring", "dcase9.ats", "dcase9.report",
+                  "dcase9.augment", "dcase9.training"),
     # One module per system, on the library.
-    "systems": ("systems",),
+    "systems": ("dcase9.systems",),
     # DCASE submission packaging and checks, on the library.
-    "submission": ("submission",),
+    "submission": ("dcase9.submission",),
     # What users call: the Python API, the command line, the demo; they compose all of the above.
-    "application": ("toolkit.api", "toolkit.cli", "toolkit.demo"),
+    "application": ("dcase9.api", "dcase9.cli", "dcase9.demo"),
 }
 LIBRARY = ("foundation", "data", "models", "pipelines")
 MAY_IMPORT: dict[str, tuple[str, ...]] = {
@@ -47,9 +48,9 @@ MAY_IMPORT: dict[str, tuple[str, ...]] = {
 
 def modules() -> dict[str, Path]:
     found = {}
-    for package in PACKAGES:
-        for path in (ROOT / package).rglob("*.py"):
-            parts = path.relative_to(ROOT).with_suffix("").parts
+    for folder, package in PACKAGES.items():
+        for path in (ROOT / folder).rglob("*.py"):
+            parts = (package, *path.relative_to(ROOT / folder).with_suffix("").parts)
             name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
             found[name] = path
     return found
@@ -75,7 +76,7 @@ def imported(name: str, path: Path) -> set[str]:
             targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base for alias in node.names]
         else:
             continue
-        result |= {t for t in targets if t.split(".")[0] in PACKAGES}
+        result |= {t for t in targets if t.split(".")[0] == "dcase9"}
     return result - {name}
 
 
@@ -111,10 +112,10 @@ def test_layers_import_only_what_they_may() -> None:
 def test_models_never_import_training_and_the_library_no_application() -> None:
     """Spelled out, as the README states them (the layers above imply both)."""
     for module, targets in GRAPH.items():
-        if module.startswith("toolkit.models"):
-            assert not any(t.startswith("toolkit.training") for t in targets), module
+        if module.startswith("dcase9.models"):
+            assert not any(t.startswith("dcase9.training") for t in targets), module
         if layer_of(module) in LIBRARY:
-            assert not any(t.split(".")[0] in ("systems", "submission") for t in targets), module
+            assert not any(t.startswith(("dcase9.systems", "dcase9.submission")) for t in targets), module
             assert not any(layer_of(t) == "application" for t in targets), module
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from toolkit.metrics import SISDR_EPS, sdr, sdri, separation_metrics, sisdr
+from dcase9.metrics import SISDR_EPS, sdr, sdri, separation_metrics, sisdr
 
 F32_EPS = np.finfo(np.float32).eps
 
@@ -130,7 +130,7 @@ def test_official_float32_arithmetic_is_within_round_off() -> None:
 def test_shared_terms_give_each_metrics_own_value_to_the_bit() -> None:
     """`score` computes the official four from shared terms; each equals its own `compute`, and a
     metric registered later runs its own."""
-    from toolkit.metrics import Metric, compute_reference_metrics, reference_metrics, register_metric, \
+    from dcase9.metrics import Metric, compute_reference_metrics, reference_metrics, register_metric, \
         unregister_metric
 
     generator = torch.Generator().manual_seed(3)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from toolkit.models.checkpoints import read_checkpoint, state_dict_of, strip_prefix
-from toolkit.models.official_layout import (laion_extra_keys, laion_fixed_tensors, laion_training_only_tensors,
+from dcase9.models.checkpoints import read_checkpoint, state_dict_of, strip_prefix
+from dcase9.models.official_layout import (laion_extra_keys, laion_fixed_tensors, laion_training_only_tensors,
                                             periodic_hann, resunet30_fixed_tensors)
 
 FIXTURES = Path(__file__).parent / "fixtures"

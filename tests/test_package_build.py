@@ -16,12 +16,12 @@ from package_support import (CHECKPOINT_PARAMETERS, EXAMPLE_CONFIG, HAND_MADE_TE
                              wav_bytes, write_config)
 from typer.testing import CliRunner
 
-from submission import build_package, check_package, load_profile, load_submission_config
-from submission.package import FILE_MODE, FIXED_DATE_TIME
-from submission.profile import PROFILES_DIR
-from toolkit.cli import app
-from toolkit.data.formats import open_dataset
-from toolkit.errors import ConfigError
+from dcase9.submission import build_package, check_package, load_profile, load_submission_config
+from dcase9.submission.package import FILE_MODE, FIXED_DATE_TIME
+from dcase9.submission.profile import PROFILES_DIR
+from dcase9.cli import app
+from dcase9.data.formats import open_dataset
+from dcase9.errors import ConfigError
 
 runner = CliRunner()
 LABELS = ("Smith_UNI_task9_1", "Smith_UNI_task9_2")

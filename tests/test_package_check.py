@@ -14,9 +14,9 @@ import pytest
 from package_support import HAND_MADE_TEMPLATE, SubmissionInputs, rewrite_zip, wav_bytes, write_config
 from typer.testing import CliRunner
 
-from submission import build_package, check_package
-from submission.check import unsafe_name_reason
-from toolkit.cli import app
+from dcase9.submission import build_package, check_package
+from dcase9.submission.check import unsafe_name_reason
+from dcase9.cli import app
 
 runner = CliRunner()
 L1, L2 = "Smith_UNI_task9_1", "Smith_UNI_task9_2"

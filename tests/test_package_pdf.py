@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from submission.pdf import one_page_pdf, write_one_page_pdf
+from dcase9.submission.pdf import one_page_pdf, write_one_page_pdf
 
 
 def objects_at_xref_offsets(pdf: bytes) -> list[bytes]:

@@ -15,12 +15,12 @@ import torch
 import yaml
 from package_support import CHECKPOINT_EXCLUDED, CHECKPOINT_PARAMETERS, checkpoint_state_dict
 
-from submission import count_checkpoint_parameters, count_parameters, load_profile
-from submission.meta import build_meta, read_development_results, validate_meta
-from submission.outputs import convert_wav, without_chunk
-from submission.profile import PROFILES_DIR, FieldRule, Template
-from submission.secrets import SecretScanner, pdf_strings
-from toolkit.errors import ConfigError
+from dcase9.submission import count_checkpoint_parameters, count_parameters, load_profile
+from dcase9.submission.meta import build_meta, read_development_results, validate_meta
+from dcase9.submission.outputs import convert_wav, without_chunk
+from dcase9.submission.profile import PROFILES_DIR, FieldRule, Template
+from dcase9.submission.secrets import SecretScanner, pdf_strings
+from dcase9.errors import ConfigError
 
 PROFILE = load_profile()
 
@@ -219,7 +219,7 @@ def test_secrets_hidden_in_a_pdf_are_found() -> None:
 
 
 def test_pdf_decompression_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    import submission.secrets as secrets
+    import dcase9.submission.secrets as secrets
 
     monkeypatch.setattr(secrets, "PDF_STREAM_LIMIT", 2**20)
     key = b"AKIA" + b"Z" * 16

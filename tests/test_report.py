@@ -17,13 +17,13 @@ from typer.testing import CliRunner
 
 from tests.report_support import CHROMIUM, PageDom, chromium_dump, local_file, page_data, row_files, stand_in_ats, \
     write_eval_synth, write_scaled_estimates
-from toolkit import api
-from toolkit.cli import app
-from toolkit.data.formats import open_dataset
-from toolkit.engine import EngineOptions
-from toolkit.errors import Dcase9Error
-from toolkit.report import build_report
-from toolkit.report.build import page_order
+from dcase9 import api
+from dcase9.cli import app
+from dcase9.data.formats import open_dataset
+from dcase9.engine import EngineOptions
+from dcase9.errors import Dcase9Error
+from dcase9.report import build_report
+from dcase9.report.build import page_order
 
 runner = CliRunner()
 QUICK = {"resamples": 300}
@@ -68,7 +68,7 @@ def test_the_page_plays_every_clip_of_every_system(page: Path, scored: dict[str,
     assert data["systems"][0]["base"].startswith("../est/oracle/")  # played in place, relatively
     # The written mixture and reference are the ones `score` built (16-bit: within one step).
     dataset = open_dataset(data["dataset"]["root"])
-    from toolkit.data.items import ItemLoader
+    from dcase9.data.items import ItemLoader
 
     item = ItemLoader(dataset).load(next(s for s in dataset.mixtures if s.id == row["id"]))
     written, rate = sf.read(files["reference"], dtype="float32")

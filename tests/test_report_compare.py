@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolkit.errors import ConfigError
-from toolkit.report.compare import bootstrap_mean_ci, compare_pair, compare_systems, win_tie_loss, write_comparison
+from dcase9.errors import ConfigError
+from dcase9.report.compare import bootstrap_mean_ci, compare_pair, compare_systems, win_tie_loss, write_comparison
 
 
 def test_identical_systems_differ_by_nothing_and_tie_everywhere() -> None:

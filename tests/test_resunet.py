@@ -31,9 +31,9 @@ import pytest
 import torch
 from torch import nn
 
-from toolkit.errors import CheckpointError
-from toolkit.models import resunet as resunet_module
-from toolkit.models.resunet import (
+from dcase9.errors import CheckpointError
+from dcase9.models import resunet as resunet_module
+from dcase9.models.resunet import (
     RESUNET30_CONFIGS,
     FiLMGenerator,
     FiLMResUNet,

@@ -12,11 +12,11 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from toolkit import api
-from toolkit.cli import app
-from toolkit.engine import EngineOptions
-from toolkit.errors import Dcase9Error
-from toolkit.scoring import snr_bin, summarise
+from dcase9 import api
+from dcase9.cli import app
+from dcase9.engine import EngineOptions
+from dcase9.errors import Dcase9Error
+from dcase9.scoring import snr_bin, summarise
 
 runner = CliRunner()
 
@@ -104,12 +104,12 @@ def test_missing_estimates_folder(demo_root: Path, tmp_path: Path) -> None:
 def test_scores_are_the_metric_functions_of_each_clip(demo_root: Path, estimates: dict[str, Path],
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Batched and widened to float64 once per batch, `score` still gives what the metric functions
-    give one clip at a time; on the CPU it asks for freed memory to be reused (toolkit.allocator)."""
+    give one clip at a time; on the CPU it asks for freed memory to be reused (dcase9.allocator)."""
     import torch
 
-    from toolkit import metrics, scoring
-    from toolkit.data.formats import open_dataset
-    from toolkit.data.items import ItemLoader
+    from dcase9 import metrics, scoring
+    from dcase9.data.formats import open_dataset
+    from dcase9.data.items import ItemLoader
 
     calls: list[int] = []
     monkeypatch.setattr(scoring, "reuse_freed_memory", lambda: calls.append(1) or True)

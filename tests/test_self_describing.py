@@ -18,14 +18,14 @@ import yaml
 from typer.testing import CliRunner
 
 from tests.test_train_run import TINY_RUN, train_args
-from toolkit import api
-from toolkit.cli import app
-from toolkit.data.demo import caption_pool
-from toolkit.files import sha256_text
-from toolkit.models.checkpoints import read_checkpoint
-from toolkit.models.description import describe_checkpoint
-from toolkit.models.tiny import write_tiny_roberta_tokenizer
-from toolkit.outputs import MANIFEST_NAME
+from dcase9 import api
+from dcase9.cli import app
+from dcase9.data.demo import caption_pool
+from dcase9.files import sha256_text
+from dcase9.models.checkpoints import read_checkpoint
+from dcase9.models.description import describe_checkpoint
+from dcase9.models.tiny import write_tiny_roberta_tokenizer
+from dcase9.outputs import MANIFEST_NAME
 
 runner = CliRunner()
 LIMIT = 2

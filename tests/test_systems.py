@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 
 from tests.tiny_models import (SMALL_STFT, resunet_weights, system_config, tokenizer_folder,
                                write_lightning_checkpoint)
-from toolkit import api
-from toolkit.cli import app
-from toolkit.engine import EngineOptions, separate_in_chunks
-from toolkit.errors import CheckpointError
+from dcase9 import api
+from dcase9.cli import app
+from dcase9.engine import EngineOptions, separate_in_chunks
+from dcase9.errors import CheckpointError
 
 runner = CliRunner()
 
@@ -115,7 +115,7 @@ def test_system2_runs_at_32k_on_16k_data(assets: dict[str, Path], demo_root: Pat
 def test_the_cpu_build_runs_the_inference_form_with_the_same_outputs(assets: dict[str, Path]) -> None:
     """On the CPU the baseline's ResUNet30 runs in its inference form (batch norms folded): same outputs
     as the checkpoint's net built as is, to float32 round-off."""
-    from toolkit.models.resunet import InferenceDecoderBlockRes, ResUNet30Config, load_resunet30
+    from dcase9.models.resunet import InferenceDecoderBlockRes, ResUNet30Config, load_resunet30
 
     separator = api.load_separator("baseline", checkpoint=assets["checkpoint"], device="cpu",
                                    weights={"roberta-base-tokenizer": assets["tokenizer"]},
@@ -135,7 +135,7 @@ def test_text_queried_systems_start_without_transformers(assets: dict[str, Path]
     """Building the baseline and separating with a text query imports neither transformers nor
     torch._dynamo: their imports were most of dcase9 infer's start-up (BENCHMARKS.md)."""
     code = ("import sys, numpy as np, yaml\n"
-            "from toolkit import api\n"
+            "from dcase9 import api\n"
             "ckpt, tok, config = sys.argv[1:]\n"
             "sep = api.load_separator('baseline', checkpoint=ckpt, weights={'roberta-base-tokenizer': tok},\n"
             "                         options=yaml.safe_load(open(config)), device='cpu', offline=True, progress=False)\n"
@@ -150,8 +150,8 @@ def test_text_queried_systems_start_without_transformers(assets: dict[str, Path]
 def test_chunked_inference_matches_whole_away_from_seams(assets: dict[str, Path]) -> None:
     """A long input in overlapping chunks: close to the whole-input result away from the seams,
     and never silent anywhere (a short input runs whole)."""
-    from systems.text_queried import TextQueriedResUNet
-    from toolkit.models.resunet import load_resunet30, ResUNet30Config
+    from dcase9.systems.text_queried import TextQueriedResUNet
+    from dcase9.models.resunet import load_resunet30, ResUNet30Config
 
     model = load_resunet30(resunet_weights(), ResUNet30Config(16000, **SMALL_STFT))
     separator = TextQueriedResUNet(16000, model, clap=None)  # type: ignore[arg-type]
@@ -163,8 +163,8 @@ def test_chunked_inference_matches_whole_away_from_seams(assets: dict[str, Path]
         segment = 2 * 16000
         chunked = separate_in_chunks(lambda s, e: separator.separate(mixture[:, s:e], condition),
                                      mixture.shape[-1], 1, segment, 0.25, mixture.device)
-    from toolkit.engine import chunk_starts
-    from toolkit.metrics import sdr
+    from dcase9.engine import chunk_starts
+    from dcase9.metrics import sdr
 
     far = torch.ones(mixture.shape[-1], dtype=torch.bool)
     for start in chunk_starts(mixture.shape[-1], segment, 0.25)[1:]:
@@ -229,7 +229,7 @@ def test_published_numbers_are_the_seeds_own() -> None:
     """Every number `dcase9 systems` shows is read back from the seed papers' tables; every row of seed 000's
     Table 5 (all of them are systems dcase9 runs: baseline, System 2, System 4 and its AudioSep variant,
     with DDP, DIP or no augmentation) and of seed 003's Table 2 is shown."""
-    from systems import list_systems
+    from dcase9.systems import list_systems
 
     tables = seed_table_lines()
     parsed = {"003": seed003_table2(tables["003"]), "000": seed000_table5(tables["000"])}
@@ -248,7 +248,7 @@ def test_published_numbers_are_the_seeds_own() -> None:
 
 
 def test_published_numbers_appear_in_dcase9_systems() -> None:
-    from systems import list_systems
+    from dcase9.systems import list_systems
 
     text = " ".join(runner.invoke(app, ["systems"], env={"COLUMNS": "250"}).output.split())
     for spec in list_systems():

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from toolkit.errors import DataError
-from toolkit.training.config import DatafileSpec
-from toolkit.training.data import (MISSING, NON_FINITE, TOO_SHORT, UNREADABLE, ClipDataset, SkipLog, TrainSampler,
+from dcase9.errors import DataError
+from dcase9.training.config import DatafileSpec
+from dcase9.training.data import (MISSING, NON_FINITE, TOO_SHORT, UNREADABLE, ClipDataset, SkipLog, TrainSampler,
                                    check_audio_present, collate_clips, read_datafile, read_datafiles)
 
 
@@ -145,7 +145,7 @@ def test_only_a_long_run_of_failures_stops_training(clip_folder: Path) -> None:
 
 
 def test_skip_logs_merge_across_processes() -> None:
-    from toolkit.training.data import Skip
+    from dcase9.training.data import Skip
 
     first, second = SkipLog(), SkipLog()
     first.add([Skip(0, 1, MISSING, "a.wav"), Skip(0, 1, MISSING, "a.wav")])

@@ -15,12 +15,12 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from toolkit.data.demo import SOUND_CLASSES, caption_pool
-from toolkit.models.checkpoints import read_checkpoint
-from toolkit.models.clap import ClapEncoder, load_roberta_tokenizer
-from toolkit.models.description import describe_checkpoint, tokenizer_files
-from toolkit.models.tiny import MERGES, vocabulary, word_merges, write_tiny_roberta_tokenizer
-from toolkit.training.config import assemble_config
+from dcase9.data.demo import SOUND_CLASSES, caption_pool
+from dcase9.models.checkpoints import read_checkpoint
+from dcase9.models.clap import ClapEncoder, load_roberta_tokenizer
+from dcase9.models.description import describe_checkpoint, tokenizer_files
+from dcase9.models.tiny import MERGES, vocabulary, word_merges, write_tiny_roberta_tokenizer
+from dcase9.training.config import assemble_config
 
 runner = CliRunner()
 
@@ -56,7 +56,7 @@ def test_demo_tokenizer_makes_every_caption_word_one_token(tmp_path: Path) -> No
 
 
 def test_random_demo_queries_are_distinct(tmp_path: Path) -> None:
-    from toolkit.models.tiny import random_clap_model
+    from dcase9.models.tiny import random_clap_model
 
     spec = assemble_config(preset="demo").query_encoder.architecture.spec()
     tokenizer = load_roberta_tokenizer(write_tiny_roberta_tokenizer(tmp_path / "tok", words_of=caption_pool()))
@@ -70,7 +70,7 @@ def test_random_demo_queries_are_distinct(tmp_path: Path) -> None:
 
 
 def test_demo_model_is_trained_then_reused_or_resumed(demo_root: Path, tmp_path: Path) -> None:
-    from toolkit.demo import train_demo_model
+    from dcase9.demo import train_demo_model
 
     small = small_demo_model()
     train_json = demo_root / "train" / "train.json"
@@ -108,7 +108,7 @@ def test_demo_model_is_trained_then_reused_or_resumed(demo_root: Path, tmp_path:
 @pytest.fixture(scope="module")
 def small_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     """One demo run, shared by the tests below (which leave its folder as they found it)."""
-    from toolkit.demo import run_demo
+    from dcase9.demo import run_demo
 
     out = tmp_path_factory.mktemp("demo-run")
     return out, run_demo(out, progress=False, data_options=SMALL_DEMO_DATA, train_overrides=[small_demo_model()])
@@ -116,7 +116,7 @@ def small_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
 
 @pytest.mark.slow  # with the demo run it shares: about 8 s on two cores
 def test_demo_packages_the_trained_model_and_the_package_passes(small_demo: tuple[Path, Any]) -> None:
-    from submission import check_package, count_checkpoint_parameters, load_profile, load_submission_config
+    from dcase9.submission import check_package, count_checkpoint_parameters, load_profile, load_submission_config
 
     out, result = small_demo
     data = {subset: out / "data" / subset for subset in ("eval-synth", "eval-real")}
@@ -175,8 +175,8 @@ def test_demo_builds_the_listening_page(small_demo: tuple[Path, Any]) -> None:
 @pytest.mark.slow  # two more demo runs, everything reused: about 8 s
 def test_demo_command_reuses_finished_work_and_fails_loudly(small_demo: tuple[Path, Any],
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from toolkit import demo
-    from toolkit.cli import app
+    from dcase9 import demo
+    from dcase9.cli import app
 
     out, first = small_demo
     monkeypatch.setattr(demo, "run_demo", functools.partial(demo.run_demo, data_options=SMALL_DEMO_DATA,

@@ -15,13 +15,13 @@ from typer.testing import CliRunner
 
 from tests.tiny_audioldm import TINY_MASK_NET, write_tiny_diffusion_prior, write_tiny_vae, write_tiny_vocoder
 from tests.tiny_models import tiny_clap_options, tokenizer_folder
-from toolkit.cli import app
-from toolkit.models.checkpoints import read_checkpoint
-from toolkit.models.irm_ldm import CHECKPOINT_PREFIX, MaskNetConfig
-from toolkit.training.irm_ldm import IrmLdmLossWeights, IrmLdmTrainable
-from toolkit.models.tiny import TINY_CLAP
-from toolkit.training.config import assemble_config
-from toolkit.training.models import model_kind
+from dcase9.cli import app
+from dcase9.models.checkpoints import read_checkpoint
+from dcase9.models.irm_ldm import CHECKPOINT_PREFIX, MaskNetConfig
+from dcase9.training.irm_ldm import IrmLdmLossWeights, IrmLdmTrainable
+from dcase9.models.tiny import TINY_CLAP
+from dcase9.training.config import assemble_config
+from dcase9.training.models import model_kind
 
 runner = CliRunner()
 
@@ -89,8 +89,8 @@ def test_train_system3_saves_the_mask_net_and_infer_loads_it(parts: dict[str, Pa
 
 def test_the_frozen_codec_stays_frozen_while_the_mask_net_learns(parts: dict[str, Path], demo_root: Path,
                                                                  tmp_path: Path) -> None:
-    from toolkit.weights import WeightResolver
-    from toolkit.training.models import ModelContext
+    from dcase9.weights import WeightResolver
+    from dcase9.training.models import ModelContext
 
     config = assemble_config(preset="system3", overrides=[TINY_SYSTEM3])
     resolver = WeightResolver({"audioldm-vae": parts["vae"], "audioldm-vocoder": parts["vocoder"]}, offline=True)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from toolkit.training.config import ScheduleConfig
-from toolkit.training.mixing import MixPlan, SegmentMixer, step_seed
-from toolkit.training.schedules import lr_multiplier
+from dcase9.training.config import ScheduleConfig
+from dcase9.training.mixing import MixPlan, SegmentMixer, step_seed
+from dcase9.training.schedules import lr_multiplier
 
 
 def reference_segment_mixer(waveforms: torch.Tensor, max_mix_num: int, lower_db: int, higher_db: int,

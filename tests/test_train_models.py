@@ -13,11 +13,11 @@ import torch
 import yaml
 from torch import Tensor, nn
 
-from toolkit.config import StrictModel
-from toolkit.errors import ConfigError
-from toolkit.models.checkpoints import read_checkpoint
-from toolkit.training.config import assemble_config
-from toolkit.training.models import ModelContext, ModelKind, TrainableModel, model_kind_names, register_model_kind
+from dcase9.config import StrictModel
+from dcase9.errors import ConfigError
+from dcase9.models.checkpoints import read_checkpoint
+from dcase9.training.config import assemble_config
+from dcase9.training.models import ModelContext, ModelKind, TrainableModel, model_kind_names, register_model_kind
 
 
 class GainMaskOptions(StrictModel):
@@ -64,7 +64,7 @@ def gain_mask_kind() -> None:
 
 def test_a_second_family_trains_saves_and_resumes(demo_root: Path, tmp_path: Path) -> None:
     from tests.test_train_run import TINY_RUN
-    from toolkit.training import train
+    from dcase9.training import train
 
     layers = {**TINY_RUN, "model": {"kind": "gain-mask", "hidden": 4}, "system": None,
               "data": {**TINY_RUN["data"], "datafiles": [str(demo_root / "train" / "train.json")]},

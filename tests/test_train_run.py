@@ -14,12 +14,12 @@ from typer.testing import CliRunner
 
 from tests.tiny_models import (resunet_weights, tiny_clap_laion_weights, tiny_clap_options, tokenizer_folder,
                                write_lightning_checkpoint)
-from toolkit.cli import app
-from toolkit.errors import ConfigError, MissingDependencyError
-from toolkit.models.checkpoints import read_checkpoint
-from toolkit.models.resunet import ResUNet30
-from toolkit.models.tiny import TINY_CLAP
-from toolkit.training.config import assemble_config, parse_assignment, preset_names
+from dcase9.cli import app
+from dcase9.errors import ConfigError, MissingDependencyError
+from dcase9.models.checkpoints import read_checkpoint
+from dcase9.models.resunet import ResUNet30
+from dcase9.models.tiny import TINY_CLAP
+from dcase9.training.config import assemble_config, parse_assignment, preset_names
 
 runner = CliRunner()
 
@@ -115,8 +115,8 @@ def official_clap_weights(seed: int) -> dict[str, torch.Tensor]:
     """A tiny laion CLAP with every tensor of laion's layout; those dcase9's CLAP does not hold (fixed
     buffers, classifier, training MLPs) get random values, so that carrying them over shows (not the mel
     filters: loading compares them with the front end's)."""
-    from toolkit.models.clap import ClapArchitecture
-    from toolkit.models.official_layout import complete_laion_extras
+    from dcase9.models.clap import ClapArchitecture
+    from dcase9.models.official_layout import complete_laion_extras
 
     generator = torch.Generator().manual_seed(seed)
     extras = complete_laion_extras({}, ClapArchitecture(**TINY_CLAP).spec())
@@ -127,7 +127,7 @@ def official_clap_weights(seed: int) -> dict[str, torch.Tensor]:
 
 def test_training_starts_from_an_official_layout_checkpoint(tiny_config: Path, demo_root: Path,
                                                             tmp_path: Path) -> None:
-    from toolkit.training import train
+    from dcase9.training import train
 
     official = resunet_weights(n_fft=128, hop_length=64, seed=5)  # with random values for the fixed STFT tensors
     clap = official_clap_weights(seed=9)
@@ -163,9 +163,9 @@ def test_a_fresh_run_writes_every_tensor_of_the_official_layout(tiny_config: Pat
                                                                 tmp_path: Path) -> None:
     """No --init, a random CLAP: the fixed tensors are rebuilt (torchlibrosa's and laion's definitions),
     the classifier and training MLPs made as a fresh laion model would; resuming keeps them."""
-    from toolkit.models.official_layout import (laion_fixed_tensors, laion_training_only_tensors,
+    from dcase9.models.official_layout import (laion_fixed_tensors, laion_training_only_tensors,
                                                 resunet30_fixed_tensors)
-    from toolkit.models.clap import ClapArchitecture
+    from dcase9.models.clap import ClapArchitecture
 
     run = tmp_path / "run"
     result = runner.invoke(app, train_args(tiny_config, demo_root, run, "--steps", "1", "--set",
@@ -243,7 +243,7 @@ def test_print_config_shows_flags_applied(tmp_path: Path) -> None:
 
 
 def test_unused_resunet_parameters_are_frozen_so_plain_ddp_works() -> None:
-    from toolkit.training.models import ModelContext, ResUNet30Options, build_resunet30
+    from dcase9.training.models import ModelContext, ResUNet30Options, build_resunet30
 
     model = build_resunet30(ResUNet30Options(n_fft=128, hop_length=64, channels=[4, 8, 8],
                                              pools=[[2, 2], [2, 2], [1, 2]]), ModelContext(16000, Path))
@@ -264,7 +264,7 @@ def test_missing_lightning_is_an_actionable_error(monkeypatch: pytest.MonkeyPatc
         return real_import(name, *args)
 
     monkeypatch.setattr(importlib, "import_module", no_lightning)
-    from toolkit.training import train
+    from dcase9.training import train
 
     with pytest.raises(MissingDependencyError, match=r"pip install 'dcase9\[train\]'"):
         train(assemble_config(preset="demo"), tmp_path / "run")
@@ -274,7 +274,7 @@ def test_ctrl_c_saves_last_checkpoint_and_says_how_to_resume(tiny_config: Path, 
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     import signal
 
-    from toolkit.training.module import SeparationTraining
+    from dcase9.training.module import SeparationTraining
 
     original = SeparationTraining.training_step
 
@@ -307,7 +307,7 @@ def test_two_process_ddp_on_cpu(tiny_config: Path, demo_root: Path, tmp_path: Pa
 
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "toolkit.cli", *train_args(tiny_config, demo_root, tmp_path / "run", "--steps", "4"),
+    command = [sys.executable, "-m", "dcase9.cli", *train_args(tiny_config, demo_root, tmp_path / "run", "--steps", "4"),
                "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp",
                "--set", "trainer.sync_batchnorm=false", "--no-progress"]  # SyncBatchNorm needs CUDA
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)

@@ -11,8 +11,8 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from toolkit.cli import app
-from toolkit.data.validate import validate_dataset
+from dcase9.cli import app
+from dcase9.data.validate import validate_dataset
 
 runner = CliRunner()
 

@@ -21,7 +21,7 @@ import torch
 
 from tests.tiny_models import tiny_clap_laion_weights
 from tests.tiny_roberta_tokenizer import vocabulary, write_tiny_roberta_tokenizer
-from toolkit.models.irm_ldm import CHECKPOINT_PREFIX, MaskNet, MaskNetConfig
+from dcase9.models.irm_ldm import CHECKPOINT_PREFIX, MaskNet, MaskNetConfig
 
 TINY_VAE_SCALING = 0.75
 # A small mask net (the real default is 32-384 wide); five levels as in the real one.

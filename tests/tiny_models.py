@@ -5,7 +5,7 @@
 - A tiny laion CLAP (2-layer text and audio towers, but the real 512-d query space the ResUNet's
   FiLM layers expect), stored under `query_encoder.model.` in laion naming, as the baseline's
   Lightning checkpoints do.
-- The tiny RoBERTa tokenizer and CLAP architecture of `toolkit.models.tiny`.
+- The tiny RoBERTa tokenizer and CLAP architecture of `dcase9.models.tiny`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from toolkit.models.clap import build_clap_model, transformers_to_laion
-from toolkit.models.resunet import ResUNet30, init_like_reference
-from toolkit.models.tiny import TINY_CLAP, write_tiny_roberta_tokenizer
+from dcase9.models.clap import build_clap_model, transformers_to_laion
+from dcase9.models.resunet import ResUNet30, init_like_reference
+from dcase9.models.tiny import TINY_CLAP, write_tiny_roberta_tokenizer
 
 SMALL_STFT = {"n_fft": 256, "hop_length": 64}
 
@@ -29,13 +29,13 @@ def system_config(sample_rate_stft: dict[str, int] | None = None) -> dict[str, A
 
 def tiny_clap_options() -> dict[str, Any]:
     """The `clap` settings a checkpoint of `dcase9 train` with the tiny CLAP carries (every field)."""
-    from toolkit.models.clap import ClapArchitecture
+    from dcase9.models.clap import ClapArchitecture
 
     return ClapArchitecture(**TINY_CLAP).model_dump(mode="json")
 
 
 def tiny_clap_laion_weights(seed: int = 0) -> dict[str, torch.Tensor]:
-    from toolkit.models.clap import ClapArchitecture
+    from dcase9.models.clap import ClapArchitecture
 
     torch.manual_seed(seed)
     model = build_clap_model(ClapArchitecture(**TINY_CLAP).spec())

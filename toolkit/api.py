@@ -1,6 +1,6 @@
 """The Python API: the same verbs as the `dcase9` command line.
 
-    from toolkit import api
+    from dcase9 import api
     report = api.validate("lass_validation_dir")
     separator = api.load_separator("baseline", checkpoint="baseline.ckpt")
     estimate = separator.separate(mixture_16k, "a dog barks")
@@ -9,7 +9,7 @@
     page = api.report(["reports/oracle", "reports/baseline"], "reports/page")
     run = api.train("runs/system1", preset="system1", overrides={"data": {"datafiles": ["aug.json"]}})
 
-The demo (`dcase9 demo`) builds on these verbs: `toolkit.demo.run_demo`.
+The demo (`dcase9 demo`) builds on these verbs: `dcase9.demo.run_demo`.
 """
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolkit.audio import SAMPLE_RATE, write_wav
-from toolkit.data.formats import DataSet, SetKind, open_dataset
-from toolkit.data.items import ItemLoader, LoadFailure
-from toolkit.data.validate import EXPECTED_SECONDS, ValidationReport, validate_dataset
-from toolkit.engine import EngineOptions, RunResult, Separator, progress_bar, resolve_device
-from toolkit.errors import Dcase9Error
-from toolkit.files import require_folder, write_text_atomic
-from toolkit.outputs import MIX_INDEX_NAME, OutputFolder, Problem, mix_paths
-from toolkit.scoring import ScoreReport, score_estimates
+from dcase9.audio import SAMPLE_RATE, write_wav
+from dcase9.data.formats import DataSet, SetKind, open_dataset
+from dcase9.data.items import ItemLoader, LoadFailure
+from dcase9.data.validate import EXPECTED_SECONDS, ValidationReport, validate_dataset
+from dcase9.engine import EngineOptions, RunResult, Separator, progress_bar, resolve_device
+from dcase9.errors import Dcase9Error
+from dcase9.files import require_folder, write_text_atomic
+from dcase9.outputs import MIX_INDEX_NAME, OutputFolder, Problem, mix_paths
+from dcase9.scoring import ScoreReport, score_estimates
 
 
 def validate(data: str | Path, *, kind: str | None = None, csv_path: str | Path | None = None,
@@ -54,7 +54,7 @@ def mix(data: str | Path | DataSet, out: str | Path, *, pcm16: bool = False, ove
     """Write the validation mixtures and their references as 16 kHz WAVs, plus an index CSV.
 
     Layout: `out/mixtures/<id>.wav`, `out/references/<id>.wav`, `out/mixtures.csv` (the pairs
-    written), with a manifest and ledger as `infer` keeps them (see `toolkit.outputs`): a re-run
+    written), with a manifest and ledger as `infer` keeps them (see `dcase9.outputs`): a re-run
     keeps the pairs that still match their rows and clips. The references are the target clips as
     scaled by the evaluator (0.9/peak when the mixture clips). A row whose clips cannot be used
     (missing, unreadable, truncated, NaN) is left out and listed in `MixResult.problems`.
@@ -108,7 +108,7 @@ def load_separator(system: str, *, checkpoint: str | Path | None = None,
                    segment: float | None = None, overlap: float = 0.25, resampler: str = "soxr",
                    compile: bool = False, offline: bool = False, trust_checkpoint: bool = False,
                    progress: bool = True) -> Separator:
-    """A registered system, ready to separate 16 kHz audio in memory (`toolkit.engine.Separator`):
+    """A registered system, ready to separate 16 kHz audio in memory (`dcase9.engine.Separator`):
 
         separator = api.load_separator("baseline", checkpoint="baseline.ckpt")
         estimate = separator.separate(mixture, "a dog barks")       # numpy in, numpy out; tensors too
@@ -123,7 +123,7 @@ def load_separator(system: str, *, checkpoint: str | Path | None = None,
     `overlap`, `resampler` (soxr or julius) and `compile` are the engine's, as for `dcase9 infer`;
     outputs equal its outputs.
     """
-    from systems import load_separator as load
+    from dcase9.systems import load_separator as load
 
     engine = EngineOptions(batch_size=batch_size, device=device, precision=precision, segment_seconds=segment,
                            overlap=overlap, resampler=resampler, compile=compile, progress=progress)
@@ -140,7 +140,7 @@ def separate(system: str, data: str | Path | DataSet, out: str | Path, *,
     The separator is `load_separator`'s (`options`: the engine's settings, including the folder's:
     overwrite, limit, pcm16); `system_options` override the system's typed configuration.
     """
-    from systems import get_system, load_separator as load
+    from dcase9.systems import get_system, load_separator as load
 
     spec = get_system(system)
     options = options or EngineOptions()
@@ -157,8 +157,8 @@ def separate(system: str, data: str | Path | DataSet, out: str | Path, *,
 def download(system: str, *, include_optional: bool = False, offline: bool = False,
              progress: bool = True) -> dict[str, Path]:
     """Fetch every weight a system needs ahead of time; returns their local paths."""
-    from systems import get_system
-    from toolkit.weights import WeightResolver
+    from dcase9.systems import get_system
+    from dcase9.weights import WeightResolver
 
     spec = get_system(system)
     resolver = WeightResolver(offline=offline, progress=progress)
@@ -172,9 +172,9 @@ def load_ats_scorer(*, checkpoint: str | Path | None = None, weights: dict[str, 
     """The CLAP model ATS uses: by default the standalone laion CLAP file of the registry (the query
     encoder's weights); `checkpoint` may be another laion `.pt` or a baseline/AudioSep `.ckpt`
     (its `query_encoder.model.*` part). `clap` overrides the architecture (ClapArchitecture fields)."""
-    from toolkit.ats import AtsScorer
-    from toolkit.weights import CLAP_WEIGHT, TOKENIZER_WEIGHT, WeightResolver
-    from toolkit.models.clap import ClapArchitecture, ClapEncoder, load_roberta_tokenizer, read_laion_clap_weights
+    from dcase9.ats import AtsScorer
+    from dcase9.weights import CLAP_WEIGHT, TOKENIZER_WEIGHT, WeightResolver
+    from dcase9.models.clap import ClapArchitecture, ClapEncoder, load_roberta_tokenizer, read_laion_clap_weights
 
     resolver = WeightResolver({k: Path(v) for k, v in (weights or {}).items()}, offline=offline, progress=progress)
     tokenizer = load_roberta_tokenizer(resolver(TOKENIZER_WEIGHT))
@@ -204,12 +204,12 @@ def report(reports: list[str | Path], out: str | Path, **options: Any) -> Any:
     """A listening page and a paired comparison from `score` report folders of the same data set
     and clips (`dcase9 report`): `out/index.html`, `out/comparison.json`, `out/comparison.png`.
 
-    Options (see `toolkit.report.build_report`): `names` (one per report), `data` (the data set's
+    Options (see `dcase9.report.build_report`): `names` (one per report), `data` (the data set's
     folder when it has moved), `spectrograms` and `spectrogram_seconds` (the image budget),
     `metric`, `tie_margin`, `resamples`, `seed`, `confidence` (the comparison), `self_contained`
-    (copy the estimates into `out`), `mixed` (a `dcase9 mix` folder to play instead of writing audio). Returns a `toolkit.report.ReportResult`.
+    (copy the estimates into `out`), `mixed` (a `dcase9 mix` folder to play instead of writing audio). Returns a `dcase9.report.ReportResult`.
     """
-    from toolkit.report import build_report
+    from dcase9.report import build_report
 
     return build_report(reports, out, **options)
 
@@ -219,12 +219,12 @@ def train(out: str | Path, *, preset: str | None = None, config: str | Path | No
     """Train a separation model (`dcase9 train`): `preset`, then the YAML `config`, then `overrides`
     (a nested mapping, e.g. `{"data": {"datafiles": ["train.json"]}, "trainer": {"max_steps": 1000}}`).
     With `resume=True` the run in `out` continues from its saved configuration and last.ckpt.
-    Returns a `toolkit.training.TrainResult`; see docs/training.md.
+    Returns a `dcase9.training.TrainResult`; see docs/training.md.
     """
-    from toolkit.config import read_yaml
-    from toolkit.training import assemble_config
-    from toolkit.training import train as run_training
-    from toolkit.training.run import CONFIG_FILE
+    from dcase9.config import read_yaml
+    from dcase9.training import assemble_config
+    from dcase9.training import train as run_training
+    from dcase9.training.run import CONFIG_FILE
 
     base = read_yaml(Path(out) / CONFIG_FILE) if resume else None
     if resume and preset is not None:
@@ -237,10 +237,10 @@ def train(out: str | Path, *, preset: str | None = None, config: str | Path | No
 
 def system_facts(name: str | None) -> Any:
     """What training needs to know of the system that will load its checkpoints (`config.system`;
-    None: System 1, the baseline's architecture), as a `toolkit.training.SystemFacts`: its rate and
+    None: System 1, the baseline's architecture), as a `dcase9.training.SystemFacts`: its rate and
     the `dcase9 infer` command line that loads a checkpoint."""
-    from systems import get_system
-    from toolkit.training import SystemFacts
+    from dcase9.systems import get_system
+    from dcase9.training import SystemFacts
 
     system = name or "1"
     spec = get_system(system)

@@ -16,7 +16,7 @@ Two modes for the 16 kHz -> 48 kHz step:
   mode to compare with published ATS values.
 Resampling: `resample` mode uses julius; `clapscore` mode uses the algorithm of the CLAPScore code's
 torchaudio.functional.resample (Hann-windowed sinc, 6 zero crossings, roll-off 0.99; our own torch
-implementation, `toolkit.audio.sinc_resample`), so its values agree with CLAPScore's (julius there moved
+implementation, `dcase9.audio.sinc_resample`), so its values agree with CLAPScore's (julius there moved
 ATS by up to 7e-5).
 """
 
@@ -28,9 +28,9 @@ from typing import Literal
 import numpy as np
 import torch
 
-from toolkit.audio import SAMPLE_RATE, resample, sinc_resample
-from toolkit.data.formats import MixtureSpec
-from toolkit.models.clap import ClapEncoder
+from dcase9.audio import SAMPLE_RATE, resample, sinc_resample
+from dcase9.data.formats import MixtureSpec
+from dcase9.models.clap import ClapEncoder
 
 AtsMode = Literal["resample", "clapscore"]
 ATS_MODES: tuple[str, ...] = ("resample", "clapscore")
@@ -38,7 +38,7 @@ CLAPSCORE_ASSUMED_RATE = 32000  # the rate CLAPScore's CLAP wrapper assumes for 
 
 
 class AtsScorer:
-    """Computes ATS for batches of estimates; a `toolkit.scoring.ExtraMetric`.
+    """Computes ATS for batches of estimates; a `dcase9.scoring.ExtraMetric`.
 
     Text embeddings are cached per distinct query. Estimates of equal length are embedded together.
     """

@@ -17,8 +17,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from toolkit.errors import DataError
-from toolkit.files import atomic_output
+from dcase9.errors import DataError
+from dcase9.files import atomic_output
 
 SAMPLE_RATE = 16000  # every Task 9 evaluation file: 16 kHz mono
 

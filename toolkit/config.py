@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from toolkit.errors import ConfigError
+from dcase9.errors import ConfigError
 
 # Bounds on a YAML document. Real configs and meta files are a few kilobytes and a few hundred nodes;
 # the pure-Python loader that can count takes about 40 microseconds a node.

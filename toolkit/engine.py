@@ -1,6 +1,6 @@
 """The inference engine: separate 16 kHz audio with any system's model, fast and safely.
 
-`Separator` (what `toolkit.api.load_separator` returns) holds a system's `SeparationModel` and the
+`Separator` (what `dcase9.api.load_separator` returns) holds a system's `SeparationModel` and the
 engine's settings; `separate(mixture, queries)` works on arrays or tensors in memory and `run(dataset,
 out)` over an evaluation set's folder (`dcase9 infer`). Both take the same steps in the same code:
 
@@ -14,7 +14,7 @@ out)` over an evaluation set's folder (`dcase9 infer`). Both take the same steps
   into silence);
 - 16 kHz mono WAV outputs named `<mixture id>.wav`, written atomically; finished outputs are
   skipped on re-runs (resume) unless `overwrite`, and only while they still match what they were
-  computed from (see `toolkit.outputs`: the manifest `dcase9-run.json` records the system, its
+  computed from (see `dcase9.outputs`: the manifest `dcase9-run.json` records the system, its
   weights' sha256, the data set, versions and settings; the ledger `dcase9-outputs.jsonl` each
   output's query and input files);
 - a mixture whose audio cannot be used (missing, unreadable, truncated, NaN or infinite samples),
@@ -38,13 +38,13 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from toolkit import __version__
-from toolkit.allocator import reuse_freed_memory
-from toolkit.audio import RESAMPLERS, SAMPLE_RATE, non_finite_count, resample, resample_hq, write_wav
-from toolkit.data.formats import DataSet, MixtureSpec
-from toolkit.data.items import Item, ItemLoader, LoadFailure, ordered_map
-from toolkit.errors import ConfigError, Dcase9Error
-from toolkit.outputs import OutputFolder, Problem, estimate_path
+from dcase9 import __version__
+from dcase9.allocator import reuse_freed_memory
+from dcase9.audio import RESAMPLERS, SAMPLE_RATE, non_finite_count, resample, resample_hq, write_wav
+from dcase9.data.formats import DataSet, MixtureSpec
+from dcase9.data.items import Item, ItemLoader, LoadFailure, ordered_map
+from dcase9.errors import ConfigError, Dcase9Error
+from dcase9.outputs import OutputFolder, Problem, estimate_path
 # Large batches pay off on GPUs. On CPUs they gain nothing per clip (ResUNet30 on two cores: batch 1
 # and 2 within 4%, batch 4 much slower; see BENCHMARKS.md) and multiply memory.
 DEFAULT_BATCH_SIZE = {"cuda": 8, "cpu": 1, "mps": 2}
@@ -52,7 +52,7 @@ DEFAULT_BATCH_SIZE = {"cuda": 8, "cpu": 1, "mps": 2}
 
 @runtime_checkable
 class SeparationModel(Protocol):
-    """What every system provides to the engine (its `factory` builds one; see `systems.base`).
+    """What every system provides to the engine (its `factory` builds one; see `dcase9.systems.base`).
 
     `separate` receives mixtures at `sample_rate` as a (batch, samples) float32 tensor on the
     engine's device, the conditions returned by `encode_queries` for each row (or None), and the
@@ -272,7 +272,7 @@ class Separator:
     resampling back; so a clip gives the same samples either way. A system that needs references
     (the oracle, `3-roundtrip`) takes them as `reference=`.
 
-    Built by `toolkit.api.load_separator` (or `systems.load_separator`); `identity` (system, weights,
+    Built by `dcase9.api.load_separator` (or `dcase9.systems.load_separator`); `identity` (system, weights,
     options) decides which outputs of an earlier run in a folder may be resumed; `settings` is
     recorded in the run manifest.
     """
@@ -292,7 +292,7 @@ class Separator:
         self.settings = dict(settings or {})
         self.device = resolve_device(options.device)
         if self.device.type == "cpu":
-            reuse_freed_memory()  # big feature maps reuse freed pages, not fresh mmaps (toolkit.allocator)
+            reuse_freed_memory()  # big feature maps reuse freed pages, not fresh mmaps (dcase9.allocator)
         self.batch_size = options.batch_size or DEFAULT_BATCH_SIZE.get(self.device.type, 1)
         seconds = options.segment_seconds if options.segment_seconds is not None else segment_seconds
         self.segment = int(round(seconds * model.sample_rate)) if seconds else None
@@ -350,7 +350,7 @@ class Separator:
     def run(self, dataset: DataSet, out_dir: str | Path, **changes: Any) -> RunResult:
         """Separate every mixture of `dataset` into `out_dir/<id>.wav` at 16 kHz (`dcase9 infer`).
 
-        Existing outputs of the same identity are resumed (see `toolkit.outputs`); mixtures that
+        Existing outputs of the same identity are resumed (see `dcase9.outputs`); mixtures that
         cannot be separated are left out and listed in `RunResult.problems`. `changes` override
         this separator's folder settings (`FOLDER_SETTINGS`: overwrite, limit, progress, pcm16, workers).
         """

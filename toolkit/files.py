@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import ConfigError, DataError
+from dcase9.errors import ConfigError, DataError
 
 PARTIAL_SUFFIX = ".part"
 

@@ -25,9 +25,9 @@ from typing import Any, Literal
 
 from pydantic import model_validator
 
-from toolkit.config import StrictModel, parse_model, read_yaml
-from toolkit.errors import CheckpointError
-from toolkit.files import sha256_file, write_text_atomic
+from dcase9.config import StrictModel, parse_model, read_yaml
+from dcase9.errors import CheckpointError
+from dcase9.files import sha256_file, write_text_atomic
 
 ZENODO_API = "https://zenodo.org/api/records"  # overridable with DCASE9_ZENODO_API (tests, mirrors)
 CHUNK = 1 << 20

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from toolkit.errors import MissingDependencyError
+from dcase9.errors import MissingDependencyError
 
 
 def require(module: str, extra: str, purpose: str) -> ModuleType:

@@ -184,4 +184,4 @@ register_metric(Metric("sdr", "SDR", _OFFICIAL_COMPUTE["sdr"]))
 register_metric(Metric("sdri", "SDRi", _OFFICIAL_COMPUTE["sdri"]))
 register_metric(Metric("sisdr", "SI-SDR", _OFFICIAL_COMPUTE["sisdr"]))
 register_metric(Metric("input_sdr", "input SDR", _OFFICIAL_COMPUTE["input_sdr"], shown=False))
-register_metric(Metric("ats", "ATS", None, unit="", page_decimals=3, tie_margin=0.01))  # toolkit.ats.AtsScorer
+register_metric(Metric("ats", "ATS", None, unit="", page_decimals=3, tie_margin=0.01))  # dcase9.ats.AtsScorer

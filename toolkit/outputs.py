@@ -24,7 +24,7 @@ is computed again, which costs time but is never wrong.
 A folder holds the outputs of one run identity and one data set: another system or data set is
 refused (exit 2) unless `--overwrite`, which recomputes everything and deletes the outputs the
 ledger lists for mixtures the data set does not have. An unreadable manifest or ledger is
-refused the same way. One command at a time writes a folder (`toolkit.files.exclusive_lock`).
+refused the same way. One command at a time writes a folder (`dcase9.files.exclusive_lock`).
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ from typing import Any
 
 import soundfile as sf
 
-from toolkit.audio import SAMPLE_RATE
-from toolkit.data.formats import DataSet, MixtureSpec, SetKind, is_safe_name
-from toolkit.errors import Dcase9Error, DataError
-from toolkit.files import (JsonlAppender, exclusive_lock, read_jsonl, remove_partial_files, sha256_text, write_json_atomic,
+from dcase9.audio import SAMPLE_RATE
+from dcase9.data.formats import DataSet, MixtureSpec, SetKind, is_safe_name
+from dcase9.errors import Dcase9Error, DataError
+from dcase9.files import (JsonlAppender, exclusive_lock, read_jsonl, remove_partial_files, sha256_text, write_json_atomic,
                            write_text_atomic)
 
 MANIFEST_NAME = "dcase9-run.json"

@@ -2,12 +2,12 @@
 
 Outputs (in the report folder):
 - `per_clip.csv`: id, source, noise, snr, caption, then one column per metric (sdr, sdri, sisdr,
-  input_sdr, and what else the registry of `toolkit.metrics` holds), one row per mixture;
+  input_sdr, and what else the registry of `dcase9.metrics` holds), one row per mixture;
 - `summary.json`: means as the challenge computes them (plain mean over all clips), medians, and
   a breakdown by input-SNR bins, plus every estimate problem found, the system's run identity and
   the absolute paths of the data set and the estimates (which `dcase9 report` reads);
 - `sdri_vs_snr.png`: SDRi against input SNR.
-Reference-based metrics come from the registry of `toolkit.metrics` (`register_metric`); metrics that
+Reference-based metrics come from the registry of `dcase9.metrics` (`register_metric`); metrics that
 need a model (ATS) are given as `extra_metrics` scorers.
 """
 
@@ -28,15 +28,15 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from toolkit.allocator import reuse_freed_memory
-from toolkit.audio import SAMPLE_RATE, read_failure
-from toolkit.data.formats import DataSet, MixtureSpec, open_dataset
-from toolkit.data.items import ItemLoader, LoadFailure, ordered_map
-from toolkit.engine import resolve_device, resolve_workers
-from toolkit.errors import ConfigError, Dcase9Error
-from toolkit.files import atomic_output, require_folder, write_text_atomic
-from toolkit.metrics import compute_reference_metrics, registered_metrics
-from toolkit.outputs import estimate_files, run_identity
+from dcase9.allocator import reuse_freed_memory
+from dcase9.audio import SAMPLE_RATE, read_failure
+from dcase9.data.formats import DataSet, MixtureSpec, open_dataset
+from dcase9.data.items import ItemLoader, LoadFailure, ordered_map
+from dcase9.engine import resolve_device, resolve_workers
+from dcase9.errors import ConfigError, Dcase9Error
+from dcase9.files import atomic_output, require_folder, write_text_atomic
+from dcase9.metrics import compute_reference_metrics, registered_metrics
+from dcase9.outputs import estimate_files, run_identity
 
 SNR_BINS = ((-15, -10), (-10, -5), (-5, 0), (0, 5), (5, 10), (10, 15))  # last bin includes 15
 
@@ -194,7 +194,7 @@ def score_estimates(data: str | Path | DataSet, estimates_dir: str | Path, out_d
         return spec, item.mixture, item.reference, estimate
 
     rows: list[dict[str, Any]] = []
-    from toolkit.engine import progress_bar
+    from dcase9.engine import progress_bar
 
     bar = progress_bar("clips") if progress else None
     with bar if bar is not None else nullcontext():

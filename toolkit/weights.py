@@ -9,9 +9,9 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from toolkit.errors import ConfigError
-from toolkit.files import sha256_text
-from toolkit.hub import ResolvedWeight, WeightEntry, load_registry, resolve_weight
+from dcase9.errors import ConfigError
+from dcase9.files import sha256_text
+from dcase9.hub import ResolvedWeight, WeightEntry, load_registry, resolve_weight
 
 REGISTRY_FILE = Path(__file__).with_name("weights.yaml")
 # The two weights every CLAP-queried system may load besides its checkpoint.

@@ -20,9 +20,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from toolkit.augment.config import BackendConfig, SamplingConfig
-from toolkit.errors import ConfigError, Dcase9Error
-from toolkit.lazy import require
+from dcase9.augment.config import BackendConfig, SamplingConfig
+from dcase9.errors import ConfigError, Dcase9Error
+from dcase9.lazy import require
 
 
 @dataclass(frozen=True)

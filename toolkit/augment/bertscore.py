@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from toolkit.augment.config import BertScoreConfig
-from toolkit.errors import ConfigError
-from toolkit.lazy import require
+from dcase9.augment.config import BertScoreConfig
+from dcase9.errors import ConfigError
+from dcase9.lazy import require
 
 _HUGE = 1_000_000
 

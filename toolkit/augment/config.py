@@ -13,7 +13,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from toolkit.config import StrictModel
+from dcase9.config import StrictModel
 
 #: Hub id of the local LLM used by seed 000 (Phi-2), the default of the `hf` backend.
 DEFAULT_HF_MODEL = "microsoft/phi-2"

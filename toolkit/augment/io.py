@@ -1,4 +1,4 @@
-"""Files of the augmentation run: caption files in, tags (logs and outputs are written by `toolkit.files`).
+"""Files of the augmentation run: caption files in, tags (logs and outputs are written by `dcase9.files`).
 
 Caption files use the DCASE 2024 Task 9 baseline's training format::
 
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolkit.data.captions import read_caption_rows
-from toolkit.errors import DataError
+from dcase9.data.captions import read_caption_rows
+from dcase9.errors import DataError
 
 
 @dataclass(frozen=True)

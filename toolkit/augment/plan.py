@@ -1,4 +1,4 @@
-"""What an augmentation run will ask (`Plan`, built by `toolkit.augment.run.build_plan`) and which
+"""What an augmentation run will ask (`Plan`, built by `dcase9.augment.run.build_plan`) and which
 candidates it keeps (`is_selected`); shared by the run and its report."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from toolkit.augment.io import CaptionItem
-from toolkit.augment.parsing import Verdict
+from dcase9.augment.io import CaptionItem
+from dcase9.augment.parsing import Verdict
 
 
 @dataclass(frozen=True)

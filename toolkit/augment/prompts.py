@@ -15,9 +15,9 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator
 
-from toolkit.augment.config import normalise_dataset_name
-from toolkit.config import StrictModel, load_config
-from toolkit.errors import ConfigError
+from dcase9.augment.config import normalise_dataset_name
+from dcase9.config import StrictModel, load_config
+from dcase9.errors import ConfigError
 
 BUILTIN_DIR = Path(__file__).with_name("prompts")
 PLACEHOLDERS = ("caption", "n", "tags")

@@ -13,10 +13,10 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from toolkit.augment.config import AugmentConfig
-from toolkit.augment.parsing import Verdict
-from toolkit.augment.plan import Plan, is_selected
-from toolkit.files import write_bytes_atomic
+from dcase9.augment.config import AugmentConfig
+from dcase9.augment.parsing import Verdict
+from dcase9.augment.plan import Plan, is_selected
+from dcase9.files import write_bytes_atomic
 
 if TYPE_CHECKING:
     from rich.table import Table

@@ -30,16 +30,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolkit.augment.backends import LLMRequest, LLMResult, make_backend
-from toolkit.augment.config import AugmentConfig
-from toolkit.augment.io import CaptionItem, TagIndex, read_caption_file
-from toolkit.augment.parsing import Piece, Verdict, judge, normalise, split_answer
-from toolkit.augment.plan import Plan, PlannedRequest, is_selected
-from toolkit.augment.progress import Progress, SilentProgress
-from toolkit.augment.prompts import DDP_SELECTOR, Prompt, PromptLibrary
-from toolkit.config import dump_config, load_config
-from toolkit.errors import ConfigError, Dcase9Error
-from toolkit.files import (JsonlAppender, exclusive_lock, read_jsonl, remove_partial_files, sha256_text,
+from dcase9.augment.backends import LLMRequest, LLMResult, make_backend
+from dcase9.augment.config import AugmentConfig
+from dcase9.augment.io import CaptionItem, TagIndex, read_caption_file
+from dcase9.augment.parsing import Piece, Verdict, judge, normalise, split_answer
+from dcase9.augment.plan import Plan, PlannedRequest, is_selected
+from dcase9.augment.progress import Progress, SilentProgress
+from dcase9.augment.prompts import DDP_SELECTOR, Prompt, PromptLibrary
+from dcase9.config import dump_config, load_config
+from dcase9.errors import ConfigError, Dcase9Error
+from dcase9.files import (JsonlAppender, exclusive_lock, read_jsonl, remove_partial_files, sha256_text,
                            write_json_atomic, write_text_atomic)
 
 CONFIG_FILE = "config.yaml"
@@ -223,7 +223,7 @@ def judge_fingerprint(config: AugmentConfig, scorer_fingerprint: str) -> str:
 
 def scorer_fingerprint_for(config: AugmentConfig) -> str:
     """The fingerprint `BertScorer` will report, without loading the model."""
-    from toolkit.augment.bertscore import default_layer
+    from dcase9.augment.bertscore import default_layer
 
     layers = config.bertscore.num_layers
     if layers is None:
@@ -349,7 +349,7 @@ def augment(config: AugmentConfig, out_dir: str | Path, *, progress: Progress | 
             if pending and config.backend.kind == "openai":
                 backend = make_backend(config.backend, config.sampling)
             if pending or unjudged:
-                from toolkit.augment.bertscore import BertScorer
+                from dcase9.augment.bertscore import BertScorer
 
                 scorer = BertScorer(config.bertscore)
             if pending and backend is None:
@@ -471,7 +471,7 @@ def reselect(out_dir: str | Path, threshold: float | None = None, *, progress: P
 def assemble(config: AugmentConfig, out_dir: Path, plan: Plan, responses: ResponseLog, candidates: CandidateLog,
              notes: list[str]) -> RunReport:
     """Write augmented.json, summary.json and scores.png from the logs."""
-    from toolkit.augment.report import build_summary, write_histogram
+    from dcase9.augment.report import build_summary, write_histogram
 
     originals_by_wav: dict[str, set[str]] = defaultdict(set)
     for item in plan.items:

@@ -6,16 +6,16 @@ Each module below adds its commands to the shared Typer app; keep their imports 
 
 from __future__ import annotations
 
-from toolkit.cli._common import app
+from dcase9.cli._common import app
 
 # Command modules register themselves on import.
-from toolkit.cli import data as _data  # noqa: F401,E402  validate, mix, demo-data
-from toolkit.cli import run as _run  # noqa: F401,E402  systems, download, infer, score
-from toolkit.cli import report as _report  # noqa: F401,E402  report
-from toolkit.cli import augment as _augment  # noqa: F401,E402  augment
-from toolkit.cli import package as _package  # noqa: F401,E402  package
-from toolkit.cli import demo as _demo  # noqa: F401,E402  demo
-from toolkit.cli import train as _train  # noqa: F401,E402  train
+from dcase9.cli import data as _data  # noqa: F401,E402  validate, mix, demo-data
+from dcase9.cli import run as _run  # noqa: F401,E402  systems, download, infer, score
+from dcase9.cli import report as _report  # noqa: F401,E402  report
+from dcase9.cli import augment as _augment  # noqa: F401,E402  augment
+from dcase9.cli import package as _package  # noqa: F401,E402  package
+from dcase9.cli import demo as _demo  # noqa: F401,E402  demo
+from dcase9.cli import train as _train  # noqa: F401,E402  train
 
 
 def main() -> None:

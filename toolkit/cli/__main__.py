@@ -1,3 +1,3 @@
-from toolkit.cli import main
+from dcase9.cli import main
 
 main()

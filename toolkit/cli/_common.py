@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from toolkit.errors import Dcase9Error
+from dcase9.errors import Dcase9Error
 
 KindOpt = Annotated[Optional[str], typer.Option(
     "--kind", help="validation | eval-synth | eval-real, when the folder holds several sets.")]
@@ -70,7 +70,7 @@ def friendly_errors(func: F) -> F:
 
 def parse_weight_options(values: list[str]) -> dict[str, Path]:
     """`--weight NAME=PATH` options as a mapping."""
-    from toolkit.errors import ConfigError
+    from dcase9.errors import ConfigError
 
     parsed = {}
     for value in values:

@@ -1,6 +1,6 @@
 """`dcase9 augment`: LLM caption augmentation with filtering and BERTScore selection.
 
-A thin shell over `toolkit.augment`: it builds an `AugmentConfig` from the options (on top of
+A thin shell over `dcase9.augment`: it builds an `AugmentConfig` from the options (on top of
 `--config` or the output folder's saved config.yaml), runs it with a rich progress bar and prints
 the summary tables.
 """
@@ -13,8 +13,8 @@ from typing import Any, Optional
 
 import typer
 
-from toolkit.cli._common import app, console, err_console, friendly_errors
-from toolkit.errors import ConfigError
+from dcase9.cli._common import app, console, err_console, friendly_errors
+from dcase9.errors import ConfigError
 
 _INPUT = "Input"
 _PROMPTS = "Prompts"
@@ -104,7 +104,7 @@ def _inputs(captions: list[Path], datasets: list[str]) -> list[dict[str, str]]:
 def _list_prompts(prompt_dirs: list[Path]) -> None:
     from rich.table import Table
 
-    from toolkit.augment.prompts import PromptLibrary
+    from dcase9.augment.prompts import PromptLibrary
 
     library = PromptLibrary.load([Path(d) for d in prompt_dirs])
     table = Table(title="Prompt library ('--prompt ddp' picks the DDP of each input's --dataset)")
@@ -261,9 +261,9 @@ def augment(
 
       dcase9 augment -o out/fsd50k --reselect -t 0.8
     """
-    from toolkit.augment import run as runner
-    from toolkit.augment.config import AugmentConfig
-    from toolkit.config import load_config, parse_model
+    from dcase9.augment import run as runner
+    from dcase9.augment.config import AugmentConfig
+    from dcase9.config import load_config, parse_model
 
     if list_prompts:
         _list_prompts(list(prompt_dir or []))
@@ -347,7 +347,7 @@ def augment(
 
 
 def _print_report(report: Any) -> None:
-    from toolkit.augment.report import summary_tables
+    from dcase9.augment.report import summary_tables
 
     for table in summary_tables(report.summary):
         console.print(table)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from toolkit.cli._common import CsvOpt, KindOpt, app, console, friendly_errors, print_left_out
+from dcase9.cli._common import CsvOpt, KindOpt, app, console, friendly_errors, print_left_out
 
 DataArg = Annotated[Path, typer.Argument(help="Evaluation-set folder (or its CSV file).", show_default=False)]
 
@@ -32,8 +32,8 @@ def validate(
     row and field: missing or unreadable audio, wrong rate/channels/duration, NaN or silent audio,
     empty or non-text captions, duplicate rows, unknown clips, bad SNRs, unsafe names, unknown columns.
     """
-    from toolkit.api import validate as run_validate
-    from toolkit.errors import ConfigError
+    from dcase9.api import validate as run_validate
+    from dcase9.errors import ConfigError
 
     if seconds < 0 or show < 0:
         raise ConfigError("--seconds and --show must not be negative")
@@ -86,8 +86,8 @@ def mix(
     Resumable: pairs that still match their rows and clips are kept. Exit 1 when a row's clips cannot be
     used (missing, unreadable, truncated, NaN): its pair is left out and named.
     """
-    from toolkit.api import mix as run_mix
-    from toolkit.data.formats import open_dataset
+    from dcase9.api import mix as run_mix
+    from dcase9.data.formats import open_dataset
 
     result = run_mix(open_dataset(data, kind, csv), out, pcm16=pcm16, overwrite=overwrite)
     console.print(f"wrote {result.written} mixture(s) ({result.kept} already there): mixtures in "
@@ -112,7 +112,7 @@ def demo_data(
     Files already in OUT with the same content are left alone; if any differs (edited, or made with
     other options) nothing is written and the command refuses (exit 2), unless --force.
     """
-    from toolkit.data.demo import make_demo
+    from dcase9.data.demo import make_demo
 
     folders = make_demo(out, clips_per_class=clips_per_class, train_clips_per_class=train_clips_per_class, seed=seed,
                         force=force)

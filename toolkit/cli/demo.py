@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from toolkit.cli._common import app, console, friendly_errors
+from dcase9.cli._common import app, console, friendly_errors
 
 _LABELS = {"mixture": "mixture (no separation)", "oracle": "oracle ratio mask (upper bound)",
            "trained": "trained here (dcase9 train --preset demo)"}
@@ -28,8 +28,8 @@ def demo(
     """Synthesise the demo data, validate it, train a small model on it, separate with each system, score, and
     build a listening page of the scores (demo-run/report/index.html); then separate the demo evaluation sets with the trained model, package them as a (demo) submission,
     and check the package. Exit 1 if the package is refused or fails its check."""
-    from toolkit.demo import run_demo
-    from toolkit.metrics import describe_metric, shown_metrics
+    from dcase9.demo import run_demo
+    from dcase9.metrics import describe_metric, shown_metrics
 
     started = time.perf_counter()
     result = run_demo(out, train_model=train, force_data=force,
@@ -68,7 +68,7 @@ def demo(
 
 
 def _print_package(demo_package: Any) -> None:
-    """The demo's submission package (a `toolkit.demo.DemoPackage`): where, what, the check's verdict."""
+    """The demo's submission package (a `dcase9.demo.DemoPackage`): where, what, the check's verdict."""
     check = demo_package.check
     outputs = "; ".join(f"{label}: " + ", ".join(f"{n} {subset}" for subset, n in check.outputs.get(label, {}).items())
                         for label in check.labels)

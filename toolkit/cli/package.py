@@ -10,11 +10,11 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from toolkit.cli._common import app, console, friendly_errors
-from toolkit.errors import ConfigError
+from dcase9.cli._common import app, console, friendly_errors
+from dcase9.errors import ConfigError
 
 if TYPE_CHECKING:
-    from submission import CheckReport, Finding, PackageResult
+    from dcase9.submission import CheckReport, Finding, PackageResult
 
 
 @app.command()
@@ -56,7 +56,7 @@ def package(
     if data_synth is not None or data_real is not None:
         raise ConfigError("--data-synth/--data-real go with --check; a build takes the evaluation data "
                           "from submission.yaml (data:)")
-    from submission import build_package
+    from dcase9.submission import build_package
 
     result = build_package(config, out, profile=profile, template=template, progress=not as_json)
     if as_json:
@@ -68,8 +68,8 @@ def package(
 
 def _check(package_path: Path, config: Path | None, data_synth: Path | None, data_real: Path | None,
            profile: str | None, template: Path | None, as_json: bool) -> None:
-    from submission import check_package, load_profile, load_submission_config
-    from toolkit.data.formats import SetKind
+    from dcase9.submission import check_package, load_profile, load_submission_config
+    from dcase9.data.formats import SetKind
 
     data: dict[str, Path] = {}
     profile_choice: str | None = profile
@@ -94,7 +94,7 @@ def _check(package_path: Path, config: Path | None, data_synth: Path | None, dat
 
 
 def _print_build(result: PackageResult) -> None:
-    from toolkit.metrics import describe_metric, reference_metrics
+    from dcase9.metrics import describe_metric, reference_metrics
 
     shown = [metric.name for metric in reference_metrics() if metric.shown]  # SDR, SDRi, SI-SDR, ...
     table = Table(title=f"Systems (profile {result.profile})")

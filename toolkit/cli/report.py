@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from toolkit.cli._common import app, console, friendly_errors
+from dcase9.cli._common import app, console, friendly_errors
 
 
 @app.command()
@@ -46,8 +46,8 @@ def report(
 
     Exit 2 when the reports are of different data sets or clips.
     """
-    from toolkit.api import report as build
-    from toolkit.metrics import describe_metric
+    from dcase9.api import report as build
+    from dcase9.metrics import describe_metric
 
     result = build(reports, out, names=name or None, data=data, spectrograms=spectrograms,
                    spectrogram_seconds=spectrogram_seconds, metric=metric, tie_margin=tie_margin,

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from toolkit.cli._common import CsvOpt, KindOpt, app, console, friendly_errors, parse_weight_options, print_left_out
+from dcase9.cli._common import CsvOpt, KindOpt, app, console, friendly_errors, parse_weight_options, print_left_out
 
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps.")]
 
@@ -17,7 +17,7 @@ DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), c
 @friendly_errors
 def list_systems_command() -> None:
     """List the systems, what each needs, and the numbers their papers report."""
-    from systems import list_systems
+    from dcase9.systems import list_systems
 
     table = Table(title="Systems (use the name with --system)")
     for column in ("name", "system", "rate", "needs", "published SDR / SDRi / SI-SDR / ATS (validation set)"):
@@ -70,12 +70,12 @@ def infer(
                           "not measured on GPUs (BENCHMARKS.md).")] = False,
 ) -> None:
     """Separate every mixture of an evaluation set with a system; resumable (finished outputs are kept)."""
-    from systems import get_system
-    from toolkit.api import separate
-    from toolkit.config import read_yaml
-    from toolkit.data.formats import open_dataset
-    from toolkit.engine import EngineOptions
-    from toolkit.errors import ConfigError
+    from dcase9.systems import get_system
+    from dcase9.api import separate
+    from dcase9.config import read_yaml
+    from dcase9.data.formats import open_dataset
+    from dcase9.engine import EngineOptions
+    from dcase9.errors import ConfigError
 
     get_system(system)  # a typo in the name is reported before any data is read
     overrides = read_yaml(system_config) if system_config else None
@@ -103,10 +103,10 @@ def download(
     list_only: Annotated[bool, typer.Option("--list", help="List the registry and where each weight is cached.")] = False,
 ) -> None:
     """Fetch pretrained weights ahead of time (into the Hugging Face cache or ~/.cache/dcase9)."""
-    from toolkit.weights import weight_entries
-    from toolkit.api import download as run_download
-    from toolkit.errors import ConfigError
-    from toolkit.hub import cache_path
+    from dcase9.weights import weight_entries
+    from dcase9.api import download as run_download
+    from dcase9.errors import ConfigError
+    from dcase9.hub import cache_path
 
     if list_only or system is None:
         table = Table(title="Weight registry (toolkit/weights.yaml)")
@@ -151,11 +151,11 @@ def score(
     Exit 1 when estimates are missing, extra or malformed (the scores of the valid ones are still
     written).
     """
-    from toolkit.api import load_ats_scorer, score as run_score
-    from toolkit.ats import ATS_MODES
-    from toolkit.config import read_yaml
-    from toolkit.data.formats import open_dataset
-    from toolkit.errors import ConfigError
+    from dcase9.api import load_ats_scorer, score as run_score
+    from dcase9.ats import ATS_MODES
+    from dcase9.config import read_yaml
+    from dcase9.data.formats import open_dataset
+    from dcase9.errors import ConfigError
 
     if ats_mode not in ATS_MODES:
         raise ConfigError(f"--ats-mode must be one of {', '.join(ATS_MODES)}")
@@ -183,7 +183,7 @@ def score(
 
 
 def print_score_summary(summary: dict[str, Any]) -> None:
-    from toolkit.metrics import describe_metric, shown_metrics
+    from dcase9.metrics import describe_metric, shown_metrics
 
     metrics = shown_metrics(summary["metrics"])
     table = Table(title=f"{summary['scored']} of {summary['dataset']['mixtures']} mixtures scored")

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from toolkit.cli._common import app, console, friendly_errors
+from dcase9.cli._common import app, console, friendly_errors
 
 _DATA = "Data"
 _RUN = "Run"
@@ -16,7 +16,7 @@ _SCALE = "Devices and precision"
 
 def parse_data_option(value: str) -> dict[str, Any]:
     """`FILE` or `FILE@WEIGHT` as a datafile entry."""
-    from toolkit.errors import ConfigError
+    from dcase9.errors import ConfigError
 
     path, sep, weight = value.rpartition("@")
     if sep and path:
@@ -96,9 +96,9 @@ def train_command(
       dcase9 train --out runs/system1 --resume
       dcase9 train --preset demo --data demo-data/train/train.json --out runs/demo
     """
-    from toolkit.cli._common import parse_weight_options
-    from toolkit.training.config import assemble_config, dump_train_config, parse_assignment
-    from toolkit.training.run import CONFIG_FILE
+    from dcase9.cli._common import parse_weight_options
+    from dcase9.training.config import assemble_config, dump_train_config, parse_assignment
+    from dcase9.training.run import CONFIG_FILE
 
     overrides = _flag_overrides(data=data, validation=validation, validation_limit=validation_limit,
                                 validation_every=validation_every, steps=steps, epochs=epochs, batch_size=batch_size,
@@ -108,8 +108,8 @@ def train_command(
     overrides += [parse_assignment(text) for text in set_values]
     base = None
     if resume:
-        from toolkit.config import read_yaml
-        from toolkit.errors import ConfigError
+        from dcase9.config import read_yaml
+        from dcase9.errors import ConfigError
 
         saved = out / CONFIG_FILE
         if not saved.is_file():
@@ -121,9 +121,9 @@ def train_command(
     if print_config:
         console.print(dump_train_config(train_config), highlight=False, markup=False, end="")
         return
-    from toolkit.api import system_facts
-    from toolkit.training import train
-    from toolkit.training.run import TrainingInterrupted
+    from dcase9.api import system_facts
+    from dcase9.training import train
+    from dcase9.training.run import TrainingInterrupted
 
     try:
         result = train(train_config, out, system=system_facts(train_config.system), resume=resume, progress=progress)
@@ -171,7 +171,7 @@ def _flag_overrides(**flags: Any) -> list[dict[str, Any]]:
 def _print_result(result: Any) -> None:
     from rich.table import Table
 
-    from toolkit.metrics import registered_metrics
+    from dcase9.metrics import registered_metrics
 
     table = Table(title=f"Training run {result.out_dir}", show_header=False)
     table.add_column("")

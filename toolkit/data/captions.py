@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import DataError
+from dcase9.errors import DataError
 
 
 def read_caption_rows(path: Path, *, what: str = "caption file") -> list[dict[str, Any]]:

@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from toolkit.audio import SAMPLE_RATE, mix_at_snr
-from toolkit.errors import Dcase9Error
-from toolkit.files import require_folder, write_bytes_atomic
+from dcase9.audio import SAMPLE_RATE, mix_at_snr
+from dcase9.errors import Dcase9Error
+from dcase9.files import require_folder, write_bytes_atomic
 
 SECONDS = 10.0
 N = int(SECONDS * SAMPLE_RATE)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from toolkit.errors import ConfigError, DataError
+from dcase9.errors import ConfigError, DataError
 
 
 class SetKind(str, Enum):

@@ -11,9 +11,9 @@ from typing import Callable, TypeVar
 
 import numpy as np
 
-from toolkit.audio import mix_at_snr, read_audio
-from toolkit.data.formats import DataSet, MixtureSpec, SetKind
-from toolkit.errors import DataError
+from dcase9.audio import mix_at_snr, read_audio
+from dcase9.data.formats import DataSet, MixtureSpec, SetKind
+from dcase9.errors import DataError
 
 
 @dataclass

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from toolkit.audio import SAMPLE_RATE, non_finite_count, wav_truncation
-from toolkit.data.formats import DataSet, Issue, SetKind, parse_dataset
-from toolkit.data.items import ordered_map
+from dcase9.audio import SAMPLE_RATE, non_finite_count, wav_truncation
+from dcase9.data.formats import DataSet, Issue, SetKind, parse_dataset
+from dcase9.data.items import ordered_map
 
 EXPECTED_SECONDS = 10.0  # every official clip and mixture is 10 s
 DURATION_TOLERANCE = 0.01  # relative: beyond 1% off it is an error (where duration matters)

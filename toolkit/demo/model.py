@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from toolkit.api import system_facts
+from dcase9.api import system_facts
 
 
 def train_demo_model(train_json: Path, run_dir: Path, *, progress: bool = True,
@@ -23,11 +23,11 @@ def train_demo_model(train_json: Path, run_dir: Path, *, progress: bool = True,
     """
     import shutil
 
-    from toolkit.models.checkpoints import read_checkpoint
-    from toolkit.models.description import CHECKPOINT_FORMAT, ENTRY
-    from toolkit.training import assemble_config, train
-    from toolkit.training.config import config_as_dict
-    from toolkit.training.run import LAST_CHECKPOINT, SUMMARY_FILE, TrainResult
+    from dcase9.models.checkpoints import read_checkpoint
+    from dcase9.models.description import CHECKPOINT_FORMAT, ENTRY
+    from dcase9.training import assemble_config, train
+    from dcase9.training.config import config_as_dict
+    from dcase9.training.run import LAST_CHECKPOINT, SUMMARY_FILE, TrainResult
 
     config = assemble_config(preset="demo", overrides=[{"data": {"datafiles": [str(train_json)]}},
                                                        *(overrides or [])])

@@ -19,13 +19,13 @@ from typing import Any
 
 import yaml
 
-from submission import CheckReport, Finding, PackageResult, build_package, check_package, count_checkpoint_parameters, \
+from dcase9.submission import CheckReport, Finding, PackageResult, build_package, check_package, count_checkpoint_parameters, \
     load_profile
-from submission.pdf import write_one_page_pdf
-from toolkit.errors import Dcase9Error
-from toolkit.files import write_text_atomic
-from toolkit.metrics import registered_metrics
-from toolkit.models.description import ENTRY
+from dcase9.submission.pdf import write_one_page_pdf
+from dcase9.errors import Dcase9Error
+from dcase9.files import write_text_atomic
+from dcase9.metrics import registered_metrics
+from dcase9.models.description import ENTRY
 
 DEMO_SUBMITTER = {"lastname": "Demo", "abbreviation": "DCASE9"}
 DEMO_AUTHOR = {
@@ -153,7 +153,7 @@ def package_demo(folder: str | Path, *, data: Mapping[str, Path], estimates: Map
     the evaluation data. Raises DemoPackageError when the build is refused or the check fails."""
     import json
 
-    from toolkit.models.checkpoints import read_checkpoint
+    from dcase9.models.checkpoints import read_checkpoint
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -185,6 +185,6 @@ def package_demo(folder: str | Path, *, data: Mapping[str, Path], estimates: Map
 
 
 def _mixture_counts(data: Mapping[str, Path]) -> dict[str, int]:
-    from toolkit.data.formats import open_dataset
+    from dcase9.data.formats import open_dataset
 
     return {subset: len(open_dataset(path).mixtures) for subset, path in data.items()}

@@ -8,31 +8,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolkit.api import report, score, separate, validate
-from toolkit.data.demo import make_demo
-from toolkit.demo.model import train_demo_model
-from toolkit.demo.package import package_demo
-from toolkit.engine import EngineOptions, RunResult
-from toolkit.errors import Dcase9Error, MissingDependencyError
-from toolkit.files import require_folder
-from toolkit.lazy import require
-from toolkit.scoring import ScoreReport
+from dcase9.api import report, score, separate, validate
+from dcase9.data.demo import make_demo
+from dcase9.demo.model import train_demo_model
+from dcase9.demo.package import package_demo
+from dcase9.engine import EngineOptions, RunResult
+from dcase9.errors import Dcase9Error, MissingDependencyError
+from dcase9.files import require_folder
+from dcase9.lazy import require
+from dcase9.scoring import ScoreReport
 
 
 @dataclass
 class DemoResult:
     """What `run_demo` did: score reports by system (the trained model as "trained"), the training
-    run (None when skipped), the trained model's package (a `toolkit.demo.package.DemoPackage`: its
+    run (None when skipped), the trained model's package (a `dcase9.demo.package.DemoPackage`: its
     config, report, zip and check; None when skipped), and the seconds each stage took."""
 
     reports: dict[str, ScoreReport]
-    training: Any = None  # toolkit.training.TrainResult
+    training: Any = None  # dcase9.training.TrainResult
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    package: Any = None  # toolkit.demo.package.DemoPackage
+    package: Any = None  # dcase9.demo.package.DemoPackage
     evaluation: dict[str, RunResult] = field(default_factory=dict)  # subset -> the trained model's run on it
     model_status: str | None = None  # trained, resumed, retrained (and why) or reused: see train_demo_model
-    page: Any = None  # toolkit.report.ReportResult: the listening page of the validation reports
+    page: Any = None  # dcase9.report.ReportResult: the listening page of the validation reports
 
 
 DEMO_EVALUATION_SETS = ("eval-synth", "eval-real")
@@ -51,7 +51,7 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
     A finished demo model in `out/model` is reused when its configuration is unchanged; an
     interrupted one is resumed; finished estimates are kept. The package is rebuilt on every run
     (it is deterministic: the same inputs give the same bytes). A package that is refused or fails
-    its check raises `toolkit.demo.package.DemoPackageError`. `data_options` (arguments of `make_demo`)
+    its check raises `dcase9.demo.package.DemoPackageError`. `data_options` (arguments of `make_demo`)
     and `train_overrides` (configuration layers on the demo preset) let tests run a smaller demo.
     Demo data in `out/data` that was edited is refused unless `force_data` (see `make_demo`).
     `announce` gets one line saying whether the model is trained, resumed, retrained (and why) or

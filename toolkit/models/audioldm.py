@@ -41,9 +41,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from toolkit.errors import CheckpointError
-from toolkit.lazy import require
-from toolkit.models.clap import slaney_mel_filterbank
+from dcase9.errors import CheckpointError
+from dcase9.lazy import require
+from dcase9.models.clap import slaney_mel_filterbank
 
 if TYPE_CHECKING:
     from diffusers import AutoencoderKL, UNet2DConditionModel

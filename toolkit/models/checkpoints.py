@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from toolkit.errors import CheckpointError
+from dcase9.errors import CheckpointError
 
 
 T = TypeVar("T")

@@ -12,7 +12,7 @@ loads with `torch.load(weights_only=True)`):
 - `format`, `config` (the run's whole configuration), `model_kind`, `sample_rate`, `tokenizer`
   (where the run found its tokenizer).
 
-Training writes it (`toolkit.training.module`); `systems.loading` reads it when a checkpoint is
+Training writes it (`dcase9.training.module`); `dcase9.systems.loading` reads it when a checkpoint is
 given, and `dcase9 infer` and `api.load_separator` take its options and tokenizer as defaults under
 what the user passes (`--system-config` / `options=` key by key, `--weight roberta-base-tokenizer=DIR`),
 as Asteroid's `from_pretrained` does. Checkpoints made elsewhere (no `dcase9` entry) load exactly as
@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import CheckpointError
-from toolkit.models.clap import ClapArchitecture
-from toolkit.models.clap.tokenizer import REQUIRED_TOKENIZER_FILES, TOKENIZER_FOLDER_FILES
+from dcase9.errors import CheckpointError
+from dcase9.models.clap import ClapArchitecture
+from dcase9.models.clap.tokenizer import REQUIRED_TOKENIZER_FILES, TOKENIZER_FOLDER_FILES
 
 ENTRY = "dcase9"
 CHECKPOINT_FORMAT = 2  # 1: system_options held the net's options only, no tokenizer files

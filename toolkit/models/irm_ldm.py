@@ -5,7 +5,7 @@
     s_hat = vocoder(VAE-decode(mask * z_mix))           frozen, trimmed to the input length
 
 The mask network is a FiLM-conditioned ResUNet built from the baseline's blocks
-(`toolkit.models.resunet`): five encoder levels (a `ConvBlockRes` and pooling each, with
+(`dcase9.models.resunet`): five encoder levels (a `ConvBlockRes` and pooling each, with
 ResUNet30's first five widths 32-384), a centre block and five mirrored decoder levels, every
 block conditioned on the 512-d CLAP text embedding through additive FiLM biases; a 1x1 convolution
 and a sigmoid give one ratio per latent element. Seed 003 says only "5 similar ResUNet blocks";
@@ -24,7 +24,7 @@ noise-prediction loss evaluated on the predicted latent mask * z_mix with AudioL
 (`AudioLdmDiffusionPrior.loss`), i.e. a learnt prior that pulls the masked latent towards latents
 AudioLDM would generate for the caption.
 
-Training (`dcase9 train`, model kind `irm-ldm`) lives in `toolkit.training.irm_ldm`: the mask net
+Training (`dcase9 train`, model kind `irm-ldm`) lives in `dcase9.training.irm_ldm`: the mask net
 is the trained and saved part, the codec (and the LDM prior, when its term is on) is frozen and
 left out of checkpoints.
 """
@@ -39,11 +39,11 @@ import torch
 from pydantic import field_validator
 from torch import Tensor, nn
 
-from toolkit.config import StrictModel
-from toolkit.errors import CheckpointError
-from toolkit.models.audioldm import AudioLdmAnalysis, AudioLdmCodec, AudioLdmDiffusionPrior
-from toolkit.models.checkpoints import load_weights
-from toolkit.models.resunet import FiLMGenerator, FiLMResUNet, init_like_reference
+from dcase9.config import StrictModel
+from dcase9.errors import CheckpointError
+from dcase9.models.audioldm import AudioLdmAnalysis, AudioLdmCodec, AudioLdmDiffusionPrior
+from dcase9.models.checkpoints import load_weights
+from dcase9.models.resunet import FiLMGenerator, FiLMResUNet, init_like_reference
 
 __all__ = [
     "CHECKPOINT_PREFIX",

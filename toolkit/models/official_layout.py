@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
-    from toolkit.models.clap import ClapSpec
+    from dcase9.models.clap import ClapSpec
 
 
 def periodic_hann(n: int) -> np.ndarray:
@@ -98,7 +98,7 @@ def swin_attention_masks(spec: ClapSpec) -> dict[str, torch.Tensor]:
 
 def laion_fixed_tensors(spec: ClapSpec) -> dict[str, torch.Tensor]:
     """The fixed tensors of a laion CLAP for `spec` (keys without the `query_encoder.model.` prefix)."""
-    from toolkit.models.clap import slaney_mel_filterbank
+    from dcase9.models.clap import slaney_mel_filterbank
 
     fe = spec.front_end
     tensors = {f"audio_branch.spectrogram_extractor.stft.{k}": v
@@ -142,7 +142,7 @@ def laion_training_only_tensors(spec: ClapSpec, seed: int = 0) -> dict[str, torc
 
 def laion_extra_keys(laion: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The tensors of a laion state dict that dcase9's CLAP does not hold (`LAION_KEYS_DROPPED`)."""
-    from toolkit.models.clap import LAION_KEYS_DROPPED
+    from dcase9.models.clap import LAION_KEYS_DROPPED
 
     patterns = [re.compile(p) for p in LAION_KEYS_DROPPED]
     return {k: v for k, v in laion.items() if any(p.fullmatch(k) for p in patterns)}

@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from toolkit.errors import CheckpointError
-from toolkit.models.checkpoints import empty_module, load_weights, read_checkpoint, state_dict_of, strip_prefix
+from dcase9.errors import CheckpointError
+from dcase9.models.checkpoints import empty_module, load_weights, read_checkpoint, state_dict_of, strip_prefix
 
 __all__ = [
     "RESUNET30_CHANNELS",

@@ -11,7 +11,7 @@ gives the ids the slow algorithm gives on a set of probe texts:
 3. merge adjacent symbols by the rank of the pair in `merges.txt` until no listed pair is left;
 4. look each token up in `vocab.json` (`<unk>` if absent) and wrap the ids in `<s>` ... `</s>`.
 
-Steps 2 and 3 (`byte_symbols`, `bpe`) also build the tiny tokenizer of `toolkit.models.tiny`.
+Steps 2 and 3 (`byte_symbols`, `bpe`) also build the tiny tokenizer of `dcase9.models.tiny`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import CheckpointError
+from dcase9.errors import CheckpointError
 
 # GPT-2's (and RoBERTa's) pre-tokenization pattern; \p{..} needs the `regex` package (a transformers dependency).
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""

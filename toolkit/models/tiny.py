@@ -23,8 +23,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from toolkit.files import write_text_atomic
-from toolkit.models.roberta_bpe import bpe, byte_symbols
+from dcase9.files import write_text_atomic
+from dcase9.models.roberta_bpe import bpe, byte_symbols
 
 if TYPE_CHECKING:
     from transformers import ClapModel
@@ -99,7 +99,7 @@ def write_tiny_roberta_tokenizer(directory: str | Path, *, words_of: Iterable[st
     return directory
 
 
-# The tiny CLAP architecture, as keyword arguments of `toolkit.models.clap.ClapArchitecture` (what
+# The tiny CLAP architecture, as keyword arguments of `dcase9.models.clap.ClapArchitecture` (what
 # the `clap:` system setting holds for checkpoints that use it).
 TINY_CLAP: dict[str, Any] = {
     "text_vocab_size": len(vocabulary()), "text_hidden_size": 16, "text_layers": 2, "text_heads": 2,
@@ -129,7 +129,7 @@ def random_clap_model(spec: Any, *, seed: int, attention_gain: float = RANDOM_TE
     import torch
     from torch import nn
 
-    from toolkit.models.clap import build_clap_model
+    from dcase9.models.clap import build_clap_model
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

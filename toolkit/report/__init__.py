@@ -13,7 +13,7 @@ The page folder:
     comparison.json, comparison.png  paired comparison of every pair of systems
 """
 
-from toolkit.report.build import ReportResult, build_report
-from toolkit.report.compare import compare_pair, compare_systems
+from dcase9.report.build import ReportResult, build_report
+from dcase9.report.compare import compare_pair, compare_systems
 
 __all__ = ["ReportResult", "build_report", "compare_pair", "compare_systems"]

@@ -9,17 +9,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from toolkit.data.formats import SetKind
-from toolkit.errors import ConfigError, Dcase9Error
-from toolkit.report.compare import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, bin_label, compare_systems, write_comparison
-from toolkit.report.inputs import ScoredSystem, check_same_clips, match_dataset, open_report_dataset, \
+from dcase9.data.formats import SetKind
+from dcase9.errors import ConfigError, Dcase9Error
+from dcase9.report.compare import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, bin_label, compare_systems, write_comparison
+from dcase9.report.inputs import ScoredSystem, check_same_clips, match_dataset, open_report_dataset, \
     read_score_report, unique_names
-from toolkit.report.media import SPECTROGRAM_DIR, SpectrogramRun, estimate_audio, evaluation_audio, folder_url, \
+from dcase9.report.media import SPECTROGRAM_DIR, SpectrogramRun, estimate_audio, evaluation_audio, folder_url, \
     make_spectrograms, mixed_audio, write_validation_audio
-from toolkit.report.page import write_page
-from toolkit.metrics import describe_metric, shown_metrics
-from toolkit.outputs import estimate_path
-from toolkit.scoring import SNR_BINS
+from dcase9.report.page import write_page
+from dcase9.metrics import describe_metric, shown_metrics
+from dcase9.outputs import estimate_path
+from dcase9.scoring import SNR_BINS
 
 DEFAULT_SPECTROGRAMS = 50  # one page of rows
 DEFAULT_SPECTROGRAM_SECONDS = 120.0

@@ -7,7 +7,7 @@ summarised by:
   means) `resamples` times, and the interval is the (1 - confidence)/2 and (1 + confidence)/2
   quantiles of the resampled means;
 - win / tie / loss counts: a clip is a tie when |d| <= tie_margin (the metric's, in the registry of
-  `toolkit.metrics`: 0.1 dB; 0.01 for ATS, whose values lie in [-1, 1]), a win for A when A is
+  `dcase9.metrics`: 0.1 dB; 0.01 for ATS, whose values lie in [-1, 1]), a win for A when A is
   better by more than the margin (d > tie_margin, or d < -tie_margin for a metric where lower is
   better), a loss when B is;
 - the same per 5 dB input-SNR bin (validation sets).
@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.errors import ConfigError
-from toolkit.files import write_json_atomic
-from toolkit.metrics import describe_metric
-from toolkit.scoring import SNR_BINS, pyplot, save_figure, snr_bin
+from dcase9.errors import ConfigError
+from dcase9.files import write_json_atomic
+from dcase9.metrics import describe_metric
+from dcase9.scoring import SNR_BINS, pyplot, save_figure, snr_bin
 
 DEFAULT_RESAMPLES = 10_000
 DEFAULT_CONFIDENCE = 0.95

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolkit.data.formats import DataSet, MixtureSpec, SetKind, open_dataset
-from toolkit.errors import DataError, Dcase9Error
-from toolkit.metrics import shown_metrics
+from dcase9.data.formats import DataSet, MixtureSpec, SetKind, open_dataset
+from dcase9.errors import DataError, Dcase9Error
+from dcase9.metrics import shown_metrics
 
 SUMMARY = "summary.json"
 PER_CLIP = "per_clip.csv"
@@ -32,7 +32,7 @@ class ScoredSystem:
     report_dir: Path
     estimates_dir: Path
     summary: dict[str, Any]
-    metrics: tuple[str, ...]  # those the page shows (`toolkit.metrics.shown_metrics`), in the registry's order
+    metrics: tuple[str, ...]  # those the page shows (`dcase9.metrics.shown_metrics`), in the registry's order
     values: dict[str, dict[str, float | None]]  # clip id -> metric -> value (None when not finite)
     captions: dict[str, str]  # clip id -> caption as scored
     order: list[str] = field(default_factory=list)  # clip ids in the CSV's order

@@ -31,12 +31,12 @@ from urllib.parse import quote
 
 import numpy as np
 
-from toolkit.audio import SAMPLE_RATE, read_audio, write_wav
-from toolkit.data.formats import DataSet, MixtureSpec
-from toolkit.data.items import Item, ItemLoader, ordered_map
-from toolkit.errors import DataError, Dcase9Error
-from toolkit.files import atomic_output, remove_partial_files, sha256_file, write_json_atomic
-from toolkit.outputs import MIX_FOLDERS, MIX_INDEX_NAME, estimate_path, mix_paths
+from dcase9.audio import SAMPLE_RATE, read_audio, write_wav
+from dcase9.data.formats import DataSet, MixtureSpec
+from dcase9.data.items import Item, ItemLoader, ordered_map
+from dcase9.errors import DataError, Dcase9Error
+from dcase9.files import atomic_output, remove_partial_files, sha256_file, write_json_atomic
+from dcase9.outputs import MIX_FOLDERS, MIX_INDEX_NAME, estimate_path, mix_paths
 
 AUDIO_DIR = "audio"
 SPECTROGRAM_DIR = "spectrograms"

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from toolkit.files import write_text_atomic
+from dcase9.files import write_text_atomic
 
 ASSET_FILES = ("report.js", "report.css")
 ASSETS_DIR = "assets"
@@ -61,7 +61,7 @@ def embed_json(data: Any) -> str:
 
 
 def asset_text(name: str) -> str:
-    return resources.files("toolkit.report").joinpath("assets", name).read_text(encoding="utf-8")
+    return resources.files("dcase9.report").joinpath("assets", name).read_text(encoding="utf-8")
 
 
 def write_page(out_dir: Path, title: str, data: dict[str, Any]) -> Path:

@@ -22,12 +22,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from toolkit.config import StrictModel, deep_merge, load_yaml_text, parse_model, read_yaml
-from toolkit.errors import ConfigError
-from toolkit.models.clap import ClapArchitecture
-from toolkit.weights import TOKENIZER_WEIGHT
+from dcase9.config import StrictModel, deep_merge, load_yaml_text, parse_model, read_yaml
+from dcase9.errors import ConfigError
+from dcase9.models.clap import ClapArchitecture
+from dcase9.weights import TOKENIZER_WEIGHT
 
-PRESET_PACKAGE = "toolkit.training.presets"
+PRESET_PACKAGE = "dcase9.training.presets"
 
 # Our engine's precision names, accepted next to Lightning's own strings.
 PRECISION_ALIASES = {"fp32": "32-true", "32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed",
@@ -73,7 +73,7 @@ class DataConfig(StrictModel):
 
 
 class MixingConfig(StrictModel):
-    """The baseline's SegmentMixer (see toolkit.training.mixing)."""
+    """The baseline's SegmentMixer (see dcase9.training.mixing)."""
 
     max_mix_num: int = Field(2, ge=2)  # sources per mixture, target included
     lower_db: int = -10
@@ -93,7 +93,7 @@ class QueryEncoderConfig(StrictModel):
     else the registry's laion CLAP file), a registry name, a file (laion `.pt` or Lightning `.ckpt`),
     or `random` (a random CLAP of `architecture`, seeded by `seed`: demos and tests only).
     `tokenizer`: a registry name, a folder with vocab.json + merges.txt, `tiny` (the tiny
-    tokenizer of `toolkit.models.tiny`, written into the run folder) or `tiny-demo` (the same with
+    tokenizer of `dcase9.models.tiny`, written into the run folder) or `tiny-demo` (the same with
     one token per word of the demo captions).
     """
 
@@ -113,7 +113,7 @@ class OptimizerConfig(StrictModel):
 
 
 class ScheduleConfig(StrictModel):
-    """Learning-rate multiplier per optimizer step (see toolkit.training.schedules)."""
+    """Learning-rate multiplier per optimizer step (see dcase9.training.schedules)."""
 
     kind: Literal["constant_warm_up", "linear_warm_up", "constant"] = "constant_warm_up"
     warm_up_steps: int = Field(10000, ge=0)
@@ -168,7 +168,7 @@ class CheckpointConfig(StrictModel):
 
 
 class ModelSection(BaseModel):
-    """`kind` picks a trainable model family (toolkit.training.models); the other keys are its options."""
+    """`kind` picks a trainable model family (dcase9.training.models); the other keys are its options."""
 
     model_config = {"extra": "allow"}
 
@@ -195,7 +195,7 @@ class TrainConfig(StrictModel):
 
     @model_validator(mode="after")
     def _known_model_and_loss(self) -> "TrainConfig":
-        from toolkit.training.models import LOSSES, model_kind
+        from dcase9.training.models import LOSSES, model_kind
 
         kind = model_kind(self.model.kind)  # raises ValueError naming the known kinds
         try:
@@ -211,7 +211,7 @@ class TrainConfig(StrictModel):
 
     def model_options(self) -> StrictModel:
         """The model family's typed options (validated already)."""
-        from toolkit.training.models import model_kind
+        from dcase9.training.models import model_kind
 
         return model_kind(self.model.kind).options.model_validate(self.model.model_extra or {})
 
@@ -309,7 +309,7 @@ def assemble_config(*, preset: str | None = None, config_file: str | Path | None
 
 def absolutise_paths(config: TrainConfig, cwd: Path) -> TrainConfig:
     """Relative file and folder paths made absolute against `cwd`; registry names stay names."""
-    from toolkit.weights import weight_entries
+    from dcase9.weights import weight_entries
 
     registry = set(weight_entries())
 

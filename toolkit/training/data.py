@@ -34,10 +34,10 @@ import soundfile as sf
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from toolkit.audio import resample_hq
-from toolkit.data.captions import read_caption_rows
-from toolkit.errors import DataError
-from toolkit.training.config import DatafileSpec
+from dcase9.audio import resample_hq
+from dcase9.data.captions import read_caption_rows
+from dcase9.errors import DataError
+from dcase9.training.config import DatafileSpec
 
 # Why a clip was skipped.
 MISSING = "missing"

@@ -1,7 +1,7 @@
 """Training System 3 (IRM-LDM) through `dcase9 train`: the model kind `irm-ldm`.
 
-`IrmLdmTrainable` plugs `toolkit.models.irm_ldm.IrmLdm` into the generic training loop
-(`toolkit.training.models`): the mask net is the trained and saved part (under
+`IrmLdmTrainable` plugs `dcase9.models.irm_ldm.IrmLdm` into the generic training loop
+(`dcase9.training.models`): the mask net is the trained and saved part (under
 `ss_model.mask_net.`), the codec (and the LDM prior, when its term is on) is frozen and left out of
 checkpoints.
 """
@@ -16,13 +16,13 @@ from typing import Any
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
-from toolkit.config import StrictModel
-from toolkit.errors import ConfigError
-from toolkit.models.audioldm import (AudioLdmCodec, MelSettings, load_audioldm_diffusion_prior, load_audioldm_vae,
+from dcase9.config import StrictModel
+from dcase9.errors import ConfigError
+from dcase9.models.audioldm import (AudioLdmCodec, MelSettings, load_audioldm_diffusion_prior, load_audioldm_vae,
                                      load_audioldm_vocoder)
-from toolkit.models.irm_ldm import (CHECKPOINT_PREFIX, DIFFUSION_WEIGHT, VAE_WEIGHT, VOCODER_WEIGHT, IrmLdm,
+from dcase9.models.irm_ldm import (CHECKPOINT_PREFIX, DIFFUSION_WEIGHT, VAE_WEIGHT, VOCODER_WEIGHT, IrmLdm,
                                     IrmLdmLoss, MaskNet, MaskNetConfig, OutputScale)
-from toolkit.training.models import LossFunction, ModelContext, ModelKind, TrainableModel, mse_wav
+from dcase9.training.models import LossFunction, ModelContext, ModelKind, TrainableModel, mse_wav
 
 __all__ = ["IRM_LDM_KIND", "IrmLdmLossWeights", "IrmLdmOptions", "IrmLdmTrainable", "build_irm_ldm"]
 
@@ -52,7 +52,7 @@ class IrmLdmOptions(StrictModel):
     """`model:` options of the kind `irm-ldm` (System 3). The rate is AudioLDM's: `data.sample_rate` 16000.
 
     `mask_net` and `output_scale` are stored with the run and must be what `dcase9 infer --system 3`
-    uses (the checkpoints carry them: `toolkit.models.description`). `segment_frames` (160 samples
+    uses (the checkpoints carry them: `dcase9.models.description`). `segment_frames` (160 samples
     each) is a training-only setting: the length of the AudioLDM segments a training batch is cut
     into; 1024 (10.24 s) is AudioLDM's, fewer make steps cheaper (match `data.segment_seconds` to
     it, e.g. 256 frames with 2.56 s). Validation during training and inference always run 1024-frame segments;
@@ -66,7 +66,7 @@ class IrmLdmOptions(StrictModel):
 
 
 class IrmLdmTrainable(TrainableModel):
-    """System 3 as the training loop sees it (see `toolkit.training.models`).
+    """System 3 as the training loop sees it (see `dcase9.training.models`).
 
     `net` is the mask net, saved under `ss_model.mask_net.`; the codec (AudioLDM's VAE and vocoder)
     and, with the LDM term, the diffusion prior are `frozen`: in eval mode, without gradients, and

@@ -1,10 +1,10 @@
 """Trainable model families: what the training loop needs to know about a separation network.
 
-The training loop (toolkit.training.module) is generic: it mixes clips, embeds the captions with
+The training loop (dcase9.training.module) is generic: it mixes clips, embeds the captions with
 the frozen CLAP text tower, and asks a `TrainableModel` for the loss. A model family is known by
 name (`model.kind` in the training configuration) through a `ModelKind`, defined in the family's
 own module and listed in `LAZY_MODEL_KINDS` (imported only when a configuration names it).
-System 3 (IRM-LDM) plugs in like this (the full version is in toolkit.training.irm_ldm):
+System 3 (IRM-LDM) plugs in like this (the full version is in dcase9.training.irm_ldm):
 
     class IrmLdmTrainable(TrainableModel):
         state_prefix = CHECKPOINT_PREFIX                 # "ss_model.mask_net.": only the mask net is saved
@@ -22,7 +22,7 @@ System 3 (IRM-LDM) plugs in like this (the full version is in toolkit.training.i
 
     IRM_LDM_KIND = ModelKind(options=IrmLdmOptions, description="System 3",   # options: a StrictModel
                              build=lambda options, context: IrmLdmTrainable(...))  # context.weight("audioldm-vae")
-    LAZY_MODEL_KINDS["irm-ldm"] = "toolkit.training.irm_ldm:IRM_LDM_KIND"  # the one line here
+    LAZY_MODEL_KINDS["irm-ldm"] = "dcase9.training.irm_ldm:IRM_LDM_KIND"  # the one line here
 
 (`register_model_kind(name, kind)` registers one at run time instead, e.g. from a notebook.)
 
@@ -46,7 +46,7 @@ A `TrainableModel` holds:
 - `official_fixed_tensors()`: tensors of the official layout under `state_prefix` that `net` does
   not hold (ResUNet30: torchlibrosa's STFT kernels), written into every checkpoint;
 - `system_options()`: the system settings that make `dcase9 infer` build this net (every checkpoint
-  carries them, `toolkit.models.description`).
+  carries them, `dcase9.models.description`).
 
 A `ModelKind.build(options, context)` gets the family's validated options and a `ModelContext`:
 the sample rate and `weight(name)`, which resolves registry weights (downloads unless offline,
@@ -64,8 +64,8 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from toolkit.config import StrictModel
-from toolkit.models.checkpoints import load_weights
+from dcase9.config import StrictModel
+from dcase9.models.checkpoints import load_weights
 
 LossFunction = Callable[[Tensor, Tensor], Tensor]
 
@@ -133,7 +133,7 @@ _MODEL_KINDS: dict[str, ModelKind] = {}
 
 # name -> "module:attribute" of a ModelKind, imported on first use.
 LAZY_MODEL_KINDS: dict[str, str] = {}
-LAZY_MODEL_KINDS["irm-ldm"] = "toolkit.training.irm_ldm:IRM_LDM_KIND"  # System 3
+LAZY_MODEL_KINDS["irm-ldm"] = "dcase9.training.irm_ldm:IRM_LDM_KIND"  # System 3
 
 
 def register_model_kind(name: str, kind: ModelKind) -> None:
@@ -209,12 +209,12 @@ class ResUNet30Model(TrainableModel):
         return self.net(mixture[:, None, :], condition)[:, 0, :]
 
     def load_initial_weights(self, weights: Mapping[str, Tensor], source: str) -> None:
-        from toolkit.models.resunet import RESUNET30_IGNORED_KEYS
+        from dcase9.models.resunet import RESUNET30_IGNORED_KEYS
 
         load_weights(self.net, weights, source=source, ignore=RESUNET30_IGNORED_KEYS)
 
     def official_fixed_tensors(self) -> dict[str, Tensor]:
-        from toolkit.models.official_layout import resunet30_fixed_tensors
+        from dcase9.models.official_layout import resunet30_fixed_tensors
 
         return resunet30_fixed_tensors(self.options.n_fft)
 
@@ -235,7 +235,7 @@ def unused_resunet_parameters(net: nn.Module) -> set[str]:
 
 
 def build_resunet30(options: ResUNet30Options, context: ModelContext) -> ResUNet30Model:
-    from toolkit.models.resunet import RESUNET30_CHANNELS, RESUNET30_POOLS, ResUNet30
+    from dcase9.models.resunet import RESUNET30_CHANNELS, RESUNET30_POOLS, ResUNet30
 
     channels = options.channels if options.channels is not None else RESUNET30_CHANNELS
     pools = options.pools if options.pools is not None else RESUNET30_POOLS

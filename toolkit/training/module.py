@@ -1,16 +1,16 @@
 """The Lightning side of training: the LightningModule, checkpoint saving, progress and throughput.
 
-Importing this module imports Lightning; `toolkit.training.run` does so only when a run starts.
+Importing this module imports Lightning; `dcase9.training.run` does so only when a run starts.
 
 Checkpoints are in the official Lightning layout of the baseline and AudioSep: `state_dict` holds
 the separation net under `ss_model.` (its own key names) and the frozen CLAP under
 `query_encoder.model.` in laion's key names (converted on saving, converted back on resuming),
 so `dcase9 infer --system 1 --checkpoint PATH` and the reference code load them, strictly too: every
 tensor of that layout is written, including those no module here holds (torchlibrosa's STFT kernels,
-CLAP's fixed buffers, classifier and training MLPs; `toolkit.models.official_layout`). Beside the
+CLAP's fixed buffers, classifier and training MLPs; `dcase9.models.official_layout`). Beside the
 weights, the `dcase9` entry holds the run's configuration and what `dcase9 infer` needs: the system
 options, and the tokenizer's files when it is not the registry's (plain types only: the file loads
-with `torch.load(weights_only=True)`; see `toolkit.models.description`). Files are written atomically.
+with `torch.load(weights_only=True)`; see `dcase9.models.description`). Files are written atomically.
 """
 
 from __future__ import annotations
@@ -30,19 +30,19 @@ from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from toolkit.audio import SAMPLE_RATE, resample
-from toolkit.data.formats import DataSet, MixtureSpec
-from toolkit.data.items import ItemLoader
-from toolkit.files import atomic_output, remove_partial_files
-from toolkit.metrics import Metric, reference_metrics
-from toolkit.models.clap import ClapEncoder, laion_to_transformers, transformers_to_laion
-from toolkit.models.checkpoints import strip_prefix
-from toolkit.models.description import CHECKPOINT_FORMAT, ENTRY, inference_options
-from toolkit.training.config import TrainConfig, config_as_dict
-from toolkit.training.data import ClipDataset, SkipLog, TrainSampler, collate_clips
-from toolkit.training.mixing import SegmentMixer, step_seed
-from toolkit.training.models import TrainableModel
-from toolkit.training.schedules import lr_multiplier
+from dcase9.audio import SAMPLE_RATE, resample
+from dcase9.data.formats import DataSet, MixtureSpec
+from dcase9.data.items import ItemLoader
+from dcase9.files import atomic_output, remove_partial_files
+from dcase9.metrics import Metric, reference_metrics
+from dcase9.models.clap import ClapEncoder, laion_to_transformers, transformers_to_laion
+from dcase9.models.checkpoints import strip_prefix
+from dcase9.models.description import CHECKPOINT_FORMAT, ENTRY, inference_options
+from dcase9.training.config import TrainConfig, config_as_dict
+from dcase9.training.data import ClipDataset, SkipLog, TrainSampler, collate_clips
+from dcase9.training.mixing import SegmentMixer, step_seed
+from dcase9.training.models import TrainableModel
+from dcase9.training.schedules import lr_multiplier
 
 QUERY_ENCODER_PREFIX = "query_encoder.model."
 FROZEN_ATTRIBUTE = "frozen_parts"

@@ -5,7 +5,7 @@ Layout of the run folder `OUT`:
     OUT/config.yaml              the full configuration of the run (also inside every checkpoint)
     OUT/last.ckpt                the latest state, for --resume and for `dcase9 infer --checkpoint`: it
                                  carries the system options and tokenizer inference needs
-                                 (`toolkit.models.description`)
+                                 (`dcase9.models.description`)
     OUT/checkpoints/step=N.ckpt  at the configured cadence and at the final step
     OUT/logs/version_K/metrics.csv   train/loss, train/lr, val/sdr, val/sdri, val/sisdr, ... (one
                                  version per start or resume); OUT/tensorboard/ when TensorBoard is installed
@@ -30,13 +30,13 @@ from typing import Any
 
 import torch
 
-from toolkit.errors import CheckpointError, ConfigError, Dcase9Error
-from toolkit.files import require_folder, write_json_atomic, write_text_atomic
-from toolkit.lazy import require
-from toolkit.models.description import tokenizer_files
-from toolkit.training.config import (DEMO_TOKENIZER, QUERY_SOURCE_AUTO, QUERY_SOURCE_RANDOM, TINY_TOKENIZER,
+from dcase9.errors import CheckpointError, ConfigError, Dcase9Error
+from dcase9.files import require_folder, write_json_atomic, write_text_atomic
+from dcase9.lazy import require
+from dcase9.models.description import tokenizer_files
+from dcase9.training.config import (DEMO_TOKENIZER, QUERY_SOURCE_AUTO, QUERY_SOURCE_RANDOM, TINY_TOKENIZER,
                                      TrainConfig, dump_train_config)
-from toolkit.weights import CLAP_WEIGHT, TOKENIZER_WEIGHT
+from dcase9.weights import CLAP_WEIGHT, TOKENIZER_WEIGHT
 
 LAST_CHECKPOINT = "last.ckpt"
 CONFIG_FILE = "config.yaml"
@@ -55,7 +55,7 @@ class TrainingInterrupted(KeyboardInterrupt):
 class SystemFacts:
     """What training needs to know of the system that will load its checkpoints (`config.system`).
 
-    The library does not import `systems/`: the application layer (`toolkit.api.system_facts`,
+    The library does not import `systems/`: the application layer (`dcase9.api.system_facts`,
     which `dcase9 train` and `api.train` use) describes the system. `sample_rate` is checked
     against `data.sample_rate`; `infer_command(checkpoint, local_weights)` writes the command line
     that separates with the result (`local_weights`: this run's local copies of registry weights,
@@ -86,7 +86,7 @@ def train(config: TrainConfig, out: str | Path, *, system: SystemFacts | None = 
           progress: bool | None = None, lightning_info: bool = True) -> TrainResult:
     """Train as `config` says, writing checkpoints and logs into `out`; see the module docstring.
 
-    `system` describes `config.system` (see `SystemFacts`; `toolkit.api.train` passes it): without
+    `system` describes `config.system` (see `SystemFacts`; `dcase9.api.train` passes it): without
     it the data rate is not checked against the system's and no infer command is written.
     `resume=True` continues from `out/last.ckpt` (weights, optimizer, schedule, step, data stream);
     without it, a folder that already holds a run is refused. `progress` overrides
@@ -94,9 +94,9 @@ def train(config: TrainConfig, out: str | Path, *, system: SystemFacts | None = 
     summary (the demo).
     """
     require("lightning", extra="train", purpose="dcase9 train")
-    from toolkit.weights import WeightResolver
-    from toolkit.training.data import ClipDataset, TrainSampler, check_audio_present, read_datafiles
-    from toolkit.training.models import ModelContext, build_model
+    from dcase9.weights import WeightResolver
+    from dcase9.training.data import ClipDataset, TrainSampler, check_audio_present, read_datafiles
+    from dcase9.training.models import ModelContext, build_model
 
     out = Path(out)
     last = out / LAST_CHECKPOINT
@@ -133,7 +133,7 @@ def train(config: TrainConfig, out: str | Path, *, system: SystemFacts | None = 
     own: dict[str, torch.Tensor] = {}
     if config.init is not None and not resume:  # a resumed run takes every weight from last.ckpt
         init_weights, init_source = read_init_checkpoint(config.init, resolver)
-        from toolkit.models.checkpoints import strip_prefix
+        from dcase9.models.checkpoints import strip_prefix
 
         own = strip_prefix(init_weights, model.state_prefix)
         if not own:
@@ -161,7 +161,7 @@ def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_s
          official_tensors: dict[str, torch.Tensor], system: SystemFacts | None) -> TrainResult:
     from lightning.pytorch.loggers import CSVLogger
 
-    from toolkit.training.module import SeparationTraining, StepCheckpoints, StepProgressBar, Throughput
+    from dcase9.training.module import SeparationTraining, StepCheckpoints, StepProgressBar, Throughput
 
     _quiet_lightning(lightning_info)
     module = SeparationTraining(config, model, query_encoder, train_set=train_set, sampler=sampler,
@@ -217,7 +217,7 @@ def _make_trainer(config: TrainConfig, out: Path, loggers: list[Any], callbacks:
     import lightning.pytorch as pl
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    from toolkit.training.module import AtomicCheckpointIO
+    from dcase9.training.module import AtomicCheckpointIO
 
     options = config.trainer
     try:
@@ -260,7 +260,7 @@ def _write_summary(config: TrainConfig, out: Path, trainer: Any, module: Any, th
 def check_resumable(last: Path) -> None:
     """Refuse --resume from a damaged or truncated last.ckpt with a message, before anything is written
     (Lightning would fail deep inside `fit` with a long traceback)."""
-    from toolkit.models.checkpoints import read_checkpoint
+    from dcase9.models.checkpoints import read_checkpoint
 
     try:
         state = read_checkpoint(last)
@@ -275,8 +275,8 @@ def check_resumable(last: Path) -> None:
 
 def read_init_checkpoint(name_or_path: str, resolver: Any) -> tuple[dict[str, torch.Tensor], str]:
     """The state dict of an official-layout checkpoint given as a registry name or a file."""
-    from toolkit.weights import weight_entries
-    from toolkit.models.checkpoints import read_checkpoint, state_dict_of
+    from dcase9.weights import weight_entries
+    from dcase9.models.checkpoints import read_checkpoint, state_dict_of
 
     path = resolver(name_or_path) if name_or_path in weight_entries() else Path(name_or_path)
     return dict(state_dict_of(read_checkpoint(path))), str(path)
@@ -288,12 +288,12 @@ def _is_local_tokenizer(config: TrainConfig) -> bool:
 
 def resolve_tokenizer(config: TrainConfig, resolver: Any, out: Path) -> Path:
     """The tokenizer folder: a tiny one written into the run folder, a registry entry, or a folder."""
-    from toolkit.weights import weight_entries
+    from dcase9.weights import weight_entries
 
     name = config.query_encoder.tokenizer
     if name in (TINY_TOKENIZER, DEMO_TOKENIZER):
-        from toolkit.data.demo import caption_pool
-        from toolkit.models.tiny import write_tiny_roberta_tokenizer
+        from dcase9.data.demo import caption_pool
+        from dcase9.models.tiny import write_tiny_roberta_tokenizer
 
         return write_tiny_roberta_tokenizer(out / "tokenizer", words_of=caption_pool() if name == DEMO_TOKENIZER else ())
     if name in weight_entries():
@@ -304,18 +304,18 @@ def resolve_tokenizer(config: TrainConfig, resolver: Any, out: Path) -> Path:
 def build_query_encoder(config: TrainConfig, resolver: Any, tokenizer_path: Path, init_weights: dict[str, torch.Tensor],
                         init_source: str, *, resume: bool) -> tuple[Any, dict[str, torch.Tensor]]:
     """The frozen CLAP encoder, and the laion tensors its source holds that the encoder does not (fixed
-    buffers, HTSAT's classifier, training MLPs; see `toolkit.models.official_layout`); see
+    buffers, HTSAT's classifier, training MLPs; see `dcase9.models.official_layout`); see
     `QueryEncoderConfig` for where the weights come from.
 
     A resumed run builds it with random weights of the right architecture: last.ckpt holds the
     weights (so the 2.3 GB laion file is not read for nothing).
     """
-    from toolkit.models.official_layout import laion_extra_keys
+    from dcase9.models.official_layout import laion_extra_keys
 
-    from toolkit.weights import weight_entries
-    from toolkit.models.checkpoints import strip_prefix
-    from toolkit.models.clap import ClapEncoder, find_laion_prefix, load_roberta_tokenizer, read_laion_clap_weights
-    from toolkit.models.tiny import random_clap_model
+    from dcase9.weights import weight_entries
+    from dcase9.models.checkpoints import strip_prefix
+    from dcase9.models.clap import ClapEncoder, find_laion_prefix, load_roberta_tokenizer, read_laion_clap_weights
+    from dcase9.models.tiny import random_clap_model
 
     options = config.query_encoder
     spec = options.architecture.spec()
@@ -348,8 +348,8 @@ def official_layout_tensors(config: TrainConfig, model: Any, init_net: dict[str,
     """The tensors of the official layout that the trained modules do not hold, under their checkpoint
     keys: the net's (torchlibrosa's STFT kernels) from `--init` when it had them, the CLAP's from its
     source; rebuilt otherwise. Every checkpoint of the run carries them, so any loader accepts it."""
-    from toolkit.models.official_layout import complete_laion_extras
-    from toolkit.training.module import QUERY_ENCODER_PREFIX
+    from dcase9.models.official_layout import complete_laion_extras
+    from dcase9.training.module import QUERY_ENCODER_PREFIX
 
     net = {model.state_prefix + k: init_net.get(k, v) for k, v in model.official_fixed_tensors().items()}
     options = config.query_encoder
@@ -360,8 +360,8 @@ def official_layout_tensors(config: TrainConfig, model: Any, init_net: dict[str,
 def open_validation(config: TrainConfig) -> tuple[Any, list[Any]]:
     if config.validation.data is None:
         return None, []
-    from toolkit.data.formats import open_dataset
-    from toolkit.training.module import select_validation
+    from dcase9.data.formats import open_dataset
+    from dcase9.training.module import select_validation
 
     dataset = open_dataset(config.validation.data)
     if not dataset.has_references:

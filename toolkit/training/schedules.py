@@ -14,7 +14,7 @@ checkpoints, which then load with `torch.load(weights_only=True)`.
 
 from __future__ import annotations
 
-from toolkit.training.config import ScheduleConfig
+from dcase9.training.config import ScheduleConfig
 
 
 class ConstantWarmUp:

@@ -34,15 +34,15 @@ it spares `dcase9 infer` the import of transformers' modelling code). The names 
 package's interface.
 """
 
-from toolkit.models.clap.architecture import ClapArchitecture, ClapSpec, laion_clap_spec
-from toolkit.models.clap.encoder import (CLAP_TOWERS, ClapEncoder, ClapTextTower, ClapTowers, build_clap_model,
+from dcase9.models.clap.architecture import ClapArchitecture, ClapSpec, laion_clap_spec
+from dcase9.models.clap.encoder import (CLAP_TOWERS, ClapEncoder, ClapTextTower, ClapTowers, build_clap_model,
                                          empty_clap_model, load_laion_weights)
-from toolkit.models.clap.frontend import (HtsatLogMel, LogMelSettings, check_front_end, clip_starts, repeat_pad,
+from dcase9.models.clap.frontend import (HtsatLogMel, LogMelSettings, check_front_end, clip_starts, repeat_pad,
                                           slaney_mel_filterbank)
-from toolkit.models.clap.laion_keys import (LAION_KEYS_DROPPED, find_laion_prefix, laion_to_transformers,
+from dcase9.models.clap.laion_keys import (LAION_KEYS_DROPPED, find_laion_prefix, laion_to_transformers,
                                             read_laion_clap_weights, transformers_to_laion)
-from toolkit.models.clap.text_tower import TextTowerConfig
-from toolkit.models.clap.tokenizer import (DEFAULT_TOKENIZER, MAX_TEXT_TOKENS, TOKENIZER_FOLDER_FILES, RobertaBpe,
+from dcase9.models.clap.text_tower import TextTowerConfig
+from dcase9.models.clap.tokenizer import (DEFAULT_TOKENIZER, MAX_TEXT_TOKENS, TOKENIZER_FOLDER_FILES, RobertaBpe,
                                            load_roberta_bpe,
                                            load_roberta_tokenizer)
 

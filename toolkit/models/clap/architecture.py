@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from toolkit.config import StrictModel
-from toolkit.models.clap.frontend import LogMelSettings
-from toolkit.models.clap.text_tower import TextTowerConfig
+from dcase9.config import StrictModel
+from dcase9.models.clap.frontend import LogMelSettings
+from dcase9.models.clap.text_tower import TextTowerConfig
 
 if TYPE_CHECKING:
     from transformers import ClapConfig

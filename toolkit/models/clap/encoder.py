@@ -11,13 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toolkit.errors import CheckpointError
-from toolkit.models.checkpoints import empty_module, load_weights
-from toolkit.models.clap.architecture import ClapArchitecture, ClapSpec, laion_clap_spec
-from toolkit.models.clap.frontend import HtsatLogMel, LogMelSettings, check_front_end, clip_starts, repeat_pad
-from toolkit.models.clap.laion_keys import FIXED_TRANSFORMERS_BUFFERS, laion_to_transformers, read_laion_clap_weights
-from toolkit.models.clap.text_tower import ClapProjection, RobertaTextModel, TextTowerConfig
-from toolkit.models.clap.tokenizer import DEFAULT_TOKENIZER, MAX_TEXT_TOKENS, RobertaBpe, load_roberta_tokenizer
+from dcase9.errors import CheckpointError
+from dcase9.models.checkpoints import empty_module, load_weights
+from dcase9.models.clap.architecture import ClapArchitecture, ClapSpec, laion_clap_spec
+from dcase9.models.clap.frontend import HtsatLogMel, LogMelSettings, check_front_end, clip_starts, repeat_pad
+from dcase9.models.clap.laion_keys import FIXED_TRANSFORMERS_BUFFERS, laion_to_transformers, read_laion_clap_weights
+from dcase9.models.clap.text_tower import ClapProjection, RobertaTextModel, TextTowerConfig
+from dcase9.models.clap.tokenizer import DEFAULT_TOKENIZER, MAX_TEXT_TOKENS, RobertaBpe, load_roberta_tokenizer
 
 if TYPE_CHECKING:
     from transformers import ClapModel, ClapTextConfig, PreTrainedTokenizerBase
@@ -214,7 +214,7 @@ class ClapTextTower(nn.Module):
     """The text half of transformers' `ClapModel`: `text_model` and `text_projection`, under the same
     names (so the same weights load), for a `TextTowerConfig` (or transformers' `ClapTextConfig`, its
     `config`). What a text query needs; the HTSAT audio tower is about 30 M parameters more. Built
-    in plain PyTorch (`toolkit.models.clap.text_tower`): importing transformers' modelling code
+    in plain PyTorch (`dcase9.models.clap.text_tower`): importing transformers' modelling code
     would cost more start-up than the tower itself."""
 
     def __init__(self, config: TextTowerConfig | ClapTextConfig):

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toolkit.errors import CheckpointError
+from dcase9.errors import CheckpointError
 
 # laion's HTSAT front end constants (htsat.py: ref=1.0, amin=1e-10, top_db=None).
 _LOG_AMIN = 1e-10

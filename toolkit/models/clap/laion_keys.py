@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from toolkit.errors import CheckpointError
-from toolkit.models.checkpoints import read_checkpoint, state_dict_of, strip_prefix
+from dcase9.errors import CheckpointError
+from dcase9.models.checkpoints import read_checkpoint, state_dict_of, strip_prefix
 
 _AUDIO = "audio_model.audio_encoder."
 _BLOCK = r"audio_branch\.layers\.(\d+)\.blocks\.(\d+)\."
@@ -161,7 +161,7 @@ def read_laion_clap_weights(path: str | Path, *, prefix: str | None = None,
     laion's files are `{'epoch', 'state_dict', 'optimizer', ...}` with every key under 'module.';
     the baseline's and AudioSep's Lightning checkpoints keep CLAP under 'query_encoder.model.'
     next to the separation net ('ss_model.'). The prefix is found unless given. The file is read
-    without running pickled code unless `trust=True` (see `toolkit.models.checkpoints`).
+    without running pickled code unless `trust=True` (see `dcase9.models.checkpoints`).
     """
     state_dict = state_dict_of(read_checkpoint(path, trust=trust))
     if prefix is None:

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from toolkit.errors import CheckpointError
-from toolkit.hub import offline_requested
+from dcase9.errors import CheckpointError
+from dcase9.hub import offline_requested
 
 if TYPE_CHECKING:
     import torch
@@ -33,7 +33,7 @@ def load_roberta_tokenizer(name_or_path: str | Path = DEFAULT_TOKENIZER, *,
     The folder (or Hub repository) must hold `vocab.json` and `merges.txt`, as roberta-base does.
     Without a `tokenizer.json` (the cache the reference's slow `RobertaTokenizer` leaves), the fast
     tokenizer is built from those two files and checked to give the slow tokenizer's ids
-    (`toolkit.models.roberta_bpe`). `offline` (default: `DCASE9_OFFLINE` or `HF_HUB_OFFLINE`, as for every weight)
+    (`dcase9.models.roberta_bpe`). `offline` (default: `DCASE9_OFFLINE` or `HF_HUB_OFFLINE`, as for every weight)
     forbids downloads; a Hub id then resolves from the local Hugging Face cache only. We resolve the
     files ourselves because transformers 5 silently builds an empty tokenizer (special tokens only)
     when they are missing.
@@ -160,7 +160,7 @@ def _checked(tokenizer: Any, folder: Path) -> Any:
         raise CheckpointError(f"the tokenizer read from {folder} has {len(tokenizer)} tokens, its vocab.json "
                               f"{vocabulary_size}")
     if not (folder / "tokenizer.json").is_file():
-        from toolkit.models.roberta_bpe import check_against_slow_bpe
+        from dcase9.models.roberta_bpe import check_against_slow_bpe
 
         check_against_slow_bpe(tokenizer, folder)
     return tokenizer

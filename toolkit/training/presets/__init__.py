@@ -1,1 +1,1 @@
-"""Training presets as YAML data (`dcase9 train --preset NAME`); see toolkit.training.config."""
+"""Training presets as YAML data (`dcase9 train --preset NAME`); see dcase9.training.config."""

@@ -680,6 +680,15 @@ CASES = [
          "is a file, not a folder"),
     Case("train --out FILE", lambda w: train_args(w)[:-2] + ["--out", str(w.afile())], 2, "is a file, not a folder"),
     Case("demo-data FILE", lambda w: ["demo-data", str(w.afile())], 2, "is a file, not a folder"),
+
+    # --- Edges (issue 21): an --out over an input, a full disk, interrupts, values out of range, mixed runs
+
+    # --- Training that diverges (issue 21)
+
+    # --- A slow or oversized LLM server (issue 21)
+
+    # --- YAML duplicate keys and names that collide elsewhere (issue 21)
+
 ]
 
 

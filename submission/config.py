@@ -111,6 +111,17 @@ class SubmissionConfig(StrictModel):
     output_subtype: str | None = None  # sample format of the packaged WAVs; default: the profile's
     systems: list[SystemEntry] = Field(min_length=1)
 
+    def input_paths(self) -> dict[str, Path | None]:
+        """Everything the package is made from, by label (for `dcase9.files.check_no_overlap`)."""
+        paths: dict[str, Path | None] = {"technical_report": self.technical_report}
+        paths.update({f"data.{subset}": folder for subset, folder in self.data.items()})
+        for k, system in enumerate(self.systems):
+            paths.update({f"systems[{k}].estimates.{subset}": folder for subset, folder in system.estimates.items()})
+            paths[f"systems[{k}].development_report"] = system.development_report
+            paths.update({f"systems[{k}].parameters.checkpoints[{i}]": path
+                          for i, path in enumerate(system.parameters.checkpoints)})
+        return paths
+
     def resolve_paths(self, base: Path) -> "SubmissionConfig":
         """A copy with every relative path taken from `base` (the config file's folder)."""
 

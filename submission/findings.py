@@ -48,6 +48,7 @@ CODES: dict[str, str] = {
     "results": "the development-set results cannot be read",
     "parameters": "the parameter count cannot be computed",
     "missing-estimates": "an estimates folder does not exist",
+    "unvouched-output": "an estimate its dcase9 folder's ledger does not vouch for (another run's, or changed since)",
     "no-data": "no evaluation data given: outputs are counted, not matched (warning)",
     "clipped": "samples beyond full scale were clipped in the conversion (warning)",
 }

@@ -34,8 +34,8 @@ from dcase9.submission.profile import RESULTS_SOURCE, Profile, load_profile, res
 from dcase9.submission.secrets import PDF_MAGIC, SecretScanner, line_of_offset
 from dcase9.submission.template import compare_with_template, read_template
 from dcase9.errors import Dcase9Error
-from dcase9.files import atomic_output
-from dcase9.outputs import estimate_files, estimate_path
+from dcase9.files import atomic_output, check_no_overlap, remove_partial_files
+from dcase9.outputs import estimate_files, estimate_path, unvouched_estimates
 
 # Zip determinism: the same inputs give the same bytes, whenever and by whomever they are packed.
 FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
@@ -114,6 +114,7 @@ def build_package(config: SubmissionConfig | str | Path, out: str | Path, *,
     `template` is the task's official meta template, compared with every meta file written.
     Raises Dcase9Error for unusable input (missing config or template, unreadable evaluation data).
     """
+    config_file = None if isinstance(config, SubmissionConfig) else Path(config)
     if not isinstance(config, SubmissionConfig):
         config = load_submission_config(config)
     profile = load_profile(profile if profile is not None else config.profile)
@@ -121,6 +122,8 @@ def build_package(config: SubmissionConfig | str | Path, out: str | Path, *,
         template = read_template(template)
     environ = environ if environ is not None else os.environ
     out = Path(out)
+    check_no_overlap({"--out": out}, {"the submission config": config_file, **config.input_paths()})
+    remove_partial_files(out.parent, out.name)  # what a killed earlier build of this zip left
     builder = _Builder(config, profile, SecretScanner(profile.secrets, environ), template)
     entries, expected = builder.prepare()
     result = PackageResult(out, profile.name, False, builder.findings, builder.systems)
@@ -323,6 +326,9 @@ class _Builder:
             self.add("missing-estimates", f"system {label}: the {subset} estimates folder does not exist", folder)
             return []
         present = estimate_files(folder)  # as `dcase9 infer` writes them
+        # A dcase9 folder that mixes runs (or holds edited files) would submit outputs of another system.
+        for output_id, reason in sorted((unvouched_estimates(folder, present) or {}).items()):
+            self.add("unvouched-output", f"system {label}: {reason}", present.pop(output_id))
         ids = {o.id for o in outputs}
         missing = [o for o in outputs if o.id not in present]
         if missing and len(missing) == len(outputs):

@@ -257,10 +257,10 @@ def test_a_slow_disk_holds_the_separation_back(demo_root: Path, tmp_path: Path,
     waiting: list[int] = []
     real_write = engine.write_wav
 
-    def slow_write(*args: object) -> None:
+    def slow_write(*args: object, **kwargs: object) -> None:
         waiting.append(sum(separator.batch_sizes) - len(written))  # separated, not yet written
         time.sleep(0.03)
-        real_write(*args)  # type: ignore[arg-type]
+        real_write(*args, **kwargs)  # type: ignore[arg-type]
         written.append(1)
 
     monkeypatch.setattr(engine, "write_wav", slow_write)

@@ -173,6 +173,8 @@ def score_with_unreadable_clip(w: Workspace) -> list[str]:
 def score_with_nan_estimate(w: Workspace) -> list[str]:
     w.dcase9(*w.infer("validation", "--limit", "4"))
     put_samples(sorted(w.out.glob("*.wav"))[0], np.nan, count=3)
+    for name in ("dcase9-run.json", "dcase9-outputs.jsonl"):  # another tool's estimates (dcase9 never writes NaN)
+        (w.out / name).unlink()
     return ["score", "-d", str(w.copy("validation")), "-e", str(w.out), "-o", str(w.root / "report")]
 
 
@@ -185,14 +187,21 @@ def report_is_valid(w: Workspace) -> None:
 
 
 def infer_then(change: Callable[[Workspace], None], subset: str = "eval-real") -> Callable[[Workspace], list[str]]:
-    """A finished run, then `change`; the case runs the same command again."""
+    """A finished run, then `change`; the case runs the same command again (the files after the change
+    are in `w.saved["after"]`)."""
 
     def build(w: Workspace) -> list[str]:
         w.dcase9(*w.infer(subset))
         change(w)
+        w.saved["after"] = {p.name: p.read_bytes() for p in w.out.iterdir() if p.is_file()}
         return w.infer(subset)
 
     return build
+
+
+def folder_as_it_was(w: Workspace) -> None:
+    """A refused run changed nothing (the lock file it held is gone again)."""
+    assert {p.name: p.read_bytes() for p in w.out.iterdir() if p.is_file()} == w.saved["after"]
 
 
 def edit_query(w: Workspace) -> None:
@@ -301,7 +310,9 @@ def ledger_pointing_outside(w: Workspace) -> list[str]:
 
 def victim_survives(w: Workspace) -> None:
     assert w.saved["victim"].read_bytes() == b"not yours"
-    assert sorted(w.estimates()) == sorted(f"demo-real-case-{k}" for k in range(12))
+    # The forged record replaced the one that vouched for demo-synth-case-0.wav: that file is no longer
+    # provably ours, so it stays; every other synth output went.
+    assert sorted(w.estimates()) == sorted([*(f"demo-real-case-{k}" for k in range(12)), "demo-synth-case-0"])
 
 
 def locked_folder(w: Workspace) -> list[str]:
@@ -624,11 +635,13 @@ CASES = [
     Case("infer: edited query", infer_then(edit_query), 0, "(11 already there)", query_recorded),
     Case("infer: replaced input file", infer_then(replace_input), 0, "wrote 1 estimate(s)", estimate_of_new_input),
     Case("infer: output is a symlink", infer_then(symlink_output), 0, "wrote 1 estimate(s)", outputs_are_plain_and_current),
-    Case("infer: truncated output", infer_then(lambda w: truncate(w.out / "demo-real-case-6.wav", 3000)), 0,
-         "wrote 1 estimate(s)", outputs_are_plain_and_current),
-    Case("infer: empty output", infer_then(lambda w: (w.out / "demo-real-case-8.wav").write_bytes(b"")), 0,
-         "wrote 1 estimate(s)", outputs_are_plain_and_current),
-    Case("infer: output changed in place", infer_then(zero_output), 0, "wrote 1 estimate(s)", outputs_are_plain_and_current),
+    # An output changed since dcase9 wrote it is no longer provably dcase9's: never deleted, never written over.
+    Case("infer: truncated output", infer_then(lambda w: truncate(w.out / "demo-real-case-6.wav", 3000)), 2,
+         "demo-real-case-6.wav: not written by dcase9 in this folder, or changed since", folder_as_it_was),
+    Case("infer: empty output", infer_then(lambda w: (w.out / "demo-real-case-8.wav").write_bytes(b"")), 2,
+         "demo-real-case-8.wav: not written by dcase9 in this folder, or changed since", folder_as_it_was),
+    Case("infer: output changed in place", infer_then(zero_output), 2, "move it away, or choose another --out",
+         folder_as_it_was),
     Case("infer: another data set", real_then_synth, 2, "holds outputs for the eval-real set", only_real_outputs),
     Case("infer: another data set, --overwrite", lambda w: real_then_synth(w, "--overwrite"), 0, "wrote 16 estimate(s)",
          only_synth_outputs),

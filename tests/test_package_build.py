@@ -122,6 +122,8 @@ def _damaged_estimates(inputs: SubmissionInputs, folder: Path) -> dict[str, Path
     for subset in SUBSETS:
         copies[subset] = folder / subset
         shutil.copytree(inputs.float_estimates[subset], copies[subset])
+        for name in ("dcase9-run.json", "dcase9-outputs.jsonl"):  # another tool's estimates: taken as they are
+            (copies[subset] / name).unlink(missing_ok=True)
     (copies["eval-real"] / "demo-real-case-5.wav").unlink()
     shutil.copy(copies["eval-real"] / "demo-real-case-0.wav", copies["eval-real"] / "not-a-mixture.wav")
     stereo, _ = sf.read(copies["eval-synth"] / "demo-synth-case-2.wav", dtype="float32")

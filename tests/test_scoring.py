@@ -69,6 +69,8 @@ def test_means_are_plain_means_over_clips() -> None:
 def test_problems_are_reported_by_kind(demo_root: Path, estimates: dict[str, Path], tmp_path: Path) -> None:
     folder = tmp_path / "est"
     shutil.copytree(estimates["mixture"], folder)
+    for name in ("dcase9-run.json", "dcase9-outputs.jsonl"):  # estimates of another tool: taken as they are
+        (folder / name).unlink()
     wavs = sorted(folder.glob("*.wav"))
     wavs[0].unlink()  # missing
     sf.write(wavs[1], np.zeros(160000, np.float32), 32000)  # wrong rate
@@ -87,6 +89,21 @@ def test_problems_are_reported_by_kind(demo_root: Path, estimates: dict[str, Pat
     result = runner.invoke(app, ["score", "--data", str(demo_root / "validation"), "--estimates", str(folder)])
     assert result.exit_code == 1
     assert "1 missing" in result.output and "wrong-rate" in result.output
+
+
+def test_estimates_the_folders_ledger_does_not_vouch_for_are_left_out(demo_root: Path, estimates: dict[str, Path],
+                                                                      tmp_path: Path) -> None:
+    """A dcase9 folder vouches for its files: one edited since, or left by another run, is not scored as the
+    manifest's system (a folder of another tool's estimates has no manifest and is taken as it is)."""
+    folder = tmp_path / "est"
+    shutil.copytree(estimates["mixture"], folder)  # copy2: sizes and modification times kept, still vouched for
+    wavs = sorted(folder.glob("*.wav"))
+    sf.write(wavs[0], np.zeros(160000, np.float32), 16000, subtype="FLOAT")  # edited
+    shutil.copy(estimates["oracle"] / wavs[1].name, wavs[1])  # another run's file under this manifest
+    report = api.score(demo_root / "validation", folder, tmp_path / "report", progress=False)
+    unvouched = {p.id: p.message for p in report.problems if p.kind == "unvouched"}
+    assert sorted(unvouched) == [wavs[0].stem, wavs[1].stem] and len(report.rows) == 46
+    assert "has changed since dcase9 wrote it" in unvouched[wavs[0].stem]
 
 
 def test_evaluation_sets_have_no_references(demo_root: Path, tmp_path: Path) -> None:

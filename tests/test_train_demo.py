@@ -195,7 +195,7 @@ def test_demo_command_reuses_finished_work_and_fails_loudly(small_demo: tuple[Pa
     assert [path.stat().st_mtime_ns for path in estimates] == stamps
     assert first.package.package.read_bytes() == package
 
-    # An estimate that matches no mixture: the package is refused, and the demo says so with exit 1.
+    # A file dcase9 did not write among its estimates: the package is refused, and the demo says so with exit 1.
     stray = out / "estimates" / "trained-eval-real" / "not-a-mixture.wav"
     shutil.copyfile(out / "estimates" / "trained-eval-real" / "demo-real-case-0.wav", stray)
     try:
@@ -204,4 +204,4 @@ def test_demo_command_reuses_finished_work_and_fails_loudly(small_demo: tuple[Pa
         stray.unlink()
     assert result.exit_code == 1, result.output
     text = " ".join(result.output.split())
-    assert "the demo package was refused" in text and "[extra-file]" in text and "Traceback" not in text
+    assert "the demo package was refused" in text and "[unvouched-output]" in text and "Traceback" not in text

@@ -27,7 +27,7 @@ from dcase9.data.items import ItemLoader, LoadFailure
 from dcase9.data.validate import EXPECTED_SECONDS, ValidationReport, validate_dataset
 from dcase9.engine import EngineOptions, RunResult, Separator, progress_bar, resolve_device
 from dcase9.errors import Dcase9Error
-from dcase9.files import require_folder, write_text_atomic
+from dcase9.files import check_no_overlap, require_folder, write_text_atomic
 from dcase9.outputs import MIX_INDEX_NAME, OutputFolder, Problem, mix_paths
 from dcase9.scoring import ScoreReport, score_estimates
 
@@ -64,6 +64,7 @@ def mix(data: str | Path | DataSet, out: str | Path, *, pcm16: bool = False, ove
         raise Dcase9Error(f"`mix` builds validation mixtures; the {dataset.kind.value} set ships its mixtures "
                           f"already ({dataset.audio_dir})")
     out = Path(out)
+    check_no_overlap({"--out": out}, dataset.input_paths())
     subtype = "PCM_16" if pcm16 else "FLOAT"
 
     problems: list[Problem] = []
@@ -81,10 +82,11 @@ def mix(data: str | Path | DataSet, out: str | Path, *, pcm16: bool = False, ove
                 if isinstance(item, LoadFailure):
                     problems.append(Problem(item.spec.id, str(item.error)))
                 else:
-                    mixture_path, reference_path = mix_paths(out, item.spec.id)
-                    write_wav(mixture_path, item.mixture, SAMPLE_RATE, subtype)
-                    write_wav(reference_path, item.reference, SAMPLE_RATE, subtype)  # type: ignore[arg-type]
-                    folder.record(item.spec.id, len(item.mixture))
+                    output_id, samples = item.spec.id, len(item.mixture)
+                    for path, audio in zip(mix_paths(out, output_id), (item.mixture, item.reference), strict=True):
+                        write_wav(path, audio, SAMPLE_RATE, subtype,  # type: ignore[arg-type]
+                                  before_replace=lambda written, path=path: folder.record_file(output_id, path,
+                                                                                              written, samples))
                     written += 1
                 if bar is not None and task is not None:
                     bar.update(task, advance=1)
@@ -147,6 +149,8 @@ def separate(system: str, data: str | Path | DataSet, out: str | Path, *,
     options.check()
     require_folder(out, "the estimates")  # before a model is loaded for nothing
     dataset = open_dataset(data)
+    check_no_overlap({"--out": out}, {**dataset.input_paths(), "--checkpoint": checkpoint,
+                                      **{f"--weight {name}": path for name, path in (weights or {}).items()}})
     if spec.needs_reference and not dataset.has_references:
         raise Dcase9Error(f"system '{spec.name}' needs references; the {dataset.kind.value} set has none")
     separator = load(system, checkpoint=checkpoint, weights=weights, options=system_options, engine=options,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -95,15 +96,16 @@ def wav_truncation(path: str | Path) -> str | None:
 
 
 def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE,
-              subtype: str = "FLOAT") -> None:
-    """Write a mono WAV atomically: a temporary file in the same folder, then an atomic rename.
+              subtype: str = "FLOAT", before_replace: Callable[[Path], None] | None = None) -> None:
+    """Write a mono WAV atomically: a temporary file in the same folder, then an atomic rename
+    (`before_replace`: see `atomic_output`).
 
     FLOAT keeps estimates bit-exact for scoring; PCM_16 is what most players expect.
     """
     samples = np.asarray(samples, dtype=np.float32)
     if samples.ndim != 1:
         raise ValueError(f"write_wav expects mono samples, got shape {samples.shape}")
-    with atomic_output(path) as tmp:
+    with atomic_output(path, before_replace) as tmp:
         sf.write(str(tmp), samples, sample_rate, subtype=subtype, format="WAV")
 
 

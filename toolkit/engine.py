@@ -44,6 +44,7 @@ from dcase9.audio import RESAMPLERS, SAMPLE_RATE, non_finite_count, resample, re
 from dcase9.data.formats import DataSet, MixtureSpec
 from dcase9.data.items import Item, ItemLoader, LoadFailure, ordered_map
 from dcase9.errors import ConfigError, Dcase9Error
+from dcase9.files import check_no_overlap
 from dcase9.outputs import OutputFolder, Problem, estimate_path
 # Large batches pay off on GPUs. On CPUs they gain nothing per clip (ResUNet30 on two cores: batch 1
 # and 2 within 4%, batch 4 much slower; see BENCHMARKS.md) and multiply memory.
@@ -362,8 +363,9 @@ class Separator:
         options = replace(options, workers=resolve_workers(options.workers, self.device))
         if self.needs_reference and not dataset.has_references:
             raise Dcase9Error(f"this system needs references, which the {dataset.kind.value} set does not have")
-        self._compile()
         out_dir = Path(out_dir)
+        check_no_overlap({"--out": out_dir}, dataset.input_paths())
+        self._compile()
         mixtures = dataset.mixtures[: options.limit] if options.limit else list(dataset.mixtures)
         # 16-bit outputs are other files than float ones: a folder holds one kind (float folders keep the
         # identity they always had, so they resume)
@@ -409,8 +411,9 @@ class Separator:
         task = None
 
         def write(output_id: str, estimate: np.ndarray, length: int) -> None:  # on a writing thread
-            write_wav(estimate_path(out_dir, output_id), self._finish(estimate, length), SAMPLE_RATE, subtype)
-            folder.record(output_id, length)
+            path = estimate_path(out_dir, output_id)
+            write_wav(path, self._finish(estimate, length), SAMPLE_RATE, subtype,
+                      before_replace=lambda written: folder.record_file(output_id, path, written, length))
 
         def usable(results: Iterator[_Loaded | LoadFailure]) -> Iterator[_Loaded]:
             for result in results:

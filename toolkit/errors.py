@@ -40,3 +40,14 @@ class ConfigError(Dcase9Error):
 
 class MissingDependencyError(Dcase9Error):
     """An optional dependency is not installed."""
+
+
+class DiskFullError(Dcase9Error):
+    """The file system ran out of space (or quota) while `path` was being written; nothing half-written
+    was kept (`dcase9.files` writes atomically)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        super().__init__(f"{path}: the disk is full (no space left on device, or the quota is used up) while "
+                         "writing this file; nothing half-written was kept. Free some space and run the command "
+                         "again")

@@ -1,4 +1,5 @@
-"""Files the toolkit writes: atomic outputs, durable append-only logs, a folder lock, and sha256.
+"""Files the toolkit writes: atomic outputs, folders replaced as a unit, durable append-only logs, a
+folder lock, sha256, and the checks that keep an output away from the inputs it is made from.
 
 Everything the toolkit writes goes to a hidden temporary file in the destination folder first
 (`.<name>.<random>.part`, created like any new file: 0666 less the umask), is flushed to disk, and
@@ -7,40 +8,88 @@ interrupted run leaves at most `.part` files, which `remove_partial_files` clear
 This is the toolkit's one atomic writer: `atomic_output` for writers that want a path, and
 `write_bytes_atomic`, `write_text_atomic`, `write_json_atomic` for contents in memory.
 
+A report folder (`staged_folder`) is written as a whole into a hidden sibling folder that then
+takes the place of the previous one, so a reader sees the old complete report or the new one.
+A disk that fills up while a file is written is a `DiskFullError` naming that file.
+
 Logs (`JsonlAppender`, `read_jsonl`) grow one durable record at a time; a record a hard kill cut
 short is dropped on the next read. `exclusive_lock` keeps two commands from writing into one
-folder at once.
+folder at once. `check_no_overlap` refuses an output that is, contains or lies inside an input.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 import secrets
-from collections.abc import Iterable, Iterator, Mapping
+import shutil
+import stat
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dcase9.errors import ConfigError, DataError
+from dcase9.errors import ConfigError, DataError, DiskFullError
 
 PARTIAL_SUFFIX = ".part"
+# `.<name>.<8 hex digits>.part`: the only names `remove_partial_files` deletes (a user's `.x.part` stays).
+_PARTIAL_NAME = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{8}" + re.escape(PARTIAL_SUFFIX) + "$")
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_is_full(exc: BaseException, folder: Path) -> bool:
+    """Whether `exc`, raised while writing into `folder`, means the file system is out of space.
+
+    OSError says so by its errno. Writers that hide it (libsndfile's "System error.", torch's
+    "PytorchStreamWriter failed writing file") are judged by the file system: no block left for us.
+    """
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return exc.errno in _FULL
+    if not isinstance(exc, Exception):
+        return False  # an interrupt
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except (OSError, AttributeError):  # no statvfs (Windows)
+        return False
 
 
 @contextmanager
-def atomic_output(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; rename it over `path` if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = path.parent / f".{path.name}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
-    os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # not mkstemp's 0600
+def naming_a_full_disk(path: str | Path) -> Iterator[None]:
+    """Turn "no space left" while the block writes `path` into a `DiskFullError` that names `path`."""
     try:
-        yield tmp_path
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp_path, path)
+        yield
+    except DiskFullError:
+        raise
+    except BaseException as exc:
+        if disk_is_full(exc, Path(path).parent):
+            raise DiskFullError(path) from exc
+        raise
+
+
+@contextmanager
+def atomic_output(path: str | Path, before_replace: Callable[[Path], None] | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; rename it over `path` if the block succeeds.
+
+    Whatever happens in the block (an error, Ctrl-C, a full disk: `DiskFullError` naming `path`), the
+    temporary file is removed and `path` keeps its previous contents. `before_replace(tmp)` runs on
+    the finished, durable temporary file just before the rename (a ledger records it there).
+    """
+    path = Path(path)
+    tmp_path = path.parent / f".{path.name}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
+    try:
+        with naming_a_full_disk(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # not mkstemp's 0600
+            yield tmp_path
+            with open(tmp_path, "rb+") as fh:
+                os.fsync(fh.fileno())
+            if before_replace is not None:
+                before_replace(tmp_path)
+            os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -72,11 +121,21 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def remove_partial_files(folder: str | Path) -> int:
-    """Delete temporary files an interrupted write left in `folder`; returns how many."""
+def remove_partial_files(folder: str | Path, name: str | None = None) -> int:
+    """Delete what interrupted atomic writes left in `folder` (temporary files, and staging folders of
+    `staged_folder`), only of `name` when given; returns how many. Only names of our own pattern go."""
     removed = 0
-    for leftover in Path(folder).glob(f".*{PARTIAL_SUFFIX}"):
-        leftover.unlink(missing_ok=True)
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    for leftover in folder.iterdir():
+        match = _PARTIAL_NAME.match(leftover.name)
+        if match is None or (name is not None and match["name"] != name):
+            continue
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
         removed += 1
     return removed
 
@@ -143,10 +202,11 @@ class JsonlAppender:
         if not payload:
             return
         view = memoryview(payload)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        os.fsync(self._fd)
+        with naming_a_full_disk(self.path):
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+            os.fsync(self._fd)
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -210,3 +270,154 @@ def exclusive_lock(folder: Path, command: str) -> Iterator[None]:
     finally:
         path.unlink(missing_ok=True)  # while still locked: a waiting process then opens a new file
         os.close(fd)
+
+
+# -- folders written as a unit ---------------------------------------------------------------------
+
+
+@contextmanager
+def staged_folder(out: str | Path, *, ours: Collection[str], purpose: str,
+                  carry: Collection[str] = ()) -> Iterator[Path]:
+    """Write the folder `out` as a unit: the block fills a new hidden folder next to it, which then
+    takes `out`'s place; yields that new folder.
+
+    A reader of `out` sees the previous complete folder until the new one is complete, then the new
+    one. An error, Ctrl-C or SIGTERM in the block (or a full disk) leaves the previous folder as it
+    was and removes the new one. `out` may hold only entries named in `ours` (what the command writes
+    there): a folder with anything else in it is the user's and is refused before any work, so
+    replacing it never deletes a file this command did not write. The entries named in `carry` (say,
+    audio a page reuses) are linked into the new folder (hard links: no copy; a copy where the file
+    system has none), so the block finds them there. A hard kill between the two renames of the swap
+    leaves the previous folder under a hidden name; the next call puts it back first.
+    """
+    out = _real(out)  # a link to a folder: the folder it points to is replaced
+    require_folder(out, purpose)
+    _restore_swapped_out(out)
+    remove_partial_files(out.parent, out.name)  # staging folders a hard kill left
+    if out.is_dir():
+        foreign = sorted(e.name for e in out.iterdir() if e.name not in ours)
+        if foreign:
+            listed = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise ConfigError(f"{out} holds files that are not part of {purpose} ({listed}); it is replaced as a "
+                              "whole on every run, so give a new or empty folder")
+    token = secrets.token_hex(4)
+    staging = out.parent / f".{out.name}.{token}{PARTIAL_SUFFIX}"
+    with naming_a_full_disk(staging):
+        staging.mkdir(parents=True)
+    try:
+        for name in carry:
+            if (out / name).exists():
+                _link_tree(out / name, staging / name)
+        yield staging
+        _swap_in(staging, out, token)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _swapped_out_name(out: Path, token: str) -> Path:
+    return out.parent / f".{out.name}.{token}.previous"
+
+
+def _restore_swapped_out(out: Path) -> None:
+    if out.exists() or not out.parent.is_dir():
+        return
+    pattern = re.compile(r"^\." + re.escape(out.name) + r"\.[0-9a-f]{8}\.previous$")
+    previous = [p for p in out.parent.iterdir() if pattern.match(p.name) and p.is_dir()]
+    if len(previous) == 1:
+        os.rename(previous[0], out)
+
+
+def _swap_in(staging: Path, out: Path, token: str) -> None:
+    if not out.exists():
+        os.rename(staging, out)
+        return
+    previous = _swapped_out_name(out, token)
+    os.rename(out, previous)
+    try:
+        os.rename(staging, out)
+    except BaseException:
+        os.rename(previous, out)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)  # only entries named in `ours` (checked before the work)
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    if source.is_dir() and not source.is_symlink():
+        target.mkdir(parents=True, exist_ok=True)
+        for entry in source.iterdir():
+            _link_tree(entry, target / entry.name)
+        return
+    with naming_a_full_disk(target):
+        try:
+            os.link(source, target, follow_symlinks=False)
+        except OSError:
+            shutil.copy2(source, target, follow_symlinks=False)
+
+
+# -- inputs and outputs ----------------------------------------------------------------------------
+
+
+def describe_non_file(path: str | Path) -> str | None:
+    """None when `path` is a regular file (or a link to one); else what it is, for a message that says
+    so instead of "not found" (a folder, a named pipe or a device would also hang or flood a reader)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "does not exist" if not os.path.islink(path) else "is a link to a file that does not exist"
+    except NotADirectoryError:
+        return "does not exist (a part of the path is a file, not a folder)"
+    except PermissionError:
+        return "cannot be read (permission denied)"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a folder, not a file"
+    if stat.S_ISFIFO(mode):
+        return "is a named pipe (FIFO), not a regular file"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "is a device, not a regular file"
+    if stat.S_ISSOCK(mode):
+        return "is a socket, not a regular file"
+    return "is not a regular file"
+
+
+def require_file(path: str | Path, purpose: str) -> Path:
+    """`path` if it is a regular file; else a ConfigError saying what it is instead (exit 2)."""
+    problem = describe_non_file(path)
+    if problem is not None:
+        raise ConfigError(f"{path} ({purpose}) {problem}")
+    return Path(path)
+
+
+def _real(path: str | Path) -> Path:
+    return Path(os.path.realpath(os.path.abspath(path)))
+
+
+def check_no_overlap(outputs: Mapping[str, str | Path | None], inputs: Mapping[str, str | Path | None]) -> None:
+    """Refuse (exit 2, before anything is written) an output that is, contains or lies inside an input.
+
+    `outputs` and `inputs` map a label ("--out", "the data set") to a path (None: not given). Paths
+    are compared after following links, so a link to an input is that input. Writing there could
+    replace or delete what the command reads.
+    """
+    for out_label, out in outputs.items():
+        if out is None:
+            continue
+        real_out = _real(out)
+        for in_label, source in inputs.items():
+            if source is None:
+                continue
+            real_in = _real(source)
+            if real_out == real_in:
+                relation = "is"
+            elif real_in in real_out.parents:
+                relation = "lies inside"
+            elif real_out in real_in.parents:
+                relation = "contains"
+            else:
+                continue
+            raise ConfigError(f"{out_label} {out} {relation} {in_label} {source}: writing there could replace or "
+                              "delete what this command reads; choose an output outside it")

@@ -12,19 +12,30 @@ two files that describe them:
   query, the SNR and the names, sizes and modification times of the input files) and what was
   written (each file's size and modification time, the number of samples).
 
-On a re-run an existing output is kept only when it is a regular file (not a symlink), its ledger
-record's source equals the current one, its size and modification time are the recorded ones, and
-it reads as 16 kHz mono with the recorded number of samples. Every other output of the planned
-mixtures is stale (edited query, replaced input, damaged or foreign file) and is deleted before
-the run starts, then computed again, so the folder never holds an output that does not match the
-manifest, even after an interruption. Inputs are identified by size and modification time, not
-by content: a data set copied without keeping modification times (`cp -p`, `rsync -a` keep them)
-is computed again, which costs time but is never wrong.
+A record is appended before its file is renamed into place (the rename keeps the size and
+modification time recorded), so every output file in the folder is one the ledger vouches for,
+even after a hard kill; an output of several files (`mix`) is complete when its record lists them all.
+
+Only a file the ledger vouches for (listed in the latest record of its output, and still of the
+recorded size and modification time) is ever deleted. A file at an output's name that the ledger
+does not vouch for (written by hand or by another tool, or edited since) is never deleted or
+written over: the run is refused before anything is touched (exit 2, naming it), and the user
+moves it away. A symbolic link at an output's name is replaced (its target is left alone).
+
+On a re-run an existing output is kept only when its ledger record's source equals the current
+one, its files are vouched for, and each reads as 16 kHz mono with the recorded number of samples.
+Every other output of the planned mixtures is stale (edited query, replaced input) and is deleted
+before the run starts, then computed again, so the folder never holds an output that does not
+match the manifest, even after an interruption. Inputs are identified by size and modification
+time, not by content: a data set copied without keeping modification times (`cp -p`, `rsync -a`
+keep them) is computed again, which costs time but is never wrong.
 
 A folder holds the outputs of one run identity and one data set: another system or data set is
-refused (exit 2) unless `--overwrite`, which recomputes everything and deletes the outputs the
-ledger lists for mixtures the data set does not have. An unreadable manifest or ledger is
-refused the same way. One command at a time writes a folder (`dcase9.files.exclusive_lock`).
+refused (exit 2) unless `--overwrite`, which recomputes everything and first deletes every output
+the ledger vouches for, whatever `--limit` says (so no output of the previous run stays under the
+new manifest). An unreadable manifest or ledger is refused the same way. One command at a time
+writes a folder (`dcase9.files.exclusive_lock`). `vouched_outputs` tells readers (`score`,
+`package`) which outputs of a folder its ledger vouches for.
 """
 
 from __future__ import annotations
@@ -76,6 +87,41 @@ def run_identity(folder: str | Path) -> dict[str, Any] | None:
     except (OSError, UnicodeDecodeError, ValueError, AttributeError):
         return None
     return identity if isinstance(identity, dict) else None
+
+
+def run_key(identity: dict[str, Any]) -> str:
+    """The short digest of a run identity that every ledger record carries."""
+    return sha256_text(json.dumps(identity, sort_keys=True, default=str))[:16]
+
+
+def unvouched_estimates(folder: str | Path, found: dict[str, Path]) -> dict[str, str] | None:
+    """Which estimate files of an `infer` folder (`found`: id -> path) its ledger does not vouch for,
+    with the reason: written by another run than the manifest's (a folder that mixes runs), or changed
+    since. None when the folder has no dcase9 manifest: estimates made by other tools are taken as
+    they are."""
+    folder = Path(folder)
+    identity = run_identity(folder)
+    if identity is None:
+        if (folder / MANIFEST_NAME).exists():
+            return {i: f"{MANIFEST_NAME} cannot be read, so nothing here is vouched for" for i in found}
+        return None
+    try:
+        records = read_jsonl(folder / LEDGER_NAME).records
+    except (DataError, OSError):
+        return {i: f"{LEDGER_NAME} cannot be read, so nothing here is vouched for" for i in found}
+    latest = {r.get("id"): r for r in records if isinstance(r.get("files"), dict)}
+    key = run_key(identity)
+    system = identity.get("system", "?")
+    problems = {}
+    for output_id, path in found.items():
+        record = latest.get(output_id)
+        if record is None or record.get("run") != key:
+            problems[output_id] = (f"{path.name} was not written by the run this folder's manifest describes "
+                                   f"(system {system}): a leftover of another run")
+        elif record["files"].get(path.name) != file_identity(path):
+            problems[output_id] = (f"{path.name} has changed since dcase9 wrote it (to score edited estimates, "
+                                   "copy the .wav files into a folder of their own)")
+    return problems
 
 
 @dataclass
@@ -136,12 +182,13 @@ class OutputFolder:
         self.command, self.dataset, self.identity, self.overwrite = command, dataset, identity, overwrite
         self.outputs_of = outputs_of
         # In every ledger record: outputs of another identity are never reused, even without a manifest.
-        self.run_key = sha256_text(json.dumps(identity, sort_keys=True, default=str))[:16]
+        self.run_key = run_key(identity)
         self.manifest_path = self.root / MANIFEST_NAME
         self.ledger_path = self.root / LEDGER_NAME
         self.records: dict[str, dict[str, Any]] = {}
         self.sources: dict[str, dict[str, Any]] = {}
         self.orphans: list[str] = []
+        self._pending: dict[str, dict[str, Any]] = {}  # files of an output written by this run so far
         self._appender: JsonlAppender | None = None
         self._lock = threading.Lock()
         self._stack = ExitStack()
@@ -212,46 +259,68 @@ class OutputFolder:
                                    "output was computed from, so they cannot be resumed") from None
             records = []
         # Only records of outputs this command would write: a hand-made ledger cannot point elsewhere.
-        latest = {r["id"]: r for r in records if isinstance(r.get("id"), str) and is_safe_name(r["id"])
-                  and isinstance(r.get("files"), dict)}
-        known = {m.id for m in self.dataset.mixtures}
-        if self.overwrite:
-            # Outputs of mixtures this data set does not have (another set, rows since removed) go too.
-            for record_id in latest:
-                if record_id not in known:
-                    for path in self.outputs_of(record_id):
-                        self._delete(path)
-            latest = {}
-        self.records = latest
-        self.orphans = sorted(i for i in latest if i not in known
-                              and any(path.is_file() for path in self.outputs_of(i)))
-        # Compacted: the latest record per output, rewritten atomically; then appended to.
-        write_text_atomic(self.ledger_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in latest.values()))
-        self._appender = JsonlAppender(self.ledger_path)
+        self.records = {r["id"]: r for r in records if isinstance(r.get("id"), str) and is_safe_name(r["id"])
+                        and isinstance(r.get("files"), dict)}
 
     # -- planning and recording ------------------------------------------------------------------
 
     def plan(self, mixtures: Sequence[MixtureSpec]) -> list[MixtureSpec]:
-        """The mixtures whose outputs must be computed; their existing (stale) outputs are deleted."""
+        """The mixtures whose outputs must be computed. Before returning, their stale outputs (and with
+        `--overwrite` every output the ledger vouches for) are deleted; a file at a planned output's
+        name that the ledger does not vouch for refuses the run, before anything is deleted."""
         for folder in {path.parent for m in mixtures[:1] for path in self.outputs_of(m.id)}:
             remove_partial_files(folder)  # what an interrupted write left
-        todo = []
+        todo, delete, foreign = [], [], []
         for spec in mixtures:
             source = self.sources[spec.id] = source_of(self.dataset, spec)
             if self.overwrite or not self.is_current(spec.id, source):
-                for path in self.outputs_of(spec.id):
-                    self._delete(path)
                 todo.append(spec)
+                for path in self.outputs_of(spec.id):
+                    if path.is_symlink() or self.vouches_for(spec.id, path):
+                        delete.append(path)
+                    elif path.exists():
+                        foreign.append(path)
+        if foreign:
+            listed = ", ".join(str(p) for p in foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3
+                                                               else "")
+            raise Dcase9Error(f"{listed}: not written by dcase9 in this folder, or changed since (its ledger "
+                              f"{self.ledger_path.name} does not vouch for {'them' if len(foreign) > 1 else 'it'}); "
+                              "dcase9 never deletes or overwrites such a file: move it away, or choose another "
+                              "--out")
+        planned = {spec.id for spec in mixtures}
+        if self.overwrite:  # everything of the previous run goes, whatever --limit plans
+            delete += [path for output_id in self.records if output_id not in planned
+                       for path in self.outputs_of(output_id) if self.vouches_for(output_id, path)]
+        for path in delete:
+            path.unlink()
+        for spec in todo:
+            self.records.pop(spec.id, None)
+        if self.overwrite:
+            self.records = {}
+        known = {m.id for m in self.dataset.mixtures}
+        self.orphans = sorted(i for i in self.records if i not in known
+                              and any(self.vouches_for(i, path) for path in self.outputs_of(i)))
+        # Compacted: the latest record per output, rewritten atomically; then appended to.
+        write_text_atomic(self.ledger_path,
+                          "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.records.values()))
+        self._appender = JsonlAppender(self.ledger_path)
         return todo
+
+    def vouches_for(self, output_id: str, path: Path) -> bool:
+        """Whether the ledger vouches for the file `path` of output `output_id`: listed in the latest
+        record and still of the recorded size and modification time (a regular file, not a link)."""
+        record = self.records.get(output_id)
+        if record is None or path.is_symlink() or not path.is_file():
+            return False
+        recorded = record["files"].get(self._name(path))
+        return recorded is not None and file_identity(path) == recorded
 
     def is_current(self, output_id: str, source: dict[str, Any]) -> bool:
         record = self.records.get(output_id)
         if record is None or record.get("run") != self.run_key or record.get("source") != source:
             return False
         for path in self.outputs_of(output_id):
-            if path.is_symlink() or not path.is_file():
-                return False
-            if file_identity(path) != record["files"].get(self._name(path)):
+            if not self.vouches_for(output_id, path):
                 return False
             try:
                 info = sf.info(str(path))
@@ -262,21 +331,30 @@ class OutputFolder:
                 return False
         return True
 
-    def record(self, output_id: str, samples: int) -> None:
-        """Log a finished output (all its files written); safe to call from writer threads."""
-        files = {self._name(path): file_identity(path) for path in self.outputs_of(output_id)}
-        entry = {"id": output_id, "run": self.run_key, "source": self.sources[output_id], "files": files,
-                 "samples": samples}
+    def record_file(self, output_id: str, path: Path, written: Path, samples: int) -> None:
+        """Log the file `path` of output `output_id` before it is renamed into place; `written` is its
+        finished temporary file (the rename keeps its size and modification time). Safe to call from
+        writer threads; pass it as `write_wav`'s `before_replace`."""
+        identity = file_identity(written)
         with self._lock:
-            assert self._appender is not None, "record() outside the `with` block"
+            assert self._appender is not None, "record_file() before plan()"
+            pending = self._pending.setdefault(output_id, {})
+            pending[self._name(path)] = identity
+            entry = {"id": output_id, "run": self.run_key, "source": self.sources[output_id], "files": dict(pending),
+                     "samples": samples}
             self._appender.append([entry])
             self.records[output_id] = entry
 
     def finished(self, mixtures: Sequence[MixtureSpec]) -> list[MixtureSpec]:
-        """The planned mixtures whose outputs are now current (kept or written by this run)."""
-        return [spec for spec in mixtures if spec.id in self.sources
-                and self.records.get(spec.id, {}).get("source") == self.sources[spec.id]
-                and self.records[spec.id].get("run") == self.run_key]
+        """The planned mixtures whose outputs are now current (kept or written in full by this run)."""
+        done = []
+        for spec in mixtures:
+            record = self.records.get(spec.id, {})
+            if spec.id in self.sources and record.get("source") == self.sources[spec.id] \
+                    and record.get("run") == self.run_key \
+                    and all(self._name(path) in record["files"] for path in self.outputs_of(spec.id)):
+                done.append(spec)
+        return done
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         dataset = {**dataset_identity(self.dataset), "root": str(Path(self.dataset.root).resolve()),
@@ -286,8 +364,3 @@ class OutputFolder:
 
     def _name(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
-
-    @staticmethod
-    def _delete(path: Path) -> None:
-        if path.is_symlink() or path.is_file():
-            path.unlink()

@@ -34,9 +34,9 @@ from dcase9.data.formats import DataSet, MixtureSpec, open_dataset
 from dcase9.data.items import ItemLoader, LoadFailure, ordered_map
 from dcase9.engine import resolve_device, resolve_workers
 from dcase9.errors import ConfigError, Dcase9Error
-from dcase9.files import atomic_output, require_folder, write_text_atomic
+from dcase9.files import atomic_output, check_no_overlap, require_folder, staged_folder, write_text_atomic
 from dcase9.metrics import compute_reference_metrics, registered_metrics
-from dcase9.outputs import estimate_files, run_identity
+from dcase9.outputs import estimate_files, run_identity, unvouched_estimates
 
 SNR_BINS = ((-15, -10), (-10, -5), (-5, 0), (0, 5), (5, 10), (10, 15))  # last bin includes 15
 
@@ -108,6 +108,10 @@ def check_estimates(dataset: DataSet, estimates_dir: Path, specs: Sequence[Mixtu
     found = estimate_files(estimates_dir)
     expected_ids = {s.id for s in specs}
     problems = [EstimateProblem(s.id, "missing", f"no estimate {s.id}.wav") for s in specs if s.id not in found]
+    # A dcase9 folder vouches for its estimates; one that mixes runs must not be scored as one system.
+    for output_id, reason in (unvouched_estimates(estimates_dir, found) or {}).items():
+        problems.append(EstimateProblem(output_id, "unvouched", f"{reason}; left out"))
+        del found[output_id]
     extras = sorted(set(found) - {m.id for m in dataset.mixtures})
     problems += [EstimateProblem(i, "extra", f"{found[i].name} matches no mixture of the data set") for i in extras]
     usable: dict[str, Path] = {}
@@ -154,6 +158,7 @@ def score_estimates(data: str | Path | DataSet, estimates_dir: str | Path, out_d
         raise ConfigError("--batch-size must be at least 1")
     if out_dir is not None:
         require_folder(out_dir, "the report")
+        check_no_overlap({"--out": out_dir}, {**dataset.input_paths(), "--estimates": estimates_dir})
     if not dataset.has_references and not extra_metrics:
         raise Dcase9Error(f"the {dataset.kind.value} set has no references, so SDR, SDRi and SI-SDR cannot be "
                           "computed; only a reference-free metric (ATS) can score it")
@@ -301,9 +306,18 @@ def _summary_document(report: ScoreReport) -> dict[str, Any]:
     }
 
 
+REPORT_FILES = ("per_clip.csv", "summary.json", "sdri_vs_snr.png")
+
+
 def write_report(report: ScoreReport, out_dir: Path) -> dict[str, Path]:
-    require_folder(out_dir, "the report")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write the report files into `out_dir`, replacing a previous report there as a unit (a reader
+    sees the old one or the new one, never a mix; see `dcase9.files.staged_folder`)."""
+    with staged_folder(out_dir, ours=REPORT_FILES, purpose="a dcase9 score report") as staging:
+        written = _write_report_files(report, staging)
+    return {key: out_dir / path.name for key, path in written.items()}
+
+
+def _write_report_files(report: ScoreReport, out_dir: Path) -> dict[str, Path]:
     columns = ["id", "source", "noise", "snr", "caption"] if report.dataset.has_references else ["id", "file", "caption"]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

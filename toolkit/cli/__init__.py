@@ -6,7 +6,7 @@ Each module below adds its commands to the shared Typer app; keep their imports 
 
 from __future__ import annotations
 
-from dcase9.cli._common import app
+from dcase9.cli._common import app, stop_on_sigterm
 
 # Command modules register themselves on import.
 from dcase9.cli import data as _data  # noqa: F401,E402  validate, mix, demo-data
@@ -19,6 +19,7 @@ from dcase9.cli import train as _train  # noqa: F401,E402  train
 
 
 def main() -> None:
+    stop_on_sigterm()
     app()
 
 

@@ -2,12 +2,14 @@
 
 Exit codes: 0 success; 1 the command ran and found problems (invalid data, missing estimates,
 a package that fails its check); 2 it could not run (bad option, unreadable input, missing
-dependency), with a short message instead of a traceback; 130 interrupted.
+dependency), with a short message instead of a traceback; 130 interrupted (Ctrl-C), 143 terminated
+(SIGTERM, handled like Ctrl-C: temporary files are removed, a report folder keeps its previous run).
 """
 
 from __future__ import annotations
 
 import functools
+import signal
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional, TypeVar
 
@@ -41,10 +43,29 @@ err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+RESUMES = "finished outputs are kept; run the command again to resume"
+NOTHING_KEPT = "nothing half-written was kept; the previous outputs are as they were"
 
-def friendly_errors(func: F) -> F:
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's or `kill`'s stop), raised where Ctrl-C would be, so the same cleanup runs."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def stop_on_sigterm() -> None:
+    """The command line's own process handles SIGTERM like Ctrl-C (the library never installs handlers)."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def friendly_errors(func: F | None = None, *, on_interrupt: str = NOTHING_KEPT) -> Any:
     """Turn the toolkit's own errors and file-system errors into a short red message (exit 2, or the
-    error's own `exit_code`); Ctrl-C into exit 130."""
+    error's own `exit_code`); Ctrl-C into exit 130 and SIGTERM into 143, saying `on_interrupt` (what
+    was kept: `RESUMES` only for commands that resume)."""
+    if func is None:
+        return functools.partial(friendly_errors, on_interrupt=on_interrupt)
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -61,9 +82,11 @@ def friendly_errors(func: F) -> F:
             err_console.print(f"[bold red]error:[/] {escape(where + (exc.strerror or str(exc)))}",
                               highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted: finished outputs are kept; run the command again to resume.[/]")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as exc:
+            terminated = isinstance(exc, Terminated)
+            err_console.print(f"[yellow]{'terminated' if terminated else 'interrupted'}: {escape(on_interrupt)}.[/]",
+                              highlight=False)
+            raise typer.Exit(143 if terminated else 130) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import typer
 
-from dcase9.cli._common import app, console, err_console, friendly_errors
+from dcase9.cli._common import RESUMES, app, console, err_console, friendly_errors
 from dcase9.errors import ConfigError
 
 _INPUT = "Input"
@@ -126,7 +126,7 @@ def _list_prompts(prompt_dirs: list[Path]) -> None:
 
 
 @app.command()
-@friendly_errors
+@friendly_errors(on_interrupt=RESUMES)
 def augment(
     ctx: typer.Context,
     captions: Optional[list[Path]] = typer.Argument(

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from dcase9.cli._common import CsvOpt, KindOpt, app, console, friendly_errors, print_left_out
+from dcase9.cli._common import RESUMES, CsvOpt, KindOpt, app, console, friendly_errors, print_left_out
 
 DataArg = Annotated[Path, typer.Argument(help="Evaluation-set folder (or its CSV file).", show_default=False)]
 
@@ -72,7 +72,7 @@ def validate(
 
 
 @app.command()
-@friendly_errors
+@friendly_errors(on_interrupt=RESUMES)
 def mix(
     data: DataArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
@@ -99,7 +99,7 @@ def mix(
 
 
 @app.command("demo-data")
-@friendly_errors
+@friendly_errors(on_interrupt=RESUMES)
 def demo_data(
     out: Annotated[Path, typer.Argument(help="Output folder.")],
     clips_per_class: Annotated[int, typer.Option(help="Validation clips per sound class (8 classes).")] = 3,

@@ -10,14 +10,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from dcase9.cli._common import app, console, friendly_errors
+from dcase9.cli._common import RESUMES, app, console, friendly_errors
 
 _LABELS = {"mixture": "mixture (no separation)", "oracle": "oracle ratio mask (upper bound)",
            "trained": "trained here (dcase9 train --preset demo)"}
 
 
 @app.command()
-@friendly_errors
+@friendly_errors(on_interrupt=RESUMES)
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Workspace folder for data, model, estimates and reports.")] = Path("demo-run"),
     train: Annotated[bool, typer.Option(help="Train the small demo model, score it, and package its outputs on "

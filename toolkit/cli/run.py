@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from dcase9.cli._common import CsvOpt, KindOpt, app, console, friendly_errors, parse_weight_options, print_left_out
+from dcase9.cli._common import RESUMES, CsvOpt, KindOpt, app, console, friendly_errors, parse_weight_options, print_left_out
 
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps.")]
 
@@ -33,7 +33,7 @@ def list_systems_command() -> None:
 
 
 @app.command()
-@friendly_errors
+@friendly_errors(on_interrupt=RESUMES)
 def infer(
     system: Annotated[str, typer.Option("--system", "-s", help="System name (see `dcase9 systems`).")],
     data: Annotated[Path, typer.Option("--data", "-d", help="Evaluation-set folder.")],

@@ -143,6 +143,11 @@ class DataSet:
     def describe(self) -> str:
         return f"{self.kind.value} set, {len(self.mixtures)} mixtures ({self.csv_path})"
 
+    def input_paths(self) -> dict[str, Path | None]:
+        """What a command reads of this set, by label, for `dcase9.files.check_no_overlap`."""
+        return {"the data set": self.root, "its CSV": self.csv_path, "its audio folder": self.audio_dir,
+                "its JSON": self.json_path}
+
 
 # --------------------------------------------------------------------------------------------
 # Locating the files

@@ -11,16 +11,19 @@ from urllib.parse import quote
 
 from dcase9.data.formats import SetKind
 from dcase9.errors import ConfigError, Dcase9Error
+from dcase9.files import check_no_overlap, staged_folder
 from dcase9.report.compare import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, bin_label, compare_systems, write_comparison
 from dcase9.report.inputs import ScoredSystem, check_same_clips, match_dataset, open_report_dataset, \
     read_score_report, unique_names
-from dcase9.report.media import SPECTROGRAM_DIR, SpectrogramRun, estimate_audio, evaluation_audio, folder_url, \
+from dcase9.report.media import AUDIO_DIR, SPECTROGRAM_DIR, SpectrogramRun, estimate_audio, evaluation_audio, folder_url, \
     make_spectrograms, mixed_audio, write_validation_audio
-from dcase9.report.page import write_page
+from dcase9.report.page import ASSETS_DIR, PAGE, write_page
 from dcase9.metrics import describe_metric, shown_metrics
 from dcase9.outputs import estimate_path
 from dcase9.scoring import SNR_BINS
 
+# What a page folder holds (toolkit/report/__init__.py); a folder with anything else is not replaced.
+PAGE_ENTRIES = (PAGE, ASSETS_DIR, AUDIO_DIR, SPECTROGRAM_DIR, "comparison.json", "comparison.png")
 DEFAULT_SPECTROGRAMS = 50  # one page of rows
 DEFAULT_SPECTROGRAM_SECONDS = 120.0
 PAGE_SIZE = 50
@@ -103,95 +106,101 @@ def build_report(reports: Sequence[str | Path], out: str | Path, *, names: Seque
     out_dir = Path(out)
     if out_dir.exists() and not out_dir.is_dir():
         raise Dcase9Error(f"{out_dir} is a file; --out names the page's folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
-
     validation = dataset.kind is SetKind.VALIDATION
     if mixed is not None and self_contained:
         raise ConfigError("--self-contained writes the page's own mixtures and references: leave out --mixed")
     if mixed is not None and not validation:
         raise ConfigError(f"--mixed: the {dataset.kind.value} set ships its mixtures; `dcase9 mix` folders are for "
                           "validation sets")
-    if mixed is not None:
-        clip_audio = mixed_audio(Path(mixed), specs)
-    elif validation:
-        clip_audio = write_validation_audio(dataset, specs, out_dir, workers=workers)
-    else:
-        clip_audio = evaluation_audio(dataset, specs, out_dir, self_contained=self_contained)
-    estimates = estimate_audio([s.estimates_dir for s in systems], [s.report_dir for s in systems], ids, out_dir,
-                               self_contained=self_contained)
+    check_no_overlap({"--out": out_dir}, {
+        **dataset.input_paths(), "--mixed": mixed,
+        **{f"the report {s.report_dir}": s.report_dir for s in systems},
+        **{f"the estimates of {s.report_dir}": s.estimates_dir for s in systems}})
+    # The page is replaced as a unit; its audio (slow to write) is linked into the new folder and reused.
+    with staged_folder(out_dir, ours=PAGE_ENTRIES, purpose="a dcase9 listening page", carry=(AUDIO_DIR,)) as work:
 
-    metrics = page_metrics(systems)
-    first_metric = next((m for m in ("sdri", "ats") if m in systems[0].metrics), None)
-    order = page_order([systems[0].values[i].get(first_metric) for i in ids]) if first_metric \
-        else list(range(len(ids)))
-    players = {"mixture": clip_audio.mixture_dir}
-    if clip_audio.reference_dir is not None:
-        players["reference"] = clip_audio.reference_dir
-    players.update({f"system-{k + 1}": folder for k, folder in enumerate(estimates.folders)})
-    first_rows = [ids[i] for i in order[:spectrograms]]
-    files = {clip: {player: folder / clip_audio.mixture_files[clip] if player == "mixture"
-                    else estimate_path(folder, clip) for player, folder in players.items()} for clip in first_rows}
-    images = make_spectrograms(first_rows, files, out_dir, limit=spectrograms, seconds=spectrogram_seconds)
+        if mixed is not None:
+            clip_audio = mixed_audio(Path(mixed), specs)
+        elif validation:
+            clip_audio = write_validation_audio(dataset, specs, work, workers=workers)
+        else:
+            clip_audio = evaluation_audio(dataset, specs, work, self_contained=self_contained)
+        estimates = estimate_audio([s.estimates_dir for s in systems], [s.report_dir for s in systems], ids, work,
+                                   self_contained=self_contained)
 
-    compare_metric = _comparison_metric(systems, metric)
-    if compare_metric is None:  # reports with no metric in common: nothing to compare
-        comparison = {"settings": {"metric": None}, "systems": [s.name for s in systems], "clips": len(ids), "pairs": []}
-    else:
-        comparison = compare_systems([s.name for s in systems], [[s.values[i][compare_metric] for i in ids]
-                                                                 for s in systems],
-                                     metric=compare_metric, snr=[s.snr for s in specs] if validation else None,
-                                     tie_margin=tie_margin, resamples=resamples, seed=seed, confidence=confidence)
-    paths = write_comparison(comparison, out_dir)
+        metrics = page_metrics(systems)
+        first_metric = next((m for m in ("sdri", "ats") if m in systems[0].metrics), None)
+        order = page_order([systems[0].values[i].get(first_metric) for i in ids]) if first_metric \
+            else list(range(len(ids)))
+        players = {"mixture": clip_audio.mixture_dir}
+        if clip_audio.reference_dir is not None:
+            players["reference"] = clip_audio.reference_dir
+        players.update({f"system-{k + 1}": folder for k, folder in enumerate(estimates.folders)})
+        first_rows = [ids[i] for i in order[:spectrograms]]
+        files = {clip: {player: folder / clip_audio.mixture_files[clip] if player == "mixture"
+                        else estimate_path(folder, clip) for player, folder in players.items()} for clip in first_rows}
+        images = make_spectrograms(first_rows, files, work, limit=spectrograms, seconds=spectrogram_seconds)
 
-    with_images = set(images.made)
-    rows = []
-    for position, spec in enumerate(specs):
-        row: dict[str, Any] = {"i": position, "id": spec.id, "caption": spec.query, "snr": spec.snr,
-                               "f": quote(spec.id, safe=""),
-                               "m": [[s.values[spec.id].get(m) for m in metrics] for s in systems]}
-        if not validation:
-            row["mix"] = quote(clip_audio.mixture_files[spec.id], safe="")
-        if spec.id in with_images:
-            row["spec"] = 1
-        rows.append(row)
-    title = f"dcase9 report: {', '.join(s.name for s in systems)} on the {dataset.kind.value} set"
-    page_data = {
-        "title": title,
-        "dataset": {"kind": dataset.kind.value, "root": str(dataset.root.resolve()),
-                    "csv": str(dataset.csv_path.resolve()), "mixtures": len(dataset.mixtures), "clips": len(ids)},
-        "has_reference": validation,
-        "metrics": metrics,
-        "labels": {m: describe_metric(m).label for m in metrics},
-        "decimals": {m: describe_metric(m).page_decimals for m in metrics},
-        "units": {m: describe_metric(m).unit for m in metrics},
-        "higher": {m: describe_metric(m).higher_is_better for m in metrics},
-        "systems": [{"name": s.name, "report": str(s.report_dir.resolve()), "estimates": str(s.estimates_dir.resolve()),
-                     "base": folder_url(folder, out_dir), "metrics": list(s.metrics),
-                     "mean": {m: s.summary.get("mean", {}).get(m) for m in s.metrics},
-                     "median": {m: s.summary.get("median", {}).get(m) for m in s.metrics},
-                     "complete": s.summary.get("complete")}
-                    for s, folder in zip(systems, estimates.folders)],
-        "audio": {"mixture": folder_url(clip_audio.mixture_dir, out_dir),
-                  "reference": folder_url(clip_audio.reference_dir, out_dir) if clip_audio.reference_dir else None},
-        "spectrograms": {"base": f"{SPECTROGRAM_DIR}/", "made": len(images.made), "limit": spectrograms,
-                         "stopped_by_time": images.stopped_by_time},
-        "bins": [{"label": bin_label(low, high), "low": low, "high": high} for low, high in SNR_BINS]
-        if validation else [],
-        "initial": {"sort": f"m.0.{first_metric}" if first_metric else "order", "dir": "asc"},
-        "page_size": page_size,
-        "comparison": comparison,
-        "comparison_plot": "comparison.png" if "plot" in paths else None,
-        "rows": rows,
-    }
-    page = write_page(out_dir, title, page_data)
-    result = ReportResult(out_dir, page, [s.name for s in systems], len(ids), dataset.kind.value, comparison,
-                          {"page": page, **paths}, images, clip_audio.written + estimates.written,
-                          clip_audio.kept + estimates.kept)
-    if images.stopped_by_time:
-        result.notes.append(f"spectrograms stopped after {spectrogram_seconds:g} s at {len(images.made)} of "
-                            f"{min(spectrograms, len(ids))} rows (--spectrogram-seconds)")
-    if not self_contained and any(not s.resolve().is_relative_to(out_dir.resolve()) for s in players.values()):
-        result.notes.append("the page plays audio outside its folder by relative paths: open it in place, or "
-                            "build it with --self-contained to move or share the folder")
+        compare_metric = _comparison_metric(systems, metric)
+        if compare_metric is None:  # reports with no metric in common: nothing to compare
+            comparison = {"settings": {"metric": None}, "systems": [s.name for s in systems], "clips": len(ids), "pairs": []}
+        else:
+            comparison = compare_systems([s.name for s in systems], [[s.values[i][compare_metric] for i in ids]
+                                                                     for s in systems],
+                                         metric=compare_metric, snr=[s.snr for s in specs] if validation else None,
+                                         tie_margin=tie_margin, resamples=resamples, seed=seed, confidence=confidence)
+        paths = write_comparison(comparison, work)
+
+        with_images = set(images.made)
+        rows = []
+        for position, spec in enumerate(specs):
+            row: dict[str, Any] = {"i": position, "id": spec.id, "caption": spec.query, "snr": spec.snr,
+                                   "f": quote(spec.id, safe=""),
+                                   "m": [[s.values[spec.id].get(m) for m in metrics] for s in systems]}
+            if not validation:
+                row["mix"] = quote(clip_audio.mixture_files[spec.id], safe="")
+            if spec.id in with_images:
+                row["spec"] = 1
+            rows.append(row)
+        title = f"dcase9 report: {', '.join(s.name for s in systems)} on the {dataset.kind.value} set"
+        page_data = {
+            "title": title,
+            "dataset": {"kind": dataset.kind.value, "root": str(dataset.root.resolve()),
+                        "csv": str(dataset.csv_path.resolve()), "mixtures": len(dataset.mixtures), "clips": len(ids)},
+            "has_reference": validation,
+            "metrics": metrics,
+            "labels": {m: describe_metric(m).label for m in metrics},
+            "decimals": {m: describe_metric(m).page_decimals for m in metrics},
+            "units": {m: describe_metric(m).unit for m in metrics},
+            "higher": {m: describe_metric(m).higher_is_better for m in metrics},
+            "systems": [{"name": s.name, "report": str(s.report_dir.resolve()), "estimates": str(s.estimates_dir.resolve()),
+                         "base": folder_url(folder, work), "metrics": list(s.metrics),
+                         "mean": {m: s.summary.get("mean", {}).get(m) for m in s.metrics},
+                         "median": {m: s.summary.get("median", {}).get(m) for m in s.metrics},
+                         "complete": s.summary.get("complete")}
+                        for s, folder in zip(systems, estimates.folders)],
+            "audio": {"mixture": folder_url(clip_audio.mixture_dir, work),
+                      "reference": folder_url(clip_audio.reference_dir, work) if clip_audio.reference_dir else None},
+            "spectrograms": {"base": f"{SPECTROGRAM_DIR}/", "made": len(images.made), "limit": spectrograms,
+                             "stopped_by_time": images.stopped_by_time},
+            "bins": [{"label": bin_label(low, high), "low": low, "high": high} for low, high in SNR_BINS]
+            if validation else [],
+            "initial": {"sort": f"m.0.{first_metric}" if first_metric else "order", "dir": "asc"},
+            "page_size": page_size,
+            "comparison": comparison,
+            "comparison_plot": "comparison.png" if "plot" in paths else None,
+            "rows": rows,
+        }
+        page = write_page(work, title, page_data)
+        final = {key: out_dir / path.relative_to(work) for key, path in {"page": page, **paths}.items()}
+        result = ReportResult(out_dir, final["page"], [s.name for s in systems], len(ids), dataset.kind.value,
+                              comparison, final, images, clip_audio.written + estimates.written,
+                              clip_audio.kept + estimates.kept)
+        if images.stopped_by_time:
+            result.notes.append(f"spectrograms stopped after {spectrogram_seconds:g} s at {len(images.made)} of "
+                                f"{min(spectrograms, len(ids))} rows (--spectrogram-seconds)")
+        if not self_contained and any(not s.resolve().is_relative_to(work.resolve()) for s in players.values()):
+            result.notes.append("the page plays audio outside its folder by relative paths: open it in place, or "
+                                "build it with --self-contained to move or share the folder")
     result.seconds = time.perf_counter() - started
     return result

@@ -569,6 +569,59 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)  # environment of the command
 
 
+# --- an output over an input (issue 21) ---------------------------------------------------------------
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def keep_tree(w: Workspace, folder: Path) -> Path:
+    """Remember `folder`'s files; `inputs_untouched` checks that they are all there, unchanged."""
+    w.saved.setdefault("trees", {})[folder] = tree(folder)
+    return folder
+
+
+def inputs_untouched(w: Workspace) -> None:
+    for folder, files in w.saved["trees"].items():
+        assert tree(folder) == files, folder
+
+
+def flat_set(w: Workspace) -> Path:
+    """The evaluation set with its CSV and mixtures in one folder (a layout users make)."""
+    flat = w.root / "flat"
+    shutil.copytree(w.copy("eval-real"), flat)
+    for wav in (flat / "lass_evaluation_real").glob("*.wav"):
+        wav.rename(flat / wav.name)
+    (flat / "lass_evaluation_real").rmdir()
+    return keep_tree(w, flat)
+
+
+def scored_validation(w: Workspace) -> tuple[Path, Path]:
+    """Estimates of the mixture system on the validation set and their score report."""
+    data = w.copy("validation")
+    w.dcase9(*w.infer("validation"))
+    report = w.root / "report"
+    w.dcase9("score", "-d", data, "-e", w.out, "-o", report)
+    return data, report
+
+
+def package_over_estimates(w: Workspace) -> list[str]:
+    """A config whose zip would be written into the folder of estimates it packages."""
+    estimates = keep_tree(w, w.copy("eval-real") / "lass_evaluation_real")
+    write(w.root / "report.pdf", one_page_pdf("A report"))
+    config = write(w.root / "submission.yaml", f"""
+submitter: {{lastname: Evil, abbreviation: HACK}}
+authors: [{{lastname: Evil, firstname: E, email: e@example.org, corresponding: true,
+           affiliation: {{abbreviation: HACK, institute: Example, location: Nowhere}}}}]
+technical_report: report.pdf
+systems:
+  - {{index: 1, name: S, abbreviation: S, parameters: {{total: 1}},
+     development_results: {{sdr: 1.0, sdri: 1.0, sisdr: 1.0}}, estimates: {{eval-synth: none, eval-real: {estimates}}}}}
+""")
+    return ["package", "--config", str(config), "--out", str(estimates / "Evil_HACK_task9.zip")]
+
+
 CASES = [
     # 1-3. YAML bombs, secrets the scanner must find, zip bombs (submission packaging, configs, augment).
     Case("YAML bomb in submission.yaml",
@@ -695,6 +748,24 @@ CASES = [
     Case("demo-data FILE", lambda w: ["demo-data", str(w.afile())], 2, "is a file, not a folder"),
 
     # --- Edges (issue 21): an --out over an input, a full disk, interrupts, values out of range, mixed runs
+    Case("infer --out: the set's audio folder",
+         lambda w: w.infer("eval-real")[:-2] + ["-o", str(keep_tree(w, w.copy("eval-real")) / "lass_evaluation_real")],
+         2, "is its audio folder", inputs_untouched),
+    Case("infer --out: the flat set's own folder", lambda w: w.infer("eval-real")[:-4] + ["-d", str(flat_set(w)), "-o",
+         str(w.root / "flat")], 2, "flat is the data set", inputs_untouched),
+    Case("mix --out: inside the audio folder", lambda w: ["mix", str(keep_tree(w, w.copy("validation"))), "--out",
+         str(w.copy("validation") / "lass_validation" / "mixed")], 2, "lies inside its audio folder", inputs_untouched),
+    Case("score --out: the estimates", lambda w: ["score", "-d", str(scored_validation(w)[0]), "-e",
+         str(keep_tree(w, w.out)), "-o", str(w.out)], 2, "is --estimates", inputs_untouched),
+    Case("report --out: a report it reads", lambda w: ["report", str(keep_tree(w, scored_validation(w)[1])), "--out",
+         str(w.root / "report")], 2, "is the report", inputs_untouched),
+    Case("package --out: inside the estimates", package_over_estimates, 2,
+         "lies inside systems[0].estimates.eval-real", inputs_untouched),
+    Case("train --out: the training data's folder", lambda w: train_args(w)[:-2] + ["--out", str(keep_tree(
+         w, w.copy("train")))], 2, "contains data.datafiles[0]", inputs_untouched),
+    Case("infer: a file of the user's at an output's name", lambda w: (write(w.out / "demo-real-case-3.wav", b"mine"),
+         w.infer("eval-real"))[1], 2, "demo-real-case-3.wav: not written by dcase9 in this folder",
+         lambda w: (w.out / "demo-real-case-3.wav").read_bytes() == b"mine" or pytest.fail("overwritten")),
 
     # --- Training that diverges (issue 21)
 

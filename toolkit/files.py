@@ -308,7 +308,12 @@ def staged_folder(out: str | Path, *, ours: Collection[str], purpose: str,
         for name in carry:
             if (out / name).exists():
                 _link_tree(out / name, staging / name)
-        yield staging
+        try:
+            yield staging
+        except DiskFullError as exc:  # name the file the user asked for, not its staging copy
+            if staging in exc.path.parents:
+                raise DiskFullError(out / exc.path.relative_to(staging)) from exc
+            raise
         _swap_in(staging, out, token)
     finally:
         if staging.exists():
@@ -407,17 +412,18 @@ def check_no_overlap(outputs: Mapping[str, str | Path | None], inputs: Mapping[s
         if out is None:
             continue
         real_out = _real(out)
+        overlaps = []  # (specificity, relation, label, path): the most telling one is named
         for in_label, source in inputs.items():
             if source is None:
                 continue
             real_in = _real(source)
             if real_out == real_in:
-                relation = "is"
+                overlaps.append((2, len(real_in.parts), "is", in_label, source))
             elif real_in in real_out.parents:
-                relation = "lies inside"
+                overlaps.append((1, len(real_in.parts), "lies inside", in_label, source))
             elif real_out in real_in.parents:
-                relation = "contains"
-            else:
-                continue
+                overlaps.append((0, -len(real_in.parts), "contains", in_label, source))
+        if overlaps:
+            _, _, relation, in_label, source = max(overlaps, key=lambda o: (o[0], o[1]))
             raise ConfigError(f"{out_label} {out} {relation} {in_label} {source}: writing there could replace or "
                               "delete what this command reads; choose an output outside it")

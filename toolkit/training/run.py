@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from dcase9.errors import CheckpointError, ConfigError, Dcase9Error
-from dcase9.files import require_folder, write_json_atomic, write_text_atomic
+from dcase9.files import check_no_overlap, require_folder, write_json_atomic, write_text_atomic
 from dcase9.lazy import require
 from dcase9.models.description import tokenizer_files
 from dcase9.training.config import (DEMO_TOKENIZER, QUERY_SOURCE_AUTO, QUERY_SOURCE_RANDOM, TINY_TOKENIZER,
@@ -106,6 +106,12 @@ def train(config: TrainConfig, out: str | Path, *, system: SystemFacts | None = 
         raise Dcase9Error(f"{out} already holds a training run ({last}); pass --resume to continue it, "
                           "or choose another --out")
     require_folder(out, "the training run")
+    inputs: dict[str, str | Path | None] = {"validation.data": config.validation.data}
+    for k, spec in enumerate(config.data.datafiles):
+        inputs.update({f"data.datafiles[{k}]": spec.path, f"data.datafiles[{k}].audio_root": spec.audio_root})
+    if config.init is not None and Path(config.init).exists():  # a file, not a registry name
+        inputs["init"] = config.init
+    check_no_overlap({"--out": out}, inputs)
     if resume:
         check_resumable(last)
     if system is not None and config.system is not None and system.sample_rate != config.data.sample_rate:

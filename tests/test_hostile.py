@@ -567,6 +567,7 @@ class Case:
     memory_mb: int | None = None  # run in a subprocess allowed this much more address space
     forbid: str | None = None  # must appear nowhere: not in the output, not in any file the command wrote
     env: dict[str, str] = field(default_factory=dict)  # environment of the command
+    disk_full_after: int | None = None  # the disk fills up: fsync fails (ENOSPC) after this many calls
 
 
 # --- an output over an input (issue 21) ---------------------------------------------------------------
@@ -604,6 +605,68 @@ def scored_validation(w: Workspace) -> tuple[Path, Path]:
     report = w.root / "report"
     w.dcase9("score", "-d", data, "-e", w.out, "-o", report)
     return data, report
+
+
+def no_partial_files(folder: Path) -> None:
+    leftovers = [p for p in folder.rglob(".*") if ".part" in p.name or ".previous" in p.name]
+    assert not leftovers, leftovers
+
+
+def full_disk_fsync(after: int) -> Callable[[int], None]:
+    """os.fsync that reports a full disk (ENOSPC, as delayed allocation does on flush) after `after` calls."""
+    import errno
+
+    real, calls = os.fsync, [0]
+
+    def fsync(fd: int) -> None:
+        calls[0] += 1
+        if calls[0] > after:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    return fsync
+
+
+def infer_resumes_after_a_full_disk(w: Workspace) -> None:
+    """Only complete, vouched outputs were kept, and with space again the run resumes from them."""
+    no_partial_files(w.out)
+    kept = w.estimates()
+    assert kept and set(kept) <= set(ledger(w))
+    output = flat(w.dcase9(*w.infer("eval-real")))
+    assert f"wrote {12 - len(kept)} estimate(s)" in output and f"({len(kept)} already there)" in output
+
+
+def with_previous_report(w: Workspace) -> list[str]:
+    """A complete score report, then a second `score` into the same folder."""
+    data, report = scored_validation(w)
+    w.saved["previous"] = tree(report)
+    return ["score", "-d", str(data), "-e", str(w.out), "-o", str(report)]
+
+
+def previous_report_whole(w: Workspace) -> None:
+    assert tree(w.root / "report") == w.saved["previous"]
+    no_partial_files(w.root)
+
+
+def page_over_previous_page(w: Workspace) -> list[str]:
+    _, report = scored_validation(w)
+    page = w.root / "page"
+    w.dcase9("report", report, "--out", page, "--spectrograms", "2")
+    w.saved["previous"] = tree(page)
+    return ["report", str(report), "--out", str(page), "--spectrograms", "2"]
+
+
+def previous_page_whole(w: Workspace) -> None:
+    assert tree(w.root / "page") == w.saved["previous"]
+    no_partial_files(w.root)
+
+
+def valid_package(w: Workspace) -> list[str]:
+    """`package` of a submission that passes every check, into `p.zip`."""
+    from package_support import make_submission_inputs, write_config
+
+    config = write_config(make_submission_inputs(w.root / "inputs", w.demo), w.root / "config")
+    return ["package", "--config", str(config), "--out", str(w.root / "p.zip")]
 
 
 def package_over_estimates(w: Workspace) -> list[str]:
@@ -763,6 +826,19 @@ CASES = [
          "lies inside systems[0].estimates.eval-real", inputs_untouched),
     Case("train --out: the training data's folder", lambda w: train_args(w)[:-2] + ["--out", str(keep_tree(
          w, w.copy("train")))], 2, "contains data.datafiles[0]", inputs_untouched),
+    Case("infer: the disk fills up", lambda w: w.infer("eval-real"), 2, "the disk is full",
+         infer_resumes_after_a_full_disk, disk_full_after=6),
+    Case("mix: the disk fills up", lambda w: ["mix", str(w.copy("validation")), "--out", str(w.out)], 2,
+         "the disk is full", lambda w: no_partial_files(w.out), disk_full_after=6),
+    Case("score: the disk fills up", with_previous_report, 2, "report/per_clip.csv: the disk is full",
+         previous_report_whole, disk_full_after=0),
+    Case("report: the disk fills up", page_over_previous_page, 2, "the disk is full", previous_page_whole,
+         disk_full_after=3),
+    Case("package: the disk fills up", valid_package, 2,
+         "p.zip: the disk is full", lambda w: (no_partial_files(w.root), not (w.root / "p.zip").exists()
+                                                 or pytest.fail("zip written")), disk_full_after=0),
+    Case("demo-data: the disk fills up", lambda w: ["demo-data", str(w.out), "--clips-per-class", "1",
+         "--train-clips-per-class", "1"], 2, "the disk is full", lambda w: no_partial_files(w.out), disk_full_after=4),
     Case("infer: a file of the user's at an output's name", lambda w: (write(w.out / "demo-real-case-3.wav", b"mine"),
          w.infer("eval-real"))[1], 2, "demo-real-case-3.wav: not written by dcase9 in this folder",
          lambda w: (w.out / "demo-real-case-3.wav").read_bytes() == b"mine" or pytest.fail("overwritten")),
@@ -815,7 +891,10 @@ def test_hostile_input(case: Case, demo_root: Path, tmp_path: Path, monkeypatch:
         else:
             for name, value in case.env.items():
                 monkeypatch.setenv(name, value)
+            if case.disk_full_after is not None:
+                monkeypatch.setattr(os, "fsync", full_disk_fsync(case.disk_full_after))
             result = runner.invoke(app, args)
+            monkeypatch.undo()
             exit_code, output = result.exit_code, result.output
             assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
         assert "Traceback" not in output and "MemoryError" not in output, output

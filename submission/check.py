@@ -38,6 +38,7 @@ from dcase9.submission.profile import Profile, load_profile
 from dcase9.submission.secrets import PDF_MAGIC, SecretHit, SecretScanner, line_of_offset
 from dcase9.submission.template import compare_with_template, read_template
 from dcase9.errors import DataError
+from dcase9.files import describe_non_file
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _READ_CHUNK = 2**20  # compressed bytes read at a time
@@ -92,8 +93,9 @@ def check_package(package: str | Path, *, profile: str | Path | Profile | None =
     if template is not None and not isinstance(template, Mapping):
         template = read_template(template)
     package = Path(package)
-    if not package.is_file():
-        raise DataError("no such package file", file=package)
+    problem = describe_non_file(package)
+    if problem is not None:
+        raise DataError(f"package {problem}", file=package)
     if expected is None:
         expected = expected_outputs(profile, data or {})
     try:

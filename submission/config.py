@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 from dcase9.submission.profile import result_metrics
 from dcase9.config import StrictModel, parse_model, read_yaml
 from dcase9.errors import ConfigError
+from dcase9.files import require_file
 
 
 def _renamed(data: Any, old: str, new: str) -> Any:
@@ -151,9 +152,7 @@ class SubmissionConfig(StrictModel):
 
 def load_submission_config(path: str | Path) -> SubmissionConfig:
     """Read submission.yaml; errors name the line and key."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"submission config not found: {path}")
+    path = require_file(path, "the submission config")
     data = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with submitter, authors, technical_report, data "

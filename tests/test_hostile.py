@@ -669,6 +669,47 @@ def valid_package(w: Workspace) -> list[str]:
     return ["package", "--config", str(config), "--out", str(w.root / "p.zip")]
 
 
+def report_with_huge_value(w: Workspace) -> list[str]:
+    _, report = scored_validation(w)
+    per_clip = report / "per_clip.csv"
+    lines = per_clip.read_text().splitlines()
+    cells = lines[2].split(",")
+    cells[-3] = "1e308"  # the SDRi of the second clip
+    lines[2] = ",".join(cells)
+    per_clip.write_text("\n".join(lines) + "\n")
+    return ["report", str(report), str(report), "--name", "a", "--name", "b", "--out", str(w.root / "page"),
+            "--spectrograms", "0", "--resamples", "100"]
+
+
+def page_is_strict(w: Workspace) -> None:
+    assert strict_json(w.root / "page" / "comparison.json")["pairs"]
+
+
+def validation_with_snr(w: Workspace, snr: str) -> Path:
+    data = w.copy("validation")
+    csv_path = data / "lass_synthetic_validation.csv"
+    lines = csv_path.read_text().splitlines()
+    cells = lines[1].split(",")
+    cells[2] = snr
+    lines[1] = ",".join(cells)
+    csv_path.write_text("\n".join(lines) + "\n")
+    return data
+
+
+def eval_with_short_mixture(w: Workspace, samples: int) -> Path:
+    sf.write(w.audio("eval-real", 0), np.full(samples, 0.1, np.float32), 16000, subtype="FLOAT")
+    return w.copy("eval-real")
+
+
+def eval_with_long_name(w: Workspace) -> Path:
+    data = w.copy("eval-real")
+    csv_path = data / "lass_real_evaluation.csv"
+    lines = csv_path.read_text().splitlines()
+    lines[1] = "x" * 300 + ".wav," + lines[1].split(",", 1)[1]
+    csv_path.write_text("\n".join(lines) + "\n")
+    return data
+
+
 def package_over_estimates(w: Workspace) -> list[str]:
     """A config whose zip would be written into the folder of estimates it packages."""
     estimates = keep_tree(w, w.copy("eval-real") / "lass_evaluation_real")
@@ -839,6 +880,25 @@ CASES = [
                                                  or pytest.fail("zip written")), disk_full_after=0),
     Case("demo-data: the disk fills up", lambda w: ["demo-data", str(w.out), "--clips-per-class", "1",
          "--train-clips-per-class", "1"], 2, "the disk is full", lambda w: no_partial_files(w.out), disk_full_after=4),
+    Case("report: a per-clip value of 1e308", report_with_huge_value, 1, "row 3, field 'sdri': 1e308 is outside "
+         "-1000..1000", page_is_strict),
+    Case("validate: an SNR of 4000 dB", lambda w: ["validate", str(validation_with_snr(w, "4000"))], 1,
+         "row 2, field 'snr': SNR 4000 dB is beyond +-100 dB"),
+    Case("infer: an SNR of 4000 dB", lambda w: w.infer("validation", system="oracle")[:-4] + [
+         "-d", str(validation_with_snr(w, "4000")), "-o", str(w.out), "--limit", "3"], 1,
+         "row 2, field 'snr': SNR 4000 dB is beyond +-100 dB"),
+    Case("mix: an SNR of 4000 dB", lambda w: ["mix", str(validation_with_snr(w, "4000")), "--out", str(w.out)], 1,
+         "SNR 4000 dB is beyond +-100 dB"),
+    Case("infer: a 0-sample mixture", lambda w: w.infer("eval-real")[:-4] + ["-d", str(eval_with_short_mixture(w, 0)),
+         "-o", str(w.out)], 1, "demo-real-case-0.wav: 0 samples: shorter than 0.1 s"),
+    Case("infer: a 1-sample mixture", lambda w: w.infer("eval-real")[:-4] + ["-d", str(eval_with_short_mixture(w, 1)),
+         "-o", str(w.out)], 1, "1 samples: shorter than 0.1 s"),
+    Case("validate: a 1-sample mixture", lambda w: ["validate", str(eval_with_short_mixture(w, 1))], 1,
+         "shorter than 0.1 s, too short to separate"),
+    Case("validate: a 300-character file name", lambda w: ["validate", str(eval_with_long_name(w))], 1,
+         "row 2: the output name"),
+    Case("infer: a 300-character file name", lambda w: w.infer("eval-real")[:-4] + ["-d", str(eval_with_long_name(w)),
+         "-o", str(w.out)], 1, "row 2: the output name"),
     Case("infer: a file of the user's at an output's name", lambda w: (write(w.out / "demo-real-case-3.wav", b"mine"),
          w.infer("eval-real"))[1], 2, "demo-real-case-3.wav: not written by dcase9 in this folder",
          lambda w: (w.out / "demo-real-case-3.wav").read_bytes() == b"mine" or pytest.fail("overwritten")),

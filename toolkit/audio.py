@@ -19,7 +19,7 @@ import soundfile as sf
 import torch
 
 from dcase9.errors import DataError
-from dcase9.files import atomic_output
+from dcase9.files import atomic_output, describe_non_file
 
 SAMPLE_RATE = 16000  # every Task 9 evaluation file: 16 kHz mono
 
@@ -27,6 +27,9 @@ SAMPLE_RATE = 16000  # every Task 9 evaluation file: 16 kHz mono
 def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Mono float32 samples of `path` at `sample_rate`, as librosa.load(sr=..., mono=True) returns them."""
     path = Path(path)
+    problem = describe_non_file(path)  # a folder, a named pipe or a device is not audio (and could hang a read)
+    if problem is not None:
+        raise DataError(problem, file=path)
     try:
         data, file_rate = sf.read(path, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
@@ -44,8 +47,9 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
 def read_failure(path: Path, exc: Exception) -> str:
     """Why reading failed. A header that parses but audio that does not decode is, in practice, a
     cut-off download or copy (a FLAC or OGG file stops decoding where it was cut): say so."""
-    if not path.exists():
-        return "file not found"
+    problem = describe_non_file(path)
+    if problem is not None:
+        return problem
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError):

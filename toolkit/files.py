@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import math
 import os
 import re
 import secrets
@@ -103,8 +104,20 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def finite_or_none(value: Any) -> Any:
+    """The value with every NaN or infinity replaced by None (JSON null), in nested dicts and lists."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    return value
+
+
 def write_json_atomic(path: str | Path, payload: Any) -> None:
-    write_text_atomic(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+    """Strict JSON (a NaN or infinity becomes null: `NaN` is not JSON, and strict readers refuse it)."""
+    write_text_atomic(path, json.dumps(finite_or_none(payload), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -369,9 +382,9 @@ def describe_non_file(path: str | Path) -> str | None:
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        return "does not exist" if not os.path.islink(path) else "is a link to a file that does not exist"
+        return "file not found" if not os.path.islink(path) else "a link to a file that does not exist"
     except NotADirectoryError:
-        return "does not exist (a part of the path is a file, not a folder)"
+        return "file not found (a part of the path is a file, not a folder)"
     except PermissionError:
         return "cannot be read (permission denied)"
     except OSError as exc:
@@ -379,21 +392,21 @@ def describe_non_file(path: str | Path) -> str | None:
     if stat.S_ISREG(mode):
         return None
     if stat.S_ISDIR(mode):
-        return "is a folder, not a file"
+        return "a folder, not a file"
     if stat.S_ISFIFO(mode):
-        return "is a named pipe (FIFO), not a regular file"
+        return "a named pipe (FIFO), not a regular file"
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "is a device, not a regular file"
+        return "a device, not a regular file"
     if stat.S_ISSOCK(mode):
-        return "is a socket, not a regular file"
-    return "is not a regular file"
+        return "a socket, not a regular file"
+    return "not a regular file"
 
 
 def require_file(path: str | Path, purpose: str) -> Path:
     """`path` if it is a regular file; else a ConfigError saying what it is instead (exit 2)."""
     problem = describe_non_file(path)
     if problem is not None:
-        raise ConfigError(f"{path} ({purpose}) {problem}")
+        raise ConfigError(f"{path} ({purpose}): {problem}")
     return Path(path)
 
 

@@ -112,6 +112,10 @@ class Metric:
     page_decimals: int = 2  # on the listening page (tables print the challenge's 3)
     tie_margin: float = 0.1  # the comparison counts |A - B| <= this as a tie
     shown: bool = True  # in tables, on the page and in submissions (input SDR describes the mixture, not a system)
+    # The values a report may hold (README: "Values out of range"). The official SDRs floor both mean
+    # powers at 1e-10, so audio within +-1000 of full scale stays within +-200 dB (SDRi +-400);
+    # anything past +-1000 dB is a damaged or hand-edited file, not a score.
+    plausible: tuple[float, float] = (-1000.0, 1000.0)
 
     @property
     def needs_reference(self) -> bool:
@@ -184,4 +188,5 @@ register_metric(Metric("sdr", "SDR", _OFFICIAL_COMPUTE["sdr"]))
 register_metric(Metric("sdri", "SDRi", _OFFICIAL_COMPUTE["sdri"]))
 register_metric(Metric("sisdr", "SI-SDR", _OFFICIAL_COMPUTE["sisdr"]))
 register_metric(Metric("input_sdr", "input SDR", _OFFICIAL_COMPUTE["input_sdr"], shown=False))
-register_metric(Metric("ats", "ATS", None, unit="", page_decimals=3, tie_margin=0.01))  # dcase9.ats.AtsScorer
+register_metric(Metric("ats", "ATS", None, unit="", page_decimals=3, tie_margin=0.01,
+                       plausible=(-1.001, 1.001)))  # a cosine similarity, with float32 round-off  # dcase9.ats.AtsScorer

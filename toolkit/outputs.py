@@ -51,7 +51,7 @@ from typing import Any
 import soundfile as sf
 
 from dcase9.audio import SAMPLE_RATE
-from dcase9.data.formats import DataSet, MixtureSpec, SetKind, is_safe_name
+from dcase9.data.formats import DataSet, MixtureSpec, SetKind, is_safe_name, output_name_too_long
 from dcase9.errors import Dcase9Error, DataError
 from dcase9.files import (JsonlAppender, exclusive_lock, read_jsonl, remove_partial_files, sha256_text, write_json_atomic,
                            write_text_atomic)
@@ -273,6 +273,9 @@ class OutputFolder:
         todo, delete, foreign = [], [], []
         for spec in mixtures:
             source = self.sources[spec.id] = source_of(self.dataset, spec)
+            if output_name_too_long(spec.id):  # no such file can exist; the loader names the row
+                todo.append(spec)
+                continue
             if self.overwrite or not self.is_current(spec.id, source):
                 todo.append(spec)
                 for path in self.outputs_of(spec.id):

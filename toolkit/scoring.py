@@ -34,8 +34,8 @@ from dcase9.data.formats import DataSet, MixtureSpec, open_dataset
 from dcase9.data.items import ItemLoader, LoadFailure, ordered_map
 from dcase9.engine import resolve_device, resolve_workers
 from dcase9.errors import ConfigError, Dcase9Error
-from dcase9.files import atomic_output, check_no_overlap, require_folder, staged_folder, write_text_atomic
-from dcase9.metrics import compute_reference_metrics, registered_metrics
+from dcase9.files import atomic_output, check_no_overlap, finite_or_none, require_folder, staged_folder, write_text_atomic
+from dcase9.metrics import compute_reference_metrics, describe_metric, registered_metrics
 from dcase9.outputs import estimate_files, run_identity, unvouched_estimates
 
 SNR_BINS = ((-15, -10), (-10, -5), (-5, 0), (0, 5), (5, 10), (10, 15))  # last bin includes 15
@@ -263,24 +263,19 @@ def _finite_rows(rows: list[dict[str, Any]], problems: list[EstimateProblem]) ->
     kept = []
     for row in rows:
         bad = [name for name, value in row.items() if isinstance(value, float) and not math.isfinite(value)]
+        implausible = [name for name, value in row.items() if name not in bad and isinstance(value, float)
+                       and not describe_metric(name).plausible[0] <= value <= describe_metric(name).plausible[1]]
         if bad:
             problems.append(EstimateProblem(row["id"], "non-finite-score", f"{row['id']}: {', '.join(bad)} is not a "
                                             "finite number (a silent or degenerate reference or estimate); left out "
                                             "of the means"))
+        elif implausible:
+            problems.append(EstimateProblem(row["id"], "implausible-score", f"{row['id']}: {', '.join(implausible)} "
+                                            "is outside the metric's plausible range (audio far beyond full scale?); "
+                                            "left out of the means"))
         else:
             kept.append(row)
     return kept
-
-
-def _finite_or_none(value: Any) -> Any:
-    """The value with every NaN or infinity replaced by None (JSON null): summary.json stays strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_none(v) for v in value]
-    return value
 
 
 def _summary_document(report: ScoreReport) -> dict[str, Any]:
@@ -326,7 +321,7 @@ def _write_report_files(report: ScoreReport, out_dir: Path) -> dict[str, Path]:
         writer.writerow([row.get(c) for c in columns] + [repr(float(row[m])) for m in report.metrics])
     paths = {"per_clip": out_dir / "per_clip.csv", "summary": out_dir / "summary.json"}
     write_text_atomic(paths["per_clip"], buffer.getvalue())
-    write_text_atomic(paths["summary"], json.dumps(_finite_or_none(report.summary), indent=2, ensure_ascii=False,
+    write_text_atomic(paths["summary"], json.dumps(finite_or_none(report.summary), indent=2, ensure_ascii=False,
                                               allow_nan=False) + "\n")
     if report.rows and "sdri" in report.metrics:
         paths["plot"] = out_dir / "sdri_vs_snr.png"

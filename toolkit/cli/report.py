@@ -77,3 +77,11 @@ def report(
                   highlight=False)
     for note in result.notes:
         console.print(f"[yellow]{escape(note)}[/]", highlight=False)
+    if result.problems:
+        console.print(f"[red]{len(result.problems)} value(s) left out[/] (fix or score the report again):",
+                      highlight=False)
+        for problem in result.problems[:20]:
+            console.print(f"  {escape(problem)}", highlight=False, soft_wrap=True)
+        if len(result.problems) > 20:
+            console.print(f"  ... {len(result.problems) - 20} more", highlight=False)
+        raise typer.Exit(1)

@@ -26,6 +26,7 @@ from enum import Enum
 from pathlib import Path
 
 from dcase9.errors import ConfigError, DataError
+from dcase9.files import describe_non_file
 
 
 class SetKind(str, Enum):
@@ -65,6 +66,19 @@ EVALUATION_COLUMNS = {
 }
 AUDIO_EXTENSIONS = (".wav", ".flac")
 SNR_RANGE = (-15, 15)
+# What the toolkit accepts at all (README: "Values out of range"): an SNR beyond +-100 dB scales one clip
+# by more than 1e5 against the other (nothing audible is left of it; 10**(snr/10) overflows past ~3000 dB),
+# and a clip shorter than 0.1 s holds less than one STFT window of any system.
+SNR_PLAUSIBLE_DB = 100
+MIN_AUDIO_SECONDS = 0.1
+MAX_NAME_BYTES = 255  # one file name on every common file system (ext4, APFS, NTFS in UTF-16 units)
+
+
+def output_name_too_long(output_id: str) -> str | None:
+    """Why `<output_id>.wav` cannot be a file name, or None when it can."""
+    size = len(f"{output_id}.wav".encode())
+    return (f"the output name {output_id[:40]}....wav would be {size} bytes; file systems allow {MAX_NAME_BYTES}"
+            if size > MAX_NAME_BYTES else None)
 
 _SAFE_NAME = re.compile(r"^[^/\\\x00-\x1f]+$")
 
@@ -197,8 +211,8 @@ def locate(data: str | Path, kind: SetKind | str | None = None,
     The kind is detected from the official CSV names first, then from the CSV headers.
     """
     data = Path(data)
-    if not data.exists():
-        raise DataError("no such file or folder", file=data)
+    if not data.is_dir() and describe_non_file(data) is not None:
+        raise DataError(describe_non_file(data) or "", file=data)
     if data.is_file():
         csv_path, root = data, data.parent
     else:
@@ -207,8 +221,9 @@ def locate(data: str | Path, kind: SetKind | str | None = None,
 
     if csv_path is not None:
         csv_path = Path(csv_path)
-        if not csv_path.is_file():
-            raise DataError("CSV file not found", file=csv_path)
+        problem = describe_non_file(csv_path)
+        if problem is not None:
+            raise DataError(f"CSV {problem}", file=csv_path)
         found = wanted or _detect_kind_of_csv(csv_path)
         if found is None:
             raise DataError("cannot tell which evaluation set this CSV belongs to; pass --kind "

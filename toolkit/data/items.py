@@ -11,8 +11,9 @@ from typing import Callable, TypeVar
 
 import numpy as np
 
-from dcase9.audio import mix_at_snr, read_audio
-from dcase9.data.formats import DataSet, MixtureSpec, SetKind
+from dcase9.audio import SAMPLE_RATE, mix_at_snr, read_audio
+from dcase9.data.formats import (MIN_AUDIO_SECONDS, SNR_PLAUSIBLE_DB, DataSet, MixtureSpec, SetKind,
+                                  output_name_too_long)
 from dcase9.errors import DataError
 
 
@@ -37,11 +38,23 @@ class ItemLoader:
         self._read = functools.lru_cache(maxsize=cache_clips)(self._read_uncached)
 
     def _read_uncached(self, name: str) -> np.ndarray:
-        return read_audio(self.dataset.audio_path(name))
+        path = self.dataset.audio_path(name)
+        samples = read_audio(path)
+        if samples.shape[-1] < MIN_AUDIO_SECONDS * SAMPLE_RATE:
+            raise DataError(f"{samples.shape[-1]} samples: shorter than {MIN_AUDIO_SECONDS:g} s, too short to "
+                            "separate", file=path)
+        return samples
 
     def load(self, spec: MixtureSpec) -> Item:
+        too_long = output_name_too_long(spec.id)
+        if too_long is not None:
+            raise DataError(too_long, file=self.dataset.csv_path, row=spec.row)
         if self.dataset.kind is SetKind.VALIDATION:
             assert spec.source is not None and spec.noise is not None and spec.snr is not None
+            if abs(spec.snr) > SNR_PLAUSIBLE_DB:
+                raise DataError(f"SNR {spec.snr} dB is beyond +-{SNR_PLAUSIBLE_DB} dB: one clip would be scaled by "
+                                f"more than 1e{SNR_PLAUSIBLE_DB // 20} against the other", file=self.dataset.csv_path,
+                                row=spec.row, field=self.dataset.columns.get("snr", "snr"))
             source, noise = self._read(spec.source), self._read(spec.noise)
             try:
                 mixture, reference = mix_at_snr(source, noise, spec.snr)

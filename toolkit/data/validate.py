@@ -11,8 +11,10 @@ import numpy as np
 import soundfile as sf
 
 from dcase9.audio import SAMPLE_RATE, non_finite_count, wav_truncation
-from dcase9.data.formats import DataSet, Issue, SetKind, parse_dataset
+from dcase9.data.formats import (MIN_AUDIO_SECONDS, SNR_PLAUSIBLE_DB, DataSet, Issue, SetKind, output_name_too_long,
+                                  parse_dataset)
 from dcase9.data.items import ordered_map
+from dcase9.files import describe_non_file
 
 EXPECTED_SECONDS = 10.0  # every official clip and mixture is 10 s
 DURATION_TOLERANCE = 0.01  # relative: beyond 1% off it is an error (where duration matters)
@@ -70,8 +72,9 @@ class ValidationReport:
 
 def inspect_audio(path: Path, expected_frames: int | None, duration_is_error: bool) -> AudioFacts:
     facts = AudioFacts(path)
-    if not path.is_file():
-        facts.problems.append(("error", "audio-missing", "audio file not found"))
+    problem = describe_non_file(path)
+    if problem is not None:
+        facts.problems.append(("error", "audio-missing", f"audio {problem}"))
         return facts
     try:
         info = sf.info(str(path))
@@ -97,6 +100,9 @@ def inspect_audio(path: Path, expected_frames: int | None, duration_is_error: bo
                                f"{expected_frames / SAMPLE_RATE:g} s ({expected_frames} samples)"))
     if data.size == 0:
         facts.problems.append(("error", "audio-empty", "no samples"))
+    elif info.frames < MIN_AUDIO_SECONDS * info.samplerate:
+        facts.problems.append(("error", "audio-too-short", f"{info.frames} samples: shorter than "
+                               f"{MIN_AUDIO_SECONDS:g} s, too short to separate"))
     elif not np.all(np.isfinite(data)):
         facts.problems.append(("error", "audio-nonfinite", f"{non_finite_count(data)} NaN or infinite samples"))
     elif not np.any(data):
@@ -110,6 +116,14 @@ def validate_dataset(data: str | Path, kind: SetKind | str | None = None, csv_pa
     """Check metadata and (unless `check_audio=False`) every referenced audio file."""
     dataset, issues = parse_dataset(data, kind, csv_path)
     report = ValidationReport(dataset, list(issues))
+    for spec in dataset.mixtures:  # what infer, mix and score refuse row by row (ItemLoader)
+        too_long = output_name_too_long(spec.id)
+        if too_long is not None:
+            report.issues.append(Issue("error", "name-too-long", too_long, str(dataset.csv_path), spec.row))
+        if spec.snr is not None and abs(spec.snr) > SNR_PLAUSIBLE_DB:
+            report.issues.append(Issue("error", "snr-implausible", f"SNR {spec.snr} dB is beyond "
+                                       f"+-{SNR_PLAUSIBLE_DB} dB", str(dataset.csv_path), spec.row,
+                                       dataset.columns.get("snr")))
     if not check_audio:
         return report
 

@@ -45,6 +45,7 @@ class ReportResult:
     audio_kept: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # report values left out (the command exits 1)
 
 
 def page_order(values: Sequence[float | None]) -> list[int]:
@@ -196,6 +197,7 @@ def build_report(reports: Sequence[str | Path], out: str | Path, *, names: Seque
         result = ReportResult(out_dir, final["page"], [s.name for s in systems], len(ids), dataset.kind.value,
                               comparison, final, images, clip_audio.written + estimates.written,
                               clip_audio.kept + estimates.kept)
+        result.problems = [problem for s in systems for problem in s.problems]
         if images.stopped_by_time:
             result.notes.append(f"spectrograms stopped after {spectrogram_seconds:g} s at {len(images.made)} of "
                                 f"{min(spectrograms, len(ids))} rows (--spectrogram-seconds)")

@@ -18,7 +18,7 @@ from typing import Any
 
 from dcase9.data.formats import DataSet, MixtureSpec, SetKind, open_dataset
 from dcase9.errors import DataError, Dcase9Error
-from dcase9.metrics import shown_metrics
+from dcase9.metrics import describe_metric, shown_metrics
 
 SUMMARY = "summary.json"
 PER_CLIP = "per_clip.csv"
@@ -36,14 +36,24 @@ class ScoredSystem:
     values: dict[str, dict[str, float | None]]  # clip id -> metric -> value (None when not finite)
     captions: dict[str, str]  # clip id -> caption as scored
     order: list[str] = field(default_factory=list)  # clip ids in the CSV's order
+    problems: list[str] = field(default_factory=list)  # values left out as implausible (file, row, field)
 
 
-def _number(text: str, path: Path, row: int, column: str) -> float | None:
+def _number(text: str, path: Path, row: int, column: str, problems: list[str]) -> float | None:
+    """The value of a cell; None (a gap on the page, left out of the comparison) for an empty or non-finite
+    one, and for one outside the metric's plausible range, which is also listed in `problems`."""
     try:
         value = float(text)
     except ValueError:
         raise DataError(f"{text!r} is not a number", file=path, row=row, field=column) from None
-    return value if math.isfinite(value) else None
+    if not math.isfinite(value):
+        return None
+    low, high = describe_metric(column).plausible
+    if not low <= value <= high:
+        problems.append(f"{path}, row {row}, field '{column}': {text} is outside {low:g}..{high:g}, not a score "
+                        "(a damaged or edited report); left out")
+        return None
+    return value
 
 
 def read_score_report(report_dir: str | Path) -> ScoredSystem:
@@ -71,6 +81,7 @@ def read_score_report(report_dir: str | Path) -> ScoredSystem:
     values: dict[str, dict[str, float | None]] = {}
     captions: dict[str, str] = {}
     order: list[str] = []
+    problems: list[str] = []
     try:
         with open(csv_path, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
@@ -85,7 +96,7 @@ def read_score_report(report_dir: str | Path) -> ScoredSystem:
                     raise DataError("empty id", file=csv_path, row=line, field="id")
                 if clip in values:
                     raise DataError(f"id {clip!r} appears twice", file=csv_path, row=line, field="id")
-                values[clip] = {m: _number(record[m] or "", csv_path, line, m) for m in metrics}
+                values[clip] = {m: _number(record[m] or "", csv_path, line, m, problems) for m in metrics}
                 captions[clip] = record["caption"] or ""
                 order.append(clip)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
@@ -98,7 +109,7 @@ def read_score_report(report_dir: str | Path) -> ScoredSystem:
     name = identity.get("system") if isinstance(identity, dict) else None
     if not isinstance(name, str) or not name.strip():
         name = report_dir.resolve().name
-    return ScoredSystem(name.strip(), report_dir, estimates, summary, metrics, values, captions, order)
+    return ScoredSystem(name.strip(), report_dir, estimates, summary, metrics, values, captions, order, problems)
 
 
 def unique_names(names: list[str], folders: list[Path]) -> list[str]:

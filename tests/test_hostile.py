@@ -710,6 +710,23 @@ def eval_with_long_name(w: Workspace) -> Path:
     return data
 
 
+def mixture_replaced_by(w: Workspace, kind: str) -> Path:
+    """The first eval-real mixture replaced by a folder or a named pipe of the same name."""
+    path = w.audio("eval-real", 0)
+    path.unlink()
+    path.mkdir() if kind == "folder" else os.mkfifo(path)
+    return w.copy("eval-real")
+
+
+def eval_with_huge_caption(w: Workspace) -> Path:
+    data = w.copy("eval-real")
+    csv_path = data / "lass_real_evaluation.csv"
+    lines = csv_path.read_text().splitlines()
+    lines[2] = lines[2].split(",", 1)[0] + "," + "a dog barks " * 20_000  # 240 KB, no quote anywhere
+    csv_path.write_text("\n".join(lines) + "\n")
+    return data
+
+
 def package_over_estimates(w: Workspace) -> list[str]:
     """A config whose zip would be written into the folder of estimates it packages."""
     estimates = keep_tree(w, w.copy("eval-real") / "lass_evaluation_real")
@@ -899,6 +916,22 @@ CASES = [
          "row 2: the output name"),
     Case("infer: a 300-character file name", lambda w: w.infer("eval-real")[:-4] + ["-d", str(eval_with_long_name(w)),
          "-o", str(w.out)], 1, "row 2: the output name"),
+    Case("validate: a folder named like a mixture", lambda w: ["validate", str(mixture_replaced_by(w, "folder"))], 1,
+         "demo-real-case-0.wav: audio a folder, not a file"),
+    Case("infer: a named pipe named like a mixture", lambda w: w.infer("eval-real")[:-4] + [
+         "-d", str(mixture_replaced_by(w, "fifo")), "-o", str(w.out)], 1,
+         "demo-real-case-0.wav: a named pipe (FIFO), not a regular file"),
+    Case("validate --csv: a named pipe", lambda w: (os.mkfifo(w.root / "pipe.csv"), ["validate", str(w.copy("eval-real")),
+         "--csv", str(w.root / "pipe.csv")])[1], 2, "CSV a named pipe (FIFO), not a regular file"),
+    Case("package --config: /dev/zero", lambda w: ["package", "-c", "/dev/zero", "-o", str(w.root / "p.zip")], 2,
+         "/dev/zero (the submission config): a device, not a regular file"),
+    Case("package --check: a folder", lambda w: ["package", "--check", str(w.copy("eval-real"))], 2,
+         "package a folder, not a file"),
+    Case("validate: a 240 KB caption", lambda w: ["validate", str(eval_with_huge_caption(w))], 1,
+         "one field of this line is longer than 131,072 characters: not a caption"),
+    Case("infer: DCASE9_HOME is a file", lambda w: ["infer", "-s", "baseline", "-d", str(w.copy("eval-real")), "-o",
+         str(w.out), "--offline"], 2, "DCASE9_HOME=/etc/passwd is a file, not a folder",
+         env={"DCASE9_HOME": "/etc/passwd"}),
     Case("infer: a file of the user's at an output's name", lambda w: (write(w.out / "demo-real-case-3.wav", b"mine"),
          w.infer("eval-real"))[1], 2, "demo-real-case-3.wav: not written by dcase9 in this folder",
          lambda w: (w.out / "demo-real-case-3.wav").read_bytes() == b"mine" or pytest.fail("overwritten")),

@@ -26,8 +26,8 @@ from typing import Any, Literal
 from pydantic import model_validator
 
 from dcase9.config import StrictModel, parse_model, read_yaml
-from dcase9.errors import CheckpointError
-from dcase9.files import sha256_file, write_text_atomic
+from dcase9.errors import CheckpointError, ConfigError
+from dcase9.files import describe_non_file, sha256_file, write_text_atomic
 
 ZENODO_API = "https://zenodo.org/api/records"  # overridable with DCASE9_ZENODO_API (tests, mirrors)
 CHUNK = 1 << 20
@@ -113,7 +113,15 @@ def load_registry(path: str | Path) -> dict[str, WeightEntry]:
 
 
 def dcase9_home() -> Path:
-    return Path(os.environ.get("DCASE9_HOME") or Path.home() / ".cache" / "dcase9")
+    """dcase9's own cache folder: `$DCASE9_HOME`, else ~/.cache/dcase9. A `DCASE9_HOME` that exists but is
+    not a folder is refused here, where every use of it starts (weights there could never be found)."""
+    configured = os.environ.get("DCASE9_HOME")
+    home = Path(configured or Path.home() / ".cache" / "dcase9")
+    if configured and home.exists() and not home.is_dir():
+        what = "a file" if home.is_file() else (describe_non_file(home) or "something else")
+        raise ConfigError(f"DCASE9_HOME={configured} is {what}, not a folder: point it at a folder (dcase9 keeps "
+                          "downloaded weights under DCASE9_HOME/weights), or unset it")
+    return home
 
 
 def cache_path(name: str, entry: WeightEntry) -> Path:

@@ -368,7 +368,8 @@ def plot_sdri_vs_snr(rows: Sequence[dict[str, Any]], path: Path) -> None:
     ax.set_xlabel("input SNR (dB)")
     ax.set_ylabel("SDRi (dB)")
     ax.set_title("SDR improvement against input SNR")
-    ax.legend(loc="best", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # matplotlib warns (on the terminal) about a legend of nothing
+        ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     save_figure(fig, path)

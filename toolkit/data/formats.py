@@ -330,13 +330,25 @@ def _read_rows(path: Path, issues: _Collector) -> list[tuple[int, list[str]]]:
     except UnicodeDecodeError as exc:
         issues.error("csv-encoding", f"not UTF-8 text ({exc.reason} at byte {exc.start})", path)
     except csv.Error as exc:
-        # csv stops a field at 128 KiB: what an unclosed quote in front of a long file runs into.
-        hint = " (an unclosed quote?)" if "field limit" in str(exc) else ""
-        issues.error("csv-syntax", f"malformed CSV in the record starting on this line: {exc}{hint}; the rest of "
+        issues.error("csv-syntax", f"malformed CSV in the record starting on this line: {exc}"
+                     f"{_field_limit_hint(path, end + 1) if 'field limit' in str(exc) else ''}; the rest of "
                      "the file is not read", path, end + 1)
     except OSError as exc:
         issues.error("csv-unreadable", f"cannot read ({exc.strerror or exc})", path)
     return []
+
+
+def _field_limit_hint(path: Path, line: int) -> str:
+    """Why csv met a field past its 128 KiB limit: an unclosed quote running into the lines after it
+    (the record's first line opens a quote), or one enormous field (it does not)."""
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as fh:
+            first = next((text for number, text in enumerate(fh, 1) if number == line), "")
+    except OSError:
+        return ""
+    if first.count('"') % 2 == 1:
+        return " (an unclosed quote on this line runs into the lines after it?)"
+    return f" (one field of this line is longer than {csv.field_size_limit():,} characters: not a caption)"
 
 
 def _map_columns(header: list[str], roles: dict[str, tuple[str, ...]], path: Path,

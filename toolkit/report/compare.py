@@ -168,7 +168,8 @@ def plot_comparison(document: dict[str, Any], path: Path) -> None:
     unit = f" ({unit})" if unit else ""
     ax.set_ylabel(f"mean {settings['label']} difference{unit}")
     ax.set_title(f"Paired differences, {int(round(settings['confidence'] * 100))}% bootstrap intervals")
-    ax.legend(loc="best", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # matplotlib warns (on the terminal) about a legend of nothing
+        ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     save_figure(fig, path)

@@ -95,7 +95,7 @@ def check_package(package: str | Path, *, profile: str | Path | Profile | None =
     package = Path(package)
     problem = describe_non_file(package)
     if problem is not None:
-        raise DataError(f"package {problem}", file=package)
+        raise DataError("no such package file" if not package.exists() else f"package {problem}", file=package)
     if expected is None:
         expected = expected_outputs(profile, data or {})
     try:

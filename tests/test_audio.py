@@ -133,8 +133,10 @@ def test_interrupted_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.Mo
         write_wav(tmp_path / "y.wav", np.zeros(10, np.float32))
     assert not (tmp_path / "y.wav").exists()
     assert not list(tmp_path.glob(".*.part"))
-    (tmp_path / ".z.wav.abc.part").write_bytes(b"x")
+    (tmp_path / ".z.wav.0a1b2c3d.part").write_bytes(b"x")  # what a hard kill leaves
+    (tmp_path / ".notes.part").write_bytes(b"mine")  # not of our pattern: a user's file stays
     assert remove_partial_files(tmp_path) == 1
+    assert [p.name for p in tmp_path.iterdir()] == [".notes.part"]
 
 
 def test_resample_round_trip_16_32_16() -> None:

@@ -41,9 +41,9 @@ import torch
 from dcase9 import __version__
 from dcase9.allocator import reuse_freed_memory
 from dcase9.audio import RESAMPLERS, SAMPLE_RATE, non_finite_count, resample, resample_hq, write_wav
-from dcase9.data.formats import DataSet, MixtureSpec
+from dcase9.data.formats import MIN_AUDIO_SECONDS, DataSet, MixtureSpec, SetKind
 from dcase9.data.items import Item, ItemLoader, LoadFailure, ordered_map
-from dcase9.errors import ConfigError, Dcase9Error
+from dcase9.errors import ConfigError, DataError, Dcase9Error
 from dcase9.files import check_no_overlap
 from dcase9.outputs import OutputFolder, Problem, estimate_path
 # Large batches pay off on GPUs. On CPUs they gain nothing per clip (ResUNet30 on two cores: batch 1
@@ -398,6 +398,11 @@ class Separator:
             item = loader.load_or_fail(spec)
             if isinstance(item, LoadFailure):
                 return item
+            if item.mixture.shape[-1] < MIN_AUDIO_SECONDS * SAMPLE_RATE:
+                where = dataset.files_of(spec)[0] if dataset.kind is not SetKind.VALIDATION else dataset.csv_path
+                return LoadFailure(spec, DataError(f"{item.mixture.shape[-1]} samples: shorter than "
+                                                   f"{MIN_AUDIO_SECONDS:g} s, too short to separate", file=where,
+                                                   row=spec.row if dataset.kind is SetKind.VALIDATION else None))
             mixture, reference = self._prepare(item.mixture, item.reference if self.needs_reference else None)
             return _Loaded(item, mixture, reference)
 

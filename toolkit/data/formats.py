@@ -211,6 +211,8 @@ def locate(data: str | Path, kind: SetKind | str | None = None,
     The kind is detected from the official CSV names first, then from the CSV headers.
     """
     data = Path(data)
+    if not data.exists():
+        raise DataError("no such file or folder", file=data)
     if not data.is_dir() and describe_non_file(data) is not None:
         raise DataError(describe_non_file(data) or "", file=data)
     if data.is_file():

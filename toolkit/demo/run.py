@@ -13,7 +13,7 @@ from dcase9.data.demo import make_demo
 from dcase9.demo.model import train_demo_model
 from dcase9.demo.package import package_demo
 from dcase9.engine import EngineOptions, RunResult
-from dcase9.errors import Dcase9Error, MissingDependencyError
+from dcase9.errors import ConfigError, Dcase9Error, MissingDependencyError
 from dcase9.files import require_folder
 from dcase9.lazy import require
 from dcase9.scoring import ScoreReport
@@ -38,6 +38,10 @@ class DemoResult:
 DEMO_EVALUATION_SETS = ("eval-synth", "eval-real")
 
 
+# What `out` holds after a demo: an existing folder with anything else in it is refused.
+DEMO_ENTRIES = ("data", "estimates", "reports", "report", "model", "submission")
+
+
 def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"), train_model: bool = True,
              progress: bool = True, data_options: dict[str, Any] | None = None,
              train_overrides: list[dict[str, Any]] | None = None, force_data: bool = False,
@@ -59,6 +63,11 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
     """
     out = Path(out)
     require_folder(out, "the demo workspace")
+    # The demo writes, deletes and retrains in its own folders; a folder of the user's is not its workspace.
+    foreign = sorted(e.name for e in out.iterdir() if e.name not in DEMO_ENTRIES) if out.is_dir() else []
+    if foreign:
+        raise ConfigError(f"{out} holds files that are not the demo's ({', '.join(foreign[:5])}"
+                          f"{' ...' if len(foreign) > 5 else ''}); give a new folder, or one an earlier demo made")
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     folders = make_demo(out / "data", **(data_options or {}), force=force_data)

@@ -19,6 +19,7 @@ CODES: dict[str, str] = {
     "missing-meta": "a system has no meta-information YAML",
     "yaml-syntax": "a meta YAML file does not parse (the line is given)",
     "yaml-limit": "a meta YAML file is past the loader's bounds (size, nodes, nesting, alias expansion)",
+    "yaml-duplicate-key": "a meta YAML file has a key twice in one mapping (the key and both lines are given)",
     "meta-missing": "a required meta field is absent or blank",
     "meta-type": "a meta field has the wrong type",
     "meta-value": "a meta field breaks a rule (length, pattern, range, label, one corresponding author)",

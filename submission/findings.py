@@ -42,6 +42,7 @@ CODES: dict[str, str] = {
     "unsafe-path": "an entry name is absolute, has '..', a backslash or a drive letter",
     "symlink": "an entry is a symbolic link",
     "duplicate-entry": "two entries have the same name",
+    "name-collision": "two entries' names differ only by letter case or Unicode normalisation (one file on macOS or Windows)",
     "corrupt-entry": "an entry fails its CRC check, cannot be decompressed, or inflates past its declared size",
     "oversized-entry": "an entry is larger than the profile's limit",
     "secret": "an API key, token or password appears in an entry",

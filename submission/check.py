@@ -444,10 +444,18 @@ class _Checker:
                 self.findings += compare_with_template(document, self.template, entry=name, text=text)
 
     def check_audio(self, name: str, data: bytes, frames: int | None) -> None:
+        if not data:
+            self.add("unreadable-output", "empty file (0 bytes), not audio: write this output again and rebuild "
+                     "the package", name)
+            return
         try:
             info = sf.info(io.BytesIO(data))
         except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-            self.add("unreadable-output", f"not readable audio ({exc})", name)
+            # soundfile's own text names the in-memory buffer (`<_io.BytesIO object at 0x...>`); the
+            # finding names the entry, so only libsndfile's reason is kept.
+            reason = getattr(exc, "error_string", None) or str(exc)
+            self.add("unreadable-output", f"not readable audio ({reason}): write this output again and rebuild "
+                     "the package", name)
             return
         for code, message in audio_problems(info, self.profile.audio, frames, check_encoding=True):
             self.add(code, message, name)

@@ -4,14 +4,16 @@ Checks, against the profile: every entry reads back, as a stream, with its decla
 correct CRC (what `ZipFile.testzip` does, but listing every damaged entry, and stopping an entry
 that inflates past its declared size at once, so a zip bomb costs no memory); entry names are
 relative, without '..', backslashes or drive letters, under the task folder, and no entry is a
-symbolic link or a duplicate; labels follow the DCASE structure, agree on the team, number at most
-`max_systems`, and each meta file's folder, file prefix and `submission.label` are the same label;
-each system's meta YAML parses (the bounded safe loader, line numbers on syntax errors), satisfies
-the meta rules and, with `template`, has every key path of the official template; every mixture of
-the evaluation sets has exactly one output of the right format, rate, channels and length (with
-the data folders; without them the outputs are counted against the official numbers); the
-technical report is a PDF; nothing else is in the zip; and no entry, entry comment, extra field
-or zip comment contains a secret.
+symbolic link, a duplicate, or a name that differs from another only by letter case or Unicode
+normalisation (one file once unpacked on macOS or Windows); labels follow the DCASE structure,
+agree on the team, number at most `max_systems`, and each meta file's folder, file prefix and
+`submission.label` are the same label; each system's meta YAML parses (the bounded safe loader,
+line numbers on syntax errors, no key twice in a mapping), satisfies the meta rules and, with
+`template`, has every key path of the official template; every mixture of the evaluation sets has
+exactly one output of the right format, rate, channels and length (with the data folders; without
+them the outputs are counted against the official numbers); the technical report is a PDF;
+nothing else is in the zip; and no entry, entry comment, extra field or zip comment contains a
+secret.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from dcase9.submission.profile import Profile, load_profile
 from dcase9.submission.secrets import PDF_MAGIC, SecretHit, SecretScanner, line_of_offset
 from dcase9.submission.template import compare_with_template, read_template
 from dcase9.errors import DataError
-from dcase9.files import describe_non_file
+from dcase9.files import colliding_names, describe_non_file, name_collision
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _READ_CHUNK = 2**20  # compressed bytes read at a time
@@ -127,6 +129,14 @@ def unsafe_name_reason(name: str) -> str | None:
     if any(part in ("", ".") for part in parts):
         return "has an empty or '.' path component"
     return None
+
+
+def colliding_entries(names: list[str]) -> list[Finding]:
+    """A `name-collision` finding for each entry name that differs from an earlier one only by letter
+    case or Unicode normalisation (NFC/NFD): unpacked on macOS or Windows, one of the two is lost."""
+    return [Finding("name-collision", f"differs from the entry {first!r} only by {name_collision(first, later)}: "
+                    "unpacked on macOS or Windows the two are one file and one is lost; rename one", later)
+            for first, later in colliding_names(names, lambda name: name.rstrip("/"))]
 
 
 class EntryProblem(Exception):
@@ -278,6 +288,7 @@ class _Checker:
             if info.is_dir():
                 continue
             files.append(info)
+        self.findings += colliding_entries([info.filename for info in self.infos])
         return files
 
     def classify(self, files: list[zipfile.ZipInfo]) -> tuple[dict[str, str], set[str], dict[str, _Output], set[str]]:
@@ -434,10 +445,18 @@ class _Checker:
                 self.findings += compare_with_template(document, self.template, entry=name, text=text)
 
     def check_audio(self, name: str, data: bytes, frames: int | None) -> None:
+        if not data:
+            self.add("unreadable-output", "empty file (0 bytes), not audio: write this output again and rebuild "
+                     "the package", name)
+            return
         try:
             info = sf.info(io.BytesIO(data))
         except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-            self.add("unreadable-output", f"not readable audio ({exc})", name)
+            # soundfile's own text names the in-memory buffer (`<_io.BytesIO object at 0x...>`); the
+            # finding names the entry, so only libsndfile's reason is kept.
+            reason = getattr(exc, "error_string", None) or str(exc)
+            self.add("unreadable-output", f"not readable audio ({reason}): write this output again and rebuild "
+                     "the package", name)
             return
         for code, message in audio_problems(info, self.profile.audio, frames, check_encoding=True):
             self.add(code, message, name)

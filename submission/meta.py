@@ -22,7 +22,7 @@ import yaml
 from dcase9.submission.findings import Finding
 from dcase9.submission.profile import FieldRule, Profile
 from dcase9 import __version__
-from dcase9.config import YamlLimitError, load_yaml_text, yaml_key_lines
+from dcase9.config import YamlDuplicateKeyError, YamlLimitError, load_yaml_text, yaml_key_lines, yaml_problem
 from dcase9.errors import Dcase9Error
 
 # --------------------------------------------------------------------------------------------
@@ -206,21 +206,20 @@ def _plain(value: Any) -> Any:
 
 def parse_meta(text: str, entry: str) -> tuple[Any, list[Finding]]:
     """The document, read with the bounded safe loader; a syntax error gives its line and column, a
-    document past the loader's bounds (size, nodes, nesting, alias expansion) a `yaml-limit` finding."""
+    document past the loader's bounds (size, nodes, nesting, alias expansion) a `yaml-limit` finding,
+    a key written twice in one mapping a `yaml-duplicate-key` finding (at its second line)."""
     try:
         return load_yaml_text(text), []
+    except YamlDuplicateKeyError as exc:
+        return None, [Finding("yaml-duplicate-key", f"refused YAML: {exc.describe()}", entry, exc.second_line)]
     except YamlLimitError as exc:
         mark = exc.problem_mark
         return None, [Finding("yaml-limit", f"refused YAML: {exc.problem}", entry,
                               mark.line + 1 if mark is not None else None)]
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        context = getattr(exc, "context", None)
-        message = f"invalid YAML: {problem}" + (f" ({context})" if context else "")
-        if mark is not None:
-            message += f", column {mark.column + 1}"
-        return None, [Finding("yaml-syntax", message, entry, mark.line + 1 if mark is not None else None)]
+        problem, line, column = yaml_problem(exc, text)
+        message = f"invalid YAML: {problem}" + (f", column {column}" if column is not None else "")
+        return None, [Finding("yaml-syntax", message, entry, line)]
 
 
 _TYPE_NAMES = {"string": "a string", "integer": "an integer", "number": "a number", "bool": "true or false",

@@ -2,8 +2,9 @@
 
 1. Pre-check, listing every problem: labels, number of systems and indices, the technical
    report, each system's parameter count and development results, its meta YAML against the
-   profile, secrets in what will be written, and its estimates against the evaluation CSVs
-   (every mixture exactly once, right rate, channels and length, no extra WAVs).
+   profile, secrets in what will be written, its estimates against the evaluation CSVs
+   (every mixture exactly once, right rate, channels and length, no extra WAVs), and entry names
+   that would be one file on macOS or Windows (differing only by letter case or NFC/NFD).
 2. Write the zip deterministically (entries sorted by name, fixed time stamps and permissions,
    DEFLATE at a fixed level): estimates in the profile's sample format are copied byte for byte,
    others are converted. The zip is written to a temporary file next to the output.
@@ -23,7 +24,7 @@ from typing import Any
 
 import soundfile as sf
 
-from dcase9.submission.check import CheckReport, check_package
+from dcase9.submission.check import CheckReport, check_package, colliding_entries
 from dcase9.submission.config import SubmissionConfig, SystemEntry, load_submission_config
 from dcase9.submission.findings import ERROR, WARNING, Finding, errors_in
 from dcase9.submission.meta import (build_meta, count_checkpoint_parameters, meta_yaml_text, parse_meta,
@@ -179,6 +180,7 @@ class _Builder:
         entries = self.report_entries()
         for system in self.config.systems:
             entries += self.system_entries(system, expected)
+        self.findings += colliding_entries([entry.name for entry in entries])
         return entries, expected
 
     def evaluation_data(self) -> dict[str, list[ExpectedOutput]]:

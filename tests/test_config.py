@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dcase9.config import (YAML_MAX_BYTES, YAML_MAX_EXPANDED, StrictModel, YamlLimitError, dump_config, load_config,
+from dcase9.config import (YAML_MAX_BYTES, YAML_MAX_EXPANDED, StrictModel, YamlDuplicateKeyError, YamlLimitError,
+                            dump_config, load_config,
                             load_yaml_text, yaml_key_lines)
 from dcase9.errors import ConfigError
 
@@ -94,3 +95,44 @@ def test_aliases_within_bounds_still_load_and_key_lines_walk_them_once() -> None
     assert lines[("base", "lr")] == 1 and lines[("copy",)] == 2 and ("copy", "lr") not in lines
     # A bomb composes nothing for the walker: no lines, in bounded time and memory.
     assert yaml_key_lines(alias_bomb()) == {}
+
+
+@pytest.mark.parametrize("text, key, lines", [
+    ("a: 1\nb: 2\na: 3\n", "'a'", "at lines 1 and 3"),
+    ("optim:\n  lr: 1\n  steps: 3\n  lr: 2\n", "'optim.lr'", "at lines 2 and 4"),
+    ("items:\n  - {x: 1, x: 2}\n", "'items.0.x'", "twice on line 2"),
+    ("1: a\ntrue: b\n", "'true', written '1' and 'true'", "at lines 1 and 2"),  # one key to the mapping loaded
+    ("~: a\nnull: b\n", "'null', written '~' and 'null'", "at lines 1 and 2"),
+    ("a: &a {x: 1}\nb: &b {y: 2}\nc:\n  <<: *a\n  <<: *b\n", "'c.<<'", "at lines 4 and 5"),
+    ("a: &a {x: 1}\nc:\n  <<: *a\n  z: 1\n  z: 2\n", "'c.z'", "at lines 4 and 5"),
+])
+def test_a_key_twice_in_one_mapping_is_refused_with_both_lines(text: str, key: str, lines: str,
+                                                               tmp_path: Path) -> None:
+    with pytest.raises(YamlDuplicateKeyError) as raised:
+        load_yaml_text(text)
+    assert f"duplicate key {key} {lines}" in raised.value.describe()
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: refused YAML: duplicate key {key} {lines}")):
+        load_config(path, Config)
+
+
+def test_merged_keys_and_keys_of_other_types_are_not_duplicates() -> None:
+    # YAML's merge key inserts only the keys a mapping lacks; of several merged mappings the first wins,
+    # whether or not Python interned the key's string (plain PyYAML 6.0.4 loads g.learning_rate 2 and e.y 1).
+    text = ("a: &a {x: 1, y: 1}\nb: &b {x: 2, z: 2}\nc:\n  <<: [*a, *b]\n  x: 3\n"
+            "d: &d\n  <<: *a\n  y: 4\ne:\n  <<: *d\n  x: 5\nf: {'1': string, 1: integer}\n"
+            "p: &p {learning_rate: 1}\nq: &q {learning_rate: 2}\ng: {<<: [*p, *q]}\n")
+    data = load_yaml_text(text)
+    assert data["c"] == {"x": 3, "y": 1, "z": 2} and data["d"] == {"x": 1, "y": 4}
+    assert data["e"] == {"x": 5, "y": 4} and data["f"] == {"1": "string", 1: "integer"}
+    assert data["g"] == {"learning_rate": 1}
+
+
+def test_a_character_yaml_forbids_is_named_by_line_not_by_an_in_memory_stream(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text('name: run\noptimiser: "\x01"\n')
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, Config)
+    assert str(raised.value).startswith(f"{path}: line 2, column 13: invalid YAML: unacceptable character #x0001")
+    assert "<unicode string>" not in str(raised.value)

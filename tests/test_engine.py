@@ -267,3 +267,27 @@ def test_a_slow_disk_holds_the_separation_back(demo_root: Path, tmp_path: Path,
     result = run(separator, demo_root / "validation", tmp_path / "out", limit=24, batch_size=1, workers=1)
     assert result.written == 24 and len(written) == 24
     assert max(waiting) <= 4, waiting  # without the bound: up to 23 (separating is instant here)
+
+
+def test_ids_that_one_disk_takes_for_one_file_are_refused_there_and_run_where_it_tells_them_apart(
+        demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    import dcase9.outputs
+    from dcase9.files import name_fold, names_collide_on_disk
+    from tests.names_support import CAFE_NFC as nfc, CAFE_NFD as nfd, rename_mixtures
+
+    data = rename_mixtures(Path(shutil.copytree(demo_root / "eval-real", tmp_path / "eval-real")),
+                           {"demo-real-case-1": nfc, "demo-real-case-2": nfd})
+    # This disk (Linux) keeps them apart: both outputs are written.
+    assert not names_collide_on_disk(tmp_path, f"{nfc}.wav", f"{nfd}.wav")
+    assert names_collide_on_disk(tmp_path, "same.wav", "same.wav") and not list(tmp_path.glob(".dcase9-names-*"))
+    run(CountingSeparator(), data, tmp_path / "apart", limit=3)
+    assert {p.stem for p in (tmp_path / "apart").glob("*.wav")} == {"demo-real-case-0", nfc, nfd}
+    # A disk that folds case and normalisation (macOS, Windows) would keep one: refused before any work.
+    monkeypatch.setattr(dcase9.outputs, "names_collide_on_disk", lambda folder, a, b: name_fold(a) == name_fold(b))
+    separator = CountingSeparator()
+    with pytest.raises(Dcase9Error, match=f"row 4: mixture id '{nfd}' and '{nfc}' of row 3 differ only by Unicode "
+                       r"normalisation \(NFC/NFD\), and the disk of .* takes"):
+        run(separator, data, tmp_path / "folded")
+    assert separator.encoded == [] and list((tmp_path / "folded").iterdir()) == []

@@ -40,6 +40,7 @@ from typer.testing import CliRunner
 
 from dcase9.submission.pdf import one_page_pdf
 from dcase9.cli import app
+from tests.names_support import CAFE_NFC, CAFE_NFD, beside, cafe_set, nothing_packaged, package_data, rename_mixtures
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -946,6 +947,58 @@ CASES = [
     # --- A slow or oversized LLM server (issue 21)
 
     # --- YAML duplicate keys and names that collide elsewhere (issue 21)
+    Case("a key twice in a training config",
+         lambda w: ["train", "--config", str(yaml_file("seed: 0\noptim:\n  lr: 0.001\n  lr: 0.1\n")(w.root)),
+                   "--out", str(w.root / "run"), "--print-config"],
+         2, "hostile.yaml: refused YAML: duplicate key 'optim.lr' at lines 3 and 4"),
+    Case("a key twice in a system config, spelled two ways",
+         lambda w: ["infer", "--system", "mixture", "--system-config", str(yaml_file("1: a\ntrue: b\n")(w.root)),
+                   "--data", str(w.copy("eval-real")), "--out", str(w.out)],
+         2, "duplicate key 'true', written '1' and 'true' at lines 1 and 2"),
+    Case("a key twice in submission.yaml",
+         lambda w: ["package", "-c", str(yaml_file("submitter: {lastname: A}\nsubmitter: {lastname: B}\n")(w.root)),
+                   "-o", str(w.root / "o.zip")], 2, "duplicate key 'submitter' at lines 1 and 2"),
+    Case("two merge keys in one mapping of a profile",
+         lambda w: ["package", "--check", str(zip_of({REPORT: b"%PDF-"}, w.root / "p.zip")), "--profile",
+                   str(yaml_file("a: &a {x: 1}\nb: &b {y: 1}\nc:\n  <<: *a\n  <<: *b\n")(w.root))],
+         2, "duplicate key 'c.<<' at lines 4 and 5 (a mapping has one merge key: merge several mappings with "
+            "`<<: [*first, *second]`)"),
+    Case("a key twice in a meta template",
+         lambda w: ["package", "--check", str(zip_of({REPORT: b"%PDF-"}, w.root / "p.zip")), "--template",
+                   str(yaml_file("system:\n  name: x\n  name: y\n")(w.root))], 2, "duplicate key 'system.name'"),
+    Case("a key twice in an augment config",
+         lambda w: ["augment", "--config", str(yaml_file("backend: {kind: openai, kind: local}\n")(w.root)), "-o",
+                   str(w.out)], 2, "duplicate key 'backend.kind' twice on line 1"),
+    Case("a key twice in a prompt file",
+         lambda w: ["augment", str(write(w.root / "c.json", '{"data": [{"wav": "a.wav", "caption": "A dog."}]}')), "-d",
+                   "fsd50k", "--prompt", str(yaml_file("id: mine\ntemplate: a\ntemplate: b\n")(w.root)), "--dry-run",
+                   "-o", str(w.out)], 2, "duplicate key 'template' at lines 2 and 3"),
+    Case("a key twice in a meta file inside the zip",
+         check_zip(lambda t: zip_of({META: b"submission:\n  label: A\n  name: B\n  label: C\n",
+                                     REPORT: one_page_pdf("A report")}, t / "p.zip")),
+         1, f"{META}:4: refused YAML: duplicate key 'submission.label' at lines 2 and 4"),
+    Case("validate: file names that differ only by NFC/NFD", lambda w: ["validate", str(cafe_set(w.copy("eval-real")))],
+         0, f"row 4, field 'file_name': file name '{CAFE_NFD}.wav' and '{CAFE_NFC}.wav' of row 3 differ only by "
+            "Unicode normalisation (NFC/NFD)"),
+    Case("validate --strict: file names that differ only by letter case",
+         lambda w: ["validate", "--strict", str(rename_mixtures(w.copy("eval-real"), {"demo-real-case-3": "Demo-Real-Case-2"}))],
+         1, "row 5, field 'file_name': file name 'Demo-Real-Case-2.wav' and 'demo-real-case-2.wav' of row 4 differ "
+            "only by letter case: macOS and Windows read them as one file"),
+    Case("package: estimates whose entry names differ only by NFC/NFD",
+         lambda w: [build_with_report(one_page_pdf("A report"))(w), package_data(
+             w.root / "submission.yaml", {"eval-synth": w.copy("eval-synth"), "eval-real": cafe_set(w.copy("eval-real"))})][0],
+         1, f"{beside(OUTPUT, CAFE_NFD)}: differs from the entry '{beside(OUTPUT, CAFE_NFC)}' only by Unicode "
+            "normalisation (NFC/NFD)", nothing_packaged),
+    Case("package --check: entries that differ only by NFC/NFD",
+         check_zip(lambda t: zip_of({beside(OUTPUT, CAFE_NFC): b"", beside(OUTPUT, CAFE_NFD): b""}, t / "p.zip")),
+         1, f"{beside(OUTPUT, CAFE_NFD)}: differs from the entry '{beside(OUTPUT, CAFE_NFC)}' only by Unicode "
+            "normalisation (NFC/NFD)"),
+    Case("package --check: entries that differ only by letter case",
+         check_zip(lambda t: zip_of({OUTPUT: b"", OUTPUT.replace("case-0", "CASE-0"): b""}, t / "p.zip")),
+         1, f"{OUTPUT.replace('case-0', 'CASE-0')}: differs from the entry '{OUTPUT}' only by letter case: unpacked on "
+            "macOS or Windows the two are one file and one is lost; rename one [name-collision]"),
+    Case("package --check: a 0-byte output", check_zip(lambda t: zip_of({OUTPUT: b""}, t / "p.zip")),
+         1, f"{OUTPUT}: empty file (0 bytes), not audio: write this output again and rebuild the package"),
 
 ]
 

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from dcase9.cli import app
 from dcase9.data.validate import validate_dataset
+from tests.names_support import rename_mixtures
 
 runner = CliRunner()
 
@@ -177,3 +178,33 @@ def test_validate_eval_sets_and_unknown_folder(demo_root: Path, tmp_path: Path) 
     result = runner.invoke(app, ["validate", str(tmp_path)])
     assert result.exit_code == 2
     assert "no evaluation-set CSV found" in result.output
+
+
+def test_names_one_disk_folds_are_warned_once_per_pair_of_rows(demo_root: Path, demo_validation: Path,
+                                                                tmp_path: Path) -> None:
+    from dcase9.data.formats import parse_dataset
+
+    # Evaluation: `Mix.wav` and `mix.flac` are two files anywhere, but their outputs are one on macOS.
+    data = Path(shutil.copytree(demo_root / "eval-real", tmp_path / "eval-real"))
+    rename_mixtures(data, {"demo-real-case-1": "Mix"})
+    (data / "lass_evaluation_real" / "demo-real-case-2.wav").rename(data / "lass_evaluation_real" / "mix.flac")
+    csv = data / "lass_real_evaluation.csv"
+    csv.write_text(csv.read_text().replace("demo-real-case-2.wav,", "mix.flac,"))
+    _, issues = parse_dataset(data)
+    assert [(i.severity, i.code, i.row, i.message) for i in issues if i.code == "name-collision"] == [
+        ("warning", "name-collision", 4, "mixture id 'mix' and 'Mix' of row 3 differ only by letter case: on macOS "
+         "and Windows their outputs (<id>.wav) are one file, and so are their entries in a package; rename one")]
+    # Validation (without the clip list, which would refuse the unknown spelling): a clip named in two
+    # spellings over several rows is one warning.
+    (demo_validation / "lass_validation.json").unlink()
+    csv = demo_validation / "lass_synthetic_validation.csv"
+    rows = csv.read_text().splitlines()
+    source = rows[1].split(",")[0]
+    changed = [row.replace(source, source.upper(), 1) if k > 1 and row.startswith(source) else row
+               for k, row in enumerate(rows)]
+    assert sum(a != b for a, b in zip(rows, changed)) >= 2  # the second spelling on several rows
+    csv.write_text("\n".join(changed) + "\n")
+    _, issues = parse_dataset(demo_validation)
+    collisions = [i for i in issues if i.code == "name-collision"]
+    assert len(collisions) == 1 and collisions[0].message.startswith(f"file name '{source.upper()}.wav' and "
+                                                                     f"'{source}.wav' of row 2 differ only by letter case")

@@ -4,7 +4,9 @@ unknown keys.
 Every YAML document read from a user (config files, profiles, prompt files, meta files inside a
 submission zip) goes through `load_yaml_text`: a safe loader with bounds on the document's size, the
 number of nodes, the nesting depth and the size after alias expansion, counted while the document is
-composed, so that a "billion laughs" document is refused before anything is expanded.
+composed, so that a "billion laughs" document is refused before anything is expanded. It also
+refuses a mapping with two equal keys, which YAML forbids and a plain loader resolves silently by
+keeping the last one.
 
 Errors name the file, the YAML line where known, and the dotted key path at fault.
 """
@@ -29,19 +31,58 @@ YAML_MAX_EXPANDED = 100_000  # nodes once every alias is replaced by the node it
 YAML_MAX_DEPTH = 100  # nesting of sequences and mappings
 
 
-class YamlLimitError(yaml.MarkedYAMLError):
-    """A YAML document beyond the loader's bounds (size, nodes, depth, alias expansion)."""
+# Keys that YAML gives a meaning rather than a value: `<<` merges mappings in, `=` is a default value.
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_VALUE_TAG = "tag:yaml.org,2002:value"
 
-    def __init__(self, problem: str, mark: Any = None):
-        super().__init__(problem=problem, problem_mark=mark)
+
+class YamlRefusal(yaml.MarkedYAMLError):
+    """A document that parses but that the loader refuses; `describe()` says why, with its line(s)."""
 
     def describe(self) -> str:
         where = f" (line {self.problem_mark.line + 1})" if self.problem_mark is not None else ""
         return f"{self.problem}{where}"
 
 
+class YamlLimitError(YamlRefusal):
+    """A YAML document beyond the loader's bounds (size, nodes, depth, alias expansion)."""
+
+    def __init__(self, problem: str, mark: Any = None):
+        super().__init__(problem=problem, problem_mark=mark)
+
+
+class YamlDuplicateKeyError(YamlRefusal):
+    """A mapping with the same key twice (`key` is its dotted path). YAML requires unique keys; a
+    loader that keeps the last value would hide the first line, an edit made there, without a word."""
+
+    def __init__(self, key: str, first: yaml.Node, second: yaml.Node):
+        spelled = "" if first.value == second.value else f", written {first.value!r} and {second.value!r}"
+        super().__init__(context=f"first at line {first.start_mark.line + 1}", context_mark=first.start_mark,
+                         problem=f"duplicate key {key!r}{spelled}", problem_mark=second.start_mark)
+        self.key, self.merge = key, second.tag == _MERGE_TAG
+        self.first_line, self.second_line = first.start_mark.line + 1, second.start_mark.line + 1
+
+    def where(self) -> str:
+        if self.first_line == self.second_line:
+            return f"twice on line {self.first_line}"
+        return f"at lines {self.first_line} and {self.second_line}"
+
+    def describe(self) -> str:
+        if self.merge:
+            return (f"{self.problem} {self.where()} (a mapping has one merge key: merge several mappings with "
+                    "`<<: [*first, *second]`)")
+        return (f"{self.problem} {self.where()} (a mapping's keys must be unique: remove one; a reader that "
+                f"keeps the last would silently ignore the first)")
+
+
 class _BoundedLoader(yaml.SafeLoader):
-    """SafeLoader that counts nodes, depth and expanded size while composing.
+    """SafeLoader that counts nodes, depth and expanded size while composing, and refuses a mapping
+    with two equal keys.
+
+    Keys are equal when their values are (`1`, `0x1` and `true` are one key to the Python mapping the
+    document becomes). Keys merged in with `<<` are not duplicates: YAML's merge key inserts only the
+    keys the mapping does not have itself, and earlier merged mappings win over later ones
+    (`flatten_mapping`); two `<<` keys in one mapping are (merge several with `<<: [*a, *b]`).
 
     Each node's expanded size (1 + its children's, an alias counting as the whole node it names)
     is computed once, when the node is complete, so the count costs O(nodes) however often a node
@@ -53,6 +94,7 @@ class _BoundedLoader(yaml.SafeLoader):
         self._nodes = 0
         self._depth = 0
         self._expanded: dict[int, int] = {}
+        self._path: list[str] = []  # key path of the node being composed, for messages
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         self._nodes += 1
@@ -68,10 +110,19 @@ class _BoundedLoader(yaml.SafeLoader):
         self._depth += 1
         if self._depth > YAML_MAX_DEPTH:
             raise YamlLimitError(f"nesting deeper than {YAML_MAX_DEPTH} levels", self.peek_event().start_mark)
+        # A mapping's value is composed with its key node as `index`, a sequence's item with its position.
+        step = str(index.value) if isinstance(index, yaml.ScalarNode) else str(index) if isinstance(index, int) \
+            else None
+        if step is not None:
+            self._path.append(step)
         try:
             node = super().compose_node(parent, index)
+            if isinstance(node, yaml.MappingNode):
+                self._refuse_duplicate_keys(node)
         finally:
             self._depth -= 1
+            if step is not None:
+                self._path.pop()
         size = 1
         if isinstance(node, yaml.SequenceNode):
             size += sum(self._expanded[id(item)] for item in node.value)
@@ -83,6 +134,61 @@ class _BoundedLoader(yaml.SafeLoader):
         self._expanded[id(node)] = size
         return node
 
+    def _key(self, node: yaml.Node) -> Any:
+        """What a key is to the mapping the document becomes: its value (`1`, `0x1` and `true` are one key).
+        A key that is not a scalar stands for itself (construction refuses it: it is unhashable)."""
+        if isinstance(node, yaml.ScalarNode):
+            if node.tag == _MERGE_TAG:
+                return (_MERGE_TAG,)  # no scalar constructs to a tuple
+            if node.tag == _VALUE_TAG:
+                return node.value  # `=` is read as the string "="
+            key = self.construct_object(node)  # cached: built once
+            try:
+                hash(key)
+                return key
+            except TypeError:
+                pass
+        return ("node", id(node))
+
+    def _refuse_duplicate_keys(self, node: yaml.MappingNode) -> None:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            first = seen.setdefault(self._key(key_node), key_node)
+            if first is not key_node:
+                raise YamlDuplicateKeyError(".".join([*self._path, str(key_node.value)]), first, key_node)
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        """Resolve `<<` as YAML's merge key is specified: the mapping's own keys win over merged ones,
+        and of several merged mappings (`<<: [*a, *b]`) the earlier wins, at any depth of merges.
+        (PyYAML 6.0.4 tells merged keys apart by the identity of their string objects, so whether
+        the earlier or the later value wins depends on whether Python interned the key.)"""
+        own, sources = [], []
+        for key_node, value_node in node.value:
+            if key_node.tag != _MERGE_TAG:
+                if key_node.tag == _VALUE_TAG:
+                    key_node.tag = "tag:yaml.org,2002:str"
+                own.append((key_node, value_node))
+                continue
+            merged = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            for source in merged:
+                if not isinstance(source, yaml.MappingNode):
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        f"expected a mapping or a list of mappings to merge, but found {source.id}", source.start_mark)
+                sources.append(source)
+        if not sources:
+            return
+        taken = {self._key(key_node) for key_node, _ in own}
+        inserted = []
+        for source in sources:
+            self.flatten_mapping(source)
+            for key_node, value_node in source.value:
+                key = self._key(key_node)
+                if key not in taken:
+                    taken.add(key)
+                    inserted.append((key_node, value_node))
+        node.value = inserted + own
+
 
 def _bounded_loader(text: str) -> _BoundedLoader:
     # A character is at least one byte: only a text short enough to pass is encoded to be measured.
@@ -93,7 +199,8 @@ def _bounded_loader(text: str) -> _BoundedLoader:
 
 
 def load_yaml_text(text: str) -> Any:
-    """`yaml.safe_load` within the bounds above; raises yaml.YAMLError (YamlLimitError past a bound)."""
+    """`yaml.safe_load` within the bounds above, refusing duplicate keys; raises yaml.YAMLError
+    (YamlLimitError past a bound, YamlDuplicateKeyError for a key written twice in one mapping)."""
     loader = _bounded_loader(text)
     try:
         return loader.get_single_data()
@@ -120,7 +227,8 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def read_yaml(path: str | Path) -> Any:
-    """Parse a YAML file safely and within bounds; errors name the file, line and column."""
+    """Parse a YAML file safely, within bounds and without duplicate keys; errors name the file, line
+    and column (a duplicate key: the key and both lines)."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -134,13 +242,26 @@ def read_yaml(path: str | Path) -> Any:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
     try:
         return load_yaml_text(text)
-    except YamlLimitError as exc:
+    except YamlRefusal as exc:
         raise ConfigError(f"{path}: refused YAML: {exc.describe()}") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}:{where}: invalid YAML: {problem}") from exc
+        problem, line, column = yaml_problem(exc, text)
+        where = f" line {line}, column {column}:" if line is not None else ""
+        raise ConfigError(f"{path}:{where} invalid YAML: {problem}") from None
+
+
+def yaml_problem(exc: yaml.YAMLError, text: str) -> tuple[str, int | None, int | None]:
+    """What is wrong with a document that does not parse, and where (1-based line and column, where
+    known). PyYAML's own text says `in "<unicode string>"`, its name for a document in memory, in
+    place of the file: that is left out, the caller names the file."""
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow, found by position
+        start = text.rfind("\n", 0, exc.position) + 1
+        return str(exc).splitlines()[0], text.count("\n", 0, exc.position) + 1, exc.position - start + 1
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    message = problem + (f" ({context})" if context else "")
+    return (message, mark.line + 1, mark.column + 1) if mark is not None else (message, None, None)
 
 
 def yaml_key_lines(text: str) -> dict[tuple[str, ...], int]:

@@ -15,6 +15,11 @@ A disk that fills up while a file is written is a `DiskFullError` naming that fi
 Logs (`JsonlAppender`, `read_jsonl`) grow one durable record at a time; a record a hard kill cut
 short is dropped on the next read. `exclusive_lock` keeps two commands from writing into one
 folder at once. `check_no_overlap` refuses an output that is, contains or lies inside an input.
+
+Names that are two files here can be one file elsewhere: macOS and Windows file systems ignore
+letter case by default, and macOS does not tell Unicode's composed and decomposed forms apart (NFC
+`café` and NFD `café`). `name_fold`, `colliding_names` and `name_collision` find such names in a
+list (data sets, zip entries); `names_collide_on_disk` asks the disk of a folder itself.
 """
 
 from __future__ import annotations
@@ -28,11 +33,13 @@ import re
 import secrets
 import shutil
 import stat
+import tempfile
+import unicodedata
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dcase9.errors import ConfigError, DataError, DiskFullError
 
@@ -238,6 +245,55 @@ def require_folder(path: str | Path, purpose: str) -> None:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{path} is a file, not a folder; give a folder for {purpose}")
+
+
+T = TypeVar("T")
+
+
+def name_fold(name: str) -> str:
+    """A name as a case-insensitive, normalisation-insensitive file system compares it (Unicode's
+    canonical caseless match: decomposed, case folded, decomposed again)."""
+    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", name).casefold())
+
+
+def name_collision(first: str, second: str) -> str | None:
+    """How two different names become one name elsewhere ("letter case", "Unicode normalisation
+    (NFC/NFD)" or both), or None if they stay two."""
+    if first == second or name_fold(first) != name_fold(second):
+        return None
+    if unicodedata.normalize("NFC", first) == unicodedata.normalize("NFC", second):
+        return "Unicode normalisation (NFC/NFD)"
+    if first.casefold() == second.casefold():
+        return "letter case"
+    return "letter case and Unicode normalisation (NFC/NFD)"
+
+
+def colliding_names(items: Iterable[T], name_of: Callable[[T], str]) -> list[tuple[T, T]]:
+    """(first, later) for each item whose name differs from an earlier item's name but folds to the
+    same (`name_fold`); each such name is paired once, with the first item of its fold. Equal names
+    are not pairs: callers treat exact repeats their own way."""
+    first_of: dict[str, T] = {}
+    paired: set[str] = set()
+    pairs = []
+    for item in items:
+        name = name_of(item)
+        first = first_of.setdefault(name_fold(name), item)
+        if name_of(first) != name and name not in paired:
+            paired.add(name)
+            pairs.append((first, item))
+    return pairs
+
+
+def names_collide_on_disk(folder: Path, first: str, second: str) -> bool:
+    """Whether the file system holding `folder` takes the file names `first` and `second` for one file
+    (a case-insensitive or normalising disk): a file created as `first` in a fresh hidden folder
+    there is looked up as `second`, then the folder is removed."""
+    probe = Path(tempfile.mkdtemp(prefix=".dcase9-names-", dir=folder))
+    try:
+        (probe / first).touch()
+        return (probe / second).exists()
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
 
 
 LOCK_NAME = ".dcase9.lock"

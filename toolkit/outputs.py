@@ -30,6 +30,11 @@ match the manifest, even after an interruption. Inputs are identified by size an
 time, not by content: a data set copied without keeping modification times (`cp -p`, `rsync -a`
 keep them) is computed again, which costs time but is never wrong.
 
+Two mixtures whose outputs would be one file on the folder's disk (ids that differ only by letter
+case or Unicode normalisation, on a macOS or Windows disk) are refused before anything is written:
+the second output would replace the first, and scoring would read one estimate for both. The disk
+itself is asked (`names_collide_on_disk`); where it keeps the names apart, `validate` still warns.
+
 A folder holds the outputs of one run identity and one data set: another system or data set is
 refused (exit 2) unless `--overwrite`, which recomputes everything and first deletes every output
 the ledger vouches for, whatever `--limit` says (so no output of the previous run stays under the
@@ -53,8 +58,8 @@ import soundfile as sf
 from dcase9.audio import SAMPLE_RATE
 from dcase9.data.formats import DataSet, MixtureSpec, SetKind, is_safe_name, output_name_too_long
 from dcase9.errors import Dcase9Error, DataError
-from dcase9.files import (JsonlAppender, exclusive_lock, read_jsonl, remove_partial_files, sha256_text, write_json_atomic,
-                           write_text_atomic)
+from dcase9.files import (JsonlAppender, colliding_names, exclusive_lock, name_collision, names_collide_on_disk,
+                          read_jsonl, remove_partial_files, sha256_text, write_json_atomic, write_text_atomic)
 
 MANIFEST_NAME = "dcase9-run.json"
 LEDGER_NAME = "dcase9-outputs.jsonl"
@@ -198,6 +203,7 @@ class OutputFolder:
     def __enter__(self) -> "OutputFolder":
         self._stack.enter_context(exclusive_lock(self.root, self.command))
         try:
+            self._check_colliding_outputs()
             self._check_previous_run()
             self._open_ledger()
         except BaseException:
@@ -233,6 +239,16 @@ class OutputFolder:
             raise self._refuse(f"{self.root} holds outputs for {described}; this run is for the {current['kind']} "
                                f"set {current['csv']} (one folder holds one data set's outputs; --overwrite "
                                "deletes the other set's outputs listed in its ledger)")
+
+    def _check_colliding_outputs(self) -> None:
+        for first, later in colliding_names(self.dataset.mixtures, lambda spec: spec.id):
+            first_name, later_name = self.outputs_of(first.id)[0].name, self.outputs_of(later.id)[0].name
+            if names_collide_on_disk(self.root, first_name, later_name):
+                raise DataError(f"mixture id {later.id!r} and {first.id!r} of row {first.row} differ only by "
+                                f"{name_collision(first.id, later.id)}, and the disk of {self.root} takes "
+                                f"{later_name!r} and {first_name!r} for one file: one output would replace the "
+                                "other. Rename one of the mixtures, or write to a disk that tells them apart",
+                                file=self.dataset.csv_path, row=later.row)
 
     def _read_manifest(self) -> dict[str, Any] | None:
         path = self.manifest_path

@@ -9,7 +9,9 @@
 Mixture ids (they name the estimate files, `<id>.wav`):
 - validation: `<source>__<noise>__<snr>`, e.g. `692211_12333864-hq__701692_6014995-hq__10`;
 - evaluation: the mixture file name without its extension, e.g. `test-real-case-0`.
-A second, third... row with the same id gets `__2`, `__3` appended in file order.
+A second, third... row with the same id gets `__2`, `__3` appended in file order. Ids or file names
+that differ only by letter case or Unicode normalisation are one name on macOS and Windows: a
+`name-collision` warning names both rows.
 
 Parsing collects every problem as an `Issue` instead of stopping at the first one; the rows that
 parse are kept so `validate` can report everything at once.
@@ -26,7 +28,7 @@ from enum import Enum
 from pathlib import Path
 
 from dcase9.errors import ConfigError, DataError
-from dcase9.files import describe_non_file
+from dcase9.files import colliding_names, describe_non_file, name_collision
 
 
 class SetKind(str, Enum):
@@ -556,6 +558,30 @@ def _parse_evaluation(path: Path, issues: _Collector) -> tuple[list[MixtureSpec]
     return _assign_ids(specs), columns
 
 
+def _warn_name_collisions(specs: list[MixtureSpec], kind: SetKind, path: Path, columns: dict[str, str],
+                          issues: _Collector) -> None:
+    """Warn, once per pair of rows, about file names and mixture ids that differ here but are one name
+    on a case-insensitive or normalising file system (macOS, Windows), where the organisers unpack."""
+    files: list[tuple[str, MixtureSpec]] = []
+    for spec in specs:
+        if kind is SetKind.VALIDATION:
+            files += [(f"{spec.source}.wav", spec), (f"{spec.noise}.wav", spec)]
+        else:
+            files.append((spec.file or "", spec))
+    warned: set[tuple[int, int]] = set()
+    checks = (("file name", files, "macOS and Windows read them as one file"),
+              ("mixture id", [(spec.id, spec) for spec in specs],
+               "on macOS and Windows their outputs (<id>.wav) are one file, and so are their entries in a package"))
+    for what, names, consequence in checks:
+        for (first_name, first), (name, later) in colliding_names(names, lambda pair: pair[0]):
+            if (first.row, later.row) in warned:
+                continue
+            warned.add((first.row, later.row))
+            issues.warning("name-collision", f"{what} {name!r} and {first_name!r} of row {first.row} differ only "
+                           f"by {name_collision(first_name, name)}: {consequence}; rename one", path, later.row,
+                           columns.get("file") if what == "file name" else None)
+
+
 def parse_dataset(data: str | Path, kind: SetKind | str | None = None,
                   csv_path: str | Path | None = None) -> tuple[DataSet, list[Issue]]:
     """Read an evaluation set's metadata; returns the usable mixtures and every problem found.
@@ -579,6 +605,7 @@ def parse_dataset(data: str | Path, kind: SetKind | str | None = None,
     else:
         specs, columns = _parse_evaluation(csv_file, issues)
         names = [s.file for s in specs if s.file]
+    _warn_name_collisions(specs, set_kind, csv_file, columns, issues)
     audio_dir = _find_audio_dir(root, set_kind, names)
     dataset = DataSet(root=root, kind=set_kind, csv_path=csv_file, audio_dir=audio_dir, mixtures=specs,
                       columns=columns, json_path=json_path, clips=clips)

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from dcase9.config import StrictModel, deep_merge, load_yaml_text, parse_model, read_yaml
+from dcase9.config import StrictModel, YamlRefusal, deep_merge, load_yaml_text, parse_model, read_yaml, yaml_problem
 from dcase9.errors import ConfigError
 from dcase9.models.clap import ClapArchitecture
 from dcase9.weights import TOKENIZER_WEIGHT
@@ -270,8 +270,12 @@ def parse_assignment(text: str) -> dict[str, Any]:
         raise ConfigError(f"--set expects KEY.PATH=VALUE, got {text!r}")
     try:
         value = load_yaml_text(raw) if raw.strip() else ""
+    except YamlRefusal as exc:
+        raise ConfigError(f"--set {key}: the value {raw!r} is refused: {exc.describe()}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {key}: the value {raw!r} is not valid YAML ({exc})") from None
+        problem, _, column = yaml_problem(exc, raw)
+        where = f" at column {column}" if column is not None else ""
+        raise ConfigError(f"--set {key}: the value {raw!r} is not valid YAML{where}: {problem}") from None
     for part in reversed(key.split(".")):
         value = {part: value}
     return value  # type: ignore[return-value]

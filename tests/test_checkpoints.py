@@ -152,6 +152,14 @@ def test_a_plain_pickle_names_the_trust_flag_and_loads_when_trusted(tmp_path: Pa
     assert "plain Python pickle" in message and "pass --trust-checkpoint (Python: trust_checkpoint=True" in message
     assert "weights_only" not in message
     assert torch.equal(read_checkpoint(path, trust=True)["state_dict"]["ss_model.w"], weights["state_dict"]["ss_model.w"])
+    # torch's own legacy format, pickled with protocol 4, which its weights-only reader does not take
+    legacy = tmp_path / "legacy4.pt"
+    torch.save(weights, legacy, _use_new_zipfile_serialization=False, pickle_protocol=4)
+    with pytest.raises(CheckpointError) as info:
+        read_checkpoint(legacy)
+    assert "weights-only reader cannot read it" in str(info.value) and "weights_only" not in str(info.value)
+    assert "pass --trust-checkpoint" in str(info.value)
+    assert torch.equal(read_checkpoint(legacy, trust=True)["state_dict"]["ss_model.w"], weights["state_dict"]["ss_model.w"])
 
 
 def test_a_damaged_file_is_refused_with_a_message_trusted_or_not(tmp_path: Path) -> None:

@@ -40,10 +40,6 @@ T = TypeVar("T")
 TRUST_HINT = ("If you trust its source, pass --trust-checkpoint (Python: trust_checkpoint=True; submission.yaml: "
               "parameters.trust_checkpoint: true).")
 
-# torch.save's legacy (pre-zip) format starts with a pickled magic number (protocol 2, a 10-byte long).
-_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
-_PICKLE_PROTOCOL_OPCODE = b"\x80"
-
 
 class _AttributeDict(dict):
     """Inert stand-in for Lightning's AttributeDict (a plain dict subclass)."""
@@ -148,13 +144,20 @@ def read_checkpoint(path: str | Path, *, trust: bool = False) -> dict[str, Any]:
         except Exception as exc:  # as below: a damaged file raises many types
             raise CheckpointError(f"{path}: not a readable torch checkpoint ({_first_line(exc)})") from exc
     try:
-        with torch.serialization.safe_globals(_LIGHTNING_PLAIN_GLOBALS):
+        with torch.serialization.safe_globals(_LIGHTNING_PLAIN_GLOBALS), warnings.catch_warnings():
+            # torch warns of a protocol its reader may not support before failing with its own message
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
+        if "Weights only load failed" in str(exc) and "global" not in str(exc).lower():
+            # Not damage but something the weights-only reader does not take (e.g. a legacy file
+            # pickled with protocol 4); torch's message would advise its own weights_only=False.
+            raise CheckpointError(f"{path}: torch's weights-only reader cannot read it "
+                                  f"({_weights_only_reason(str(exc))}). {TRUST_HINT}") from exc
         if "global" not in str(exc).lower():
-            raise CheckpointError(f"{path}: not a readable torch checkpoint ({_torch_reason(exc)})") from exc
+            raise CheckpointError(f"{path}: not a readable torch checkpoint ({_first_line(exc)})") from exc
     except Exception as exc:  # torch raises many types on damaged files (IndexError, RuntimeError...)
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({_torch_reason(exc)})") from exc
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({_first_line(exc)})") from exc
     _RestrictedUnpickler.replaced = set()
     try:
         obj = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap,
@@ -162,7 +165,7 @@ def read_checkpoint(path: str | Path, *, trust: bool = False) -> dict[str, Any]:
     except Exception as exc:  # any failure here means the file is not a plain checkpoint
         raise CheckpointError(
             f"{path}: the checkpoint holds pickled objects that cannot be read without running "
-            f"their code ({_torch_reason(exc)}). {TRUST_HINT}"
+            f"their code ({_first_line(exc)}). {TRUST_HINT}"
         ) from exc
     if _RestrictedUnpickler.replaced:
         warnings.warn(
@@ -173,11 +176,24 @@ def read_checkpoint(path: str | Path, *, trust: bool = False) -> dict[str, Any]:
     return obj
 
 
+class _NoGlobalsUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"global {module}.{name}")
+
+
 def _is_plain_pickle(path: Path) -> bool:
-    """A pickle stream that is not torch's legacy format (`torch.load` cannot read it either way)."""
+    """A pickle stream (protocol 2 or later) that is not torch's legacy format, which starts with a
+    pickled magic number: `torch.load` cannot read it either way. Read without any global, so no
+    code runs; a plain pickle's first object stops at its first global."""
     with open(path, "rb") as handle:
-        head = handle.read(len(_LEGACY_TORCH_MAGIC))
-    return head.startswith(_PICKLE_PROTOCOL_OPCODE) and head != _LEGACY_TORCH_MAGIC
+        if handle.read(1) != pickle.PROTO:
+            return False
+        handle.seek(0)
+        try:
+            first = _NoGlobalsUnpickler(handle).load()
+        except Exception:  # a global, a persistent id, or damage: not the legacy format's first object
+            return True
+    return first != torch.serialization.MAGIC_NUMBER
 
 
 class _CpuPickleUnpickler(pickle.Unpickler):
@@ -198,15 +214,12 @@ def _read_trusted_pickle(path: Path) -> Any:
             raise CheckpointError(f"{path}: not a readable pickle ({_first_line(exc)})") from exc
 
 
-def _torch_reason(exc: BaseException) -> str:
-    """Why torch could not read a file, without its advice to rerun `torch.load` with
+def _weights_only_reason(text: str) -> str:
+    """What torch's weights-only reader objected to, without its advice to rerun `torch.load` with
     `weights_only=False` (a keyword the user does not control; `TRUST_HINT` says what they can do)."""
-    text = str(exc)
-    if "Weights only load failed" not in text:
-        return _first_line(exc)
     text = text.split("WeightsUnpickler error:", 1)[-1].replace("Weights only load failed.", "")
     lines = [line.strip() for line in text.splitlines() if line.strip() and "weights_only" not in line]
-    return f"torch's weights-only reader: {lines[0]}" if lines else "torch's weights-only reader refused it"
+    return lines[0] if lines else "no reason given"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -10,9 +10,9 @@ Layout of the run folder `OUT`:
     OUT/logs/version_K/metrics.csv   train/loss, train/lr, val/sdr, val/sdri, val/sisdr, ... (one
                                  version per start or resume); OUT/tensorboard/ when TensorBoard is installed
     OUT/tokenizer/               the tiny tokenizer, when the configuration asks for it
-    OUT/summary.json             status (finished, or diverged: at which step, why, the last good
-                                 checkpoint), steps, time, throughput, skipped clips, last validation,
-                                 the infer command (none for a run that diverged)
+    OUT/summary.json             status (finished, interrupted, or diverged: at which step and why),
+                                 steps, time, throughput, skipped clips, last validation, the last
+                                 checkpoint and its step, the infer command (none for a run that diverged)
 
 A run whose loss, weights or optimizer state stop being finite numbers stops with
 `TrainingDiverged` (exit 1 on the command line): no checkpoint with them is written, so last.ckpt
@@ -328,7 +328,8 @@ def check_resumable(last: Path) -> None:
                               "a new run in another --out")
 
 
-def read_init_checkpoint(name_or_path: str, resolver: Any, *, trust: bool = False) -> tuple[dict[str, torch.Tensor], str]:
+def read_init_checkpoint(name_or_path: str, resolver: Any, *,
+                         trust: bool = False) -> tuple[dict[str, torch.Tensor], str]:
     """The state dict of an official-layout checkpoint given as a registry name or a file."""
     from dcase9.weights import weight_entries
     from dcase9.models.checkpoints import read_checkpoint, state_dict_of

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import os
+import pickle
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ import torch
 
 from dcase9.errors import CheckpointError
 from dcase9.files import sha256_file
-from dcase9.models.checkpoints import empty_module, load_weights, read_checkpoint, state_dict_of, strip_prefix
+from dcase9.models.checkpoints import (empty_module, load_weights, non_finite_keys, read_checkpoint, state_dict_of,
+                                      strip_prefix)
 
 
 class RunsCode:
@@ -120,3 +122,49 @@ def test_assign_load_fills_an_empty_module_and_casts_to_its_dtypes() -> None:
     with pytest.raises(CheckpointError, match="missing key"):
         load_weights(empty_module(lambda: torch.nn.Linear(2, 3)), {"weight": torch.zeros(3, 2)}, source="x",
                      assign=True)
+
+
+def test_non_finite_weights_are_refused_naming_the_file_the_count_and_the_first_keys() -> None:
+    module = torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(4)], torch.nn.BatchNorm1d(2))
+    weights = {k: v.clone() for k, v in module.state_dict().items()}  # 13 tensors, one an integer counter
+    for key in ("0.weight", "1.bias", "2.weight", "2.bias", "3.weight", "3.bias"):
+        weights[key][0] = float("nan")
+    weights["4.running_var"][1] = float("-inf")
+    with pytest.raises(CheckpointError) as info:
+        load_weights(module, weights, source="run/last.ckpt (ss_model.*)")
+    assert str(info.value).startswith("run/last.ckpt (ss_model.*): 7 of 13 tensors hold NaN or infinite values "
+                                      "(0.weight, 1.bias, 2.weight, 2.bias, 3.weight and 2 more)")
+    assert torch.isfinite(module[0].weight).all()  # nothing was loaded
+    half = {k: v.half() if v.is_floating_point() else v for k, v in module.state_dict().items()}
+    assert non_finite_keys(half) == []
+    half["0.bias"][1] = float("inf")
+    assert non_finite_keys(half) == ["0.bias"]
+
+
+def test_a_plain_pickle_names_the_trust_flag_and_loads_when_trusted(tmp_path: Path) -> None:
+    weights = {"state_dict": {"ss_model.w": torch.randn(3, 2)}}
+    path = tmp_path / "model.pkl"
+    with path.open("wb") as handle:
+        pickle.dump(weights, handle)
+    with pytest.raises(CheckpointError) as info:
+        read_checkpoint(path)
+    message = str(info.value)
+    assert "plain Python pickle" in message and "pass --trust-checkpoint (Python: trust_checkpoint=True" in message
+    assert "weights_only" not in message
+    assert torch.equal(read_checkpoint(path, trust=True)["state_dict"]["ss_model.w"], weights["state_dict"]["ss_model.w"])
+    # torch's own legacy format, pickled with protocol 4, which its weights-only reader does not take
+    legacy = tmp_path / "legacy4.pt"
+    torch.save(weights, legacy, _use_new_zipfile_serialization=False, pickle_protocol=4)
+    with pytest.raises(CheckpointError) as info:
+        read_checkpoint(legacy)
+    assert "weights-only reader cannot read it" in str(info.value) and "weights_only" not in str(info.value)
+    assert "pass --trust-checkpoint" in str(info.value)
+    assert torch.equal(read_checkpoint(legacy, trust=True)["state_dict"]["ss_model.w"], weights["state_dict"]["ss_model.w"])
+
+
+def test_a_damaged_file_is_refused_with_a_message_trusted_or_not(tmp_path: Path) -> None:
+    path = lightning_like(tmp_path, {})
+    (tmp_path / "cut.ckpt").write_bytes(path.read_bytes()[:2000])
+    for trust in (False, True):  # never torch's own exception (a traceback on the command line)
+        with pytest.raises(CheckpointError, match="cut.ckpt: not a readable torch checkpoint"):
+            read_checkpoint(tmp_path / "cut.ckpt", trust=trust)

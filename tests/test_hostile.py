@@ -369,6 +369,100 @@ def no_config_file(w: Workspace) -> None:
     assert not (w.out / "config.yaml").exists() and not (w.out / ".dcase9.lock").exists()
 
 
+# --- training that diverges (issue 21): checkpoints with NaN, plain pickles, runs that blow up
+
+
+def tiny_net_checkpoint(w: Workspace, *, nan_tensors: int, name: str = "net.ckpt") -> Path:
+    """A Lightning-layout checkpoint of TINY_RUN's net (what train --init and, with `tiny_system`,
+    infer take), with its first `nan_tensors` floating-point tensors set to NaN."""
+    import torch
+
+    from tests.test_train_run import TINY_RUN
+    from tests.tiny_models import write_lightning_checkpoint
+    from dcase9.models.resunet import ResUNet30, ResUNet30Config
+
+    net = {k: v for k, v in TINY_RUN["model"].items() if k != "kind"}
+    model = ResUNet30.from_config(ResUNet30Config(16000, net["n_fft"], net["hop_length"], tuple(net["channels"]),
+                                                  tuple(tuple(p) for p in net["pools"])))
+    weights = model.state_dict()
+    for key in [k for k, v in weights.items() if v.is_floating_point()][:nan_tensors]:
+        weights[key] = torch.full_like(weights[key], float("nan"))
+    return write_lightning_checkpoint(w.root / name, resunet=weights)
+
+
+def tiny_system(w: Workspace) -> list[str]:
+    """infer's options that load a tiny checkpoint as the baseline (its net's and CLAP's settings)."""
+    from tests.test_train_run import TINY_RUN
+    from tests.tiny_models import TINY_CLAP, tokenizer_folder
+
+    settings = {**{k: v for k, v in TINY_RUN["model"].items() if k != "kind"}, "clap": dict(TINY_CLAP)}
+    return ["--system-config", str(write(w.root / "tiny-system.yaml", json.dumps(settings))), "--offline",
+            "--weight", f"roberta-base-tokenizer={tokenizer_folder(w.root / 'tokenizer')}"]
+
+
+def infer_nan_checkpoint(w: Workspace) -> list[str]:
+    checkpoint = tiny_net_checkpoint(w, nan_tensors=7)
+    return w.infer("eval-real", "--checkpoint", str(checkpoint), *tiny_system(w), system="baseline")
+
+
+def plain_pickle(w: Workspace) -> Path:
+    """The tiny net's checkpoint written with pickle.dump instead of torch.save."""
+    import pickle
+
+    import torch
+
+    checkpoint = torch.load(tiny_net_checkpoint(w, nan_tensors=0), weights_only=True)
+    with (w.root / "net.pkl").open("wb") as handle:
+        pickle.dump(checkpoint, handle)
+    return w.root / "net.pkl"
+
+
+def ats_with_inf_clap(w: Workspace) -> list[str]:
+    import torch
+
+    from tests.tiny_models import TINY_CLAP, tiny_clap_laion_weights, tokenizer_folder
+
+    weights = tiny_clap_laion_weights()
+    key = "text_branch.embeddings.word_embeddings.weight"
+    weights[key][3, 5] = float("inf")
+    torch.save({"state_dict": {f"module.{k}": v for k, v in weights.items()}}, w.root / "clap.pt")
+    return ["score", "-d", str(w.copy("eval-real")), "-e", str(w.root), "--ats", "--ats-checkpoint",
+            str(w.root / "clap.pt"), "--clap-config", str(write(w.root / "clap.yaml", json.dumps(dict(TINY_CLAP)))),
+            "--weight", f"roberta-base-tokenizer={tokenizer_folder(w.root / 'tokenizer')}", "--offline"]
+
+
+def resume_nan_checkpoint(w: Workspace) -> list[str]:
+    import torch
+
+    args = resume_truncated_checkpoint(w)  # the run's config.yaml, and a last.ckpt replaced below
+    state = {"ss_model.a": torch.zeros(3), "ss_model.b": torch.tensor([1.0, float("nan")])}
+    moments = {"step": torch.tensor(4.0), "exp_avg": torch.full((3,), float("inf"))}
+    optimizer = {"state": {0: moments}, "param_groups": []}
+    torch.save({"global_step": 4, "state_dict": state, "optimizer_states": [optimizer]}, w.out / "last.ckpt")
+    return args
+
+
+def diverged_after_step_1(w: Workspace) -> None:
+    """The lr=1e30 run: step 1 trained and saved, step 2's loss NaN: nothing of step 2 on disk."""
+    import torch
+
+    from dcase9.models.checkpoints import non_finite_keys
+    from dcase9.training.module import checkpoint_tensors
+
+    saved = torch.load(w.out / "last.ckpt", weights_only=False)
+    assert saved["global_step"] == 1 and non_finite_keys(checkpoint_tensors(saved)) == []
+    assert not list((w.out / "checkpoints").iterdir())  # step=2.ckpt was due: never written
+    summary = strict_json(w.out / "summary.json")
+    assert summary["status"] == "diverged" and summary["diverged"]["step"] == 2 and summary["infer_command"] == ""
+    assert summary["last_checkpoint_step"] == 1
+
+
+def nothing_saved(w: Workspace) -> None:
+    assert not (w.out / "last.ckpt").exists() and not list((w.out / "checkpoints").iterdir())
+    summary = strict_json(w.out / "summary.json")
+    assert summary["status"] == "diverged" and summary["last_checkpoint"] is None
+
+
 def unclosed_quote(w: Workspace) -> Path:
     data = w.copy("eval-real")
     lines = (data / "lass_real_evaluation.csv").read_text().splitlines(keepends=True)
@@ -943,6 +1037,28 @@ CASES = [
          lambda w: (w.out / "demo-real-case-3.wav").read_bytes() == b"mine" or pytest.fail("overwritten")),
 
     # --- Training that diverges (issue 21)
+    Case("train: the loss diverges (optimizer.lr=1e30)",
+         lambda w: train_args(w, "--steps", "3", "--set", "optimizer.lr=1e30"), 1,
+         "training diverged at step 2: the loss is", diverged_after_step_1),
+    Case("train: diverges before any save",
+         lambda w: train_args(w, "--steps", "3", "--set", "optimizer.lr=1e30", "--set", "checkpoint.last_every_steps=100"),
+         1, "no checkpoint had been saved before it, so there is no good one", nothing_saved),
+    Case("infer --checkpoint: NaN weights", infer_nan_checkpoint, 2,
+         "net.ckpt: state dict (ss_model.*): 7 of 125 tensors hold NaN or infinite values (base.bn0.weight, "
+         "base.bn0.bias, base.bn0.running_mean, base.bn0.running_var, base.pre_conv.weight and 2 more)", nothing_written),
+    Case("score --ats-checkpoint: an infinite CLAP weight", ats_with_inf_clap, 2,
+         "1 of 137 tensors hold NaN or infinite values (text_model.embeddings.word_embeddings.weight)"),
+    Case("train --init: NaN weights", lambda w: train_args(w, "--init", str(tiny_net_checkpoint(w, nan_tensors=9))), 2,
+         "(ss_model.*): 9 of", no_config_file),
+    Case("train --resume: NaN in last.ckpt", resume_nan_checkpoint, 2,
+         "2 of 4 tensors hold NaN or infinite values (ss_model.b, optimizer_states[0].state[0].exp_avg)",
+         config_unchanged_and_no_summary),
+    Case("infer --checkpoint: a plain pickle",
+         lambda w: w.infer("eval-real", "--checkpoint", str(plain_pickle(w)), *tiny_system(w), system="baseline"), 2,
+         "a plain Python pickle (pickle.dump), not a torch checkpoint (torch.save): it cannot be read without running "
+         "the code it may hold. If you trust its source, pass --trust-checkpoint", nothing_written, forbid="weights_only"),
+    Case("train --init: a plain pickle", lambda w: train_args(w, "--init", str(plain_pickle(w))), 2,
+         "pass --trust-checkpoint", no_config_file),
 
     # --- A slow or oversized LLM server (issue 21)
 

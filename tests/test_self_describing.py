@@ -224,4 +224,4 @@ def test_a_checkpoint_made_elsewhere_loads_as_before(trained: dict[str, Any], de
     result = infer(foreign, demo_root, tmp_path / "none", "--weight",
                    f"roberta-base-tokenizer={trained['run'] / 'tokenizer'}")
     output = " ".join(result.output.split())
-    assert result.exit_code == 2 and f"{foreign}: state dict: the weights do not fit the model" in output, output
+    assert result.exit_code == 2 and f"{foreign}: state dict (ss_model.*): the weights do not fit the model" in output, output

@@ -219,11 +219,14 @@ def report(reports: list[str | Path], out: str | Path, **options: Any) -> Any:
 
 
 def train(out: str | Path, *, preset: str | None = None, config: str | Path | None = None,
-          overrides: dict[str, Any] | None = None, resume: bool = False, progress: bool = True) -> Any:
+          overrides: dict[str, Any] | None = None, resume: bool = False, progress: bool = True,
+          trust_checkpoint: bool = False) -> Any:
     """Train a separation model (`dcase9 train`): `preset`, then the YAML `config`, then `overrides`
     (a nested mapping, e.g. `{"data": {"datafiles": ["train.json"]}, "trainer": {"max_steps": 1000}}`).
-    With `resume=True` the run in `out` continues from its saved configuration and last.ckpt.
-    Returns a `dcase9.training.TrainResult`; see docs/training.md.
+    With `resume=True` the run in `out` continues from its saved configuration and last.ckpt;
+    `trust_checkpoint=True` lets the checkpoints it starts from run the pickled code they contain.
+    Returns a `dcase9.training.TrainResult`; a run that diverges raises
+    `dcase9.training.run.TrainingDiverged`. See docs/training.md.
     """
     from dcase9.config import read_yaml
     from dcase9.training import assemble_config
@@ -236,7 +239,7 @@ def train(out: str | Path, *, preset: str | None = None, config: str | Path | No
     train_config = assemble_config(preset=preset, config_file=config, overrides=[overrides] if overrides else [],
                                    base=base)
     return run_training(train_config, out, system=system_facts(train_config.system), resume=resume,
-                        progress=progress)
+                        progress=progress, trust_checkpoint=trust_checkpoint)
 
 
 def system_facts(name: str | None) -> Any:

@@ -72,6 +72,9 @@ def train_command(
              "audiosep-checkpoint).", rich_help_panel=_RUN)] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last.ckpt.",
                                          rich_help_panel=_RUN)] = False,
+    trust_checkpoint: Annotated[bool, typer.Option(
+        help="Unpickle the --init and query-encoder checkpoints fully (runs code they contain): only for files "
+             "you trust.", rich_help_panel=_RUN)] = False,
     devices: Annotated[Optional[str], typer.Option(help="Devices per node: N, a list 0,1, or auto.",
                                                    rich_help_panel=_SCALE)] = None,
     num_nodes: Annotated[Optional[int], typer.Option(help="Nodes (multi-node DDP).", rich_help_panel=_SCALE)] = None,
@@ -89,6 +92,9 @@ def train_command(
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
 ) -> None:
     """Train a language-queried separation model with the baseline recipe (Lightning; multi-GPU with --devices).
+
+    A run whose loss or weights become NaN or infinite stops with exit 1, naming the step; its
+    checkpoints keep the last good state.
 
     Examples:
       dcase9 train --preset system1 --data fsd50k_gpt4/augmented.json --data clotho_dev.json
@@ -126,7 +132,8 @@ def train_command(
     from dcase9.training.run import TrainingInterrupted
 
     try:
-        result = train(train_config, out, system=system_facts(train_config.system), resume=resume, progress=progress)
+        result = train(train_config, out, system=system_facts(train_config.system), resume=resume, progress=progress,
+                       trust_checkpoint=trust_checkpoint)
     except TrainingInterrupted as stop:
         console.print(f"[yellow]interrupted at step {stop.step}: saved {stop.checkpoint}; continue with[/]\n"
                       f"  dcase9 train --out {out} --resume", highlight=False)

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 
 from dcase9.errors import CheckpointError
 from dcase9.lazy import require
+from dcase9.models.checkpoints import require_finite
 from dcase9.models.clap import slaney_mel_filterbank
 
 if TYPE_CHECKING:
@@ -235,6 +236,7 @@ def load_audioldm_vae(folder: str | Path) -> AutoencoderKL:
         vae = diffusers.AutoencoderKL.from_pretrained(folder, local_files_only=True).float()
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise CheckpointError(f"{folder}: cannot load the AudioLDM VAE ({exc})") from exc
+    require_finite(vae.state_dict(), source=str(folder))
     return _frozen(vae)
 
 
@@ -257,6 +259,7 @@ def load_audioldm_vocoder(folder: str | Path, settings: MelSettings = MelSetting
         vocoder = transformers.SpeechT5HifiGan.from_pretrained(folder, local_files_only=True).float()
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise CheckpointError(f"{folder}: cannot load the AudioLDM vocoder ({exc})") from exc
+    require_finite(vocoder.state_dict(), source=str(folder))
     return _frozen(vocoder)
 
 
@@ -445,4 +448,6 @@ def load_audioldm_diffusion_prior(root: str | Path) -> AudioLdmDiffusionPrior:
         tokenizer = transformers.AutoTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise CheckpointError(f"{root}: cannot load AudioLDM's UNet, scheduler or text encoder ({exc})") from exc
+    require_finite(unet.state_dict(), source=str(root / "unet"))
+    require_finite(text_encoder.state_dict(), source=str(root / "text_encoder"))
     return AudioLdmDiffusionPrior(unet, scheduler, text_encoder, tokenizer)

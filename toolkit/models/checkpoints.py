@@ -9,12 +9,18 @@ says `trust=True` (`--trust-checkpoint` on the command line):
    unpickler that rebuilds tensors and plain containers and turns every other global into an inert
    `OpaqueObject` placeholder. No module is imported and no pickled callable is run, so the weights
    load while whatever else the file holds stays inert. The names replaced are reported.
+
+A plain Python pickle (`pickle.dump`, not `torch.save`) has no such safe reading: it is refused
+unless trusted. Weights are loaded only when every tensor is a finite number (`require_finite`):
+a NaN or an infinity in a checkpoint (a training run that diverged) would otherwise surface as
+NaN outputs blamed on the input.
 """
 
 from __future__ import annotations
 
 import collections
 import fnmatch
+import io
 import pickle
 import warnings
 import zipfile
@@ -28,6 +34,11 @@ from dcase9.errors import CheckpointError
 
 
 T = TypeVar("T")
+
+# How a user lets a checkpoint run its pickled code: the flag of `dcase9 infer`, `score` and `train`,
+# the keyword of the Python API (`dcase9.api`), the key of a submission.yaml system's `parameters`.
+TRUST_HINT = ("If you trust its source, pass --trust-checkpoint (Python: trust_checkpoint=True; submission.yaml: "
+              "parameters.trust_checkpoint: true).")
 
 
 class _AttributeDict(dict):
@@ -122,12 +133,27 @@ def read_checkpoint(path: str | Path, *, trust: bool = False) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
     mmap = zipfile.is_zipfile(path)  # the legacy (pre-1.6) format cannot be mapped
+    if not mmap and _is_plain_pickle(path):
+        if not trust:
+            raise CheckpointError(f"{path}: a plain Python pickle (pickle.dump), not a torch checkpoint (torch.save): "
+                                  f"it cannot be read without running the code it may hold. {TRUST_HINT}")
+        return _read_trusted_pickle(path)
     if trust:
-        return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
+        except Exception as exc:  # as below: a damaged file raises many types
+            raise CheckpointError(f"{path}: not a readable torch checkpoint ({_first_line(exc)})") from exc
     try:
-        with torch.serialization.safe_globals(_LIGHTNING_PLAIN_GLOBALS):
+        with torch.serialization.safe_globals(_LIGHTNING_PLAIN_GLOBALS), warnings.catch_warnings():
+            # torch warns of a protocol its reader may not support before failing with its own message
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
+        if "Weights only load failed" in str(exc) and "global" not in str(exc).lower():
+            # Not damage but something the weights-only reader does not take (e.g. a legacy file
+            # pickled with protocol 4); torch's message would advise its own weights_only=False.
+            raise CheckpointError(f"{path}: torch's weights-only reader cannot read it "
+                                  f"({_weights_only_reason(str(exc))}). {TRUST_HINT}") from exc
         if "global" not in str(exc).lower():
             raise CheckpointError(f"{path}: not a readable torch checkpoint ({_first_line(exc)})") from exc
     except Exception as exc:  # torch raises many types on damaged files (IndexError, RuntimeError...)
@@ -139,8 +165,7 @@ def read_checkpoint(path: str | Path, *, trust: bool = False) -> dict[str, Any]:
     except Exception as exc:  # any failure here means the file is not a plain checkpoint
         raise CheckpointError(
             f"{path}: the checkpoint holds pickled objects that cannot be read without running "
-            f"their code ({_first_line(exc)}). If you trust its source, pass --trust-checkpoint "
-            f"(Python: trust=True)."
+            f"their code ({_first_line(exc)}). {TRUST_HINT}"
         ) from exc
     if _RestrictedUnpickler.replaced:
         warnings.warn(
@@ -149,6 +174,52 @@ def read_checkpoint(path: str | Path, *, trust: bool = False) -> dict[str, Any]:
             stacklevel=2,
         )
     return obj
+
+
+class _NoGlobalsUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"global {module}.{name}")
+
+
+def _is_plain_pickle(path: Path) -> bool:
+    """A pickle stream (protocol 2 or later) that is not torch's legacy format, which starts with a
+    pickled magic number: `torch.load` cannot read it either way. Read without any global, so no
+    code runs; a plain pickle's first object stops at its first global."""
+    with open(path, "rb") as handle:
+        if handle.read(1) != pickle.PROTO:
+            return False
+        handle.seek(0)
+        try:
+            first = _NoGlobalsUnpickler(handle).load()
+        except Exception:  # a global, a persistent id, or damage: not the legacy format's first object
+            return True
+    return first != torch.serialization.MAGIC_NUMBER
+
+
+class _CpuPickleUnpickler(pickle.Unpickler):
+    """Full unpickling (trusted files only), with the tensors' storages loaded onto the CPU: a plain
+    pickle of tensors rebuilds each storage with `torch.load`, on the device it was saved from."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "torch.storage" and name == "_load_from_bytes":
+            return lambda data: torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+        return super().find_class(module, name)
+
+
+def _read_trusted_pickle(path: Path) -> Any:
+    with open(path, "rb") as handle:
+        try:
+            return _CpuPickleUnpickler(handle).load()
+        except Exception as exc:  # a damaged pickle raises many types
+            raise CheckpointError(f"{path}: not a readable pickle ({_first_line(exc)})") from exc
+
+
+def _weights_only_reason(text: str) -> str:
+    """What torch's weights-only reader objected to, without its advice to rerun `torch.load` with
+    `weights_only=False` (a keyword the user does not control; `TRUST_HINT` says what they can do)."""
+    text = text.split("WeightsUnpickler error:", 1)[-1].replace("Weights only load failed.", "")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and "weights_only" not in line]
+    return lines[0] if lines else "no reason given"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -172,12 +243,37 @@ def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[st
     return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
 
 
+def non_finite_keys(tensors: Mapping[str, Any]) -> list[str]:
+    """The keys of the tensors that hold a NaN or an infinity, in order: one pass over each
+    floating-point tensor and no copy of it (integer tensors are always finite). Every reduction is
+    queued before any is read, so tensors on an accelerator cost one synchronisation, not one each."""
+    flags = [(key, torch.isfinite(value).all()) for key, value in tensors.items()
+             if isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex())
+             and not value.is_meta]
+    return [key for key, finite in flags if not bool(finite)]
+
+
+def describe_non_finite(keys: list[str], total: int) -> str:
+    """'3 of 40 tensors hold NaN or infinite values (a, b, c)': the first few keys and a count of the rest."""
+    shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+    return f"{len(keys)} of {total} tensors hold NaN or infinite values ({shown})"
+
+
+def require_finite(tensors: Mapping[str, Any], *, source: str) -> None:
+    """Refuse weights that are not all finite numbers, naming `source` (the file), how many and which."""
+    bad = non_finite_keys(tensors)
+    if bad:
+        raise CheckpointError(f"{source}: {describe_non_finite(bad, len(tensors))}. These weights are broken (by a "
+                              "training run that diverged?); refusing to load them")
+
+
 def load_weights(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], *,
                  source: str, ignore: Iterable[str] = (), assign: bool = False) -> None:
     """Load `state_dict` into `module`, refusing any partial load.
 
     Keys matching a glob in `ignore` (e.g. fixed DFT tensors a checkpoint carries) are dropped
-    first. Every other missing, unexpected or mis-shaped key is named in the error.
+    first. Every other missing, unexpected or mis-shaped key is named in the error, and so are
+    tensors with NaN or infinite values (`require_finite`).
     `assign=True` makes the given tensors the module's own (cast to the module's dtypes) instead of
     copying them: for modules built on the meta device (`empty_module`), which skips both the random
     initialisation and a copy of every weight.
@@ -197,6 +293,7 @@ def load_weights(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]
                 shown = keys[:20] + ([f"... and {len(keys) - 20} more"] if len(keys) > 20 else [])
                 lines.append(f"  {len(keys)} {title} key(s): " + "; ".join(shown))
         raise CheckpointError("\n".join(lines))
+    require_finite(given, source=source)
     if assign:
         given = {k: v if v.dtype == wanted[k].dtype else v.to(wanted[k].dtype) for k, v in given.items()}
     module.load_state_dict(given, strict=True, assign=assign)

@@ -581,6 +581,7 @@ def load_resunet30(source: str | Path | Mapping[str, Any], config: str | ResUNet
     weights = state_dict_of(checkpoint)
     if prefix and any(k.startswith(prefix) for k in weights):
         weights = strip_prefix(weights, prefix)
+        where = f"{where} ({prefix}*)"  # the keys named below are without it
     bad = sorted(k for k, v in weights.items() if not isinstance(v, torch.Tensor))
     if bad:
         raise CheckpointError(f"{where}: entries that are not tensors: {', '.join(bad[:20])}")

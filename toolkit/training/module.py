@@ -11,6 +11,10 @@ CLAP's fixed buffers, classifier and training MLPs; `dcase9.models.official_layo
 weights, the `dcase9` entry holds the run's configuration and what `dcase9 infer` needs: the system
 options, and the tokenizer's files when it is not the registry's (plain types only: the file loads
 with `torch.load(weights_only=True)`; see `dcase9.models.description`). Files are written atomically.
+
+A run that diverges stops (`NonFiniteTraining`): a non-finite loss before its step is taken, and
+non-finite weights or optimizer state before a checkpoint holding them is written, so no
+checkpoint on disk is ever replaced by a broken one.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from dcase9.data.items import ItemLoader
 from dcase9.files import atomic_output, remove_partial_files
 from dcase9.metrics import Metric, reference_metrics
 from dcase9.models.clap import ClapEncoder, laion_to_transformers, transformers_to_laion
-from dcase9.models.checkpoints import strip_prefix
+from dcase9.models.checkpoints import describe_non_finite, non_finite_keys, strip_prefix
 from dcase9.models.description import CHECKPOINT_FORMAT, ENTRY, inference_options
 from dcase9.training.config import TrainConfig, config_as_dict
 from dcase9.training.data import ClipDataset, SkipLog, TrainSampler, collate_clips
@@ -46,6 +50,26 @@ from dcase9.training.schedules import lr_multiplier
 
 QUERY_ENCODER_PREFIX = "query_encoder.model."
 FROZEN_ATTRIBUTE = "frozen_parts"
+
+
+class NonFiniteTraining(Exception):
+    """Training stopped being arithmetic on numbers at optimizer step `step` (counted from 1, as
+    `step=N.ckpt` holds the state after N steps): `reason` says what was NaN or infinite."""
+
+    def __init__(self, step: int, reason: str) -> None:
+        super().__init__(f"step {step}: {reason}")
+        self.step, self.reason = step, reason
+
+
+def checkpoint_tensors(checkpoint: dict[str, Any]) -> dict[str, Tensor]:
+    """A training checkpoint's weights (`state_dict`) and its optimizers' state tensors, under
+    readable keys: what resuming continues from."""
+    tensors = dict(checkpoint.get("state_dict") or {})
+    for k, optimizer in enumerate(checkpoint.get("optimizer_states") or []):
+        for parameter, values in (optimizer.get("state") or {}).items():
+            for name, value in values.items():
+                tensors[f"optimizer_states[{k}].state[{parameter}].{name}"] = value
+    return tensors
 
 
 class SeparationTraining(pl.LightningModule):
@@ -112,6 +136,12 @@ class SeparationTraining(pl.LightningModule):
         mixture, target = self.mixer(segments, generator)
         captions = batch["caption"]
         loss, parts = self.trainable.training_loss(mixture, self.conditions(captions), target, captions)
+        # Checked before the step is taken, so the weights stay those of the last good step. One
+        # scalar read per step (and, with several processes, one tiny all-reduce: they stop together).
+        finite = bool(torch.isfinite(loss.detach()).all())
+        if not self.trainer.strategy.reduce_boolean_decision(finite, all=True):
+            reason = f"the loss is {float(loss.detach())}" if not finite else "another process's loss is not finite"
+            raise NonFiniteTraining(self.global_step + 1, reason)
         size = segments.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         for name, value in parts.items():
@@ -205,6 +235,12 @@ class SeparationTraining(pl.LightningModule):
     # -- checkpoints ------------------------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Every process checks (their weights are the same): a refusal on one alone would leave the
+        # others waiting. One pass over what is about to be written anyway.
+        tensors = checkpoint_tensors(checkpoint)
+        broken = non_finite_keys(tensors)
+        if broken:
+            raise NonFiniteTraining(self.global_step, "after it, " + describe_non_finite(broken, len(tensors)))
         state = checkpoint["state_dict"]
         clap = {key[len(QUERY_ENCODER_PREFIX):]: state.pop(key) for key in list(state)
                 if key.startswith(QUERY_ENCODER_PREFIX)}
@@ -310,12 +346,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 class StepCheckpoints(Callback):
     """`checkpoints/step=<N>.ckpt` every `every_steps` steps (the baseline's name and cadence) and
     `last.ckpt` every `last_every_steps` steps, both at the final step; `last.ckpt` also when the
-    run is interrupted (Ctrl-C, SIGTERM) in a single process."""
+    run is interrupted (Ctrl-C, SIGTERM) in a single process. `saved_step` is the step of the
+    last.ckpt on disk (None: there is none), the last good state when a run diverges."""
 
     def __init__(self, out_dir: Path, every_steps: int | None, last_every_steps: int, keep: int | None) -> None:
         self.out_dir, self.every, self.last_every, self.keep = Path(out_dir), every_steps, last_every_steps, keep
         self.folder = self.out_dir / "checkpoints"
         self.interrupted_at: int | None = None  # the step last.ckpt was saved at on an interruption
+        self.saved_step: int | None = None
+        self.diverged: NonFiniteTraining | None = None  # found by the save on an interruption
 
     @property
     def last_path(self) -> Path:
@@ -326,6 +365,10 @@ class StepCheckpoints(Callback):
             self.folder.mkdir(parents=True, exist_ok=True)
             remove_partial_files(self.folder)
             remove_partial_files(self.out_dir)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # After a resume's restore: last.ckpt holds the state at the step the run continues from.
+        self.saved_step = trainer.global_step if self.last_path.is_file() else None
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -339,15 +382,21 @@ class StepCheckpoints(Callback):
         if step_file is not None:
             if trainer.is_global_zero:  # the same state: a link, not a second serialisation
                 _link_or_copy(step_file, self.last_path)
+            self.saved_step = step
         elif step % self.last_every == 0 or final:
             trainer.save_checkpoint(self.last_path, weights_only=False)  # every process: it synchronises
+            self.saved_step = step
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         # Only one process: with several, a save would wait at a barrier the others never reach.
         interrupted = isinstance(exception, KeyboardInterrupt) or type(exception).__name__ == "SIGTERMException"
         if interrupted and trainer.world_size == 1 and trainer.global_step > 0:
-            trainer.save_checkpoint(self.last_path, weights_only=False)
-            self.interrupted_at = trainer.global_step
+            try:
+                trainer.save_checkpoint(self.last_path, weights_only=False)
+            except NonFiniteTraining as diverged:  # nothing written; Lightning goes on shutting down
+                self.diverged = diverged
+                return
+            self.interrupted_at = self.saved_step = trainer.global_step
 
     def _prune(self, trainer: pl.Trainer) -> None:
         if self.keep is None or not trainer.is_global_zero:
@@ -387,6 +436,12 @@ class StepProgressBar(TQDMProgressBar):
             self.train_progress_bar.n = step
             self.train_progress_bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)  # one refresh below
             self.train_progress_bar.refresh()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        # A run that stops (diverged, failed) ends the bar's line before the message that says why.
+        for bar in (self._train_progress_bar, self._val_progress_bar):
+            if bar is not None:
+                bar.close()
 
 
 class Throughput(Callback):

@@ -10,7 +10,14 @@ Layout of the run folder `OUT`:
     OUT/logs/version_K/metrics.csv   train/loss, train/lr, val/sdr, val/sdri, val/sisdr, ... (one
                                  version per start or resume); OUT/tensorboard/ when TensorBoard is installed
     OUT/tokenizer/               the tiny tokenizer, when the configuration asks for it
-    OUT/summary.json             steps, time, throughput, skipped clips, last validation, the infer command
+    OUT/summary.json             status (finished, interrupted, or diverged: at which step and why),
+                                 steps, time, throughput, skipped clips, last validation, the last
+                                 checkpoint and its step, the infer command (none for a run that diverged)
+
+A run whose loss, weights or optimizer state stop being finite numbers stops with
+`TrainingDiverged` (exit 1 on the command line): no checkpoint with them is written, so last.ckpt
+and checkpoints/ keep the last good state. Checkpoints given to start from (`--init`, the query
+encoder's source, last.ckpt for `--resume`) are refused when they hold NaN or infinite values.
 
 Multi-GPU and multi-node runs are Lightning's: `trainer.devices`, `trainer.num_nodes`,
 `trainer.strategy` (DDP when there is more than one process); under SLURM or torchrun Lightning
@@ -51,6 +58,18 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.checkpoint, self.step = checkpoint, step
 
 
+class TrainingDiverged(Dcase9Error):
+    """The loss, the weights or the optimizer state stopped being finite numbers; the run stopped
+    without saving them. `step` is the optimizer step at fault, `last_good` the checkpoint left (or
+    None when none was saved)."""
+
+    exit_code = 1  # the command ran and found a problem (with the run, not with its options)
+
+    def __init__(self, message: str, step: int, last_good: Path | None) -> None:
+        super().__init__(message)
+        self.step, self.last_good = step, last_good
+
+
 @dataclass(frozen=True)
 class SystemFacts:
     """What training needs to know of the system that will load its checkpoints (`config.system`).
@@ -83,7 +102,7 @@ class TrainResult:
 
 
 def train(config: TrainConfig, out: str | Path, *, system: SystemFacts | None = None, resume: bool = False,
-          progress: bool | None = None, lightning_info: bool = True) -> TrainResult:
+          progress: bool | None = None, lightning_info: bool = True, trust_checkpoint: bool = False) -> TrainResult:
     """Train as `config` says, writing checkpoints and logs into `out`; see the module docstring.
 
     `system` describes `config.system` (see `SystemFacts`; `dcase9.api.train` passes it): without
@@ -91,7 +110,8 @@ def train(config: TrainConfig, out: str | Path, *, system: SystemFacts | None = 
     `resume=True` continues from `out/last.ckpt` (weights, optimizer, schedule, step, data stream);
     without it, a folder that already holds a run is refused. `progress` overrides
     `trainer.progress_bar`; `lightning_info=False` hides Lightning's start-up messages and model
-    summary (the demo).
+    summary (the demo). `trust_checkpoint=True` lets the checkpoints given to start from (`init`,
+    `query_encoder.source`) run the pickled code they contain (files you trust only).
     """
     require("lightning", extra="train", purpose="dcase9 train")
     from dcase9.weights import WeightResolver
@@ -138,7 +158,7 @@ def train(config: TrainConfig, out: str | Path, *, system: SystemFacts | None = 
     init_source = ""
     own: dict[str, torch.Tensor] = {}
     if config.init is not None and not resume:  # a resumed run takes every weight from last.ckpt
-        init_weights, init_source = read_init_checkpoint(config.init, resolver)
+        init_weights, init_source = read_init_checkpoint(config.init, resolver, trust=trust_checkpoint)
         from dcase9.models.checkpoints import strip_prefix
 
         own = strip_prefix(init_weights, model.state_prefix)
@@ -148,8 +168,8 @@ def train(config: TrainConfig, out: str | Path, *, system: SystemFacts | None = 
         model.load_initial_weights(own, f"{init_source} ({model.state_prefix}*)")
     tokenizer_path = resolve_tokenizer(config, resolver, out)
     query_encoder, clap_extras = build_query_encoder(config, resolver, tokenizer_path, init_weights, init_source,
-                                                     resume=resume)
-    official = official_layout_tensors(config, model, own, clap_extras)
+                                                     resume=resume, trust=trust_checkpoint)
+    official = official_layout_tensors(config, model, own, clap_extras, init_source)
     del init_weights, own
 
     validation_set, validation_specs = open_validation(config)
@@ -167,7 +187,8 @@ def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_s
          official_tensors: dict[str, torch.Tensor], system: SystemFacts | None) -> TrainResult:
     from lightning.pytorch.loggers import CSVLogger
 
-    from dcase9.training.module import SeparationTraining, StepCheckpoints, StepProgressBar, Throughput
+    from dcase9.training.module import (NonFiniteTraining, SeparationTraining, StepCheckpoints, StepProgressBar,
+                                        Throughput)
 
     _quiet_lightning(lightning_info)
     module = SeparationTraining(config, model, query_encoder, train_set=train_set, sampler=sampler,
@@ -196,13 +217,21 @@ def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_s
         trainer.fit_loop.epoch_loop.max_steps = max(1, steps)
     started = time.perf_counter()
     failed = False
+    status = "finished"
+    diverged: NonFiniteTraining | None = None
     try:
         trainer.fit(module, ckpt_path=str(out / LAST_CHECKPOINT) if resume else None)
     except SystemExit:
-        # Lightning turns Ctrl-C into exit(1) after its callbacks ran; report it as an interruption.
-        if checkpoints.interrupted_at is not None:
+        # Lightning turns Ctrl-C into exit(1) after its callbacks ran; report it as an interruption,
+        # or as the divergence the save on the interruption found.
+        diverged = checkpoints.diverged
+        status = "interrupted" if diverged is None else "diverged"
+        if diverged is None and checkpoints.interrupted_at is not None:
             raise TrainingInterrupted(out / LAST_CHECKPOINT, checkpoints.interrupted_at) from None
-        raise
+        if diverged is None:
+            raise
+    except NonFiniteTraining as stop:
+        diverged, status = stop, "diverged"
     except Exception:
         failed = True  # no summary for a run that failed: it would describe training that did not happen
         raise
@@ -212,10 +241,21 @@ def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_s
             skipped = module.gathered_skips().summary()  # every process takes part in the gathering
             if trainer.is_global_zero:
                 result = _write_summary(config, out, trainer, module, throughput, skipped, seconds, tokenizer_path,
-                                        system)
+                                        system, status, diverged, checkpoints.saved_step)
+    if diverged is not None:
+        raise _diverged_error(diverged, out, checkpoints.saved_step)
     if not trainer.is_global_zero:
         return TrainResult(out, out / LAST_CHECKPOINT, trainer.global_step, seconds, rank=trainer.global_rank)
     return result
+
+
+def _diverged_error(stop: Any, out: Path, saved_step: int | None) -> TrainingDiverged:
+    last = out / LAST_CHECKPOINT
+    kept = (f"the last good checkpoint is {last} (step {saved_step}), left as it was" if saved_step is not None
+            else "no checkpoint had been saved before it, so there is no good one")
+    return TrainingDiverged(f"training diverged at step {stop.step}: {stop.reason}. The run stopped without saving "
+                            f"it; {kept}. (A learning rate too high? See optimizer.lr and trainer.gradient_clip_val.)",
+                            stop.step, last if saved_step is not None else None)
 
 
 def _make_trainer(config: TrainConfig, out: Path, loggers: list[Any], callbacks: list[Any], *, validating: bool,
@@ -244,17 +284,23 @@ def _make_trainer(config: TrainConfig, out: Path, loggers: list[Any], callbacks:
 
 def _write_summary(config: TrainConfig, out: Path, trainer: Any, module: Any, throughput: Any,
                    skipped: dict[str, Any], seconds: float, tokenizer_path: Path,
-                   system: SystemFacts | None) -> TrainResult:
-    command = system.infer_command(out / LAST_CHECKPOINT, dict(config.weights)) if system is not None else ""
-    result = TrainResult(out, out / LAST_CHECKPOINT, int(trainer.global_step), seconds,
+                   system: SystemFacts | None, status: str, diverged: Any, saved_step: int | None) -> TrainResult:
+    last = out / LAST_CHECKPOINT
+    # A run that diverged offers no command to separate with: its last good checkpoint is an earlier state.
+    command = system.infer_command(last, dict(config.weights)) if system is not None and diverged is None else ""
+    result = TrainResult(out, last, int(trainer.global_step), seconds,
                          throughput.summary(module.device), skipped, dict(module.last_validation), command,
                          tokenizer_path if _is_local_tokenizer(config) else None)
     payload = asdict(result)
-    payload.update({"out_dir": str(out), "last_checkpoint": str(result.last_checkpoint),
+    payload.update({"status": status,
+                    "out_dir": str(out), "last_checkpoint": str(last) if saved_step is not None else None,
+                    "last_checkpoint_step": saved_step,
                     "tokenizer": str(result.tokenizer) if result.tokenizer else None,
                     "device": str(module.device), "world_size": trainer.world_size,
                     "precision": config.trainer.precision, "batch_size_per_device": config.data.batch_size,
                     "segment_seconds": config.data.segment_seconds})
+    if diverged is not None:
+        payload["diverged"] = {"step": diverged.step, "reason": diverged.reason}
     write_json_atomic(out / SUMMARY_FILE, payload)
     return result
 
@@ -265,8 +311,10 @@ def _write_summary(config: TrainConfig, out: Path, trainer: Any, module: Any, th
 
 def check_resumable(last: Path) -> None:
     """Refuse --resume from a damaged or truncated last.ckpt with a message, before anything is written
-    (Lightning would fail deep inside `fit` with a long traceback)."""
-    from dcase9.models.checkpoints import read_checkpoint
+    (Lightning would fail deep inside `fit` with a long traceback), and from one holding NaN or
+    infinite weights or optimizer state (training would go on producing NaN)."""
+    from dcase9.models.checkpoints import describe_non_finite, non_finite_keys, read_checkpoint
+    from dcase9.training.module import checkpoint_tensors
 
     try:
         state = read_checkpoint(last)
@@ -277,15 +325,23 @@ def check_resumable(last: Path) -> None:
     if not isinstance(state, dict) or "global_step" not in state or "state_dict" not in state:
         raise CheckpointError(f"--resume: {last} is not a training checkpoint of dcase9 train (no global_step "
                               "or state_dict)")
+    tensors = checkpoint_tensors(state)
+    broken = non_finite_keys(tensors)
+    if broken:  # written by another tool or an older dcase9: this one never saves such a state
+        raise CheckpointError(f"--resume: {last}: {describe_non_finite(broken, len(tensors))} (weights and "
+                              f"optimizer state); training would go on from NaN. Copy an earlier "
+                              f"{last.parent / 'checkpoints'}/step=N.ckpt over it to continue from there, or start "
+                              "a new run in another --out")
 
 
-def read_init_checkpoint(name_or_path: str, resolver: Any) -> tuple[dict[str, torch.Tensor], str]:
+def read_init_checkpoint(name_or_path: str, resolver: Any, *,
+                         trust: bool = False) -> tuple[dict[str, torch.Tensor], str]:
     """The state dict of an official-layout checkpoint given as a registry name or a file."""
     from dcase9.weights import weight_entries
     from dcase9.models.checkpoints import read_checkpoint, state_dict_of
 
     path = resolver(name_or_path) if name_or_path in weight_entries() else Path(name_or_path)
-    return dict(state_dict_of(read_checkpoint(path))), str(path)
+    return dict(state_dict_of(read_checkpoint(path, trust=trust))), str(path)
 
 
 def _is_local_tokenizer(config: TrainConfig) -> bool:
@@ -308,7 +364,7 @@ def resolve_tokenizer(config: TrainConfig, resolver: Any, out: Path) -> Path:
 
 
 def build_query_encoder(config: TrainConfig, resolver: Any, tokenizer_path: Path, init_weights: dict[str, torch.Tensor],
-                        init_source: str, *, resume: bool) -> tuple[Any, dict[str, torch.Tensor]]:
+                        init_source: str, *, resume: bool, trust: bool = False) -> tuple[Any, dict[str, torch.Tensor]]:
     """The frozen CLAP encoder, and the laion tensors its source holds that the encoder does not (fixed
     buffers, HTSAT's classifier, training MLPs; see `dcase9.models.official_layout`); see
     `QueryEncoderConfig` for where the weights come from.
@@ -337,30 +393,43 @@ def build_query_encoder(config: TrainConfig, resolver: Any, tokenizer_path: Path
         if prefix is not None:
             laion = strip_prefix(init_weights, prefix)
             return (ClapEncoder.from_laion_weights(laion, tokenizer=tokenizer, spec=spec,
-                                                   source=f"{init_source} ({prefix}*)"), laion_extra_keys(laion))
+                                                   source=f"{init_source} ({prefix}*)"),
+                    carried_tensors(laion_extra_keys(laion), f"{init_source} ({prefix}*)"))
     if source == QUERY_SOURCE_AUTO:
         path = resolver(CLAP_WEIGHT)
     elif source in weight_entries():
         path = resolver(source)
     else:
         path = Path(source)
-    laion = read_laion_clap_weights(path)
+    laion = read_laion_clap_weights(path, trust=trust)
     return (ClapEncoder.from_laion_weights(laion, tokenizer=tokenizer, spec=spec, source=str(path)),
-            laion_extra_keys(laion))
+            carried_tensors(laion_extra_keys(laion), str(path)))
 
 
 def official_layout_tensors(config: TrainConfig, model: Any, init_net: dict[str, torch.Tensor],
-                            clap_extras: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+                            clap_extras: dict[str, torch.Tensor], init_source: str = "") -> dict[str, torch.Tensor]:
     """The tensors of the official layout that the trained modules do not hold, under their checkpoint
-    keys: the net's (torchlibrosa's STFT kernels) from `--init` when it had them, the CLAP's from its
-    source; rebuilt otherwise. Every checkpoint of the run carries them, so any loader accepts it."""
+    keys: the net's (torchlibrosa's STFT kernels) from `--init` (`init_source`) when it had them,
+    the CLAP's from its source; rebuilt otherwise. Every checkpoint of the run carries them, so any
+    loader accepts it."""
     from dcase9.models.official_layout import complete_laion_extras
     from dcase9.training.module import QUERY_ENCODER_PREFIX
 
-    net = {model.state_prefix + k: init_net.get(k, v) for k, v in model.official_fixed_tensors().items()}
+    fixed = model.official_fixed_tensors()
+    carried_tensors({k: init_net[k] for k in fixed if k in init_net}, f"{init_source} ({model.state_prefix}*)")
+    net = {model.state_prefix + k: init_net.get(k, v) for k, v in fixed.items()}
     options = config.query_encoder
     clap = complete_laion_extras(clap_extras, options.architecture.spec(), seed=options.seed)
     return {**net, **{QUERY_ENCODER_PREFIX + k: v for k, v in clap.items()}}
+
+
+def carried_tensors(tensors: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """`tensors` taken from `source` into every checkpoint without being loaded into a module (whose
+    loading checks its own): refused when not finite, rather than found broken at the first save."""
+    from dcase9.models.checkpoints import require_finite
+
+    require_finite(tensors, source=f"{source}, tensors carried into the checkpoints")
+    return tensors
 
 
 def open_validation(config: TrainConfig) -> tuple[Any, list[Any]]:

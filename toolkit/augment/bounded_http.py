@@ -86,7 +86,7 @@ def _time_left(timeout: float | None, error: type[Exception]) -> float | None:
     return left if timeout is None else min(timeout, left)
 
 
-class _DeadlineStream:
+class _DeadlineStream(httpcore.NetworkStream):
     """A connection whose every read and write ends by the deadline of the attempt using it."""
 
     def __init__(self, stream: Any):
@@ -110,7 +110,7 @@ class _DeadlineStream:
         return self._stream.get_extra_info(info)
 
 
-class _DeadlineBackend:
+class _DeadlineBackend(httpcore.NetworkBackend):
     """httpcore's own network backend, its connections wrapped in `_DeadlineStream`."""
 
     def __init__(self) -> None:

@@ -6,6 +6,7 @@ are saved in the official formats so that they load through the real loading cod
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import threading
@@ -95,6 +96,11 @@ class FakeLLMServer:
     By default RAIN gets a 429 first, STREET a 500 first, THUNDER a first answer slower than the
     client's timeout, DOOR a completion without choices (malformed). `answered` counts successful
     answers per caption (what a paid API would bill); `calls` counts every request.
+
+    Hostile servers: `trickle` sends a caption's answer one byte every so many seconds (its headers
+    too with `trickle_headers`) and records in `trickled` how many bytes each one got out before the
+    client hung up; `oversized` pads a caption's answer to that many bytes of text; `compress` labels
+    a caption's answer gzip-compressed. `hung_up` counts answers the client stopped reading.
     """
 
     def __init__(self, answers: dict[str, str] | None = None, *, slow_s: float = 1.3):
@@ -105,6 +111,13 @@ class FakeLLMServer:
         self.always_fail: dict[str, int] = {}
         self.echo_key = False  # error messages repeat the Authorization header (as some servers do)
         self.slow_s = slow_s
+        self.trickle: dict[str, float] = {}
+        self.trickle_headers = False
+        self.trickled: list[int] = []
+        self.oversized: dict[str, int] = {}
+        self.compress: set[str] = set()
+        self.hung_up: Counter[str] = Counter()
+        self.proxied: list[str] = []  # URLs asked for through this server as a proxy
         self.calls: Counter[str] = Counter()
         self.answered: Counter[str] = Counter()
         self.statuses: list[tuple[str, int]] = []
@@ -145,7 +158,8 @@ class FakeLLMServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+            def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> bool:
+                """Send a response; False if the client hung up before it had all of it."""
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 try:
                     self.send_response(status)
@@ -155,12 +169,32 @@ class FakeLLMServer:
                         self.send_header(name, value)
                     self.end_headers()
                     self.wfile.write(data)
+                    return True
                 except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (timeout) or was killed
+                    return False  # the client gave up (timeout) or was killed
+
+            def _trickle(self, data: bytes, every_s: float) -> None:
+                head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+                        f"\r\n").encode()
+                self.close_connection = True
+                sent = 0
+                try:
+                    if not fake.trickle_headers:
+                        self.wfile.write(head)
+                    for byte in (head + data if fake.trickle_headers else data):
+                        self.wfile.write(bytes([byte]))
+                        sent += 1
+                        time.sleep(every_s)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                with fake._lock:
+                    fake.trickled.append(sent)
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if self.path != "/v1/chat/completions":
+                if self.path.startswith("http://") and self.path.endswith("/v1/chat/completions"):
+                    fake.proxied.append(self.path)  # asked as an HTTP proxy: answer for the server named
+                elif self.path != "/v1/chat/completions":
                     self._send(404, {"error": {"message": "not found"}})
                     return
                 prompt = body["messages"][-1]["content"]
@@ -200,6 +234,8 @@ class FakeLLMServer:
                                     "choices": []}
                 else:
                     text = fake.answer_text(caption)
+                    if caption in fake.oversized:
+                        text += "\n" + "and so on, " * (fake.oversized[caption] // 11)
                     payload = {
                         "id": f"chatcmpl-{attempt}", "object": "chat.completion", "created": 0,
                         "model": body["model"],
@@ -212,7 +248,14 @@ class FakeLLMServer:
                     fake.answered[caption] += 1
                     fake.statuses.append((caption, 200))
                     count = sum(fake.answered.values())
-                self._send(200, payload)
+                if caption in fake.trickle:
+                    self._trickle(json.dumps(payload).encode(), fake.trickle[caption])
+                    return
+                if caption in fake.compress:
+                    payload = gzip.compress(json.dumps(payload).encode())
+                if not self._send(200, payload, {"Content-Encoding": "gzip"} if caption in fake.compress else None):
+                    with fake._lock:
+                        fake.hung_up[caption] += 1
                 if fake.on_answer is not None:
                     fake.on_answer(count)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 
@@ -10,8 +11,8 @@ import pytest
 import torch
 
 from augment_support import DOG, DOOR, KETTLE, RAIN, STREET, THUNDER, FakeLLMServer, make_tiny_causal_lm
-from dcase9.augment.backends import (BackendFatalError, HFBackend, LLMRequest, OpenAIBackend, RateLimiter,
-                                      SeededRowSampler)
+from dcase9.augment.backends import (BackendFatalError, HFBackend, LLMRequest, LLMResult, OpenAIBackend, RateLimiter,
+                                      Redactor, SeededRowSampler, bound_answer)
 from dcase9.augment.config import BackendConfig, SamplingConfig
 from dcase9.errors import ConfigError
 
@@ -180,3 +181,120 @@ def test_local_lm_wraps_prompts_in_the_phi2_format_and_counts_tokens(tiny_lm):
 def test_local_lm_that_cannot_load_says_how_to_work_offline(tmp_path):
     with pytest.raises(ConfigError, match="cannot load the LLM.*local folder with --model"):
         HFBackend(BackendConfig(kind="hf", model=str(tmp_path / "missing")), SamplingConfig())
+
+
+# --------------------------------------------------------------------------------------------------
+# A slow or oversized server: the timeout bounds each whole attempt, an answer is bounded in size
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("headers_too", [False, True], ids=["body", "headers"])
+def test_the_timeout_bounds_a_whole_attempt_against_a_trickling_server(monkeypatch, headers_too):
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    with FakeLLMServer() as server:
+        server.trickle = {DOG: 0.1, KETTLE: 0.1}  # each answer would take a minute or more
+        server.trickle_headers = headers_too
+        threads, fds = threading.active_count(), _open_fds()
+        backend = _api(server, timeout_s=1.0, max_retries=1, retry_attempts=0)
+        started = time.monotonic()
+        results = {r.key: r for r in backend.run([_request(DOG), _request(KETTLE), _request(STREET)])}
+        elapsed = time.monotonic() - started
+        backend.close()
+        for _ in range(50):  # the server notices a hang-up at its next byte or two
+            if len(server.trickled) == 4 and threading.active_count() <= threads:
+                break
+            time.sleep(0.1)
+        assert threading.active_count() <= threads and _open_fds() <= fds  # no thread, no socket left behind
+    assert results[STREET].status == "ok"
+    for caption in (DOG, KETTLE):
+        assert results[caption].status == "failed" and results[caption].attempts == 1
+        assert "no complete answer within 1 s" in results[caption].error
+        assert server.calls[caption] == 2  # the client's own retry, bounded the same way
+    # Four attempts of 1 s on two threads, next to minutes of trickling; no attempt went on much past its second.
+    assert elapsed < 15 and len(server.trickled) == 4 and max(server.trickled) < 30
+
+
+def test_an_oversized_answer_is_cut_at_the_bound_and_not_read_whole(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    with FakeLLMServer() as server:
+        server.oversized = {DOG: 10_000_000, RAIN: 20_000}  # 64 tokens asked: 1,024 bytes kept
+        backend = _api(server, timeout_s=20.0)  # building 10 MB of JSON takes the server a while
+        results = {r.key: r for r in backend.run([_request(DOG), _request(RAIN), _request(STREET)])}
+    for caption in (DOG, RAIN):
+        assert results[caption].status == "ok" and results[caption].cut
+        assert len(results[caption].text.encode()) <= 1024 < len(server.answer_text(caption)) + 1000
+        assert results[caption].text.startswith(server.answer_text(caption))  # the start is kept
+    assert server.calls[DOG] == server.hung_up[DOG] == 1  # 10 MB: the client stopped reading at the body bound
+    assert server.hung_up[RAIN] == 0  # 20 kB: read whole (under the body bound), the text cut
+    assert results[RAIN].completion_tokens > 0 and results[RAIN].finish_reason == "stop"
+    assert not results[STREET].cut and results[STREET].text == server.answer_text(STREET)
+
+
+def test_a_compressed_answer_is_refused(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    with FakeLLMServer() as server:
+        server.compress = {DOG}
+        [result] = list(_api(server, max_retries=0, retry_attempts=0).run([_request(DOG)]))
+    assert result.status == "failed" and "compressed its answer (Content-Encoding: gzip)" in result.error
+
+
+def test_proxies_named_in_the_environment_are_used_with_the_same_bounds(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    with FakeLLMServer() as server:
+        server.trickle = {KETTLE: 0.1}
+        monkeypatch.setenv("HTTP_PROXY", server.base_url.split("/")[2])  # host:port, no scheme: as curl takes it
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        backend = _api(server, base_url="http://llm.invalid:8000/v1", max_retries=0, retry_attempts=0)
+        results = {r.key: r for r in backend.run([_request(DOG), _request(KETTLE)])}
+    assert results[DOG].status == "ok" and "no complete answer within 1 s" in results[KETTLE].error
+    assert server.proxied == ["http://llm.invalid:8000/v1/chat/completions"] * 2
+
+
+def test_a_cut_answer_keeps_no_start_of_the_key():
+    key = "sk-echoed-0123456789abcdef"
+    redact = Redactor(key, "OPENAI_API_KEY")
+    assert redact("you sent " + key[:12], cut=True) == "you sent " + redact.mask
+    assert redact("ends with sk-", cut=True) == "ends with sk-"  # three characters say nothing
+    assert redact("you sent " + key[:12]) == "you sent " + key[:12]  # a whole answer: only whole keys
+
+
+def test_bound_answer_cuts_at_a_character_boundary():
+    result = LLMResult("k", "ok", text="é" * 10)  # 2 bytes each
+    assert bound_answer(result, 20) == result and not result.cut
+    assert bound_answer(result, 7).text == "ééé" and bound_answer(result, 7).cut
+
+
+@pytest.mark.parametrize("body, expected", [
+    (b'{"choices": [{"message": {"content": "A dog barks. A cat', {"choices": [{"message": {"content": "A dog barks. A cat"}}]}),
+    (b'{"a": "x\\u00', {"a": "x"}),  # cut inside an escape
+    (b'{"a": "x\\', {"a": "x"}),
+    (b'{"a": "\\\\', {"a": "\\"}),  # an escaped backslash is whole
+    (b'{"a": [1, 2, 3', {"a": [1, 2]}),  # the last number may have had more digits
+    (b'{"a": tr', {}),
+    (b'{"a": "\xc3\xa9\xc3', {"a": "é"}),  # cut inside a character
+    (b'{"a": {"b": true}, "c', {"a": {"b": True}}),
+    (b'', None),
+])
+def test_parse_json_prefix_keeps_what_was_complete(body, expected):
+    from dcase9.augment.bounded_http import parse_json_prefix
+
+    assert parse_json_prefix(body) == expected
+
+
+@pytest.mark.parametrize("body", [b'{"a" 1', b'{"a": x, "b": 1}', b'[' * 100, b'{"a": "x"] '])
+def test_parse_json_prefix_refuses_what_is_not_json(body):
+    from dcase9.augment.bounded_http import parse_json_prefix
+
+    with pytest.raises(ValueError, match="not"):
+        parse_json_prefix(body)
+
+
+def test_local_lm_answers_are_bounded_too(tiny_lm):
+    backend = _hf(tiny_lm, batch_size=1, max_new_tokens=8)  # 128 bytes kept
+    backend.tokenizer.decode = lambda *args, **kwargs: "a caption " * 100  # tokens of a strange vocabulary
+    [result] = list(backend.run([_request(DOG)]))
+    assert result.cut and len(result.text) == 128

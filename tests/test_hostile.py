@@ -618,26 +618,82 @@ def meta_bomb_zip(tmp: Path) -> Path:
     return zip_of({META: alias_bomb().encode(), REPORT: one_page_pdf("A report")}, tmp / "meta-bomb.zip")
 
 
-def echoing_server(status: int) -> Callable[[Workspace], list[str]]:
-    """`dcase9 augment` against a server that repeats the API key it was sent in its error message."""
-    def make(w: Workspace) -> list[str]:
-        tmp, stack = w.root, w.stack
-        pytest.importorskip("openai")
-        pytest.importorskip("bert_score")
-        from augment_support import DOG, MINILM_ARGS, FakeLLMServer, minilm_path, write_captions
+def fake_llm_run(w: Workspace, script: Callable[[Any], None], captions: list[str], backend: str) -> list[str]:
+    """`dcase9 augment` of `captions` against the fake LLM server (in `w.saved["server"]`), scripted by
+    `script`; `backend` adds settings to the backend's section of the run's YAML."""
+    pytest.importorskip("openai")
+    pytest.importorskip("bert_score")
+    from augment_support import MINILM_ARGS, FakeLLMServer, minilm_path, write_captions
 
-        server = stack.enter_context(FakeLLMServer())
-        server.always_fail = {DOG: status}
-        server.echo_key = True
-        captions = write_captions(tmp / "captions.json", [{"wav": "dog.wav", "caption": DOG}])
-        config = write(tmp / "augment.yaml", f"""
-inputs: [{{captions: {captions}, dataset: fsd50k}}]
-backend: {{kind: openai, model: fake-gpt, base_url: '{server.base_url}', timeout_s: 2, max_retries: 0,
-           retry_attempts: 0}}
+    server = w.saved["server"] = w.stack.enter_context(FakeLLMServer())
+    script(server)
+    items = [{"wav": f"clip-{index}.wav", "caption": caption} for index, caption in enumerate(captions)]
+    config = write(w.root / "augment.yaml", f"""
+inputs: [{{captions: {write_captions(w.root / "captions.json", items)}, dataset: fsd50k}}]
+backend: {{kind: openai, model: fake-gpt, base_url: '{server.base_url}', {backend}}}
 bertscore: {{model: '{MINILM_ARGS[1]}', model_path: '{minilm_path()}', num_layers: {MINILM_ARGS[3]}}}
 """)
-        return ["augment", "--config", str(config), "-o", str(tmp / "out")]
+    return ["augment", "--config", str(config), "-o", str(w.out)]
+
+
+def echoing_server(status: int) -> Callable[[Workspace], list[str]]:
+    """`dcase9 augment` against a server that repeats the API key it was sent in its error message."""
+    def script(server: Any) -> None:
+        from augment_support import DOG
+
+        server.always_fail = {DOG: status}
+        server.echo_key = True
+
+    def make(w: Workspace) -> list[str]:
+        from augment_support import DOG
+
+        return fake_llm_run(w, script, [DOG], "timeout_s: 2, max_retries: 0, retry_attempts: 0")
     return make
+
+
+def trickling_server(w: Workspace) -> list[str]:
+    """A server that sends the answer to DOG one byte every 0.5 s (about 4 minutes for its 500 bytes)."""
+    from augment_support import DOG, KETTLE
+
+    args = fake_llm_run(w, lambda server: server.trickle.update({DOG: 0.5}), [DOG, KETTLE],
+                        "max_retries: 0, retry_attempts: 1, retry_backoff_s: 0")
+    w.saved["started"] = time.monotonic()
+    return [*args, "--timeout", "3"]
+
+
+def trickle_cut_off(w: Workspace) -> None:
+    from augment_support import DOG
+
+    elapsed, server = time.monotonic() - w.saved["started"], w.saved["server"]
+    for _ in range(50):  # the server notices a hang-up at its next byte
+        if len(server.trickled) == 2:
+            break
+        time.sleep(0.1)
+    # Two attempts of 3 s each, where the trickle takes minutes: no attempt went on much past its 3 s.
+    assert elapsed < 60 and server.calls[DOG] == 2 and len(server.trickled) == 2 and max(server.trickled) < 20
+    records = {r["original"]: r for r in map(json.loads, (w.out / "responses.jsonl").read_text().splitlines())}
+    assert records[DOG]["status"] == "failed" and records[DOG]["attempts"] == 2
+    assert [r["status"] for r in records.values()].count("ok") == 1
+
+
+def oversized_answer(w: Workspace) -> list[str]:
+    """A server that answers DOG with 10 MB where 256 tokens were asked for."""
+    from augment_support import DOG, KETTLE
+
+    return fake_llm_run(w, lambda server: server.oversized.update({DOG: 10_000_000}), [DOG, KETTLE], "timeout_s: 60")
+
+
+def answer_cut_and_logs_small(w: Workspace) -> None:
+    from augment_support import DOG, KETTLE
+
+    logs = [w.out / "responses.jsonl", w.out / "candidates.jsonl"]
+    assert sum(path.stat().st_size for path in logs) < 32 * 1024  # 4 KiB kept of 10 MB; three copies of it at most
+    records = {r["original"]: r for r in map(json.loads, logs[0].read_text().splitlines())}
+    assert {caption: r["cut"] for caption, r in records.items()} == {DOG: True, KETTLE: False}
+    assert records[DOG]["text"].startswith(w.saved["server"].answer_text(DOG))  # the start is kept
+    assert w.saved["server"].hung_up[DOG] == 1  # the client stopped reading
+    summary = strict_json(w.out / "summary.json")
+    assert summary["totals"]["cut"] == 1 and summary["totals"]["answered"] == 2 and summary["totals"]["added"] > 0
 
 
 def _info(*, comment: str = "", extra: str = "") -> zipfile.ZipInfo:
@@ -1061,6 +1117,12 @@ CASES = [
          "pass --trust-checkpoint", no_config_file),
 
     # --- A slow or oversized LLM server (issue 21)
+    Case("augment --timeout 3: a server that trickles its answer", trickling_server, 1,
+         "no answer for 'A dog barks loudly in the distance.' (APITimeoutError: Request timed out: no complete answer "
+         "within 3 s", trickle_cut_off),
+    Case("augment: a 10 MB answer to 256 tokens", oversized_answer, 0,
+         "1 answer(s) were longer than 4,096 bytes (16 per token asked for, --max-new-tokens 256) and were cut",
+         answer_cut_and_logs_small),
 
     # --- YAML duplicate keys and names that collide elsewhere (issue 21)
     Case("a key twice in a training config",

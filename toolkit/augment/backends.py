@@ -7,10 +7,15 @@
 Sampling is seeded per request: each request carries its own seed, so its answer does not depend on
 the order, concurrency or batch it runs in. That is what makes an interrupted run, resumed, end with
 the same output as an uninterrupted one.
+
+Both backends keep at most `ANSWER_BYTES_PER_TOKEN` bytes of answer per token asked for
+(`max_new_tokens`); a longer answer is cut there and marked `cut`. The openai backend also bounds
+every attempt in time and reads at most a bounded body from the server (`bounded_http`).
 """
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import os
 import queue
@@ -42,6 +47,7 @@ class LLMResult:
     completion_tokens: int = 0
     error: str | None = None
     attempts: int = 1
+    cut: bool = False  # the answer was longer than the bound (`answer_limit_bytes`): what is kept is its start
 
 
 class BackendFatalError(Dcase9Error):
@@ -55,8 +61,41 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+#: UTF-8 bytes of answer kept per token asked for. English averages about 4 bytes per token, other
+#: scripts up to about 6 (3-byte characters, one or two per token); 16 leaves room for long tokens
+#: (runs of spaces or punctuation) and is still small: 4 KiB for the default 256 tokens, at most three
+#: copies of it in the logs (the answer, and each piece's raw and cleaned text).
+ANSWER_BYTES_PER_TOKEN = 16
+#: Bytes of a response body read per byte of answer kept: JSON may write a character as `\u0001`
+#: (6 bytes for 1), and a completion's envelope (id, model, usage, finish reason) comes on top.
+JSON_ESCAPE_FACTOR = 6
+ENVELOPE_BYTES = 64 * 1024
+
+
+def answer_limit_bytes(max_new_tokens: int) -> int:
+    return ANSWER_BYTES_PER_TOKEN * max_new_tokens
+
+
+def body_limit_bytes(max_new_tokens: int) -> int:
+    return JSON_ESCAPE_FACTOR * answer_limit_bytes(max_new_tokens) + ENVELOPE_BYTES
+
+
+def bound_answer(result: LLMResult, limit_bytes: int) -> LLMResult:
+    """`result` with its text cut to `limit_bytes` of UTF-8 (at a character boundary), marked cut if it was longer."""
+    if result.text is None:
+        return result
+    data = result.text.encode("utf-8", "surrogatepass")  # json.loads lets lone surrogates through
+    if len(data) <= limit_bytes:
+        return result
+    text = codecs.getincrementaldecoder("utf-8")("surrogatepass").decode(data[:limit_bytes], final=False)
+    return dataclasses.replace(result, text=text, cut=True)
+
+
 # A key shorter than this is no real key (test servers take "k"); redacting it would garble messages.
 MIN_REDACTED_LENGTH = 8
+# The start of a key that a cut left at the end of an answer is redacted from this many characters on
+# (fewer say nothing: every OpenAI key starts with "sk-").
+MIN_REDACTED_PREFIX = 4
 
 
 class Redactor:
@@ -70,13 +109,19 @@ class Redactor:
         self.secret = secret if secret and len(secret) >= MIN_REDACTED_LENGTH else None
         self.mask = f"<value of {name} redacted>"  # no square brackets: rich would read them as markup
 
-    def __call__(self, text: str | None) -> str | None:
+    def __call__(self, text: str | None, *, cut: bool = False) -> str | None:
+        """`text` without the key; `cut`: the text was cut short, so its end may hold the key's start too."""
         if text is None or self.secret is None:
             return text
-        return text.replace(self.secret, self.mask)
+        text = text.replace(self.secret, self.mask)
+        if cut:
+            for length in range(len(self.secret) - 1, MIN_REDACTED_PREFIX - 1, -1):
+                if text.endswith(self.secret[:length]):
+                    return text[:-length] + self.mask
+        return text
 
     def result(self, result: LLMResult) -> LLMResult:
-        return dataclasses.replace(result, text=self(result.text), error=self(result.error),
+        return dataclasses.replace(result, text=self(result.text, cut=result.cut), error=self(result.error),
                                    finish_reason=self(result.finish_reason))
 
 
@@ -130,8 +175,16 @@ class OpenAIBackend:
                                   f"(or name another one with --api-key-env)")
             api_key = "unused"  # local servers (vLLM, llama.cpp, Ollama) accept any key
         self.redact = Redactor(os.environ.get(config.api_key_env), config.api_key_env)
+        from dcase9.augment.bounded_http import BoundedTransport
+
+        # The client's timeout is per read; the transport ends every attempt (one HTTP request, each of
+        # the client's retries and ours) `timeout_s` after it starts, and reads a bounded body.
+        self.answer_limit = answer_limit_bytes(sampling.max_new_tokens)
+        transport = BoundedTransport(timeout_s=config.timeout_s, connections=config.concurrency,
+                                     max_body_bytes=body_limit_bytes(sampling.max_new_tokens))
+        http_client = self.openai.DefaultHttpxClient(transport=transport, timeout=config.timeout_s)
         self.client = self.openai.OpenAI(api_key=api_key, base_url=config.base_url, timeout=config.timeout_s,
-                                         max_retries=config.max_retries)
+                                         max_retries=config.max_retries, http_client=http_client)
         self.limiter = RateLimiter(config.requests_per_minute)
         self._stop = threading.Event()
 
@@ -205,9 +258,10 @@ class OpenAIBackend:
             stop.set()
 
     def call(self, request: LLMRequest) -> LLMResult:
-        """One request (see `_call`); the API key's value is redacted from everything that comes back."""
+        """One request (see `_call`); the API key's value is redacted from everything that comes back, then
+        the answer is bounded (after: a cut must not leave half a key where the mask would have been)."""
         try:
-            return self.redact.result(self._call(request))
+            return bound_answer(self.redact.result(self._call(request)), self.answer_limit)
         except BackendFatalError as exc:
             raise BackendFatalError(str(self.redact(str(exc)))) from None
         except Exception as exc:
@@ -217,6 +271,8 @@ class OpenAIBackend:
 
     def _call(self, request: LLMRequest) -> LLMResult:
         """One request, with our retries on top of the client's for errors that may pass."""
+        from dcase9.augment.bounded_http import BODY_CUT
+
         openai = self.openai
         retryable = (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError,
                      openai.InternalServerError, openai.ConflictError)
@@ -227,7 +283,7 @@ class OpenAIBackend:
             attempts += 1
             self.limiter.wait(self._stop)
             try:
-                response = self.client.chat.completions.create(
+                raw = self.client.chat.completions.with_raw_response.create(
                     model=self.model,
                     messages=[{"role": "user", "content": request.prompt}],
                     temperature=self.sampling.temperature,
@@ -236,6 +292,9 @@ class OpenAIBackend:
                     seed=request.seed,
                     n=1,
                 )
+                if raw.http_response.extensions.get(BODY_CUT):
+                    return _result_from_cut_body(request.key, raw.http_response.content, attempts)
+                response = raw.parse()
             except fatal as exc:
                 raise BackendFatalError("the LLM server refused the request: "
                                         + _describe_api_error(exc, self.redact)) from None
@@ -248,15 +307,43 @@ class OpenAIBackend:
             except openai.APIStatusError as exc:  # other 4xx: this request is at fault, not the server
                 return LLMResult(request.key, "failed", error=_describe_api_error(exc, self.redact), attempts=attempts)
             except (ValueError, openai.APIResponseValidationError) as exc:  # a body that is not a completion
-                return LLMResult(request.key, "malformed", error=f"unreadable response: {self.redact(str(exc))}",
-                                 attempts=attempts)
+                return LLMResult(request.key, "malformed",
+                                 error=f"unreadable response: {str(self.redact(str(exc)))[:300]}", attempts=attempts)
             return _result_from_completion(request.key, response, attempts)
 
 
 def _describe_api_error(exc: Exception, redact: Redactor) -> str:
     status = getattr(exc, "status_code", None)
-    message = str(redact(str(getattr(exc, "message", "") or exc)))  # before shortening: no half key is left
+    message = str(getattr(exc, "message", "") or exc)
+    if exc.__cause__ is not None and str(exc.__cause__):  # "Request timed out." says less than its cause
+        message = f"{message.rstrip('.')}: {exc.__cause__}"
+    message = str(redact(message))  # before shortening: no half key is left
     return f"{type(exc).__name__}" + (f" (HTTP {status})" if status else "") + f": {message[:300]}"
+
+
+def _result_from_cut_body(key: str, body: bytes, attempts: int) -> LLMResult:
+    """What a completion cut at the body bound still holds: the start of its text (and, rarely, the rest)."""
+    from dcase9.augment.bounded_http import parse_json_prefix
+
+    try:
+        completion = parse_json_prefix(body)
+    except ValueError as exc:
+        return LLMResult(key, "malformed", error=f"unreadable response, cut at {len(body):,} bytes: {exc}",
+                         attempts=attempts, cut=True)
+    document = completion if isinstance(completion, dict) else {}
+    choices = document.get("choices")
+    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+    message = choice.get("message")
+    text = message.get("content") if isinstance(message, dict) else None
+    usage = document.get("usage") if isinstance(document.get("usage"), dict) else {}
+    finish_reason = choice.get("finish_reason")
+    counts = {name: usage[name] for name in ("prompt_tokens", "completion_tokens")
+              if isinstance(usage.get(name), int) and not isinstance(usage.get(name), bool)}
+    if not isinstance(text, str):
+        return LLMResult(key, "malformed", error=f"the response was cut at {len(body):,} bytes before any answer text",
+                         attempts=attempts, cut=True, **counts)
+    return LLMResult(key, "ok", text=text, finish_reason=finish_reason if isinstance(finish_reason, str) else None,
+                     attempts=attempts, cut=True, **counts)
 
 
 def _result_from_completion(key: str, response: Any, attempts: int) -> LLMResult:
@@ -409,11 +496,11 @@ class HFBackend:
             stopped = eos is not None and eos in new_tokens
             if stopped:
                 new_tokens = new_tokens[: new_tokens.index(eos)]
-            results.append(LLMResult(
+            results.append(bound_answer(LLMResult(
                 request.key, "ok",
                 text=self.tokenizer.decode(new_tokens, skip_special_tokens=True),
                 finish_reason="stop" if stopped else "length",
                 prompt_tokens=int(encoded["attention_mask"][row].sum()),
                 completion_tokens=len(new_tokens),
-            ))
+            ), answer_limit_bytes(self.sampling.max_new_tokens)))
         return results

@@ -53,7 +53,8 @@ class BackendConfig(StrictModel):
                              description="Name of the environment variable holding the key (never the key).")
     concurrency: int = Field(default=8, ge=1, le=1024)
     requests_per_minute: Optional[float] = Field(default=None, gt=0)
-    timeout_s: float = Field(default=60.0, gt=0)
+    timeout_s: float = Field(default=60.0, gt=0,
+                             description="Seconds one attempt may take in all: connect, wait, read the whole answer.")
     max_retries: int = Field(default=4, ge=0, description="The openai client's own retries (429, 5xx, timeouts).")
     retry_attempts: int = Field(default=3, ge=0,
                                 description="Our retries after the client gives up on a retryable error.")

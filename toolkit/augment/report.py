@@ -66,6 +66,8 @@ def build_summary(config: AugmentConfig, plan: Plan, answers: Mapping[str, dict[
             counts["answered"] += 1
             if answer.get("status") == "malformed":
                 counts["malformed"] += 1
+            if answer.get("cut"):
+                counts["cut"] += 1
             if key in unjudged:
                 counts["unjudged"] += 1
                 continue
@@ -86,7 +88,8 @@ def build_summary(config: AugmentConfig, plan: Plan, answers: Mapping[str, dict[
         row = {
             "dataset": dataset, "prompt": label, "prompt_ids": sorted(prompt_ids), "threshold": threshold,
             "items": entry["items"], "clips": clips, "requests": len(keys),
-            "answered": counts["answered"], "malformed": counts["malformed"], "failed": counts["failed"],
+            "answered": counts["answered"], "malformed": counts["malformed"], "cut": counts["cut"],
+            "failed": counts["failed"],
             "pending": counts["pending"], "unjudged": counts["unjudged"],
             "pieces": counts["pieces"], "candidates": sum(verdicts[v] for v in verdicts if v not in (
                 Verdict.PREAMBLE.value, Verdict.COMMENTARY.value)),
@@ -99,8 +102,8 @@ def build_summary(config: AugmentConfig, plan: Plan, answers: Mapping[str, dict[
             "bertscore_f1": _stats(scores),
         }
         group_rows.append(row)
-        for name in ("items", "requests", "answered", "malformed", "failed", "pending", "unjudged", "candidates",
-                     "passed_filters", "below_threshold", "identical_score", "selected", "added"):
+        for name in ("items", "requests", "answered", "malformed", "cut", "failed", "pending", "unjudged",
+                     "candidates", "passed_filters", "below_threshold", "identical_score", "selected", "added"):
             totals[name] += row[name]
 
     tokens = Counter()
@@ -126,9 +129,9 @@ def build_summary(config: AugmentConfig, plan: Plan, answers: Mapping[str, dict[
         "captions": {"columns": ["original", *plan.prompt_labels], "rows": table,
                      "total": len(plan.items) + totals["added"]},
         "groups": group_rows,
-        "totals": {name: totals[name] for name in ("items", "requests", "answered", "malformed", "failed", "pending",
-                                                   "unjudged", "candidates", "passed_filters", "below_threshold",
-                                                   "identical_score", "selected", "added")},
+        "totals": {name: totals[name] for name in ("items", "requests", "answered", "malformed", "cut", "failed",
+                                                   "pending", "unjudged", "candidates", "passed_filters",
+                                                   "below_threshold", "identical_score", "selected", "added")},
         "items_without_tags": plan.items_without_tags,
         "tokens": {"prompt": tokens["prompt"], "completion": tokens["completion"]},
     }
@@ -193,12 +196,13 @@ def summary_tables(summary: Mapping[str, Any]) -> list["Table"]:
     for name in names:
         funnel.add_column(name, justify="right")
     rows = [("clips", "clips"), ("requests", "requests"), ("answered", "answered"), ("failed", "failed"),
-            ("not asked yet", "pending"), ("malformed answers", "malformed"), ("candidates", "candidates"),
+            ("not asked yet", "pending"), ("malformed answers", "malformed"), ("cut at the size bound", "cut"),
+            ("candidates", "candidates"),
             ("passed filters", "passed_filters"), ("below threshold", "below_threshold"),
             ("identical (F1 = 1)", "identical_score"), ("selected", "selected"),
             ("repeated for the clip", "repeated_for_clip"), ("added", "added")]
     for label, key in rows:
-        if key in ("failed", "pending", "malformed", "identical_score") and not any(g[key] for g in groups):
+        if key in ("failed", "pending", "malformed", "cut", "identical_score") and not any(g[key] for g in groups):
             continue
         funnel.add_row(label, *[f"{g[key]:,}" for g in groups])
     funnel.add_row("added per clip", *[f"{g['mean_added_per_clip']:.2f}" for g in groups])

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dcase9.augment.backends import LLMRequest, LLMResult, make_backend
+from dcase9.augment.backends import ANSWER_BYTES_PER_TOKEN, LLMRequest, LLMResult, answer_limit_bytes, make_backend
 from dcase9.augment.config import AugmentConfig
 from dcase9.augment.io import CaptionItem, TagIndex, read_caption_file
 from dcase9.augment.parsing import Piece, Verdict, judge, normalise, split_answer
@@ -156,7 +156,7 @@ class ResponseLog:
         record = {
             "key": request.key, "status": result.status, "prompt_id": request.prompt_id,
             "dataset": request.dataset, "wav": request.wav, "original": request.original,
-            "n": request.n, "seed": request.seed, "backend": backend, "text": result.text,
+            "n": request.n, "seed": request.seed, "backend": backend, "text": result.text, "cut": result.cut,
             "finish_reason": result.finish_reason, "prompt_tokens": result.prompt_tokens,
             "completion_tokens": result.completion_tokens, "attempts": result.attempts,
             "error": result.error, "time": _now(),
@@ -235,8 +235,9 @@ def pieces_of(answer: dict[str, Any], request: PlannedRequest, config: AugmentCo
     if answer.get("status") != "ok" or not isinstance(answer.get("text"), str):
         return []
     pieces = split_answer(answer["text"], request.n)
+    truncated = answer.get("finish_reason") == "length" or bool(answer.get("cut"))
     return judge(pieces, request.original, min_words=config.filters.min_words,
-                 max_words=config.filters.max_words, truncated=answer.get("finish_reason") == "length")
+                 max_words=config.filters.max_words, truncated=truncated)
 
 
 def judge_and_score(batch: list[tuple[PlannedRequest, dict[str, Any]]], config: AugmentConfig, scorer: Any,
@@ -419,6 +420,9 @@ def _ask(pending: list[PlannedRequest], config: AugmentConfig, backend: Any, sco
                                       f"stopping. Answers so far are kept; fix the server and run again")
                 continue
             consecutive_failures = 0
+            if result.cut:
+                _note(progress, notes, shown, "cut", f"the answer for '{request.original[:60]}' was longer than "
+                      f"{cut_limit(config)}; only its start is kept")
             if result.status == "malformed":
                 _note(progress, notes, shown, "malformed", f"unusable answer for '{request.original[:60]}' "
                       f"({result.error}); logged and skipped")
@@ -439,6 +443,13 @@ def _ask(pending: list[PlannedRequest], config: AugmentConfig, backend: Any, sco
         if count > _NOTES_SHOWN:
             notes.append(f"{count} requests had the problem '{kind}' (first {_NOTES_SHOWN} shown); "
                          f"see {RESPONSES_FILE} and {CANDIDATES_FILE}")
+
+
+def cut_limit(config: AugmentConfig) -> str:
+    """The bound on what is kept of an answer, in words."""
+    tokens = config.sampling.max_new_tokens
+    return (f"{answer_limit_bytes(tokens):,} bytes ({ANSWER_BYTES_PER_TOKEN} per token asked for, "
+            f"--max-new-tokens {tokens})")
 
 
 def _note(progress: Progress, notes: list[str], shown: Counter, kind: str, message: str) -> None:
@@ -507,6 +518,10 @@ def assemble(config: AugmentConfig, out_dir: Path, plan: Plan, responses: Respon
     write_json_atomic(outputs["augmented"], {"data": rows})
     write_json_atomic(outputs["summary"], summary)
     write_histogram(outputs["histogram"], plan, candidates.groups)
+    if summary["totals"]["cut"]:
+        notes.append(f"{summary['totals']['cut']} answer(s) were longer than {cut_limit(config)} and were cut "
+                     f"there (\"cut\": true in {RESPONSES_FILE}); a server that sends more than it was asked for "
+                     f"is misconfigured or broken")
     if summary["totals"]["unjudged"]:
         notes.append(f"{summary['totals']['unjudged']} answers are not scored yet; run `dcase9 augment` "
                      f"without --reselect to score them")

@@ -186,8 +186,10 @@ def augment(
     rpm: Optional[float] = typer.Option(None, "--rpm", show_default=False,
                                         help="At most this many requests per minute (API; default: no limit).",
                                         rich_help_panel=_LLM),
-    timeout: Optional[float] = typer.Option(None, "--timeout", show_default=False,
-                                            help="Seconds per API request (default 60).", rich_help_panel=_LLM),
+    timeout: Optional[float] = typer.Option(
+        None, "--timeout", show_default=False,
+        help="Seconds one attempt of an API request may take in all: connecting, waiting and reading the whole "
+             "answer (default 60). Each retry gets as long again.", rich_help_panel=_LLM),
     max_retries: Optional[int] = typer.Option(
         None, "--max-retries", show_default=False,
         help="Retries of the openai client on 429, 5xx and timeouts (default 4); we add 3 more with backoff.",

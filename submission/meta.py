@@ -21,7 +21,7 @@ import yaml
 
 from dcase9.submission.findings import Finding
 from dcase9.submission.profile import FieldRule, Profile
-from dcase9 import __version__
+from dcase9.version import __version__
 from dcase9.config import YamlDuplicateKeyError, YamlLimitError, load_yaml_text, yaml_key_lines, yaml_problem
 from dcase9.errors import Dcase9Error
 

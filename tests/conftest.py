@@ -14,6 +14,14 @@ OFFICIAL = FIXTURES / "official"
 # Two cores in CI: avoid oversubscription by intra-op threads of several workers.
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
+# Lightning gives its logger a StreamHandler on the sys.stderr of the moment it is first imported. Imported
+# inside a CliRunner call, that is the runner's capture, closed afterwards: a later test's warning then
+# prints "--- Logging error ---". Imported here, it is the session's own stderr (as in a real process).
+try:
+    import lightning.pytorch  # noqa: F401
+except ImportError:  # the train extra is not installed: those tests skip
+    pass
+
 
 @pytest.fixture(scope="session")
 def official_dir() -> Path:

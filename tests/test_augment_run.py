@@ -344,9 +344,10 @@ def test_default_bertscore_model_offline_from_the_hub_cache(tmp_path, monkeypatc
 
 def test_bertscore_model_problems_stop_the_run_before_any_llm_call(tmp_path):
     captions = write_captions(tmp_path / "captions.json", ITEMS[:2])
+    (tmp_path / "empty").mkdir()
     with FakeLLMServer() as server:
         result = cli(str(captions), "-d", "fsd50k", "-o", str(tmp_path / "out"), "-b", "openai", "-m", "fake-gpt",
-                     "--base-url", server.base_url, "--bertscore-model-path", str(tmp_path))
+                     "--base-url", server.base_url, "--bertscore-model-path", str(captions.parent / "empty"))
         assert result.exit_code == 2 and "not a model folder" in result.output
         assert sum(server.calls.values()) == 0
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
@@ -91,3 +92,23 @@ def test_demo_data_is_deterministic(tmp_path: Path) -> None:
         assert (info.samplerate, info.channels, info.frames, info.subtype) == (16000, 1, 160000, "PCM_16")
     header = (tmp_path / "a" / "lass_synthetic_validation.csv").read_text().splitlines()[0]
     assert header == "source, noise, snr, caption"  # the official header, spaces included
+
+
+def test_version_and_env_come_from_the_installed_metadata(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib import metadata
+
+    installed = metadata.version("dcase9")
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"dcase9 {installed}"
+    (tmp_path / "weights" / "baseline").mkdir(parents=True)
+    (tmp_path / "weights" / "baseline" / "x.ckpt").write_bytes(b"0" * 1500)
+    monkeypatch.setenv("DCASE9_HOME", str(tmp_path))
+    result = runner.invoke(app, ["env", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["dcase9"] == installed and report["packages"]["torch"] == metadata.version("torch")
+    assert report["caches"][0]["entries"] == {"baseline": 1500} and report["variables"]["DCASE9_HOME"] == str(tmp_path)
+    assert report["devices"]["cuda"] in (True, False) and "mps" in report["devices"]
+    monkeypatch.setenv("DCASE9_HOME", "/etc/passwd")  # reported, not a crash of the report itself
+    result = runner.invoke(app, ["env"])
+    assert result.exit_code == 0 and "is a file, not a folder" in " ".join(result.output.split())

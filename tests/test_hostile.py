@@ -1085,6 +1085,10 @@ CASES = [
     Case("infer: DCASE9_HOME is a file", lambda w: ["infer", "-s", "baseline", "-d", str(w.copy("eval-real")), "-o",
          str(w.out), "--offline"], 2, "DCASE9_HOME=/etc/passwd is a file, not a folder",
          env={"DCASE9_HOME": "/etc/passwd"}),
+    Case("augment --out: the captions' folder", lambda w: augment_without_key(w)[:2] + ["--out", str(keep_tree(
+         w, w.copy("train")))] + augment_without_key(w)[4:], 2, "contains inputs[0].captions", inputs_untouched),
+    Case("train --set optimizer.lr=1e300", lambda w: train_args(w, "--set", "optimizer.lr=1e300"), 2,
+         "optimizer.lr: Value error, 1e+300 is more than a float32 holds (3.4e+38)"),
     Case("demo --out: a folder of the user's", lambda w: (write(w.out / "thesis.tex", b"mine"), ["demo", "--out",
          str(w.out)])[1], 2, "holds files that are not the demo's (thesis.tex)",
          lambda w: sorted(p.name for p in w.out.iterdir()) == ["thesis.tex"] or pytest.fail("demo wrote there")),

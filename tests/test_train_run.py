@@ -75,11 +75,13 @@ def test_train_resume_and_infer_through_the_cli(tiny_config: Path, demo_root: Pa
     metrics = (run / "logs" / "version_0" / "metrics.csv").read_text()
     assert "train/loss" in metrics and "val/sdri" in metrics
 
+    (run / "checkpoints" / "step=1.ckpt").write_bytes(b"mine")  # named like one, not written by the run
     result = runner.invoke(app, ["train", "--out", str(run), "--resume", "--steps", "4", "--set", "checkpoint.keep=1"])
     assert result.exit_code == 0, result.output
     resumed = strict_read(run / "last.ckpt")
     assert resumed["global_step"] == 4 and resumed["dcase9"]["config"]["checkpoint"]["keep"] == 1
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step=4.ckpt"]  # keep=1 pruned step=2
+    # keep=1 pruned step=2 (the run's ledger vouches for it); a file of the user's there stays
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step=1.ckpt", "step=4.ckpt", "written.jsonl"]
     assert (run / "logs" / "version_1" / "metrics.csv").is_file()
 
     # Resuming continued the same data stream, mixtures and optimizer state: it equals a run that
@@ -316,5 +318,5 @@ def test_two_process_ddp_on_cpu(tiny_config: Path, demo_root: Path, tmp_path: Pa
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["global_step"] == 4 and "val/sdri" in summary["validation"]
     assert summary["validation"]["val/mixtures"] == 2.0  # one mixture per process, both counted
-    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step=2.ckpt", "step=4.ckpt"]
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("*.ckpt")) == ["step=2.ckpt", "step=4.ckpt"]
     assert strict_read(tmp_path / "run" / "last.ckpt")["global_step"] == 4

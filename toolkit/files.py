@@ -35,7 +35,7 @@ import shutil
 import stat
 import tempfile
 import unicodedata
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,20 +86,40 @@ def atomic_output(path: str | Path, before_replace: Callable[[Path], None] | Non
     temporary file is removed and `path` keeps its previous contents. `before_replace(tmp)` runs on
     the finished, durable temporary file just before the rename (a ledger records it there).
     """
-    path = Path(path)
-    tmp_path = path.parent / f".{path.name}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
+    with atomic_outputs([Path(path)], before_replace) as (tmp_path,):
+        yield tmp_path
+
+
+@contextmanager
+def atomic_outputs(paths: Sequence[Path],
+                   before_replace: Callable[[Path], None] | None = None) -> Iterator[list[Path]]:
+    """`atomic_output` for files that belong together (a run's outputs and its summary): one temporary
+    path per file; only when the block has written them all are they renamed into place, one right
+    after the other. A failure, Ctrl-C or a full disk while they are written keeps every previous file."""
+    tmp_paths = [path.parent / f".{path.name}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}" for path in paths]
     try:
-        with naming_a_full_disk(path):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # not mkstemp's 0600
-            yield tmp_path
-            with open(tmp_path, "rb+") as fh:
-                os.fsync(fh.fileno())
-            if before_replace is not None:
-                before_replace(tmp_path)
+        for path, tmp_path in zip(paths, tmp_paths, strict=True):
+            with naming_a_full_disk(path):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # not mkstemp's 0600
+        yield tmp_paths
+        for path, tmp_path in zip(paths, tmp_paths, strict=True):
+            with naming_a_full_disk(path):
+                with open(tmp_path, "rb+") as fh:
+                    os.fsync(fh.fileno())
+                if before_replace is not None:
+                    before_replace(tmp_path)
+        for path, tmp_path in zip(paths, tmp_paths, strict=True):
             os.replace(tmp_path, path)
+    except BaseException as exc:
+        # A writer in the block that filled the disk (libsndfile, torch, matplotlib) names no file: with
+        # one path it is that one; a block writing several names the file itself (`naming_a_full_disk`).
+        if len(paths) == 1 and not isinstance(exc, DiskFullError) and disk_is_full(exc, paths[0].parent):
+            raise DiskFullError(paths[0]) from exc
+        raise
     finally:
-        tmp_path.unlink(missing_ok=True)
+        for tmp_path in tmp_paths:
+            tmp_path.unlink(missing_ok=True)
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
@@ -122,9 +142,23 @@ def finite_or_none(value: Any) -> Any:
     return value
 
 
+def json_text(payload: Any) -> str:
+    """Strict JSON as dcase9 writes it (a NaN or infinity becomes null: `NaN` is not JSON, and strict
+    readers refuse it), indented, UTF-8 text."""
+    return json.dumps(finite_or_none(payload), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
 def write_json_atomic(path: str | Path, payload: Any) -> None:
-    """Strict JSON (a NaN or infinity becomes null: `NaN` is not JSON, and strict readers refuse it)."""
-    write_text_atomic(path, json.dumps(finite_or_none(payload), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    write_text_atomic(path, json_text(payload))
+
+
+def write_files_atomic(contents: Mapping[Path, bytes]) -> None:
+    """Files that belong together, written with `atomic_outputs`: all new, or all as they were."""
+    paths = list(contents)
+    with atomic_outputs(paths) as tmp_paths:
+        for path, tmp_path in zip(paths, tmp_paths, strict=True):
+            with naming_a_full_disk(path):
+                tmp_path.write_bytes(contents[path])
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

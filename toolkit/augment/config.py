@@ -151,6 +151,15 @@ class AugmentConfig(StrictModel):
             raise ValueError("backend.model: the openai backend needs a model name (--model)")
         return self
 
+    def input_paths(self) -> dict[str, Path | None]:
+        """What a run reads, by label (for `dcase9.files.check_no_overlap`)."""
+        paths: dict[str, Path | None] = {f"inputs[{k}].captions": spec.captions for k, spec in enumerate(self.inputs)}
+        paths.update({f"tags[{k}]": path for k, path in enumerate(self.tags)})
+        paths.update({f"prompt_dirs[{k}]": path for k, path in enumerate(self.prompt_dirs)})
+        paths.update({f"prompts[{k}]": Path(p) for k, p in enumerate(self.prompts) if p.endswith((".yaml", ".yml"))})
+        paths["bertscore.model_path"] = self.bertscore.model_path
+        return paths
+
     def resolve_paths(self, base: Path) -> "AugmentConfig":
         """Make relative paths absolute against `base` (the folder of the file they were read from)."""
 

@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING, Any
 from dcase9.augment.config import AugmentConfig
 from dcase9.augment.parsing import Verdict
 from dcase9.augment.plan import Plan, is_selected
-from dcase9.files import write_bytes_atomic
-
 if TYPE_CHECKING:
     from rich.table import Table
 
@@ -137,8 +135,8 @@ def build_summary(config: AugmentConfig, plan: Plan, answers: Mapping[str, dict[
     }
 
 
-def write_histogram(path: Any, plan: Plan, groups: Mapping[str, list[dict[str, Any]]]) -> None:
-    """Step histograms of BERTScore F1 (filtered candidates) per dataset and prompt, thresholds marked."""
+def histogram_png(plan: Plan, groups: Mapping[str, list[dict[str, Any]]]) -> bytes:
+    """Step histograms of BERTScore F1 (filtered candidates) per dataset and prompt, thresholds marked (PNG)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -166,11 +164,12 @@ def write_histogram(path: Any, plan: Plan, groups: Mapping[str, list[dict[str, A
     axes.set_xlabel("BERTScore F1 against the original caption")
     axes.set_ylabel("candidates")
     axes.set_title("Candidates that passed the filters" if series else "No scored candidates yet")
-    axes.legend(fontsize="small", loc="upper left")
+    if axes.get_legend_handles_labels()[0]:  # matplotlib warns (on the terminal) about a legend of nothing
+        axes.legend(fontsize="small", loc="upper left")
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", metadata={"Software": None})
-    write_bytes_atomic(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def summary_tables(summary: Mapping[str, Any]) -> list["Table"]:

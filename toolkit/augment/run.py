@@ -39,8 +39,8 @@ from dcase9.augment.progress import Progress, SilentProgress
 from dcase9.augment.prompts import DDP_SELECTOR, Prompt, PromptLibrary
 from dcase9.config import dump_config, load_config
 from dcase9.errors import ConfigError, Dcase9Error
-from dcase9.files import (JsonlAppender, exclusive_lock, read_jsonl, remove_partial_files, sha256_text,
-                           write_json_atomic, write_text_atomic)
+from dcase9.files import (JsonlAppender, check_no_overlap, exclusive_lock, json_text, read_jsonl, remove_partial_files, sha256_text,
+                           write_files_atomic, write_text_atomic)
 
 CONFIG_FILE = "config.yaml"
 RESPONSES_FILE = "responses.jsonl"
@@ -326,6 +326,7 @@ def augment(config: AugmentConfig, out_dir: str | Path, *, progress: Progress | 
     """Run (or resume) an augmentation into `out_dir` and write its outputs."""
     out_dir = Path(out_dir)
     progress = progress or SilentProgress()
+    check_no_overlap({"--out": out_dir}, config.input_paths())
     with exclusive_lock(out_dir, "augment"):
         plan = prepare(config)
         remove_partial_files(out_dir)
@@ -482,7 +483,7 @@ def reselect(out_dir: str | Path, threshold: float | None = None, *, progress: P
 def assemble(config: AugmentConfig, out_dir: Path, plan: Plan, responses: ResponseLog, candidates: CandidateLog,
              notes: list[str]) -> RunReport:
     """Write augmented.json, summary.json and scores.png from the logs."""
-    from dcase9.augment.report import build_summary, write_histogram
+    from dcase9.augment.report import build_summary, histogram_png
 
     originals_by_wav: dict[str, set[str]] = defaultdict(set)
     for item in plan.items:
@@ -515,9 +516,11 @@ def assemble(config: AugmentConfig, out_dir: Path, plan: Plan, responses: Respon
                "histogram": out_dir / HISTOGRAM_FILE, "responses": out_dir / RESPONSES_FILE,
                "candidates": out_dir / CANDIDATES_FILE, "config": out_dir / CONFIG_FILE}
     summary["outputs"] = {name: path.name for name, path in outputs.items()}
-    write_json_atomic(outputs["augmented"], {"data": rows})
-    write_json_atomic(outputs["summary"], summary)
-    write_histogram(outputs["histogram"], plan, candidates.groups)
+    # The three are replaced together: a failed or interrupted run never leaves a new summary next to the
+    # previous augmented.json or histogram.
+    write_files_atomic({outputs["augmented"]: json_text({"data": rows}).encode(),
+                        outputs["summary"]: json_text(summary).encode(),
+                        outputs["histogram"]: histogram_png(plan, candidates.groups)})
     if summary["totals"]["cut"]:
         notes.append(f"{summary['totals']['cut']} answer(s) were longer than {cut_limit(config)} and were cut "
                      f"there (\"cut\": true in {RESPONSES_FILE}); a server that sends more than it was asked for "

@@ -33,8 +33,19 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from dcase9.version import __version__
+
+        typer.echo(f"dcase9 {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _verbs() -> None:
+def _verbs(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print dcase9's version and exit (`dcase9 env`: the whole setup).")] = False,
+) -> None:
     """Always a group of verbs: without a callback, Typer runs a lone command as the whole app."""
 
 

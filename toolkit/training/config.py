@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -103,13 +103,25 @@ class QueryEncoderConfig(StrictModel):
     seed: int = 0
 
 
+# The optimizer keeps its settings in float32 tensors: a larger value is an OverflowError deep in a step.
+FLOAT32_MAX = 3.4028234663852886e38
+Beta = Annotated[float, Field(ge=0, lt=1)]  # Adam's moment decay rates
+
+
 class OptimizerConfig(StrictModel):
     name: Literal["adamw", "adam"] = "adamw"
     lr: float = Field(1e-3, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[Beta, Beta] = (0.9, 0.999)
     eps: float = Field(1e-8, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     amsgrad: bool = True
+
+    @field_validator("lr", "eps", "weight_decay")
+    @classmethod
+    def _fits_float32(cls, value: float) -> float:
+        if value > FLOAT32_MAX:
+            raise ValueError(f"{value:g} is more than a float32 holds ({FLOAT32_MAX:.3g}), where the optimizer keeps it")
+        return value
 
 
 class ScheduleConfig(StrictModel):

@@ -37,7 +37,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from dcase9.audio import SAMPLE_RATE, resample
 from dcase9.data.formats import DataSet, MixtureSpec
 from dcase9.data.items import ItemLoader
-from dcase9.files import atomic_output, remove_partial_files
+from dcase9.files import JsonlAppender, atomic_output, read_jsonl, remove_partial_files
+from dcase9.outputs import file_identity
 from dcase9.metrics import Metric, reference_metrics
 from dcase9.models.clap import ClapEncoder, laion_to_transformers, transformers_to_laion
 from dcase9.models.checkpoints import describe_non_finite, non_finite_keys, strip_prefix
@@ -343,6 +344,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, tmp)
 
 
+WRITTEN_LEDGER = "written.jsonl"  # the step checkpoints this run wrote: the only ones it prunes
+
+
 class StepCheckpoints(Callback):
     """`checkpoints/step=<N>.ckpt` every `every_steps` steps (the baseline's name and cadence) and
     `last.ckpt` every `last_every_steps` steps, both at the final step; `last.ckpt` also when the
@@ -398,11 +402,25 @@ class StepCheckpoints(Callback):
                 return
             self.interrupted_at = self.saved_step = trainer.global_step
 
+    @property
+    def ledger_path(self) -> Path:
+        return self.folder / WRITTEN_LEDGER
+
     def _prune(self, trainer: pl.Trainer) -> None:
-        if self.keep is None or not trainer.is_global_zero:
+        """Record the step checkpoint just written; delete the oldest beyond `keep`, but only files the
+        ledger vouches for (written by this run, of the recorded size and modification time)."""
+        if not trainer.is_global_zero:
             return
-        steps = sorted(self.folder.glob("step=*.ckpt"), key=lambda p: int(p.stem.split("=")[1]))
-        for old in steps[: -self.keep]:
+        written = self.folder / f"step={trainer.global_step}.ckpt"
+        with JsonlAppender(self.ledger_path) as ledger:
+            ledger.append([{"file": written.name, **(file_identity(written) or {})}])
+        if self.keep is None:
+            return
+        records = {r.get("file"): r for r in read_jsonl(self.ledger_path).records}
+        ours = sorted((p for p in self.folder.glob("step=*.ckpt") if p.name in records and not p.is_symlink()
+                       and file_identity(p) == {k: records[p.name].get(k) for k in ("size", "mtime_ns")}),
+                      key=lambda p: int(p.stem.split("=")[1]))
+        for old in ours[: -self.keep]:
             old.unlink(missing_ok=True)
 
 

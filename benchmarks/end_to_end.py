@@ -121,7 +121,7 @@ def run_loop(work: Path, channels_last: bool) -> dict[str, Any]:
                  ignore=resunet_module.RESUNET30_IGNORED_KEYS)
     load_laion_weights(clap, strip_prefix(state, "query_encoder.model."), source=CHECKPOINT)
     del state
-    separator = TextQueriedResUNet(16000, resunet.eval(), ClapEncoder(clap, spec.front_end, tokenizer))
+    separator = TextQueriedResUNet(16000, resunet.eval(), ClapEncoder(clap, spec.front_end, tokenizer), fold_on_cpu=False)
     if not channels_last:
         resunet_module._CHANNELS_LAST_DEVICES = ()  # the reference net runs in the default NCHW layout
     dataset = open_dataset(work / "data")

@@ -125,6 +125,9 @@ def run_mode(args: argparse.Namespace) -> dict[str, float]:
     from dcase9.data.formats import open_dataset
 
     torch.set_num_threads(args.threads)
+    from dcase9.allocator import reuse_freed_memory
+
+    reuse_freed_memory()  # what `dcase9 infer` does for its own process (both modes had it when measured)
     separator = load_separator(args)
     device = separator.device
     dataset = open_dataset(args.data)

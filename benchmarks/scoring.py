@@ -27,7 +27,9 @@ sys.path.insert(0, str(ROOT))
 ONE_RUN = """
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
+from dcase9.allocator import reuse_freed_memory
 from dcase9.scoring import score_estimates
+reuse_freed_memory()  # as `dcase9 score` does for its own process
 workers = None if sys.argv[5] == "default" else int(sys.argv[5])
 started = time.perf_counter()
 report = score_estimates(sys.argv[2], sys.argv[3], None, device=sys.argv[4], workers=workers, progress=False)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
+from torch import nn
 
 from dcase9.systems.base import BuildContext, SystemSpec
 from dcase9.systems.text_queried import ClapArchitecture, load_query_encoder
@@ -42,10 +43,11 @@ class RoundtripConfig(StrictModel):
     output_scale: OutputScale = "input"
 
 
-class IrmLdmSeparator:
+class IrmLdmSeparator(nn.Module):
     """A SeparationModel around `IrmLdm`; queries are embedded by the checkpoint's CLAP (none for mask 'ones')."""
 
     def __init__(self, model: IrmLdm, clap: ClapEncoder | None):
+        super().__init__()
         self.model = model
         self.clap = clap
         self.sample_rate = model.sample_rate
@@ -58,10 +60,11 @@ class IrmLdmSeparator:
         return self.model(mixture, conditions)
 
 
-class RoundtripSeparator:
+class RoundtripSeparator(nn.Module):
     """Returns what AudioLDM's VAE + vocoder make of the reference: no mask, no query."""
 
     def __init__(self, codec: AudioLdmCodec, *, restore_gain: bool):
+        super().__init__()
         self.codec = codec
         self.restore_gain = restore_gain
         self.sample_rate = codec.settings.sample_rate

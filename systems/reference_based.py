@@ -10,14 +10,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
 from dcase9.systems.base import BuildContext, SystemSpec
 
 
-class MixtureSeparator:
+class MixtureSeparator(nn.Module):
     """Identity: the 'separated' signal is the mixture."""
 
     def __init__(self, sample_rate: int):
+        super().__init__()
         self.sample_rate = sample_rate
 
     def encode_queries(self, queries: Sequence[str]) -> torch.Tensor | None:
@@ -28,10 +30,11 @@ class MixtureSeparator:
         return mixture
 
 
-class OracleMaskSeparator:
+class OracleMaskSeparator(nn.Module):
     """Ideal ratio mask sqrt(|S|^2 / (|S|^2 + |N|^2)) on the mixture STFT, with N = mixture - S."""
 
     def __init__(self, sample_rate: int, n_fft: int = 1024, hop_length: int = 256):
+        super().__init__()
         self.sample_rate = sample_rate
         self.n_fft, self.hop_length = n_fft, hop_length
 

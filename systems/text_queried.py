@@ -13,7 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+import copy
+
 import torch
+from torch import nn
 
 from dcase9.systems.base import BuildContext, SystemSpec
 from dcase9.config import StrictModel, parse_model
@@ -42,29 +45,60 @@ class TextQueriedConfig(StrictModel):
     query_encoder_prefix: str | None = None  # found automatically ("query_encoder.model." officially)
 
 
-class TextQueriedResUNet:
-    """A SeparationModel: CLAP text embedding -> ResUNet30 mask on the mixture at the model's rate."""
+class TextQueriedResUNet(nn.Module):
+    """A SeparationModel: CLAP text embedding -> ResUNet30 mask on the mixture at the model's rate.
 
-    def __init__(self, sample_rate: int, resunet: ResUNet30, clap: ClapEncoder):
+    An ordinary module: `resunet` and `clap` are its submodules, trainable, and its state dict is the
+    whole model's. In eval mode on the CPU it separates with a private copy of `resunet` in its inference
+    form (batch norms folded: `inference_form`), and with `compile_network()` a compiled copy; the copy is
+    made again when the weights change (an optimizer step, `load_state_dict`) or move to another device.
+    """
+
+    def __init__(self, sample_rate: int, resunet: ResUNet30, clap: ClapEncoder, *, fold_on_cpu: bool = True):
+        super().__init__()
         self.sample_rate = sample_rate
         self.resunet = resunet
         self.clap = clap
+        self.fold_on_cpu = fold_on_cpu  # False: run `resunet` as it is (a reference's own loop, emulated)
+        self._compile = False
+        # Not submodules: they are derived from `resunet`, never saved, never trained.
+        object.__setattr__(self, "_runner", None)
+        object.__setattr__(self, "_runner_key", None)
 
     def encode_queries(self, queries: Sequence[str]) -> torch.Tensor:
         return self.clap.encode_text(list(queries))
 
     def compile_network(self) -> None:
-        """`torch.compile` the U-Net body (the STFT, masks and ISTFT stay eager). On 2 CPU cores it is
-        no faster per clip than the eager inference form (1.56-1.59 s against 1.51-1.52 s) and costs a
-        compilation of 24-36 s (5-6 s when Inductor's cache is warm); not measured on GPUs. Outputs
-        equal the eager ones to float32 round-off, not bit for bit. See BENCHMARKS.md."""
-        self.resunet.base = torch.compile(self.resunet.base)  # type: ignore[assignment]
+        """`torch.compile` the U-Net body (the STFT, masks and ISTFT stay eager) of the copy inference runs.
+        On 2 CPU cores it is no faster per clip than the eager inference form (1.56-1.59 s against
+        1.51-1.52 s) and costs a compilation of 24-36 s (5-6 s when Inductor's cache is warm); not
+        measured on GPUs. Outputs equal the eager ones to float32 round-off, not bit for bit. See
+        BENCHMARKS.md."""
+        self._compile = True
+
+    def _inference_net(self) -> nn.Module:
+        """The net `separate` runs: `resunet` itself, or its private copy for inference (see the class)."""
+        first = next(self.resunet.parameters())
+        fold = self.fold_on_cpu and not self.training and first.device.type == "cpu"  # fewer passes (BENCHMARKS.md)
+        if self.training or not (fold or self._compile):
+            return self.resunet
+        tensors = [*self.resunet.parameters(), *self.resunet.buffers()]
+        key = (fold, self._compile, first.device, tuple((t.data_ptr(), t._version) for t in tensors))
+        if key != self._runner_key:
+            runner = copy.deepcopy(self.resunet)
+            if fold:
+                inference_form(runner)
+            if self._compile:
+                runner.base = torch.compile(runner.base)  # type: ignore[assignment]
+            object.__setattr__(self, "_runner", runner)
+            object.__setattr__(self, "_runner_key", key)
+        return self._runner  # type: ignore[return-value]
 
     def separate(self, mixture: torch.Tensor, conditions: torch.Tensor | None,
                  reference: torch.Tensor | None = None) -> torch.Tensor:
         if conditions is None:
             raise ValueError("a text-queried system needs query embeddings")
-        return self.resunet(mixture[:, None, :], conditions.to(mixture.device))[:, 0, :]
+        return self._inference_net()(mixture[:, None, :], conditions.to(mixture.device))[:, 0, :]
 
 
 class QueryEncoderSettings(Protocol):
@@ -104,7 +138,4 @@ def build(spec: SystemSpec, context: BuildContext) -> TextQueriedResUNet:
         raise CheckpointError(f"{checkpoint_path}: {exc}") from None
     clap = load_query_encoder(weights, config, context, str(checkpoint_path))
     del weights  # the checkpoint may hold optimizer state; free it before inference
-    resunet = resunet.to(context.device).eval()
-    if context.device.type == "cpu":  # measured there: fewer passes over the feature maps (BENCHMARKS.md)
-        inference_form(resunet)
-    return TextQueriedResUNet(spec.sample_rate, resunet, clap)
+    return TextQueriedResUNet(spec.sample_rate, resunet, clap).to(context.device).eval()

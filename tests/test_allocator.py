@@ -1,4 +1,5 @@
-"""dcase9.allocator: freed large blocks stay with the process for reuse (glibc), and the CPU engine asks for it."""
+"""dcase9.allocator: freed large blocks stay with the process for reuse (glibc); the command line asks for it
+for its own process, the library never does."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from dcase9 import engine
 from dcase9.allocator import reuse_freed_memory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,12 +59,26 @@ def test_is_idempotent_and_says_whether_it_applies() -> None:
     assert reuse_freed_memory() is reuse_freed_memory() is glibc()
 
 
-def test_the_cpu_engine_asks_for_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = []
-    monkeypatch.setattr(engine, "reuse_freed_memory", lambda: calls.append(1) or True)
+def test_only_the_command_line_asks_for_it(demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A library call never changes its caller's process: building a separator, separating and scoring
+    leave the allocator alone; `dcase9 infer` and `dcase9 score` tune their own process."""
+    from typer.testing import CliRunner
 
-    class Model:
-        sample_rate = 16000
+    from dcase9 import allocator, api
+    from dcase9.cli import app
+    from dcase9.engine import EngineOptions
 
-    engine.Separator(Model(), options=engine.EngineOptions(device="cpu"))  # type: ignore[arg-type]
-    assert calls == [1]
+    calls: list[int] = []
+    monkeypatch.setattr(allocator, "reuse_freed_memory", lambda: calls.append(1) or True)
+    options = EngineOptions(device="cpu", progress=False, limit=2)
+    api.separate("mixture", demo_root / "eval-real", tmp_path / "est", options=options)
+    api.load_separator("mixture", device="cpu").separate(np.zeros(16000, np.float32), "a dog barks")
+    api.separate("mixture", demo_root / "validation", tmp_path / "val", options=options)
+    api.score(demo_root / "validation", tmp_path / "val", progress=False)
+    assert calls == []
+    runner = CliRunner()
+    result = runner.invoke(app, ["infer", "-s", "mixture", "-d", str(demo_root / "eval-real"), "-o",
+                                 str(tmp_path / "cli"), "--limit", "1"])
+    assert result.exit_code == 0 and calls == [1], result.output
+    runner.invoke(app, ["score", "-d", str(demo_root / "validation"), "-e", str(tmp_path / "val")])
+    assert calls == [1, 1]

@@ -113,22 +113,39 @@ def test_system2_runs_at_32k_on_16k_data(assets: dict[str, Path], demo_root: Pat
 
 
 def test_the_cpu_build_runs_the_inference_form_with_the_same_outputs(assets: dict[str, Path]) -> None:
-    """On the CPU the baseline's ResUNet30 runs in its inference form (batch norms folded): same outputs
-    as the checkpoint's net built as is, to float32 round-off."""
-    from dcase9.models.resunet import InferenceDecoderBlockRes, ResUNet30Config, load_resunet30
+    """On the CPU the baseline's ResUNet30 runs in its inference form (batch norms folded), a private copy:
+    same outputs as the checkpoint's net built as is, to float32 round-off. What the API hands out stays an
+    ordinary module: trainable, its state dict whole and loadable, and a change of its weights reaches
+    the copy inference runs."""
+    from dcase9.models.resunet import ConvBlockRes, InferenceDecoderBlockRes, ResUNet30Config, load_resunet30
 
     separator = api.load_separator("baseline", checkpoint=assets["checkpoint"], device="cpu",
                                    weights={"roberta-base-tokenizer": assets["tokenizer"]},
                                    options=system_config(), offline=True, progress=False)
-    folded = separator.model.resunet
-    assert isinstance(folded.base.decoder_block1, InferenceDecoderBlockRes)
+    model = separator.model
+    assert isinstance(model, torch.nn.Module) and isinstance(model.resunet.base.encoder_block1.conv_block1,
+                                                              ConvBlockRes)
     plain = load_resunet30(resunet_weights(), ResUNet30Config(16000, **SMALL_STFT))
+    state = model.resunet.state_dict()
+    assert state.keys() == plain.state_dict().keys()
+    folded = model._inference_net()
+    assert isinstance(folded.base.decoder_block1, InferenceDecoderBlockRes) and folded is not model.resunet
     torch.manual_seed(0)
     mixture, condition = 0.1 * torch.randn(2, 1, 16000), torch.randn(2, 512)
     with torch.no_grad():
-        expected, got = plain(mixture, condition), folded(mixture, condition)
+        expected, got = plain(mixture, condition), model.separate(mixture[:, 0], condition)[:, None]
     snr = 10 * torch.log10(expected.square().sum(-1) / (got - expected).square().sum(-1))
     assert snr.min().item() > 100, snr
+    # New weights (load_state_dict copies in place): the next separation folds them, not the old ones.
+    with torch.no_grad():
+        state["base.bn0.running_mean"] += 0.5
+        model.resunet.load_state_dict(state)
+        plain.load_state_dict(state)
+        assert model._inference_net() is not folded
+        moved = plain(mixture, condition)
+        assert torch.allclose(model.separate(mixture[:, 0], condition)[:, None], moved, atol=1e-5)
+    model.train()  # trainable: the original modules, no folded copy in the way
+    assert model.resunet.training and model._inference_net() is model.resunet
 
 
 def test_text_queried_systems_start_without_transformers(assets: dict[str, Path]) -> None:

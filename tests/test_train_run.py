@@ -320,3 +320,25 @@ def test_two_process_ddp_on_cpu(tiny_config: Path, demo_root: Path, tmp_path: Pa
     assert summary["validation"]["val/mixtures"] == 2.0  # one mixture per process, both counted
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("*.ckpt")) == ["step=2.ckpt", "step=4.ckpt"]
     assert strict_read(tmp_path / "run" / "last.ckpt")["global_step"] == 4
+
+
+def test_training_leaves_the_callers_warnings_filters_and_loggers_as_they_were(tiny_config: Path, demo_root: Path,
+                                                                               tmp_path: Path) -> None:
+    """A library call never changes its caller's process: the filters that quiet Lightning's banners hold
+    for the run only."""
+    import logging
+    import warnings
+
+    from dcase9 import api
+
+    filters = list(warnings.filters)
+    levels = {name: logging.getLogger(name).level for name in ("lightning.pytorch", "lightning.fabric")}
+    rank_zero = list(logging.getLogger("lightning.pytorch.utilities.rank_zero").filters)
+    overrides = yaml.safe_load(tiny_config.read_text())
+    overrides["data"] = {**overrides.get("data", {}), "datafiles": [str(demo_root / "train" / "train.json")]}
+    overrides["trainer"] = {**overrides.get("trainer", {}), "max_steps": 1}
+    overrides["validation"] = {"data": None}
+    api.train(tmp_path / "run", preset="demo", overrides=overrides, progress=False)
+    assert warnings.filters == filters
+    assert {name: logging.getLogger(name).level for name in levels} == levels
+    assert logging.getLogger("lightning.pytorch.utilities.rank_zero").filters == rank_zero

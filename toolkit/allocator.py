@@ -9,8 +9,10 @@ next clip reuses the same pages. The cost: the process keeps its peak memory (ab
 ResUNet30 on 10 s clips) until it exits. It changes no result.
 
 It applies to the whole process, from the call on, and only where the C library is glibc (Linux);
-elsewhere it does nothing. The inference engine and `score` call it when they run on the CPU (scoring
-3000 clips widens 40 MB float64 batches some 300 times: 46 s became 14 s on two cores, BENCHMARKS.md).
+elsewhere it does nothing. So the library never calls it: the command line does, for the commands that
+separate or score (its own process), and a program of yours may (`from dcase9.allocator import
+reuse_freed_memory`) when it separates or scores much on the CPU (scoring 3000 clips widens 40 MB
+float64 batches some 300 times: 46 s became 14 s on two cores, BENCHMARKS.md).
 """
 
 from __future__ import annotations

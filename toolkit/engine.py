@@ -39,7 +39,6 @@ import numpy as np
 import torch
 
 from dcase9.version import __version__
-from dcase9.allocator import reuse_freed_memory
 from dcase9.audio import RESAMPLERS, SAMPLE_RATE, non_finite_count, resample, resample_hq, write_wav
 from dcase9.data.formats import MIN_AUDIO_SECONDS, DataSet, MixtureSpec, SetKind
 from dcase9.data.items import Item, ItemLoader, LoadFailure, ordered_map
@@ -292,8 +291,6 @@ class Separator:
             self.identity["resampler"] = options.resampler
         self.settings = dict(settings or {})
         self.device = resolve_device(options.device)
-        if self.device.type == "cpu":
-            reuse_freed_memory()  # big feature maps reuse freed pages, not fresh mmaps (dcase9.allocator)
         self.batch_size = options.batch_size or DEFAULT_BATCH_SIZE.get(self.device.type, 1)
         seconds = options.segment_seconds if options.segment_seconds is not None else segment_seconds
         self.segment = int(round(seconds * model.sample_rate)) if seconds else None

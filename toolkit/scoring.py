@@ -28,7 +28,6 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from dcase9.allocator import reuse_freed_memory
 from dcase9.audio import SAMPLE_RATE, read_failure
 from dcase9.data.formats import DataSet, MixtureSpec, open_dataset
 from dcase9.data.items import ItemLoader, LoadFailure, ordered_map
@@ -164,8 +163,6 @@ def score_estimates(data: str | Path | DataSet, estimates_dir: str | Path, out_d
                           "computed; only a reference-free metric (ATS) can score it")
     torch_device = resolve_device(device)
     workers = resolve_workers(workers, torch_device)
-    if torch_device.type == "cpu":
-        reuse_freed_memory()  # each batch's float64 copies (40 MB apiece) reuse pages, not fresh mmaps: 4x faster
     loader = ItemLoader(dataset)
     specs = dataset.mixtures
 

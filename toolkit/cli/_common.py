@@ -71,6 +71,14 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, _raise_terminated)
 
 
+def tune_process() -> None:
+    """What the command line does to its own process before separating or scoring on the CPU (the
+    library never changes its caller's process): keep freed memory for reuse (`dcase9.allocator`)."""
+    from dcase9.allocator import reuse_freed_memory
+
+    reuse_freed_memory()
+
+
 def friendly_errors(func: F | None = None, *, on_interrupt: str = NOTHING_KEPT) -> Any:
     """Turn the toolkit's own errors and file-system errors into a short red message (exit 2, or the
     error's own `exit_code`); Ctrl-C into exit 130 and SIGTERM into 143, saying `on_interrupt` (what

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from dcase9.cli._common import RESUMES, app, console, friendly_errors
+from dcase9.cli._common import RESUMES, app, console, friendly_errors, tune_process
 
 _LABELS = {"mixture": "mixture (no separation)", "oracle": "oracle ratio mask (upper bound)",
            "trained": "trained here (dcase9 train --preset demo)"}
@@ -32,6 +32,7 @@ def demo(
     from dcase9.metrics import describe_metric, shown_metrics
 
     started = time.perf_counter()
+    tune_process()
     result = run_demo(out, train_model=train, force_data=force,
                       announce=lambda line: console.print(f"[bold]{escape(line)}[/]", highlight=False))
     reports = result.reports

@@ -8,7 +8,8 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from dcase9.cli._common import RESUMES, CsvOpt, KindOpt, app, console, friendly_errors, parse_weight_options, print_left_out
+from dcase9.cli._common import (RESUMES, CsvOpt, KindOpt, app, console, friendly_errors, parse_weight_options,
+                                print_left_out, tune_process)
 
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps.")]
 
@@ -78,6 +79,7 @@ def infer(
     from dcase9.errors import ConfigError
 
     get_system(system)  # a typo in the name is reported before any data is read
+    tune_process()
     overrides = read_yaml(system_config) if system_config else None
     if overrides is not None and not isinstance(overrides, dict):
         raise ConfigError(f"{system_config}: expected a mapping of settings")
@@ -160,6 +162,7 @@ def score(
     if ats_mode not in ATS_MODES:
         raise ConfigError(f"--ats-mode must be one of {', '.join(ATS_MODES)}")
     dataset = open_dataset(data, kind, csv)
+    tune_process()
     scorer = None
     if ats:
         clap = read_yaml(clap_config) if clap_config else None

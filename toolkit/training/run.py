@@ -30,7 +30,8 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,9 +177,10 @@ def train(config: TrainConfig, out: str | Path, *, system: SystemFacts | None = 
     info: dict[str, Any] = {"system": config.system, "tokenizer": str(tokenizer_path)}
     if _is_local_tokenizer(config):  # inference finds it in the checkpoint
         info["tokenizer_files"] = tokenizer_files(tokenizer_path)
-    return _fit(config, out, model, query_encoder, train_set, sampler, validation_set, validation_specs, info,
-                resume=resume, show_progress=show_progress, lightning_info=lightning_info,
-                tokenizer_path=tokenizer_path, official_tensors=official, system=system)
+    with _quiet_lightning(lightning_info):  # restored afterwards: a library call leaves the process as it was
+        return _fit(config, out, model, query_encoder, train_set, sampler, validation_set, validation_specs, info,
+                    resume=resume, show_progress=show_progress, lightning_info=lightning_info,
+                    tokenizer_path=tokenizer_path, official_tensors=official, system=system)
 
 
 def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_set: Any, sampler: Any,
@@ -190,7 +192,6 @@ def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_s
     from dcase9.training.module import (NonFiniteTraining, SeparationTraining, StepCheckpoints, StepProgressBar,
                                         Throughput)
 
-    _quiet_lightning(lightning_info)
     module = SeparationTraining(config, model, query_encoder, train_set=train_set, sampler=sampler,
                                 validation_set=validation_set, validation_specs=validation_specs,
                                 checkpoint_info=info, official_tensors=official_tensors)
@@ -471,14 +472,25 @@ class _DropAdvertisements(logging.Filter):
         return "litlogger" not in record.getMessage().lower()
 
 
-def _quiet_lightning(lightning_info: bool) -> None:
-    # The frozen CLAP is in eval mode on purpose; Lightning warns about every such module.
-    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
-    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=r".*`isinstance\(treespec, LeafSpec\)`.*")
+@contextmanager
+def _quiet_lightning(lightning_info: bool) -> Iterator[None]:
+    """Lightning's warnings and banners that say nothing to a dcase9 user, silenced for the block only:
+    the warnings filters and the loggers' levels and filters are as they were afterwards."""
+    loggers = {name: logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")}
     rank_zero_log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    if not any(isinstance(f, _DropAdvertisements) for f in rank_zero_log.filters):
-        rank_zero_log.addFilter(_DropAdvertisements())
-    level = logging.INFO if lightning_info else logging.WARNING
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(level)
+    levels = {name: logger.level for name, logger in loggers.items()}
+    advertisements = _DropAdvertisements()
+    with warnings.catch_warnings():
+        # The frozen CLAP is in eval mode on purpose; Lightning warns about every such module.
+        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+        warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=r".*`isinstance\(treespec, LeafSpec\)`.*")
+        rank_zero_log.addFilter(advertisements)
+        for logger in loggers.values():
+            logger.setLevel(logging.INFO if lightning_info else logging.WARNING)
+        try:
+            yield
+        finally:
+            rank_zero_log.removeFilter(advertisements)
+            for name, logger in loggers.items():
+                logger.setLevel(levels[name])

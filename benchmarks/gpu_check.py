@@ -532,13 +532,13 @@ def section_precision(ctx: Context) -> None:
     for precision in sizes.precisions:
         def measure(precision: str = precision) -> dict[str, Any]:
             out = ctx.work / f"estimates-{precision}"
-            separator = api.load_separator("baseline", checkpoint=checkpoint, options=options, device=str(ctx.device),
+            separator = api.load_separator("baseline", checkpoint=checkpoint, system_options=options, device=str(ctx.device),
                                            weights={"roberta-base-tokenizer": tokenizer_dir(ctx)},
                                            precision=precision, batch_size=sizes.goal_batch, offline=True,
                                            progress=False)
             reset_peak(ctx.device)
             clock = time.perf_counter()
-            run = separator.run(dataset, out, overwrite=True, workers=workers)
+            run = separator.infer(dataset, out, overwrite=True, workers=workers)
             infer_s = time.perf_counter() - clock
             peak, _ = peak_memory_gib(ctx.device)
             clock = time.perf_counter()

@@ -141,7 +141,7 @@ def run_mode(args: argparse.Namespace) -> dict[str, float]:
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     if args.mode == "engine":
-        separator.run(dataset, out, overwrite=True)
+        separator.infer(dataset, out, overwrite=True)
     else:
         for spec in dataset.mixtures:
             _, estimate = official_row(separator.model, dataset, spec, device, args.precision, args.resampler,

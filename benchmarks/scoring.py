@@ -49,12 +49,11 @@ def main() -> None:
 
     from dcase9 import api
     from dcase9.data.demo import make_scaled_validation
-    from dcase9.engine import EngineOptions
 
     with tempfile.TemporaryDirectory(prefix="dcase9-score-bench-") as tmp:
         data = make_scaled_validation(Path(tmp) / "validation", args.mixtures, args.clips)
         estimates = Path(tmp) / "estimates"
-        api.separate("mixture", data, estimates, options=EngineOptions(progress=False, device="cpu"))
+        api.infer("mixture", data, estimates, progress=False, device="cpu")
         runs = []
         for _ in range(args.repeats):
             result = subprocess.run([sys.executable, "-c", ONE_RUN, str(ROOT), str(data), str(estimates),

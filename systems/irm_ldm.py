@@ -50,6 +50,7 @@ class IrmLdmSeparator(nn.Module):
         super().__init__()
         self.model = model
         self.clap = clap
+        self.queried = clap is not None  # mask 'ones' takes no query
         self.sample_rate = model.sample_rate
 
     def encode_queries(self, queries: Sequence[str]) -> torch.Tensor | None:
@@ -62,6 +63,8 @@ class IrmLdmSeparator(nn.Module):
 
 class RoundtripSeparator(nn.Module):
     """Returns what AudioLDM's VAE + vocoder make of the reference: no mask, no query."""
+
+    queried = False
 
     def __init__(self, codec: AudioLdmCodec, *, restore_gain: bool):
         super().__init__()

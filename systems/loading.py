@@ -4,9 +4,9 @@ model on its device, wrapped in the engine's `Separator`.
 
     from dcase9.systems.loading import load_separator
     separator = load_separator("baseline", checkpoint="baseline.ckpt")
-    estimate = separator.separate(mixture_16k, "a dog barks")
+    estimate = separator.separate(mixture, "a dog barks", sample_rate=16000)
 
-`dcase9.api.load_separator` is the same with the engine's settings as keywords; `api.separate` and
+`dcase9.api.load_separator` is the same with the engine's settings as keywords; `api.infer` and
 `dcase9 infer` run the result over a data set's folder.
 """
 
@@ -25,19 +25,19 @@ from dcase9.weights import TOKENIZER_WEIGHT, WeightResolver
 
 
 def load_separator(system: str, *, checkpoint: str | Path | None = None,
-                   weights: dict[str, str | Path] | None = None, options: dict[str, Any] | None = None,
+                   weights: dict[str, str | Path] | None = None, system_options: dict[str, Any] | None = None,
                    engine: EngineOptions | None = None, offline: bool = False,
                    trust_checkpoint: bool = False) -> Separator:
     """The registered `system`, built and ready to separate.
 
     `checkpoint` replaces the system's main weights (its first registry entry); `weights` maps any
-    registry name to a local file or folder; `options` override the system's typed configuration
+    registry name to a local file or folder; `system_options` override the system's typed configuration
     (e.g. `{"n_fft": 1024}`, merged key by key over its defaults); `engine` holds the device,
     precision, batch size, chunking and resampling; `offline` forbids downloads; `trust_checkpoint`
     lets checkpoints run the pickled code they contain.
 
     A checkpoint written by `dcase9 train` describes itself (`dcase9.models.description`): its
-    system options lie between the system's defaults and `options`, and the tokenizer it carries
+    system options lie between the system's defaults and `system_options`, and the tokenizer it carries
     is used unless `weights` names one. Such a checkpoint loads only as a system that builds the
     same model at the same rate as the one it was trained for (baseline, 1 and 4 are one model).
     """
@@ -56,7 +56,8 @@ def load_separator(system: str, *, checkpoint: str | Path | None = None,
         described = describe_given_checkpoint(spec, context, explicit)
         if described is not None and described.tokenizer_files and TOKENIZER_WEIGHT in spec.weights:
             resolver.embed(TOKENIZER_WEIGHT, described.tokenizer_files, f"{described.source} ({ENTRY}.tokenizer_files)")
-        context.options = deep_merge(deep_merge(spec.options, described.options if described else {}), options or {})
+        context.options = deep_merge(deep_merge(spec.options, described.options if described else {}),
+                                     system_options or {})
         model = build_model(spec, context)
     finally:
         context.checkpoints.clear()  # what the model did not take (optimizer state, ...) is freed now

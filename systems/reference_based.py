@@ -18,6 +18,8 @@ from dcase9.systems.base import BuildContext, SystemSpec
 class MixtureSeparator(nn.Module):
     """Identity: the 'separated' signal is the mixture."""
 
+    queried = False
+
     def __init__(self, sample_rate: int):
         super().__init__()
         self.sample_rate = sample_rate
@@ -32,6 +34,8 @@ class MixtureSeparator(nn.Module):
 
 class OracleMaskSeparator(nn.Module):
     """Ideal ratio mask sqrt(|S|^2 / (|S|^2 + |N|^2)) on the mixture STFT, with N = mixture - S."""
+
+    queried = False
 
     def __init__(self, sample_rate: int, n_fft: int = 1024, hop_length: int = 256):
         super().__init__()

@@ -56,17 +56,16 @@ class SubmissionInputs:
 
 def make_submission_inputs(root: Path, demo_root: Path) -> SubmissionInputs:
     from dcase9 import api
-    from dcase9.engine import EngineOptions
 
     data = {subset: demo_root / subset for subset in SUBSETS}
     float_estimates = {s: root / "estimates" / "float" / s for s in SUBSETS}
     pcm_estimates = {s: root / "estimates" / "pcm" / s for s in SUBSETS}
     for subset in SUBSETS:
-        api.separate("mixture", data[subset], float_estimates[subset], options=EngineOptions(progress=False))
-        api.separate("mixture", data[subset], pcm_estimates[subset],
-                     options=EngineOptions(progress=False, pcm16=True))
+        api.infer("mixture", data[subset], float_estimates[subset], progress=False)
+        api.infer("mixture", data[subset], pcm_estimates[subset],
+                     progress=False, pcm16=True)
     validation_estimates = root / "estimates" / "validation"
-    api.separate("mixture", demo_root / "validation", validation_estimates, options=EngineOptions(progress=False))
+    api.infer("mixture", demo_root / "validation", validation_estimates, progress=False)
     report = root / "reports" / "mixture"
     api.score(demo_root / "validation", validation_estimates, report, progress=False)
     checkpoint = root / "checkpoints" / "system.ckpt"

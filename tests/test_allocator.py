@@ -66,14 +66,13 @@ def test_only_the_command_line_asks_for_it(demo_root: Path, tmp_path: Path, monk
 
     from dcase9 import allocator, api
     from dcase9.cli import app
-    from dcase9.engine import EngineOptions
 
     calls: list[int] = []
     monkeypatch.setattr(allocator, "reuse_freed_memory", lambda: calls.append(1) or True)
-    options = EngineOptions(device="cpu", progress=False, limit=2)
-    api.separate("mixture", demo_root / "eval-real", tmp_path / "est", options=options)
-    api.load_separator("mixture", device="cpu").separate(np.zeros(16000, np.float32), "a dog barks")
-    api.separate("mixture", demo_root / "validation", tmp_path / "val", options=options)
+    options = {"device": "cpu", "progress": False, "limit": 2}
+    api.infer("mixture", demo_root / "eval-real", tmp_path / "est", **options)
+    api.load_separator("mixture", device="cpu").separate(np.zeros(16000, np.float32), sample_rate=16000)
+    api.infer("mixture", demo_root / "validation", tmp_path / "val", **options)
     api.score(demo_root / "validation", tmp_path / "val", progress=False)
     assert calls == []
     runner = CliRunner()

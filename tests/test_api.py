@@ -47,7 +47,7 @@ def load(assets: dict[str, Any], system: str, **engine: Any) -> Any:
     if system not in ("baseline", "2"):
         return api.load_separator(system, offline=True, progress=False, **engine)
     return api.load_separator(system, checkpoint=assets[system], weights={"roberta-base-tokenizer": assets["tokenizer"]},
-                              options=assets["configs"][system], offline=True, progress=False, **engine)
+                              system_options=assets["configs"][system], offline=True, progress=False, **engine)
 
 
 def items(data: Path) -> list[Any]:
@@ -74,9 +74,9 @@ def test_separate_in_memory_equals_infer_sample_for_sample(assets: dict[str, Any
     flags = [f"--{key}={value}" for key, value in engine.items()]
     folder = infer(assets, system, demo_root / subset, tmp_path / "est", *flags)
     separator = load(assets, system, **engine)
-    assert separator.sample_rate == 16000 and separator.system == system
+    assert separator.system == system
     for item in items(demo_root / subset):
-        estimate = separator.separate(item.mixture, item.spec.query)
+        estimate = separator.separate(item.mixture, item.spec.query, sample_rate=16000)
         assert isinstance(estimate, np.ndarray) and estimate.dtype == np.float32
         assert np.array_equal(estimate, written(folder, item)), item.spec.id
 
@@ -89,14 +89,14 @@ def test_batches_lists_and_tensors_give_the_same_samples(assets: dict[str, Any],
     expected = np.stack([written(folder, item) for item in loaded])
     batch = np.stack([item.mixture for item in loaded])
     queries = [item.spec.query for item in loaded]
-    assert np.array_equal(separator.separate(batch, queries), expected)
-    tensor = separator.separate(torch.from_numpy(batch), queries)
+    assert np.array_equal(separator.separate(batch, queries, sample_rate=16000), expected)
+    tensor = separator.separate(torch.from_numpy(batch), queries, sample_rate=16000)
     assert isinstance(tensor, torch.Tensor) and tensor.dtype == torch.float32 and tensor.device == torch.device("cpu")
     assert np.array_equal(tensor.numpy(), expected)
-    one = separator.separate(torch.from_numpy(loaded[0].mixture), queries[0])
+    one = separator.separate(torch.from_numpy(loaded[0].mixture), queries[0], sample_rate=16000)
     assert one.shape == loaded[0].mixture.shape and np.array_equal(one.numpy(), expected[0])
     # One query for every row.
-    same = separator.separate(np.stack([loaded[0].mixture] * 2), queries[0])
+    same = separator.separate(np.stack([loaded[0].mixture] * 2), queries[0], sample_rate=16000)
     assert np.array_equal(same, np.stack([expected[0]] * 2))
 
 
@@ -104,10 +104,10 @@ def test_reference_based_systems_take_the_reference(assets: dict[str, Any], demo
     folder = infer(assets, "oracle", demo_root / "validation", tmp_path / "est")
     separator = load(assets, "oracle")
     for item in items(demo_root / "validation"):
-        estimate = separator.separate(item.mixture, item.spec.query, reference=item.reference)
+        estimate = separator.separate(item.mixture, item.spec.query, reference=item.reference, sample_rate=16000)
         assert np.array_equal(estimate, written(folder, item))
     with pytest.raises(ValueError, match="reference="):
-        separator.separate(item.mixture, item.spec.query)
+        separator.separate(item.mixture, item.spec.query, sample_rate=16000)
 
 
 def test_bad_inputs_are_refused_with_a_message(assets: dict[str, Any]) -> None:
@@ -115,20 +115,65 @@ def test_bad_inputs_are_refused_with_a_message(assets: dict[str, Any]) -> None:
 
     separator = load(assets, "mixture")
     with pytest.raises(ValueError, match="2 mixture.*3 queries"):
-        separator.separate(np.zeros((2, 16000), dtype=np.float32), ["a", "b", "c"])
+        separator.separate(np.zeros((2, 16000), dtype=np.float32), ["a", "b", "c"], sample_rate=16000)
     with pytest.raises(ValueError, match=r"\(samples,\) or \(batch, samples\)"):
-        separator.separate(np.zeros((1, 2, 16000), dtype=np.float32), "a")
+        separator.separate(np.zeros((1, 2, 16000), dtype=np.float32), "a", sample_rate=16000)
     noisy = np.zeros(16000, dtype=np.float32)
     noisy[5] = np.nan
     with pytest.raises(Dcase9Error, match="mixture 0 has 1 NaN"):
-        separator.separate(noisy, "a")
+        separator.separate(noisy, "a", sample_rate=16000)
 
 
-def test_api_separate_and_the_benchmarks_build_on_load_separator() -> None:
-    """One way to build a system: no hand-made build contexts, and no engine runs around hand-built models."""
-    root = Path(__file__).resolve().parents[1]
-    for path in (root / "toolkit" / "api.py", root / "benchmarks" / "inference.py", root / "benchmarks" / "gpu_check.py"):
-        text = path.read_text(encoding="utf-8")
-        for name in ("BuildContext", "build_model(", "run_separation("):
-            assert name not in text, (path, name)
-        assert "load_separator(" in text, path
+def test_the_api_builds_every_system_through_load_separator(demo_root: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """One way to build a system: `api.infer` and `api.load_separator` both go through
+    `dcase9.systems.load_separator` (its checks, its layered options, its identity)."""
+    import dcase9.systems
+
+    calls: list[str] = []
+    real = dcase9.systems.load_separator
+
+    def spy(system: str, **kwargs: Any) -> Any:
+        calls.append(system)
+        return real(system, **kwargs)
+
+    monkeypatch.setattr(dcase9.systems, "load_separator", spy)
+    api.load_separator("mixture", progress=False)
+    api.infer("mixture", demo_root / "eval-real", tmp_path / "est", limit=1, progress=False)
+    assert calls == ["mixture", "mixture"]
+
+
+def test_the_sample_rate_is_required_and_outputs_come_back_at_it(assets: dict[str, Any]) -> None:
+    """Audio in memory has no rate of its own: `sample_rate` is required (a 44.1 kHz array can no longer be
+    taken for 16 kHz), and the estimates come back at it, in the input's length."""
+    separator = load(assets, "mixture")
+    mixture = np.sin(np.arange(44100, dtype=np.float32) / 7).astype(np.float32)
+    with pytest.raises(TypeError, match="sample_rate"):
+        separator.separate(mixture, "a")  # type: ignore[call-arg]
+    for bad in (0, 44100.5, 10**7, "44100"):
+        with pytest.raises(ValueError, match="sample_rate"):
+            separator.separate(mixture, "a", sample_rate=bad)
+    estimate = separator.separate(mixture, "a", sample_rate=44100)
+    assert estimate.shape == mixture.shape
+    # The identity system at 16 kHz: 44.1 -> 16 -> 44.1 kHz (soxr HQ) keeps a 1 kHz tone, away from the edges.
+    assert np.max(np.abs(estimate - mixture)[2000:-2000]) < 1e-3
+
+
+def test_a_tensor_on_a_device_stays_there(assets: dict[str, Any]) -> None:
+    """A tensor that is not on the CPU is resampled and separated where it lies, never copied to the host
+    (on the meta device any host copy fails)."""
+    separator = api.load_separator("mixture", device="meta", progress=False)
+    mixture = torch.zeros(2, 44100, device="meta")
+    estimate = separator.separate(mixture, sample_rate=44100)
+    assert estimate.is_meta and estimate.shape == mixture.shape
+
+
+def test_conditions_given_instead_of_queries(assets: dict[str, Any], demo_root: Path) -> None:
+    """Precomputed query embeddings give what the text queries give."""
+    separator = load(assets, "baseline")
+    item = items(demo_root / "validation")[0]
+    by_text = separator.separate(item.mixture, item.spec.query, sample_rate=16000)
+    conditions = separator.model.encode_queries([item.spec.query])
+    assert np.array_equal(separator.separate(item.mixture, conditions=conditions, sample_rate=16000), by_text)
+    with pytest.raises(ValueError, match="queries or conditions"):
+        separator.separate(item.mixture, "x", conditions=conditions, sample_rate=16000)

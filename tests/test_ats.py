@@ -16,7 +16,6 @@ from dcase9 import api
 from dcase9.ats import AtsScorer
 from dcase9.audio import resample, sinc_resample
 from dcase9.cli import app
-from dcase9.engine import EngineOptions
 
 runner = CliRunner()
 
@@ -41,8 +40,8 @@ def scorer(clap_files: dict[str, Path], mode: str = "resample", checkpoint: str 
 def estimates(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("est")
     for system in ("mixture", "oracle"):
-        api.separate(system, demo_root / "validation", root / system, options=EngineOptions(progress=False))
-    api.separate("mixture", demo_root / "eval-real", root / "real", options=EngineOptions(progress=False))
+        api.infer(system, demo_root / "validation", root / system, progress=False)
+    api.infer("mixture", demo_root / "eval-real", root / "real", progress=False)
     return {"mixture": root / "mixture", "oracle": root / "oracle", "real": root / "real"}
 
 

@@ -73,10 +73,9 @@ ls -a "$DISK/out" > listing2.txt
 @needs_namespaces
 def test_score_on_a_disk_that_fills_up_keeps_the_previous_report(demo_root: Path, tmp_path: Path) -> None:
     from dcase9 import api
-    from dcase9.engine import EngineOptions
 
     estimates = tmp_path / "est"
-    api.separate("mixture", demo_root / "validation", estimates, options=EngineOptions(progress=False))
+    api.infer("mixture", demo_root / "validation", estimates, progress=False)
     data = demo_root / "validation"
     # The first report fits; the second (the same plus a few KB of other rows) finds the disk full.
     script = f"""
@@ -142,10 +141,9 @@ def terminate_while_writing(args: list[str], cwd: Path) -> tuple[int, str]:
 
 def test_sigterm_while_score_writes_keeps_the_previous_report_and_exits_143(demo_root: Path, tmp_path: Path) -> None:
     from dcase9 import api
-    from dcase9.engine import EngineOptions
 
     estimates, report = tmp_path / "est", tmp_path / "report"
-    api.separate("mixture", demo_root / "validation", estimates, options=EngineOptions(progress=False))
+    api.infer("mixture", demo_root / "validation", estimates, progress=False)
     api.score(demo_root / "validation", estimates, report, progress=False)
     previous = {p.name: p.read_bytes() for p in report.iterdir()}
     code, output = terminate_while_writing(["score", "-d", str(demo_root / "validation"), "-e", str(estimates),

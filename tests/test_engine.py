@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 
 from dcase9.data.formats import open_dataset
-from dcase9.engine import EngineOptions, chunk_starts, resolve_device, run_separation, separate_in_chunks
+from dcase9.engine import EngineOptions, Separator, chunk_starts, resolve_device, separate_in_chunks
 from dcase9.outputs import MANIFEST_NAME
 from dcase9.errors import ConfigError, Dcase9Error
 
@@ -40,8 +40,8 @@ class CountingSeparator:
 
 
 def run(separator: CountingSeparator, data: Path, out: Path, **options: object) -> object:
-    return run_separation(separator, open_dataset(data), out, identity={"system": "counting"},
-                          options=EngineOptions(progress=False, **options))  # type: ignore[arg-type]
+    return Separator(separator, identity={"system": "counting"},  # type: ignore[arg-type]
+                     options=EngineOptions(progress=False, **options)).infer(open_dataset(data), out)
 
 
 def test_chunk_starts_cover_everything() -> None:
@@ -139,8 +139,9 @@ def test_resume_skips_finished_outputs_and_interrupts_leave_no_partial_files(dem
 def test_outputs_of_another_system_are_not_mixed(demo_root: Path, tmp_path: Path) -> None:
     run(CountingSeparator(), demo_root / "validation", tmp_path / "out", limit=2)
     with pytest.raises(Dcase9Error, match="outputs of another run.*--overwrite"):
-        run_separation(CountingSeparator(), open_dataset(demo_root / "validation"), tmp_path / "out",
-                       identity={"system": "other"}, options=EngineOptions(progress=False, limit=2))
+        Separator(CountingSeparator(), identity={"system": "other"},  # type: ignore[arg-type]
+                  options=EngineOptions(progress=False, limit=2)).infer(open_dataset(demo_root / "validation"),
+                                                                        tmp_path / "out")
 
 
 class Identity32k(CountingSeparator):

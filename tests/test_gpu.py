@@ -23,7 +23,6 @@ from torch import nn
 from tests.tiny_audioldm import TINY_MASK_NET, write_system3_checkpoint, write_tiny_vae, write_tiny_vocoder
 from tests.tiny_models import system_config, tokenizer_folder, trained_like_batch_norms, write_lightning_checkpoint
 from dcase9 import api
-from dcase9.engine import EngineOptions
 from dcase9.errors import ConfigError
 from dcase9.models.resunet import ResUNet30
 from dcase9.models.tiny import TINY_CLAP
@@ -66,21 +65,22 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def build(system: str, assets: dict[str, Any], device: str) -> Any:
-    """A system's model, built as `api.separate` builds it."""
+    """A system's model, built as `api.infer` builds it."""
     given = assets[system]
     return api.load_separator(system, checkpoint=given.get("checkpoint"), weights=given.get("weights"),
-                              options=given.get("system_options"), device=device, offline=True).model
+                              system_options=given.get("system_options"), device=device, offline=True).model
 
 
-def modules_of(separator: Any) -> list[nn.Module]:
-    return [value for value in vars(separator).values() if isinstance(value, nn.Module)]
+def modules_of(model: nn.Module) -> list[nn.Module]:
+    """A system's model is one module (its parts are submodules): every parameter and buffer is reached."""
+    assert isinstance(model, nn.Module)
+    return [model]
 
 
 def separate(system: str, assets: dict[str, Any], data: Path, out: Path, device: str, **options: Any) -> Any:
     given = assets[system]
-    return api.separate(system, data, out, options=EngineOptions(device=device, progress=False, **options),
-                        checkpoint=given.get("checkpoint"), weights=given.get("weights"),
-                        system_options=given.get("system_options"), offline=True)
+    return api.infer(system, data, out, device=device, progress=False, **options, checkpoint=given.get("checkpoint"),
+                     weights=given.get("weights"), system_options=given.get("system_options"), offline=True)
 
 
 def read_outputs(folder: Path) -> dict[str, np.ndarray]:

@@ -1270,10 +1270,10 @@ class GainSeparator:
 
 def separate_with(separator: Any, data: Path, out: Path, **options: Any) -> Any:
     from dcase9.data.formats import open_dataset
-    from dcase9.engine import EngineOptions, run_separation
+    from dcase9.engine import EngineOptions, Separator
 
-    return run_separation(separator, open_dataset(data), out, identity={"system": "gain"},
-                          options=EngineOptions(progress=False, **options))
+    return Separator(separator, identity={"system": "gain"},
+                     options=EngineOptions(progress=False, **options)).infer(open_dataset(data), out)
 
 
 def test_a_system_returning_nan_writes_nothing_and_says_so(demo_root: Path, tmp_path: Path) -> None:

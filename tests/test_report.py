@@ -20,7 +20,6 @@ from tests.report_support import CHROMIUM, PageDom, chromium_dump, local_file, p
 from dcase9 import api
 from dcase9.cli import app
 from dcase9.data.formats import open_dataset
-from dcase9.engine import EngineOptions
 from dcase9.errors import Dcase9Error
 from dcase9.report import build_report
 from dcase9.report.build import page_order
@@ -35,7 +34,7 @@ def scored(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     """Score reports of `oracle` and `mixture` on the demo validation set (48 mixtures)."""
     root = tmp_path_factory.mktemp("scored")
     for system in ("oracle", "mixture"):
-        api.separate(system, demo_root / "validation", root / "est" / system, options=EngineOptions(progress=False))
+        api.infer(system, demo_root / "validation", root / "est" / system, progress=False)
         api.score(demo_root / "validation", root / "est" / system, root / "reports" / system, progress=False)
     return {"oracle": root / "reports" / "oracle", "mixture": root / "reports" / "mixture", "root": root}
 
@@ -125,7 +124,7 @@ def test_reports_of_different_clips_or_data_sets_are_refused(scored: dict[str, P
     text = " ".join(result.output.split())
     assert result.exit_code == 2 and "different clips" in text and gone.stem in text and "Traceback" not in text
 
-    api.separate("mixture", demo_root / "eval-synth", tmp_path / "eval-est", options=EngineOptions(progress=False))
+    api.infer("mixture", demo_root / "eval-synth", tmp_path / "eval-est", progress=False)
     api.score(demo_root / "eval-synth", tmp_path / "eval-est", tmp_path / "eval-report", progress=False,
               ats=stand_in_ats)
     result = runner.invoke(app, ["report", str(scored["oracle"]), str(tmp_path / "eval-report"), "-o",
@@ -152,7 +151,7 @@ def test_duplicate_system_names_are_made_unique(scored: dict[str, Path], tmp_pat
 
 def test_a_moved_data_set_is_found_with_data(demo_root: Path, tmp_path: Path) -> None:
     shutil.copytree(demo_root / "validation", tmp_path / "val")
-    api.separate("mixture", tmp_path / "val", tmp_path / "est", options=EngineOptions(progress=False))
+    api.infer("mixture", tmp_path / "val", tmp_path / "est", progress=False)
     api.score(tmp_path / "val", tmp_path / "est", tmp_path / "report", progress=False)
     (tmp_path / "val").rename(tmp_path / "moved")
     with pytest.raises(Dcase9Error, match="--data"):
@@ -191,7 +190,7 @@ def evil_validation(source: Path, target: Path) -> Path:
 def evil_page(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("evil")
     data = evil_validation(demo_root / "validation", root / "val")
-    api.separate("mixture", data, root / "est", options=EngineOptions(progress=False))
+    api.infer("mixture", data, root / "est", progress=False)
     api.score(data, root / "est", root / "report", progress=False)
     build_report([root / "report"], root / "page", spectrograms=0, **QUICK)
     return root / "page"

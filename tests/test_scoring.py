@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 
 from dcase9 import api
 from dcase9.cli import app
-from dcase9.engine import EngineOptions
 from dcase9.errors import Dcase9Error
 from dcase9.scoring import snr_bin, summarise
 
@@ -24,9 +23,8 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def estimates(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("estimates")
-    options = EngineOptions(progress=False)
     for system in ("mixture", "oracle"):
-        api.separate(system, demo_root / "validation", root / system, options=options)
+        api.infer(system, demo_root / "validation", root / system, progress=False)
     return {"mixture": root / "mixture", "oracle": root / "oracle"}
 
 
@@ -110,7 +108,7 @@ def test_evaluation_sets_have_no_references(demo_root: Path, tmp_path: Path) -> 
     with pytest.raises(Dcase9Error, match="no references"):
         api.score(demo_root / "eval-real", tmp_path, progress=False)
     with pytest.raises(Dcase9Error, match="needs references"):
-        api.separate("oracle", demo_root / "eval-real", tmp_path / "x", options=EngineOptions(progress=False))
+        api.infer("oracle", demo_root / "eval-real", tmp_path / "x", progress=False)
 
 
 def test_missing_estimates_folder(demo_root: Path, tmp_path: Path) -> None:

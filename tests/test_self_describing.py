@@ -121,17 +121,17 @@ def test_the_checkpoint_alone_gives_the_estimates_of_the_settings_given_separate
                                    progress=False)
     assert separator.identity["options"] == manifest["identity"]["options"] and list(temporary.iterdir()) == []
     mixture = 0.1 * np.random.default_rng(0).standard_normal(16000).astype(np.float32)
-    estimate = separator.separate(mixture, "a dog barks")
+    estimate = separator.separate(mixture, "a dog barks", sample_rate=16000)
     again = api.load_separator("baseline", checkpoint=trained["checkpoint"], device="cpu", offline=True,
-                               progress=False, options=trained["entry"]["system_options"],
+                               progress=False, system_options=trained["entry"]["system_options"],
                                weights={"roberta-base-tokenizer": trained["run"] / "tokenizer"})
-    np.testing.assert_array_equal(estimate, again.separate(mixture, "a dog barks"))
+    np.testing.assert_array_equal(estimate, again.separate(mixture, "a dog barks", sample_rate=16000))
 
 
 def test_what_the_user_passes_beats_what_the_checkpoint_says(trained: dict[str, Any], demo_root: Path,
                                                             tmp_path: Path) -> None:
     # Options key by key: hop_length from the user, everything else (n_fft, channels, clap) from the checkpoint.
-    separator = api.load_separator("baseline", checkpoint=trained["checkpoint"], options={"hop_length": 32},
+    separator = api.load_separator("baseline", checkpoint=trained["checkpoint"], system_options={"hop_length": 32},
                                    device="cpu", offline=True, progress=False)
     options = separator.identity["options"]
     assert options["hop_length"] == 32 and options["n_fft"] == 128 and options["channels"] == [4, 8]

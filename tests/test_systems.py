@@ -19,7 +19,7 @@ from tests.tiny_models import (SMALL_STFT, resunet_weights, system_config, token
                                write_lightning_checkpoint)
 from dcase9 import api
 from dcase9.cli import app
-from dcase9.engine import EngineOptions, separate_in_chunks
+from dcase9.engine import separate_in_chunks
 from dcase9.errors import CheckpointError
 
 runner = CliRunner()
@@ -82,8 +82,8 @@ def test_mis_keyed_checkpoint_is_refused_naming_keys(assets: dict[str, Path], de
 
 def test_wrong_stft_size_is_refused(assets: dict[str, Path], demo_root: Path, tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="base.bn0"):
-        api.separate("baseline", demo_root / "validation", tmp_path / "est",
-                     options=EngineOptions(progress=False, limit=1), checkpoint=assets["checkpoint"],
+        api.infer("baseline", demo_root / "validation", tmp_path / "est",
+                     progress=False, limit=1, checkpoint=assets["checkpoint"],
                      weights={"roberta-base-tokenizer": assets["tokenizer"]}, offline=True,
                      system_options=system_config({"n_fft": 1024, "hop_length": 160}))
 
@@ -104,7 +104,7 @@ def test_missing_weights_offline_explain_what_to_do(demo_root: Path, tmp_path: P
 def test_system2_runs_at_32k_on_16k_data(assets: dict[str, Path], demo_root: Path, tmp_path: Path) -> None:
     """AudioSep-32K: 16 kHz in, 32 kHz model, 16 kHz out of the same length."""
     checkpoint = write_lightning_checkpoint(tmp_path / "audiosep.ckpt", resunet=resunet_weights(512, 128))
-    result = api.separate("2", demo_root / "eval-real", tmp_path / "est", options=EngineOptions(progress=False, limit=1),
+    result = api.infer("2", demo_root / "eval-real", tmp_path / "est", progress=False, limit=1,
                           checkpoint=checkpoint, weights={"roberta-base-tokenizer": assets["tokenizer"]},
                           offline=True, system_options=system_config({"n_fft": 512, "hop_length": 128}))
     assert result.written == 1
@@ -121,7 +121,7 @@ def test_the_cpu_build_runs_the_inference_form_with_the_same_outputs(assets: dic
 
     separator = api.load_separator("baseline", checkpoint=assets["checkpoint"], device="cpu",
                                    weights={"roberta-base-tokenizer": assets["tokenizer"]},
-                                   options=system_config(), offline=True, progress=False)
+                                   system_options=system_config(), offline=True, progress=False)
     model = separator.model
     assert isinstance(model, torch.nn.Module) and isinstance(model.resunet.base.encoder_block1.conv_block1,
                                                               ConvBlockRes)
@@ -155,8 +155,8 @@ def test_text_queried_systems_start_without_transformers(assets: dict[str, Path]
             "from dcase9 import api\n"
             "ckpt, tok, config = sys.argv[1:]\n"
             "sep = api.load_separator('baseline', checkpoint=ckpt, weights={'roberta-base-tokenizer': tok},\n"
-            "                         options=yaml.safe_load(open(config)), device='cpu', offline=True, progress=False)\n"
-            "sep.separate(np.full(16000, 0.01, dtype=np.float32), 'a dog barks')\n"
+            "                         system_options=yaml.safe_load(open(config)), device='cpu', offline=True, progress=False)\n"
+            "sep.separate(np.full(16000, 0.01, dtype=np.float32), 'a dog barks', sample_rate=16000)\n"
             "print(sorted(m for m in sys.modules if m.startswith(('transformers', 'torch._dynamo'))))\n")
     result = subprocess.run([sys.executable, "-c", code, str(assets["checkpoint"]), str(assets["tokenizer"]),
                              str(assets["config"])], capture_output=True, text=True, check=True,

@@ -19,7 +19,8 @@ from dcase9.errors import ConfigError, MissingDependencyError
 from dcase9.models.checkpoints import read_checkpoint
 from dcase9.models.resunet import ResUNet30
 from dcase9.models.tiny import TINY_CLAP
-from dcase9.training.config import assemble_config, parse_assignment, preset_names
+from dcase9.config import parse_assignment
+from dcase9.training.config import assemble_config, preset_names
 
 runner = CliRunner()
 

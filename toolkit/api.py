@@ -3,8 +3,8 @@
     from dcase9 import api
     report = api.validate("lass_validation_dir")
     separator = api.load_separator("baseline", checkpoint="baseline.ckpt")
-    estimate = separator.separate(mixture_16k, "a dog barks")
-    api.separate("oracle", "lass_validation_dir", "estimates/oracle")
+    estimate = separator.separate(mixture, "a dog barks", sample_rate=44100)
+    api.infer("oracle", "lass_validation_dir", "estimates/oracle")
     scores = api.score("lass_validation_dir", "estimates/oracle", out="reports/oracle")
     page = api.report(["reports/oracle", "reports/baseline"], "reports/page")
     run = api.train("runs/system1", preset="system1", overrides={"data": {"datafiles": ["aug.json"]}})
@@ -19,17 +19,22 @@ import io
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dcase9.audio import SAMPLE_RATE, write_wav
 from dcase9.data.formats import DataSet, SetKind, open_dataset
 from dcase9.data.items import ItemLoader, LoadFailure
 from dcase9.data.validate import EXPECTED_SECONDS, ValidationReport, validate_dataset
 from dcase9.engine import EngineOptions, RunResult, Separator, progress_bar, resolve_device
-from dcase9.errors import Dcase9Error
+from dcase9.errors import ConfigError, Dcase9Error
 from dcase9.files import check_no_overlap, require_folder, write_text_atomic
 from dcase9.outputs import MIX_INDEX_NAME, OutputFolder, Problem, mix_paths
 from dcase9.scoring import ScoreReport, score_estimates
+
+if TYPE_CHECKING:  # imported when used: they pull in models, Lightning, matplotlib
+    from dcase9.ats import AtsScorer
+    from dcase9.report import ReportResult
+    from dcase9.training import SystemFacts, TrainConfig, TrainResult
 
 
 def validate(data: str | Path, *, kind: str | None = None, csv_path: str | Path | None = None,
@@ -105,57 +110,61 @@ def mix(data: str | Path | DataSet, out: str | Path, *, pcm16: bool = False, ove
 
 
 def load_separator(system: str, *, checkpoint: str | Path | None = None,
-                   weights: dict[str, str | Path] | None = None, options: dict[str, Any] | None = None,
+                   weights: dict[str, str | Path] | None = None, system_options: dict[str, Any] | None = None,
                    device: str = "auto", precision: str = "fp32", batch_size: int | None = None,
                    segment: float | None = None, overlap: float = 0.25, resampler: str = "soxr",
                    compile: bool = False, offline: bool = False, trust_checkpoint: bool = False,
                    progress: bool = True) -> Separator:
-    """A registered system, ready to separate 16 kHz audio in memory (`dcase9.engine.Separator`):
+    """A registered system, ready to separate audio in memory (`dcase9.engine.Separator`):
 
         separator = api.load_separator("baseline", checkpoint="baseline.ckpt")
-        estimate = separator.separate(mixture, "a dog barks")       # numpy in, numpy out; tensors too
-        estimates = separator.separate(batch, ["a dog barks", "rain"])  # (batch, samples)
-        separator.run(open_dataset("lass_validation"), "est")        # what `dcase9 infer` does
+        estimate = separator.separate(mixture, "a dog barks", sample_rate=44100)   # numpy in, numpy out
+        estimates = separator.separate(batch, ["a dog barks", "rain"], sample_rate=16000)  # (batch, samples)
+        separator.infer(open_dataset("lass_validation"), "est")        # what `dcase9 infer` does
 
     `checkpoint` replaces the system's main weights; `weights` maps any registry name to a local
-    path; `options` override the system's settings. A checkpoint of `dcase9 train` carries its
-    system options and, when it is not the registry's, its tokenizer: they are the defaults under
-    `options` and `weights` (checkpoints made elsewhere need `options` as before). `device`,
-    `precision` (fp32, bf16, fp16), `batch_size`, `segment` (seconds per chunk for long inputs),
-    `overlap`, `resampler` (soxr or julius) and `compile` are the engine's, as for `dcase9 infer`;
-    outputs equal its outputs.
+    path; `system_options` override the system's settings (its typed configuration: n_fft, the CLAP
+    architecture, ...). A checkpoint of `dcase9 train` carries its system options and, when it is not
+    the registry's, its tokenizer: they are the defaults under `system_options` and `weights`
+    (checkpoints made elsewhere need `system_options` as before). The engine's settings are those of
+    `dcase9 infer`: `device`, `precision` (fp32, bf16, fp16), `batch_size`, `segment` (seconds per
+    chunk for long inputs), `overlap`, `resampler` (soxr or julius), `compile`; outputs equal its outputs.
     """
     from dcase9.systems import load_separator as load
 
     engine = EngineOptions(batch_size=batch_size, device=device, precision=precision, segment_seconds=segment,
                            overlap=overlap, resampler=resampler, compile=compile, progress=progress)
-    return load(system, checkpoint=checkpoint, weights=weights, options=options, engine=engine, offline=offline,
-                trust_checkpoint=trust_checkpoint)
+    return load(system, checkpoint=checkpoint, weights=weights, system_options=system_options, engine=engine,
+                offline=offline, trust_checkpoint=trust_checkpoint)
 
 
-def separate(system: str, data: str | Path | DataSet, out: str | Path, *,
-             options: EngineOptions | None = None, system_options: dict[str, Any] | None = None,
-             checkpoint: str | Path | None = None, weights: dict[str, str | Path] | None = None,
-             offline: bool = False, trust_checkpoint: bool = False) -> RunResult:
+def infer(system: str, data: str | Path | DataSet, out: str | Path, *, checkpoint: str | Path | None = None,
+          weights: dict[str, str | Path] | None = None, system_options: dict[str, Any] | None = None,
+          device: str = "auto", precision: str = "fp32", batch_size: int | None = None,
+          segment: float | None = None, overlap: float = 0.25, resampler: str = "soxr", compile: bool = False,
+          workers: int | None = None, overwrite: bool = False, limit: int | None = None, pcm16: bool = False,
+          offline: bool = False, trust_checkpoint: bool = False, progress: bool = True) -> RunResult:
     """Run a registered system over an evaluation set, writing `out/<id>.wav` at 16 kHz (`dcase9 infer`).
 
-    The separator is `load_separator`'s (`options`: the engine's settings, including the folder's:
-    overwrite, limit, pcm16); `system_options` override the system's typed configuration.
+    The separator is `load_separator`'s (the same keywords); `workers` (reading and writing threads),
+    `overwrite`, `limit` and `pcm16` are the folder's settings, as `dcase9 infer`'s flags.
     """
     from dcase9.systems import get_system, load_separator as load
 
     spec = get_system(system)
-    options = options or EngineOptions()
-    options.check()
+    engine = EngineOptions(batch_size=batch_size, device=device, precision=precision, segment_seconds=segment,
+                           overlap=overlap, resampler=resampler, compile=compile, workers=workers,
+                           overwrite=overwrite, limit=limit, pcm16=pcm16, progress=progress)
+    engine.check()
     require_folder(out, "the estimates")  # before a model is loaded for nothing
     dataset = open_dataset(data)
     check_no_overlap({"--out": out}, {**dataset.input_paths(), "--checkpoint": checkpoint,
                                       **{f"--weight {name}": path for name, path in (weights or {}).items()}})
     if spec.needs_reference and not dataset.has_references:
         raise Dcase9Error(f"system '{spec.name}' needs references; the {dataset.kind.value} set has none")
-    separator = load(system, checkpoint=checkpoint, weights=weights, options=system_options, engine=options,
+    separator = load(system, checkpoint=checkpoint, weights=weights, system_options=system_options, engine=engine,
                      offline=offline, trust_checkpoint=trust_checkpoint)
-    return separator.run(dataset, out)
+    return separator.infer(dataset, out)
 
 
 def download(system: str, *, include_optional: bool = False, offline: bool = False,
@@ -172,7 +181,7 @@ def download(system: str, *, include_optional: bool = False, offline: bool = Fal
 
 def load_ats_scorer(*, checkpoint: str | Path | None = None, weights: dict[str, str | Path] | None = None,
                     mode: str = "resample", clap: dict[str, Any] | None = None, offline: bool = False,
-                    trust_checkpoint: bool = False, device: str = "auto", progress: bool = True) -> Any:
+                    trust_checkpoint: bool = False, device: str = "auto", progress: bool = True) -> AtsScorer:
     """The CLAP model ATS uses: by default the standalone laion CLAP file of the registry (the query
     encoder's weights); `checkpoint` may be another laion `.pt` or a baseline/AudioSep `.ckpt`
     (its `query_encoder.model.*` part). `clap` overrides the architecture (ClapArchitecture fields)."""
@@ -204,7 +213,7 @@ def score(data: str | Path | DataSet, estimates: str | Path, out: str | Path | N
                            extra_metrics=extra, workers=workers)
 
 
-def report(reports: list[str | Path], out: str | Path, **options: Any) -> Any:
+def report(reports: list[str | Path], out: str | Path, **options: Any) -> ReportResult:
     """A listening page and a paired comparison from `score` report folders of the same data set
     and clips (`dcase9 report`): `out/index.html`, `out/comparison.json`, `out/comparison.png`.
 
@@ -218,31 +227,46 @@ def report(reports: list[str | Path], out: str | Path, **options: Any) -> Any:
     return build_report(reports, out, **options)
 
 
+def train_config(out: str | Path, *, preset: str | None = None, config: str | Path | None = None,
+                 overrides: dict[str, Any] | list[dict[str, Any]] | None = None, resume: bool = False) -> TrainConfig:
+    """The configuration `train` runs (`dcase9 train --print-config`): `preset`, then the YAML `config`,
+    then `overrides` (a nested mapping, or a list of them applied in order, e.g. `{"data": {"datafiles":
+    ["train.json"]}, "trainer": {"max_steps": 1000}}`). With `resume=True`: the run's saved configuration
+    in `out`, then `overrides`."""
+    from dcase9.config import read_yaml
+    from dcase9.training import assemble_config
+    from dcase9.training.run import CONFIG_FILE
+
+    base = None
+    if resume:
+        saved = Path(out) / CONFIG_FILE
+        if not saved.is_file():
+            raise ConfigError(f"resume: {saved} not found (is {out} a training run folder?)")
+        if preset is not None:
+            raise ConfigError("resume continues the run's saved configuration; a preset applies to new runs only")
+        base = read_yaml(saved)
+    layers = overrides if isinstance(overrides, list) else [overrides] if overrides else []
+    return assemble_config(preset=preset, config_file=config, overrides=layers, base=base)
+
+
 def train(out: str | Path, *, preset: str | None = None, config: str | Path | None = None,
-          overrides: dict[str, Any] | None = None, resume: bool = False, progress: bool = True,
-          trust_checkpoint: bool = False) -> Any:
-    """Train a separation model (`dcase9 train`): `preset`, then the YAML `config`, then `overrides`
-    (a nested mapping, e.g. `{"data": {"datafiles": ["train.json"]}, "trainer": {"max_steps": 1000}}`).
+          overrides: dict[str, Any] | list[dict[str, Any]] | None = None, resume: bool = False, progress: bool = True,
+          trust_checkpoint: bool = False) -> TrainResult:
+    """Train a separation model (`dcase9 train`) with `train_config`'s configuration (the same arguments).
     With `resume=True` the run in `out` continues from its saved configuration and last.ckpt;
     `trust_checkpoint=True` lets the checkpoints it starts from run the pickled code they contain.
     Returns a `dcase9.training.TrainResult`; a run that diverges raises
-    `dcase9.training.run.TrainingDiverged`. See docs/training.md.
+    `dcase9.training.run.TrainingDiverged`, an interrupted one `TrainingInterrupted`. See docs/training.md.
     """
-    from dcase9.config import read_yaml
-    from dcase9.training import assemble_config
     from dcase9.training import train as run_training
-    from dcase9.training.run import CONFIG_FILE
 
-    base = read_yaml(Path(out) / CONFIG_FILE) if resume else None
-    if resume and preset is not None:
-        raise Dcase9Error("resume continues the run's saved configuration; preset applies to new runs only")
-    train_config = assemble_config(preset=preset, config_file=config, overrides=[overrides] if overrides else [],
-                                   base=base)
-    return run_training(train_config, out, system=system_facts(train_config.system), resume=resume,
+    settings = train_config(out, preset=preset, config=config, overrides=overrides, resume=resume)
+    check_no_overlap({"--out": out}, {"--config": config})  # the data files are checked where they are read
+    return run_training(settings, out, system=system_facts(settings.system), resume=resume,
                         progress=progress, trust_checkpoint=trust_checkpoint)
 
 
-def system_facts(name: str | None) -> Any:
+def system_facts(name: str | None) -> SystemFacts:
     """What training needs to know of the system that will load its checkpoints (`config.system`;
     None: System 1, the baseline's architecture), as a `dcase9.training.SystemFacts`: its rate and
     the `dcase9 infer` command line that loads a checkpoint."""

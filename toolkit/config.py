@@ -335,3 +335,27 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
         else:
             merged[key] = copy.deepcopy(value)
     return merged
+
+
+def nested(dotted: str, value: Any) -> dict[str, Any]:
+    """`"a.b.c"`, value -> `{"a": {"b": {"c": value}}}` (a layer for `deep_merge`)."""
+    for part in reversed(dotted.split(".")):
+        value = {part: value}
+    return value  # type: ignore[return-value]
+
+
+def parse_assignment(text: str) -> dict[str, Any]:
+    """`a.b.c=value` as `{"a": {"b": {"c": value}}}`; the value is read as YAML (`1e-4`, `[1, 2]`, `null`)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set expects KEY.PATH=VALUE, got {text!r}")
+    try:
+        value = load_yaml_text(raw) if raw.strip() else ""
+    except YamlRefusal as exc:
+        raise ConfigError(f"--set {key}: the value {raw!r} is refused: {exc.describe()}") from None
+    except yaml.YAMLError as exc:
+        problem, _, column = yaml_problem(exc, raw)
+        where = f" at column {column}" if column is not None else ""
+        raise ConfigError(f"--set {key}: the value {raw!r} is not valid YAML{where}: {problem}") from None
+    return nested(key, value)

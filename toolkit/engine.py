@@ -60,7 +60,8 @@ class SeparationModel(Protocol):
     same shape.
     """
 
-    sample_rate: int
+    sample_rate: int  # the rate it runs at; the engine resamples to it and back
+    # `queried = False` (a class or instance attribute) for systems that take no query (reference-based ones)
 
     def encode_queries(self, queries: Sequence[str]) -> torch.Tensor | None: ...
 
@@ -235,6 +236,11 @@ class QueryCache:
         self.separator = separator
         self.embeddings: dict[str, torch.Tensor] = {}
 
+    @property
+    def needs_queries(self) -> bool:
+        """Whether the system separates by a query (`queried = False`: the mixture, the oracle...)."""
+        return bool(getattr(self.separator, "queried", True))
+
     def conditions(self, queries: Sequence[str]) -> torch.Tensor | None:
         new = [q for q in dict.fromkeys(queries) if q not in self.embeddings]
         if new:
@@ -260,24 +266,24 @@ FOLDER_SETTINGS = ("overwrite", "limit", "progress", "pcm16", "workers")
 
 
 class Separator:
-    """A system ready to separate 16 kHz mono audio, exactly as `dcase9 infer` does.
+    """A system ready to separate audio, exactly as `dcase9 infer` does.
 
-    `separate(mixture, queries, reference=None)` takes a `(samples,)` or `(batch, samples)` numpy
-    array or torch tensor at 16 kHz and one query (or one per row), and returns the estimates in the
-    same shape and kind (float32; a tensor on the input's device). `run(dataset, out)` separates every
-    mixture of an evaluation set into `out/<id>.wav`, resumably. Both use the engine's steps:
-    resampling to the model's rate (soxr HQ, or julius on the device: `options.resampler`), batches
-    of `batch_size`, one query embedding per distinct query (cached for the separator's life),
-    chunks of `segment` seconds cross-faded for long inputs, bf16/fp16 autocast, and the same
-    resampling back; so a clip gives the same samples either way. A system that needs references
-    (the oracle, `3-roundtrip`) takes them as `reference=`.
+    `separate(mixture, queries, sample_rate=...)` works in memory: a `(samples,)` or `(batch, samples)`
+    numpy array or torch tensor at `sample_rate` (required: nothing here can tell 44.1 kHz audio from
+    16 kHz audio, and a wrong guess gives a wrong but plausible result), one query (or one per row);
+    it returns the estimates at the input's rate, shape and kind (float32). `infer(dataset, out)`
+    separates every mixture of an evaluation set into `out/<id>.wav` (16 kHz), resumably. Both use the
+    engine's steps: resampling to the model's rate and back (soxr HQ on the CPU, or julius on the
+    device: `options.resampler`; a tensor on a GPU is resampled there and never leaves it), batches of
+    `batch_size`, one query embedding per distinct query (cached for the separator's life), chunks of
+    `segment` seconds cross-faded for long inputs, bf16/fp16 autocast; so a clip gives the same samples
+    either way. A system that needs references (the oracle, `3-roundtrip`) takes them as `reference=`.
 
-    Built by `dcase9.api.load_separator` (or `dcase9.systems.load_separator`); `identity` (system, weights,
-    options) decides which outputs of an earlier run in a folder may be resumed; `settings` is
-    recorded in the run manifest.
+    Built by `dcase9.api.load_separator` (or `dcase9.systems.load_separator`); `model` is the system's
+    module (`model.sample_rate`: the rate it runs at); `identity` (system, weights, system options)
+    decides which outputs of an earlier run in a folder may be resumed; `settings` is recorded in the
+    run manifest.
     """
-
-    sample_rate: int = SAMPLE_RATE
 
     def __init__(self, model: SeparationModel, *, system: str = "", options: EngineOptions | None = None,
                  segment_seconds: float | None = None, needs_reference: bool = False,
@@ -299,53 +305,82 @@ class Separator:
         self.queries = QueryCache(model)
         self._compiled = False
 
-    @property
-    def model_sample_rate(self) -> int:
-        return self.model.sample_rate
-
     # -- in memory ------------------------------------------------------------------------------
 
-    def separate(self, mixture: Any, queries: str | Sequence[str], reference: Any = None) -> Any:
-        """Estimates of `mixture` ((samples,) or (batch, samples) at 16 kHz, numpy or torch) for the
-        text `queries` (one string for every row, or one per row), in the input's shape and kind."""
-        rows = _as_rows(mixture, "mixture")
-        wanted = [queries] * len(rows) if isinstance(queries, str) else list(queries)
-        if len(wanted) != len(rows):
-            raise ValueError(f"{len(rows)} mixture(s) but {len(wanted)} queries: give one query, or one per row")
+    def separate(self, mixture: Any, queries: str | Sequence[str] | None = None, *, sample_rate: int,
+                 reference: Any = None, conditions: torch.Tensor | None = None) -> Any:
+        """Estimates of `mixture` (`(samples,)` or `(batch, samples)` at `sample_rate` Hz, numpy or torch)
+        for the text `queries` (one string for every row, or one per row), in the input's rate, shape and
+        kind. `conditions`: query embeddings computed already (one row, or one per row), instead of
+        `queries`. A tensor on a GPU stays there (resampled there with julius); arrays and CPU tensors
+        are resampled with soxr HQ, as `dcase9 infer` does."""
+        rate = check_sample_rate(sample_rate)
+        on_device = isinstance(mixture, torch.Tensor) and mixture.device.type != "cpu"
+        rows = _as_rows(mixture, "mixture", keep_device=on_device)
+        wanted = self._queries_for(len(rows), queries, conditions)
         references = None
         if self.needs_reference:
             if reference is None:
                 raise ValueError(f"system {self.system!r} separates with the references: pass reference=")
-            references = _as_rows(reference, "reference")
+            references = _as_rows(reference, "reference", keep_device=on_device)
             if references.shape != rows.shape:
-                raise ValueError(f"reference shape {references.shape} differs from the mixture's {rows.shape}")
-        for k, row in enumerate(rows):
-            bad = non_finite_count(row)
-            if bad:
-                raise Dcase9Error(f"mixture {k} has {bad} NaN or infinite samples; nothing separated")
+                raise ValueError(f"reference shape {tuple(references.shape)} differs from the mixture's "
+                                 f"{tuple(rows.shape)}")
+        bad = _non_finite_rows(rows)
+        if bad:
+            k, count = bad[0]
+            raise Dcase9Error(f"mixture {k} has {count} NaN or infinite samples; nothing separated")
         self._compile()
-        prepared = [self._prepare(row, references[k] if references is not None else None)
-                    for k, row in enumerate(rows)]
         estimates = []
         for start in range(0, len(rows), self.batch_size):
-            batch = prepared[start:start + self.batch_size]
-            outputs = self._separate([p[0] for p in batch], [p[1] for p in batch] if references is not None else None,
-                                     wanted[start:start + self.batch_size])
-            for k, estimate in enumerate(outputs, start):
-                bad = non_finite_count(estimate)
-                if bad:
-                    raise Dcase9Error(f"the system returned {bad} NaN or infinite samples for mixture {k} "
-                                      f"(query {wanted[k]!r})")
-                estimates.append(self._finish(estimate, rows.shape[-1]))
-        result = np.stack(estimates)
-        result = result[0] if np.ndim(mixture) == 1 else result
-        if isinstance(mixture, torch.Tensor):
-            return torch.from_numpy(result).to(mixture.device)
-        return result
+            stop = start + self.batch_size
+            batch_refs = references[start:stop] if references is not None else None
+            batch_queries = wanted[start:stop]
+            if on_device:
+                estimate = self._separate_batch(rows[start:stop], batch_refs, batch_queries, rate, resample_here=True)
+            else:
+                prepared = [self._prepare(row, batch_refs[k] if batch_refs is not None else None, rate)
+                            for k, row in enumerate(rows[start:stop])]
+                outputs = self._separate([p[0] for p in prepared],
+                                         [p[1] for p in prepared] if batch_refs is not None else None,  # type: ignore[misc]
+                                         batch_queries, rate)
+                estimate = [self._finish(output, rows.shape[-1], rate) for output in outputs]
+            for k, bad_count in _non_finite_rows(estimate):
+                query = f" (query {wanted[start + k]!r})" if isinstance(wanted, list) else ""
+                raise Dcase9Error(f"the system returned {bad_count} NaN or infinite samples for mixture "
+                                  f"{start + k}{query}")
+            estimates.append(estimate)
+        if on_device:
+            result = torch.cat(estimates)  # type: ignore[arg-type]
+            return result[0] if mixture.ndim == 1 else result
+        stacked = np.stack([row for batch in estimates for row in batch])
+        stacked = stacked[0] if np.ndim(mixture) == 1 else stacked
+        return torch.from_numpy(stacked) if isinstance(mixture, torch.Tensor) else stacked
+
+    def _queries_for(self, rows: int, queries: str | Sequence[str] | None,
+                     conditions: torch.Tensor | None) -> list[str] | torch.Tensor:
+        if conditions is not None:
+            if queries is not None:
+                raise ValueError("give queries or conditions, not both")
+            conditions = conditions if conditions.ndim == 2 else conditions[None]
+            if conditions.shape[0] not in (1, rows):
+                raise ValueError(f"{rows} mixture(s) but {conditions.shape[0]} conditions: give one, or one per row")
+            return conditions if conditions.shape[0] == rows else conditions.expand(rows, -1)
+        if queries is None:
+            if self.queries.needs_queries:
+                raise ValueError(f"system {self.system!r} is queried: give queries (text) or conditions")
+            return [""] * rows
+        wanted = [queries] * rows if isinstance(queries, str) else list(queries)
+        if len(wanted) != rows:
+            raise ValueError(f"{rows} mixture(s) but {len(wanted)} queries: give one query, or one per row")
+        empty = [k for k, query in enumerate(wanted) if not query.strip()]
+        if empty and self.queries.needs_queries:
+            raise ValueError(f"query {empty[0]} is empty: say what to separate")
+        return wanted
 
     # -- over a data set's folder ---------------------------------------------------------------
 
-    def run(self, dataset: DataSet, out_dir: str | Path, **changes: Any) -> RunResult:
+    def infer(self, dataset: DataSet, out_dir: str | Path, **changes: Any) -> RunResult:
         """Separate every mixture of `dataset` into `out_dir/<id>.wav` at 16 kHz (`dcase9 infer`).
 
         Existing outputs of the same identity are resumed (see `dcase9.outputs`); mixtures that
@@ -354,7 +389,7 @@ class Separator:
         """
         unknown = sorted(set(changes) - set(FOLDER_SETTINGS))
         if unknown:
-            raise TypeError(f"run() changes only {', '.join(FOLDER_SETTINGS)}; not {', '.join(unknown)}")
+            raise TypeError(f"infer() changes only {', '.join(FOLDER_SETTINGS)}; not {', '.join(unknown)}")
         options = replace(self.options, **changes)
         options.check()
         options = replace(options, workers=resolve_workers(options.workers, self.device))
@@ -426,7 +461,7 @@ class Separator:
                 else:
                     yield result
 
-        workers = options.workers or 0  # resolved by run()
+        workers = options.workers or 0  # resolved by infer()
         try:
             with progress or nullcontext(), ThreadPoolExecutor(max_workers=max(1, workers),
                                                               thread_name_prefix="dcase9-write") as writer:
@@ -478,37 +513,49 @@ class Separator:
             compile_network()
             self._compiled = True
 
-    @property
-    def _threads_resample(self) -> bool:
-        """soxr: the reading and writing threads resample (julius: the device, in `_separate`)."""
-        return self.model.sample_rate != SAMPLE_RATE and self.options.resampler == "soxr"
+    def _threads_resample(self, rate: int) -> bool:
+        """soxr: the reading and writing threads resample audio at `rate` (julius: the device)."""
+        return self.model.sample_rate != rate and self.options.resampler == "soxr"
 
-    def _prepare(self, mixture: np.ndarray, reference: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-        """A 16 kHz input as `_separate` takes it (on a reading thread): at the model's rate (soxr), or
-        still at 16 kHz when julius resamples on the device."""
-        if not self._threads_resample:
+    def _prepare(self, mixture: np.ndarray, reference: np.ndarray | None,
+                 rate: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray | None]:
+        """An input at `rate` as `_separate` takes it (on a reading thread): at the model's rate (soxr),
+        or still at `rate` when julius resamples on the device."""
+        if not self._threads_resample(rate):
             return mixture, reference
-        rate = self.model.sample_rate
-        return (resample_hq(mixture, SAMPLE_RATE, rate),
-                resample_hq(reference, SAMPLE_RATE, rate) if reference is not None else None)
+        model_rate = self.model.sample_rate
+        return (resample_hq(mixture, rate, model_rate),
+                resample_hq(reference, rate, model_rate) if reference is not None else None)
 
     def _separate(self, mixtures: list[np.ndarray], references: list[np.ndarray] | None,
-                  queries: list[str]) -> list[np.ndarray]:
-        """One batch of equal-length prepared inputs; estimates at 16 kHz when julius resamples here on
-        the device, else at the model's rate."""
+                  queries: Sequence[str] | torch.Tensor, rate: int = SAMPLE_RATE) -> list[np.ndarray]:
+        """One batch of equal-length prepared inputs; estimates at `rate` when julius resamples on the
+        device, else at the model's rate (`_finish` resamples them on a writing thread)."""
+        mixture = torch.from_numpy(np.stack(mixtures)).to(self.device)
+        reference = torch.from_numpy(np.stack(references)).to(self.device) if references is not None else None
+        estimate = self._separate_batch(mixture, reference, queries, rate,
+                                        resample_here=self.options.resampler == "julius")
+        return list(estimate.float().cpu().numpy())
+
+    def _separate_batch(self, mixture: torch.Tensor, reference: torch.Tensor | None,
+                        queries: Sequence[str] | torch.Tensor, rate: int, *, resample_here: bool) -> torch.Tensor:
+        """A batch of equal-length inputs as tensors: at `rate` when `resample_here` (resampled to the
+        model's rate and back on their device, with julius), else at the model's rate already."""
         device = self.device
-        mixture = torch.from_numpy(np.stack(mixtures)).to(device)
-        reference = torch.from_numpy(np.stack(references)).to(device) if references is not None else None
-        rate = self.model.sample_rate
-        on_device = self.options.resampler == "julius"  # soxr: the reading and writing threads resample
+        mixture = mixture.to(device)
+        reference = reference.to(device) if reference is not None else None
+        model_rate = self.model.sample_rate
+        resampling = resample_here and rate != model_rate
         with torch.inference_mode():
-            conditions = self.queries.conditions(queries)
+            if isinstance(queries, torch.Tensor):
+                conditions: torch.Tensor | None = queries
+            else:
+                conditions = self.queries.conditions(list(queries))
             if conditions is not None:
                 conditions = conditions.to(device)
-            model_mixture = resample(mixture, SAMPLE_RATE, rate) if on_device else mixture
-            model_reference = reference
-            if reference is not None and on_device:
-                model_reference = resample(reference, SAMPLE_RATE, rate)
+            model_mixture = resample(mixture, rate, model_rate) if resampling else mixture
+            model_reference = resample(reference, rate, model_rate) if resampling and reference is not None \
+                else reference
 
             def run(start: int, end: int) -> torch.Tensor:
                 chunk_ref = model_reference[:, start:end] if model_reference is not None else None
@@ -516,47 +563,62 @@ class Separator:
                     out = self.model.separate(model_mixture[:, start:end], conditions, chunk_ref)
                 return out.float()
 
-            estimate = separate_in_chunks(run, model_mixture.shape[-1], len(mixtures), self.segment,
+            estimate = separate_in_chunks(run, model_mixture.shape[-1], mixture.shape[0], self.segment,
                                           self.options.overlap, device)
-            if on_device:
-                estimate = resample(estimate, rate, SAMPLE_RATE)
-        return list(estimate.float().cpu().numpy())
+            if resampling:
+                estimate = resample(estimate, model_rate, rate)[..., :mixture.shape[-1]]
+                if estimate.shape[-1] < mixture.shape[-1]:
+                    estimate = torch.nn.functional.pad(estimate, (0, mixture.shape[-1] - estimate.shape[-1]))
+        return estimate.float()
 
-    def _finish(self, estimate: np.ndarray, length: int) -> np.ndarray:
-        """An estimate as it is written (on a writing thread): at 16 kHz (soxr from the model's rate
-        if needed), exactly as long as its mixture (resampling rounds lengths)."""
-        rate = self.model.sample_rate if self._threads_resample else SAMPLE_RATE
-        estimate = resample_hq(estimate, rate, SAMPLE_RATE)[:length]
+    def _finish(self, estimate: np.ndarray, length: int, rate: int = SAMPLE_RATE) -> np.ndarray:
+        """An estimate as it is written (on a writing thread): at `rate` (soxr from the model's rate if
+        needed), exactly as long as its mixture (resampling rounds lengths)."""
+        from_rate = self.model.sample_rate if self._threads_resample(rate) else rate
+        estimate = resample_hq(estimate, from_rate, rate)[:length]
         if estimate.shape[-1] < length:
             estimate = np.pad(estimate, (0, length - estimate.shape[-1]))
         return estimate
 
 
-def _as_rows(audio: Any, what: str) -> np.ndarray:
-    """`(samples,)` or `(batch, samples)` audio (numpy, torch or a list) as float32 `(batch, samples)`."""
-    if isinstance(audio, torch.Tensor):
-        audio = audio.detach().to("cpu", torch.float32).numpy()
-    rows = np.asarray(audio, dtype=np.float32)
+def _as_rows(audio: Any, what: str, *, keep_device: bool = False) -> Any:
+    """`(samples,)` or `(batch, samples)` audio (numpy, torch or a list) as float32 `(batch, samples)`:
+    a numpy array, or with `keep_device` a tensor on the input's device."""
+    if keep_device and isinstance(audio, torch.Tensor):
+        rows = audio.detach().float()
+    else:
+        if isinstance(audio, torch.Tensor):
+            audio = audio.detach().to("cpu", torch.float32).numpy()
+        rows = np.asarray(audio, dtype=np.float32)
     if rows.ndim == 1:
         rows = rows[None]
     if rows.ndim != 2 or rows.shape[-1] == 0 or rows.shape[0] == 0:
-        raise ValueError(f"the {what} must be (samples,) or (batch, samples) audio, got shape {rows.shape}")
-    return np.ascontiguousarray(rows)
+        raise ValueError(f"the {what} must be (samples,) or (batch, samples) audio, got shape {tuple(rows.shape)}")
+    return rows.contiguous() if isinstance(rows, torch.Tensor) else np.ascontiguousarray(rows)
 
 
-def run_separation(model: SeparationModel, dataset: DataSet, out_dir: str | Path, *,
-                   identity: dict[str, Any], options: EngineOptions | None = None,
-                   reference_needed: bool = False, default_segment_seconds: float | None = None,
-                   settings: dict[str, Any] | None = None) -> RunResult:
-    """`Separator(model, ...).run(dataset, out_dir)`: separate every mixture of `dataset` into
-    `out_dir/<id>.wav` at 16 kHz with a model built by hand (tests, benchmarks).
+def _non_finite_rows(rows: Any) -> list[tuple[int, int]]:
+    """(row, count) of the rows of a batch (numpy rows or a tensor) holding NaN or infinite samples."""
+    if isinstance(rows, torch.Tensor):
+        if rows.is_meta:  # shapes only (device-placement checks): no samples to look at
+            return []
+        counts = (~torch.isfinite(rows)).sum(dim=-1).tolist()  # one small transfer for the batch
+    else:
+        counts = [non_finite_count(row) for row in rows]
+    return [(k, count) for k, count in enumerate(counts) if count]
 
-    `identity` (system name, weights' sha256, system options) decides whether existing outputs
-    in `out_dir` may be resumed; `settings` is recorded in the manifest for the record only.
-    """
-    separator = Separator(model, options=options, segment_seconds=default_segment_seconds,
-                          needs_reference=reference_needed, identity=identity, settings=settings)
-    return separator.run(dataset, out_dir)
+
+# The sample rates `separate` accepts: telephone speech to studio masters (README: "Values out of range").
+SAMPLE_RATE_RANGE = (1000, 384_000)
+
+
+def check_sample_rate(rate: Any) -> int:
+    """`rate` as an int, refused outside `SAMPLE_RATE_RANGE` or when it is not a whole number."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)) or rate != int(rate):
+        raise ValueError(f"sample_rate must be a whole number of Hz, got {rate!r}")
+    if not SAMPLE_RATE_RANGE[0] <= int(rate) <= SAMPLE_RATE_RANGE[1]:
+        raise ValueError(f"sample_rate {rate} Hz is outside {SAMPLE_RATE_RANGE[0]}..{SAMPLE_RATE_RANGE[1]} Hz")
+    return int(rate)
 
 
 def _reap(pending: list[Future[None]]) -> list[Future[None]]:

@@ -110,6 +110,19 @@ def friendly_errors(func: F | None = None, *, on_interrupt: str = NOTHING_KEPT) 
     return wrapper  # type: ignore[return-value]
 
 
+def system_settings(config_file: Path | None, assignments: list[str]) -> dict[str, Any] | None:
+    """A system's settings from `--system-config FILE` and `--set KEY.PATH=VALUE` (applied after it)."""
+    from dcase9.config import deep_merge, parse_assignment, read_yaml
+    from dcase9.errors import ConfigError
+
+    settings = read_yaml(config_file) if config_file else None
+    if settings is not None and not isinstance(settings, dict):
+        raise ConfigError(f"{config_file}: expected a mapping of settings")
+    for text in assignments:
+        settings = deep_merge(settings or {}, parse_assignment(text))
+    return settings
+
+
 def parse_weight_options(values: list[str]) -> dict[str, Path]:
     """`--weight NAME=PATH` options as a mapping."""
     from dcase9.errors import ConfigError

@@ -81,14 +81,6 @@ class RichRunProgress:
         target.print(f"[yellow]note:[/] {message}", highlight=False, markup=True)
 
 
-def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
-    node = data
-    *parents, leaf = dotted.split(".")
-    for name in parents:
-        node = node.setdefault(name, {})
-    node[leaf] = value
-
-
 def _absolute(path: Path) -> str:
     return str(path.expanduser().resolve())
 
@@ -249,6 +241,9 @@ def augment(
                                   "LLM calls, no scoring.", rich_help_panel=_RUN),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be asked, call nothing.",
                                  rich_help_panel=_RUN),
+    set_values: list[str] = typer.Option(
+        [], "--set", help="KEY.PATH=VALUE for any configuration key, e.g. --set filters.max_words=30 (repeatable; "
+                          "applied after the other options).", rich_help_panel=_RUN),  # noqa: B008
 ) -> None:
     """Augment training captions with an LLM; keep the candidates close to the original by BERTScore.
 
@@ -265,7 +260,7 @@ def augment(
     """
     from dcase9.augment import run as runner
     from dcase9.augment.config import AugmentConfig
-    from dcase9.config import load_config, parse_model
+    from dcase9.config import deep_merge, load_config, nested, parse_assignment, parse_model
 
     if list_prompts:
         _list_prompts(list(prompt_dir or []))
@@ -324,7 +319,9 @@ def augment(
     }
     for dotted, value in overrides.items():
         if value is not None:
-            _set(data, dotted, value)
+            data = deep_merge(data, nested(dotted, value))
+    for text in set_values:  # last: any key of the configuration
+        data = deep_merge(data, parse_assignment(text))
     config = parse_model(data, AugmentConfig, source="the command line options and configuration")
 
     if dry_run:

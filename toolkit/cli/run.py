@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from dcase9.cli._common import (RESUMES, CsvOpt, KindOpt, app, console, friendly_errors, parse_weight_options,
-                                print_left_out, tune_process)
+                                print_left_out, system_settings, tune_process)
 
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps.")]
 
@@ -52,6 +52,9 @@ def infer(
     system_config: Annotated[Optional[Path], typer.Option(
         help="YAML overriding the system's settings (e.g. n_fft, hop_length, clap architecture), and those a "
              "`dcase9 train` checkpoint carries, key by key.")] = None,
+    set_values: Annotated[list[str], typer.Option(
+        "--set", help="KEY.PATH=VALUE for one of the system's settings, e.g. --set hop_length=320 (repeatable; "
+                      "applied after --system-config).")] = [],  # noqa: B006
     batch_size: Annotated[Optional[int], typer.Option(help="Clips per batch (default: 8 on CUDA, 2 on MPS, 1 on CPU).")] = None,
     device: DeviceOpt = "auto",
     precision: Annotated[str, typer.Option(help="fp32, or bf16/fp16 autocast.")] = "fp32",
@@ -72,23 +75,17 @@ def infer(
 ) -> None:
     """Separate every mixture of an evaluation set with a system; resumable (finished outputs are kept)."""
     from dcase9.systems import get_system
-    from dcase9.api import separate
-    from dcase9.config import read_yaml
+    from dcase9.api import infer as run_infer
     from dcase9.data.formats import open_dataset
-    from dcase9.engine import EngineOptions
-    from dcase9.errors import ConfigError
 
     get_system(system)  # a typo in the name is reported before any data is read
     tune_process()
-    overrides = read_yaml(system_config) if system_config else None
-    if overrides is not None and not isinstance(overrides, dict):
-        raise ConfigError(f"{system_config}: expected a mapping of settings")
-    options = EngineOptions(batch_size=batch_size, device=device, precision=precision, segment_seconds=segment,
-                            overlap=overlap, overwrite=overwrite, limit=limit, pcm16=pcm16,
-                            resampler=resampler, compile=compile_net, workers=workers)
-    result = separate(system, open_dataset(data, kind, csv), out, options=options, system_options=overrides,
-                      checkpoint=checkpoint, weights=parse_weight_options(weight), offline=offline,
-                      trust_checkpoint=trust_checkpoint)
+    result = run_infer(system, open_dataset(data, kind, csv), out, checkpoint=checkpoint,
+                       weights=parse_weight_options(weight),
+                       system_options=system_settings(system_config, set_values), device=device,
+                       precision=precision, batch_size=batch_size, segment=segment, overlap=overlap,
+                       resampler=resampler, compile=compile_net, workers=workers, overwrite=overwrite, limit=limit,
+                       pcm16=pcm16, offline=offline, trust_checkpoint=trust_checkpoint)
     rtf = f"{result.real_time_factor:.3f}" if result.audio_seconds else "-"
     console.print(f"wrote {result.written} estimate(s) to {result.out_dir} ({result.skipped} already there), "
                   f"{result.seconds:.1f} s on {result.device}, real-time factor {rtf}; manifest {result.manifest.name}")

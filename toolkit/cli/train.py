@@ -102,9 +102,12 @@ def train_command(
       dcase9 train --out runs/system1 --resume
       dcase9 train --preset demo --data demo-data/train/train.json --out runs/demo
     """
+    from dcase9.api import train as run_training
+    from dcase9.api import train_config
     from dcase9.cli._common import parse_weight_options
-    from dcase9.training.config import assemble_config, dump_train_config, parse_assignment
-    from dcase9.training.run import CONFIG_FILE
+    from dcase9.config import parse_assignment
+    from dcase9.training.config import dump_train_config
+    from dcase9.training.run import TrainingInterrupted
 
     overrides = _flag_overrides(data=data, validation=validation, validation_limit=validation_limit,
                                 validation_every=validation_every, steps=steps, epochs=epochs, batch_size=batch_size,
@@ -112,28 +115,13 @@ def train_command(
                                 num_nodes=num_nodes, strategy=strategy, accelerator=accelerator, precision=precision,
                                 weight={k: str(v) for k, v in parse_weight_options(weight).items()}, offline=offline)
     overrides += [parse_assignment(text) for text in set_values]
-    base = None
-    if resume:
-        from dcase9.config import read_yaml
-        from dcase9.errors import ConfigError
-
-        saved = out / CONFIG_FILE
-        if not saved.is_file():
-            raise ConfigError(f"--resume: {saved} not found (is {out} a training run folder?)")
-        if preset is not None:
-            raise ConfigError("--resume continues the run's saved configuration; --preset applies to new runs only")
-        base = read_yaml(saved)
-    train_config = assemble_config(preset=preset, config_file=config, overrides=overrides, base=base)
     if print_config:
-        console.print(dump_train_config(train_config), highlight=False, markup=False, end="")
+        settings = train_config(out, preset=preset, config=config, overrides=overrides, resume=resume)
+        console.print(dump_train_config(settings), highlight=False, markup=False, end="")
         return
-    from dcase9.api import system_facts
-    from dcase9.training import train
-    from dcase9.training.run import TrainingInterrupted
-
     try:
-        result = train(train_config, out, system=system_facts(train_config.system), resume=resume, progress=progress,
-                       trust_checkpoint=trust_checkpoint)
+        result = run_training(out, preset=preset, config=config, overrides=overrides, resume=resume,
+                              progress=progress, trust_checkpoint=trust_checkpoint)
     except TrainingInterrupted as stop:
         console.print(f"[yellow]interrupted at step {stop.step}: saved {stop.checkpoint}; continue with[/]\n"
                       f"  dcase9 train --out {out} --resume", highlight=False)

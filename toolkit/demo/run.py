@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dcase9.api import report, score, separate, validate
+from dcase9.api import infer, report, score, validate
 from dcase9.data.demo import make_demo
 from dcase9.demo.model import train_demo_model
 from dcase9.demo.package import package_demo
-from dcase9.engine import EngineOptions, RunResult
+from dcase9.engine import RunResult
 from dcase9.errors import ConfigError, Dcase9Error, MissingDependencyError
 from dcase9.files import require_folder
 from dcase9.lazy import require
@@ -78,7 +78,7 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
     reports = {}
     for system in systems:
         clock = time.perf_counter()
-        separate(system, folders["validation"], out / "estimates" / system, options=EngineOptions(progress=progress))
+        infer(system, folders["validation"], out / "estimates" / system, progress=progress)
         reports[system] = score(folders["validation"], out / "estimates" / system, out / "reports" / system,
                                 progress=progress)
         seconds[system] = time.perf_counter() - clock
@@ -100,9 +100,8 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
 
     def run_trained(data: Path, estimates: Path) -> RunResult:
         # A model trained in this run replaces the estimates of an earlier one.
-        return separate("baseline", data, estimates,
-                        options=EngineOptions(progress=progress, overwrite=load["trained_now"]),
-                        checkpoint=load["checkpoint"], offline=True)
+        return infer("baseline", data, estimates, progress=progress, overwrite=load["trained_now"],
+                     checkpoint=load["checkpoint"], offline=True)
 
     clock = time.perf_counter()
     run_trained(folders["validation"], out / "estimates" / "trained")

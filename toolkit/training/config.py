@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from dcase9.config import StrictModel, YamlRefusal, deep_merge, load_yaml_text, parse_model, read_yaml, yaml_problem
+from dcase9.config import StrictModel, deep_merge, load_yaml_text, parse_model, read_yaml
 from dcase9.errors import ConfigError
 from dcase9.models.clap import ClapArchitecture
 from dcase9.weights import TOKENIZER_WEIGHT
@@ -272,25 +272,6 @@ def merge_layer(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
             and new_model["kind"] != old_model.get("kind", ModelSection().kind):
         base = {**base, "model": {}}
     return deep_merge(base, layer)
-
-
-def parse_assignment(text: str) -> dict[str, Any]:
-    """`a.b.c=value` as `{"a": {"b": {"c": value}}}`; the value is read as YAML (`1e-4`, `[1, 2]`, `null`)."""
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"--set expects KEY.PATH=VALUE, got {text!r}")
-    try:
-        value = load_yaml_text(raw) if raw.strip() else ""
-    except YamlRefusal as exc:
-        raise ConfigError(f"--set {key}: the value {raw!r} is refused: {exc.describe()}") from None
-    except yaml.YAMLError as exc:
-        problem, _, column = yaml_problem(exc, raw)
-        where = f" at column {column}" if column is not None else ""
-        raise ConfigError(f"--set {key}: the value {raw!r} is not valid YAML{where}: {problem}") from None
-    for part in reversed(key.split(".")):
-        value = {part: value}
-    return value  # type: ignore[return-value]
 
 
 def assemble_config(*, preset: str | None = None, config_file: str | Path | None = None,

@@ -695,7 +695,7 @@ def run_child(args: argparse.Namespace) -> int:
     import torch
 
     torch.manual_seed(0)
-    from dcase9.engine import resolve_device
+    from dcase9.devices import resolve_device
 
     section = Section(Path(args.state), args.budget)
     ctx = Context(resolve_device(args.device), args.smoke, SMOKE if args.smoke else Sizes(), Path(args.work), section)

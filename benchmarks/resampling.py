@@ -48,7 +48,7 @@ def main() -> None:
     import torch
 
     from dcase9.audio import SAMPLE_RATE, resample, resample_hq
-    from dcase9.engine import resolve_device
+    from dcase9.devices import resolve_device
 
     torch.set_num_threads(args.torch_threads)
     device = resolve_device(args.device)

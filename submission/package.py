@@ -418,6 +418,6 @@ def _zip_info(name: str) -> zipfile.ZipInfo:
 
 
 def _progress() -> Any:
-    from dcase9.engine import progress_bar
+    from dcase9.progress import progress_bar
 
     return progress_bar("files")

@@ -18,7 +18,8 @@ from typing import Any
 from dcase9.systems.base import BuildContext, SystemSpec, build_model
 from dcase9.systems.catalog import get_system
 from dcase9.config import deep_merge
-from dcase9.engine import EngineOptions, Separator, resolve_device
+from dcase9.devices import resolve_device
+from dcase9.engine import EngineOptions, Separator
 from dcase9.errors import CheckpointError, ConfigError, Dcase9Error
 from dcase9.models.description import ENTRY, CheckpointDescription, describe_checkpoint
 from dcase9.weights import TOKENIZER_WEIGHT, WeightResolver

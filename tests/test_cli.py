@@ -112,3 +112,38 @@ def test_version_and_env_come_from_the_installed_metadata(tmp_path: Path, monkey
     monkeypatch.setenv("DCASE9_HOME", "/etc/passwd")  # reported, not a crash of the report itself
     result = runner.invoke(app, ["env"])
     assert result.exit_code == 0 and "is a file, not a folder" in " ".join(result.output.split())
+
+
+def test_progress_is_plain_lines_when_the_output_is_not_a_terminal() -> None:
+    """A bar redirected to a file was thousands of redraws; there it is a line per tenth of the way."""
+    import io
+
+    from rich.console import Console
+
+    from dcase9.progress import PlainProgress, progress_bar
+
+    stream = io.StringIO()
+    bar = progress_bar("clips", console=Console(file=stream))
+    assert isinstance(bar, PlainProgress)
+    with bar:
+        task = bar.add_task("separating", total=1000)
+        for _ in range(1000):
+            bar.update(task, advance=1)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 10 and lines[-1].startswith("separating: 1000/1000, ") and "\r" not in stream.getvalue()
+
+
+def test_one_auto_device_rule_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CUDA, then MPS, then the CPU: for separation, caption augmentation and BERTScore alike."""
+    import torch
+
+    from dcase9.augment.backends import _pick_device
+    from dcase9.devices import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert resolve_device("auto").type == "mps" and _pick_device("auto") == "mps"
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device("auto").type == "cpu" and _pick_device("auto") == "cpu"
+    with pytest.raises(Exception, match="MPS is not available"):
+        resolve_device("mps")

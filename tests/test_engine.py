@@ -12,7 +12,8 @@ import soundfile as sf
 import torch
 
 from dcase9.data.formats import open_dataset
-from dcase9.engine import EngineOptions, Separator, chunk_starts, resolve_device, separate_in_chunks
+from dcase9.devices import resolve_device
+from dcase9.engine import EngineOptions, Separator, chunk_starts, separate_in_chunks
 from dcase9.outputs import MANIFEST_NAME
 from dcase9.errors import ConfigError, Dcase9Error
 

@@ -21,9 +21,10 @@ PACKAGES = {"toolkit": "dcase9", "systems": "dcase9.systems", "submission": "dca
 # is only its own __init__, so a new module anywhere must be placed here by name).
 ROOT_PACKAGE = "dcase9"
 LAYERS: dict[str, tuple[str, ...]] = {
-    # What everything uses: errors, typed YAML, atomic files, lazy imports, the allocator, the version.
+    # What everything uses: errors, typed YAML, atomic files, lazy imports, the allocator, the version, the
+    # device rule, progress bars.
     "foundation": ("dcase9.errors", "dcase9.config", "dcase9.files", "dcase9.lazy", "dcase9.allocator",
-                   "dcase9.version"),
+                   "dcase9.version", "dcase9.devices", "dcase9.progress"),
     # Formats and signals: data sets, audio, metrics, the weight registry, what `dcase9 env` reports.
     "data": ("dcase9.data", "dcase9.audio", "dcase9.metrics", "dcase9.hub", "dcase9.weights", "dcase9.environment"),
     # Networks and their checkpoints (CLAP, ResUNet30, AudioLDM, IRM-LDM).

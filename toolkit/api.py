@@ -25,7 +25,9 @@ from dcase9.audio import SAMPLE_RATE, write_wav
 from dcase9.data.formats import DataSet, SetKind, open_dataset
 from dcase9.data.items import ItemLoader, LoadFailure
 from dcase9.data.validate import EXPECTED_SECONDS, ValidationReport, validate_dataset
-from dcase9.engine import EngineOptions, RunResult, Separator, progress_bar, resolve_device
+from dcase9.devices import resolve_device
+from dcase9.engine import EngineOptions, RunResult, Separator
+from dcase9.progress import progress_bar
 from dcase9.errors import ConfigError, Dcase9Error
 from dcase9.files import check_no_overlap, require_folder, write_text_atomic
 from dcase9.outputs import MIX_INDEX_NAME, OutputFolder, Problem, mix_paths

@@ -42,9 +42,11 @@ from dcase9.version import __version__
 from dcase9.audio import RESAMPLERS, SAMPLE_RATE, non_finite_count, resample, resample_hq, write_wav
 from dcase9.data.formats import MIN_AUDIO_SECONDS, DataSet, MixtureSpec, SetKind
 from dcase9.data.items import Item, ItemLoader, LoadFailure, ordered_map
+from dcase9.devices import resolve_device
 from dcase9.errors import ConfigError, DataError, Dcase9Error
 from dcase9.files import check_no_overlap
 from dcase9.outputs import OutputFolder, Problem, estimate_path
+from dcase9.progress import progress_bar
 # Large batches pay off on GPUs. On CPUs they gain nothing per clip (ResUNet30 on two cores: batch 1
 # and 2 within 4%, batch 4 much slower; see BENCHMARKS.md) and multiply memory.
 DEFAULT_BATCH_SIZE = {"cuda": 8, "cpu": 1, "mps": 2}
@@ -115,23 +117,6 @@ class RunResult:
     def real_time_factor(self) -> float:
         """Processing time per second of audio (smaller is faster)."""
         return self.seconds / self.audio_seconds if self.audio_seconds else float("nan")
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"unknown device {name!r} (use auto, cpu, cuda, cuda:N or mps)") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available here")
-    return device
 
 
 MAX_WORKERS = 64  # more threads than this only add contention (and estimates waiting in memory)
@@ -630,18 +615,3 @@ def _reap(pending: list[Future[None]]) -> list[Future[None]]:
         else:
             still_running.append(future)
     return still_running
-
-
-def progress_bar(unit: str) -> Any:
-    """A rich progress bar with count, rate in `unit`/s, elapsed time and ETA."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
-    from rich.text import Text
-
-    class RateColumn(ProgressColumn):
-        def render(self, task: Any) -> Text:
-            speed = task.finished_speed or task.speed
-            return Text(f"{speed:.2f} {unit}/s" if speed else f"- {unit}/s", style="cyan")
-
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
-                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())

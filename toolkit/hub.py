@@ -308,7 +308,6 @@ def fetch_url(url: str, target: Path, *, md5: str | None = None, size: int | Non
 def _byte_progress(enabled: bool, total: int | None, label: str) -> Any:
     if not enabled:
         return None
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+    from dcase9.progress import progress_bar
 
-    return Progress(TextColumn(f"[bold]{label}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                    TimeRemainingColumn())
+    return progress_bar(kind="bytes", label=label)

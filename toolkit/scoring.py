@@ -31,7 +31,8 @@ import torch
 from dcase9.audio import SAMPLE_RATE, read_failure
 from dcase9.data.formats import DataSet, MixtureSpec, open_dataset
 from dcase9.data.items import ItemLoader, LoadFailure, ordered_map
-from dcase9.engine import resolve_device, resolve_workers
+from dcase9.devices import resolve_device
+from dcase9.engine import resolve_workers
 from dcase9.errors import ConfigError, Dcase9Error
 from dcase9.files import atomic_output, check_no_overlap, finite_or_none, require_folder, staged_folder, write_text_atomic
 from dcase9.metrics import compute_reference_metrics, describe_metric, registered_metrics
@@ -196,7 +197,7 @@ def score_estimates(data: str | Path | DataSet, estimates_dir: str | Path, out_d
         return spec, item.mixture, item.reference, estimate
 
     rows: list[dict[str, Any]] = []
-    from dcase9.engine import progress_bar
+    from dcase9.progress import progress_bar
 
     bar = progress_bar("clips") if progress else None
     with bar if bar is not None else nullcontext():

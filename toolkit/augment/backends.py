@@ -369,13 +369,9 @@ def _result_from_completion(key: str, response: Any, attempts: int) -> LLMResult
 
 
 def _pick_device(setting: str) -> str:
-    import torch
+    from dcase9.devices import resolve_device
 
-    if setting != "auto":
-        return setting
-    if torch.cuda.is_available():
-        return "cuda"
-    return "cpu"
+    return str(resolve_device(setting))
 
 
 def _pick_dtype(setting: str, device: str) -> Any:

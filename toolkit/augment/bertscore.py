@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dcase9.devices import resolve_device
 from dcase9.augment.config import BertScoreConfig
 from dcase9.errors import ConfigError
 from dcase9.lazy import require
@@ -114,7 +115,7 @@ class BertScorer:
                 hf_logging.enable_progress_bar()
         if self.tokenizer.model_max_length > _HUGE:
             self.tokenizer.model_max_length = _position_limit(self.model)
-        self.device = config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = str(resolve_device(config.device))
         self.model.to(self.device)
         self._baseline = self._load_baseline() if config.rescale_with_baseline else None
 

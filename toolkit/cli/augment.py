@@ -46,18 +46,10 @@ class RichRunProgress:
         self.failed = 0
 
     def start(self, task: str, total: int) -> None:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
-        from rich.text import Text
-
-        class RateColumn(ProgressColumn):
-            def render(self, task: Any) -> Text:
-                return Text(f"{task.speed:.2f}/s" if task.speed else "-/s", style="progress.data.speed")
+        from dcase9.progress import progress_bar
 
         self.tokens = self.failed = 0
-        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
-                             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                             TextColumn("{task.fields[extra]}"), console=err_console)
+        self._bar = progress_bar("requests", fields=True, console=err_console)
         self._bar.start()
         self._task = self._bar.add_task(task, total=total, extra="")
 

@@ -5,14 +5,21 @@ from __future__ import annotations
 
 from dcase9.systems.base import Published, SystemSpec
 from dcase9.errors import ConfigError
+from dcase9.models.resunet import RESUNET30_CONFIGS, ResUNet30Config
 from dcase9.weights import CLAP_WEIGHT, TOKENIZER_WEIGHT
 
 # AudioLDM's VAE and vocoder (System 3), and its segment: 1024 frames of 160 samples, so a 10 s clip runs whole
 _AUDIOLDM = ("audioldm-vae", "audioldm-vocoder")
 _AUDIOLDM_SEGMENT = 10.24
-# (model sample rate, STFT settings) of the two ResUNet30 variants
-_BASELINE_MODEL = (16000, {"n_fft": 1024, "hop_length": 160})  # the DCASE baseline
-_AUDIOSEP_MODEL = (32000, {"n_fft": 2048, "hop_length": 320})  # AudioSep
+
+
+def _model(config: ResUNet30Config) -> tuple[int, dict[str, int]]:
+    """(model sample rate, STFT settings) of a ResUNet30 variant (their one home: `RESUNET30_CONFIGS`)."""
+    return config.sample_rate, {"n_fft": config.n_fft, "hop_length": config.hop_length}
+
+
+_BASELINE_MODEL = _model(RESUNET30_CONFIGS["dcase2024-baseline-16k"])  # the DCASE baseline
+_AUDIOSEP_MODEL = _model(RESUNET30_CONFIGS["audiosep-32k"])  # AudioSep
 # Row labels of seed 000's Table 5 (model, training data; then training approach, caption augmentation)
 _T5_BASELINE_DEV = ("Baseline", "Baseline Dev Set (FSD50K + Clotho v2)")
 _T5_BASELINE_WAVCAPS = ("Baseline", "Baseline Dev Set + WavCaps")

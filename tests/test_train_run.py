@@ -213,6 +213,21 @@ def test_presets_validate_and_describe_their_data() -> None:
     assert audiosep.model_options().n_fft == 2048 and audiosep.system == "4-audiosep"
 
 
+def test_every_preset_trains_the_net_its_system_loads() -> None:
+    """A preset's rate and STFT are the ones the system it names runs with (the catalog's, from
+    RESUNET30_CONFIGS): a checkpoint trained with it loads as that system."""
+    from dcase9.systems import get_system
+
+    for name in preset_names():
+        config = assemble_config(preset=name)
+        if config.model.kind != "resunet30" or config.system is None or name == "demo":
+            continue
+        spec = get_system(config.system)
+        options = config.model_options()
+        assert config.data.sample_rate == spec.sample_rate, name
+        assert (options.n_fft, options.hop_length) == (spec.options["n_fft"], spec.options["hop_length"]), name
+
+
 def test_configuration_layers_and_their_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     config_file = tmp_path / "mine.yaml"

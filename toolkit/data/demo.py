@@ -350,10 +350,6 @@ def _read_back(clip: np.ndarray) -> np.ndarray:
     return (np.round(np.clip(clip, -1, 32767 / 32768) * 32768) / 32768).astype(np.float32)
 
 
-def make_eval_synth(out: Path, clips_per_class: int = 2, seed: int = 1, *, force: bool = False) -> Path:
-    return _make(_eval_synth, out, clips_per_class, seed, force=force)
-
-
 def _eval_synth(files: DemoFiles, out: Path, clips_per_class: int, seed: int) -> Path:
     clips = synthesise_clips(clips_per_class, seed)
     rng = np.random.default_rng([seed, 2000])
@@ -368,12 +364,8 @@ def _eval_synth(files: DemoFiles, out: Path, clips_per_class: int, seed: int) ->
     return out
 
 
-def make_eval_real(out: Path, recordings: int = 6, seed: int = 2, *, force: bool = False) -> Path:
-    """Recordings of two overlapping classes, each queried for both (two rows per recording)."""
-    return _make(_eval_real, out, recordings, seed, force=force)
-
-
 def _eval_real(files: DemoFiles, out: Path, recordings: int, seed: int) -> Path:
+    """Recordings of two overlapping classes, each queried for both (two rows per recording)."""
     rng = np.random.default_rng([seed, 3000])
     records = []
     for k in range(recordings):

@@ -273,6 +273,3 @@ class TrainSampler(Sampler[tuple[int, int]]):
                 epoch, offset = divmod(position, self.epoch_length)
                 yield int(self.epoch_order(epoch)[offset]), position
             batch += 1
-
-    def steps_per_epoch(self, world_size: int) -> float:
-        return self.epoch_length / (self.batch_size * world_size)

@@ -66,6 +66,7 @@ from torch import Tensor, nn
 
 from dcase9.config import StrictModel
 from dcase9.models.checkpoints import load_weights
+from dcase9.models.resunet import RESUNET30_CONFIGS
 
 LossFunction = Callable[[Tensor, Tensor], Tensor]
 
@@ -183,8 +184,8 @@ class ResUNet30Options(StrictModel):
     rotation at 0 instead of a random angle per bin, so early steps go to the magnitude mask).
     """
 
-    n_fft: int = 1024
-    hop_length: int = 160
+    n_fft: int = RESUNET30_CONFIGS["dcase2024-baseline-16k"].n_fft  # the baseline's (one home: resunet.py)
+    hop_length: int = RESUNET30_CONFIGS["dcase2024-baseline-16k"].hop_length
     channels: list[int] | None = None
     pools: list[tuple[int, int]] | None = None
     condition_size: int = 512

@@ -4,9 +4,8 @@ built from keyword sizes (`laion_clap_spec`) or from a typed configuration secti
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from dcase9.config import StrictModel
 from dcase9.models.clap.frontend import LogMelSettings
@@ -40,73 +39,42 @@ class ClapSpec:
             raise ValueError(f"fmax {fe.fmax} Hz is above the Nyquist frequency of {fe.sample_rate} Hz")
 
 
-def laion_clap_spec(
-    *,
-    front_end: LogMelSettings | None = None,
-    text_vocab_size: int = 50_265,
-    text_hidden_size: int = 768,
-    text_layers: int = 12,
-    text_heads: int = 12,
-    text_intermediate_size: int = 3072,
-    text_max_positions: int = 514,
-    audio_embed_dim: int = 128,
-    audio_depths: Sequence[int] = (2, 2, 12, 2),
-    audio_heads: Sequence[int] = (4, 8, 16, 32),
-    audio_window_size: int = 8,
-    spec_size: int = 256,
-    projection_dim: int = 512,
-) -> ClapSpec:
-    """The architecture of a non-fusion laion CLAP with an HTSAT audio tower and a RoBERTa text tower.
+def laion_clap_spec(*, front_end: LogMelSettings | None = None, **sizes: Any) -> ClapSpec:
+    """The architecture of a non-fusion laion CLAP (HTSAT audio tower, RoBERTa text tower) from keyword
+    sizes: the fields of `ClapArchitecture` other than the front end's (`text_hidden_size=16`, ...), and
+    the front end as `LogMelSettings`. Smaller values build tiny models for tests."""
+    front = asdict(front_end) if front_end is not None else {}
+    return ClapArchitecture(**sizes, **front).spec()
 
-    The defaults are `music_speech_audioset_epoch_15_esc_89.98.pt`: HTSAT-base (embed_dim 128,
-    depths 2-2-12-2, 1024-d output), roberta-base, a 512-d joint space, 48 kHz / 10 s / 64 mels.
-    Smaller values build tiny models for tests.
-    """
-    from transformers import ClapConfig
 
-    front_end = front_end or LogMelSettings()
-    text = TextTowerConfig(vocab_size=text_vocab_size, hidden_size=text_hidden_size, num_hidden_layers=text_layers,
-                           num_attention_heads=text_heads, intermediate_size=text_intermediate_size,
-                           max_position_embeddings=text_max_positions, projection_dim=projection_dim)
-    text_config = text.encoder_settings()
-    audio_config = dict(
-        spec_size=spec_size, num_mel_bins=front_end.n_mels, patch_size=4, patch_stride=[4, 4],
-        patch_embed_input_channels=1, flatten_patch_embeds=True, enable_patch_layer_norm=True,
-        patch_embeds_hidden_size=audio_embed_dim, depths=list(audio_depths),
-        num_attention_heads=list(audio_heads), num_hidden_layers=len(audio_depths),
-        window_size=audio_window_size, mlp_ratio=4.0, qkv_bias=True, hidden_act="gelu",
-        layer_norm_eps=1e-5, enable_fusion=False,
-        hidden_size=audio_embed_dim * 2 ** (len(audio_depths) - 1),  # HTSAT's output width
-    )
-    config = ClapConfig(text_config=text_config, audio_config=audio_config,
-                        projection_dim=text.projection_dim, projection_hidden_act=text.projection_hidden_act)
-    spec = ClapSpec(model=config, front_end=front_end)
-    spec.validate()
-    return spec
+_TEXT = TextTowerConfig()  # roberta-base, and the projection of the checkpoint below
+_FRONT_END = LogMelSettings()  # 48 kHz, 10 s clips, 64 mel bands
 
 
 class ClapArchitecture(StrictModel):
     """The laion CLAP architecture; defaults are `music_speech_audioset_epoch_15_esc_89.98.pt`."""
 
-    text_vocab_size: int = 50_265
-    text_hidden_size: int = 768
-    text_layers: int = 12
-    text_heads: int = 12
-    text_intermediate_size: int = 3072
-    text_max_positions: int = 514
+    # Every default is the checkpoint's; the text tower's and the front end's come from their own
+    # definitions (one home per fact), the audio tower's are HTSAT-base.
+    text_vocab_size: int = _TEXT.vocab_size
+    text_hidden_size: int = _TEXT.hidden_size
+    text_layers: int = _TEXT.num_hidden_layers
+    text_heads: int = _TEXT.num_attention_heads
+    text_intermediate_size: int = _TEXT.intermediate_size
+    text_max_positions: int = _TEXT.max_position_embeddings
     audio_embed_dim: int = 128
     audio_depths: list[int] = [2, 2, 12, 2]
     audio_heads: list[int] = [4, 8, 16, 32]
     audio_window_size: int = 8
     spec_size: int = 256
-    projection_dim: int = 512
-    sample_rate: int = 48_000
-    clip_samples: int = 480_000
-    window_size: int = 1024
-    hop_size: int = 480
-    n_mels: int = 64
-    fmin: float = 50.0
-    fmax: float = 14_000.0
+    projection_dim: int = _TEXT.projection_dim
+    sample_rate: int = _FRONT_END.sample_rate
+    clip_samples: int = _FRONT_END.clip_samples
+    window_size: int = _FRONT_END.window_size
+    hop_size: int = _FRONT_END.hop_size
+    n_mels: int = _FRONT_END.n_mels
+    fmin: float = _FRONT_END.fmin
+    fmax: float = _FRONT_END.fmax
 
     def front_end(self) -> LogMelSettings:
         return LogMelSettings(sample_rate=self.sample_rate, clip_samples=self.clip_samples,
@@ -121,11 +89,24 @@ class ClapArchitecture(StrictModel):
                                max_position_embeddings=self.text_max_positions, projection_dim=self.projection_dim)
 
     def spec(self) -> ClapSpec:
-        """The whole model's architecture: transformers' `ClapConfig` and the front end."""
-        return laion_clap_spec(
-            front_end=self.front_end(), text_vocab_size=self.text_vocab_size, text_hidden_size=self.text_hidden_size,
-            text_layers=self.text_layers, text_heads=self.text_heads,
-            text_intermediate_size=self.text_intermediate_size, text_max_positions=self.text_max_positions,
-            audio_embed_dim=self.audio_embed_dim, audio_depths=tuple(self.audio_depths),
-            audio_heads=tuple(self.audio_heads), audio_window_size=self.audio_window_size,
-            spec_size=self.spec_size, projection_dim=self.projection_dim)
+        """The whole model's architecture: transformers' `ClapConfig` and the front end. The defaults are
+        `music_speech_audioset_epoch_15_esc_89.98.pt`: HTSAT-base (embed_dim 128, depths 2-2-12-2,
+        1024-d output), roberta-base, a 512-d joint space, 48 kHz / 10 s / 64 mels."""
+        from transformers import ClapConfig
+
+        front_end = self.front_end()
+        text = self.text_tower()
+        audio_config = dict(
+            spec_size=self.spec_size, num_mel_bins=front_end.n_mels, patch_size=4, patch_stride=[4, 4],
+            patch_embed_input_channels=1, flatten_patch_embeds=True, enable_patch_layer_norm=True,
+            patch_embeds_hidden_size=self.audio_embed_dim, depths=list(self.audio_depths),
+            num_attention_heads=list(self.audio_heads), num_hidden_layers=len(self.audio_depths),
+            window_size=self.audio_window_size, mlp_ratio=4.0, qkv_bias=True, hidden_act="gelu",
+            layer_norm_eps=1e-5, enable_fusion=False,
+            hidden_size=self.audio_embed_dim * 2 ** (len(self.audio_depths) - 1),  # HTSAT's output width
+        )
+        config = ClapConfig(text_config=text.encoder_settings(), audio_config=audio_config,
+                            projection_dim=text.projection_dim, projection_hidden_act=text.projection_hidden_act)
+        spec = ClapSpec(model=config, front_end=front_end)
+        spec.validate()
+        return spec

@@ -334,7 +334,7 @@ def augment_without_key(w: Workspace) -> list[str]:
 
 
 def folder_left_empty(w: Workspace) -> None:
-    assert sorted(p.name for p in w.out.iterdir()) == []  # no config.yaml a later run would inherit, no lock
+    assert not w.out.exists()  # no config.yaml a later run would inherit, no lock, no empty --out folder
 
 
 def train_args(w: Workspace, *extra: str) -> list[str]:
@@ -366,7 +366,7 @@ def config_unchanged_and_no_summary(w: Workspace) -> None:
 
 
 def no_config_file(w: Workspace) -> None:
-    assert not (w.out / "config.yaml").exists() and not (w.out / ".dcase9.lock").exists()
+    assert not w.out.exists()  # no config.yaml, no lock, no empty --out folder
 
 
 # --- training that diverges (issue 21): checkpoints with NaN, plain pickles, runs that blow up
@@ -1092,6 +1092,8 @@ CASES = [
     Case("demo --out: a folder of the user's", lambda w: (write(w.out / "thesis.tex", b"mine"), ["demo", "--out",
          str(w.out)])[1], 2, "holds files that are not the demo's (thesis.tex)",
          lambda w: sorted(p.name for p in w.out.iterdir()) == ["thesis.tex"] or pytest.fail("demo wrote there")),
+    Case("infer --precision bogus", lambda w: w.infer("eval-real", "--precision", "bogus"), 2,
+         "unknown precision 'bogus'", lambda w: not w.out.exists() or pytest.fail("an --out folder was made")),
     Case("infer: a file of the user's at an output's name", lambda w: (write(w.out / "demo-real-case-3.wav", b"mine"),
          w.infer("eval-real"))[1], 2, "demo-real-case-3.wav: not written by dcase9 in this folder",
          lambda w: (w.out / "demo-real-case-3.wav").read_bytes() == b"mine" or pytest.fail("overwritten")),

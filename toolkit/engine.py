@@ -98,6 +98,7 @@ class EngineOptions:
             resolve_workers(self.workers, torch.device("cpu"))  # refused before a model is loaded
         if self.resampler not in RESAMPLERS:
             raise ConfigError(f"unknown resampler {self.resampler!r} (use {' or '.join(RESAMPLERS)})")
+        check_precision(self.precision)
 
 
 @dataclass
@@ -137,15 +138,22 @@ def resolve_workers(requested: int | None, device: torch.device) -> int:
     return max(2, min(8, (os.cpu_count() or 2) // 2))
 
 
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def check_precision(precision: str, device: torch.device | None = None) -> None:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r} (use fp32, bf16 or fp16)")
+    if precision == "fp16" and device is not None and device.type == "cpu":
+        raise ConfigError("fp16 autocast needs a GPU; use --precision bf16 on the CPU")
+
+
 def autocast_context(device: torch.device, precision: str) -> Any:
+    check_precision(precision, device)
     if precision == "fp32":
         return nullcontext()
-    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
-    if precision not in dtypes:
-        raise ConfigError(f"unknown precision {precision!r} (use fp32, bf16 or fp16)")
-    if precision == "fp16" and device.type == "cpu":
-        raise ConfigError("fp16 autocast needs a GPU; use --precision bf16 on the CPU")
-    return torch.autocast(device_type=device.type, dtype=dtypes[precision])
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def chunk_starts(length: int, segment: int, overlap: float) -> list[int]:
@@ -282,6 +290,7 @@ class Separator:
             self.identity["resampler"] = options.resampler
         self.settings = dict(settings or {})
         self.device = resolve_device(options.device)
+        check_precision(options.precision, self.device)  # before anything is written (fp16 needs a GPU)
         self.batch_size = options.batch_size or DEFAULT_BATCH_SIZE.get(self.device.type, 1)
         seconds = options.segment_seconds if options.segment_seconds is not None else segment_seconds
         self.segment = int(round(seconds * model.sample_rate)) if seconds else None

@@ -343,7 +343,38 @@ def exclusive_lock(folder: Path, command: str) -> Iterator[None]:
     (the kernel dropped its lock). Where `fcntl` is missing (Windows) nothing is locked.
     """
     require_folder(folder, "the outputs")
-    folder.mkdir(parents=True, exist_ok=True)
+    with new_folder(folder):
+        yield from _locked(folder, command)
+
+
+@contextmanager
+def new_folder(folder: Path, *, discard_on_error: Callable[[], bool] | None = None) -> Iterator[None]:
+    """Create `folder` (and its parents) for the block; if the block leaves it empty, remove what was made,
+    so a refused run leaves no empty --out folder behind. `discard_on_error()`: asked when the block
+    fails; if true, a folder this call created goes with what the block wrote into it (nothing else can
+    be in it: a run refused before it produced anything worth keeping)."""
+    made = []
+    for parent in [folder, *folder.parents]:
+        if parent.exists():
+            break
+        made.append(parent)
+    with naming_a_full_disk(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        if failed and made and discard_on_error is not None and discard_on_error():
+            shutil.rmtree(folder, ignore_errors=True)
+        for path in made:  # deepest first; stops at the first that holds something
+            try:
+                path.rmdir()
+            except OSError:
+                break
+
+
+def _locked(folder: Path, command: str) -> Iterator[None]:
     try:
         import fcntl
     except ImportError:  # not POSIX: no lock

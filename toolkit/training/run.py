@@ -31,7 +31,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from typing import Any
 import torch
 
 from dcase9.errors import CheckpointError, ConfigError, Dcase9Error
-from dcase9.files import check_no_overlap, require_folder, write_json_atomic, write_text_atomic
+from dcase9.files import check_no_overlap, new_folder, require_folder, write_json_atomic, write_text_atomic
 from dcase9.lazy import require
 from dcase9.models.description import tokenizer_files
 from dcase9.training.config import (DEMO_TOKENIZER, QUERY_SOURCE_AUTO, QUERY_SOURCE_RANDOM, TINY_TOKENIZER,
@@ -139,48 +139,51 @@ def train(config: TrainConfig, out: str | Path, *, system: SystemFacts | None = 
         raise ConfigError(f"system '{system.name}' runs at {system.sample_rate} Hz but data.sample_rate is "
                           f"{config.data.sample_rate}: the trained model would not load as that system")
     show_progress = config.trainer.progress_bar if progress is None else progress
-    if _is_rank_zero():
-        out.mkdir(parents=True, exist_ok=True)
+    # A run refused before it produced anything (its data, weights or settings are unusable) leaves no --out
+    # folder behind; one that saved a checkpoint or wrote its summary keeps it.
+    def produced_nothing() -> bool:
+        return not (out / LAST_CHECKPOINT).exists() and not (out / SUMMARY_FILE).exists()
 
-    datafiles = read_datafiles(config.data.datafiles)
-    check_audio_present(datafiles, seed=config.seed)
-    train_set = ClipDataset(datafiles, sample_rate=config.data.sample_rate, segment_samples=config.segment_samples(),
-                            min_seconds=config.data.min_clip_seconds, seed=config.seed,
-                            max_failed_draws=config.data.max_failed_draws)
-    sampler = TrainSampler([len(d.items) for d in datafiles], [d.weight for d in datafiles],
-                           batch_size=config.data.batch_size, seed=config.seed)
+    with new_folder(out, discard_on_error=produced_nothing) if _is_rank_zero() else nullcontext():
+        datafiles = read_datafiles(config.data.datafiles)
+        check_audio_present(datafiles, seed=config.seed)
+        train_set = ClipDataset(datafiles, sample_rate=config.data.sample_rate, segment_samples=config.segment_samples(),
+                                min_seconds=config.data.min_clip_seconds, seed=config.seed,
+                                max_failed_draws=config.data.max_failed_draws)
+        sampler = TrainSampler([len(d.items) for d in datafiles], [d.weight for d in datafiles],
+                               batch_size=config.data.batch_size, seed=config.seed)
 
-    resolver = WeightResolver({name: Path(path) for name, path in config.weights.items()}, offline=config.offline,
-                              progress=show_progress)
-    torch.manual_seed(config.seed)  # the same initial weights in every process and every run
-    model = build_model(config.model.kind, config.model_options(), ModelContext(config.data.sample_rate, resolver),
-                        config.loss)
-    init_weights: dict[str, torch.Tensor] = {}
-    init_source = ""
-    own: dict[str, torch.Tensor] = {}
-    if config.init is not None and not resume:  # a resumed run takes every weight from last.ckpt
-        init_weights, init_source = read_init_checkpoint(config.init, resolver, trust=trust_checkpoint)
-        from dcase9.models.checkpoints import strip_prefix
+        resolver = WeightResolver({name: Path(path) for name, path in config.weights.items()}, offline=config.offline,
+                                  progress=show_progress)
+        torch.manual_seed(config.seed)  # the same initial weights in every process and every run
+        model = build_model(config.model.kind, config.model_options(), ModelContext(config.data.sample_rate, resolver),
+                            config.loss)
+        init_weights: dict[str, torch.Tensor] = {}
+        init_source = ""
+        own: dict[str, torch.Tensor] = {}
+        if config.init is not None and not resume:  # a resumed run takes every weight from last.ckpt
+            init_weights, init_source = read_init_checkpoint(config.init, resolver, trust=trust_checkpoint)
+            from dcase9.models.checkpoints import strip_prefix
 
-        own = strip_prefix(init_weights, model.state_prefix)
-        if not own:
-            raise CheckpointError(f"{init_source}: no weights under '{model.state_prefix}' to start the "
-                                  f"{config.model.kind} net from")
-        model.load_initial_weights(own, f"{init_source} ({model.state_prefix}*)")
-    tokenizer_path = resolve_tokenizer(config, resolver, out)
-    query_encoder, clap_extras = build_query_encoder(config, resolver, tokenizer_path, init_weights, init_source,
-                                                     resume=resume, trust=trust_checkpoint)
-    official = official_layout_tensors(config, model, own, clap_extras, init_source)
-    del init_weights, own
+            own = strip_prefix(init_weights, model.state_prefix)
+            if not own:
+                raise CheckpointError(f"{init_source}: no weights under '{model.state_prefix}' to start the "
+                                      f"{config.model.kind} net from")
+            model.load_initial_weights(own, f"{init_source} ({model.state_prefix}*)")
+        tokenizer_path = resolve_tokenizer(config, resolver, out)
+        query_encoder, clap_extras = build_query_encoder(config, resolver, tokenizer_path, init_weights, init_source,
+                                                         resume=resume, trust=trust_checkpoint)
+        official = official_layout_tensors(config, model, own, clap_extras, init_source)
+        del init_weights, own
 
-    validation_set, validation_specs = open_validation(config)
-    info: dict[str, Any] = {"system": config.system, "tokenizer": str(tokenizer_path)}
-    if _is_local_tokenizer(config):  # inference finds it in the checkpoint
-        info["tokenizer_files"] = tokenizer_files(tokenizer_path)
-    with _quiet_lightning(lightning_info):  # restored afterwards: a library call leaves the process as it was
-        return _fit(config, out, model, query_encoder, train_set, sampler, validation_set, validation_specs, info,
-                    resume=resume, show_progress=show_progress, lightning_info=lightning_info,
-                    tokenizer_path=tokenizer_path, official_tensors=official, system=system)
+        validation_set, validation_specs = open_validation(config)
+        info: dict[str, Any] = {"system": config.system, "tokenizer": str(tokenizer_path)}
+        if _is_local_tokenizer(config):  # inference finds it in the checkpoint
+            info["tokenizer_files"] = tokenizer_files(tokenizer_path)
+        with _quiet_lightning(lightning_info):  # restored afterwards: a library call leaves the process as it was
+            return _fit(config, out, model, query_encoder, train_set, sampler, validation_set, validation_specs, info,
+                        resume=resume, show_progress=show_progress, lightning_info=lightning_info,
+                        tokenizer_path=tokenizer_path, official_tensors=official, system=system)
 
 
 def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_set: Any, sampler: Any,

@@ -957,7 +957,8 @@ CASES = [
     Case("score: an unreadable clip", score_with_unreadable_clip, 1, "cannot be scored", report_is_valid),
     Case("score: NaN in an estimate", score_with_nan_estimate, 1, "44 missing, 1 non-finite", report_is_valid),
     # 5. Stale outputs: recomputed when what they were computed from changed, or they are damaged.
-    Case("infer: edited query", infer_then(edit_query), 0, "(11 already there)", query_recorded),
+    Case("infer: edited query", infer_then(edit_query), 0, "1 output(s) were here but stale, computed again: 1 because "
+         "its query changed (e.g. demo-real-case-", query_recorded),
     Case("infer: replaced input file", infer_then(replace_input), 0, "wrote 1 estimate(s)", estimate_of_new_input),
     Case("infer: output is a symlink", infer_then(symlink_output), 0, "wrote 1 estimate(s)", outputs_are_plain_and_current),
     # An output changed since dcase9 wrote it is no longer provably dcase9's: never deleted, never written over.

@@ -146,3 +146,14 @@ def test_reading_threads_from_the_shell(demo_root: Path, estimates: dict[str, Pa
     refused = runner.invoke(app, ["score", "-d", str(demo_root / "validation"), "-e", str(estimates["mixture"]),
                                   "--workers", "-1"])
     assert refused.exit_code == 2 and "--workers must be 0" in refused.output
+
+
+def test_missing_estimates_of_a_limited_run_are_summarised_with_the_reason(demo_root: Path, tmp_path: Path) -> None:
+    """After `infer --limit 8`, score names two missing clips, counts the rest, and says the folder was limited."""
+    api.infer("mixture", demo_root / "validation", tmp_path / "est", limit=8, progress=False)
+    result = runner.invoke(app, ["score", "-d", str(demo_root / "validation"), "-e", str(tmp_path / "est")])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "40 missing" in text and "... and 38 more" in text, text
+    assert text.count("no estimate") == 2 and "made with --limit 8" in text
+    result = runner.invoke(app, ["score", "-d", str(demo_root / "eval-real"), "-e", str(tmp_path / "est")])
+    assert result.exit_code == 2 and "add --ats" in result.output

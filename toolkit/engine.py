@@ -113,6 +113,7 @@ class RunResult:
     ids: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)  # mixtures left out, and why
     orphans: list[str] = field(default_factory=list)  # outputs here for mixtures the data set lacks
+    recomputed: dict[str, str] = field(default_factory=dict)  # outputs that were there but stale, and why
 
     @property
     def real_time_factor(self) -> float:
@@ -492,10 +493,10 @@ class Separator:
             manifest.update({"status": status, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                              "written": len(written_ids), "skipped": skipped, "seconds": round(elapsed, 3),
                              "audio_seconds": round(audio_seconds, 3),
-                             "problems": [asdict(p) for p in problems]})
+                             "problems": [asdict(p) for p in problems], "recomputed": folder.recomputed})
             folder.write_manifest(manifest)
         return RunResult(out_dir, len(written_ids), skipped, elapsed, audio_seconds, str(self.device),
-                         folder.manifest_path, written_ids, problems, folder.orphans)
+                         folder.manifest_path, written_ids, problems, folder.orphans, dict(folder.recomputed))
 
     # -- the steps both share -------------------------------------------------------------------
 

@@ -84,13 +84,19 @@ def mix_paths(folder: str | Path, output_id: str) -> list[Path]:
     return [Path(folder) / part / f"{output_id}.wav" for part in MIX_FOLDERS]
 
 
+def run_manifest(folder: str | Path) -> dict[str, Any] | None:
+    """An output folder's manifest; None when it has none or it cannot be read."""
+    try:
+        manifest = json.loads((Path(folder) / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
 def run_identity(folder: str | Path) -> dict[str, Any] | None:
     """The run identity (system, weights, options) of an output folder's manifest; None when it has no
     manifest or it cannot be read."""
-    try:
-        identity = json.loads((Path(folder) / MANIFEST_NAME).read_text(encoding="utf-8")).get("identity")
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-        return None
+    identity = (run_manifest(folder) or {}).get("identity")
     return identity if isinstance(identity, dict) else None
 
 
@@ -194,6 +200,7 @@ class OutputFolder:
         self.sources: dict[str, dict[str, Any]] = {}
         self.orphans: list[str] = []
         self._pending: dict[str, dict[str, Any]] = {}  # files of an output written by this run so far
+        self.recomputed: dict[str, str] = {}  # existing outputs planned again, and why
         self._appender: JsonlAppender | None = None
         self._lock = threading.Lock()
         self._stack = ExitStack()
@@ -294,11 +301,15 @@ class OutputFolder:
                 continue
             if self.overwrite or not self.is_current(spec.id, source):
                 todo.append(spec)
+                stale = False
                 for path in self.outputs_of(spec.id):
                     if path.is_symlink() or self.vouches_for(spec.id, path):
                         delete.append(path)
+                        stale = True
                     elif path.exists():
                         foreign.append(path)
+                if stale:
+                    self.recomputed[spec.id] = self._why_stale(spec.id, source)
         if foreign:
             listed = ", ".join(str(p) for p in foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3
                                                                else "")
@@ -324,6 +335,22 @@ class OutputFolder:
                           "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.records.values()))
         self._appender = JsonlAppender(self.ledger_path)
         return todo
+
+    def _why_stale(self, output_id: str, source: dict[str, Any]) -> str:
+        """Why an existing output is computed again (said by `infer`, kept in the manifest)."""
+        if self.overwrite:
+            return "--overwrite"
+        record = self.records.get(output_id) or {}
+        before = record.get("source") or {}
+        if record.get("run") != self.run_key:
+            return "written by another run"
+        if before.get("query") != source.get("query"):
+            return "its query changed"
+        if before.get("inputs") != source.get("inputs"):
+            return "an input file changed"
+        if before != source:
+            return "its row changed"
+        return "its file no longer reads as it was written"
 
     def vouches_for(self, output_id: str, path: Path) -> bool:
         """Whether the ledger vouches for the file `path` of output `output_id`: listed in the latest

@@ -161,7 +161,7 @@ def score_estimates(data: str | Path | DataSet, estimates_dir: str | Path, out_d
         check_no_overlap({"--out": out_dir}, {**dataset.input_paths(), "--estimates": estimates_dir})
     if not dataset.has_references and not extra_metrics:
         raise Dcase9Error(f"the {dataset.kind.value} set has no references, so SDR, SDRi and SI-SDR cannot be "
-                          "computed; only a reference-free metric (ATS) can score it")
+                          "computed; only a reference-free metric can score it: add --ats (Python: ats=)")
     torch_device = resolve_device(device)
     workers = resolve_workers(workers, torch_device)
     loader = ItemLoader(dataset)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from dcase9.cli._common import (RESUMES, CsvOpt, KindOpt, app, console, friendly_errors, parse_weight_options,
@@ -89,6 +90,12 @@ def infer(
     rtf = f"{result.real_time_factor:.3f}" if result.audio_seconds else "-"
     console.print(f"wrote {result.written} estimate(s) to {result.out_dir} ({result.skipped} already there), "
                   f"{result.seconds:.1f} s on {result.device}, real-time factor {rtf}; manifest {result.manifest.name}")
+    if result.recomputed:
+        reasons: dict[str, list[str]] = {}
+        for output_id, why in result.recomputed.items():
+            reasons.setdefault(why, []).append(output_id)
+        console.print(f"{len(result.recomputed)} output(s) were here but stale, computed again: " + "; ".join(
+            f"{len(ids)} because {why} (e.g. {ids[0]})" for why, ids in reasons.items()), highlight=False)
     print_left_out(result.problems, result.orphans, "estimate")
     if result.problems:
         raise typer.Exit(1)
@@ -168,18 +175,33 @@ def score(
     report = run_score(dataset, estimates, out, device=device, batch_size=batch_size, ats=scorer, workers=workers)
     print_score_summary(report.summary)
     if report.problems:
-        by_kind: dict[str, int] = {}
-        for problem in report.problems:
-            by_kind[problem.kind] = by_kind.get(problem.kind, 0) + 1
-        console.print("[red]estimate problems:[/] " + ", ".join(f"{n} {k}" for k, n in sorted(by_kind.items())))
-        for problem in report.problems[:20]:
-            console.print(f"  [red]{problem.kind}[/] {problem.message}", highlight=False)
-        if len(report.problems) > 20:
-            console.print(f"  ... {len(report.problems) - 20} more in summary.json")
+        print_score_problems(report.problems, estimates)
     if out is not None:
         console.print(f"report: {out / 'per_clip.csv'}, {out / 'summary.json'}"
                       + (f", {out / 'sdri_vs_snr.png'}" if (out / "sdri_vs_snr.png").exists() else ""))
     raise typer.Exit(1 if report.problems else 0)
+
+
+def print_score_problems(problems: list[Any], estimates: Path) -> None:
+    """Problems by kind: a few named one by one, a long list summarised (with why, when it is known)."""
+    from dcase9.outputs import run_manifest
+
+    by_kind: dict[str, list[Any]] = {}
+    for problem in problems:
+        by_kind.setdefault(problem.kind, []).append(problem)
+    console.print("[red]estimate problems:[/] " + ", ".join(f"{len(v)} {k}" for k, v in sorted(by_kind.items())))
+    for kind, items in by_kind.items():
+        shown = items if len(items) <= 3 else items[:2]
+        for problem in shown:
+            console.print(f"  [red]{kind}[/] {escape(problem.message)}", highlight=False)
+        if len(items) > len(shown):
+            console.print(f"  [red]{kind}[/] ... and {len(items) - len(shown)} more (all of them in summary.json)",
+                          highlight=False)
+    limit = ((run_manifest(estimates) or {}).get("settings") or {}).get("limit")
+    if "missing" in by_kind and limit:
+        console.print(f"[yellow]{estimates} was made with --limit {limit} (its manifest says so): only the first "
+                      f"{limit} mixtures were separated; run `dcase9 infer` again without --limit to fill it[/]",
+                      highlight=False)
 
 
 def print_score_summary(summary: dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ def first_clip(folder: Path) -> Path:
 def test_clean_demo_set_is_usable(demo_validation: Path) -> None:
     report = validate_dataset(demo_validation)
     assert report.issues == []
-    assert report.usable()
+    assert report.usable
     assert report.files_checked == 16
 
 
@@ -128,7 +128,7 @@ def test_each_fault_is_rejected_and_named(demo_validation: Path, code: str) -> N
     FAULTS[code](demo_validation)
     report = validate_dataset(demo_validation)
     assert code in {i.code for i in report.errors}, [str(i) for i in report.issues]
-    assert not report.usable()
+    assert not report.usable
     result = runner.invoke(app, ["validate", str(demo_validation), "--show", "0"])
     assert result.exit_code == 1, result.output
     assert code in result.output
@@ -153,7 +153,7 @@ def test_real_recordings_may_differ_in_length(demo_root: Path, tmp_path: Path) -
     path = sorted((folder / "lass_evaluation_real").glob("*.wav"))[0]
     sf.write(path, np.full(48000, 0.1, np.float32), 16000, subtype="PCM_16")
     report = validate_dataset(folder)
-    assert report.usable() and {i.code for i in report.warnings} == {"audio-duration"}
+    assert report.usable and {i.code for i in report.warnings} == {"audio-duration"}
 
 
 def test_json_output_and_strict_mode(demo_validation: Path) -> None:
@@ -208,3 +208,12 @@ def test_names_one_disk_folds_are_warned_once_per_pair_of_rows(demo_root: Path, 
     collisions = [i for i in issues if i.code == "name-collision"]
     assert len(collisions) == 1 and collisions[0].message.startswith(f"file name '{source.upper()}.wav' and "
                                                                      f"'{source}.wav' of row 2 differ only by letter case")
+
+
+def test_a_validation_report_reads_short_and_usable_is_not_a_method(demo_root: Path) -> None:
+    """`if report.usable:` must not be always true (a bound method is), and the repr fits a line."""
+    from dcase9 import api
+
+    report = api.validate(demo_root / "validation")
+    assert report.usable is True and report.usable_strictly in (True, False)
+    assert len(repr(report)) < 200 and "usable=True" in repr(report)

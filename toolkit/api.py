@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # imported when used: they pull in models, Lightning, matplot
 
 def validate(data: str | Path, *, kind: str | None = None, csv_path: str | Path | None = None,
              check_audio: bool = True, expected_seconds: float | None = EXPECTED_SECONDS) -> ValidationReport:
-    """Check an evaluation-set folder; see `ValidationReport.usable()`."""
+    """Check an evaluation-set folder; see `ValidationReport.usable` (and `usable_strictly`)."""
     return validate_dataset(data, kind, csv_path, check_audio=check_audio, expected_seconds=expected_seconds)
 
 

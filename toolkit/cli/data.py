@@ -39,7 +39,7 @@ def validate(
         raise ConfigError("--seconds and --show must not be negative")
     report = run_validate(data, kind=kind, csv_path=csv, check_audio=not no_audio,
                           expected_seconds=seconds or None)
-    usable = report.usable(strict)
+    usable = report.usable_strictly if strict else report.usable
     if as_json:
         typer.echo(json.dumps(report.to_json(strict), indent=2, ensure_ascii=False))
         raise typer.Exit(0 if usable else 1)

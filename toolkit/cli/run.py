@@ -228,4 +228,4 @@ def print_score_summary(summary: dict[str, Any]) -> None:
 
 
 def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
+    return "-" if value is None else f"{round(value, 3) + 0.0:.3f}"  # + 0.0: -0.0 prints as 0.000

@@ -117,7 +117,7 @@ def train_command(
     overrides += [parse_assignment(text) for text in set_values]
     if print_config:
         settings = train_config(out, preset=preset, config=config, overrides=overrides, resume=resume)
-        console.print(dump_train_config(settings), highlight=False, markup=False, end="")
+        console.print(dump_train_config(settings), highlight=False, markup=False, end="", soft_wrap=True)  # YAML
         return
     try:
         result = run_training(out, preset=preset, config=config, overrides=overrides, resume=resume,

@@ -29,11 +29,18 @@ class AudioFacts:
     problems: list[tuple[str, str, str]] = field(default_factory=list)  # (severity, code, message)
 
 
-@dataclass
+@dataclass(repr=False)
 class ValidationReport:
+    """What `validate` found. `usable`: no errors; `usable_strictly`: no warnings either."""
+
     dataset: DataSet | None
     issues: list[Issue]
     files_checked: int = 0
+
+    def __repr__(self) -> str:  # short: the data set can hold thousands of mixtures
+        what = self.dataset.describe() if self.dataset is not None else "no data set"
+        return (f"ValidationReport({what}: {len(self.errors)} error(s), {len(self.warnings)} warning(s), "
+                f"{self.files_checked} file(s) checked, usable={self.usable})")
 
     @property
     def errors(self) -> list[Issue]:
@@ -43,9 +50,15 @@ class ValidationReport:
     def warnings(self) -> list[Issue]:
         return [i for i in self.issues if i.severity == "warning"]
 
-    def usable(self, strict: bool = False) -> bool:
-        """No errors (and, when strict, no warnings either)."""
-        return not self.errors and not (strict and self.warnings)
+    @property
+    def usable(self) -> bool:
+        """No errors: `infer`, `mix` and `score` can run on the set."""
+        return not self.errors
+
+    @property
+    def usable_strictly(self) -> bool:
+        """No errors and no warnings (`validate --strict`)."""
+        return self.usable and not self.warnings
 
     def counts_by_code(self) -> list[tuple[str, str, int]]:
         counter = collections.Counter((i.severity, i.code) for i in self.issues)
@@ -54,7 +67,7 @@ class ValidationReport:
     def to_json(self, strict: bool = False) -> dict[str, Any]:
         ds = self.dataset
         return {
-            "usable": self.usable(strict),
+            "usable": self.usable_strictly if strict else self.usable,
             "strict": strict,
             "kind": ds.kind.value if ds else None,
             "root": str(ds.root) if ds else None,

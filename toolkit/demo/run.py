@@ -72,7 +72,7 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
     clock = time.perf_counter()
     folders = make_demo(out / "data", **(data_options or {}), force=force_data)
     validation = validate(folders["validation"])
-    if not validation.usable():
+    if not validation.usable:
         raise Dcase9Error(f"the generated demo data did not validate: {validation.errors[0]}")
     seconds["data"] = time.perf_counter() - clock
     reports = {}

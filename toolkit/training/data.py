@@ -68,7 +68,9 @@ class Datafile:
         if path.is_absolute():
             return [path]
         first = (self.audio_root or self.path.parent) / path
-        return [first, Path.cwd() / path]
+        second = Path.cwd() / path
+        # One place when the working directory is that folder (a message would name it twice).
+        return [first] if first.resolve() == second.resolve() else [first, second]
 
     def resolve(self, wav: str) -> Path | None:
         for candidate in self.candidates(wav):

@@ -64,7 +64,9 @@ def load_separator(system: str, *, checkpoint: str | Path | None = None,
         context.checkpoints.clear()  # what the model did not take (optimizer state, ...) is freed now
         resolver.close()  # the embedded tokenizer is loaded by now
     identity = {"system": spec.name, "weights": resolver.identity(), "options": context.options}
-    settings = {"weights": resolver.locations()}
+    # The checkpoint a run used, by path (reports name a trained system by it; not in the identity, so
+    # folders made before resume as they did).
+    settings = {"weights": resolver.locations(), "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None}
     return Separator(model, system=spec.name, options=engine, segment_seconds=spec.segment_seconds,
                      needs_reference=spec.needs_reference, identity=identity, settings=settings)
 

@@ -172,6 +172,16 @@ def test_demo_builds_the_listening_page(small_demo: tuple[Path, Any]) -> None:
     assert comparison["pairs"][2]["losses"] == page.clips  # the oracle beats the mixture on every clip
 
 
+@pytest.mark.slow  # shares the demo run
+def test_a_trained_checkpoint_is_named_by_its_file_not_as_the_official_system(small_demo: tuple[Path, Any],
+                                                                                tmp_path: Path) -> None:
+    from dcase9.report.inputs import read_score_report
+
+    out, _ = small_demo
+    assert read_score_report(out / "reports" / "trained").name == "model/last.ckpt (baseline)"
+    assert read_score_report(out / "reports" / "mixture").name == "mixture"
+
+
 @pytest.mark.slow  # two more demo runs, everything reused: about 8 s
 def test_demo_command_reuses_finished_work_and_fails_loudly(small_demo: tuple[Path, Any],
                                                             monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,11 +1,11 @@
 """The Python API: the same verbs as the `dcase9` command line.
 
     from dcase9 import api
-    report = api.validate("lass_validation_dir")
+    report = api.validate("data/validation")
     separator = api.load_separator("baseline", checkpoint="baseline.ckpt")
     estimate = separator.separate(mixture, "a dog barks", sample_rate=44100)
-    api.infer("oracle", "lass_validation_dir", "estimates/oracle")
-    scores = api.score("lass_validation_dir", "estimates/oracle", out="reports/oracle")
+    api.infer("oracle", "data/validation", "estimates/oracle")
+    scores = api.score("data/validation", "estimates/oracle", out="reports/oracle")
     page = api.report(["reports/oracle", "reports/baseline"], "reports/page")
     run = api.train("runs/system1", preset="system1", overrides={"data": {"datafiles": ["aug.json"]}})
 
@@ -122,7 +122,7 @@ def load_separator(system: str, *, checkpoint: str | Path | None = None,
         separator = api.load_separator("baseline", checkpoint="baseline.ckpt")
         estimate = separator.separate(mixture, "a dog barks", sample_rate=44100)   # numpy in, numpy out
         estimates = separator.separate(batch, ["a dog barks", "rain"], sample_rate=16000)  # (batch, samples)
-        separator.infer(open_dataset("lass_validation"), "est")        # what `dcase9 infer` does
+        separator.infer(open_dataset("data/validation"), "est")        # what `dcase9 infer` does
 
     `checkpoint` replaces the system's main weights; `weights` maps any registry name to a local
     path; `system_options` override the system's settings (its typed configuration: n_fft, the CLAP
@@ -280,9 +280,11 @@ def system_facts(name: str | None) -> SystemFacts:
     # What inference loads besides the checkpoint: local copies of these are passed on with --weight.
     loaded = set(spec.weights[1:]) | set(spec.optional_weights)
 
-    def infer_command(checkpoint: Path, local_weights: Any) -> str:
-        parts = ["dcase9 infer", f"--system {system}", f"--checkpoint {checkpoint}", "--data VALIDATION_DIR",
-                 "--out ESTIMATES_DIR"]
+    def infer_command(checkpoint: Path, local_weights: Any, data: str | None = None) -> str:
+        # The run's own validation set and a folder beside the run when they are known, else placeholders.
+        out = Path(checkpoint).parent / "estimates" if data else "ESTIMATES_DIR"
+        parts = ["dcase9 infer", f"--system {system}", f"--checkpoint {checkpoint}", f"--data {data or 'DATA_DIR'}",
+                 f"--out {out}"]
         parts += [f"--weight {weight}={path}" for weight, path in local_weights.items() if weight in loaded]
         return " ".join(parts)
 

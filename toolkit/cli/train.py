@@ -98,7 +98,7 @@ def train_command(
 
     Examples:
       dcase9 train --preset system1 --data fsd50k_gpt4/augmented.json --data clotho_dev.json
-          --validation lass_validation --out runs/system1 --devices 8
+          --validation data/validation --out runs/system1 --devices 8
       dcase9 train --out runs/system1 --resume
       dcase9 train --preset demo --data demo-data/train/train.json --out runs/demo
     """

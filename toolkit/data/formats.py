@@ -247,8 +247,12 @@ def locate(data: str | Path, kind: SetKind | str | None = None,
         candidates = [c for c in candidates if c[0] is wanted]
     if not candidates:
         expected = ", ".join(OFFICIAL_CSV.values())
+        hint = ""
+        if any((root.parent / OFFICIAL_CSV[kind]).is_file() for kind, name in OFFICIAL_AUDIO_DIR.items()
+               if root.name == name) or (root.name in OFFICIAL_AUDIO_DIR.values() and any(root.glob("*.wav"))):
+            hint = f"; this is a set's audio folder: give the folder that holds it and its CSV, {root.parent}"
         raise DataError(f"no evaluation-set CSV found (expected one of {expected}, or a CSV with "
-                        "columns 'source, noise, snr, caption' or 'file_name, query')", file=root)
+                        f"columns 'source, noise, snr, caption' or 'file_name, query'){hint}", file=root)
     if len(candidates) > 1:
         listed = "; ".join(f"{c[1].name} ({c[0].value})" for c in candidates)
         raise DataError(f"several evaluation sets here: {listed}. Choose one with --kind or --csv",

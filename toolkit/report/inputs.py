@@ -19,6 +19,7 @@ from typing import Any
 from dcase9.data.formats import DataSet, MixtureSpec, SetKind, open_dataset
 from dcase9.errors import DataError, Dcase9Error
 from dcase9.metrics import describe_metric, shown_metrics
+from dcase9.outputs import run_manifest
 
 SUMMARY = "summary.json"
 PER_CLIP = "per_clip.csv"
@@ -109,6 +110,10 @@ def read_score_report(report_dir: str | Path) -> ScoredSystem:
     name = identity.get("system") if isinstance(identity, dict) else None
     if not isinstance(name, str) or not name.strip():
         name = report_dir.resolve().name
+    else:  # a system run from a checkpoint of one's own is named by it, not as the official system
+        checkpoint = ((run_manifest(estimates) or {}).get("settings") or {}).get("checkpoint")
+        if isinstance(checkpoint, str) and checkpoint:
+            name = f"{Path(checkpoint).parent.name}/{Path(checkpoint).name} ({name})"
     return ScoredSystem(name.strip(), report_dir, estimates, summary, metrics, values, captions, order, problems)
 
 

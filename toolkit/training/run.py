@@ -77,15 +77,15 @@ class SystemFacts:
 
     The library does not import `systems/`: the application layer (`dcase9.api.system_facts`,
     which `dcase9 train` and `api.train` use) describes the system. `sample_rate` is checked
-    against `data.sample_rate`; `infer_command(checkpoint, local_weights)` writes the command line
+    against `data.sample_rate`; `infer_command(checkpoint, local_weights, data)` writes the command line
     that separates with the result (`local_weights`: this run's local copies of registry weights,
     which the command passes on where inference loads them; the system options and a tokenizer
-    that is not the registry's travel inside the checkpoint).
+    that is not the registry's travel inside the checkpoint; `data`: the validation set, when there is one).
     """
 
     name: str
     sample_rate: int
-    infer_command: Callable[[Path, Mapping[str, str]], str]
+    infer_command: Callable[[Path, Mapping[str, str], str | None], str]
 
 
 @dataclass
@@ -291,7 +291,8 @@ def _write_summary(config: TrainConfig, out: Path, trainer: Any, module: Any, th
                    system: SystemFacts | None, status: str, diverged: Any, saved_step: int | None) -> TrainResult:
     last = out / LAST_CHECKPOINT
     # A run that diverged offers no command to separate with: its last good checkpoint is an earlier state.
-    command = system.infer_command(last, dict(config.weights)) if system is not None and diverged is None else ""
+    command = system.infer_command(last, dict(config.weights), config.validation.data) \
+        if system is not None and diverged is None else ""
     result = TrainResult(out, last, int(trainer.global_step), seconds,
                          throughput.summary(module.device), skipped, dict(module.last_validation), command,
                          tokenizer_path if _is_local_tokenizer(config) else None)

@@ -215,3 +215,19 @@ def test_demo_command_reuses_finished_work_and_fails_loudly(small_demo: tuple[Pa
     assert result.exit_code == 1, result.output
     text = " ".join(result.output.split())
     assert "the demo package was refused" in text and "[unvouched-output]" in text and "Traceback" not in text
+
+
+def test_a_moved_demo_folder_recovers_by_itself(tmp_path: Path) -> None:
+    """`mv demo-run elsewhere` (or a copy): the estimates were made from the data at its old place; the demo
+    computes them again instead of refusing the folder (it has no --overwrite to offer)."""
+    from dcase9.demo import run_demo
+
+    stages: list[tuple[int, int, str]] = []
+    run_demo(tmp_path / "first", train_model=False, progress=False, data_options=SMALL_DEMO_DATA)
+    shutil.move(tmp_path / "first", tmp_path / "moved")
+    result = run_demo(tmp_path / "moved", train_model=False, progress=False, data_options=SMALL_DEMO_DATA,
+                      stage=lambda k, n, what: stages.append((k, n, what)))
+    assert result.reports["mixture"].summary["complete"]
+    manifest = json.loads((tmp_path / "moved" / "estimates" / "mixture" / "dcase9-run.json").read_text())
+    assert manifest["dataset"]["root"].startswith(str(tmp_path / "moved"))
+    assert [(k, n) for k, n, _ in stages] == [(1, 4), (2, 4), (3, 4), (4, 4)]

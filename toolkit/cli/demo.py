@@ -33,7 +33,11 @@ def demo(
 
     started = time.perf_counter()
     tune_process()
-    result = run_demo(out, train_model=train, force_data=force,
+    def stage(k: int, n: int, what: str) -> None:
+        console.print(f"[bold cyan][{k}/{n}][/] {escape(what)} [dim]({time.perf_counter() - started:.0f} s so far)[/]",
+                      highlight=False)
+
+    result = run_demo(out, train_model=train, force_data=force, stage=stage,
                       announce=lambda line: console.print(f"[bold]{escape(line)}[/]", highlight=False))
     reports = result.reports
     first = next(iter(reports.values()))

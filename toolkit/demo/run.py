@@ -16,6 +16,7 @@ from dcase9.engine import RunResult
 from dcase9.errors import ConfigError, Dcase9Error, MissingDependencyError
 from dcase9.files import require_folder
 from dcase9.lazy import require
+from dcase9.outputs import run_manifest
 from dcase9.scoring import ScoreReport
 
 
@@ -45,7 +46,8 @@ DEMO_ENTRIES = ("data", "estimates", "reports", "report", "model", "submission")
 def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"), train_model: bool = True,
              progress: bool = True, data_options: dict[str, Any] | None = None,
              train_overrides: list[dict[str, Any]] | None = None, force_data: bool = False,
-             announce: Callable[[str], None] | None = None) -> DemoResult:
+             announce: Callable[[str], None] | None = None,
+             stage: Callable[[int, int, str], None] | None = None) -> DemoResult:
     """The main job on the embedded demo data, offline: synthesise -> validate -> train a small model
     on the demo training clips (`dcase9 train --preset demo`) -> separate with each system and the
     trained model -> score -> infer the trained model on the demo evaluation sets -> package its
@@ -59,8 +61,18 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
     and `train_overrides` (configuration layers on the demo preset) let tests run a smaller demo.
     Demo data in `out/data` that was edited is refused unless `force_data` (see `make_demo`).
     `announce` gets one line saying whether the model is trained, resumed, retrained (and why) or
-    reused, before that happens; the line is also the result's `model_status`.
+    reused, before that happens; the line is also the result's `model_status`. `stage(k, n, what)` is
+    called as each of the n stages starts. A demo folder that was moved or copied recovers by itself:
+    estimates made from the data at its old place are computed again.
     """
+    total = len(systems) + 2 + (4 if train_model else 0)
+    done = [0]
+
+    def next_stage(what: str) -> None:
+        done[0] += 1
+        if stage is not None:
+            stage(done[0], total, what)
+
     out = Path(out)
     require_folder(out, "the demo workspace")
     # The demo writes, deletes and retrains in its own folders; a folder of the user's is not its workspace.
@@ -70,6 +82,7 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
                           f"{' ...' if len(foreign) > 5 else ''}); give a new folder, or one an earlier demo made")
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
+    next_stage("demo data: synthesise and validate")
     folders = make_demo(out / "data", **(data_options or {}), force=force_data)
     validation = validate(folders["validation"])
     if not validation.usable:
@@ -78,7 +91,10 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
     reports = {}
     for system in systems:
         clock = time.perf_counter()
-        infer(system, folders["validation"], out / "estimates" / system, progress=progress)
+        next_stage(f"separate and score the validation set with {system}")
+        estimates = out / "estimates" / system
+        infer(system, folders["validation"], estimates, progress=progress,
+              overwrite=made_elsewhere(estimates, folders["validation"]))
         reports[system] = score(folders["validation"], out / "estimates" / system, out / "reports" / system,
                                 progress=progress)
         seconds[system] = time.perf_counter() - clock
@@ -90,9 +106,12 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
             result.notes.append(f"skipped the trained model and its package: {exc}")
             train_model = False
     if not train_model:
+        total = len(systems) + 2  # the listening page is the last stage then
+        next_stage("the listening page")
         demo_page(out, result)
         return result
     clock = time.perf_counter()
+    next_stage("train the demo model")
     result.training, load = train_demo_model(folders["train"] / "train.json", out / "model", progress=progress,
                                              overrides=train_overrides, announce=announce)
     result.model_status = load["why"]
@@ -100,26 +119,38 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
 
     def run_trained(data: Path, estimates: Path) -> RunResult:
         # A model trained in this run replaces the estimates of an earlier one.
-        return infer("baseline", data, estimates, progress=progress, overwrite=load["trained_now"],
+        return infer("baseline", data, estimates, progress=progress,
+                     overwrite=load["trained_now"] or made_elsewhere(estimates, data),
                      checkpoint=load["checkpoint"], offline=True)
 
     clock = time.perf_counter()
+    next_stage("separate and score the validation set with the trained model")
     run_trained(folders["validation"], out / "estimates" / "trained")
     reports["trained"] = score(folders["validation"], out / "estimates" / "trained", out / "reports" / "trained",
                                progress=progress)
     seconds["trained"] = time.perf_counter() - clock
+    next_stage("the listening page")
     demo_page(out, result)
     clock = time.perf_counter()
+    next_stage("separate the evaluation sets with the trained model")
     evaluation_estimates = {subset: out / "estimates" / f"trained-{subset}" for subset in DEMO_EVALUATION_SETS}
     for subset, estimates in evaluation_estimates.items():
         result.evaluation[subset] = run_trained(folders[subset], estimates)
     seconds["evaluation"] = time.perf_counter() - clock
     clock = time.perf_counter()
+    next_stage("package the outputs as a (demo) submission and check it")
     result.package = package_demo(out / "submission", data={s: folders[s] for s in DEMO_EVALUATION_SETS},
                                   estimates=evaluation_estimates, checkpoint=load["checkpoint"],
                                   development_report=out / "reports" / "trained", progress=progress)
     seconds["package"] = time.perf_counter() - clock
     return result
+
+
+def made_elsewhere(estimates: Path, data: Path) -> bool:
+    """Whether a demo estimates folder was made from the data at another place (the demo folder was moved
+    or copied): the demo owns it, so it is computed again instead of refused."""
+    recorded = ((run_manifest(estimates) or {}).get("dataset") or {}).get("csv")
+    return isinstance(recorded, str) and Path(recorded).resolve().parent != Path(data).resolve()
 
 
 def demo_page(out: Path, result: DemoResult) -> None:

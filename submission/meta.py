@@ -12,7 +12,7 @@ import fnmatch
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -255,10 +255,12 @@ def line_of(lines: Mapping[tuple[str, ...], int], path: tuple[str, ...]) -> int 
 
 
 class _MetaValidator:
-    def __init__(self, entry: str, text: str | None, context: Mapping[str, str]):
+    def __init__(self, entry: str, text: str | None, context: Mapping[str, str],
+                 failed_sources: set[str] | None = None):
         self.entry = entry
         self.lines = yaml_key_lines(text) if text else {}
         self.context = context
+        self.failed_sources = failed_sources or set()
         self.findings: list[Finding] = []
 
     def report(self, code: str, path: tuple[str, ...], message: str) -> None:
@@ -316,7 +318,7 @@ class _MetaValidator:
             value = mapping.get(name)
             blank = value is None or (isinstance(value, str) and not value.strip())
             if blank:
-                if rule.required:
+                if rule.required and not (rule.source is not None and rule.source in self.failed_sources):
                     state = "is blank" if name in mapping else "is missing"
                     self.report("meta-missing", path + (name,), f"required field {state}")
                 continue
@@ -324,9 +326,11 @@ class _MetaValidator:
 
 
 def validate_meta(document: Any, schema: Mapping[str, FieldRule], *, entry: str, text: str | None = None,
-                  context: Mapping[str, str] | None = None) -> list[Finding]:
-    """Every way `document` breaks the profile's meta rules; `context` fills `equals` templates."""
-    validator = _MetaValidator(entry, text, context or {})
+                  context: Mapping[str, str] | None = None, failed_sources: Collection[str] = ()) -> list[Finding]:
+    """Every way `document` breaks the profile's meta rules; `context` fills `equals` templates.
+    `failed_sources`: values whose source already failed with a finding of its own (a checkpoint that
+    cannot be counted, a report that cannot be read): their fields are not reported again as missing."""
+    validator = _MetaValidator(entry, text, context or {}, set(failed_sources))
     if not isinstance(document, dict):
         validator.report("meta-type", (), f"the document is {_describe(document)}, not a mapping of "
                          + ", ".join(schema))

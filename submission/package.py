@@ -53,6 +53,7 @@ class SystemSummary:
     name: str
     abbreviation: str
     total_parameters: int | None = None
+    failed_sources: set[str] = field(default_factory=set)  # meta values whose source failed (named once)
     parameters_by_prefix: dict[str, int] = field(default_factory=dict)
     results: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, int] = field(default_factory=dict)  # subset -> outputs packaged
@@ -82,7 +83,7 @@ class PackageResult:
     def to_json(self) -> dict[str, Any]:
         return {"package": str(self.package), "profile": self.profile, "written": self.written, "ok": self.ok,
                 "entries": self.entries,
-                "systems": [s.__dict__ for s in self.systems],
+                "systems": [{k: v for k, v in s.__dict__.items() if k != "failed_sources"} for s in self.systems],
                 "errors": len(self.errors), "findings": [f.to_json() for f in self.findings]}
 
 
@@ -242,7 +243,8 @@ class _Builder:
         document, problems = parse_meta(text, meta_name)
         self.findings += problems
         self.findings += validate_meta(document, profile.meta, entry=meta_name, text=text,
-                                       context={"label": label, "prefix": self.prefix})
+                                       context={"label": label, "prefix": self.prefix},
+                                       failed_sources=summary.failed_sources)
         if self.template is not None and not problems:
             self.findings += compare_with_template(document, self.template, entry=meta_name, text=text)
         self.scan(text.encode("utf-8"), meta_name, text=True)
@@ -271,9 +273,12 @@ class _Builder:
                 summary.parameters_by_prefix = count.by_prefix
             except Dcase9Error as exc:
                 self.add("parameters", f"system {label}: {exc}")
+                summary.failed_sources.add("system.total_parameters")
         if system.development_report is not None:
             results, problems = read_development_results(system.development_report, profile.development_set.value)
             self.findings += problems
+            if problems:
+                summary.failed_sources.update(f"{RESULTS_SOURCE}{metric}" for metric in result_metrics())
         else:
             results = dict(system.development_results or {})
         summary.results = results

@@ -345,3 +345,14 @@ def test_template_key_paths_are_compared_when_building(submission_inputs: Submis
     result = runner.invoke(app, ["package", "-c", str(config), "-o", str(tmp_path / "x.zip"),
                                  "--template", str(tmp_path / "broken.yaml")])
     assert result.exit_code == 2 and "a meta template is a YAML mapping" in result.output
+
+
+def test_a_missing_checkpoint_is_one_finding_not_five(submission_inputs: SubmissionInputs, tmp_path: Path) -> None:
+    """The parameter count cannot be made: that is said once, not again as a missing meta field of a meta
+    file that was never written."""
+    def edit(config: dict) -> None:
+        config["systems"][0]["parameters"] = {"checkpoints": [str(tmp_path / "gone.ckpt")]}
+
+    built = build_package(write_config(submission_inputs, tmp_path / "work", edit), tmp_path / "out.zip", environ={})
+    codes = [f.code for f in built.errors]
+    assert codes == ["parameters"], [str(f) for f in built.errors]

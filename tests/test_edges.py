@@ -175,3 +175,33 @@ def test_a_partial_zip_a_hard_kill_left_is_removed_by_the_next_build(submission_
     assert build_package(config, tmp_path / "p.zip", environ={}).ok
     assert not leftover.exists() and other.read_bytes() == b"mine"
     shutil.rmtree(tmp_path / "config")
+
+
+def test_sigterm_during_training_saves_last_ckpt_and_exits_143(demo_root: Path, tmp_path: Path) -> None:
+    """A scheduler's SIGTERM is handled like Ctrl-C: last.ckpt holds the state reached, exit 143, and
+    `--resume` continues from there."""
+    pytest.importorskip("lightning")
+    import yaml
+
+    from tests.test_train_run import TINY_RUN
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({**TINY_RUN, "validation": {"data": None},
+                                      "checkpoint": {"every_steps": 1000, "last_every_steps": 1000}}))
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "dcase9.cli", "train", "--preset", "demo", "--config", str(config), "--data",
+               str(demo_root / "train" / "train.json"), "--out", str(run), "--steps", "100000"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    metrics = run / "logs" / "version_0" / "metrics.csv"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:  # until a few steps were logged
+        if metrics.is_file() and metrics.read_text().count("\n") >= 3:
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 143, output
+    assert "terminated at step" in output and "Traceback" not in output, output
+    from dcase9.models.checkpoints import read_checkpoint
+
+    assert read_checkpoint(run / "last.ckpt")["global_step"] > 0

@@ -42,6 +42,11 @@ class MissingDependencyError(Dcase9Error):
     """An optional dependency is not installed."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's or `kill`'s stop), raised where Ctrl-C would be, so the same cleanup runs. The
+    command line's process raises it (it installs the handler; the library never does)."""
+
+
 class DiskFullError(Dcase9Error):
     """The file system ran out of space (or quota) while `path` was being written; nothing half-written
     was kept (`dcase9.files` writes atomically)."""

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from dcase9.errors import Dcase9Error
+from dcase9.errors import Dcase9Error, Terminated
 
 KindOpt = Annotated[Optional[str], typer.Option(
     "--kind", help="validation | eval-synth | eval-real, when the folder holds several sets.")]
@@ -56,10 +56,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 RESUMES = "finished outputs are kept; run the command again to resume"
 NOTHING_KEPT = "nothing half-written was kept; the previous outputs are as they were"
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a scheduler's or `kill`'s stop), raised where Ctrl-C would be, so the same cleanup runs."""
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:

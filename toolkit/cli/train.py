@@ -123,9 +123,10 @@ def train_command(
         result = run_training(out, preset=preset, config=config, overrides=overrides, resume=resume,
                               progress=progress, trust_checkpoint=trust_checkpoint)
     except TrainingInterrupted as stop:
-        console.print(f"[yellow]interrupted at step {stop.step}: saved {stop.checkpoint}; continue with[/]\n"
+        how = "terminated" if stop.terminated else "interrupted"
+        console.print(f"[yellow]{how} at step {stop.step}: saved {stop.checkpoint}; continue with[/]\n"
                       f"  dcase9 train --out {out} --resume", highlight=False)
-        raise typer.Exit(130) from None
+        raise typer.Exit(143 if stop.terminated else 130) from None
     if result.rank == 0:  # with DDP every process runs this command
         _print_result(result)
 

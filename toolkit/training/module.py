@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from dcase9.audio import SAMPLE_RATE, resample
 from dcase9.data.formats import DataSet, MixtureSpec
 from dcase9.data.items import ItemLoader
+from dcase9.errors import Terminated
 from dcase9.files import JsonlAppender, atomic_output, read_jsonl, remove_partial_files
 from dcase9.outputs import file_identity
 from dcase9.metrics import Metric, reference_metrics
@@ -357,6 +358,7 @@ class StepCheckpoints(Callback):
         self.out_dir, self.every, self.last_every, self.keep = Path(out_dir), every_steps, last_every_steps, keep
         self.folder = self.out_dir / "checkpoints"
         self.interrupted_at: int | None = None  # the step last.ckpt was saved at on an interruption
+        self.terminated = False  # the interruption was a SIGTERM
         self.saved_step: int | None = None
         self.diverged: NonFiniteTraining | None = None  # found by the save on an interruption
 
@@ -401,6 +403,7 @@ class StepCheckpoints(Callback):
                 self.diverged = diverged
                 return
             self.interrupted_at = self.saved_step = trainer.global_step
+            self.terminated = isinstance(exception, Terminated)
 
     @property
     def ledger_path(self) -> Path:

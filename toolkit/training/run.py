@@ -52,11 +52,11 @@ SUMMARY_FILE = "summary.json"
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM stopped the run; `last.ckpt` holds its state at `step`."""
+    """Ctrl-C or SIGTERM (`terminated`) stopped the run; `last.ckpt` holds its state at `step`."""
 
-    def __init__(self, checkpoint: Path, step: int) -> None:
+    def __init__(self, checkpoint: Path, step: int, terminated: bool = False) -> None:
         super().__init__(f"interrupted at step {step}; saved {checkpoint}")
-        self.checkpoint, self.step = checkpoint, step
+        self.checkpoint, self.step, self.terminated = checkpoint, step, terminated
 
 
 class TrainingDiverged(Dcase9Error):
@@ -231,7 +231,8 @@ def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_s
         diverged = checkpoints.diverged
         status = "interrupted" if diverged is None else "diverged"
         if diverged is None and checkpoints.interrupted_at is not None:
-            raise TrainingInterrupted(out / LAST_CHECKPOINT, checkpoints.interrupted_at) from None
+            raise TrainingInterrupted(out / LAST_CHECKPOINT, checkpoints.interrupted_at,
+                                      checkpoints.terminated) from None
         if diverged is None:
             raise
     except NonFiniteTraining as stop:

@@ -326,11 +326,12 @@ class Separator:
             k, count = bad[0]
             raise Dcase9Error(f"mixture {k} has {count} NaN or infinite samples; nothing separated")
         self._compile()
-        estimates = []
+        estimates: list[Any] = []  # per batch: a tensor (on the device) or a list of arrays
         for start in range(0, len(rows), self.batch_size):
             stop = start + self.batch_size
             batch_refs = references[start:stop] if references is not None else None
             batch_queries = wanted[start:stop]
+            estimate: Any
             if on_device:
                 estimate = self._separate_batch(rows[start:stop], batch_refs, batch_queries, rate, resample_here=True)
             else:
@@ -579,6 +580,7 @@ class Separator:
 def _as_rows(audio: Any, what: str, *, keep_device: bool = False) -> Any:
     """`(samples,)` or `(batch, samples)` audio (numpy, torch or a list) as float32 `(batch, samples)`:
     a numpy array, or with `keep_device` a tensor on the input's device."""
+    rows: Any
     if keep_device and isinstance(audio, torch.Tensor):
         rows = audio.detach().float()
     else:

@@ -665,7 +665,7 @@ def section_compile(ctx: Context) -> None:
         output = step()  # the first call compiles
         synchronize(ctx.device)
         compile_s = time.perf_counter() - started
-        row = {"compile_s": round(compile_s, 1), **time_net(ctx, step, batch, seconds)}
+        row = {"compile_s": round(compile_s, 3), **time_net(ctx, step, batch, seconds)}
         if "output" in eager:
             row["against_eager"] = compare(eager["output"], output.float().cpu())
         return row

@@ -292,4 +292,4 @@ def test_ids_that_one_disk_takes_for_one_file_are_refused_there_and_run_where_it
     with pytest.raises(Dcase9Error, match=f"row 4: mixture id '{nfd}' and '{nfc}' of row 3 differ only by Unicode "
                        r"normalisation \(NFC/NFD\), and the disk of .* takes"):
         run(separator, data, tmp_path / "folded")
-    assert separator.encoded == [] and list((tmp_path / "folded").iterdir()) == []
+    assert separator.encoded == [] and not (tmp_path / "folded").exists()  # a refused run makes no --out

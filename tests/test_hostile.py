@@ -912,7 +912,7 @@ CASES = [
                    "--print-config"], 2, "alias expansion exceeds", memory_mb=400),
     Case("YAML bomb as a system config",
          lambda w: ["infer", "--system", "mixture", "--system-config", str(yaml_file(alias_bomb())(w.root)),
-                   "--data", str(w.root), "--out", str(w.root / "out")], 2, "alias expansion exceeds", memory_mb=400),
+                   "--data", str(w.copy("eval-real")), "--out", str(w.out)], 2, "alias expansion exceeds", memory_mb=400),
     Case("YAML bomb as an augment config",
          lambda w: ["augment", "--config", str(yaml_file(alias_bomb())(w.root)), "-o", str(w.root / "out")],
          2, "alias expansion exceeds", memory_mb=400),

@@ -4,6 +4,7 @@
     report = api.validate("lass_validation_dir")
     separator = api.load_separator("baseline", checkpoint="baseline.ckpt")
     estimate = separator.separate(mixture, "a dog barks", sample_rate=44100)
+    api.separate(["song.mp3"], "a dog barks", system="2", out="separated")
     api.infer("oracle", "lass_validation_dir", "estimates/oracle")
     scores = api.score("lass_validation_dir", "estimates/oracle", out="reports/oracle")
     page = api.report(["reports/oracle", "reports/baseline"], "reports/page")
@@ -17,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 from contextlib import nullcontext
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +28,7 @@ from dcase9.data.formats import DataSet, SetKind, open_dataset
 from dcase9.data.items import ItemLoader, LoadFailure
 from dcase9.data.validate import EXPECTED_SECONDS, ValidationReport, validate_dataset
 from dcase9.devices import resolve_device
-from dcase9.engine import EngineOptions, RunResult, Separator
+from dcase9.engine import EngineOptions, RunResult, Separator, refuse_reference_system
 from dcase9.progress import progress_bar
 from dcase9.errors import ConfigError, Dcase9Error
 from dcase9.files import check_no_overlap, require_folder, write_text_atomic
@@ -35,6 +37,7 @@ from dcase9.scoring import ScoreReport, score_estimates
 
 if TYPE_CHECKING:  # imported when used: they pull in models, Lightning, matplotlib
     from dcase9.ats import AtsScorer
+    from dcase9.recordings import SeparateResult
     from dcase9.report import ReportResult
     from dcase9.training import SystemFacts, TrainConfig, TrainResult
 
@@ -167,6 +170,58 @@ def infer(system: str, data: str | Path | DataSet, out: str | Path, *, checkpoin
     separator = load(system, checkpoint=checkpoint, weights=weights, system_options=system_options, engine=engine,
                      offline=offline, trust_checkpoint=trust_checkpoint)
     return separator.infer(dataset, out)
+
+
+def separate(files: str | Path | Sequence[str | Path] = (), queries: str | Sequence[str] | None = None, *,
+             system: str, out: str | Path, query_file: str | Path | None = None,
+             checkpoint: str | Path | None = None, weights: dict[str, str | Path] | None = None,
+             system_options: dict[str, Any] | None = None, device: str = "auto", precision: str = "fp32",
+             batch_size: int | None = None, segment: float | None = None, overlap: float = 0.25, mono: bool = False,
+             residual: bool = False, audio_format: str = "wav", pcm16: bool = False, overwrite: bool = False,
+             offline: bool = False, trust_checkpoint: bool = False, progress: bool = True) -> SeparateResult:
+    """Separate your own recordings (`dcase9 separate`): each of `files` (any format libsndfile reads, any
+    rate, channel count and length) for each of the text `queries`, and the (file, query) rows of the CSV
+    `query_file`, into `out/<recording>/<query>.wav` at the recording's rate, channels and length
+    (see `dcase9.recordings` for the layout, the names and the resume rules).
+
+    `mono`: mix the channels down first (else each is separated); `residual`: also write the recording
+    minus the estimate (`<query>.residual.wav`); `audio_format` `wav` (32-bit float) or `flac` (24-bit),
+    `pcm16` for 16-bit. `segment` (seconds; 0: the whole file at once, as AudioSep's pipeline) and the
+    other keywords are `load_separator`'s. Recordings that cannot be used are left out and listed in
+    the result's `problems` (exit 1 on the command line); when none is left, `NothingToSeparate`.
+    """
+    from dcase9.recordings import Query, plan_separation, read_query_pairs, separate_recordings
+    from dcase9.systems import get_system, load_separator as load
+
+    files = [files] if isinstance(files, (str, Path)) else list(files)
+    texts = [queries] if isinstance(queries, str) else list(queries or [])
+    for text in texts:
+        if not text.strip():
+            raise ConfigError(f"an empty query ({text!r}): say what to separate, e.g. -q \"a dog barks\"")
+    if files and not texts:
+        raise ConfigError("say what to separate: give a query (-q \"a dog barks\")")
+    if not files and query_file is None:
+        raise ConfigError("no recording given: name audio files, or a --queries file of (file, query) rows")
+    spec = get_system(system)
+    refuse_reference_system(spec.name, spec.needs_reference)
+    engine = EngineOptions(batch_size=batch_size, device=device, precision=precision, segment_seconds=segment,
+                           overlap=overlap, progress=progress)
+    engine.check()
+    require_folder(out, "the separated outputs")
+    check_no_overlap({"--out": out}, {**{f"the recording {path}": path for path in files}, "--queries": query_file,
+                                      "--checkpoint": checkpoint,
+                                      **{f"--weight {name}": path for name, path in (weights or {}).items()}})
+    pairs: list[Any] = [(Path(path), Query(text), None) for path in files for text in texts]
+    problems = []
+    if query_file is not None:
+        rows, problems = read_query_pairs(query_file)
+        pairs += rows
+        check_no_overlap({"--out": out}, {f"the recording {path}": path for path, _, _ in rows})
+    plan = plan_separation(pairs, problems)  # bad recordings are refused before a model is loaded
+    separator = load(system, checkpoint=checkpoint, weights=weights, system_options=system_options, engine=engine,
+                     offline=offline, trust_checkpoint=trust_checkpoint)
+    return separate_recordings(separator, plan, out, mono=mono, residual=residual, audio_format=audio_format,
+                               pcm16=pcm16, overwrite=overwrite, progress=progress)
 
 
 def download(system: str, *, include_optional: bool = False, offline: bool = False,

@@ -39,7 +39,8 @@ import numpy as np
 import torch
 
 from dcase9.version import __version__
-from dcase9.audio import RESAMPLERS, SAMPLE_RATE, non_finite_count, resample, resample_hq, write_wav
+from dcase9.audio import (RESAMPLERS, SAMPLE_RATE, SAMPLE_RATE_RANGE, AudioWriter, Recording, non_finite_count,
+                          output_format, probe_recording, read_recording, resample, resample_hq, write_wav)
 from dcase9.data.formats import MIN_AUDIO_SECONDS, DataSet, MixtureSpec, SetKind
 from dcase9.data.items import Item, ItemLoader, LoadFailure, ordered_map
 from dcase9.devices import resolve_device
@@ -92,6 +93,9 @@ class EngineOptions:
             raise ConfigError("--batch-size must be at least 1")
         if not 0.0 <= self.overlap < 1.0:
             raise ConfigError("--overlap must be in [0, 1)")
+        if self.segment_seconds is not None and not self.segment_seconds >= 0:
+            raise ConfigError(f"--segment must be 0 (whole inputs at once) or a chunk length in seconds, got "
+                              f"{self.segment_seconds}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError("--limit must be at least 1")
         if self.workers is not None:
@@ -316,31 +320,106 @@ class Separator:
             k, count = bad[0]
             raise Dcase9Error(f"mixture {k} has {count} NaN or infinite samples; nothing separated")
         self._compile()
+        if not on_device:
+            stacked = self._estimate_rows(rows, wanted, rate, references)
+            for k, bad_count in _non_finite_rows(stacked):
+                query = f" (query {wanted[k]!r})" if isinstance(wanted, list) else ""
+                raise Dcase9Error(f"the system returned {bad_count} NaN or infinite samples for mixture {k}{query}")
+            stacked = stacked[0] if np.ndim(mixture) == 1 else stacked
+            return torch.from_numpy(stacked) if isinstance(mixture, torch.Tensor) else stacked
         estimates = []
         for start in range(0, len(rows), self.batch_size):
             stop = start + self.batch_size
             batch_refs = references[start:stop] if references is not None else None
-            batch_queries = wanted[start:stop]
-            if on_device:
-                estimate = self._separate_batch(rows[start:stop], batch_refs, batch_queries, rate, resample_here=True)
-            else:
-                prepared = [self._prepare(row, batch_refs[k] if batch_refs is not None else None, rate)
-                            for k, row in enumerate(rows[start:stop])]
-                outputs = self._separate([p[0] for p in prepared],
-                                         [p[1] for p in prepared] if batch_refs is not None else None,  # type: ignore[misc]
-                                         batch_queries, rate)
-                estimate = [self._finish(output, rows.shape[-1], rate) for output in outputs]
+            estimate = self._separate_batch(rows[start:stop], batch_refs, wanted[start:stop], rate, resample_here=True)
             for k, bad_count in _non_finite_rows(estimate):
                 query = f" (query {wanted[start + k]!r})" if isinstance(wanted, list) else ""
                 raise Dcase9Error(f"the system returned {bad_count} NaN or infinite samples for mixture "
                                   f"{start + k}{query}")
             estimates.append(estimate)
-        if on_device:
-            result = torch.cat(estimates)  # type: ignore[arg-type]
-            return result[0] if mixture.ndim == 1 else result
-        stacked = np.stack([row for batch in estimates for row in batch])
-        stacked = stacked[0] if np.ndim(mixture) == 1 else stacked
-        return torch.from_numpy(stacked) if isinstance(mixture, torch.Tensor) else stacked
+        result = torch.cat(estimates)
+        return result[0] if mixture.ndim == 1 else result
+
+    def _estimate_rows(self, rows: np.ndarray, wanted: list[str] | torch.Tensor, rate: int,
+                       references: np.ndarray | None = None) -> np.ndarray:
+        """Estimates of host `(rows, samples)` audio at `rate` for `wanted` (one query or condition per row), in
+        batches of `batch_size`, at `rate` and in the rows' length; NaN or infinite samples are the caller's
+        to refuse."""
+        estimates = []
+        for start in range(0, len(rows), self.batch_size):
+            stop = start + self.batch_size
+            batch_refs = references[start:stop] if references is not None else None
+            prepared = [self._prepare(row, batch_refs[k] if batch_refs is not None else None, rate)
+                        for k, row in enumerate(rows[start:stop])]
+            outputs = self._separate([p[0] for p in prepared],
+                                     [p[1] for p in prepared] if batch_refs is not None else None,  # type: ignore[misc]
+                                     wanted[start:stop], rate)
+            estimates += [self._finish(output, rows.shape[-1], rate) for output in outputs]
+        return np.stack(estimates)
+
+    # -- recordings (files of any format, rate, channel count and length) ---------------------------
+
+    def separate_recording(self, recording: Recording, queries: Sequence[str | torch.Tensor], *,
+                           mono: bool = False) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
+        """Separate a probed recording (`dcase9.audio.probe_recording`) for each of `queries` (a text, or
+        a condition as `separate`'s `conditions=` takes it) in one pass over the file: yields, in order
+        and covering the file, `(mixture, [estimate per query])` blocks of `(channels, frames)` at the
+        file's rate (`mono`: one channel, the mean). Each channel is separated as a row of `separate`,
+        and the estimates are what `separate` gives for the whole file. NaN or infinite estimates are
+        the caller's to refuse (one query's may be, the others' not). Files are resampled with soxr HQ
+        on the CPU."""
+        refuse_reference_system(self.system, self.needs_reference)
+        if self.model.sample_rate != recording.sample_rate and self.options.resampler != "soxr":
+            raise ConfigError("recordings are resampled with soxr HQ on the CPU, as they are read; load the "
+                              "separator with resampler='soxr' (julius serves tensors already on a device)")
+        self._compile()
+        mixture = read_recording(recording, mono=mono)
+        wanted = [self._queries_for(len(mixture), query if isinstance(query, str) else None,
+                                    query if isinstance(query, torch.Tensor) else None) for query in queries]
+        yield mixture, [self._estimate_rows(mixture, rows, recording.sample_rate) for rows in wanted]
+
+    def separate_file(self, path: str | Path, query: str | None = None, out: str | Path | None = None, *,
+                      conditions: torch.Tensor | None = None, mono: bool = False, pcm16: bool = False) -> Any:
+        """Separate an audio file of any format libsndfile reads, rate, channel count and length for the text
+        `query` (or `conditions`, a query embedding), each channel on its own (`mono`: their mean).
+
+        Without `out`: the estimate at the file's rate and length, float32 `(samples,)` for one channel,
+        `(channels, samples)` for more. With `out` (a `.wav` or `.flac` path): the estimate written there
+        atomically (32-bit float WAV, or 24-bit FLAC; `pcm16`: 16-bit), in bounded memory whatever the
+        length (the engine's chunks over a stream of the file), and `out` is returned. A file that cannot
+        be separated (unreadable, empty, silent, NaN/inf) is a DataError naming it."""
+        recording = probe_recording(path, min_seconds=MIN_AUDIO_SECONDS)
+        wanted: str | torch.Tensor | None = conditions if conditions is not None else query
+        if wanted is None:
+            wanted = ""  # refused by `_queries_for` when the system is queried
+        if conditions is not None and query is not None:
+            raise ValueError("give query or conditions, not both")
+        stream = self.separate_recording(recording, [wanted], mono=mono)
+        if out is None:
+            blocks = []
+            for _, (estimate,) in stream:
+                self._refuse_non_finite(estimate, recording.path)
+                blocks.append(estimate)
+            whole = np.concatenate(blocks, axis=1)
+            return whole[0] if len(whole) == 1 else whole
+        out = Path(out)
+        check_no_overlap({"out": out}, {"path": path})
+        formats = {".wav": "wav", ".flac": "flac"}
+        if out.suffix.lower() not in formats:
+            raise ConfigError(f"{out}: name a .wav or .flac file to write the estimate to")
+        container, subtype, _ = output_format(formats[out.suffix.lower()], pcm16=pcm16)
+        with AudioWriter(out, recording.sample_rate, 1 if mono else recording.channels, container, subtype) as writer:
+            for _, (estimate,) in stream:
+                self._refuse_non_finite(estimate, recording.path)
+                writer.write(estimate)
+            writer.commit()
+        return out
+
+    @staticmethod
+    def _refuse_non_finite(estimate: np.ndarray, path: Path) -> None:
+        bad = non_finite_count(estimate)
+        if bad:
+            raise Dcase9Error(f"{path}: the system returned {bad} NaN or infinite samples; nothing written")
 
     def _queries_for(self, rows: int, queries: str | Sequence[str] | None,
                      conditions: torch.Tensor | None) -> list[str] | torch.Tensor:
@@ -544,9 +623,7 @@ class Separator:
 
             def run(start: int, end: int) -> torch.Tensor:
                 chunk_ref = model_reference[:, start:end] if model_reference is not None else None
-                with autocast_context(device, self.options.precision):
-                    out = self.model.separate(model_mixture[:, start:end], conditions, chunk_ref)
-                return out.float()
+                return self._run_chunk(model_mixture[:, start:end], conditions, chunk_ref)
 
             estimate = separate_in_chunks(run, model_mixture.shape[-1], mixture.shape[0], self.segment,
                                           self.options.overlap, device)
@@ -555,6 +632,13 @@ class Separator:
                 if estimate.shape[-1] < mixture.shape[-1]:
                     estimate = torch.nn.functional.pad(estimate, (0, mixture.shape[-1] - estimate.shape[-1]))
         return estimate.float()
+
+    def _run_chunk(self, mixture: torch.Tensor, conditions: torch.Tensor | None,
+                   reference: torch.Tensor | None) -> torch.Tensor:
+        """The model on one chunk at its rate, on the device (in inference mode), as float32."""
+        with autocast_context(self.device, self.options.precision):
+            out = self.model.separate(mixture, conditions, reference)
+        return out.float()
 
     def _finish(self, estimate: np.ndarray, length: int, rate: int = SAMPLE_RATE) -> np.ndarray:
         """An estimate as it is written (on a writing thread): at `rate` (soxr from the model's rate if
@@ -593,10 +677,6 @@ def _non_finite_rows(rows: Any) -> list[tuple[int, int]]:
     return [(k, count) for k, count in enumerate(counts) if count]
 
 
-# The sample rates `separate` accepts: telephone speech to studio masters (README: "Values out of range").
-SAMPLE_RATE_RANGE = (1000, 384_000)
-
-
 def check_sample_rate(rate: Any) -> int:
     """`rate` as an int, refused outside `SAMPLE_RATE_RANGE` or when it is not a whole number."""
     if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)) or rate != int(rate):
@@ -604,6 +684,13 @@ def check_sample_rate(rate: Any) -> int:
     if not SAMPLE_RATE_RANGE[0] <= int(rate) <= SAMPLE_RATE_RANGE[1]:
         raise ValueError(f"sample_rate {rate} Hz is outside {SAMPLE_RATE_RANGE[0]}..{SAMPLE_RATE_RANGE[1]} Hz")
     return int(rate)
+
+
+def refuse_reference_system(system: str, needs_reference: bool) -> None:
+    """A system that separates with the reference (the oracle, `3-roundtrip`) cannot separate a recording."""
+    if needs_reference:
+        raise Dcase9Error(f"system '{system}' separates with the reference signal (the clean source), which a "
+                          "recording does not have; use a text-queried system (see `dcase9 systems`)")
 
 
 def _reap(pending: list[Future[None]]) -> list[Future[None]]:

@@ -1,0 +1,258 @@
+"""`dcase9 separate` and `api.separate`: a user's recordings, any format, rate, channels and length, by a query."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+from typer.testing import CliRunner
+
+from tests.tiny_models import system_config, tokenizer_folder, write_lightning_checkpoint
+from dcase9 import api
+from dcase9.cli import app
+from dcase9.recordings import Query, plan_jobs, safe_name
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The baseline's tiny stand-in in the official layout, and the flags that load it."""
+    root = tmp_path_factory.mktemp("tiny")
+    (root / "baseline.yaml").write_text(yaml.safe_dump(system_config()))
+    assets = {"root": root, "tokenizer": tokenizer_folder(root / "tokenizer"),
+              "checkpoint": write_lightning_checkpoint(root / "baseline.ckpt"), "config": system_config()}
+    assets["flags"] = ["-s", "baseline", "--checkpoint", str(assets["checkpoint"]), "--weight",
+                       f"roberta-base-tokenizer={assets['tokenizer']}", "--system-config", str(root / "baseline.yaml"),
+                       "--offline"]
+    return assets
+
+
+def load(tiny: dict[str, Any], **engine: Any) -> Any:
+    return api.load_separator("baseline", checkpoint=tiny["checkpoint"], weights={"roberta-base-tokenizer": tiny["tokenizer"]},
+                              system_options=tiny["config"], offline=True, progress=False, **engine)
+
+
+def noise(path: Path, rate: int, seconds: float, channels: int = 1, seed: int = 0, **write: Any) -> Path:
+    """A recording of pink-ish noise (every channel different) written with soundfile."""
+    rng = np.random.default_rng(seed)
+    frames = int(round(rate * seconds))
+    audio = np.cumsum(rng.standard_normal((frames, channels)), axis=0)
+    audio = (0.3 * audio / np.max(np.abs(audio))).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, audio[:, 0] if channels == 1 else audio, rate, **write)
+    return path
+
+
+def separate(*args: Any) -> Any:
+    return runner.invoke(app, ["separate", *[str(a) for a in args]])
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def read(path: Path) -> tuple[np.ndarray, int]:
+    audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    return audio.T, rate
+
+
+def test_any_rate_and_channels_give_one_file_per_recording_and_query(tiny: dict[str, Any], tmp_path: Path) -> None:
+    """Each channel separated, at the recording's rate, channels and length: what `separate` gives in memory
+    for the whole file; the folder says which recording and query each output is."""
+    stereo = noise(tmp_path / "in" / "Street Scene.flac", 22050, 1.3, channels=2)
+    mono = noise(tmp_path / "in" / "dog.wav", 16000, 1.1, seed=1)
+    out = tmp_path / "out"
+    result = separate(stereo, mono, "-q", "A dog barks", "-q", "rain", "-o", out, *tiny["flags"])
+    assert result.exit_code == 0, result.output
+    separator = load(tiny)
+    for path, name in ((stereo, "Street_Scene"), (mono, "dog")):
+        mixture, rate = read(path)
+        for query, slug in (("A dog barks", "a_dog_barks"), ("rain", "rain")):
+            estimate, out_rate = read(out / name / f"{slug}.wav")
+            assert out_rate == rate and estimate.shape == mixture.shape
+            expected = separator.separate(mixture, query, sample_rate=rate)
+            np.testing.assert_array_equal(estimate, expected)
+            assert sf.info(out / name / f"{slug}.wav").subtype == "FLOAT"
+            assert f"{out / name / f'{slug}.wav'}" in flat(result.output)
+    index = (out / "separated.csv").read_text().splitlines()
+    assert index[0] == "input,query,estimate,residual" and len(index) == 5
+    assert f"{stereo.resolve()},A dog barks,Street_Scene/a_dog_barks.wav," in index
+    manifest = json.loads((out / "dcase9-run.json").read_text())
+    assert manifest["status"] == "complete" and manifest["inputs"] == {"kind": "recordings"}
+    assert manifest["identity"]["command"] == "separate" and manifest["identity"]["system"] == "baseline"
+
+
+def test_separate_file_in_memory_and_to_a_file(tiny: dict[str, Any], tmp_path: Path) -> None:
+    separator = load(tiny)
+    path = noise(tmp_path / "x.ogg", 24000, 1.2, channels=2, format="OGG")
+    mixture, rate = read(path)
+    expected = separator.separate(mixture, "rain", sample_rate=rate)
+    np.testing.assert_array_equal(separator.separate_file(path, "rain"), expected)
+    np.testing.assert_array_equal(separator.separate_file(path, "rain", mono=True),
+                                  separator.separate(mixture.mean(axis=0, dtype=np.float32), "rain", sample_rate=rate))
+    written = separator.separate_file(path, "rain", tmp_path / "est.flac")
+    assert written == tmp_path / "est.flac" and sf.info(written).subtype == "PCM_24"
+    np.testing.assert_allclose(read(written)[0], np.clip(expected, -1, 1), atol=2 ** -23)  # integers clip
+    with pytest.raises(Exception, match="a .wav or .flac file"):
+        separator.separate_file(path, "rain", tmp_path / "est.mp3")
+    with pytest.raises(ValueError, match="query is empty|say what to separate"):
+        separator.separate_file(path, " ")
+
+
+def test_residual_formats_and_mono(tmp_path: Path) -> None:
+    """The identity system (`mixture`): the estimate is the recording, so the residual is what float32 leaves."""
+    path = noise(tmp_path / "in" / "take.wav", 16000, 1.0, channels=3)
+    out = tmp_path / "out"
+    result = separate(path, "-q", "x", "-s", "mixture", "-o", out, "--residual")
+    assert result.exit_code == 0, result.output
+    mixture, _ = read(path)
+    np.testing.assert_array_equal(read(out / "take" / "x.wav")[0], mixture)
+    assert not np.any(read(out / "take" / "x.residual.wav")[0])
+    result = separate(path, "-q", "x", "-s", "mixture", "-o", tmp_path / "flac", "--format", "flac", "--pcm16",
+                      "--mono")
+    assert result.exit_code == 0, result.output
+    info = sf.info(tmp_path / "flac" / "take" / "x.flac")
+    assert (info.format, info.subtype, info.channels, info.frames) == ("FLAC", "PCM_16", 1, 16000)
+    result = separate(path, "-q", "x", "-s", "mixture", "-o", tmp_path / "bad", "--format", "mp3")
+    assert result.exit_code == 2 and "unknown output format 'mp3'" in result.output
+
+
+def test_outputs_resume_by_infers_rules(tmp_path: Path) -> None:
+    path = noise(tmp_path / "in" / "a.wav", 16000, 1.0)
+    out = tmp_path / "out"
+    args = [path, "-q", "x", "-s", "mixture", "-o", out]
+    assert separate(*args).exit_code == 0
+    estimate = out / "a" / "x.wav"
+    before = estimate.stat().st_mtime_ns
+    result = separate(*args)
+    assert result.exit_code == 0 and "wrote 0 output(s)" in flat(result.output), result.output
+    assert "(1 already there)" in flat(result.output)
+    assert estimate.stat().st_mtime_ns == before
+    # another recording into the same folder: the first output stays
+    other = noise(tmp_path / "in" / "b.wav", 16000, 1.0, seed=3)
+    assert separate(other, "-q", "x", "-s", "mixture", "-o", out).exit_code == 0
+    assert estimate.stat().st_mtime_ns == before
+    assert len((out / "separated.csv").read_text().splitlines()) == 3
+    # the recording changes: computed again
+    noise(path, 16000, 1.0, seed=7)
+    assert separate(*args).exit_code == 0
+    np.testing.assert_array_equal(read(estimate)[0], read(path)[0])
+    # another output format in the folder is refused, as another system is
+    result = separate(*args, "--pcm16")
+    assert result.exit_code == 2 and "differs in: subtype" in flat(result.output)
+    # a file of someone else's at an output's name is never overwritten
+    (out / "a" / "y.wav").write_bytes(b"mine")
+    result = separate(path, "-q", "y", "-s", "mixture", "-o", out)
+    assert result.exit_code == 2 and "not written by dcase9" in result.output
+    assert (out / "a" / "y.wav").read_bytes() == b"mine"
+
+
+def test_bad_recordings_are_named_and_the_rest_written(tmp_path: Path) -> None:
+    good = noise(tmp_path / "in" / "good.wav", 16000, 1.0)
+    silent = tmp_path / "in" / "silent.wav"
+    sf.write(silent, np.zeros(16000, dtype=np.float32), 16000)
+    empty = tmp_path / "in" / "empty.wav"
+    sf.write(empty, np.zeros(0, dtype=np.float32), 16000)
+    nan = noise(tmp_path / "in" / "nan.wav", 16000, 1.0, subtype="FLOAT")
+    data, _ = sf.read(nan, dtype="float32")
+    data[10] = np.nan
+    sf.write(nan, data, 16000, subtype="FLOAT")
+    text = tmp_path / "in" / "notes.wav"
+    text.write_text("not audio\n")
+    short = noise(tmp_path / "in" / "short.wav", 16000, 0.05)
+    folder = tmp_path / "in" / "folder.wav"
+    folder.mkdir()
+    out = tmp_path / "out"
+    result = separate(good, silent, empty, nan, text, short, folder, tmp_path / "missing.wav", "-q", "x", "-s",
+                      "mixture", "-o", out)
+    output = flat(result.output)
+    assert result.exit_code == 1, result.output
+    assert (out / "good" / "x.wav").is_file() and sorted(p.name for p in out.iterdir()) == [
+        "dcase9-outputs.jsonl", "dcase9-run.json", "good", "separated.csv"]
+    for fragment in (f"{silent}: silent: every one of its 16000 samples is zero",
+                     f"{empty}: an empty recording (0 samples)",
+                     f"{nan}: 1 NaN or infinite samples",
+                     f"{text}: not audio that libsndfile",
+                     f"{short}: 800 samples (0.050 s): shorter than 0.1 s",
+                     f"{folder}: a folder, not a file",
+                     f"{tmp_path / 'missing.wav'}: file not found"):
+        assert fragment in output, fragment
+    assert "Traceback" not in result.output
+    # nothing usable: the command could not run
+    result = separate(silent, text, "-q", "x", "-s", "mixture", "-o", tmp_path / "none")
+    assert result.exit_code == 2 and "nothing to separate: 2 input(s) refused" in result.output
+    assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["-q", " "], "an empty query (' '): say what to separate"),
+    ([], "say what to separate: give a query"),
+    (["-q", "x", "-s", "oracle"], "system 'oracle' separates with the reference signal"),
+    (["-q", "x", "-s", "3-roundtrip"], "system '3-roundtrip' separates with the reference signal"),
+    (["-q", "x", "--segment", "-1"], "--segment"),
+])
+def test_what_cannot_run_is_refused_before_anything(tmp_path: Path, args: list[str], message: str) -> None:
+    path = noise(tmp_path / "in" / "a.wav", 16000, 1.0)
+    if "-s" not in args:
+        args = [*args, "-s", "mixture"]
+    result = separate(path, *args, "-o", tmp_path / "out")
+    assert result.exit_code == 2, result.output
+    assert message in flat(result.output)
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_over_an_input_is_refused(tmp_path: Path) -> None:
+    path = noise(tmp_path / "in" / "a.wav", 16000, 1.0)
+    table = tmp_path / "pairs.csv"
+    table.write_text(f"file,query\n{path},x\n")
+    for out, args, relation in ((tmp_path / "in", [path], "contains the recording"),
+                                (tmp_path / "in", ["--queries", table], "contains the recording"),
+                                (tmp_path, ["--queries", table], "contains --queries"),
+                                (path, [path], "is a file, not a folder")):
+        result = separate(*args, "-q", "x", "-s", "mixture", "-o", out) if "--queries" not in args else \
+            separate(*args, "-s", "mixture", "-o", out)
+        assert result.exit_code == 2 and relation in flat(result.output), result.output
+    assert sorted(os.listdir(tmp_path / "in")) == ["a.wav"]
+
+
+def test_a_queries_file_of_pairs(tmp_path: Path) -> None:
+    a = noise(tmp_path / "in" / "a.wav", 16000, 1.0)
+    noise(tmp_path / "in" / "b.flac", 44100, 1.0, channels=2)
+    table = tmp_path / "in" / "pairs.csv"
+    table.write_text("file,query\na.wav,a dog barks\nb.flac,rain\nb.flac,  \n,rain\n" + f"{a},a dog barks\n")
+    out = tmp_path / "out"
+    result = separate("--queries", table, "-s", "mixture", "-o", out)
+    output = flat(result.output)
+    assert result.exit_code == 1, result.output
+    assert f"{table}, row 4, field 'query': an empty query" in output and f"{table}, row 5, field 'file'" in output
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.wav")) == ["a/a_dog_barks.wav", "b/rain.wav"]
+    table.write_text("recording,caption\n")
+    assert separate("--queries", table, "-s", "mixture", "-o", out).exit_code == 2
+    table.write_text("name,words\na.wav,x\n")
+    result = separate("--queries", table, "-s", "mixture", "-o", out)
+    assert result.exit_code == 2 and "no file column" in result.output
+
+
+def test_names_say_which_recording_and_query_and_never_collide(tmp_path: Path) -> None:
+    assert safe_name("A dog barks!", lower=True) == "a_dog_barks"
+    assert safe_name("../../etc/passwd", lower=False) == "etc_passwd"
+    assert safe_name("雨が降る", lower=True) == "雨が降る"
+    assert safe_name("con", lower=True) == "con_"
+    assert safe_name("!!!", lower=True) == ""
+    assert len(safe_name("a dog " * 100, lower=True).encode()) <= 80
+    first, second = tmp_path / "a" / "x.wav", tmp_path / "b" / "X.flac"
+    jobs = plan_jobs([(first, Query("A dog"), None), (second, Query("a dog!"), None), (first, Query("rain"), None),
+                      (first, Query("!!!"), None)])
+    ids = [job.id for job in jobs]
+    assert len(set(ids)) == 4 and all(i.count("/") == 1 for i in ids)
+    assert ids[0].startswith("x-") and ids[1].startswith("X-") and ids[0].split("/")[1].startswith("a_dog-")
+    assert ids[2].endswith("/rain") and ids[3].endswith("/query")
+    # names depend on the file and the query alone: the same inputs give the same names again
+    assert [job.id for job in plan_jobs([(first, Query("A dog"), None), (second, Query("a dog!"), None)])] == ids[:2]

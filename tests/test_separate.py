@@ -13,7 +13,7 @@ import soundfile as sf
 import yaml
 from typer.testing import CliRunner
 
-from tests.tiny_models import system_config, tokenizer_folder, write_lightning_checkpoint
+from tests.tiny_models import SMALL_NET, resunet_weights, system_config, tokenizer_folder, write_lightning_checkpoint
 from dcase9 import api
 from dcase9.cli import app
 from dcase9.recordings import Query, plan_jobs, safe_name
@@ -23,11 +23,13 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The baseline's tiny stand-in in the official layout, and the flags that load it."""
+    """A narrow stand-in for the baseline in the official layout (fast: the net's numbers do not matter here),
+    and the flags that load it."""
     root = tmp_path_factory.mktemp("tiny")
-    (root / "baseline.yaml").write_text(yaml.safe_dump(system_config()))
-    assets = {"root": root, "tokenizer": tokenizer_folder(root / "tokenizer"),
-              "checkpoint": write_lightning_checkpoint(root / "baseline.ckpt"), "config": system_config()}
+    config = system_config(net=SMALL_NET)
+    (root / "baseline.yaml").write_text(yaml.safe_dump(config))
+    assets = {"root": root, "tokenizer": tokenizer_folder(root / "tokenizer"), "config": config,
+              "checkpoint": write_lightning_checkpoint(root / "baseline.ckpt", resunet=resunet_weights(net=SMALL_NET))}
     assets["flags"] = ["-s", "baseline", "--checkpoint", str(assets["checkpoint"]), "--weight",
                        f"roberta-base-tokenizer={assets['tokenizer']}", "--system-config", str(root / "baseline.yaml"),
                        "--offline"]
@@ -256,3 +258,74 @@ def test_names_say_which_recording_and_query_and_never_collide(tmp_path: Path) -
     assert ids[2].endswith("/rain") and ids[3].endswith("/query")
     # names depend on the file and the query alone: the same inputs give the same names again
     assert [job.id for job in plan_jobs([(first, Query("A dog"), None), (second, Query("a dog!"), None)])] == ids[:2]
+
+
+@pytest.mark.parametrize(("rate", "channels", "mono", "batch_size", "block"), [
+    (22050, 2, False, 1, 4099),  # resampled both ways, blocks that end anywhere
+    (16000, 1, False, 1, 1000),  # the model's rate: no resampling
+    (48000, 3, True, 1, 65536),  # mixed down first
+    (11025, 3, False, 2, 3000),  # channels in batches of two
+])
+def test_long_recordings_stream_and_equal_the_whole_file(tiny: dict[str, Any], tmp_path: Path, rate: int, channels: int,
+                                                         mono: bool, batch_size: int, block: int) -> None:
+    """Read in blocks, cut into the chunks `chunk_starts` gives for the whole file: sample for sample what
+    `separate` gives for the whole file in memory, for every query."""
+    from dcase9.audio import probe_recording, read_recording
+
+    separator = load(tiny, segment=1.0, overlap=0.25, batch_size=batch_size)
+    recording = probe_recording(noise(tmp_path / "long.wav", rate, 3.3, channels=channels, subtype="FLOAT"))
+    parts = list(separator.separate_recording(recording, ["a dog barks", "rain"], mono=mono, block_frames=block))
+    assert len(parts) == 5  # one per chunk of 1 s, 0.75 s apart, over 3.3 s
+    whole = read_recording(recording, mono=mono)
+    np.testing.assert_array_equal(np.concatenate([mixture for mixture, _ in parts], axis=1), whole)
+    for k, query in enumerate(["a dog barks", "rain"]):
+        streamed = np.concatenate([estimates[k] for _, estimates in parts], axis=1)
+        np.testing.assert_array_equal(streamed, separator.separate(whole, query, sample_rate=rate))
+
+
+def test_the_command_streams_and_segment_0_runs_the_whole_file(tiny: dict[str, Any], tmp_path: Path) -> None:
+    path = noise(tmp_path / "in" / "long.flac", 44100, 2.6, channels=2)
+    mixture, rate = read(path)
+    for segment, name in (("1", "chunked"), ("0", "whole")):
+        result = separate(path, "-q", "rain", "-o", tmp_path / name, "--segment", segment, *tiny["flags"])
+        assert result.exit_code == 0, result.output
+        expected = load(tiny, segment=float(segment)).separate(mixture, "rain", sample_rate=rate)
+        np.testing.assert_array_equal(read(tmp_path / name / "long" / "rain.wav")[0], expected)
+    assert not np.array_equal(read(tmp_path / "chunked" / "long" / "rain.wav")[0],
+                              read(tmp_path / "whole" / "long" / "rain.wav")[0])
+
+
+def test_a_long_recording_is_never_held_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ten minutes at 44.1 kHz (106 MB as float samples) through the identity system in 10 s chunks: the
+    first estimate comes out after a few blocks, and the samples held at once stay near one chunk's."""
+    import tracemalloc
+
+    import dcase9.engine
+    from dcase9.audio import probe_recording, read_blocks
+
+    path = tmp_path / "ten-minutes.wav"
+    rng = np.random.default_rng(0)
+    with sf.SoundFile(path, "w", samplerate=44100, channels=1, subtype="FLOAT") as audio:
+        for _ in range(60):
+            audio.write((0.1 * rng.standard_normal(441000)).astype(np.float32))
+    read_so_far = []
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        for block in read_blocks(*args, **kwargs):
+            read_so_far.append(block.shape[-1])
+            yield block
+
+    monkeypatch.setattr(dcase9.engine, "read_blocks", counting)
+    separator = api.load_separator("mixture", segment=10.0, progress=False)
+    recording = probe_recording(path)
+    tracemalloc.start()
+    try:
+        stream = separator.separate_recording(recording, ["x"])
+        _, (first,) = next(stream)
+        assert sum(read_so_far) < 20 * 44100  # the first chunk's input, not the file
+        written = first.shape[-1] + sum(estimate.shape[-1] for _, (estimate,) in stream)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert written == recording.frames == sum(read_so_far)
+    assert peak < 30e6, f"{peak / 1e6:.0f} MB held at once for a {4 * recording.frames / 1e6:.0f} MB recording"

@@ -1,8 +1,10 @@
 """The inference engine: separate 16 kHz audio with any system's model, fast and safely.
 
 `Separator` (what `dcase9.api.load_separator` returns) holds a system's `SeparationModel` and the
-engine's settings; `separate(mixture, queries)` works on arrays or tensors in memory and `run(dataset,
-out)` over an evaluation set's folder (`dcase9 infer`). Both take the same steps in the same code:
+engine's settings; `separate(mixture, queries)` works on arrays or tensors in memory, `infer(dataset,
+out)` over an evaluation set's folder (`dcase9 infer`), and `separate_file` / `separate_recording` on
+audio files of any format, rate, channel count and length (`dcase9 separate`: long files are streamed
+through the same chunks in bounded memory). They take the same steps in the same code:
 
 - batches of equal-length clips; one text embedding per distinct query, cached for the separator's life;
 - device auto-selection (CUDA, MPS, CPU) and optional bf16/fp16 autocast;
@@ -39,8 +41,9 @@ import numpy as np
 import torch
 
 from dcase9.version import __version__
-from dcase9.audio import (RESAMPLERS, SAMPLE_RATE, SAMPLE_RATE_RANGE, AudioWriter, Recording, non_finite_count,
-                          output_format, probe_recording, read_recording, resample, resample_hq, write_wav)
+from dcase9.audio import (BLOCK_FRAMES, RESAMPLERS, SAMPLE_RATE, SAMPLE_RATE_RANGE, AudioWriter, Recording, non_finite_count,
+                          output_format, probe_recording, read_blocks, read_recording, resample, resample_hq,
+                          resampled_length, write_wav)
 from dcase9.data.formats import MIN_AUDIO_SECONDS, DataSet, MixtureSpec, SetKind
 from dcase9.data.items import Item, ItemLoader, LoadFailure, ordered_map
 from dcase9.devices import resolve_device
@@ -359,8 +362,8 @@ class Separator:
 
     # -- recordings (files of any format, rate, channel count and length) ---------------------------
 
-    def separate_recording(self, recording: Recording, queries: Sequence[str | torch.Tensor], *,
-                           mono: bool = False) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
+    def separate_recording(self, recording: Recording, queries: Sequence[str | torch.Tensor], *, mono: bool = False,
+                           block_frames: int = BLOCK_FRAMES) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
         """Separate a probed recording (`dcase9.audio.probe_recording`) for each of `queries` (a text, or
         a condition as `separate`'s `conditions=` takes it) in one pass over the file: yields, in order
         and covering the file, `(mixture, [estimate per query])` blocks of `(channels, frames)` at the
@@ -373,10 +376,15 @@ class Separator:
             raise ConfigError("recordings are resampled with soxr HQ on the CPU, as they are read; load the "
                               "separator with resampler='soxr' (julius serves tensors already on a device)")
         self._compile()
-        mixture = read_recording(recording, mono=mono)
-        wanted = [self._queries_for(len(mixture), query if isinstance(query, str) else None,
+        channels = 1 if mono else recording.channels
+        wanted = [self._queries_for(channels, query if isinstance(query, str) else None,
                                     query if isinstance(query, torch.Tensor) else None) for query in queries]
-        yield mixture, [self._estimate_rows(mixture, rows, recording.sample_rate) for rows in wanted]
+        model_length = resampled_length(recording.frames, recording.sample_rate, self.model.sample_rate)
+        if self.segment is None or model_length <= self.segment:  # one pass over the whole file, as `separate`
+            mixture = read_recording(recording, mono=mono)
+            yield mixture, [self._estimate_rows(mixture, rows, recording.sample_rate) for rows in wanted]
+            return
+        yield from _RecordingStream(self, recording, wanted, mono=mono, block_frames=block_frames).run()
 
     def separate_file(self, path: str | Path, query: str | None = None, out: str | Path | None = None, *,
                       conditions: torch.Tensor | None = None, mono: bool = False, pcm16: bool = False) -> Any:
@@ -611,12 +619,7 @@ class Separator:
         model_rate = self.model.sample_rate
         resampling = resample_here and rate != model_rate
         with torch.inference_mode():
-            if isinstance(queries, torch.Tensor):
-                conditions: torch.Tensor | None = queries
-            else:
-                conditions = self.queries.conditions(list(queries))
-            if conditions is not None:
-                conditions = conditions.to(device)
+            conditions = self._conditions(queries)
             model_mixture = resample(mixture, rate, model_rate) if resampling else mixture
             model_reference = resample(reference, rate, model_rate) if resampling and reference is not None \
                 else reference
@@ -633,6 +636,11 @@ class Separator:
                     estimate = torch.nn.functional.pad(estimate, (0, mixture.shape[-1] - estimate.shape[-1]))
         return estimate.float()
 
+    def _conditions(self, queries: Sequence[str] | torch.Tensor) -> torch.Tensor | None:
+        """One condition per row on the device: the embeddings of text queries (cached), or conditions given."""
+        conditions = queries if isinstance(queries, torch.Tensor) else self.queries.conditions(list(queries))
+        return conditions.to(self.device) if conditions is not None else None
+
     def _run_chunk(self, mixture: torch.Tensor, conditions: torch.Tensor | None,
                    reference: torch.Tensor | None) -> torch.Tensor:
         """The model on one chunk at its rate, on the device (in inference mode), as float32."""
@@ -648,6 +656,114 @@ class Separator:
         if estimate.shape[-1] < length:
             estimate = np.pad(estimate, (0, length - estimate.shape[-1]))
         return estimate
+
+
+class _RecordingStream:
+    """`Separator.separate_recording` for a recording longer than one chunk, in bounded memory: the file is
+    read in blocks, resampled to the model's rate by a soxr HQ stream (whose output equals one-shot soxr's
+    sample for sample), and cut into the chunks `chunk_starts` gives for the whole file at the model's rate,
+    each run as soon as its samples are in, with `separate_in_chunks`' windows, weights and order of
+    additions. The samples before the next chunk's start are then final: divided by their weight,
+    resampled back to the file's rate by a soxr stream per query, and yielded with the mixture's samples
+    they belong to. Held at once: about one chunk of input and of each query's estimate, and one block."""
+
+    def __init__(self, separator: Separator, recording: Recording, wanted: list[list[str] | torch.Tensor], *,
+                 mono: bool, block_frames: int):
+        self.separator, self.recording, self.wanted, self.mono = separator, recording, wanted, mono
+        self.block_frames = block_frames
+        self.rate, self.model_rate = recording.sample_rate, separator.model.sample_rate
+        self.channels = 1 if mono else recording.channels
+        self.model_length = resampled_length(recording.frames, self.rate, self.model_rate)
+        assert separator.segment is not None, "a stream is for a separator that cuts inputs into chunks"
+        self.segment = separator.segment
+        self.starts = chunk_starts(self.model_length, self.segment, separator.options.overlap)
+        self.fade = self.segment - max(1, int(round(self.segment * (1.0 - separator.options.overlap))))
+
+    def _resampler(self, from_rate: int, to_rate: int) -> Any:
+        import soxr
+
+        return soxr.ResampleStream(from_rate, to_rate, self.channels, dtype="float32", quality="HQ")
+
+    def run(self) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
+        separator, channels, segment, device = self.separator, self.channels, self.segment, self.separator.device
+        frames = self.recording.frames
+        resampling = self.rate != self.model_rate
+        reader = read_blocks(self.recording, mono=self.mono, block_frames=self.block_frames)
+        to_model = self._resampler(self.rate, self.model_rate) if resampling else None
+        to_file = [self._resampler(self.model_rate, self.rate) for _ in self.wanted] if resampling else None
+        groups = [(b, min(b + separator.batch_size, channels)) for b in range(0, channels, separator.batch_size)]
+        with torch.inference_mode():  # never around a yield: the caller's code runs there
+            conditions = [[separator._conditions(rows[b:e]) for b, e in groups] for rows in self.wanted]
+            estimates = [torch.zeros(channels, segment, device=device) for _ in self.wanted]
+            weight = torch.zeros(segment, device=device)
+        model_input = np.zeros((channels, 0), dtype=np.float32)  # model-rate input from the current chunk's start
+        received = 0  # model-rate input samples so far
+        mixture: list[np.ndarray] = []  # file-rate blocks read and not yet yielded
+        pending: list[list[np.ndarray]] = [[] for _ in self.wanted]  # file-rate estimates not yet yielded
+        yielded = 0
+
+        def take(samples: np.ndarray) -> None:
+            nonlocal model_input, received
+            samples = samples[:, : self.model_length - received]  # as `resample_hq` cuts soxr's output
+            model_input = np.concatenate([model_input, samples], axis=1)
+            received += samples.shape[1]
+
+        def ready(final: bool) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
+            """What every query has at the file's rate, with the mixture's samples it belongs to."""
+            nonlocal yielded
+            read = sum(block.shape[1] for block in mixture)
+            count = frames - yielded if final else min(read, *(sum(b.shape[1] for b in blocks) for blocks in pending))
+            count = min(count, frames - yielded)
+            if count <= 0:
+                return
+            outs = []
+            for query, blocks in enumerate(pending):
+                joined = np.concatenate(blocks, axis=1) if blocks else np.zeros((channels, 0), dtype=np.float32)
+                if joined.shape[1] < count:  # soxr left the end short: zeros, as `Separator._finish` pads
+                    joined = np.pad(joined, ((0, 0), (0, count - joined.shape[1])))
+                outs.append(joined[:, :count])
+                pending[query] = [joined[:, count:]]
+            joined = np.concatenate(mixture, axis=1)
+            mixture[:] = [joined[:, count:]]
+            yielded += count
+            yield joined[:, :count], outs
+
+        exhausted = False
+        for k, start in enumerate(self.starts):
+            while received < start + segment and not exhausted:
+                block = next(reader, None)
+                if block is None:
+                    exhausted = True
+                    if to_model is not None:
+                        take(to_model.resample_chunk(np.zeros((0, channels), dtype=np.float32), last=True).T)
+                    take(np.zeros((channels, self.model_length - received), dtype=np.float32))
+                else:
+                    mixture.append(block)
+                    take(to_model.resample_chunk(block.T).T if to_model is not None else block)
+            last = k == len(self.starts) - 1
+            done = (self.model_length if last else self.starts[k + 1]) - start  # final: no later chunk reaches them
+            offset = start - (received - model_input.shape[1])
+            with torch.inference_mode():
+                window = crossfade_window(segment, self.fade, first=k == 0, last=last, device=device)
+                chunk = torch.from_numpy(np.ascontiguousarray(model_input[:, offset:offset + segment])).to(device)
+                for query, rows in enumerate(conditions):
+                    for (b, e), condition in zip(groups, rows):
+                        estimates[query][b:e] += separator._run_chunk(chunk[b:e], condition, None) * window
+                weight += window
+                finished = [(estimate[:, :done] / weight[:done]).float().cpu().numpy() for estimate in estimates]
+                if not last:  # the accumulators move on to the next chunk's start
+                    estimates = [torch.cat([e[:, done:], torch.zeros(channels, done, device=device)], dim=1)
+                                 for e in estimates]
+                    weight = torch.cat([weight[done:], torch.zeros(done, device=device)])
+            model_input = model_input[:, offset + done:]
+            for query, samples in enumerate(finished):
+                if to_file is not None:
+                    samples = to_file[query].resample_chunk(np.ascontiguousarray(samples.T), last=last).T
+                pending[query].append(samples)
+            yield from ready(final=False)
+        for block in reader:  # the rest of the file (read_blocks checks its length): mixture still to yield
+            mixture.append(block)
+        yield from ready(final=True)
 
 
 def _as_rows(audio: Any, what: str, *, keep_device: bool = False) -> Any:

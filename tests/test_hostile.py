@@ -1208,6 +1208,9 @@ CASES = [
          2, "system 'oracle' separates with the reference signal"),
     Case("separate: an empty query", lambda w: separate_args(w, w.audio("eval-real", 0), query="  "), 2,
          "an empty query ('  '): say what to separate"),
+    Case("separate: a silent audio example",
+         lambda w: [*separate_args(w, w.audio("eval-real", 0)), "--query-audio", str(silent_wav(w.root / "ex.wav"))],
+         2, "ex.wav: silent: every one of its 16000 samples is zero, nothing to separate (an audio example"),
 ]
 
 

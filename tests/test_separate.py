@@ -84,8 +84,8 @@ def test_any_rate_and_channels_give_one_file_per_recording_and_query(tiny: dict[
             assert sf.info(out / name / f"{slug}.wav").subtype == "FLOAT"
             assert f"{out / name / f'{slug}.wav'}" in flat(result.output)
     index = (out / "separated.csv").read_text().splitlines()
-    assert index[0] == "input,query,estimate,residual" and len(index) == 5
-    assert f"{stereo.resolve()},A dog barks,Street_Scene/a_dog_barks.wav," in index
+    assert index[0] == "input,query,query_audio,estimate,residual" and len(index) == 5
+    assert f"{stereo.resolve()},A dog barks,,Street_Scene/a_dog_barks.wav," in index
     manifest = json.loads((out / "dcase9-run.json").read_text())
     assert manifest["status"] == "complete" and manifest["inputs"] == {"kind": "recordings"}
     assert manifest["identity"]["command"] == "separate" and manifest["identity"]["system"] == "baseline"
@@ -329,3 +329,90 @@ def test_a_long_recording_is_never_held_whole(tmp_path: Path, monkeypatch: pytes
         tracemalloc.stop()
     assert written == recording.frames == sum(read_so_far)
     assert peak < 30e6, f"{peak / 1e6:.0f} MB held at once for a {4 * recording.frames / 1e6:.0f} MB recording"
+
+
+def audiosep_audio_query(encoder: Any, path: Path) -> Any:
+    """AudioSep's audio query, emulated from its code's facts: the example as `librosa.load(path, sr=32000,
+    mono=True)` reads it (soundfile's float32 samples, the mean over channels, soxr HQ, cut or padded to
+    ceil(n * 32000 / rate)); `torchaudio.functional.resample` to CLAP's rate (Hann sinc, 6 zero crossings,
+    roll-off 0.99: `sinc_resample` is that algorithm); `repeatpad` to one clip (tiled int(clip / n) times,
+    then zero-padded); the audio tower, its projection, L2 normalisation."""
+    import math
+
+    import soxr
+    import torch
+
+    from dcase9.audio import sinc_resample
+
+    data, rate = sf.read(path, dtype="float32", always_2d=True)
+    mono = np.mean(data, axis=1) if data.shape[1] > 1 else data[:, 0]
+    at_32k = soxr.resample(mono, rate, 32000, quality="HQ")
+    length = math.ceil(len(mono) * 32000 / rate)
+    at_32k = np.pad(at_32k, (0, max(0, length - len(at_32k))))[:length].astype(np.float32)
+    waveform = sinc_resample(torch.from_numpy(at_32k), 32000, encoder.sample_rate)
+    clip = encoder.front_end.clip_samples
+    assert len(waveform) <= clip, "AudioSep takes a random crop of a longer example"
+    waveform = waveform.repeat(int(clip / len(waveform)))
+    waveform = torch.nn.functional.pad(waveform, (0, clip - len(waveform)))
+    return encoder.embed_clips(waveform[None])[0]
+
+
+def test_an_audio_example_is_embedded_as_audiosep_embeds_it(tiny: dict[str, Any], tmp_path: Path) -> None:
+    import torch
+
+    separator = load(tiny, audio_queries=True)
+    assert separator.model.clap.has_audio_tower
+    example = noise(tmp_path / "bark.wav", 22050, 0.7, channels=2, seed=5)  # shorter than the tiny CLAP's 1 s clip
+    data, rate = read(example)
+    expected = audiosep_audio_query(separator.model.clap, example)
+    embedded = separator.embed_query(audio=data, sample_rate=rate)
+    torch.testing.assert_close(embedded, expected, atol=1e-6, rtol=0)
+    text = separator.embed_query("a dog barks")
+    both = separator.embed_query("a dog barks", audio=data, sample_rate=rate)
+    torch.testing.assert_close(both, torch.nn.functional.normalize(text + embedded, dim=-1))
+    assert abs(float(both @ text) - float(both @ embedded)) < 1e-5  # halfway between them, unit norm
+    assert abs(float(both.norm()) - 1) < 1e-6
+    # the in-memory and file forms of the API take it as `query_audio`
+    mixture, mixture_rate = read(noise(tmp_path / "mix.wav", 16000, 1.2, seed=6))
+    by_conditions = separator.separate(mixture, conditions=both, sample_rate=mixture_rate)
+    np.testing.assert_array_equal(separator.separate(mixture, "a dog barks", query_audio=(data, rate),
+                                                     sample_rate=mixture_rate), by_conditions)
+    np.testing.assert_array_equal(separator.separate_file(tmp_path / "mix.wav", "a dog barks", query_audio=example),
+                                  by_conditions[0])  # one channel: (samples,)
+    # a separator built for text queries has no audio tower to embed an example with
+    with pytest.raises(Exception, match=r"audio_queries=True"):
+        load(tiny).embed_query(audio=data, sample_rate=rate)
+
+
+def test_queries_by_example_and_by_text_and_example(tiny: dict[str, Any], tmp_path: Path) -> None:
+    recording = noise(tmp_path / "in" / "park.wav", 16000, 1.2)
+    example = noise(tmp_path / "examples" / "Bark 1.wav", 44100, 0.5, seed=2)
+    out = tmp_path / "out"
+    result = separate(recording, "--query-audio", example, "-o", out, *tiny["flags"])
+    assert result.exit_code == 0, result.output
+    result = separate(recording, "-q", "a dog barks", "--query-audio", example, "-o", out, *tiny["flags"])
+    assert result.exit_code == 0, result.output
+    separator = load(tiny, audio_queries=True)
+    data, rate = read(example)
+    mixture, _ = read(recording)
+    for name, text in (("audio-bark_1", None), ("a_dog_barks+audio-bark_1", "a dog barks")):
+        expected = separator.separate(mixture, conditions=separator.embed_query(text, audio=data, sample_rate=rate),
+                                      sample_rate=16000)
+        np.testing.assert_array_equal(read(out / "park" / f"{name}.wav")[0], expected)
+    index = (out / "separated.csv").read_text()
+    assert f",a dog barks,{example.resolve()},park/a_dog_barks+audio-bark_1.wav," in index
+    # refused: unpaired texts and examples, an example that is no audio, a system that takes no query
+    result = separate(recording, "-q", "a", "-q", "b", "--query-audio", example, "-o", out, *tiny["flags"])
+    assert result.exit_code == 2 and "2 -q text(s) and 1 --query-audio example(s)" in flat(result.output)
+    silent = tmp_path / "examples" / "silent.wav"
+    sf.write(silent, np.zeros(8000, dtype=np.float32), 16000)
+    result = separate(recording, "--query-audio", silent, "-o", out, *tiny["flags"])
+    assert result.exit_code == 2 and f"{silent}: silent" in flat(result.output) and "(an audio example" in result.output
+    result = separate(recording, "--query-audio", example, "-s", "mixture", "-o", tmp_path / "m")
+    assert result.exit_code == 2 and "system 'mixture' takes no query" in flat(result.output)
+    # a --queries file may give examples too (relative to its folder)
+    table = tmp_path / "in" / "pairs.csv"
+    table.write_text(f"file,query,query_audio\npark.wav,,{example}\npark.wav,rain,\n")
+    result = separate("--queries", table, "-o", out, *tiny["flags"])
+    assert result.exit_code == 0 and "(1 already there)" in flat(result.output), result.output
+    assert (out / "park" / "rain.wav").is_file()

@@ -48,6 +48,7 @@ from dcase9.data.formats import MIN_AUDIO_SECONDS, DataSet, MixtureSpec, SetKind
 from dcase9.data.items import Item, ItemLoader, LoadFailure, ordered_map
 from dcase9.devices import resolve_device
 from dcase9.errors import ConfigError, DataError, Dcase9Error
+from dcase9.models.clap.query import MAX_AUDIO_QUERY_SECONDS, combine_query_embeddings
 from dcase9.files import check_no_overlap
 from dcase9.outputs import OutputFolder, Problem, estimate_path
 from dcase9.progress import progress_bar
@@ -300,13 +301,20 @@ class Separator:
     # -- in memory ------------------------------------------------------------------------------
 
     def separate(self, mixture: Any, queries: str | Sequence[str] | None = None, *, sample_rate: int,
-                 reference: Any = None, conditions: torch.Tensor | None = None) -> Any:
+                 reference: Any = None, conditions: torch.Tensor | None = None, query_audio: Any = None) -> Any:
         """Estimates of `mixture` (`(samples,)` or `(batch, samples)` at `sample_rate` Hz, numpy or torch)
         for the text `queries` (one string for every row, or one per row), in the input's rate, shape and
         kind. `conditions`: query embeddings computed already (one row, or one per row), instead of
-        `queries`. A tensor on a GPU stays there (resampled there with julius); arrays and CPU tensors
-        are resampled with soxr HQ, as `dcase9 infer` does."""
+        `queries`. `query_audio`: an audio example of the sound wanted, `(waveform, rate)`, for every row
+        (with a text query too: both together, see `embed_query`). A tensor on a GPU stays there
+        (resampled there with julius); arrays and CPU tensors are resampled with soxr HQ, as `dcase9 infer`
+        does."""
         rate = check_sample_rate(sample_rate)
+        if query_audio is not None:
+            if conditions is not None or not (queries is None or isinstance(queries, str)):
+                raise ValueError("query_audio takes one text query at most (for every row), and no conditions")
+            conditions = self._audio_conditions(queries, query_audio)
+            queries = None
         on_device = isinstance(mixture, torch.Tensor) and mixture.device.type != "cpu"
         rows = _as_rows(mixture, "mixture", keep_device=on_device)
         wanted = self._queries_for(len(rows), queries, conditions)
@@ -387,9 +395,11 @@ class Separator:
         yield from _RecordingStream(self, recording, wanted, mono=mono, block_frames=block_frames).run()
 
     def separate_file(self, path: str | Path, query: str | None = None, out: str | Path | None = None, *,
-                      conditions: torch.Tensor | None = None, mono: bool = False, pcm16: bool = False) -> Any:
+                      query_audio: Any = None, conditions: torch.Tensor | None = None, mono: bool = False,
+                      pcm16: bool = False) -> Any:
         """Separate an audio file of any format libsndfile reads, rate, channel count and length for the text
-        `query` (or `conditions`, a query embedding), each channel on its own (`mono`: their mean).
+        `query`, an audio example `query_audio` (a file, or `(waveform, rate)`), both (`embed_query`), or
+        `conditions` (a query embedding), each channel on its own (`mono`: their mean).
 
         Without `out`: the estimate at the file's rate and length, float32 `(samples,)` for one channel,
         `(channels, samples)` for more. With `out` (a `.wav` or `.flac` path): the estimate written there
@@ -397,6 +407,10 @@ class Separator:
         length (the engine's chunks over a stream of the file), and `out` is returned. A file that cannot
         be separated (unreadable, empty, silent, NaN/inf) is a DataError naming it."""
         recording = probe_recording(path, min_seconds=MIN_AUDIO_SECONDS)
+        if query_audio is not None:
+            if conditions is not None:
+                raise ValueError("give query_audio or conditions, not both")
+            conditions, query = self._audio_conditions(query, query_audio), None
         wanted: str | torch.Tensor | None = conditions if conditions is not None else query
         if wanted is None:
             wanted = ""  # refused by `_queries_for` when the system is queried
@@ -422,6 +436,58 @@ class Separator:
                 writer.write(estimate)
             writer.commit()
         return out
+
+    def embed_query(self, text: str | None = None, *, audio: Any = None, sample_rate: int | None = None) -> torch.Tensor:
+        """The condition of one query, `(embedding_dim,)` on the device, for `separate(conditions=...)`: the CLAP
+        embedding of `text`, of an audio example `audio` (`(samples,)` or `(channels, samples)` at `sample_rate`,
+        the channels averaged; embedded as AudioSep's `get_query_embed(modality="audio")` does), or of both:
+        their normalised mean (`dcase9.models.clap.query` says why). Audio examples need the CLAP audio
+        tower: `load_separator(..., audio_queries=True)`."""
+        if not self.queries.needs_queries:
+            raise Dcase9Error(f"system '{self.system}' takes no query: it has no query encoder to embed one")
+        if text is None and audio is None:
+            raise ValueError("give a text, an audio example, or both")
+        if text is not None and not text.strip():
+            raise ValueError("the query is empty: say what to separate")
+        with torch.inference_mode():
+            embeddings = [self.queries.conditions([text])[0]] if text is not None else []  # type: ignore[index]
+            if audio is not None:
+                embeddings.append(self._embed_example(audio, sample_rate))
+        return embeddings[0] if len(embeddings) == 1 else combine_query_embeddings(*embeddings)
+
+    def _embed_example(self, audio: Any, sample_rate: int | None) -> torch.Tensor:
+        encode = getattr(self.model, "encode_audio_query", None)
+        clap = getattr(self.model, "clap", None)
+        if encode is None:
+            raise Dcase9Error(f"system '{self.system}' takes no audio examples as queries")
+        if clap is not None and not clap.has_audio_tower:
+            raise ConfigError(f"system '{self.system}' was loaded with CLAP's text tower only; an audio example "
+                              "needs its audio tower: load_separator(..., audio_queries=True)")
+        if sample_rate is None:
+            raise ValueError("give the audio example's sample_rate")
+        rate = check_sample_rate(sample_rate)
+        rows = _as_rows(audio, "audio example")
+        if isinstance(rows, torch.Tensor):
+            rows = rows.cpu().numpy()
+        waveform = rows[0] if len(rows) == 1 else np.mean(rows, axis=0, dtype=np.float32)
+        bad = non_finite_count(waveform)
+        if bad:
+            raise Dcase9Error(f"the audio example has {bad} NaN or infinite samples")
+        if not np.any(waveform):
+            raise Dcase9Error("the audio example is silent: every sample is zero")
+        if waveform.shape[-1] > MAX_AUDIO_QUERY_SECONDS * rate:
+            raise Dcase9Error(f"the audio example lasts {waveform.shape[-1] / rate:.0f} s; an example of the sound "
+                              f"wanted lasts seconds (CLAP hears 10 s at a time; at most {MAX_AUDIO_QUERY_SECONDS:g} s)")
+        return encode(waveform, rate)
+
+    def _audio_conditions(self, text: str | None, query_audio: Any) -> torch.Tensor:
+        """`embed_query` of a text (or None) and `query_audio`: an audio file, or `(waveform, rate)`."""
+        if isinstance(query_audio, (str, Path)):
+            example = probe_recording(query_audio, min_seconds=MIN_AUDIO_SECONDS)
+            return self.embed_query(text, audio=read_recording(example, mono=True), sample_rate=example.sample_rate)
+        if not (isinstance(query_audio, tuple) and len(query_audio) == 2):
+            raise ValueError("query_audio is an audio file, or (waveform, sample_rate)")
+        return self.embed_query(text, audio=query_audio[0], sample_rate=query_audio[1])
 
     @staticmethod
     def _refuse_non_finite(estimate: np.ndarray, path: Path) -> None:

@@ -29,15 +29,18 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from dcase9.audio import AudioWriter, Recording, non_finite_count, output_format, probe_recording
+import torch
+
+from dcase9.audio import AudioWriter, Recording, non_finite_count, output_format, probe_recording, read_recording
 from dcase9.data.formats import MIN_AUDIO_SECONDS, is_safe_name
 from dcase9.engine import Separator, environment_versions, refuse_reference_system
 from dcase9.errors import ConfigError, DataError, Dcase9Error
+from dcase9.models.clap.query import MAX_AUDIO_QUERY_SECONDS
 from dcase9.files import check_no_overlap, name_fold, require_file, require_folder, sha256_text, write_text_atomic
 from dcase9.outputs import OutputFolder, OutputSources, Problem, file_identity
 from dcase9.progress import progress_bar
@@ -55,23 +58,46 @@ _RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LP
 
 @dataclass(frozen=True)
 class Query:
-    """What to separate: a text (`-q`)."""
+    """What to separate: a text (`-q`), an audio example of the sound (`--query-audio`), or both (their CLAP
+    embeddings' normalised mean: `dcase9.models.clap.query`)."""
 
-    text: str
+    text: str | None = None
+    audio: Path | None = None
 
     def describe(self) -> str:
-        return repr(self.text)
+        example = f"the example {self.audio}" if self.audio is not None else ""
+        return " + ".join(part for part in (repr(self.text) if self.text is not None else "", example) if part)
 
     def name(self) -> str:
         """The query's part of an output name (before collisions are handled)."""
-        return safe_name(self.text, lower=True) or "query"
+        text = (safe_name(self.text, lower=True) or "query") if self.text is not None else ""
+        example = f"audio-{safe_name(self.audio.stem, lower=True) or 'example'}" if self.audio is not None else ""
+        return "+".join(part for part in (text, example) if part)
 
     def key(self) -> str:
-        return self.text
+        return f"{self.text}\x00{self.audio.resolve() if self.audio is not None else ''}"
 
     def source(self) -> dict[str, Any]:
         """What an output computed for this query depends on (the ledger compares it on re-runs)."""
-        return {"query": self.text}
+        source: dict[str, Any] = {"query": self.text}
+        if self.audio is not None:
+            source["query_audio"] = {"path": str(self.audio.resolve()), "file": file_identity(self.audio)}
+        return source
+
+
+def queries_of(texts: Sequence[str], examples: Sequence[str | Path]) -> list[Query]:
+    """The queries of `-q` texts and `--query-audio` examples: one each; given both, the k-th text and the
+    k-th example make one query (refused unless as many of each are given). An empty text is refused."""
+    for text in texts:
+        if not text.strip():
+            raise ConfigError(f"an empty query ({text!r}): say what to separate, e.g. -q \"a dog barks\"")
+    if texts and examples and len(texts) != len(examples):
+        raise ConfigError(f"{len(texts)} -q text(s) and {len(examples)} --query-audio example(s): given together, "
+                          "the k-th text and the k-th example make one query, so give as many of each (or "
+                          "separate by texts and by examples in two runs)")
+    if texts and examples:
+        return [Query(text, Path(example)) for text, example in zip(texts, examples)]
+    return [Query(text) for text in texts] + [Query(audio=Path(example)) for example in examples]
 
 
 @dataclass(frozen=True)
@@ -125,13 +151,15 @@ def plan_jobs(pairs: Sequence[tuple[Path, Query, int | None]]) -> list[Job]:
 QUERY_FILE_COLUMNS = {
     "file": ("file", "path", "input", "recording", "audio", "mixture", "filename", "file_name"),
     "query": ("query", "text", "caption", "description", "prompt"),
+    "query_audio": ("query_audio", "audio_query", "example"),  # optional
 }
 
 
 def read_query_pairs(path: str | Path) -> tuple[list[tuple[Path, Query, int]], list[Problem]]:
-    """The (recording, query, line) pairs of a CSV with a header (`file`, `query` columns, or the names
-    in `QUERY_FILE_COLUMNS`); relative paths are taken from the CSV's folder. A row without a file or
-    with an empty query is a problem naming its line (the other rows still run)."""
+    """The (recording, query, line) pairs of a CSV with a header (`file` and `query` columns, optionally
+    `query_audio`: an example of the sound; or the names in `QUERY_FILE_COLUMNS`); relative paths are
+    taken from the CSV's folder. A row without a file, or with neither a query nor an example, is a
+    problem naming its line (the other rows still run)."""
     path = require_file(path, "--queries")
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -147,10 +175,11 @@ def read_query_pairs(path: str | Path) -> tuple[list[tuple[Path, Query, int]], l
     columns = {}
     for role, names in QUERY_FILE_COLUMNS.items():
         found = next((header.index(name) for name in names if name in header), None)
-        if found is None:
+        if found is None and role != "query_audio":
             raise DataError(f"no {role} column (its header names {', '.join(header) or 'nothing'}; expected one "
                             f"of {', '.join(names)})", file=path, row=1)
-        columns[role] = found
+        if found is not None:
+            columns[role] = found
     pairs, problems = [], []
     for line, cells in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in cells):
@@ -159,12 +188,14 @@ def read_query_pairs(path: str | Path) -> tuple[list[tuple[Path, Query, int]], l
         where = f"{path}, row {line}"
         if not get["file"]:
             problems.append(Problem(where, f"{where}, field 'file': empty: name the recording to separate"))
-        elif not get["query"]:
+        elif not get["query"] and not get.get("query_audio"):
             problems.append(Problem(where, f"{where}, field 'query': an empty query: say what to separate"))
         else:
+            example = Path(get["query_audio"]) if get.get("query_audio") else None
+            query = Query(get["query"] or None, path.parent / example if example and not example.is_absolute()
+                          else example)
             recording = Path(get["file"])
-            pairs.append((recording if recording.is_absolute() else path.parent / recording, Query(get["query"]),
-                          line))
+            pairs.append((recording if recording.is_absolute() else path.parent / recording, query, line))
     return pairs, problems
 
 
@@ -241,12 +272,13 @@ class NothingToSeparate(Dcase9Error):
 
 @dataclass
 class SeparationPlan:
-    """The jobs whose recordings can be separated, those recordings (by resolved path), and the recordings
-    and rows refused (one problem each, naming the file or row)."""
+    """The jobs whose recordings can be separated, those recordings and the audio examples (by resolved
+    path), and the recordings, examples and rows refused (one problem each, naming the file or row)."""
 
     jobs: list[Job]
     recordings: dict[str, Recording]
     problems: list[Problem]
+    examples: dict[str, Recording] = field(default_factory=dict)
 
 
 def plan_separation(pairs: Sequence[tuple[Path, Query, int | None]], problems: Sequence[Problem] = ()) -> SeparationPlan:
@@ -262,10 +294,21 @@ def plan_separation(pairs: Sequence[tuple[Path, Query, int | None]], problems: S
             recordings[key] = probe_recording(path, min_seconds=MIN_AUDIO_SECONDS)
         except DataError as exc:
             problems.append(Problem(str(path), str(exc)))
-    usable = [job for job in jobs if str(job.input.resolve()) in recordings]
+    examples: dict[str, Recording] = {}
+    for key, path in {str(j.query.audio.resolve()): j.query.audio for j in jobs if j.query.audio is not None}.items():
+        try:
+            examples[key] = example = probe_recording(path, min_seconds=MIN_AUDIO_SECONDS)
+            if example.seconds > MAX_AUDIO_QUERY_SECONDS:
+                raise DataError(f"an audio example of {example.seconds:.0f} s; an example of the sound wanted lasts "
+                                f"seconds (CLAP hears 10 s at a time; at most {MAX_AUDIO_QUERY_SECONDS:g} s)", file=path)
+        except DataError as exc:
+            examples.pop(key, None)
+            problems.append(Problem(str(path), f"{exc} (an audio example, --query-audio)"))
+    usable = [job for job in jobs if str(job.input.resolve()) in recordings
+              and (job.query.audio is None or str(job.query.audio.resolve()) in examples)]
     if not usable:
         raise NothingToSeparate(problems) if problems else ConfigError("nothing to separate: no recording given")
-    return SeparationPlan(usable, recordings, problems)
+    return SeparationPlan(usable, recordings, problems, examples)
 
 
 def separate_recordings(separator: Separator, plan: SeparationPlan, out: str | Path, *, mono: bool = False,
@@ -278,6 +321,9 @@ def separate_recordings(separator: Separator, plan: SeparationPlan, out: str | P
     left out and listed in `problems` with the plan's. Outputs are written atomically and resumed by
     `infer`'s rules (`overwrite`: recompute all)."""
     refuse_reference_system(separator.system, separator.needs_reference)
+    if plan.examples and not separator.queries.needs_queries:
+        raise Dcase9Error(f"system '{separator.system}' takes no query, so no audio example either (--query-audio "
+                          "needs a CLAP-queried system: `dcase9 systems`)")
     container, subtype, suffix = output_format(audio_format, pcm16=pcm16)
     out = Path(out)
     require_folder(out, "the separated outputs")
@@ -316,6 +362,18 @@ def separate_recordings(separator: Separator, plan: SeparationPlan, out: str | P
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         folder.write_manifest(manifest)
+        embedded: dict[str, torch.Tensor] = {}
+
+        def conditions(query: Query) -> str | torch.Tensor:
+            """A text query as it is (the separator caches its embedding); one with an example, embedded once."""
+            if query.audio is None:
+                return query.text or ""
+            if query.key() not in embedded:
+                example = plan.examples[str(query.audio.resolve())]
+                embedded[query.key()] = separator.embed_query(query.text, audio=read_recording(example, mono=True),
+                                                              sample_rate=example.sample_rate)
+            return embedded[query.key()]
+
         by_input: dict[str, list[Job]] = {}
         for job in todo:
             by_input.setdefault(str(job.input.resolve()), []).append(job)
@@ -332,8 +390,9 @@ def separate_recordings(separator: Separator, plan: SeparationPlan, out: str | P
                         if bar is not None and task is not None:
                             bar.update(task, advance=frames / recording.sample_rate)
 
-                    done, failed = _separate_one(separator, recording, input_jobs, folder, outputs_of, mono=mono,
-                                                 residual=residual, container=container, subtype=subtype,
+                    wanted = [conditions(job.query) for job in input_jobs]
+                    done, failed = _separate_one(separator, recording, input_jobs, wanted, folder, outputs_of,
+                                                 mono=mono, residual=residual, container=container, subtype=subtype,
                                                  advance=advance)
                     problems += failed
                     audio_seconds += recording.seconds if done else 0.0
@@ -355,7 +414,8 @@ def separate_recordings(separator: Separator, plan: SeparationPlan, out: str | P
                           index)
 
 
-def _separate_one(separator: Separator, recording: Recording, jobs: list[Job], folder: OutputFolder,
+def _separate_one(separator: Separator, recording: Recording, jobs: list[Job], wanted: list[str | torch.Tensor],
+                  folder: OutputFolder,
                   outputs_of: Callable[[str], list[Path]], *, mono: bool, residual: bool, container: str,
                   subtype: str, advance: Callable[[int], None]) -> tuple[list[Job], list[Problem]]:
     """One recording for all its jobs' queries, each output streamed into its files; returns the jobs
@@ -373,7 +433,7 @@ def _separate_one(separator: Separator, recording: Recording, jobs: list[Job], f
                                              job.id, path, written, recording.frames, rate=recording.sample_rate,
                                              channels=channels)))
             writers.append(files)
-        stream = separator.separate_recording(recording, [job.query.text for job in jobs], mono=mono)
+        stream = separator.separate_recording(recording, wanted, mono=mono)
         try:
             for mixture, estimates in stream:
                 for k, (job, estimate) in enumerate(zip(jobs, estimates, strict=True)):
@@ -408,12 +468,14 @@ def _index_text(folder: OutputFolder, outputs_of: Callable[[str], list[Path]]) -
     """`separated.csv`: every output of the folder its ledger lists in full (this run's and earlier ones')."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["input", "query", "estimate", "residual"])
+    writer.writerow(["input", "query", "query_audio", "estimate", "residual"])
     for output_id, record in sorted(folder.records.items()):
         paths = outputs_of(output_id)
         names = [path.relative_to(folder.root).as_posix() for path in paths]
         if record.get("run") != folder.run_key or not all(name in record["files"] for name in names):
             continue
         source = record.get("source") or {}
-        writer.writerow([source.get("input", ""), source.get("query", ""), names[0], names[1] if len(names) > 1 else ""])
+        example = source.get("query_audio") or {}
+        writer.writerow([source.get("input", ""), source.get("query") or "", example.get("path", ""), names[0],
+                         names[1] if len(names) > 1 else ""])
     return buffer.getvalue()

@@ -23,8 +23,12 @@ def separate(
         show_default=False)] = None,
     query: Annotated[list[str], typer.Option(
         "--query", "-q", help="What to separate, in words (repeatable: one output per query).")] = [],  # noqa: B006
+    query_audio: Annotated[list[Path], typer.Option(
+        "--query-audio", help="An audio example of the sound to separate (repeatable). With -q: the k-th text and "
+                              "the k-th example make one query (their CLAP embeddings' mean).")] = [],  # noqa: B006
     query_file: Annotated[Optional[Path], typer.Option(
-        "--queries", help="CSV of (file, query) rows, with a header; relative paths are from its folder.")] = None,
+        "--queries", help="CSV of (file, query[, query_audio]) rows, with a header; relative paths are from its "
+                          "folder.")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="Use this checkpoint instead of the registry's.")] = None,
     weight: Annotated[list[str], typer.Option(help="NAME=PATH: a local file or folder for a registry weight "
                                               "(repeatable).")] = [],  # noqa: B006
@@ -48,7 +52,7 @@ def separate(
     precision: Annotated[str, typer.Option(help="fp32, or bf16/fp16 autocast.")] = "fp32",
     overwrite: Annotated[bool, typer.Option(help="Recompute outputs that already exist.")] = False,
 ) -> None:
-    """Separate your own recordings by a text query: one file per recording and query, at the recording's
+    """Separate your own recordings by a text query or an audio example: one file per recording and query, at the recording's
     rate, channels and length; long files in cross-faded chunks, in bounded memory. Resumable.
 
     Exit 1 when some recordings or rows were left out (the rest are written), 2 when nothing could run.
@@ -58,7 +62,8 @@ def separate(
 
     get_system(system)  # a typo in the name is reported before any audio is read
     tune_process()
-    result = run_separate(files or [], query, system=system, out=out, query_file=query_file, checkpoint=checkpoint,
+    result = run_separate(files or [], query, system=system, out=out, query_audio=query_audio, query_file=query_file,
+                          checkpoint=checkpoint,
                           weights=parse_weight_options(weight),
                           system_options=system_settings(system_config, set_values), device=device,
                           precision=precision, batch_size=batch_size, segment=segment, overlap=overlap, mono=mono,

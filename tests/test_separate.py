@@ -416,3 +416,33 @@ def test_queries_by_example_and_by_text_and_example(tiny: dict[str, Any], tmp_pa
     result = separate("--queries", table, "-o", out, *tiny["flags"])
     assert result.exit_code == 0 and "(1 already there)" in flat(result.output), result.output
     assert (out / "park" / "rain.wav").is_file()
+
+
+def test_system_2_on_a_32khz_file_equals_audiosep_s_own_pipeline(tmp_path: Path) -> None:
+    """`dcase9 separate -s 2 --segment 0` on a 32 kHz mono recording gives what AudioSep's `separate_audio` gives
+    with the same weights (its loading, 512-token text embedding, one forward pass), to >= 60 dB; its 16-bit
+    file, sample for sample wherever AudioSep's int16 cast does not wrap around."""
+    from benchmarks.separate import TINY_STFT, AudioSepPipeline
+
+    config = system_config(TINY_STFT)
+    (tmp_path / "2.yaml").write_text(yaml.safe_dump(config))
+    checkpoint = write_lightning_checkpoint(tmp_path / "audiosep.ckpt", resunet=resunet_weights(**TINY_STFT))
+    tokenizer = tokenizer_folder(tmp_path / "tokenizer")
+    path = noise(tmp_path / "in" / "street.wav", 32000, 10.5)  # longer than System 2's 10 s chunks
+    flags = ["-q", "a dog barks", "-s", "2", "--segment", "0", "--checkpoint", checkpoint, "--weight",
+             f"roberta-base-tokenizer={tokenizer}", "--system-config", tmp_path / "2.yaml", "--offline"]
+    for out, extra in ((tmp_path / "float", []), (tmp_path / "pcm16", ["--pcm16"])):
+        result = separate(path, *flags, *extra, "-o", out)
+        assert result.exit_code == 0, result.output
+    ours, rate = read(tmp_path / "float" / "street" / "a_dog_barks.wav")
+    pipeline = AudioSepPipeline(checkpoint, tokenizer, clap=config["clap"], stft=TINY_STFT)
+    theirs = pipeline.separate(path, "a dog barks")
+    assert rate == 32000 and ours.shape == (1, len(theirs))
+    error = ours[0].astype(np.float64) - theirs
+    snr = 10 * np.log10(np.sum(theirs.astype(np.float64) ** 2) / np.sum(error ** 2))
+    assert snr >= 60, f"{snr:.1f} dB"
+    pipeline.separate_audio(path, "a dog barks", tmp_path / "audiosep.wav")
+    theirs_16, _ = sf.read(tmp_path / "audiosep.wav", dtype="int16")
+    ours_16, _ = sf.read(tmp_path / "pcm16" / "street" / "a_dog_barks.wav", dtype="int16")
+    inside = np.abs(theirs) < 1  # beyond, AudioSep's int16 cast wraps around where a 16-bit WAV clips
+    assert np.max(np.abs(ours_16[inside].astype(int) - theirs_16[inside])) <= 1

@@ -64,6 +64,8 @@ class BuildContext:
     weight: Callable[[str], Path]  # registry name -> local file or folder (resolved on demand)
     trust_checkpoint: bool = False
     checkpoints: dict[Path, Any] = field(default_factory=dict)  # path -> what read_checkpoint gave
+    # CLAP towers a query encoder builds: "text" (all a text query needs) or "both" (audio examples as queries)
+    query_towers: str = "text"
 
     def read_checkpoint(self, path: Path) -> Any:
         """The checkpoint at `path` (memory-mapped, without running pickled code unless trusted)."""

@@ -23,7 +23,7 @@ from dcase9.systems.text_queried import ClapArchitecture, load_query_encoder
 from dcase9.config import StrictModel, parse_model
 from dcase9.models.audioldm import AudioLdmCodec, load_audioldm_vae, load_audioldm_vocoder
 from dcase9.models.checkpoints import state_dict_of
-from dcase9.models.clap import ClapEncoder
+from dcase9.models.clap import ClapEncoder, audio_query_embedding
 from dcase9.models.irm_ldm import VAE_WEIGHT, VOCODER_WEIGHT, IrmLdm, MaskNet, MaskNetConfig, OutputScale
 
 
@@ -55,6 +55,10 @@ class IrmLdmSeparator(nn.Module):
 
     def encode_queries(self, queries: Sequence[str]) -> torch.Tensor | None:
         return None if self.clap is None else self.clap.encode_text(list(queries))
+
+    def encode_audio_query(self, waveform: Any, sample_rate: int) -> torch.Tensor | None:
+        """An audio example as a query, as AudioSep embeds it (`dcase9.models.clap.query`)."""
+        return None if self.clap is None else audio_query_embedding(self.clap, waveform, sample_rate)
 
     def separate(self, mixture: torch.Tensor, conditions: torch.Tensor | None,
                  reference: torch.Tensor | None = None) -> torch.Tensor:

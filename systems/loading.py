@@ -28,14 +28,15 @@ from dcase9.weights import TOKENIZER_WEIGHT, WeightResolver
 def load_separator(system: str, *, checkpoint: str | Path | None = None,
                    weights: dict[str, str | Path] | None = None, system_options: dict[str, Any] | None = None,
                    engine: EngineOptions | None = None, offline: bool = False,
-                   trust_checkpoint: bool = False) -> Separator:
+                   trust_checkpoint: bool = False, audio_queries: bool = False) -> Separator:
     """The registered `system`, built and ready to separate.
 
     `checkpoint` replaces the system's main weights (its first registry entry); `weights` maps any
     registry name to a local file or folder; `system_options` override the system's typed configuration
     (e.g. `{"n_fft": 1024}`, merged key by key over its defaults); `engine` holds the device,
     precision, batch size, chunking and resampling; `offline` forbids downloads; `trust_checkpoint`
-    lets checkpoints run the pickled code they contain.
+    lets checkpoints run the pickled code they contain; `audio_queries` builds the CLAP audio tower too, for
+    audio examples as queries (text queries need the text tower alone, which starts faster).
 
     A checkpoint written by `dcase9 train` describes itself (`dcase9.models.description`): its
     system options lie between the system's defaults and `system_options`, and the tokenizer it carries
@@ -52,7 +53,8 @@ def load_separator(system: str, *, checkpoint: str | Path | None = None,
         explicit[spec.weights[0]] = Path(checkpoint)
     resolver = WeightResolver(explicit, offline=offline, progress=engine.progress)
     device = resolve_device(engine.device)  # an unusable device is refused before anything loads
-    context = BuildContext(device=device, options={}, weight=resolver, trust_checkpoint=trust_checkpoint)
+    context = BuildContext(device=device, options={}, weight=resolver, trust_checkpoint=trust_checkpoint,
+                           query_towers="both" if audio_queries else "text")
     try:
         described = describe_given_checkpoint(spec, context, explicit)
         if described is not None and described.tokenizer_files and TOKENIZER_WEIGHT in spec.weights:

@@ -22,8 +22,8 @@ from dcase9.systems.base import BuildContext, SystemSpec
 from dcase9.config import StrictModel, parse_model
 from dcase9.errors import CheckpointError
 from dcase9.models.checkpoints import state_dict_of, strip_prefix
-from dcase9.models.clap import ClapArchitecture, ClapEncoder, find_laion_prefix, load_roberta_bpe, \
-    read_laion_clap_weights
+from dcase9.models.clap import ClapArchitecture, ClapEncoder, audio_query_embedding, find_laion_prefix, \
+    load_roberta_bpe, read_laion_clap_weights
 from dcase9.models.resunet import ResUNet30, ResUNet30Config, inference_form, load_resunet30
 from dcase9.weights import CLAP_WEIGHT, TOKENIZER_WEIGHT
 
@@ -68,6 +68,11 @@ class TextQueriedResUNet(nn.Module):
     def encode_queries(self, queries: Sequence[str]) -> torch.Tensor:
         return self.clap.encode_text(list(queries))
 
+    def encode_audio_query(self, waveform: Any, sample_rate: int) -> torch.Tensor:
+        """An audio example (mono float32 at `sample_rate`) as a query, as AudioSep embeds it
+        (`dcase9.models.clap.query`); needs the CLAP audio tower (`load_separator(audio_queries=True)`)."""
+        return audio_query_embedding(self.clap, waveform, sample_rate)
+
     def compile_network(self) -> None:
         """`torch.compile` the U-Net body (the STFT, masks and ISTFT stay eager) of the copy inference runs.
         On 2 CPU cores it is no faster per clip than the eager inference form (1.56-1.59 s against
@@ -111,7 +116,8 @@ class QueryEncoderSettings(Protocol):
 def load_query_encoder(weights: dict[str, torch.Tensor], config: QueryEncoderSettings, context: BuildContext,
                        source: str) -> ClapEncoder:
     """The CLAP query encoder stored next to the separation net, or the standalone laion file: its text
-    tower only (a text query needs nothing else), built without importing transformers."""
+    tower only (a text query needs nothing else), built without importing transformers; with
+    `context.query_towers == "both"` the audio tower too (audio examples as queries)."""
     tokenizer = load_roberta_bpe(context.weight(TOKENIZER_WEIGHT))
     try:
         prefix = config.query_encoder_prefix or find_laion_prefix(weights, source=source)
@@ -122,7 +128,7 @@ def load_query_encoder(weights: dict[str, torch.Tensor], config: QueryEncoderSet
         laion = read_laion_clap_weights(clap_path, trust=context.trust_checkpoint)
         clap_source = str(clap_path)
     return ClapEncoder.from_laion_weights(laion, tokenizer=tokenizer, spec=config.clap, source=clap_source,
-                                          device=context.device, towers="text")
+                                          device=context.device, towers=context.query_towers)  # type: ignore[arg-type]
 
 
 def build(spec: SystemSpec, context: BuildContext) -> TextQueriedResUNet:

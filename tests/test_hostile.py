@@ -894,6 +894,20 @@ systems:
     return ["package", "--config", str(config), "--out", str(estimates / "Evil_HACK_task9.zip")]
 
 
+def separate_args(w: Workspace, *recordings: Path, out: Path | None = None, system: str = "mixture",
+                  query: str = "a dog barks") -> list[str]:
+    return ["separate", *map(str, recordings), "-q", query, "-s", system, "-o", str(out or w.out)]
+
+
+def silent_wav(path: Path) -> Path:
+    sf.write(path, np.zeros(16000, dtype=np.float32), 16000)
+    return path
+
+
+def separated_only(w: Workspace, name: str) -> None:
+    assert sorted(p.relative_to(w.out).as_posix() for p in w.out.rglob("*.wav")) == [f"{name}/a_dog_barks.wav"]
+
+
 CASES = [
     # 1-3. YAML bombs, secrets the scanner must find, zip bombs (submission packaging, configs, augment).
     Case("YAML bomb in submission.yaml",
@@ -1184,7 +1198,22 @@ CASES = [
             "macOS or Windows the two are one file and one is lost; rename one [name-collision]"),
     Case("package --check: a 0-byte output", check_zip(lambda t: zip_of({OUTPUT: b""}, t / "p.zip")),
          1, f"{OUTPUT}: empty file (0 bytes), not audio: write this output again and rebuild the package"),
-
+    # issue 23: dcase9 separate (a user's recordings)
+    Case("separate: a recording that is not audio", lambda w: separate_args(w, write(w.root / "notes.wav", "text\n")),
+         2, "notes.wav: not audio that libsndfile"),
+    Case("separate: a silent recording next to a good one",
+         lambda w: separate_args(w, silent_wav(w.root / "quiet.wav"), w.audio("eval-real", 0)), 1,
+         "quiet.wav: silent: every one of its 16000 samples is zero", lambda w: separated_only(w, "demo-real-case-0")),
+    Case("separate: --out over the recordings' folder",
+         lambda w: separate_args(w, w.audio("eval-real", 0), out=w.audio("eval-real", 0).parent), 2,
+         "contains the recording"),
+    Case("separate: a system that needs the reference", lambda w: separate_args(w, w.audio("eval-real", 0), system="oracle"),
+         2, "system 'oracle' separates with the reference signal"),
+    Case("separate: an empty query", lambda w: separate_args(w, w.audio("eval-real", 0), query="  "), 2,
+         "an empty query ('  '): say what to separate"),
+    Case("separate: a silent audio example",
+         lambda w: [*separate_args(w, w.audio("eval-real", 0)), "--query-audio", str(silent_wav(w.root / "ex.wav"))],
+         2, "ex.wav: silent: every one of its 16000 samples is zero, nothing to separate (an audio example"),
 ]
 
 

@@ -22,9 +22,13 @@ from dcase9.models.tiny import TINY_CLAP, write_tiny_roberta_tokenizer
 SMALL_STFT = {"n_fft": 256, "hop_length": 64}
 
 
-def system_config(sample_rate_stft: dict[str, int] | None = None) -> dict[str, Any]:
-    """A `--system-config` for the tiny checkpoint."""
-    return {**(sample_rate_stft or SMALL_STFT), "clap": dict(TINY_CLAP)}
+SMALL_NET = {"channels": [8, 16], "pools": [[2, 2], [2, 2]]}  # a narrow, shallow U-Net: fast where the net's
+# numbers do not matter (`resunet_weights(..., net=SMALL_NET)`, `system_config(..., net=SMALL_NET)`)
+
+
+def system_config(sample_rate_stft: dict[str, int] | None = None, net: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A `--system-config` for the tiny checkpoint (`net`: the U-Net's `channels` and `pools` when not official)."""
+    return {**(sample_rate_stft or SMALL_STFT), **(net or {}), "clap": dict(TINY_CLAP)}
 
 
 def tiny_clap_options() -> dict[str, Any]:
@@ -53,10 +57,13 @@ def trained_like_batch_norms(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def resunet_weights(n_fft: int = 256, hop_length: int = 64, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random ResUNet30 weights plus the reference's fixed DFT tensors, with the official shapes."""
+def resunet_weights(n_fft: int = 256, hop_length: int = 64, seed: int = 0,
+                    net: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
+    """Random ResUNet30 weights plus the reference's fixed DFT tensors, with the official shapes (`net`:
+    other `channels` and `pools`)."""
     torch.manual_seed(seed)
-    model = ResUNet30(n_fft=n_fft, hop_length=hop_length)
+    shape = {"channels": net["channels"], "pools": [tuple(p) for p in net["pools"]]} if net else {}
+    model = ResUNet30(n_fft=n_fft, hop_length=hop_length, **shape)
     init_like_reference(model)
     trained_like_batch_norms(model)
     bins = n_fft // 2 + 1

@@ -4,6 +4,7 @@
     report = api.validate("data/validation")
     separator = api.load_separator("baseline", checkpoint="baseline.ckpt")
     estimate = separator.separate(mixture, "a dog barks", sample_rate=44100)
+    api.separate(["song.mp3"], "a dog barks", system="2", out="separated")
     api.infer("oracle", "data/validation", "estimates/oracle")
     scores = api.score("data/validation", "estimates/oracle", out="reports/oracle")
     page = api.report(["reports/oracle", "reports/baseline"], "reports/page")
@@ -17,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 from contextlib import nullcontext
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +28,7 @@ from dcase9.data.formats import DataSet, SetKind, open_dataset
 from dcase9.data.items import ItemLoader, LoadFailure
 from dcase9.data.validate import EXPECTED_SECONDS, ValidationReport, validate_dataset
 from dcase9.devices import resolve_device
-from dcase9.engine import EngineOptions, RunResult, Separator
+from dcase9.engine import EngineOptions, RunResult, Separator, refuse_reference_system
 from dcase9.progress import progress_bar
 from dcase9.errors import ConfigError, Dcase9Error
 from dcase9.files import check_no_overlap, require_folder, write_text_atomic
@@ -35,6 +37,7 @@ from dcase9.scoring import ScoreReport, score_estimates
 
 if TYPE_CHECKING:  # imported when used: they pull in models, Lightning, matplotlib
     from dcase9.ats import AtsScorer
+    from dcase9.recordings import SeparateResult
     from dcase9.report import ReportResult
     from dcase9.training import SystemFacts, TrainConfig, TrainResult
 
@@ -116,7 +119,7 @@ def load_separator(system: str, *, checkpoint: str | Path | None = None,
                    device: str = "auto", precision: str = "fp32", batch_size: int | None = None,
                    segment: float | None = None, overlap: float = 0.25, resampler: str = "soxr",
                    compile: bool = False, offline: bool = False, trust_checkpoint: bool = False,
-                   progress: bool = True) -> Separator:
+                   progress: bool = True, audio_queries: bool = False) -> Separator:
     """A registered system, ready to separate audio in memory (`dcase9.engine.Separator`):
 
         separator = api.load_separator("baseline", checkpoint="baseline.ckpt")
@@ -131,13 +134,14 @@ def load_separator(system: str, *, checkpoint: str | Path | None = None,
     (checkpoints made elsewhere need `system_options` as before). The engine's settings are those of
     `dcase9 infer`: `device`, `precision` (fp32, bf16, fp16), `batch_size`, `segment` (seconds per
     chunk for long inputs), `overlap`, `resampler` (soxr or julius), `compile`; outputs equal its outputs.
+    `audio_queries=True` builds CLAP's audio tower too, for audio examples as queries (`query_audio=`).
     """
     from dcase9.systems import load_separator as load
 
     engine = EngineOptions(batch_size=batch_size, device=device, precision=precision, segment_seconds=segment,
                            overlap=overlap, resampler=resampler, compile=compile, progress=progress)
     return load(system, checkpoint=checkpoint, weights=weights, system_options=system_options, engine=engine,
-                offline=offline, trust_checkpoint=trust_checkpoint)
+                offline=offline, trust_checkpoint=trust_checkpoint, audio_queries=audio_queries)
 
 
 def infer(system: str, data: str | Path | DataSet, out: str | Path, *, checkpoint: str | Path | None = None,
@@ -167,6 +171,62 @@ def infer(system: str, data: str | Path | DataSet, out: str | Path, *, checkpoin
     separator = load(system, checkpoint=checkpoint, weights=weights, system_options=system_options, engine=engine,
                      offline=offline, trust_checkpoint=trust_checkpoint)
     return separator.infer(dataset, out)
+
+
+def separate(files: str | Path | Sequence[str | Path] = (), queries: str | Sequence[str] | None = None, *,
+             system: str, out: str | Path, query_audio: str | Path | Sequence[str | Path] | None = None,
+             query_file: str | Path | None = None,
+             checkpoint: str | Path | None = None, weights: dict[str, str | Path] | None = None,
+             system_options: dict[str, Any] | None = None, device: str = "auto", precision: str = "fp32",
+             batch_size: int | None = None, segment: float | None = None, overlap: float = 0.25, mono: bool = False,
+             residual: bool = False, audio_format: str = "wav", pcm16: bool = False, overwrite: bool = False,
+             offline: bool = False, trust_checkpoint: bool = False, progress: bool = True) -> SeparateResult:
+    """Separate your own recordings (`dcase9 separate`): each of `files` (any format libsndfile reads, any
+    rate, channel count and length) for each of the text `queries` and audio examples `query_audio` (given
+    both, the k-th text and the k-th example make one query: `dcase9.models.clap.query`), and the (file,
+    query[, query_audio]) rows of the CSV `query_file`, into `out/<recording>/<query>.wav` at the
+    recording's rate, channels and length (see `dcase9.recordings` for the layout, names and resume rules).
+
+    `mono`: mix the channels down first (else each is separated); `residual`: also write the recording
+    minus the estimate (`<query>.residual.wav`); `audio_format` `wav` (32-bit float) or `flac` (24-bit),
+    `pcm16` for 16-bit. `segment` (seconds; 0: the whole file at once, as AudioSep's pipeline) and the
+    other keywords are `load_separator`'s. Recordings that cannot be used are left out and listed in
+    the result's `problems` (exit 1 on the command line); when none is left, `NothingToSeparate`.
+    """
+    from dcase9.recordings import plan_separation, queries_of, read_query_pairs, separate_recordings
+    from dcase9.systems import get_system, load_separator as load
+
+    files = [files] if isinstance(files, (str, Path)) else list(files)
+    texts = [queries] if isinstance(queries, str) else list(queries or [])
+    examples = [query_audio] if isinstance(query_audio, (str, Path)) else list(query_audio or [])
+    wanted = queries_of(texts, examples)
+    if files and not wanted:
+        raise ConfigError("say what to separate: give a query (-q \"a dog barks\") or an audio example "
+                          "(--query-audio FILE)")
+    if not files and query_file is None:
+        raise ConfigError("no recording given: name audio files, or a --queries file of (file, query) rows")
+    spec = get_system(system)
+    refuse_reference_system(spec.name, spec.needs_reference)
+    engine = EngineOptions(batch_size=batch_size, device=device, precision=precision, segment_seconds=segment,
+                           overlap=overlap, progress=progress)
+    engine.check()
+    require_folder(out, "the separated outputs")
+    check_no_overlap({"--out": out}, {**{f"the recording {path}": path for path in files}, "--queries": query_file,
+                                      **{f"the audio example {path}": path for path in examples},
+                                      "--checkpoint": checkpoint,
+                                      **{f"--weight {name}": path for name, path in (weights or {}).items()}})
+    pairs: list[Any] = [(Path(path), query, None) for path in files for query in wanted]
+    problems = []
+    if query_file is not None:
+        rows, problems = read_query_pairs(query_file)
+        pairs += rows
+        check_no_overlap({"--out": out}, {**{f"the recording {path}": path for path, _, _ in rows},
+                                          **{f"the audio example {q.audio}": q.audio for _, q, _ in rows}})
+    plan = plan_separation(pairs, problems)  # bad recordings are refused before a model is loaded
+    separator = load(system, checkpoint=checkpoint, weights=weights, system_options=system_options, engine=engine,
+                     offline=offline, trust_checkpoint=trust_checkpoint, audio_queries=bool(plan.examples))
+    return separate_recordings(separator, plan, out, mono=mono, residual=residual, audio_format=audio_format,
+                               pcm16=pcm16, overwrite=overwrite, progress=progress)
 
 
 def download(system: str, *, include_optional: bool = False, offline: bool = False,

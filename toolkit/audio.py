@@ -4,6 +4,11 @@ Reading follows what the official evaluator gets from `librosa.load(path, sr=160
 float32 samples from soundfile, the mean over channels, and soxr "HQ" resampling when the file is
 not at 16 kHz (librosa 0.10's default). Mixing follows `dcase_evaluator.py` operation by operation,
 including the float precision NumPy 1.23 (the baseline's pinned version) gives each step.
+
+Recordings of any format, rate, channel count and length (`dcase9 separate`): `probe_recording`
+decodes a file once, in blocks, and refuses what cannot be separated (naming the file);
+`read_blocks` then streams it as `(channels, frames)` blocks, so a long file is never held whole;
+`AudioWriter` writes an output block by block, atomically.
 """
 
 from __future__ import annotations
@@ -11,17 +16,22 @@ from __future__ import annotations
 import math
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
 import torch
 
-from dcase9.errors import DataError
+from dcase9.errors import ConfigError, DataError
 from dcase9.files import atomic_output, describe_non_file
 
 SAMPLE_RATE = 16000  # every Task 9 evaluation file: 16 kHz mono
+# The sample rates dcase9 separates: telephone speech to studio masters (README: "Values out of range").
+SAMPLE_RATE_RANGE = (1000, 384_000)
 
 
 def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -215,3 +225,169 @@ def sinc_resample(waveform: torch.Tensor, orig_rate: int, new_rate: int, *, lowp
     y = torch.nn.functional.conv1d(x, filters.to(waveform.dtype)[:, None, :], stride=o)  # (batch, phase, block)
     y = y.transpose(1, 2).reshape(x.shape[0], -1)[:, : resampled_length(shape[-1], o, n)]
     return y.reshape(*shape[:-1], y.shape[-1])
+
+
+# -- recordings of any format, rate, channel count and length ------------------------------------------
+
+BLOCK_FRAMES = 1 << 16  # frames per block read from a recording (about 1.4 s at 48 kHz)
+
+
+@dataclass(frozen=True)
+class Recording:
+    """An audio file `probe_recording` decoded in full and found fit to separate."""
+
+    path: Path
+    sample_rate: int
+    channels: int
+    frames: int  # as decoded (a header's count can be an estimate: MP3)
+    format: str  # libsndfile's name of the container: WAV, FLAC, OGG, MP3, ...
+    subtype: str
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def readable_formats() -> str:
+    """The containers this libsndfile reads (MP3 only where it was built with it)."""
+    return ", ".join(sorted(sf.available_formats()))
+
+
+def probe_recording(path: str | Path, *, min_seconds: float = 0.0) -> Recording:
+    """Decode `path` once, block by block (bounded memory for any length), and return what it holds.
+
+    A DataError naming the file refuses what cannot be separated: not a regular file, a format this
+    libsndfile does not read, a damaged or truncated file, a rate outside `SAMPLE_RATE_RANGE`, no
+    samples (or less than `min_seconds` of them), NaN or infinite samples, or silence (every sample zero)."""
+    path = Path(path)
+    problem = describe_non_file(path)
+    if problem is not None:
+        raise DataError(problem, file=path)
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        raise DataError(f"not audio that libsndfile {sf.__libsndfile_version__} reads ({exc}); it reads "
+                        f"{readable_formats()}", file=path) from None
+    if not SAMPLE_RATE_RANGE[0] <= info.samplerate <= SAMPLE_RATE_RANGE[1]:
+        raise DataError(f"sample rate {info.samplerate} Hz is outside {SAMPLE_RATE_RANGE[0]}..{SAMPLE_RATE_RANGE[1]} "
+                        "Hz", file=path)
+    truncated = wav_truncation(path)
+    if truncated is not None:
+        raise DataError(truncated, file=path)
+    frames = non_finite = 0
+    audible = False
+    try:
+        with sf.SoundFile(str(path)) as audio:
+            for block in audio.blocks(blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True):
+                frames += block.shape[0]
+                non_finite += non_finite_count(block)
+                audible = audible or bool(np.any(block))
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        raise DataError(read_failure(path, exc), file=path) from None
+    seconds = frames / info.samplerate
+    if frames == 0:
+        raise DataError("an empty recording (0 samples): nothing to separate", file=path)
+    if seconds < min_seconds:
+        raise DataError(f"{frames} samples ({seconds:.3f} s): shorter than {min_seconds:g} s, too short to separate",
+                        file=path)
+    if non_finite:
+        raise DataError(f"{non_finite} NaN or infinite samples (nothing computed from this file would be "
+                        "finite)", file=path)
+    if not audible:
+        raise DataError(f"silent: every one of its {frames} samples is zero, nothing to separate", file=path)
+    return Recording(path, info.samplerate, info.channels, frames, info.format, info.subtype)
+
+
+def read_blocks(recording: Recording, *, mono: bool = False, block_frames: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
+    """The recording as float32 `(channels, frames)` blocks, in order (with `mono`: `(1, frames)`, the mean
+    over channels as `read_audio` and librosa take it; blocks change nothing of it). A file that no
+    longer decodes to what `probe_recording` found is a DataError naming it."""
+    frames = 0
+    try:
+        with sf.SoundFile(str(recording.path)) as audio:
+            for block in audio.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
+                frames += block.shape[0]
+                if mono and block.shape[1] > 1:
+                    yield np.mean(block, axis=1, dtype=np.float32)[None]
+                else:
+                    yield np.ascontiguousarray(block.T)
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        raise DataError(read_failure(recording.path, exc), file=recording.path) from None
+    if frames != recording.frames:
+        raise DataError(f"decoded {frames} frames where it held {recording.frames} moments ago: the file changed "
+                        "while it was separated", file=recording.path)
+
+
+def read_recording(recording: Recording, *, mono: bool = False) -> np.ndarray:
+    """The whole recording as one float32 `(channels, frames)` array (`read_blocks`' samples)."""
+    return np.concatenate(list(read_blocks(recording, mono=mono)), axis=1)
+
+
+# Output containers and their sample formats: 32-bit float WAV keeps estimates exact; FLAC stores integers.
+AUDIO_OUTPUT_FORMATS = {"wav": ("WAV", "FLOAT", ".wav"), "flac": ("FLAC", "PCM_24", ".flac")}
+
+
+def output_format(name: str, *, pcm16: bool = False) -> tuple[str, str, str]:
+    """(libsndfile format, subtype, file suffix) of an output format name (`wav`, `flac`); `pcm16`: 16-bit
+    integers instead of 32-bit float (WAV) or 24-bit integers (FLAC)."""
+    if name not in AUDIO_OUTPUT_FORMATS:
+        raise ConfigError(f"unknown output format {name!r} (use {' or '.join(AUDIO_OUTPUT_FORMATS)})")
+    container, subtype, suffix = AUDIO_OUTPUT_FORMATS[name]
+    return container, "PCM_16" if pcm16 else subtype, suffix
+
+
+class AudioWriter:
+    """An audio file written block by block and renamed into place only by `commit()` (`abort()` or an
+    error leaves no trace, and whatever was at the path stays): `dcase9.files.atomic_output`.
+
+        with AudioWriter(path, 44100, 2, "WAV", "FLOAT") as writer:
+            writer.write(block)            # (channels, frames)
+            writer.commit()
+
+    Integer subtypes clip samples beyond [-1, 1] (libsndfile's clipping is on). `before_replace`: see
+    `atomic_output` (a ledger records the finished file there)."""
+
+    def __init__(self, path: str | Path, sample_rate: int, channels: int, container: str, subtype: str, *,
+                 before_replace: Callable[[Path], None] | None = None):
+        self.path = Path(path)
+        self.channels = channels
+        self.frames = 0
+        self._open = True
+        self._stack = ExitStack()
+        tmp = self._stack.enter_context(atomic_output(self.path, before_replace))
+        try:
+            self._file = self._stack.enter_context(sf.SoundFile(str(tmp), "w", samplerate=sample_rate,
+                                                                channels=channels, subtype=subtype,
+                                                                format=container))
+        except BaseException:
+            self._stack.close()
+            raise
+
+    def write(self, block: np.ndarray) -> None:
+        if block.shape[0] != self.channels:
+            raise ValueError(f"{self.path}: a block of {block.shape[0]} channels for a file of {self.channels}")
+        self._file.write(np.ascontiguousarray(block.T, dtype=np.float32))
+        self.frames += block.shape[-1]
+
+    def commit(self) -> None:
+        """Close the file and rename it into place."""
+        if self._open:
+            self._open = False
+            self._stack.close()
+
+    def abort(self) -> None:
+        """Remove what was written; the path keeps what it had."""
+        if self._open:
+            self._open = False
+            self._stack.__exit__(_Aborted, _Aborted(), None)
+
+    def __enter__(self) -> AudioWriter:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.abort()  # not committed by the block (an error, or it chose not to): nothing is renamed into place
+
+
+class _Aborted(BaseException):
+    """Thrown into an `AudioWriter`'s atomic output to discard it (not an Exception: never taken for a full
+    disk)."""

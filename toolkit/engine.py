@@ -1,8 +1,10 @@
 """The inference engine: separate 16 kHz audio with any system's model, fast and safely.
 
 `Separator` (what `dcase9.api.load_separator` returns) holds a system's `SeparationModel` and the
-engine's settings; `separate(mixture, queries)` works on arrays or tensors in memory and `run(dataset,
-out)` over an evaluation set's folder (`dcase9 infer`). Both take the same steps in the same code:
+engine's settings; `separate(mixture, queries)` works on arrays or tensors in memory, `infer(dataset,
+out)` over an evaluation set's folder (`dcase9 infer`), and `separate_file` / `separate_recording` on
+audio files of any format, rate, channel count and length (`dcase9 separate`: long files are streamed
+through the same chunks in bounded memory). They take the same steps in the same code:
 
 - batches of equal-length clips; one text embedding per distinct query, cached for the separator's life;
 - device auto-selection (CUDA, MPS, CPU) and optional bf16/fp16 autocast;
@@ -39,11 +41,14 @@ import numpy as np
 import torch
 
 from dcase9.version import __version__
-from dcase9.audio import RESAMPLERS, SAMPLE_RATE, non_finite_count, resample, resample_hq, write_wav
+from dcase9.audio import (BLOCK_FRAMES, RESAMPLERS, SAMPLE_RATE, SAMPLE_RATE_RANGE, AudioWriter, Recording, non_finite_count,
+                          output_format, probe_recording, read_blocks, read_recording, resample, resample_hq,
+                          resampled_length, write_wav)
 from dcase9.data.formats import MIN_AUDIO_SECONDS, DataSet, MixtureSpec, SetKind
 from dcase9.data.items import Item, ItemLoader, LoadFailure, ordered_map
 from dcase9.devices import resolve_device
 from dcase9.errors import ConfigError, DataError, Dcase9Error
+from dcase9.models.clap.query import MAX_AUDIO_QUERY_SECONDS, combine_query_embeddings
 from dcase9.files import check_no_overlap
 from dcase9.outputs import OutputFolder, Problem, estimate_path
 from dcase9.progress import progress_bar
@@ -92,6 +97,9 @@ class EngineOptions:
             raise ConfigError("--batch-size must be at least 1")
         if not 0.0 <= self.overlap < 1.0:
             raise ConfigError("--overlap must be in [0, 1)")
+        if self.segment_seconds is not None and not self.segment_seconds >= 0:
+            raise ConfigError(f"--segment must be 0 (whole inputs at once) or a chunk length in seconds, got "
+                              f"{self.segment_seconds}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError("--limit must be at least 1")
         if self.workers is not None:
@@ -303,13 +311,20 @@ class Separator:
     # -- in memory ------------------------------------------------------------------------------
 
     def separate(self, mixture: Any, queries: str | Sequence[str] | None = None, *, sample_rate: int,
-                 reference: Any = None, conditions: torch.Tensor | None = None) -> Any:
+                 reference: Any = None, conditions: torch.Tensor | None = None, query_audio: Any = None) -> Any:
         """Estimates of `mixture` (`(samples,)` or `(batch, samples)` at `sample_rate` Hz, numpy or torch)
         for the text `queries` (one string for every row, or one per row), in the input's rate, shape and
         kind. `conditions`: query embeddings computed already (one row, or one per row), instead of
-        `queries`. A tensor on a GPU stays there (resampled there with julius); arrays and CPU tensors
-        are resampled with soxr HQ, as `dcase9 infer` does."""
+        `queries`. `query_audio`: an audio example of the sound wanted, `(waveform, rate)`, for every row
+        (with a text query too: both together, see `embed_query`). A tensor on a GPU stays there
+        (resampled there with julius); arrays and CPU tensors are resampled with soxr HQ, as `dcase9 infer`
+        does."""
         rate = check_sample_rate(sample_rate)
+        if query_audio is not None:
+            if conditions is not None or not (queries is None or isinstance(queries, str)):
+                raise ValueError("query_audio takes one text query at most (for every row), and no conditions")
+            conditions = self._audio_conditions(queries, query_audio)
+            queries = None
         on_device = isinstance(mixture, torch.Tensor) and mixture.device.type != "cpu"
         rows = _as_rows(mixture, "mixture", keep_device=on_device)
         wanted = self._queries_for(len(rows), queries, conditions)
@@ -326,32 +341,169 @@ class Separator:
             k, count = bad[0]
             raise Dcase9Error(f"mixture {k} has {count} NaN or infinite samples; nothing separated")
         self._compile()
-        estimates: list[Any] = []  # per batch: a tensor (on the device) or a list of arrays
+        if not on_device:
+            stacked = self._estimate_rows(rows, wanted, rate, references)
+            for k, bad_count in _non_finite_rows(stacked):
+                query = f" (query {wanted[k]!r})" if isinstance(wanted, list) else ""
+                raise Dcase9Error(f"the system returned {bad_count} NaN or infinite samples for mixture {k}{query}")
+            stacked = stacked[0] if np.ndim(mixture) == 1 else stacked
+            return torch.from_numpy(stacked) if isinstance(mixture, torch.Tensor) else stacked
+        estimates: list[torch.Tensor] = []
         for start in range(0, len(rows), self.batch_size):
             stop = start + self.batch_size
             batch_refs = references[start:stop] if references is not None else None
-            batch_queries = wanted[start:stop]
-            estimate: Any
-            if on_device:
-                estimate = self._separate_batch(rows[start:stop], batch_refs, batch_queries, rate, resample_here=True)
-            else:
-                prepared = [self._prepare(row, batch_refs[k] if batch_refs is not None else None, rate)
-                            for k, row in enumerate(rows[start:stop])]
-                outputs = self._separate([p[0] for p in prepared],
-                                         [p[1] for p in prepared] if batch_refs is not None else None,  # type: ignore[misc]
-                                         batch_queries, rate)
-                estimate = [self._finish(output, rows.shape[-1], rate) for output in outputs]
+            estimate = self._separate_batch(rows[start:stop], batch_refs, wanted[start:stop], rate, resample_here=True)
             for k, bad_count in _non_finite_rows(estimate):
                 query = f" (query {wanted[start + k]!r})" if isinstance(wanted, list) else ""
                 raise Dcase9Error(f"the system returned {bad_count} NaN or infinite samples for mixture "
                                   f"{start + k}{query}")
             estimates.append(estimate)
-        if on_device:
-            result = torch.cat(estimates)  # type: ignore[arg-type]
-            return result[0] if mixture.ndim == 1 else result
-        stacked = np.stack([row for batch in estimates for row in batch])
-        stacked = stacked[0] if np.ndim(mixture) == 1 else stacked
-        return torch.from_numpy(stacked) if isinstance(mixture, torch.Tensor) else stacked
+        result = torch.cat(estimates)
+        return result[0] if mixture.ndim == 1 else result
+
+    def _estimate_rows(self, rows: np.ndarray, wanted: list[str] | torch.Tensor, rate: int,
+                       references: np.ndarray | None = None) -> np.ndarray:
+        """Estimates of host `(rows, samples)` audio at `rate` for `wanted` (one query or condition per row), in
+        batches of `batch_size`, at `rate` and in the rows' length; NaN or infinite samples are the caller's
+        to refuse."""
+        estimates = []
+        for start in range(0, len(rows), self.batch_size):
+            stop = start + self.batch_size
+            batch_refs = references[start:stop] if references is not None else None
+            prepared = [self._prepare(row, batch_refs[k] if batch_refs is not None else None, rate)
+                        for k, row in enumerate(rows[start:stop])]
+            outputs = self._separate([p[0] for p in prepared],
+                                     [p[1] for p in prepared] if batch_refs is not None else None,  # type: ignore[misc]
+                                     wanted[start:stop], rate)
+            estimates += [self._finish(output, rows.shape[-1], rate) for output in outputs]
+        return np.stack(estimates)
+
+    # -- recordings (files of any format, rate, channel count and length) ---------------------------
+
+    def separate_recording(self, recording: Recording, queries: Sequence[str | torch.Tensor], *, mono: bool = False,
+                           block_frames: int = BLOCK_FRAMES) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
+        """Separate a probed recording (`dcase9.audio.probe_recording`) for each of `queries` (a text, or
+        a condition as `separate`'s `conditions=` takes it) in one pass over the file: yields, in order
+        and covering the file, `(mixture, [estimate per query])` blocks of `(channels, frames)` at the
+        file's rate (`mono`: one channel, the mean). Each channel is separated as a row of `separate`,
+        and the estimates are what `separate` gives for the whole file. NaN or infinite estimates are
+        the caller's to refuse (one query's may be, the others' not). Files are resampled with soxr HQ
+        on the CPU."""
+        refuse_reference_system(self.system, self.needs_reference)
+        if self.model.sample_rate != recording.sample_rate and self.options.resampler != "soxr":
+            raise ConfigError("recordings are resampled with soxr HQ on the CPU, as they are read; load the "
+                              "separator with resampler='soxr' (julius serves tensors already on a device)")
+        self._compile()
+        channels = 1 if mono else recording.channels
+        wanted = [self._queries_for(channels, query if isinstance(query, str) else None,
+                                    query if isinstance(query, torch.Tensor) else None) for query in queries]
+        model_length = resampled_length(recording.frames, recording.sample_rate, self.model.sample_rate)
+        if self.segment is None or model_length <= self.segment:  # one pass over the whole file, as `separate`
+            mixture = read_recording(recording, mono=mono)
+            yield mixture, [self._estimate_rows(mixture, rows, recording.sample_rate) for rows in wanted]
+            return
+        yield from _RecordingStream(self, recording, wanted, mono=mono, block_frames=block_frames).run()
+
+    def separate_file(self, path: str | Path, query: str | None = None, out: str | Path | None = None, *,
+                      query_audio: Any = None, conditions: torch.Tensor | None = None, mono: bool = False,
+                      pcm16: bool = False) -> Any:
+        """Separate an audio file of any format libsndfile reads, rate, channel count and length for the text
+        `query`, an audio example `query_audio` (a file, or `(waveform, rate)`), both (`embed_query`), or
+        `conditions` (a query embedding), each channel on its own (`mono`: their mean).
+
+        Without `out`: the estimate at the file's rate and length, float32 `(samples,)` for one channel,
+        `(channels, samples)` for more. With `out` (a `.wav` or `.flac` path): the estimate written there
+        atomically (32-bit float WAV, or 24-bit FLAC; `pcm16`: 16-bit), in bounded memory whatever the
+        length (the engine's chunks over a stream of the file), and `out` is returned. A file that cannot
+        be separated (unreadable, empty, silent, NaN/inf) is a DataError naming it."""
+        recording = probe_recording(path, min_seconds=MIN_AUDIO_SECONDS)
+        if query_audio is not None:
+            if conditions is not None:
+                raise ValueError("give query_audio or conditions, not both")
+            conditions, query = self._audio_conditions(query, query_audio), None
+        wanted: str | torch.Tensor | None = conditions if conditions is not None else query
+        if wanted is None:
+            wanted = ""  # refused by `_queries_for` when the system is queried
+        if conditions is not None and query is not None:
+            raise ValueError("give query or conditions, not both")
+        stream = self.separate_recording(recording, [wanted], mono=mono)
+        if out is None:
+            blocks = []
+            for _, (estimate,) in stream:
+                self._refuse_non_finite(estimate, recording.path)
+                blocks.append(estimate)
+            whole = np.concatenate(blocks, axis=1)
+            return whole[0] if len(whole) == 1 else whole
+        out = Path(out)
+        check_no_overlap({"out": out}, {"path": path})
+        formats = {".wav": "wav", ".flac": "flac"}
+        if out.suffix.lower() not in formats:
+            raise ConfigError(f"{out}: name a .wav or .flac file to write the estimate to")
+        container, subtype, _ = output_format(formats[out.suffix.lower()], pcm16=pcm16)
+        with AudioWriter(out, recording.sample_rate, 1 if mono else recording.channels, container, subtype) as writer:
+            for _, (estimate,) in stream:
+                self._refuse_non_finite(estimate, recording.path)
+                writer.write(estimate)
+            writer.commit()
+        return out
+
+    def embed_query(self, text: str | None = None, *, audio: Any = None, sample_rate: int | None = None) -> torch.Tensor:
+        """The condition of one query, `(embedding_dim,)` on the device, for `separate(conditions=...)`: the CLAP
+        embedding of `text`, of an audio example `audio` (`(samples,)` or `(channels, samples)` at `sample_rate`,
+        the channels averaged; embedded as AudioSep's `get_query_embed(modality="audio")` does), or of both:
+        their normalised mean (`dcase9.models.clap.query` says why). Audio examples need the CLAP audio
+        tower: `load_separator(..., audio_queries=True)`."""
+        if not self.queries.needs_queries:
+            raise Dcase9Error(f"system '{self.system}' takes no query: it has no query encoder to embed one")
+        if text is None and audio is None:
+            raise ValueError("give a text, an audio example, or both")
+        if text is not None and not text.strip():
+            raise ValueError("the query is empty: say what to separate")
+        with torch.inference_mode():
+            embeddings = [self.queries.conditions([text])[0]] if text is not None else []  # type: ignore[index]
+            if audio is not None:
+                embeddings.append(self._embed_example(audio, sample_rate))
+        return embeddings[0] if len(embeddings) == 1 else combine_query_embeddings(*embeddings)
+
+    def _embed_example(self, audio: Any, sample_rate: int | None) -> torch.Tensor:
+        encode = getattr(self.model, "encode_audio_query", None)
+        clap = getattr(self.model, "clap", None)
+        if encode is None:
+            raise Dcase9Error(f"system '{self.system}' takes no audio examples as queries")
+        if clap is not None and not clap.has_audio_tower:
+            raise ConfigError(f"system '{self.system}' was loaded with CLAP's text tower only; an audio example "
+                              "needs its audio tower: load_separator(..., audio_queries=True)")
+        if sample_rate is None:
+            raise ValueError("give the audio example's sample_rate")
+        rate = check_sample_rate(sample_rate)
+        rows = _as_rows(audio, "audio example")
+        if isinstance(rows, torch.Tensor):
+            rows = rows.cpu().numpy()
+        waveform = rows[0] if len(rows) == 1 else np.mean(rows, axis=0, dtype=np.float32)
+        bad = non_finite_count(waveform)
+        if bad:
+            raise Dcase9Error(f"the audio example has {bad} NaN or infinite samples")
+        if not np.any(waveform):
+            raise Dcase9Error("the audio example is silent: every sample is zero")
+        if waveform.shape[-1] > MAX_AUDIO_QUERY_SECONDS * rate:
+            raise Dcase9Error(f"the audio example lasts {waveform.shape[-1] / rate:.0f} s; an example of the sound "
+                              f"wanted lasts seconds (CLAP hears 10 s at a time; at most {MAX_AUDIO_QUERY_SECONDS:g} s)")
+        return encode(waveform, rate)
+
+    def _audio_conditions(self, text: str | None, query_audio: Any) -> torch.Tensor:
+        """`embed_query` of a text (or None) and `query_audio`: an audio file, or `(waveform, rate)`."""
+        if isinstance(query_audio, (str, Path)):
+            example = probe_recording(query_audio, min_seconds=MIN_AUDIO_SECONDS)
+            return self.embed_query(text, audio=read_recording(example, mono=True), sample_rate=example.sample_rate)
+        if not (isinstance(query_audio, tuple) and len(query_audio) == 2):
+            raise ValueError("query_audio is an audio file, or (waveform, sample_rate)")
+        return self.embed_query(text, audio=query_audio[0], sample_rate=query_audio[1])
+
+    @staticmethod
+    def _refuse_non_finite(estimate: np.ndarray, path: Path) -> None:
+        bad = non_finite_count(estimate)
+        if bad:
+            raise Dcase9Error(f"{path}: the system returned {bad} NaN or infinite samples; nothing written")
 
     def _queries_for(self, rows: int, queries: str | Sequence[str] | None,
                      conditions: torch.Tensor | None) -> list[str] | torch.Tensor:
@@ -543,21 +695,14 @@ class Separator:
         model_rate = self.model.sample_rate
         resampling = resample_here and rate != model_rate
         with torch.inference_mode():
-            if isinstance(queries, torch.Tensor):
-                conditions: torch.Tensor | None = queries
-            else:
-                conditions = self.queries.conditions(list(queries))
-            if conditions is not None:
-                conditions = conditions.to(device)
+            conditions = self._conditions(queries)
             model_mixture = resample(mixture, rate, model_rate) if resampling else mixture
             model_reference = resample(reference, rate, model_rate) if resampling and reference is not None \
                 else reference
 
             def run(start: int, end: int) -> torch.Tensor:
                 chunk_ref = model_reference[:, start:end] if model_reference is not None else None
-                with autocast_context(device, self.options.precision):
-                    out = self.model.separate(model_mixture[:, start:end], conditions, chunk_ref)
-                return out.float()
+                return self._run_chunk(model_mixture[:, start:end], conditions, chunk_ref)
 
             estimate = separate_in_chunks(run, model_mixture.shape[-1], mixture.shape[0], self.segment,
                                           self.options.overlap, device)
@@ -567,6 +712,18 @@ class Separator:
                     estimate = torch.nn.functional.pad(estimate, (0, mixture.shape[-1] - estimate.shape[-1]))
         return estimate.float()
 
+    def _conditions(self, queries: Sequence[str] | torch.Tensor) -> torch.Tensor | None:
+        """One condition per row on the device: the embeddings of text queries (cached), or conditions given."""
+        conditions = queries if isinstance(queries, torch.Tensor) else self.queries.conditions(list(queries))
+        return conditions.to(self.device) if conditions is not None else None
+
+    def _run_chunk(self, mixture: torch.Tensor, conditions: torch.Tensor | None,
+                   reference: torch.Tensor | None) -> torch.Tensor:
+        """The model on one chunk at its rate, on the device (in inference mode), as float32."""
+        with autocast_context(self.device, self.options.precision):
+            out = self.model.separate(mixture, conditions, reference)
+        return out.float()
+
     def _finish(self, estimate: np.ndarray, length: int, rate: int = SAMPLE_RATE) -> np.ndarray:
         """An estimate as it is written (on a writing thread): at `rate` (soxr from the model's rate if
         needed), exactly as long as its mixture (resampling rounds lengths)."""
@@ -575,6 +732,114 @@ class Separator:
         if estimate.shape[-1] < length:
             estimate = np.pad(estimate, (0, length - estimate.shape[-1]))
         return estimate
+
+
+class _RecordingStream:
+    """`Separator.separate_recording` for a recording longer than one chunk, in bounded memory: the file is
+    read in blocks, resampled to the model's rate by a soxr HQ stream (whose output equals one-shot soxr's
+    sample for sample), and cut into the chunks `chunk_starts` gives for the whole file at the model's rate,
+    each run as soon as its samples are in, with `separate_in_chunks`' windows, weights and order of
+    additions. The samples before the next chunk's start are then final: divided by their weight,
+    resampled back to the file's rate by a soxr stream per query, and yielded with the mixture's samples
+    they belong to. Held at once: about one chunk of input and of each query's estimate, and one block."""
+
+    def __init__(self, separator: Separator, recording: Recording, wanted: list[list[str] | torch.Tensor], *,
+                 mono: bool, block_frames: int):
+        self.separator, self.recording, self.wanted, self.mono = separator, recording, wanted, mono
+        self.block_frames = block_frames
+        self.rate, self.model_rate = recording.sample_rate, separator.model.sample_rate
+        self.channels = 1 if mono else recording.channels
+        self.model_length = resampled_length(recording.frames, self.rate, self.model_rate)
+        assert separator.segment is not None, "a stream is for a separator that cuts inputs into chunks"
+        self.segment = separator.segment
+        self.starts = chunk_starts(self.model_length, self.segment, separator.options.overlap)
+        self.fade = self.segment - max(1, int(round(self.segment * (1.0 - separator.options.overlap))))
+
+    def _resampler(self, from_rate: int, to_rate: int) -> Any:
+        import soxr
+
+        return soxr.ResampleStream(from_rate, to_rate, self.channels, dtype="float32", quality="HQ")
+
+    def run(self) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
+        separator, channels, segment, device = self.separator, self.channels, self.segment, self.separator.device
+        frames = self.recording.frames
+        resampling = self.rate != self.model_rate
+        reader = read_blocks(self.recording, mono=self.mono, block_frames=self.block_frames)
+        to_model = self._resampler(self.rate, self.model_rate) if resampling else None
+        to_file = [self._resampler(self.model_rate, self.rate) for _ in self.wanted] if resampling else None
+        groups = [(b, min(b + separator.batch_size, channels)) for b in range(0, channels, separator.batch_size)]
+        with torch.inference_mode():  # never around a yield: the caller's code runs there
+            conditions = [[separator._conditions(rows[b:e]) for b, e in groups] for rows in self.wanted]
+            estimates = [torch.zeros(channels, segment, device=device) for _ in self.wanted]
+            weight = torch.zeros(segment, device=device)
+        model_input = np.zeros((channels, 0), dtype=np.float32)  # model-rate input from the current chunk's start
+        received = 0  # model-rate input samples so far
+        mixture: list[np.ndarray] = []  # file-rate blocks read and not yet yielded
+        pending: list[list[np.ndarray]] = [[] for _ in self.wanted]  # file-rate estimates not yet yielded
+        yielded = 0
+
+        def take(samples: np.ndarray) -> None:
+            nonlocal model_input, received
+            samples = samples[:, : self.model_length - received]  # as `resample_hq` cuts soxr's output
+            model_input = np.concatenate([model_input, samples], axis=1)
+            received += samples.shape[1]
+
+        def ready(final: bool) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
+            """What every query has at the file's rate, with the mixture's samples it belongs to."""
+            nonlocal yielded
+            read = sum(block.shape[1] for block in mixture)
+            count = frames - yielded if final else min(read, *(sum(b.shape[1] for b in blocks) for blocks in pending))
+            count = min(count, frames - yielded)
+            if count <= 0:
+                return
+            outs = []
+            for query, blocks in enumerate(pending):
+                joined = np.concatenate(blocks, axis=1) if blocks else np.zeros((channels, 0), dtype=np.float32)
+                if joined.shape[1] < count:  # soxr left the end short: zeros, as `Separator._finish` pads
+                    joined = np.pad(joined, ((0, 0), (0, count - joined.shape[1])))
+                outs.append(joined[:, :count])
+                pending[query] = [joined[:, count:]]
+            joined = np.concatenate(mixture, axis=1)
+            mixture[:] = [joined[:, count:]]
+            yielded += count
+            yield joined[:, :count], outs
+
+        exhausted = False
+        for k, start in enumerate(self.starts):
+            while received < start + segment and not exhausted:
+                block = next(reader, None)
+                if block is None:
+                    exhausted = True
+                    if to_model is not None:
+                        take(to_model.resample_chunk(np.zeros((0, channels), dtype=np.float32), last=True).T)
+                    take(np.zeros((channels, self.model_length - received), dtype=np.float32))
+                else:
+                    mixture.append(block)
+                    take(to_model.resample_chunk(block.T).T if to_model is not None else block)
+            last = k == len(self.starts) - 1
+            done = (self.model_length if last else self.starts[k + 1]) - start  # final: no later chunk reaches them
+            offset = start - (received - model_input.shape[1])
+            with torch.inference_mode():
+                window = crossfade_window(segment, self.fade, first=k == 0, last=last, device=device)
+                chunk = torch.from_numpy(np.ascontiguousarray(model_input[:, offset:offset + segment])).to(device)
+                for query, rows in enumerate(conditions):
+                    for (b, e), condition in zip(groups, rows):
+                        estimates[query][b:e] += separator._run_chunk(chunk[b:e], condition, None) * window
+                weight += window
+                finished = [(estimate[:, :done] / weight[:done]).float().cpu().numpy() for estimate in estimates]
+                if not last:  # the accumulators move on to the next chunk's start
+                    estimates = [torch.cat([e[:, done:], torch.zeros(channels, done, device=device)], dim=1)
+                                 for e in estimates]
+                    weight = torch.cat([weight[done:], torch.zeros(done, device=device)])
+            model_input = model_input[:, offset + done:]
+            for query, samples in enumerate(finished):
+                if to_file is not None:
+                    samples = to_file[query].resample_chunk(np.ascontiguousarray(samples.T), last=last).T
+                pending[query].append(samples)
+            yield from ready(final=False)
+        for block in reader:  # the rest of the file (read_blocks checks its length): mixture still to yield
+            mixture.append(block)
+        yield from ready(final=True)
 
 
 def _as_rows(audio: Any, what: str, *, keep_device: bool = False) -> Any:
@@ -605,10 +870,6 @@ def _non_finite_rows(rows: Any) -> list[tuple[int, int]]:
     return [(k, count) for k, count in enumerate(counts) if count]
 
 
-# The sample rates `separate` accepts: telephone speech to studio masters (README: "Values out of range").
-SAMPLE_RATE_RANGE = (1000, 384_000)
-
-
 def check_sample_rate(rate: Any) -> int:
     """`rate` as an int, refused outside `SAMPLE_RATE_RANGE` or when it is not a whole number."""
     if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)) or rate != int(rate):
@@ -616,6 +877,13 @@ def check_sample_rate(rate: Any) -> int:
     if not SAMPLE_RATE_RANGE[0] <= int(rate) <= SAMPLE_RATE_RANGE[1]:
         raise ValueError(f"sample_rate {rate} Hz is outside {SAMPLE_RATE_RANGE[0]}..{SAMPLE_RATE_RANGE[1]} Hz")
     return int(rate)
+
+
+def refuse_reference_system(system: str, needs_reference: bool) -> None:
+    """A system that separates with the reference (the oracle, `3-roundtrip`) cannot separate a recording."""
+    if needs_reference:
+        raise Dcase9Error(f"system '{system}' separates with the reference signal (the clean source), which a "
+                          "recording does not have; use a text-queried system (see `dcase9 systems`)")
 
 
 def _reap(pending: list[Future[None]]) -> list[Future[None]]:

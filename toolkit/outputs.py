@@ -179,18 +179,96 @@ def _same_dataset(previous: dict[str, Any], current: dict[str, str]) -> bool:
         str(Path(csv).resolve()) == current["csv"]
 
 
+class OutputSources:
+    """What the outputs of a folder are computed from, as `OutputFolder` needs to know it: the items
+    (each with an `.id`, the output's name in the ledger), what each one's output is computed from
+    (`source_of`, compared as a whole on re-runs), and how the manifest describes them all (under
+    `manifest_key`; a folder that holds outputs of other inputs is refused unless `accepts` them).
+
+    `DataSetSources` is a data set's (`infer`, `mix`: one folder, one data set); `dcase9.recordings`
+    has the recordings' of `dcase9 separate` (a folder gathers the outputs of any recordings).
+    """
+
+    manifest_key = "inputs"
+    # Whether `items` are every output the folder may hold (a data set's mixtures): outputs of other
+    # ids are then orphans (reported); else they are outputs of earlier runs, kept as they are.
+    closed = False
+
+    def __init__(self, items: Sequence[Any]):
+        self.items = items
+
+    def source_of(self, item: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def manifest_entry(self) -> dict[str, Any]:
+        """What the manifest says of the inputs (`accepts` compares it with the next run's)."""
+        return {}
+
+    def accepts(self, previous: Any) -> str | None:
+        """None when a folder whose manifest says `previous` of its inputs may take these outputs too;
+        else why not."""
+        return None
+
+    def is_output_id(self, output_id: str) -> bool:
+        """Whether `output_id` names an output of this kind (ledger records of other names are ignored:
+        a hand-made ledger cannot make the run delete a file elsewhere)."""
+        return is_safe_name(output_id)
+
+    def collision(self, first: Any, later: Any, first_name: str, later_name: str, root: Path) -> DataError:
+        return DataError(f"outputs {later.id!r} and {first.id!r} differ only by {name_collision(first.id, later.id)}, "
+                         f"and the disk of {root} takes {later_name!r} and {first_name!r} for one file")
+
+
+class DataSetSources(OutputSources):
+    """An evaluation set's mixtures as the sources of `infer`'s and `mix`'s outputs."""
+
+    manifest_key = "dataset"
+    closed = True
+
+    def __init__(self, dataset: DataSet):
+        super().__init__(dataset.mixtures)
+        self.dataset = dataset
+
+    def source_of(self, item: MixtureSpec) -> dict[str, Any]:
+        return source_of(self.dataset, item)
+
+    def manifest_entry(self) -> dict[str, Any]:
+        return {**dataset_identity(self.dataset), "root": str(Path(self.dataset.root).resolve()),
+                "mixtures": len(self.dataset.mixtures)}
+
+    def accepts(self, previous: Any) -> str | None:
+        current = dataset_identity(self.dataset)
+        if isinstance(previous, dict) and _same_dataset(previous, current):
+            return None
+        described = (f"the {previous.get('kind')} set {previous.get('csv')}" if isinstance(previous, dict)
+                     else "an unnamed data set")
+        return (f"holds outputs for {described}; this run is for the {current['kind']} set {current['csv']} (one "
+                "folder holds one data set's outputs; --overwrite deletes the other set's outputs listed in its "
+                "ledger)")
+
+    def collision(self, first: MixtureSpec, later: MixtureSpec, first_name: str, later_name: str,
+                  root: Path) -> DataError:
+        return DataError(f"mixture id {later.id!r} and {first.id!r} of row {first.row} differ only by "
+                         f"{name_collision(first.id, later.id)}, and the disk of {root} takes "
+                         f"{later_name!r} and {first_name!r} for one file: one output would replace the "
+                         "other. Rename one of the mixtures, or write to a disk that tells them apart",
+                         file=self.dataset.csv_path, row=later.row)
+
+
 class OutputFolder:
     """One run's hold on an output folder: lock, manifest and ledger checks, resume planning.
 
     Use as a context manager (`with OutputFolder(...) as folder:`): entering takes the lock and
     refuses another system, another data set or an unreadable manifest/ledger; `plan` says which
     mixtures need work (deleting their stale outputs); `record` logs an output once written.
+    `sources`: a data set (`infer`, `mix`), or the `OutputSources` of other outputs (`separate`).
     """
 
-    def __init__(self, root: str | Path, command: str, dataset: DataSet, identity: dict[str, Any], *,
+    def __init__(self, root: str | Path, command: str, sources: DataSet | OutputSources, identity: dict[str, Any], *,
                  overwrite: bool, outputs_of: Callable[[str], Sequence[Path]]):
         self.root = Path(root)
-        self.command, self.dataset, self.identity, self.overwrite = command, dataset, identity, overwrite
+        self.command, self.identity, self.overwrite = command, identity, overwrite
+        self.inputs = sources if isinstance(sources, OutputSources) else DataSetSources(sources)
         self.outputs_of = outputs_of
         # In every ledger record: outputs of another identity are never reused, even without a manifest.
         self.run_key = run_key(identity)
@@ -238,24 +316,15 @@ class OutputFolder:
             before = before if isinstance(before, dict) else {}
             changed = sorted(k for k in set(before) | set(self.identity) if before.get(k) != self.identity.get(k))
             raise self._refuse(f"{self.root} holds outputs of another run (differs in: {', '.join(changed)})")
-        dataset = previous.get("dataset")
-        current = dataset_identity(self.dataset)
-        if not isinstance(dataset, dict) or not _same_dataset(dataset, current):
-            described = (f"the {dataset.get('kind')} set {dataset.get('csv')}" if isinstance(dataset, dict)
-                         else "an unnamed data set")
-            raise self._refuse(f"{self.root} holds outputs for {described}; this run is for the {current['kind']} "
-                               f"set {current['csv']} (one folder holds one data set's outputs; --overwrite "
-                               "deletes the other set's outputs listed in its ledger)")
+        refused = self.inputs.accepts(previous.get(self.inputs.manifest_key))
+        if refused is not None:
+            raise self._refuse(f"{self.root} {refused}")
 
     def _check_colliding_outputs(self) -> None:
-        for first, later in colliding_names(self.dataset.mixtures, lambda spec: spec.id):
+        for first, later in colliding_names(self.inputs.items, lambda item: item.id):
             first_name, later_name = self.outputs_of(first.id)[0].name, self.outputs_of(later.id)[0].name
             if names_collide_on_disk(self.root, first_name, later_name):
-                raise DataError(f"mixture id {later.id!r} and {first.id!r} of row {first.row} differ only by "
-                                f"{name_collision(first.id, later.id)}, and the disk of {self.root} takes "
-                                f"{later_name!r} and {first_name!r} for one file: one output would replace the "
-                                "other. Rename one of the mixtures, or write to a disk that tells them apart",
-                                file=self.dataset.csv_path, row=later.row)
+                raise self.inputs.collision(first, later, first_name, later_name, self.root)
 
     def _read_manifest(self) -> dict[str, Any] | None:
         path = self.manifest_path
@@ -282,8 +351,8 @@ class OutputFolder:
                                    "output was computed from, so they cannot be resumed") from None
             records = []
         # Only records of outputs this command would write: a hand-made ledger cannot point elsewhere.
-        self.records = {r["id"]: r for r in records if isinstance(r.get("id"), str) and is_safe_name(r["id"])
-                        and isinstance(r.get("files"), dict)}
+        self.records = {r["id"]: r for r in records if isinstance(r.get("id"), str)
+                        and self.inputs.is_output_id(r["id"]) and isinstance(r.get("files"), dict)}
 
     # -- planning and recording ------------------------------------------------------------------
 
@@ -291,11 +360,11 @@ class OutputFolder:
         """The mixtures whose outputs must be computed. Before returning, their stale outputs (and with
         `--overwrite` every output the ledger vouches for) are deleted; a file at a planned output's
         name that the ledger does not vouch for refuses the run, before anything is deleted."""
-        for folder in {path.parent for m in mixtures[:1] for path in self.outputs_of(m.id)}:
+        for folder in {path.parent for m in mixtures for path in self.outputs_of(m.id)}:
             remove_partial_files(folder)  # what an interrupted write left
         todo, delete, foreign = [], [], []
         for spec in mixtures:
-            source = self.sources[spec.id] = source_of(self.dataset, spec)
+            source = self.sources[spec.id] = self.inputs.source_of(spec)
             if output_name_too_long(spec.id):  # no such file can exist; the loader names the row
                 todo.append(spec)
                 continue
@@ -327,8 +396,8 @@ class OutputFolder:
             self.records.pop(spec.id, None)
         if self.overwrite:
             self.records = {}
-        known = {m.id for m in self.dataset.mixtures}
-        self.orphans = sorted(i for i in self.records if i not in known
+        known = {item.id for item in self.inputs.items}
+        self.orphans = sorted(i for i in self.records if self.inputs.closed and i not in known
                               and any(self.vouches_for(i, path) for path in self.outputs_of(i)))
         # Compacted: the latest record per output, rewritten atomically; then appended to.
         write_text_atomic(self.ledger_path,
@@ -372,15 +441,17 @@ class OutputFolder:
                 info = sf.info(str(path))
             except (sf.LibsndfileError, RuntimeError, OSError):
                 return False
-            if (info.samplerate, info.channels) != (SAMPLE_RATE, 1) or info.frames != record.get("samples") \
-                    or info.frames == 0:
+            expected = (record.get("rate", SAMPLE_RATE), record.get("channels", 1), record.get("samples"))
+            if (info.samplerate, info.channels, info.frames) != expected or info.frames == 0:
                 return False
         return True
 
-    def record_file(self, output_id: str, path: Path, written: Path, samples: int) -> None:
+    def record_file(self, output_id: str, path: Path, written: Path, samples: int, *, rate: int = SAMPLE_RATE,
+                    channels: int = 1) -> None:
         """Log the file `path` of output `output_id` before it is renamed into place; `written` is its
-        finished temporary file (the rename keeps its size and modification time). Safe to call from
-        writer threads; pass it as `write_wav`'s `before_replace`."""
+        finished temporary file (the rename keeps its size and modification time), of `samples` frames
+        of `channels` at `rate` (checked on re-runs). Safe to call from writer threads; pass it as
+        `write_wav`'s `before_replace`."""
         identity = file_identity(written)
         with self._lock:
             assert self._appender is not None, "record_file() before plan()"
@@ -388,6 +459,8 @@ class OutputFolder:
             pending[self._name(path)] = identity
             entry = {"id": output_id, "run": self.run_key, "source": self.sources[output_id], "files": dict(pending),
                      "samples": samples}
+            if (rate, channels) != (SAMPLE_RATE, 1):  # 16 kHz mono: what every infer and mix output is
+                entry.update(rate=rate, channels=channels)
             self._appender.append([entry])
             self.records[output_id] = entry
 
@@ -403,9 +476,8 @@ class OutputFolder:
         return done
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
-        dataset = {**dataset_identity(self.dataset), "root": str(Path(self.dataset.root).resolve()),
-                   "mixtures": len(self.dataset.mixtures)}
-        write_json_atomic(self.manifest_path, {"identity": self.identity, "dataset": dataset, **manifest,
+        write_json_atomic(self.manifest_path, {"identity": self.identity,
+                                               self.inputs.manifest_key: self.inputs.manifest_entry(), **manifest,
                                                "ledger": LEDGER_NAME, "orphans": self.orphans})
 
     def _name(self, path: Path) -> str:

@@ -11,6 +11,7 @@ from dcase9.cli._common import app, stop_on_sigterm
 # Command modules register themselves on import.
 from dcase9.cli import data as _data  # noqa: F401,E402  validate, mix, demo-data
 from dcase9.cli import run as _run  # noqa: F401,E402  systems, download, infer, score
+from dcase9.cli import separate as _separate  # noqa: F401,E402  separate
 from dcase9.cli import report as _report  # noqa: F401,E402  report
 from dcase9.cli import augment as _augment  # noqa: F401,E402  augment
 from dcase9.cli import package as _package  # noqa: F401,E402  package

@@ -30,7 +30,8 @@ their files), `frontend` (HTSAT's log-mel and clip handling, the stored front en
 `tokenizers` library alone for text queries), `architecture` (`ClapSpec`,
 `ClapArchitecture`), `encoder` (`ClapEncoder`, building the model empty and loading weights),
 `text_tower` (the text tower alone in plain PyTorch, under `ClapModel`'s names, for text queries:
-it spares `dcase9 infer` the import of transformers' modelling code). The names below are the
+it spares `dcase9 infer` the import of transformers' modelling code), `query` (audio examples as
+queries, as AudioSep embeds them, and a text and an example together). The names below are the
 package's interface.
 """
 
@@ -39,6 +40,8 @@ from dcase9.models.clap.encoder import (CLAP_TOWERS, ClapEncoder, ClapTextTower,
                                          empty_clap_model, load_laion_weights)
 from dcase9.models.clap.frontend import (HtsatLogMel, LogMelSettings, check_front_end, clip_starts, repeat_pad,
                                           slaney_mel_filterbank)
+from dcase9.models.clap.query import (AUDIOSEP_QUERY_RATE, MAX_AUDIO_QUERY_SECONDS, audio_query_embedding,
+                                       combine_query_embeddings)
 from dcase9.models.clap.laion_keys import (LAION_KEYS_DROPPED, find_laion_prefix, laion_to_transformers,
                                             read_laion_clap_weights, transformers_to_laion)
 from dcase9.models.clap.text_tower import TextTowerConfig
@@ -47,6 +50,7 @@ from dcase9.models.clap.tokenizer import (DEFAULT_TOKENIZER, MAX_TEXT_TOKENS, TO
                                            load_roberta_tokenizer)
 
 __all__ = [
+    "AUDIOSEP_QUERY_RATE", "MAX_AUDIO_QUERY_SECONDS", "audio_query_embedding", "combine_query_embeddings",
     "CLAP_TOWERS", "DEFAULT_TOKENIZER", "LAION_KEYS_DROPPED", "MAX_TEXT_TOKENS", "ClapArchitecture", "ClapEncoder",
     "ClapSpec", "ClapTextTower", "ClapTowers", "HtsatLogMel", "LogMelSettings", "RobertaBpe", "TOKENIZER_FOLDER_FILES",
     "TextTowerConfig", "build_clap_model", "check_front_end", "clip_starts", "empty_clap_model", "find_laion_prefix",

@@ -77,7 +77,10 @@ class FakeHub:
     def add(self, repo: str, files: dict[str, bytes], *, repo_type: str = "model", commit: str | None = None) -> str:
         """A new commit of `repo` holding `files` (which becomes its main); returns the commit."""
         commits = self.repos.setdefault((repo_type, repo), {})
-        commit = commit or hashlib.sha1(f"{repo}{len(commits)}".encode()).hexdigest()
+        content = hashlib.sha1(repo.encode())
+        for name in sorted(files):  # like git's: the same files give the same commit
+            content.update(name.encode() + b"\0" + files[name])
+        commit = commit or content.hexdigest()
         commits[commit] = dict(files)
         self.main[(repo_type, repo)] = commit
         return commit

@@ -142,6 +142,7 @@ def separate(system: str, data: str | Path | DataSet, out: str | Path, *,
     The separator is `load_separator`'s (`options`: the engine's settings, including the folder's:
     overwrite, limit, pcm16); `system_options` override the system's typed configuration.
     """
+    from dcase9.hub import local_checkpoint
     from dcase9.systems import get_system, load_separator as load
 
     spec = get_system(system)
@@ -149,8 +150,9 @@ def separate(system: str, data: str | Path | DataSet, out: str | Path, *,
     options.check()
     require_folder(out, "the estimates")  # before a model is loaded for nothing
     dataset = open_dataset(data)
-    check_no_overlap({"--out": out}, {**dataset.input_paths(), "--checkpoint": checkpoint,
-                                      **{f"--weight {name}": path for name, path in (weights or {}).items()}})
+    check_no_overlap({"--out": out}, {**dataset.input_paths(), "--checkpoint": local_checkpoint(checkpoint),
+                                      **{f"--weight {name}": local_checkpoint(path)
+                                         for name, path in (weights or {}).items()}})
     if spec.needs_reference and not dataset.has_references:
         raise Dcase9Error(f"system '{spec.name}' needs references; the {dataset.kind.value} set has none")
     separator = load(system, checkpoint=checkpoint, weights=weights, options=system_options, engine=options,
@@ -174,15 +176,23 @@ def load_ats_scorer(*, checkpoint: str | Path | None = None, weights: dict[str, 
                     mode: str = "resample", clap: dict[str, Any] | None = None, offline: bool = False,
                     trust_checkpoint: bool = False, device: str = "auto", progress: bool = True) -> Any:
     """The CLAP model ATS uses: by default the standalone laion CLAP file of the registry (the query
-    encoder's weights); `checkpoint` may be another laion `.pt` or a baseline/AudioSep `.ckpt`
-    (its `query_encoder.model.*` part). `clap` overrides the architecture (ClapArchitecture fields)."""
+    encoder's weights); `checkpoint` may be another laion `.pt`, a baseline/AudioSep `.ckpt` (its
+    `query_encoder.model.*` part) or a folder of `dcase9 export` (a local folder or `hf://owner/name`;
+    one whose query encoder is the registry's CLAP gives that). `clap` overrides the architecture
+    (ClapArchitecture fields)."""
     from dcase9.ats import AtsScorer
+    from dcase9.hub import checkpoint_location, resolve_checkpoint
+    from dcase9.models.exported import referenced_query_encoder
     from dcase9.weights import CLAP_WEIGHT, TOKENIZER_WEIGHT, WeightResolver
     from dcase9.models.clap import ClapArchitecture, ClapEncoder, load_roberta_tokenizer, read_laion_clap_weights
 
-    resolver = WeightResolver({k: Path(v) for k, v in (weights or {}).items()}, offline=offline, progress=progress)
+    resolver = WeightResolver({k: checkpoint_location(v) for k, v in (weights or {}).items()}, offline=offline,
+                              progress=progress)
     tokenizer = load_roberta_tokenizer(resolver(TOKENIZER_WEIGHT))
-    path = Path(checkpoint) if checkpoint is not None else resolver(CLAP_WEIGHT)
+    path = resolver(CLAP_WEIGHT) if checkpoint is None else resolve_checkpoint(checkpoint, offline=offline)
+    referenced = referenced_query_encoder(path)  # an export whose CLAP is a registry weight: that weight
+    if referenced is not None:
+        path = resolver(referenced)
     laion = read_laion_clap_weights(path, trust=trust_checkpoint)
     architecture = ClapArchitecture(**(clap or {}))
     encoder = ClapEncoder.from_laion_weights(laion, tokenizer=tokenizer, spec=architecture.spec(), source=str(path),

@@ -265,6 +265,10 @@ def test_a_query_encoder_equal_to_the_stock_clap_is_referred_to_not_copied(parts
     other = stock_clap_file(tmp_path / "other.pt", tiny_clap_laion_weights(seed=1))
     with pytest.raises(CheckpointError, match=f"its query encoder is the registry's '{CLAP}' with sha256"):
         separated(out, weights={CLAP: other})
+    # Exported again (a new card, say), it still refers to the same file.
+    again = export(out, tmp_path / "again", "--license", "mit")
+    assert again.exit_code == 0, again.output
+    assert read_export_config(tmp_path / "again").query_encoder == config.query_encoder
     # ATS takes the export too: the registry's CLAP it refers to.
     scorer = api.load_ats_scorer(checkpoint=out, weights={CLAP: stock, TOKENIZER: parts["tokenizer"]},
                                  clap=dict(TINY_CLAP), offline=True, device="cpu", progress=False)
@@ -453,3 +457,17 @@ def test_an_export_of_a_dcase9_checkpoint_keeps_its_system(demo_run: dict[str, P
     assert "was trained for system 'baseline' (its dcase9 entry), not '3'" in flat(result.output)
     result = export(demo_run["run"], demo_run["run"])
     assert result.exit_code == 2 and "writing there could replace or delete what this command reads" in flat(result.output)
+
+
+def test_an_export_never_replaces_a_folder_of_other_files(baseline_export: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("my notes")
+    result = export(baseline_export, out)
+    assert result.exit_code == 2 and "holds files that are not part of a folder of `dcase9 export` (notes.txt)" in \
+        flat(result.output)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    # An earlier export there is replaced as a whole.
+    assert export(baseline_export, tmp_path / "again").exit_code == 0
+    assert export(baseline_export, tmp_path / "again", "--license", "mit").exit_code == 0
+    assert "license: mit" in (tmp_path / "again" / "README.md").read_text()

@@ -117,8 +117,9 @@ def load_separator(system: str, *, checkpoint: str | Path | None = None,
         estimates = separator.separate(batch, ["a dog barks", "rain"])  # (batch, samples)
         separator.run(open_dataset("lass_validation"), "est")        # what `dcase9 infer` does
 
-    `checkpoint` replaces the system's main weights; `weights` maps any registry name to a local
-    path; `options` override the system's settings. A checkpoint of `dcase9 train` carries its
+    `checkpoint` replaces the system's main weights: a file, a folder of `dcase9 export`, or one on
+    the Hugging Face Hub (`"hf://owner/name[@revision]"`); `weights` maps any registry name to a local
+    path (or `hf://...`); `options` override the system's settings. A checkpoint of `dcase9 train` carries its
     system options and, when it is not the registry's, its tokenizer: they are the defaults under
     `options` and `weights` (checkpoints made elsewhere need `options` as before). `device`,
     `precision` (fp32, bf16, fp16), `batch_size`, `segment` (seconds per chunk for long inputs),

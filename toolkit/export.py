@@ -152,6 +152,44 @@ def export_model(source: str | Path, out: str | Path, *, describe_system: Callab
         HubReference.parse(repo)
     scored = [_read_report(Path(report)) for report in reports]  # a bad report is refused before the work
 
+    # The folder is checked (it may hold only an earlier export) before the work; it is replaced at the end.
+    with staged_folder(out, ours=EXPORT_ENTRIES, purpose="a folder of `dcase9 export`") as staging:
+        plan = _plan(checkpoint_path, run_dir, explicit, describe_system, system, options, scored, offline=offline,
+                     trust_checkpoint=trust_checkpoint, progress=progress)
+        with atomic_output(staging / WEIGHTS_FILE) as tmp:
+            _save_safetensors(plan.tensors, tmp)
+        write_json_atomic(staging / CONFIG_FILE, plan.config)
+        for name, text in plan.tokenizer.items():
+            write_text_atomic(staging / TOKENIZER_FOLDER / name, text)
+        listed = [WEIGHTS_FILE, CONFIG_FILE, *(f"{TOKENIZER_FOLDER}/{name}" for name in sorted(plan.tokenizer))]
+        sums = {name: sha256_file(staging / name) for name in listed}
+        sizes = {name: (staging / name).stat().st_size for name in listed}
+        write_text_atomic(staging / CARD_FILE, model_card(
+            plan.card, plan.config, plan.run, scored, sums, sizes, license=license, datasets=datasets,
+            base_model=base_model or _hub_base_model(plan.run), repo=repo, out=out))
+        sums[CARD_FILE] = sha256_file(staging / CARD_FILE)
+        write_text_atomic(staging / CHECKSUMS_FILE, checksums_text(sums))
+    files = {path.relative_to(out).as_posix(): path.stat().st_size for path in sorted(out.rglob("*")) if path.is_file()}
+    return ExportResult(out, checkpoint_path, plan.card.name, files, len(plan.tensors),
+                        plan.config["query_encoder"]["weight"] or "included",
+                        "included" if plan.tokenizer else TOKENIZER_WEIGHT, plan.notes)
+
+
+@dataclass
+class _Plan:
+    """What an export writes, decided before anything is written."""
+
+    card: SystemCard
+    tensors: dict[str, torch.Tensor]
+    config: dict[str, Any]
+    tokenizer: dict[str, str]  # file name -> text; empty: the registry's
+    run: dict[str, Any]
+    notes: list[str]
+
+
+def _plan(checkpoint_path: Path, run_dir: Path | None, explicit: Mapping[str, Path | HubReference],
+          describe_system: Callable[[str], SystemCard], system: str | None, options: Mapping[str, Any] | None,
+          scored: Sequence[_Report], *, offline: bool, trust_checkpoint: bool, progress: bool) -> _Plan:
     resolver = WeightResolver(explicit, offline=offline, progress=progress)
     notes: list[str] = []
     checkpoint = read_checkpoint(checkpoint_path, trust=trust_checkpoint)
@@ -160,10 +198,14 @@ def export_model(source: str | Path, out: str | Path, *, describe_system: Callab
     system_options = deep_merge(described.options if described else {}, dict(options or {}))
 
     tensors = _inference_tensors(checkpoint, checkpoint_path)
-    # The registry's CLAP has the official architecture: a query encoder of another is not it (unless the
-    # user gives the file to compare with).
-    official = ClapArchitecture.model_validate(system_options.get("clap") or {}) == ClapArchitecture()
-    reference = _stock_query_encoder(tensors, resolver, notes) if official or CLAP_WEIGHT in explicit else None
+    if described is not None and described.query_encoder_weight is not None:  # an export of one that refers
+        reference: dict[str, str | None] | None = {"weight": described.query_encoder_weight,
+                                                   "sha256": described.query_encoder_sha256}
+    else:
+        # The registry's CLAP has the official architecture: a query encoder of another is not it (unless
+        # the user gives the file to compare with).
+        official = ClapArchitecture.model_validate(system_options.get("clap") or {}) == ClapArchitecture()
+        reference = _stock_query_encoder(tensors, resolver, notes) if official or CLAP_WEIGHT in explicit else None
     if reference is not None:
         tensors = {k: v for k, v in tensors.items() if not k.startswith(QUERY_ENCODER_PREFIX)}
     tokenizer = dict(described.tokenizer_files) if described and described.tokenizer_files else {}
@@ -188,25 +230,7 @@ def export_model(source: str | Path, out: str | Path, *, describe_system: Callab
     run = _run_facts(entry, run_dir, notes)
     for report in scored:
         _check_report_identity(report, source_facts["sha256"], card, notes)
-
-    with staged_folder(out, ours=EXPORT_ENTRIES, purpose="a folder of `dcase9 export`") as staging:
-        with atomic_output(staging / WEIGHTS_FILE) as tmp:
-            _save_safetensors(tensors, tmp)
-        write_json_atomic(staging / CONFIG_FILE, config)
-        for name, text in tokenizer.items():
-            write_text_atomic(staging / TOKENIZER_FOLDER / name, text)
-        listed = [WEIGHTS_FILE, CONFIG_FILE, *(f"{TOKENIZER_FOLDER}/{name}" for name in sorted(tokenizer))]
-        sums = {name: sha256_file(staging / name) for name in listed}
-        sizes = {name: (staging / name).stat().st_size for name in listed}
-        write_text_atomic(staging / CARD_FILE, model_card(
-            card, config, run, scored, sums, sizes, license=license, datasets=datasets,
-            base_model=base_model or _hub_base_model(run), repo=repo, out=out))
-        sums[CARD_FILE] = sha256_file(staging / CARD_FILE)
-        write_text_atomic(staging / CHECKSUMS_FILE, checksums_text(sums))
-    files = {path.relative_to(out).as_posix(): path.stat().st_size for path in sorted(out.rglob("*")) if path.is_file()}
-    return ExportResult(out, checkpoint_path, card.name, files, len(tensors),
-                        reference["weight"] if reference else "included",
-                        "included" if tokenizer else TOKENIZER_WEIGHT, notes)
+    return _Plan(card, tensors, config, tokenizer, run, notes)
 
 
 # ------------------------------------------------------------------------------------------------

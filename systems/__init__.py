@@ -7,6 +7,7 @@ their code is imported only when run.
 from dcase9.systems.base import BuildContext, SystemSpec
 from dcase9.systems.catalog import SYSTEMS, get_system, list_systems, register_system, unregister_system
 from dcase9.systems.loading import load_separator
+from dcase9.systems.sharing import system_card
 
 __all__ = ["SYSTEMS", "BuildContext", "SystemSpec", "get_system", "list_systems", "load_separator",
-           "register_system", "unregister_system"]
+           "register_system", "system_card", "unregister_system"]

@@ -21,18 +21,23 @@ from dcase9.config import deep_merge
 from dcase9.devices import resolve_device
 from dcase9.engine import EngineOptions, Separator
 from dcase9.errors import CheckpointError, ConfigError, Dcase9Error
+from dcase9.hub import HubReference, checkpoint_location
 from dcase9.models.description import ENTRY, CheckpointDescription, describe_checkpoint
+from dcase9.models.exported import is_export_folder
 from dcase9.weights import TOKENIZER_WEIGHT, WeightResolver
 
 
-def load_separator(system: str, *, checkpoint: str | Path | None = None,
-                   weights: dict[str, str | Path] | None = None, system_options: dict[str, Any] | None = None,
+def load_separator(system: str, *, checkpoint: str | Path | HubReference | None = None,
+                   weights: dict[str, str | Path | HubReference] | None = None,
+                   system_options: dict[str, Any] | None = None,
                    engine: EngineOptions | None = None, offline: bool = False,
                    trust_checkpoint: bool = False, audio_queries: bool = False) -> Separator:
     """The registered `system`, built and ready to separate.
 
-    `checkpoint` replaces the system's main weights (its first registry entry); `weights` maps any
-    registry name to a local file or folder; `system_options` override the system's typed configuration
+    `checkpoint` replaces the system's main weights (its first registry entry): a checkpoint file, a
+    folder of `dcase9 export`, or such a folder on the Hugging Face Hub (`hf://owner/name[@revision]`,
+    through the cache and offline rules of the registry); `weights` maps any registry name to a local
+    file or folder (or `hf://...`); `system_options` override the system's typed configuration
     (e.g. `{"n_fft": 1024}`, merged key by key over its defaults); `engine` holds the device,
     precision, batch size, chunking and resampling; `offline` forbids downloads; `trust_checkpoint`
     lets checkpoints run the pickled code they contain; `audio_queries` builds the CLAP audio tower too, for
@@ -46,11 +51,11 @@ def load_separator(system: str, *, checkpoint: str | Path | None = None,
     spec = get_system(system)
     engine = engine or EngineOptions()
     engine.check()
-    explicit = {name: Path(path) for name, path in (weights or {}).items()}
+    explicit = {name: checkpoint_location(path) for name, path in (weights or {}).items()}
     if checkpoint is not None:
         if not spec.weights:
             raise Dcase9Error(f"system '{spec.name}' uses no checkpoint")
-        explicit[spec.weights[0]] = Path(checkpoint)
+        explicit[spec.weights[0]] = checkpoint_location(checkpoint)
     resolver = WeightResolver(explicit, offline=offline, progress=engine.progress)
     device = resolve_device(engine.device)  # an unusable device is refused before anything loads
     context = BuildContext(device=device, options={}, weight=resolver, trust_checkpoint=trust_checkpoint,
@@ -62,6 +67,8 @@ def load_separator(system: str, *, checkpoint: str | Path | None = None,
         context.options = deep_merge(deep_merge(spec.options, described.options if described else {}),
                                      system_options or {})
         model = build_model(spec, context)
+        if described is not None:
+            check_referenced_query_encoder(described, resolver)
     finally:
         context.checkpoints.clear()  # what the model did not take (optimizer state, ...) is freed now
         resolver.close()  # the embedded tokenizer is loaded by now
@@ -73,15 +80,26 @@ def load_separator(system: str, *, checkpoint: str | Path | None = None,
                      needs_reference=spec.needs_reference, identity=identity, settings=settings)
 
 
+def check_referenced_query_encoder(described: CheckpointDescription, resolver: WeightResolver) -> None:
+    """An export whose query encoder is a registry weight was compared with one file of it: refuse
+    another file under that name (`--weight NAME=...`), whose tensors may differ."""
+    resolved = resolver.resolved.get(described.query_encoder_weight or "")
+    expected = described.query_encoder_sha256
+    if resolved is not None and resolved.sha256 and expected and resolved.sha256 != expected:
+        raise CheckpointError(f"{described.source}: its query encoder is the registry's "
+                              f"'{described.query_encoder_weight}' with sha256 {expected}, but {resolved.path} "
+                              f"(sha256 {resolved.sha256}) was given for it; pass that file, or none")
+
+
 def describe_given_checkpoint(spec: SystemSpec, context: BuildContext,
-                              explicit: dict[str, Path]) -> CheckpointDescription | None:
+                              explicit: dict[str, Path | HubReference]) -> CheckpointDescription | None:
     """What the user's checkpoint (`--checkpoint`, or `--weight` for the system's main weights) says
     about itself, read once through `context` (the factory reuses it); None for registry checkpoints
     and checkpoints made elsewhere."""
     if not spec.weights or spec.weights[0] not in explicit:
         return None
     path = context.weight(spec.weights[0])
-    if path.is_dir():  # a folder of weights (3-roundtrip's VAE), not a checkpoint
+    if path.is_dir() and not is_export_folder(path):  # a folder of weights (3-roundtrip's VAE), not a checkpoint
         return None
     try:
         checkpoint = context.read_checkpoint(path)

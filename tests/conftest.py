@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,20 @@ try:
     import lightning.pytorch  # noqa: F401
 except ImportError:  # the train extra is not installed: those tests skip
     pass
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_dcase9_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """dcase9's own folder (remembered sums, download records, downloaded weights) for the test session,
+    not the user's: set before any test, inherited by the processes tests start."""
+    home = tmp_path_factory.mktemp("dcase9-home")
+    previous = os.environ.get("DCASE9_HOME")
+    os.environ["DCASE9_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("DCASE9_HOME", None)
+    else:
+        os.environ["DCASE9_HOME"] = previous
 
 
 @pytest.fixture(scope="session")

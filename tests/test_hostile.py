@@ -908,6 +908,15 @@ def separated_only(w: Workspace, name: str) -> None:
     assert sorted(p.relative_to(w.out).as_posix() for p in w.out.rglob("*.wav")) == [f"{name}/a_dog_barks.wav"]
 
 
+def foreign_checkpoint(w: Workspace) -> Path:
+    """A checkpoint without the `dcase9` entry (made elsewhere): it does not say which system loads it."""
+    import torch
+
+    path = w.root / "foreign.ckpt"
+    torch.save({"global_step": 1, "state_dict": {"ss_model.base.bn0.weight": torch.ones(2)}}, path)
+    return path
+
+
 CASES = [
     # 1-3. YAML bombs, secrets the scanner must find, zip bombs (submission packaging, configs, augment).
     Case("YAML bomb in submission.yaml",
@@ -1214,6 +1223,31 @@ CASES = [
     Case("separate: a silent audio example",
          lambda w: [*separate_args(w, w.audio("eval-real", 0)), "--query-audio", str(silent_wav(w.root / "ex.wav"))],
          2, "ex.wav: silent: every one of its 16000 samples is zero, nothing to separate (an audio example"),
+
+    # issue 24: exporting trained systems, checkpoints from the Hub.
+    Case("export: a checkpoint made elsewhere, without --system",
+         lambda w: ["export", str(foreign_checkpoint(w)), "--out", str(w.out), "--offline"], 2,
+         "does not say which system loads it (it was made elsewhere than `dcase9 train`): name it with --system"),
+    Case("export: --dry-run without --push-to-hub",
+         lambda w: ["export", str(foreign_checkpoint(w)), "--out", str(w.out), "--dry-run"], 2,
+         "--dry-run lists what --push-to-hub would upload: name the repository with --push-to-hub"),
+    Case("export: --push-to-hub a name that is not owner/name",
+         lambda w: ["export", str(foreign_checkpoint(w)), "--out", str(w.out), "--system", "baseline", "--offline",
+                    "--push-to-hub", "../owner"], 2, "'../owner' is not a Hugging Face model: write hf://owner/name"),
+    Case("export: --out is the checkpoint's folder",
+         lambda w: ["export", str(foreign_checkpoint(w)), "--out", str(w.root), "--system", "baseline", "--offline"],
+         2, "contains the checkpoint"),
+    Case("infer: --checkpoint hf:// without owner/name",
+         lambda w: w.infer("eval-real", "--checkpoint", "hf://just-a-name", system="baseline"), 2,
+         "'hf://just-a-name' is not a Hugging Face model: write hf://owner/name or hf://owner/name@revision"),
+    Case("infer: --checkpoint hf:// offline, not in the cache",
+         lambda w: w.infer("eval-real", "--checkpoint", "hf://dcase9-tests/nothing", "--offline", system="baseline"),
+         2, "hf://dcase9-tests/nothing is not in the Hugging Face cache and offline mode is on"),
+    Case("infer: --checkpoint a folder that is not an export",
+         lambda w: w.infer("eval-real", "--checkpoint", str(w.copy("validation")), "--offline", system="baseline"),
+         2, "is a folder, not a checkpoint file; a folder of `dcase9 export` holds config.json, model.safetensors "
+            "and checksums.sha256"),
+
 ]
 
 

@@ -25,14 +25,16 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # device rule, progress bars.
     "foundation": ("dcase9.errors", "dcase9.config", "dcase9.files", "dcase9.lazy", "dcase9.allocator",
                    "dcase9.version", "dcase9.devices", "dcase9.progress"),
-    # Formats and signals: data sets, audio, metrics, the weight registry, what `dcase9 env` reports.
-    "data": ("dcase9.data", "dcase9.audio", "dcase9.metrics", "dcase9.hub", "dcase9.weights", "dcase9.environment"),
+    # Formats and signals: data sets, audio, metrics, the weight registry, DCASE9_HOME and the checksums kept
+    # there, what `dcase9 env` reports.
+    "data": ("dcase9.data", "dcase9.audio", "dcase9.metrics", "dcase9.hub", "dcase9.home", "dcase9.weights",
+             "dcase9.environment"),
     # Networks and their checkpoints (CLAP, ResUNet30, AudioLDM, IRM-LDM).
     "models": ("dcase9.models",),
     # What runs models and data: inference engine, output folders, scoring, ATS, the listening report, caption
-    # augmentation, training.
+    # augmentation, training, exporting a trained system.
     "pipelines": ("dcase9.engine", "dcase9.outputs", "dcase9.scoring", "dcase9.ats", "dcase9.report",
-                  "dcase9.augment", "dcase9.training", "dcase9.recordings"),
+                  "dcase9.augment", "dcase9.training", "dcase9.recordings", "dcase9.export"),
     # One module per system, on the library.
     "systems": ("dcase9.systems",),
     # DCASE submission packaging and checks, on the library.

@@ -127,10 +127,11 @@ def load_separator(system: str, *, checkpoint: str | Path | None = None,
         estimates = separator.separate(batch, ["a dog barks", "rain"], sample_rate=16000)  # (batch, samples)
         separator.infer(open_dataset("data/validation"), "est")        # what `dcase9 infer` does
 
-    `checkpoint` replaces the system's main weights; `weights` maps any registry name to a local
-    path; `system_options` override the system's settings (its typed configuration: n_fft, the CLAP
-    architecture, ...). A checkpoint of `dcase9 train` carries its system options and, when it is not
-    the registry's, its tokenizer: they are the defaults under `system_options` and `weights`
+    `checkpoint` replaces the system's main weights: a file, a folder of `dcase9 export`, or one on
+    the Hugging Face Hub (`"hf://owner/name[@revision]"`); `weights` maps any registry name to a local
+    path (or `hf://...`); `system_options` override the system's settings (its typed configuration: n_fft,
+    the CLAP architecture, ...). A checkpoint of `dcase9 train` carries its system options and, when it is
+    not the registry's, its tokenizer: they are the defaults under `system_options` and `weights`
     (checkpoints made elsewhere need `system_options` as before). The engine's settings are those of
     `dcase9 infer`: `device`, `precision` (fp32, bf16, fp16), `batch_size`, `segment` (seconds per
     chunk for long inputs), `overlap`, `resampler` (soxr or julius), `compile`; outputs equal its outputs.
@@ -155,6 +156,7 @@ def infer(system: str, data: str | Path | DataSet, out: str | Path, *, checkpoin
     The separator is `load_separator`'s (the same keywords); `workers` (reading and writing threads),
     `overwrite`, `limit` and `pcm16` are the folder's settings, as `dcase9 infer`'s flags.
     """
+    from dcase9.hub import local_checkpoint
     from dcase9.systems import get_system, load_separator as load
 
     spec = get_system(system)
@@ -164,8 +166,9 @@ def infer(system: str, data: str | Path | DataSet, out: str | Path, *, checkpoin
     engine.check()
     require_folder(out, "the estimates")  # before a model is loaded for nothing
     dataset = open_dataset(data)
-    check_no_overlap({"--out": out}, {**dataset.input_paths(), "--checkpoint": checkpoint,
-                                      **{f"--weight {name}": path for name, path in (weights or {}).items()}})
+    check_no_overlap({"--out": out}, {**dataset.input_paths(), "--checkpoint": local_checkpoint(checkpoint),
+                                      **{f"--weight {name}": local_checkpoint(path)
+                                         for name, path in (weights or {}).items()}})
     if spec.needs_reference and not dataset.has_references:
         raise Dcase9Error(f"system '{spec.name}' needs references; the {dataset.kind.value} set has none")
     separator = load(system, checkpoint=checkpoint, weights=weights, system_options=system_options, engine=engine,
@@ -193,6 +196,7 @@ def separate(files: str | Path | Sequence[str | Path] = (), queries: str | Seque
     other keywords are `load_separator`'s. Recordings that cannot be used are left out and listed in
     the result's `problems` (exit 1 on the command line); when none is left, `NothingToSeparate`.
     """
+    from dcase9.hub import local_checkpoint
     from dcase9.recordings import plan_separation, queries_of, read_query_pairs, separate_recordings
     from dcase9.systems import get_system, load_separator as load
 
@@ -213,8 +217,8 @@ def separate(files: str | Path | Sequence[str | Path] = (), queries: str | Seque
     require_folder(out, "the separated outputs")
     check_no_overlap({"--out": out}, {**{f"the recording {path}": path for path in files}, "--queries": query_file,
                                       **{f"the audio example {path}": path for path in examples},
-                                      "--checkpoint": checkpoint,
-                                      **{f"--weight {name}": path for name, path in (weights or {}).items()}})
+                                      "--checkpoint": local_checkpoint(checkpoint),
+                                      **{f"--weight {name}": local_checkpoint(path) for name, path in (weights or {}).items()}})
     pairs: list[Any] = [(Path(path), query, None) for path in files for query in wanted]
     problems = []
     if query_file is not None:
@@ -245,15 +249,23 @@ def load_ats_scorer(*, checkpoint: str | Path | None = None, weights: dict[str, 
                     mode: str = "resample", clap: dict[str, Any] | None = None, offline: bool = False,
                     trust_checkpoint: bool = False, device: str = "auto", progress: bool = True) -> AtsScorer:
     """The CLAP model ATS uses: by default the standalone laion CLAP file of the registry (the query
-    encoder's weights); `checkpoint` may be another laion `.pt` or a baseline/AudioSep `.ckpt`
-    (its `query_encoder.model.*` part). `clap` overrides the architecture (ClapArchitecture fields)."""
+    encoder's weights); `checkpoint` may be another laion `.pt`, a baseline/AudioSep `.ckpt` (its
+    `query_encoder.model.*` part) or a folder of `dcase9 export` (a local folder or `hf://owner/name`;
+    one whose query encoder is the registry's CLAP gives that). `clap` overrides the architecture
+    (ClapArchitecture fields)."""
     from dcase9.ats import AtsScorer
+    from dcase9.hub import checkpoint_location, resolve_checkpoint
+    from dcase9.models.exported import referenced_query_encoder
     from dcase9.weights import CLAP_WEIGHT, TOKENIZER_WEIGHT, WeightResolver
     from dcase9.models.clap import ClapArchitecture, ClapEncoder, load_roberta_tokenizer, read_laion_clap_weights
 
-    resolver = WeightResolver({k: Path(v) for k, v in (weights or {}).items()}, offline=offline, progress=progress)
+    resolver = WeightResolver({k: checkpoint_location(v) for k, v in (weights or {}).items()}, offline=offline,
+                              progress=progress)
     tokenizer = load_roberta_tokenizer(resolver(TOKENIZER_WEIGHT))
-    path = Path(checkpoint) if checkpoint is not None else resolver(CLAP_WEIGHT)
+    path = resolver(CLAP_WEIGHT) if checkpoint is None else resolve_checkpoint(checkpoint, offline=offline)
+    referenced = referenced_query_encoder(path)  # an export whose CLAP is a registry weight: that weight
+    if referenced is not None:
+        path = resolver(referenced)
     laion = read_laion_clap_weights(path, trust=trust_checkpoint)
     architecture = ClapArchitecture(**(clap or {}))
     encoder = ClapEncoder.from_laion_weights(laion, tokenizer=tokenizer, spec=architecture.spec(), source=str(path),

@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from dcase9.hub import dcase9_home
+from dcase9.home import dcase9_home
 from dcase9.version import __version__
 
 # Distribution -> the extra that installs it (None: a core dependency).

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from dcase9.errors import ConfigError
 from dcase9.files import sha256_text
-from dcase9.hub import ResolvedWeight, WeightEntry, load_registry, resolve_weight
+from dcase9.hub import HubReference, ResolvedWeight, WeightEntry, load_registry, resolve_weight
 
 REGISTRY_FILE = Path(__file__).with_name("weights.yaml")
 # The two weights every CLAP-queried system may load besides its checkpoint.
@@ -34,13 +34,14 @@ def weight_entry(name: str) -> WeightEntry:
 class WeightResolver:
     """Resolves registry weights when a system asks for them, honouring user-given paths.
 
-    `explicit` maps weight names to local paths (`--checkpoint`, `--weight NAME=PATH`); every
+    `explicit` maps weight names to local paths or folders of `dcase9 export` on the Hub
+    (`--checkpoint`, `--weight NAME=PATH`; see `dcase9.hub.checkpoint_location`); every
     resolution is remembered for the run manifest. `embed` gives a folder weight from files held in
     memory (a checkpoint's tokenizer), in a temporary folder that `close` removes.
     """
 
-    def __init__(self, explicit: dict[str, Path] | None = None, *, offline: bool = False, download: bool = True,
-                 progress: bool = True):
+    def __init__(self, explicit: Mapping[str, Path | HubReference] | None = None, *, offline: bool = False,
+                 download: bool = True, progress: bool = True):
         self.explicit = dict(explicit or {})
         self.offline, self.download, self.progress = offline, download, progress
         self.resolved: dict[str, ResolvedWeight] = {}

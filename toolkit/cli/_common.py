@@ -119,16 +119,18 @@ def system_settings(config_file: Path | None, assignments: list[str]) -> dict[st
     return settings
 
 
-def parse_weight_options(values: list[str]) -> dict[str, Path]:
-    """`--weight NAME=PATH` options as a mapping."""
+def parse_weight_options(values: list[str]) -> dict[str, Any]:
+    """`--weight NAME=PATH` options as a mapping of names to local paths (`Path`) or folders of
+    `dcase9 export` on the Hub (`hf://owner/name`: `dcase9.hub.HubReference`)."""
     from dcase9.errors import ConfigError
+    from dcase9.hub import checkpoint_location
 
     parsed = {}
     for value in values:
         name, sep, path = value.partition("=")
         if not sep or not name or not path:
             raise ConfigError(f"--weight expects NAME=PATH, got {value!r}")
-        parsed[name.strip()] = Path(path)
+        parsed[name.strip()] = checkpoint_location(path)
     return parsed
 
 

@@ -42,11 +42,12 @@ def infer(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the <id>.wav estimates.")],
     kind: KindOpt = None,
     csv: CsvOpt = None,
-    checkpoint: Annotated[Optional[Path], typer.Option(
-        help="Use this checkpoint instead of the registry's (one of `dcase9 train` brings its own settings "
-             "and tokenizer).")] = None,
-    weight: Annotated[list[str], typer.Option(help="NAME=PATH: a local file or folder for a registry weight "
-                                              "(repeatable; see `dcase9 download --list`).")] = [],  # noqa: B006
+    checkpoint: Annotated[Optional[str], typer.Option(
+        help="Use this checkpoint instead of the registry's: a file, a folder of `dcase9 export`, or one on the "
+             "Hugging Face Hub (hf://owner/name[@revision]). One of `dcase9 train` or `dcase9 export` brings its "
+             "own settings and tokenizer.")] = None,
+    weight: Annotated[list[str], typer.Option(help="NAME=PATH: a local file or folder (or hf://owner/name) for a "
+                                              "registry weight (repeatable; see `dcase9 download --list`).")] = [],  # noqa: B006
     offline: Annotated[bool, typer.Option(help="Never download; use local files and caches only.")] = False,
     trust_checkpoint: Annotated[bool, typer.Option(
         help="Unpickle checkpoints fully (runs code they contain): only for files you trust.")] = False,
@@ -138,8 +139,9 @@ def score(
     kind: KindOpt = None,
     csv: CsvOpt = None,
     ats: Annotated[bool, typer.Option("--ats", help="Add ATS (CLAP audio-text similarity; no reference needed).")] = False,
-    ats_checkpoint: Annotated[Optional[Path], typer.Option(
-        help="CLAP weights for ATS: a laion .pt or a baseline/AudioSep .ckpt (default: the registry's CLAP).")] = None,
+    ats_checkpoint: Annotated[Optional[str], typer.Option(
+        help="CLAP weights for ATS: a laion .pt, a baseline/AudioSep .ckpt, or a folder of `dcase9 export` (a "
+             "folder or hf://owner/name) (default: the registry's CLAP).")] = None,
     ats_mode: Annotated[str, typer.Option(
         help="resample: 16 -> 48 kHz; clapscore: as the seed authors' CLAPScore code (treats 16 kHz as 32 kHz).")] = "resample",
     clap_config: Annotated[Optional[Path], typer.Option(help="YAML with a non-default CLAP architecture.")] = None,

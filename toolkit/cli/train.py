@@ -68,8 +68,9 @@ def train_command(
     seed: Annotated[Optional[int], typer.Option(help="Seed of data order, crops, mixing and initial weights.",
                                                 rich_help_panel=_RUN)] = None,
     init: Annotated[Optional[str], typer.Option(
-        help="Start from an official-layout checkpoint: a file or a registry name (baseline-checkpoint, "
-             "audiosep-checkpoint).", rich_help_panel=_RUN)] = None,
+        help="Start from an official-layout checkpoint: a file, a registry name (baseline-checkpoint, "
+             "audiosep-checkpoint), or a folder of `dcase9 export` (DIR or hf://owner/name[@revision]).",
+        rich_help_panel=_RUN)] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last.ckpt.",
                                          rich_help_panel=_RUN)] = False,
     trust_checkpoint: Annotated[bool, typer.Option(

@@ -122,7 +122,8 @@ class _RestrictedPickleModule:
 
 
 def read_checkpoint(path: str | Path, *, trust: bool = False) -> dict[str, Any]:
-    """Read a torch checkpoint file (Lightning `.ckpt`, laion `.pt`, plain state dict) on the CPU.
+    """Read a torch checkpoint file (Lightning `.ckpt`, laion `.pt`, plain state dict) on the CPU, or a
+    folder of `dcase9 export` (`dcase9.models.exported.read_export`: the same mapping, never unpickled).
 
     With `trust=False` (the default) no pickled code is executed; see the module docstring.
     Files in torch's zip format (everything `torch.save` wrote since PyTorch 1.6) are memory-mapped:
@@ -130,6 +131,10 @@ def read_checkpoint(path: str | Path, *, trust: bool = False) -> dict[str, Any]:
     CLAP audio tower of a text-queried system) cost no reading or memory.
     """
     path = Path(path)
+    if path.is_dir():  # a folder of `dcase9 export`: JSON and safetensors, nothing to unpickle
+        from dcase9.models.exported import read_export
+
+        return read_export(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
     mmap = zipfile.is_zipfile(path)  # the legacy (pre-1.6) format cannot be mapped

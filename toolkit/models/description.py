@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from dcase9.errors import CheckpointError
-from dcase9.models.clap import ClapArchitecture
+from dcase9.models.clap.architecture import ClapArchitecture  # the module: `dcase9.models.exported` reads us
 from dcase9.models.clap.tokenizer import REQUIRED_TOKENIZER_FILES, TOKENIZER_FOLDER_FILES
 
 ENTRY = "dcase9"
@@ -62,6 +62,10 @@ class CheckpointDescription:
     system: str | None
     options: dict[str, Any] = field(default_factory=dict)
     tokenizer_files: dict[str, str] = field(default_factory=dict)  # empty: the registry's tokenizer
+    # A folder of `dcase9 export` whose query encoder is a registry weight: its name, and the sha256 of
+    # the file the export compared it with (loading refuses another file under that name).
+    query_encoder_weight: str | None = None
+    query_encoder_sha256: str | None = None
 
 
 def describe_checkpoint(checkpoint: Any, source: str) -> CheckpointDescription | None:
@@ -109,4 +113,8 @@ def describe_checkpoint(checkpoint: Any, source: str) -> CheckpointDescription |
                 options = inference_options(options, ClapArchitecture.model_validate(dict(architecture)))
             except ValueError as exc:
                 raise refuse(f"config.query_encoder.architecture: {exc}") from None
-    return CheckpointDescription(source, system, options, dict(files))
+    reference = entry.get("query_encoder") or {}
+    if not isinstance(reference, Mapping) or not all(v is None or isinstance(v, str) for v in reference.values()):
+        raise refuse("query_encoder is not a registry weight's name and sha256")
+    return CheckpointDescription(source, system, options, dict(files), reference.get("weight"),
+                                 reference.get("sha256"))

@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from dcase9.config import StrictModel, deep_merge, load_yaml_text, parse_model, read_yaml
 from dcase9.errors import ConfigError
+from dcase9.hub import HUB_SCHEME
 from dcase9.models.clap import ClapArchitecture
 from dcase9.weights import TOKENIZER_WEIGHT
 
@@ -201,8 +202,8 @@ class TrainConfig(StrictModel):
     trainer: TrainerConfig = TrainerConfig()
     validation: ValidationConfig = ValidationConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
-    init: str | None = None  # checkpoint file or registry name to start from
-    weights: dict[str, str] = {}  # registry name -> local file or folder
+    init: str | None = None  # checkpoint file, registry name, or folder of `dcase9 export` (DIR, hf://owner/name)
+    weights: dict[str, str] = {}  # registry name -> local file or folder (or hf://owner/name)
     offline: bool = False
 
     @model_validator(mode="after")
@@ -311,6 +312,8 @@ def absolutise_paths(config: TrainConfig, cwd: Path) -> TrainConfig:
     registry = set(weight_entries())
 
     def absolute(value: str) -> str:
+        if value.startswith(HUB_SCHEME):  # a folder of `dcase9 export` on the Hub, named, not a path
+            return value
         path = Path(value).expanduser()
         return str(path if path.is_absolute() else (cwd / path).resolve())
 

@@ -40,6 +40,7 @@ import torch
 
 from dcase9.errors import CheckpointError, ConfigError, Dcase9Error
 from dcase9.files import check_no_overlap, new_folder, require_folder, write_json_atomic, write_text_atomic
+from dcase9.hub import checkpoint_location, local_checkpoint
 from dcase9.lazy import require
 from dcase9.models.description import tokenizer_files
 from dcase9.training.config import (DEMO_TOKENIZER, QUERY_SOURCE_AUTO, QUERY_SOURCE_RANDOM, TINY_TOKENIZER,
@@ -130,7 +131,8 @@ def train(config: TrainConfig, out: str | Path, *, system: SystemFacts | None = 
     inputs: dict[str, str | Path | None] = {"validation.data": config.validation.data}
     for k, spec in enumerate(config.data.datafiles):
         inputs.update({f"data.datafiles[{k}]": spec.path, f"data.datafiles[{k}].audio_root": spec.audio_root})
-    if config.init is not None and Path(config.init).exists():  # a file, not a registry name
+    if config.init is not None and local_checkpoint(config.init) is not None \
+            and Path(config.init).exists():  # a file or folder, not a registry name or a Hub folder
         inputs["init"] = config.init
     check_no_overlap({"--out": out}, inputs)
     if resume:
@@ -153,8 +155,8 @@ def train(config: TrainConfig, out: str | Path, *, system: SystemFacts | None = 
         sampler = TrainSampler([len(d.items) for d in datafiles], [d.weight for d in datafiles],
                                batch_size=config.data.batch_size, seed=config.seed)
 
-        resolver = WeightResolver({name: Path(path) for name, path in config.weights.items()}, offline=config.offline,
-                                  progress=show_progress)
+        resolver = WeightResolver({name: checkpoint_location(path) for name, path in config.weights.items()},
+                                  offline=config.offline, progress=show_progress)
         torch.manual_seed(config.seed)  # the same initial weights in every process and every run
         model = build_model(config.model.kind, config.model_options(), ModelContext(config.data.sample_rate, resolver),
                             config.loss)
@@ -342,11 +344,16 @@ def check_resumable(last: Path) -> None:
 
 def read_init_checkpoint(name_or_path: str, resolver: Any, *,
                          trust: bool = False) -> tuple[dict[str, torch.Tensor], str]:
-    """The state dict of an official-layout checkpoint given as a registry name or a file."""
+    """The state dict of an official-layout checkpoint given as a registry name, a file, or a folder of
+    `dcase9 export` (local, or `hf://owner/name[@revision]` through the Hugging Face cache)."""
+    from dcase9.hub import resolve_checkpoint
     from dcase9.weights import weight_entries
     from dcase9.models.checkpoints import read_checkpoint, state_dict_of
 
-    path = resolver(name_or_path) if name_or_path in weight_entries() else Path(name_or_path)
+    if name_or_path in weight_entries():
+        path = resolver(name_or_path)
+    else:
+        path = resolve_checkpoint(name_or_path, offline=resolver.offline)
     return dict(state_dict_of(read_checkpoint(path, trust=trust))), str(path)
 
 

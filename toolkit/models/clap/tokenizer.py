@@ -144,7 +144,9 @@ def _tokenizer_folder(name_or_path: str | Path, offline: bool | None) -> Path:
     """The folder of a tokenizer given as a folder or a Hub id, checked to hold vocab.json and merges.txt."""
     folder = Path(name_or_path)
     if not folder.is_dir():
-        folder = _tokenizer_snapshot(str(name_or_path), offline=offline_requested() if offline is None else offline)
+        offline = offline_requested() if offline is None else offline
+        folder = _registry_tokenizer(str(name_or_path), offline) or _tokenizer_snapshot(str(name_or_path),
+                                                                                       offline=offline)
     missing = [f for f in REQUIRED_TOKENIZER_FILES if not (folder / f).is_file()]
     if missing:
         raise CheckpointError(f"tokenizer folder {folder} lacks {', '.join(missing)} (a RoBERTa BPE tokenizer "
@@ -164,6 +166,18 @@ def _checked(tokenizer: Any, folder: Path) -> Any:
 
         check_against_slow_bpe(tokenizer, folder)
     return tokenizer
+
+
+def _registry_tokenizer(repo_id: str, offline: bool) -> Path | None:
+    """The registry's roberta-base tokenizer (pinned revision, checked sums) when `repo_id` is one of its
+    repositories; None for any other Hub id."""
+    from dcase9.hub import resolve_weight
+    from dcase9.weights import TOKENIZER_WEIGHT, weight_entry
+
+    entry = weight_entry(TOKENIZER_WEIGHT)
+    if repo_id not in {s.huggingface_snapshot.repo for s in entry.sources if s.huggingface_snapshot is not None}:
+        return None
+    return resolve_weight(TOKENIZER_WEIGHT, entry, offline=offline).path
 
 
 def _tokenizer_snapshot(repo_id: str, *, offline: bool) -> Path:

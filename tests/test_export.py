@@ -78,7 +78,7 @@ def mixture(seconds: float = 1.0) -> np.ndarray:
 
 def separated(checkpoint: Any, system: str = "baseline", **kwargs: Any) -> np.ndarray:
     separator = api.load_separator(system, checkpoint=checkpoint, device="cpu", offline=True, progress=False, **kwargs)
-    return separator.separate(mixture(), "a dog barks")
+    return separator.separate(mixture(), "a dog barks", sample_rate=16000)
 
 
 def flat(text: str) -> str:
@@ -169,7 +169,7 @@ from dcase9 import api
 separator = api.load_separator("baseline", checkpoint={str(baseline_export)!r}, device="cpu", offline=True,
                                progress=False)
 mixture = (0.1 * np.random.default_rng(7).standard_normal(16000)).astype(np.float32)
-np.save({str(tmp_path / "out.npy")!r}, separator.separate(mixture, "a dog barks"))
+np.save({str(tmp_path / "out.npy")!r}, separator.separate(mixture, "a dog barks", sample_rate=16000))
 assert not any(name.startswith(("lightning", "pytorch_lightning")) and sys.modules[name] is not None
                for name in sys.modules)
 """
@@ -410,7 +410,7 @@ def test_push_to_the_hub_and_load_it_back_by_name(baseline_export: Path, parts: 
 
 def separated_online(checkpoint: str) -> np.ndarray:
     separator = api.load_separator("baseline", checkpoint=checkpoint, device="cpu", progress=False)
-    return separator.separate(mixture(), "a dog barks")
+    return separator.separate(mixture(), "a dog barks", sample_rate=16000)
 
 
 def test_hub_exports_are_checked_against_the_hub(baseline_export: Path, tmp_path: Path,

@@ -1,0 +1,143 @@
+"""Training as the official code ran it (issue 25): the query encoder's dropout while training,
+the float32 layout of training on the CPU, and continuing a run of the official training code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+
+from tests.test_train_run import TINY_RUN
+from dcase9.models.clap import ClapArchitecture, ClapEncoder, load_roberta_tokenizer
+from dcase9.models.tiny import TINY_CLAP, random_clap_model, write_tiny_roberta_tokenizer
+from dcase9.training.config import assemble_config
+
+CAPTIONS = ["a dog barks twice", "rain on a tin roof", "a car horn in traffic"]
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> ClapEncoder:
+    spec = ClapArchitecture(**TINY_CLAP).spec()
+    tokenizer = load_roberta_tokenizer(write_tiny_roberta_tokenizer(tmp_path_factory.mktemp("tok")))
+    return ClapEncoder(random_clap_model(spec, seed=3), spec.front_end, tokenizer)
+
+
+# -- 1. dropout in the query encoder while training ------------------------------------------------
+
+
+def test_text_dropout_is_per_call_and_the_encoder_stays_in_eval_mode(tiny_encoder: ClapEncoder) -> None:
+    text_model = tiny_encoder.model.text_model
+    # RoBERTa's rates, as roberta-base (the reference's text branch) has them
+    assert {m.p for m in text_model.modules() if isinstance(m, torch.nn.Dropout)} == {0.1}
+    plain = tiny_encoder.encode_text(CAPTIONS)
+    first = tiny_encoder.encode_text(CAPTIONS, dropout=True)
+    second = tiny_encoder.encode_text(CAPTIONS, dropout=True)
+    assert not torch.allclose(first, second) and not torch.allclose(first, plain)
+    torch.testing.assert_close(first.norm(dim=-1), torch.ones(len(CAPTIONS)))
+    assert not tiny_encoder.training and not any(m.training for m in tiny_encoder.modules())
+    torch.testing.assert_close(tiny_encoder.encode_text(CAPTIONS), plain, rtol=0, atol=0)
+    tiny_encoder.train()  # a module that holds it asks for train mode: the encoder stays in eval mode
+    torch.testing.assert_close(tiny_encoder.encode_text(CAPTIONS), plain, rtol=0, atol=0)
+
+
+def test_the_inference_only_text_tower_refuses_dropout(tiny_encoder: ClapEncoder) -> None:
+    from dcase9.models.clap import transformers_to_laion
+
+    laion = transformers_to_laion(tiny_encoder.model.state_dict())
+    text_only = ClapEncoder.from_laion_weights(laion, tokenizer=tiny_encoder.tokenizer,
+                                               spec=ClapArchitecture(**TINY_CLAP), towers="text")
+    torch.testing.assert_close(text_only.encode_text(CAPTIONS), tiny_encoder.encode_text(CAPTIONS))
+    with pytest.raises(ValueError, match="no dropout"):
+        text_only.encode_text(CAPTIONS, dropout=True)
+
+
+def training_module(encoder: ClapEncoder, *, dropout: bool, seed: int = 7) -> Any:
+    from dcase9.training.models import ModelContext, build_model
+    from dcase9.training.module import SeparationTraining
+
+    config = assemble_config(preset="baseline", overrides=[
+        {k: v for k, v in TINY_RUN.items() if k in ("data", "model")},
+        {"seed": seed, "query_encoder": {"training_dropout": dropout, "architecture": dict(TINY_CLAP)}}])
+    model = build_model(config.model.kind, config.model_options(),
+                        ModelContext(config.data.sample_rate, lambda name: Path(name)), config.loss)
+    return SeparationTraining(config, model, encoder, train_set=None, sampler=None)  # type: ignore[arg-type]
+
+
+def at_step(module: Any, step: int, rank: int = 0) -> Any:
+    module._trainer = SimpleNamespace(global_step=step, global_rank=rank)
+    return module
+
+
+def test_the_baseline_presets_train_with_the_references_dropout(tiny_encoder: ClapEncoder) -> None:
+    presets = {name: assemble_config(preset=name).query_encoder.training_dropout
+               for name in ("baseline", "system1", "system4", "system4-audiosep", "system3", "demo")}
+    assert presets == {"baseline": True, "system1": True, "system4": True, "system4-audiosep": True,
+                       "system3": False, "demo": False}
+    # a run saved before the setting existed resumes as it was trained: eval-mode conditions
+    assert assemble_config(base={"seed": 1}).query_encoder.training_dropout is False
+
+    module = at_step(training_module(tiny_encoder, dropout=True), 0)
+    inference = tiny_encoder.encode_text(CAPTIONS)
+    rng = torch.get_rng_state()
+    step0 = module.training_conditions(CAPTIONS)
+    assert torch.equal(torch.get_rng_state(), rng)  # the caller's random numbers are left as they were
+    torch.testing.assert_close(module.training_conditions(CAPTIONS), step0, rtol=0, atol=0)  # reproducible
+    assert not torch.allclose(step0, inference)
+    step1 = at_step(module, 1).training_conditions(CAPTIONS)
+    other_rank = at_step(module, 1, rank=1).training_conditions(CAPTIONS)
+    assert not torch.allclose(step1, step0) and not torch.allclose(step1, other_rank)
+    # validation (and so inference) computes the conditions in eval mode
+    module.train()
+    torch.testing.assert_close(module.conditions(CAPTIONS), inference, rtol=0, atol=0)
+    assert not tiny_encoder.training
+
+    switched_off = at_step(training_module(tiny_encoder, dropout=False), 1)
+    torch.testing.assert_close(switched_off.training_conditions(CAPTIONS), inference, rtol=0, atol=0)
+
+
+
+def test_a_saved_demo_run_without_the_new_setting_counts_as_unchanged() -> None:
+    from dcase9.demo.model import changed_settings, completed_config
+    from dcase9.training.config import config_as_dict
+
+    config = config_as_dict(assemble_config(preset="demo"))
+    saved = {**config, "query_encoder": {k: v for k, v in config["query_encoder"].items() if k != "training_dropout"}}
+    assert changed_settings(saved, config) == ["query_encoder.training_dropout: None -> False"]
+    assert changed_settings(completed_config(saved), config) == []  # it trained that way: reused, not retrained
+    assert changed_settings(completed_config({**saved, "seed": 5}), config) == ["seed: 5 -> 0"]
+
+def tiny_run_config(demo_root: Path, steps: int, **layers: Any) -> Any:
+    """The tiny net of test_train_run on the baseline preset (the reference's settings)."""
+    validation = {**TINY_RUN["validation"], "data": str(demo_root / "validation")}
+    base = {**TINY_RUN, "data": {**TINY_RUN["data"], "datafiles": [str(demo_root / "train" / "train.json")]},
+            "validation": validation, "trainer": {**TINY_RUN["trainer"], "max_steps": steps, "sync_batchnorm": False},
+            "optimizer": {"lr": 3e-3}, "schedule": {"kind": "constant"}}
+    return assemble_config(preset="baseline", overrides=[base, layers])
+
+
+def test_a_run_with_dropout_resumes_exactly_and_differs_from_one_without(demo_root: Path, tmp_path: Path) -> None:
+    from dcase9.models.checkpoints import read_checkpoint
+    from dcase9.training import train
+
+    def weights(run: Path) -> dict[str, torch.Tensor]:
+        state = read_checkpoint(run / "last.ckpt")["state_dict"]
+        return {k: v for k, v in state.items() if k.startswith("ss_model.") and v.is_floating_point()}
+
+    config = tiny_run_config(demo_root, 2)
+    assert config.query_encoder.training_dropout
+    train(config.model_copy(update={"trainer": config.trainer.model_copy(update={"max_steps": 1})}),
+          tmp_path / "resumed", progress=False, lightning_info=False)
+    train(config, tmp_path / "resumed", resume=True, progress=False, lightning_info=False)
+    train(config, tmp_path / "straight", progress=False, lightning_info=False)
+    resumed, straight = weights(tmp_path / "resumed"), weights(tmp_path / "straight")
+    for key, value in resumed.items():
+        torch.testing.assert_close(value, straight[key], rtol=1e-5, atol=1e-6, msg=key)
+
+    off = config.model_copy(update={"query_encoder": config.query_encoder.model_copy(
+        update={"training_dropout": False})})
+    train(off, tmp_path / "off", progress=False, lightning_info=False)
+    without = weights(tmp_path / "off")
+    assert any(not torch.allclose(value, without[key]) for key, value in straight.items())

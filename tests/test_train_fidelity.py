@@ -169,3 +169,145 @@ def test_training_on_the_cpu_keeps_the_references_float32_accuracy_and_inference
     with torch.no_grad():
         net(mixture, condition)
     assert layouts == [False, True]  # training in the reference's layout, inference channels-last as before
+
+
+# -- 3. continuing a run of the official training code --------------------------------------------
+
+
+def progress(n: int, *trackers: str) -> dict[str, int]:
+    return {tracker: n for tracker in trackers}
+
+
+def lightning_2_0_loops(step: int) -> dict[str, Any]:
+    """Lightning 2.0.0's `loops` entry for a run saved in `on_train_batch_end` at `step` (one optimizer
+    step per batch, no validation): `_Loop.state_dict` of its fit loop, the progress trackers as
+    `dataclasses.asdict` writes them (batch `completed` is counted after the hook that saves)."""
+    batches = {"ready": step, "completed": step - 1, "started": step, "processed": step}
+    ready_completed = progress(step, "ready", "completed")
+    fit_loop = {
+        "state_dict": {},
+        "epoch_loop.state_dict": {"_batches_that_stepped": step},
+        "epoch_loop.batch_progress": {"total": dict(batches), "current": dict(batches), "is_last_batch": False},
+        "epoch_loop.scheduler_progress": {"total": dict(ready_completed), "current": dict(ready_completed)},
+        "epoch_loop.automatic_optimization.state_dict": {},
+        "epoch_loop.automatic_optimization.optim_progress": {"optimizer": {
+            "step": {"total": dict(ready_completed), "current": dict(ready_completed)},
+            "zero_grad": {"total": progress(step, "ready", "completed", "started"),
+                          "current": progress(step, "ready", "completed", "started")}}},
+        "epoch_loop.manual_optimization.state_dict": {},
+        "epoch_loop.manual_optimization.optim_step_progress": {"total": progress(0, "ready", "completed"),
+                                                                "current": progress(0, "ready", "completed")},
+        "epoch_loop.val_loop.state_dict": {},
+        "epoch_loop.val_loop.batch_progress": {"total": progress(0, "ready", "completed", "started", "processed"),
+                                               "current": progress(0, "ready", "completed", "started", "processed"),
+                                               "is_last_batch": False},
+        "epoch_progress": {"total": progress(0, "ready", "completed", "started", "processed"),
+                           "current": progress(0, "ready", "completed", "started", "processed")},
+    }
+    return {"fit_loop": fit_loop, "validate_loop": {"state_dict": {}}, "test_loop": {"state_dict": {}},
+            "predict_loop": {"state_dict": {}}}
+
+
+def reference_layout_checkpoint(ours: Path, path: Path, net: Any) -> Path:
+    """A dcase9 checkpoint rewritten as the official training code (AudioSep's LightningModule under
+    Lightning 2.0.0, torch 1.13) would have saved the same state: `state_dict` in its module order
+    (torchlibrosa's STFT tensors first), its AdamW over all of `ss_model.parameters()` (the STFT
+    kernels, then the net's 210 or here fewer), `param_groups` with torch 1.13's keys, a LambdaLR
+    state, Lightning 2.0.0's loops, no dcase9 entry."""
+    from dcase9.models.checkpoints import read_checkpoint
+    from dcase9.training.models import REFERENCE_STFT_PARAMETERS, unused_resunet_parameters
+
+    saved = read_checkpoint(ours)
+    state = saved["state_dict"]
+    stft = ["ss_model.base.stft.conv_real.weight", "ss_model.base.stft.conv_imag.weight",
+            "ss_model.base.istft.ola_window", "ss_model.base.istft.conv_real.weight",
+            "ss_model.base.istft.conv_imag.weight"]
+    order = stft + [k for k in state if k.startswith("ss_model.") and k not in stft] + \
+        [k for k in state if k.startswith("query_encoder.model.")]
+    assert len(order) == len(state)
+    reference_names = list(REFERENCE_STFT_PARAMETERS) + [name for name, _ in net.named_parameters()]
+    unused = unused_resunet_parameters(net)
+    trained = [name for name, _ in net.named_parameters() if name not in unused]
+    ours_optimizer = saved["optimizer_states"][0]
+    group = ours_optimizer["param_groups"][0]
+    step = saved["global_step"]
+    entries = {reference_names.index(name): {**values, "step": torch.tensor(float(values["step"]))}
+               for name, values in zip(trained, (ours_optimizer["state"][i] for i in range(len(trained))))}
+    optimizer = {"state": entries, "param_groups": [{
+        "lr": group["lr"], "betas": tuple(group["betas"]), "eps": group["eps"], "weight_decay": group["weight_decay"],
+        "amsgrad": group["amsgrad"], "foreach": None, "maximize": False, "capturable": False,
+        "initial_lr": group["initial_lr"], "params": list(range(len(reference_names)))}]}
+    schedule = saved["lr_schedulers"][0]
+    scheduler = {"base_lrs": list(schedule["base_lrs"]), "last_epoch": step, "verbose": False,
+                 "_step_count": step + 1, "_get_lr_called_within_step": False,
+                 "_last_lr": list(schedule["_last_lr"]), "lr_lambdas": [None]}
+    torch.save({"epoch": 0, "global_step": step, "pytorch-lightning_version": "2.0.0",
+                "state_dict": {k: state[k] for k in order}, "loops": lightning_2_0_loops(step), "callbacks": {},
+                "optimizer_states": [optimizer], "lr_schedulers": [scheduler]}, path)
+    return path
+
+
+def test_a_run_of_the_official_training_code_continues_as_if_never_stopped(demo_root: Path, tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from dcase9.cli import app
+    from dcase9.models.checkpoints import read_checkpoint
+    from dcase9.models.resunet import ResUNet30
+    from dcase9.training import train
+
+    def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+        state = read_checkpoint(checkpoint)["state_dict"]
+        return {k: v for k, v in state.items() if k.startswith("ss_model.") and v.is_floating_point()}
+
+    # a warm-up schedule, so that its position matters: x0.001 for 2 steps, then x0.01
+    schedule = {"kind": "constant_warm_up", "warm_up_steps": 2}
+    config = tiny_run_config(demo_root, 4, schedule=schedule)
+    train(config, tmp_path / "straight", progress=False, lightning_info=False)
+    two = config.model_copy(update={"trainer": config.trainer.model_copy(update={"max_steps": 2})})
+    train(two, tmp_path / "official", progress=False, lightning_info=False)
+    model = config.model_options()
+    net = ResUNet30(n_fft=model.n_fft, hop_length=model.hop_length, channels=model.channels, pools=model.pools)
+    reference = reference_layout_checkpoint(tmp_path / "official" / "last.ckpt", tmp_path / "step=2.ckpt", net)
+    assert len(torch.load(reference)["optimizer_states"][0]["param_groups"][0]["params"]) == 4 + len(
+        list(net.parameters()))
+
+    continued = train(config, tmp_path / "continued", resume_from=reference, progress=False, lightning_info=False)
+    assert continued.global_step == 4
+    summary = json.loads((tmp_path / "continued" / "summary.json").read_text())
+    assert summary["continued_from"] == {"checkpoint": str(reference), "step": 2}
+    straight = weights(tmp_path / "straight" / "last.ckpt")
+    for key, value in weights(tmp_path / "continued" / "last.ckpt").items():
+        torch.testing.assert_close(value, straight[key], rtol=1e-5, atol=1e-6, msg=key)
+    saved = read_checkpoint(tmp_path / "continued" / "last.ckpt")
+    assert saved["dcase9"]["config"]["init"] == str(reference)
+    from dcase9.training.models import unused_resunet_parameters
+
+    assert len(saved["optimizer_states"][0]["state"]) == len(list(net.parameters())) - len(
+        unused_resunet_parameters(net))  # dcase9's AdamW: the tensors that train
+
+    runner = CliRunner()
+    base = ["train", "--preset", "baseline", "--data", str(demo_root / "train" / "train.json"),
+            "--set", "model.n_fft=128", "--set", "model.hop_length=64", "--set", "model.channels=[4, 8]",
+            "--set", "model.pools=[[2, 2], [2, 2]]", "--set", "query_encoder.source=random",
+            "--set", "query_encoder.tokenizer=tiny", "--set", f"query_encoder.architecture={json.dumps(TINY_CLAP)}",
+            "--set", "schedule.warm_up_steps=2", "--set", "optimizer.lr=0.003", "--set", "data.segment_seconds=0.5",
+            "--batch-size", "2", "--num-workers", "0", "--steps", "3", "--no-progress"]
+    # the published checkpoints hold no optimizer state: refused, naming --init
+    weights_only = torch.load(reference)
+    weights_only.update(optimizer_states=[], lr_schedulers=[])
+    torch.save(weights_only, tmp_path / "published.ckpt")
+    result = runner.invoke(app, [*base, "--resume-from", str(tmp_path / "published.ckpt"), "--out", str(tmp_path / "a")])
+    assert result.exit_code == 2 and "holds no optimizer state" in result.output and "--init" in result.output
+    # a schedule other than the run's: refused, saying which
+    result = runner.invoke(app, [*base, "--set", "schedule.warm_up_steps=10", "--resume-from", str(reference),
+                                 "--out", str(tmp_path / "b")])
+    assert result.exit_code == 2 and "learning rate at step 2" in " ".join(result.output.split())
+    # an optimizer over other tensors: refused
+    other = torch.load(reference)
+    other["optimizer_states"][0]["param_groups"][0]["params"] = list(range(len(list(net.parameters()))))
+    torch.save(other, tmp_path / "other.ckpt")
+    result = runner.invoke(app, [*base, "--resume-from", str(tmp_path / "other.ckpt"), "--out", str(tmp_path / "c")])
+    assert result.exit_code == 2 and "another net or of other training code" in " ".join(result.output.split())
+    assert not any((tmp_path / name / "last.ckpt").exists() for name in "abc")

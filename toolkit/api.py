@@ -220,11 +220,13 @@ def report(reports: list[str | Path], out: str | Path, **options: Any) -> Any:
 
 def train(out: str | Path, *, preset: str | None = None, config: str | Path | None = None,
           overrides: dict[str, Any] | None = None, resume: bool = False, progress: bool = True,
-          trust_checkpoint: bool = False) -> Any:
+          trust_checkpoint: bool = False, resume_from: str | Path | None = None) -> Any:
     """Train a separation model (`dcase9 train`): `preset`, then the YAML `config`, then `overrides`
     (a nested mapping, e.g. `{"data": {"datafiles": ["train.json"]}, "trainer": {"max_steps": 1000}}`).
     With `resume=True` the run in `out` continues from its saved configuration and last.ckpt;
     `trust_checkpoint=True` lets the checkpoints it starts from run the pickled code they contain.
+    `resume_from` continues a run of the official training code from its Lightning checkpoint in
+    the new folder `out` (see docs/training.md).
     Returns a `dcase9.training.TrainResult`; a run that diverges raises
     `dcase9.training.run.TrainingDiverged`. See docs/training.md.
     """
@@ -239,7 +241,7 @@ def train(out: str | Path, *, preset: str | None = None, config: str | Path | No
     train_config = assemble_config(preset=preset, config_file=config, overrides=[overrides] if overrides else [],
                                    base=base)
     return run_training(train_config, out, system=system_facts(train_config.system), resume=resume,
-                        progress=progress, trust_checkpoint=trust_checkpoint)
+                        progress=progress, trust_checkpoint=trust_checkpoint, resume_from=resume_from)
 
 
 def system_facts(name: str | None) -> Any:

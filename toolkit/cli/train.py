@@ -72,6 +72,10 @@ def train_command(
              "audiosep-checkpoint).", rich_help_panel=_RUN)] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last.ckpt.",
                                          rich_help_panel=_RUN)] = False,
+    resume_from: Annotated[Optional[Path], typer.Option(
+        "--resume-from", help="Continue a run of the official training code (baseline, AudioSep) from its "
+                              "Lightning checkpoint with optimizer state, in a new --out.",
+        rich_help_panel=_RUN)] = None,
     trust_checkpoint: Annotated[bool, typer.Option(
         help="Unpickle the --init and query-encoder checkpoints fully (runs code they contain): only for files "
              "you trust.", rich_help_panel=_RUN)] = False,
@@ -100,6 +104,7 @@ def train_command(
       dcase9 train --preset system1 --data fsd50k_gpt4/augmented.json --data clotho_dev.json
           --validation lass_validation --out runs/system1 --devices 8
       dcase9 train --out runs/system1 --resume
+      dcase9 train --preset baseline --data ... --resume-from official/step=20000.ckpt --out runs/continued
       dcase9 train --preset demo --data demo-data/train/train.json --out runs/demo
     """
     from dcase9.cli._common import parse_weight_options
@@ -133,7 +138,7 @@ def train_command(
 
     try:
         result = train(train_config, out, system=system_facts(train_config.system), resume=resume, progress=progress,
-                       trust_checkpoint=trust_checkpoint)
+                       trust_checkpoint=trust_checkpoint, resume_from=resume_from)
     except TrainingInterrupted as stop:
         console.print(f"[yellow]interrupted at step {stop.step}: saved {stop.checkpoint}; continue with[/]\n"
                       f"  dcase9 train --out {out} --resume", highlight=False)

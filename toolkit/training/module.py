@@ -364,7 +364,18 @@ def select_validation(dataset: DataSet, limit: int | None, seed: int) -> list[Mi
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer, but through a temporary file and a rename: an interrupted save
-    never leaves a truncated `last.ckpt` (Lightning's own writes the destination in place)."""
+    never leaves a truncated `last.ckpt` (Lightning's own writes the destination in place).
+    `preloaded` (path, checkpoint): what loading that path gives, already read and converted
+    (`--resume-from`, `dcase9.training.reference`)."""
+
+    def __init__(self, preloaded: tuple[Path, dict[str, Any]] | None = None) -> None:
+        super().__init__()
+        self.preloaded = preloaded
+
+    def load_checkpoint(self, path: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if self.preloaded is not None and Path(path).resolve() == self.preloaded[0]:
+            return self.preloaded[1]
+        return super().load_checkpoint(path, *args, **kwargs)
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         with atomic_output(path) as tmp:

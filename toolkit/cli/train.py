@@ -109,7 +109,7 @@ def train_command(
     """
     from dcase9.cli._common import parse_weight_options
     from dcase9.training.config import assemble_config, dump_train_config, parse_assignment
-    from dcase9.training.run import CONFIG_FILE
+    from dcase9.training.run import CONFIG_FILE, RESUME_OR_RESUME_FROM
 
     overrides = _flag_overrides(data=data, validation=validation, validation_limit=validation_limit,
                                 validation_every=validation_every, steps=steps, epochs=epochs, batch_size=batch_size,
@@ -118,6 +118,10 @@ def train_command(
                                 weight={k: str(v) for k, v in parse_weight_options(weight).items()}, offline=offline)
     overrides += [parse_assignment(text) for text in set_values]
     base = None
+    if resume and resume_from is not None:
+        from dcase9.errors import ConfigError
+
+        raise ConfigError(RESUME_OR_RESUME_FROM)
     if resume:
         from dcase9.config import read_yaml
         from dcase9.errors import ConfigError

@@ -57,8 +57,11 @@ def read_reference_run(path: str | Path, *, trust: bool = False) -> ReferenceRun
     from dcase9.training.module import checkpoint_tensors
 
     path = Path(path)
-    checkpoint = read_checkpoint(path, trust=trust)
     flag = "--resume-from"
+    try:
+        checkpoint = read_checkpoint(path, trust=trust)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{flag}: {exc}") from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict) \
             or not isinstance(checkpoint.get("global_step"), int):
         raise CheckpointError(f"{flag}: {path} is not a Lightning training checkpoint (no state_dict or global_step)")

@@ -46,6 +46,8 @@ from dcase9.training.config import (DEMO_TOKENIZER, QUERY_SOURCE_AUTO, QUERY_SOU
                                      TrainConfig, dump_train_config)
 from dcase9.weights import CLAP_WEIGHT, TOKENIZER_WEIGHT
 
+RESUME_OR_RESUME_FROM = ("--resume-from starts a new run folder from another run's checkpoint, --resume continues "
+                         "the run in --out: give one of them")
 LAST_CHECKPOINT = "last.ckpt"
 CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "summary.json"
@@ -128,8 +130,7 @@ def train(config: TrainConfig, out: str | Path, *, system: SystemFacts | None = 
     continued = None
     if resume_from is not None:
         if resume:
-            raise ConfigError("--resume-from starts a new run folder from another run's checkpoint, --resume continues "
-                              "the run in --out: give one of them")
+            raise ConfigError(RESUME_OR_RESUME_FROM)
         resume_from = Path(resume_from).expanduser().resolve()
         if config.init is not None and Path(config.init) != resume_from:
             raise ConfigError(f"--resume-from {resume_from} takes the weights from that file; init ({config.init}) "

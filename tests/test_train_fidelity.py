@@ -247,6 +247,22 @@ def reference_layout_checkpoint(ours: Path, path: Path, net: Any) -> Path:
     return path
 
 
+
+def test_the_reference_optimizer_order_is_the_official_modules_order() -> None:
+    """AudioSep's checkpoint lists the official ResUNet30's state in module order: its parameters in
+    that order (buffers left out: batch-norm statistics, torchlibrosa's `ola_window`) are what
+    `ss_model.parameters()` gave the official AdamW, 214 of them."""
+    from dcase9.training.models import ModelContext, build_model
+
+    listing = Path(__file__).parent / "fixtures" / "resunet30_state_dict_audiosep32k.txt"
+    keys = [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
+    buffers = ("running_mean", "running_var", "num_batches_tracked", "ola_window")
+    official_order = [k for k in keys if not k.endswith(buffers)]
+    config = assemble_config(preset="system4-audiosep")
+    model = build_model("resunet30", config.model_options(), ModelContext(32000, lambda name: Path(name)), None)
+    assert model.reference_parameter_names() == official_order and len(official_order) == 214
+    assert len(list(model.trainable_parameters())) == 186
+
 def test_a_run_of_the_official_training_code_continues_as_if_never_stopped(demo_root: Path, tmp_path: Path) -> None:
     import json
 

@@ -411,8 +411,9 @@ class ResUNet30(nn.Module):
         device_type = mixture.device.type
         betas = self.film(condition)
 
-        # float32, or float64 for a float64 mixture (numerical checks of a float64 model)
-        exact = torch.promote_types(mixture.dtype, torch.float32)
+        # float32; float64 for a float64 mixture into a float64 model (numerical checks)
+        float64 = mixture.dtype == torch.float64 and self.base.bn0.weight.dtype == torch.float64
+        exact = torch.float64 if float64 else torch.float32
         with torch.autocast(device_type, enabled=False):
             wave = mixture.to(exact).reshape(batch * channels, length)
             min_length = self.n_fft // 2 + 1

@@ -369,6 +369,17 @@ def no_config_file(w: Workspace) -> None:
     assert not w.out.exists()  # no config.yaml, no lock, no empty --out folder
 
 
+# --- continuing a run of the official training code (issue 25) ------------------------------------
+
+
+def resume_from_published(w: Workspace) -> list[str]:
+    """--resume-from a checkpoint laid out as the published ones: weights, no optimizer state."""
+    from tests.tiny_models import write_lightning_checkpoint
+
+    published = write_lightning_checkpoint(w.root / "baseline.ckpt")
+    return train_args(w, "--resume-from", str(published))
+
+
 # --- training that diverges (issue 21): checkpoints with NaN, plain pickles, runs that blow up
 
 
@@ -1248,6 +1259,16 @@ CASES = [
          2, "is a folder, not a checkpoint file; a folder of `dcase9 export` holds config.json, model.safetensors "
             "and checksums.sha256"),
 
+    # --- Continuing a run of the official training code (issue 25)
+    Case("train --resume-from: a weights-only checkpoint", resume_from_published, 2,
+         "holds no optimizer state (a weights-only checkpoint, such as the published ones), so no run can continue "
+         "from it; start a new run from its weights with --init", no_config_file),
+    Case("train --resume-from together with --resume", lambda w: train_args(w, "--resume", "--resume-from",
+                                                                          str(w.afile())), 2,
+         "--resume-from starts a new run folder from another run's checkpoint, --resume continues the run in --out: "
+         "give one of them"),
+    Case("train --resume-from: not a checkpoint", lambda w: train_args(w, "--resume-from", str(w.afile())), 2,
+         "--resume-from", no_config_file),
 ]
 
 

@@ -325,19 +325,25 @@ def train_config(out: str | Path, *, preset: str | None = None, config: str | Pa
 
 def train(out: str | Path, *, preset: str | None = None, config: str | Path | None = None,
           overrides: dict[str, Any] | list[dict[str, Any]] | None = None, resume: bool = False, progress: bool = True,
-          trust_checkpoint: bool = False) -> TrainResult:
+          trust_checkpoint: bool = False, resume_from: str | Path | None = None) -> TrainResult:
     """Train a separation model (`dcase9 train`) with `train_config`'s configuration (the same arguments).
     With `resume=True` the run in `out` continues from its saved configuration and last.ckpt;
     `trust_checkpoint=True` lets the checkpoints it starts from run the pickled code they contain.
+    `resume_from` continues a run of the official training code from its Lightning checkpoint in
+    the new folder `out` (see docs/training.md).
     Returns a `dcase9.training.TrainResult`; a run that diverges raises
     `dcase9.training.run.TrainingDiverged`, an interrupted one `TrainingInterrupted`. See docs/training.md.
     """
     from dcase9.training import train as run_training
 
+    from dcase9.training.run import RESUME_OR_RESUME_FROM
+
+    if resume and resume_from is not None:
+        raise ConfigError(RESUME_OR_RESUME_FROM)
     settings = train_config(out, preset=preset, config=config, overrides=overrides, resume=resume)
     check_no_overlap({"--out": out}, {"--config": config})  # the data files are checked where they are read
     return run_training(settings, out, system=system_facts(settings.system), resume=resume,
-                        progress=progress, trust_checkpoint=trust_checkpoint)
+                        progress=progress, trust_checkpoint=trust_checkpoint, resume_from=resume_from)
 
 
 def system_facts(name: str | None) -> SystemFacts:

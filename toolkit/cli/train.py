@@ -73,6 +73,10 @@ def train_command(
         rich_help_panel=_RUN)] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last.ckpt.",
                                          rich_help_panel=_RUN)] = False,
+    resume_from: Annotated[Optional[Path], typer.Option(
+        "--resume-from", help="Continue a run of the official training code (baseline, AudioSep) from its "
+                              "Lightning checkpoint with optimizer state, in a new --out.",
+        rich_help_panel=_RUN)] = None,
     trust_checkpoint: Annotated[bool, typer.Option(
         help="Unpickle the --init and query-encoder checkpoints fully (runs code they contain): only for files "
              "you trust.", rich_help_panel=_RUN)] = False,
@@ -101,14 +105,16 @@ def train_command(
       dcase9 train --preset system1 --data fsd50k_gpt4/augmented.json --data clotho_dev.json
           --validation data/validation --out runs/system1 --devices 8
       dcase9 train --out runs/system1 --resume
+      dcase9 train --preset baseline --data ... --resume-from official/step=20000.ckpt --out runs/continued
       dcase9 train --preset demo --data demo-data/train/train.json --out runs/demo
     """
     from dcase9.api import train as run_training
     from dcase9.api import train_config
     from dcase9.cli._common import parse_weight_options
     from dcase9.config import parse_assignment
+    from dcase9.errors import ConfigError
     from dcase9.training.config import dump_train_config
-    from dcase9.training.run import TrainingInterrupted
+    from dcase9.training.run import RESUME_OR_RESUME_FROM, TrainingInterrupted
 
     overrides = _flag_overrides(data=data, validation=validation, validation_limit=validation_limit,
                                 validation_every=validation_every, steps=steps, epochs=epochs, batch_size=batch_size,
@@ -116,13 +122,15 @@ def train_command(
                                 num_nodes=num_nodes, strategy=strategy, accelerator=accelerator, precision=precision,
                                 weight={k: str(v) for k, v in parse_weight_options(weight).items()}, offline=offline)
     overrides += [parse_assignment(text) for text in set_values]
+    if resume and resume_from is not None:
+        raise ConfigError(RESUME_OR_RESUME_FROM)
     if print_config:
         settings = train_config(out, preset=preset, config=config, overrides=overrides, resume=resume)
         console.print(dump_train_config(settings), highlight=False, markup=False, end="", soft_wrap=True)  # YAML
         return
     try:
         result = run_training(out, preset=preset, config=config, overrides=overrides, resume=resume,
-                              progress=progress, trust_checkpoint=trust_checkpoint)
+                              progress=progress, trust_checkpoint=trust_checkpoint, resume_from=resume_from)
     except TrainingInterrupted as stop:
         how = "terminated" if stop.terminated else "interrupted"
         console.print(f"[yellow]{how} at step {stop.step}: saved {stop.checkpoint}; continue with[/]\n"

@@ -38,7 +38,7 @@ def train_demo_model(train_json: Path, run_dir: Path, *, progress: bool = True,
     if last.is_file():
         saved = read_checkpoint(last)
         entry = saved.get(ENTRY) or {}
-        changed = changed_settings(entry.get("config") or {}, config_as_dict(config))
+        changed = changed_settings(completed_config(entry.get("config") or {}), config_as_dict(config))
         if entry.get("format", 1) != CHECKPOINT_FORMAT:  # an older one does not carry its tokenizer
             changed.append(f"checkpoint format: {entry.get('format', 1)!r} -> {CHECKPOINT_FORMAT}")
         steps, total = int(saved.get("global_step", 0)), config.trainer.max_steps or 0
@@ -68,6 +68,20 @@ def train_demo_model(train_json: Path, run_dir: Path, *, progress: bool = True,
     if result is None:
         result = train(config, run_dir, system=system_facts(config.system), progress=progress, lightning_info=False)
     return result, {"checkpoint": last, "trained_now": trained_now, "why": why}
+
+
+def completed_config(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved run configuration with the settings added since it was written at their defaults (what
+    the run did), so that a new setting alone does not count as a change; as saved when it no longer
+    validates (every difference then shows)."""
+    from pydantic import ValidationError
+
+    from dcase9.training.config import TrainConfig, config_as_dict
+
+    try:
+        return config_as_dict(TrainConfig.model_validate(saved))
+    except (ValidationError, ValueError):
+        return saved
 
 
 def changed_settings(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

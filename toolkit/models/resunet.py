@@ -67,7 +67,14 @@ _POWER_FLOOR = 1e-10
 _MASK_MAGNITUDE_FLOOR = 1e-10
 
 Betas = Mapping[str, Tensor]
-_CHANNELS_LAST_DEVICES = ("cpu", "cuda")  # MPS kernels for channels-last are not all there
+# Device types whose convolutional body runs channels-last (NHWC) in eval mode (inference: ~25-30%
+# faster on the CPU with oneDNN, as accurate; MPS kernels for it are not all there) and in train
+# mode, where a layout is used only where measured both faster and as accurate as the reference's
+# NCHW (benchmarks/training_layout.py): not on the CPU, whose channels-last train-mode batch norm
+# sums its statistics in float32 where the NCHW kernel sums in float64 (a training step's output at
+# 71 dB from float64 instead of 116 dB, its loss 1e-5 off instead of 1e-7); CUDA not yet measured.
+_CHANNELS_LAST_DEVICES = ("cpu", "cuda")
+_TRAINING_CHANNELS_LAST_DEVICES: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------
@@ -340,7 +347,7 @@ class ResUNet30Base(FiLMResUNet):
 class ResUNet30(nn.Module):
     """Language-queried separation net: (mixture, condition) -> separated waveform.
 
-    `forward(mixture (B, C_in, N), condition (B, condition_size)) -> (B, C_out, N)` float32, for any
+    `forward(mixture (B, C_in, N), condition (B, condition_size)) -> (B, C_out, N)` float32 (float64 for a float64 mixture and model), for any
     N >= 0 and any batch size. `C_in` must equal `C_out` or be 1 (a mono mixture masked once per
     output channel). Weights are meant to stay float32: for reduced precision run under
     `torch.autocast`, which this module lets act on the convolutional body only: the STFT, the
@@ -387,11 +394,11 @@ class ResUNet30(nn.Module):
             kwargs.setdefault("pools", config.pools)
         return cls(n_fft=config.n_fft, hop_length=config.hop_length, **kwargs)
 
-    def _window(self, device: torch.device) -> Tensor:
+    def _window(self, device: torch.device, dtype: torch.dtype = torch.float32) -> Tensor:
         # Periodic Hann, as torchlibrosa's `librosa.filters.get_window("hann", fftbins=True)`.
         # Built per call (n_fft floats) rather than kept as a buffer, so that `.half()` or
         # `.to(dtype)` on the module cannot degrade it.
-        return torch.hann_window(self.n_fft, periodic=True, dtype=torch.float32, device=device)
+        return torch.hann_window(self.n_fft, periodic=True, dtype=dtype, device=device)
 
     def forward(self, mixture: Tensor, condition: Tensor) -> Tensor:
         if mixture.dim() != 3 or mixture.shape[1] != self.input_channels:
@@ -404,12 +411,15 @@ class ResUNet30(nn.Module):
         device_type = mixture.device.type
         betas = self.film(condition)
 
+        # float32; float64 for a float64 mixture into a float64 model (numerical checks)
+        float64 = mixture.dtype == torch.float64 and self.base.bn0.weight.dtype == torch.float64
+        exact = torch.float64 if float64 else torch.float32
         with torch.autocast(device_type, enabled=False):
-            wave = mixture.float().reshape(batch * channels, length)
+            wave = mixture.to(exact).reshape(batch * channels, length)
             min_length = self.n_fft // 2 + 1
             if length < min_length:
                 wave = F.pad(wave, (0, min_length - length))
-            window = self._window(wave.device)
+            window = self._window(wave.device, exact)
             spec = torch.stft(wave, self.n_fft, self.hop_length, window=window, center=True,
                               pad_mode="reflect", return_complex=True)  # (B*C, F, T)
             bins, frames = spec.shape[-2:]
@@ -421,13 +431,14 @@ class ResUNet30(nn.Module):
             # -> (B, C, T, F - 1): the Nyquist bin is dropped so F - 1 halves evenly.
             features_in = normed.permute(0, 2, 3, 1)[..., :-1]
 
-        if device_type in _CHANNELS_LAST_DEVICES:
-            # NHWC convolutions: ~25-30% faster on CPU (oneDNN), and the layout tensor cores prefer.
+        if device_type in (_TRAINING_CHANNELS_LAST_DEVICES if self.training else _CHANNELS_LAST_DEVICES):
+            # NHWC convolutions: ~25-30% faster on CPU (oneDNN), and the layout tensor cores prefer
+            # (in train mode only where as accurate, see _TRAINING_CHANNELS_LAST_DEVICES).
             features_in = features_in.contiguous(memory_format=torch.channels_last)
         masks = self.base(features_in, betas)  # the conv body; runs under the caller's autocast
 
         with torch.autocast(device_type, enabled=False):
-            masks = masks.float().view(batch, self.output_channels, _MASK_COMPONENTS, frames, bins - 1)
+            masks = masks.to(exact).view(batch, self.output_channels, _MASK_COMPONENTS, frames, bins - 1)
             mask_magnitude = torch.sigmoid(masks[:, :, 0])
             mask_real, mask_imag = torch.tanh(masks[:, :, 1]), torch.tanh(masks[:, :, 2])
             mask_norm = (mask_real.square() + mask_imag.square()).sqrt().clamp_min(_MASK_MAGNITUDE_FLOOR)

@@ -96,12 +96,21 @@ class QueryEncoderConfig(StrictModel):
     `tokenizer`: a registry name, a folder with vocab.json + merges.txt, `tiny` (the tiny
     tokenizer of `dcase9.models.tiny`, written into the run folder) or `tiny-demo` (the same with
     one token per word of the demo captions).
+    `training_dropout`: compute the training steps' conditions with the text tower's dropout active
+    (RoBERTa's 0.1), as the official baseline and AudioSep trained: they pin Lightning 2.0.0, whose
+    fit loop calls `train()` on the whole LightningModule and so undid the `eval()` their CLAP was
+    built with (Lightning 2.2 and later keep submodules' modes). The presets that follow the
+    baseline set it; off (the default, what runs saved without the key did) the conditions are
+    those of inference. Validation and inference always run the encoder in eval mode. The dropout
+    is drawn from a generator seeded by the run seed, the step and the rank, so resumed runs
+    reproduce it.
     """
 
     source: str = QUERY_SOURCE_AUTO
     tokenizer: str = TOKENIZER_WEIGHT
     architecture: ClapArchitecture = ClapArchitecture()
     seed: int = 0
+    training_dropout: bool = False
 
 
 # The optimizer keeps its settings in float32 tensors: a larger value is an OverflowError deep in a step.

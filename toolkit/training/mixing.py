@@ -104,9 +104,15 @@ class SegmentMixer:
         return self.mix(segments, self.plan(segments.shape[0], generator))
 
 
-def step_seed(run_seed: int, step: int, rank: int) -> int:
-    """A 63-bit seed for one training step of one process (SplitMix64 of the three numbers)."""
-    value = (run_seed * 0x9E3779B97F4A7C15 + step * 0xBF58476D1CE4E5B9 + rank * 0x94D049BB133111EB) & (2**64 - 1)
+MIXING_STREAM = 0
+DROPOUT_STREAM = 1  # the query encoder's dropout (query_encoder.training_dropout)
+
+
+def step_seed(run_seed: int, step: int, rank: int, stream: int = MIXING_STREAM) -> int:
+    """A 63-bit seed for one training step of one process and one use of random numbers (`stream`),
+    SplitMix64 of the four numbers (stream 0, the mixing, is the mix of the first three alone)."""
+    value = (run_seed * 0x9E3779B97F4A7C15 + step * 0xBF58476D1CE4E5B9 + rank * 0x94D049BB133111EB
+             + stream * 0xD1B54A32D192ED03) & (2**64 - 1)
     value ^= value >> 30
     value = (value * 0xBF58476D1CE4E5B9) & (2**64 - 1)
     value ^= value >> 27

@@ -46,7 +46,10 @@ A `TrainableModel` holds:
 - `official_fixed_tensors()`: tensors of the official layout under `state_prefix` that `net` does
   not hold (ResUNet30: torchlibrosa's STFT kernels), written into every checkpoint;
 - `system_options()`: the system settings that make `dcase9 infer` build this net (every checkpoint
-  carries them, `dcase9.models.description`).
+  carries them, `dcase9.models.description`);
+- `reference_parameter_names()`: the names (under `state_prefix`) of the parameters the official
+  training code's optimizer holds, in its order, for `--resume-from` (None: there is no official
+  training code for this family; `dcase9.training.reference`).
 
 A `ModelKind.build(options, context)` gets the family's validated options and a `ModelContext`:
 the sample rate and `weight(name)`, which resolves registry weights (downloads unless offline,
@@ -112,6 +115,9 @@ class TrainableModel:
 
     def system_options(self) -> dict[str, Any]:
         return {}
+
+    def reference_parameter_names(self) -> list[str] | None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -219,6 +225,11 @@ class ResUNet30Model(TrainableModel):
 
         return resunet30_fixed_tensors(self.options.n_fft)
 
+    def reference_parameter_names(self) -> list[str]:
+        # The reference's AdamW is built over ss_model.parameters(): torchlibrosa's STFT and ISTFT
+        # kernels (registered first, frozen), then the net's parameters in the order they are here.
+        return list(REFERENCE_STFT_PARAMETERS) + [name for name, _ in self.net.named_parameters()]
+
     def system_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {"n_fft": self.options.n_fft, "hop_length": self.options.hop_length}
         if self.options.channels is not None:
@@ -226,6 +237,10 @@ class ResUNet30Model(TrainableModel):
         if self.options.pools is not None:
             options["pools"] = [list(p) for p in self.options.pools]
         return options
+
+
+REFERENCE_STFT_PARAMETERS = ("base.stft.conv_real.weight", "base.stft.conv_imag.weight",
+                             "base.istft.conv_real.weight", "base.istft.conv_imag.weight")
 
 
 def unused_resunet_parameters(net: nn.Module) -> set[str]:

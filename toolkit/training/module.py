@@ -23,6 +23,8 @@ import os
 import resource
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +48,7 @@ from dcase9.models.checkpoints import describe_non_finite, non_finite_keys, stri
 from dcase9.models.description import CHECKPOINT_FORMAT, ENTRY, inference_options
 from dcase9.training.config import TrainConfig, config_as_dict
 from dcase9.training.data import ClipDataset, SkipLog, TrainSampler, collate_clips
-from dcase9.training.mixing import SegmentMixer, step_seed
+from dcase9.training.mixing import DROPOUT_STREAM, SegmentMixer, step_seed
 from dcase9.training.models import TrainableModel
 from dcase9.training.schedules import lr_multiplier
 
@@ -127,9 +129,20 @@ class SeparationTraining(pl.LightningModule):
     # -- training ---------------------------------------------------------------------------------
 
     def conditions(self, captions: list[str]) -> Tensor:
-        """CLAP text embeddings, in float32 whatever the training precision (as at inference)."""
+        """CLAP text embeddings as inference computes them (eval mode), in float32 whatever the
+        training precision."""
         with torch.autocast(self.device.type, enabled=False):
             return self.query_encoder.encode_text(captions)
+
+    def training_conditions(self, captions: list[str]) -> Tensor:
+        """The conditions of this training step: with the text tower's dropout when
+        `query_encoder.training_dropout` says so (the reference's training), drawn from the global
+        RNG seeded for this step and rank (and restored afterwards), so a resumed run draws the same."""
+        if not self.config.query_encoder.training_dropout:
+            return self.conditions(captions)
+        seed = step_seed(self.config.seed, self.global_step, self.global_rank, DROPOUT_STREAM)
+        with seeded_global_rng(seed, self.device), torch.autocast(self.device.type, enabled=False):
+            return self.query_encoder.encode_text(captions, dropout=True)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         self.skip_log.add(batch["skipped"])
@@ -137,7 +150,7 @@ class SeparationTraining(pl.LightningModule):
         generator = torch.Generator().manual_seed(step_seed(self.config.seed, self.global_step, self.global_rank))
         mixture, target = self.mixer(segments, generator)
         captions = batch["caption"]
-        loss, parts = self.trainable.training_loss(mixture, self.conditions(captions), target, captions)
+        loss, parts = self.trainable.training_loss(mixture, self.training_conditions(captions), target, captions)
         # Checked before the step is taken, so the weights stay those of the last good step. One
         # scalar read per step (and, with several processes, one tiny all-reduce: they stop together).
         finite = bool(torch.isfinite(loss.detach()).all())
@@ -270,6 +283,20 @@ class SeparationTraining(pl.LightningModule):
                 state[key] = value
 
 
+@contextmanager
+def seeded_global_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """The block draws from the global generators of the CPU and of `device` (CUDA) seeded with
+    `seed`; their states are restored afterwards. (Dropout has no generator argument.) Other
+    accelerators' generators are left unseeded: their draws are not reproducible."""
+    cuda = device.type == "cuda"
+    index = device.index if device.index is not None else torch.cuda.current_device() if cuda else 0
+    with torch.random.fork_rng(devices=[index] if cuda else []):
+        torch.default_generator.manual_seed(seed)
+        if cuda:
+            torch.cuda.default_generators[index].manual_seed(seed)
+        yield
+
+
 def validation_metrics() -> list[Metric]:
     """What validation logs as `val/<name>`: the registered reference-based metrics that tables show
     (SDR, SDRi, SI-SDR, and any registered later), computed as `dcase9 score` computes them."""
@@ -338,7 +365,18 @@ def select_validation(dataset: DataSet, limit: int | None, seed: int) -> list[Mi
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer, but through a temporary file and a rename: an interrupted save
-    never leaves a truncated `last.ckpt` (Lightning's own writes the destination in place)."""
+    never leaves a truncated `last.ckpt` (Lightning's own writes the destination in place).
+    `preloaded` (path, checkpoint): what loading that path gives, already read and converted
+    (`--resume-from`, `dcase9.training.reference`)."""
+
+    def __init__(self, preloaded: tuple[Path, dict[str, Any]] | None = None) -> None:
+        super().__init__()
+        self.preloaded = preloaded
+
+    def load_checkpoint(self, path: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if self.preloaded is not None and Path(path).resolve() == self.preloaded[0]:
+            return self.preloaded[1]
+        return super().load_checkpoint(path, *args, **kwargs)
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         with atomic_output(path) as tmp:

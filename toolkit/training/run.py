@@ -47,6 +47,8 @@ from dcase9.training.config import (DEMO_TOKENIZER, QUERY_SOURCE_AUTO, QUERY_SOU
                                      TrainConfig, dump_train_config)
 from dcase9.weights import CLAP_WEIGHT, TOKENIZER_WEIGHT
 
+RESUME_OR_RESUME_FROM = ("--resume-from starts a new run folder from another run's checkpoint, --resume continues "
+                         "the run in --out: give one of them")
 LAST_CHECKPOINT = "last.ckpt"
 CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "summary.json"
@@ -104,7 +106,8 @@ class TrainResult:
 
 
 def train(config: TrainConfig, out: str | Path, *, system: SystemFacts | None = None, resume: bool = False,
-          progress: bool | None = None, lightning_info: bool = True, trust_checkpoint: bool = False) -> TrainResult:
+          progress: bool | None = None, lightning_info: bool = True, trust_checkpoint: bool = False,
+          resume_from: str | Path | None = None) -> TrainResult:
     """Train as `config` says, writing checkpoints and logs into `out`; see the module docstring.
 
     `system` describes `config.system` (see `SystemFacts`; `dcase9.api.train` passes it): without
@@ -114,6 +117,9 @@ def train(config: TrainConfig, out: str | Path, *, system: SystemFacts | None = 
     `trainer.progress_bar`; `lightning_info=False` hides Lightning's start-up messages and model
     summary (the demo). `trust_checkpoint=True` lets the checkpoints given to start from (`init`,
     `query_encoder.source`) run the pickled code they contain (files you trust only).
+    `resume_from` continues, in the new folder `out`, a run of the official training code from its
+    Lightning checkpoint (weights, optimizer moments mapped by tensor, schedule position, step; see
+    `dcase9.training.reference`); it becomes the run's `init`.
     """
     require("lightning", extra="train", purpose="dcase9 train")
     from dcase9.weights import WeightResolver
@@ -122,6 +128,15 @@ def train(config: TrainConfig, out: str | Path, *, system: SystemFacts | None = 
 
     out = Path(out)
     last = out / LAST_CHECKPOINT
+    continued = None
+    if resume_from is not None:
+        if resume:
+            raise ConfigError(RESUME_OR_RESUME_FROM)
+        resume_from = Path(resume_from).expanduser().resolve()
+        if config.init is not None and Path(config.init) != resume_from:
+            raise ConfigError(f"--resume-from {resume_from} takes the weights from that file; init ({config.init}) "
+                              "would give others: give one of them")
+        config = config.model_copy(update={"init": str(resume_from)})
     if resume and not last.is_file():
         raise Dcase9Error(f"nothing to resume: {last} does not exist")
     if not resume and last.is_file():
@@ -137,6 +152,11 @@ def train(config: TrainConfig, out: str | Path, *, system: SystemFacts | None = 
     check_no_overlap({"--out": out}, inputs)
     if resume:
         check_resumable(last)
+    if resume_from is not None:
+        from dcase9.training.reference import check_settings, read_reference_run
+
+        continued = read_reference_run(resume_from, trust=trust_checkpoint)
+        check_settings(continued, config)
     if system is not None and config.system is not None and system.sample_rate != config.data.sample_rate:
         raise ConfigError(f"system '{system.name}' runs at {system.sample_rate} Hz but data.sample_rate is "
                           f"{config.data.sample_rate}: the trained model would not load as that system")
@@ -163,8 +183,13 @@ def train(config: TrainConfig, out: str | Path, *, system: SystemFacts | None = 
         init_weights: dict[str, torch.Tensor] = {}
         init_source = ""
         own: dict[str, torch.Tensor] = {}
-        if config.init is not None and not resume:  # a resumed run takes every weight from last.ckpt
+        if continued is not None:  # read once: the weights, then (in `_fit`) the rest of the state
+            from dcase9.models.checkpoints import state_dict_of
+
+            init_weights, init_source = dict(state_dict_of(continued.checkpoint)), str(continued.path)
+        elif config.init is not None and not resume:  # a resumed run takes every weight from last.ckpt
             init_weights, init_source = read_init_checkpoint(config.init, resolver, trust=trust_checkpoint)
+        if init_source:
             from dcase9.models.checkpoints import strip_prefix
 
             own = strip_prefix(init_weights, model.state_prefix)
@@ -185,13 +210,14 @@ def train(config: TrainConfig, out: str | Path, *, system: SystemFacts | None = 
         with _quiet_lightning(lightning_info):  # restored afterwards: a library call leaves the process as it was
             return _fit(config, out, model, query_encoder, train_set, sampler, validation_set, validation_specs, info,
                         resume=resume, show_progress=show_progress, lightning_info=lightning_info,
-                        tokenizer_path=tokenizer_path, official_tensors=official, system=system)
+                        tokenizer_path=tokenizer_path, official_tensors=official, system=system, continued=continued)
 
 
 def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_set: Any, sampler: Any,
          validation_set: Any, validation_specs: list[Any], info: dict[str, Any], *, resume: bool,
          show_progress: bool, lightning_info: bool, tokenizer_path: Path,
-         official_tensors: dict[str, torch.Tensor], system: SystemFacts | None) -> TrainResult:
+         official_tensors: dict[str, torch.Tensor], system: SystemFacts | None,
+         continued: Any = None) -> TrainResult:
     from lightning.pytorch.loggers import CSVLogger
 
     from dcase9.training.module import (NonFiniteTraining, SeparationTraining, StepCheckpoints, StepProgressBar,
@@ -212,8 +238,19 @@ def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_s
 
         loggers.append(TensorBoardLogger(str(out), name="tensorboard"))
     validating = validation_set is not None and bool(validation_specs) and config.validation.every_steps is not None
+    preloaded = None
+    if continued is not None:  # Lightning restores it from memory: the file is read once
+        from dcase9.training.reference import continued_checkpoint
+
+        names = {id(parameter): name for name, parameter in model.net.named_parameters()}
+        trained = [(names[id(parameter)], parameter.shape) for parameter in model.trainable_parameters()]
+        reference_names = model.reference_parameter_names()
+        if reference_names is None:
+            raise ConfigError(f"--resume-from continues runs of the official training code, which model kind "
+                              f"'{config.model.kind}' has none of")
+        preloaded = (continued.path, continued_checkpoint(continued, reference_names, trained))
     trainer = _make_trainer(config, out, loggers, callbacks, validating=validating, progress=show_progress,
-                            model_summary=lightning_info)
+                            model_summary=lightning_info, preloaded=preloaded)
     if trainer.is_global_zero:
         # Written once every check passed: a refused run leaves no configuration a later --resume would take.
         write_text_atomic(out / CONFIG_FILE, dump_train_config(config))
@@ -226,7 +263,8 @@ def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_s
     status = "finished"
     diverged: NonFiniteTraining | None = None
     try:
-        trainer.fit(module, ckpt_path=str(out / LAST_CHECKPOINT) if resume else None)
+        checkpoint = out / LAST_CHECKPOINT if resume else continued.path if continued is not None else None
+        trainer.fit(module, ckpt_path=str(checkpoint) if checkpoint is not None else None)
     except SystemExit:
         # Lightning turns Ctrl-C into exit(1) after its callbacks ran; report it as an interruption,
         # or as the divergence the save on the interruption found.
@@ -248,7 +286,7 @@ def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_s
             skipped = module.gathered_skips().summary()  # every process takes part in the gathering
             if trainer.is_global_zero:
                 result = _write_summary(config, out, trainer, module, throughput, skipped, seconds, tokenizer_path,
-                                        system, status, diverged, checkpoints.saved_step)
+                                        system, status, diverged, checkpoints.saved_step, continued)
     if diverged is not None:
         raise _diverged_error(diverged, out, checkpoints.saved_step)
     if not trainer.is_global_zero:
@@ -266,7 +304,7 @@ def _diverged_error(stop: Any, out: Path, saved_step: int | None) -> TrainingDiv
 
 
 def _make_trainer(config: TrainConfig, out: Path, loggers: list[Any], callbacks: list[Any], *, validating: bool,
-                  progress: bool, model_summary: bool) -> Any:
+                  progress: bool, model_summary: bool, preloaded: tuple[Path, dict[str, Any]] | None = None) -> Any:
     import lightning.pytorch as pl
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
@@ -284,14 +322,15 @@ def _make_trainer(config: TrainConfig, out: Path, loggers: list[Any], callbacks:
             logger=loggers, callbacks=callbacks, enable_checkpointing=False, enable_progress_bar=progress,
             enable_model_summary=model_summary, log_every_n_steps=options.log_every_n_steps,
             sync_batchnorm=options.sync_batchnorm, gradient_clip_val=options.gradient_clip_val,
-            use_distributed_sampler=False, plugins=[AtomicCheckpointIO()], default_root_dir=str(out))
+            use_distributed_sampler=False, plugins=[AtomicCheckpointIO(preloaded)], default_root_dir=str(out))
     except (MisconfigurationException, ValueError, TypeError) as exc:  # devices, strategy or precision this machine lacks
         raise ConfigError(f"Lightning cannot set up this run: {exc}") from exc
 
 
 def _write_summary(config: TrainConfig, out: Path, trainer: Any, module: Any, throughput: Any,
                    skipped: dict[str, Any], seconds: float, tokenizer_path: Path,
-                   system: SystemFacts | None, status: str, diverged: Any, saved_step: int | None) -> TrainResult:
+                   system: SystemFacts | None, status: str, diverged: Any, saved_step: int | None,
+                   continued: Any = None) -> TrainResult:
     last = out / LAST_CHECKPOINT
     # A run that diverged offers no command to separate with: its last good checkpoint is an earlier state.
     command = system.infer_command(last, dict(config.weights), config.validation.data) \
@@ -309,6 +348,8 @@ def _write_summary(config: TrainConfig, out: Path, trainer: Any, module: Any, th
                     "segment_seconds": config.data.segment_seconds})
     if diverged is not None:
         payload["diverged"] = {"step": diverged.step, "reason": diverged.reason}
+    if continued is not None:
+        payload["continued_from"] = {"checkpoint": str(continued.path), "step": continued.step}
     write_json_atomic(out / SUMMARY_FILE, payload)
     return result
 

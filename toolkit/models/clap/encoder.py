@@ -34,7 +34,8 @@ class ClapEncoder(nn.Module):
     Always in eval mode (`train()` does not change that) with gradients off, so it can sit inside
     a trainable system and still give deterministic queries. Embeddings are computed under
     `torch.no_grad()` (not `inference_mode`, so they can feed layers being trained) and returned on
-    the encoder's device.
+    the encoder's device. `encode_text(..., dropout=True)` runs the text tower with RoBERTa's
+    dropout active for that call only (training as the official baseline did; see there).
     """
 
     def __init__(self, model: ClapModel | ClapTextTower, front_end: LogMelSettings,
@@ -143,12 +144,19 @@ class ClapEncoder(nn.Module):
     # -- text -----------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def encode_text(self, texts: Sequence[str], *, batch_size: int = 64) -> torch.Tensor:
+    def encode_text(self, texts: Sequence[str], *, batch_size: int = 64, dropout: bool = False) -> torch.Tensor:
         """`(len(texts), embedding_dim)` unit-norm text embeddings.
 
         Tokens are truncated at 512 as in the reference. The reference pads every text to 512
         tokens; we pad to the longest text of each batch, which gives the same embeddings (RoBERTa's
         positions come from the token ids and padding is masked; measured equal to float32 round-off).
+
+        `dropout=True` computes them with the text tower's dropout active (RoBERTa's 0.1 on the
+        embeddings, the attention probabilities and each sublayer's output), drawn from the global
+        RNG of the encoder's device: what the official baseline's and AudioSep's training computed,
+        because Lightning 2.0 put their whole module, CLAP included, in train mode. The encoder is
+        back in eval mode when the call returns. Padding to the batch's longest text instead of 512
+        tokens leaves the distribution unchanged (padded positions are masked out of the attention).
         """
         if isinstance(texts, str):
             raise TypeError("encode_text takes a list of texts, not a single string")
@@ -159,14 +167,27 @@ class ClapEncoder(nn.Module):
         for start in range(0, len(texts), batch_size):
             tokens = self.tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
                                     max_length=MAX_TEXT_TOKENS, return_tensors="pt")
-            chunks.append(self.embed_tokens(tokens["input_ids"], tokens["attention_mask"]))
+            chunks.append(self.embed_tokens(tokens["input_ids"], tokens["attention_mask"], dropout=dropout))
         return torch.cat(chunks)
 
     @torch.no_grad()
-    def embed_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Unit-norm embeddings of already tokenized text: pooler output -> projection -> L2 norm."""
-        text = self.model.text_model(input_ids=input_ids.to(self.device),
-                                     attention_mask=attention_mask.to(self.device))
+    def embed_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
+                     dropout: bool = False) -> torch.Tensor:
+        """Unit-norm embeddings of already tokenized text: pooler output -> projection -> L2 norm
+        (`dropout`: see `encode_text`)."""
+        text_model = self.model.text_model
+        inputs = {"input_ids": input_ids.to(self.device), "attention_mask": attention_mask.to(self.device)}
+        if not dropout:
+            text = text_model(**inputs)
+        else:
+            if not any(isinstance(m, nn.Dropout) and m.p > 0 for m in text_model.modules()):
+                raise ValueError("this CLAP text tower has no dropout (the inference-only tower of towers='text'); "
+                                 "build the encoder with towers='both' to compute embeddings with dropout")
+            text_model.train(True)
+            try:
+                text = text_model(**inputs)
+            finally:
+                text_model.train(False)
         return F.normalize(self.model.text_projection(text.pooler_output), dim=-1)
 
     # -- audio ----------------------------------------------------------------------------------

@@ -33,9 +33,12 @@ from dcase9.scoring import ScoreReport, score_estimates
 
 
 def validate(data: str | Path, *, kind: str | None = None, csv_path: str | Path | None = None,
-             check_audio: bool = True, expected_seconds: float | None = EXPECTED_SECONDS) -> ValidationReport:
-    """Check an evaluation-set folder; see `ValidationReport.usable()`."""
-    return validate_dataset(data, kind, csv_path, check_audio=check_audio, expected_seconds=expected_seconds)
+             check_audio: bool = True, expected_seconds: float | None = EXPECTED_SECONDS,
+             query: str | None = None) -> ValidationReport:
+    """Check an evaluation-set folder (or one of AudioSep's benchmarks, `EVALUATION_DIR/data/<name>`; `query`:
+    AudioCaps' query column); see `ValidationReport.usable()`."""
+    return validate_dataset(data, kind, csv_path, check_audio=check_audio, expected_seconds=expected_seconds,
+                            query=query)
 
 
 @dataclass

@@ -367,6 +367,8 @@ class Separator:
         # 16-bit outputs are other files than float ones: a folder holds one kind (float folders keep the
         # identity they always had, so they resume)
         identity = {**self.identity, "subtype": "PCM_16"} if options.pcm16 else self.identity
+        if self.model.sample_rate != dataset.sample_rate and "resampler" not in identity:  # a 16 kHz system on 32 kHz data
+            identity = {**identity, "resampler": options.resampler}
         folder = OutputFolder(out_dir, "infer", dataset, identity, overwrite=options.overwrite,
                               outputs_of=lambda output_id: [estimate_path(out_dir, output_id)])
         with folder:
@@ -378,12 +380,15 @@ class Separator:
         out_dir = folder.root
         skipped = len(mixtures) - len(todo)
         rate = self.model.sample_rate
+        data_rate = dataset.sample_rate  # 16 kHz; AudioSep's benchmarks 32 kHz
+        # AudioSep's evaluators run each benchmark clip whole: so does the engine, unless --segment says otherwise.
+        whole = dataset.kind.is_benchmark and options.segment_seconds is None
         manifest: dict[str, Any] = {
             "status": "running",
             "planned": len(mixtures),
             "settings": {**asdict(options), "batch_size": self.batch_size, "device": str(self.device),
-                         "segment_samples": self.segment, "model_sample_rate": rate,
-                         "resampler": options.resampler if rate != SAMPLE_RATE else None, **self.settings},
+                         "segment_samples": None if whole else self.segment, "model_sample_rate": rate, "data_sample_rate": data_rate,
+                         "resampler": options.resampler if rate != data_rate else None, **self.settings},
             "versions": environment_versions(),
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
@@ -395,12 +400,13 @@ class Separator:
             item = loader.load_or_fail(spec)
             if isinstance(item, LoadFailure):
                 return item
-            if item.mixture.shape[-1] < MIN_AUDIO_SECONDS * SAMPLE_RATE:
+            if item.mixture.shape[-1] < MIN_AUDIO_SECONDS * data_rate:
                 where = dataset.files_of(spec)[0] if dataset.kind is not SetKind.VALIDATION else dataset.csv_path
                 return LoadFailure(spec, DataError(f"{item.mixture.shape[-1]} samples: shorter than "
                                                    f"{MIN_AUDIO_SECONDS:g} s, too short to separate", file=where,
                                                    row=spec.row if dataset.kind is SetKind.VALIDATION else None))
-            mixture, reference = self._prepare(item.mixture, item.reference if self.needs_reference else None)
+            mixture, reference = self._prepare(item.mixture, item.reference if self.needs_reference else None,
+                                               data_rate)
             return _Loaded(item, mixture, reference)
 
         written_ids: list[str] = []
@@ -414,7 +420,7 @@ class Separator:
 
         def write(output_id: str, estimate: np.ndarray, length: int) -> None:  # on a writing thread
             path = estimate_path(out_dir, output_id)
-            write_wav(path, self._finish(estimate, length), SAMPLE_RATE, subtype,
+            write_wav(path, self._finish(estimate, length, data_rate), data_rate, subtype,
                       before_replace=lambda written: folder.record_file(output_id, path, written, length))
 
         def usable(results: Iterator[_Loaded | LoadFailure]) -> Iterator[_Loaded]:
@@ -436,7 +442,7 @@ class Separator:
                 for batch in _batches(usable(ordered_map(load, todo, workers=workers)), self.batch_size):
                     references = [loaded.reference for loaded in batch] if self.needs_reference else None
                     estimates = self._separate([loaded.mixture for loaded in batch], references,  # type: ignore[arg-type]
-                                               [loaded.item.spec.query for loaded in batch])
+                                               [loaded.item.spec.query for loaded in batch], data_rate, whole)
                     for loaded, estimate in zip(batch, estimates):
                         item = loaded.item
                         bad = non_finite_count(estimate)
@@ -447,7 +453,7 @@ class Separator:
                             continue
                         pending.append(writer.submit(write, item.spec.id, estimate, item.mixture.shape[-1]))
                         written_ids.append(item.spec.id)
-                        audio_seconds += item.mixture.shape[-1] / SAMPLE_RATE
+                        audio_seconds += item.mixture.shape[-1] / data_rate
                     pending = _reap(pending)
                     # Estimates waiting for a writer stay in memory: when writing falls behind (a slow
                     # disk), the device waits here instead of piling them up.
@@ -478,24 +484,24 @@ class Separator:
             compile_network()
             self._compiled = True
 
-    @property
-    def _threads_resample(self) -> bool:
+    def _threads_resample(self, data_rate: int = SAMPLE_RATE) -> bool:
         """soxr: the reading and writing threads resample (julius: the device, in `_separate`)."""
-        return self.model.sample_rate != SAMPLE_RATE and self.options.resampler == "soxr"
+        return self.model.sample_rate != data_rate and self.options.resampler == "soxr"
 
-    def _prepare(self, mixture: np.ndarray, reference: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-        """A 16 kHz input as `_separate` takes it (on a reading thread): at the model's rate (soxr), or
-        still at 16 kHz when julius resamples on the device."""
-        if not self._threads_resample:
+    def _prepare(self, mixture: np.ndarray, reference: np.ndarray | None,
+                 data_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray | None]:
+        """An input at `data_rate` (16 kHz; 32 kHz for AudioSep's benchmarks) as `_separate` takes it (on a
+        reading thread): at the model's rate (soxr), or still at `data_rate` when julius resamples on the device."""
+        if not self._threads_resample(data_rate):
             return mixture, reference
         rate = self.model.sample_rate
-        return (resample_hq(mixture, SAMPLE_RATE, rate),
-                resample_hq(reference, SAMPLE_RATE, rate) if reference is not None else None)
+        return (resample_hq(mixture, data_rate, rate),
+                resample_hq(reference, data_rate, rate) if reference is not None else None)
 
     def _separate(self, mixtures: list[np.ndarray], references: list[np.ndarray] | None,
-                  queries: list[str]) -> list[np.ndarray]:
-        """One batch of equal-length prepared inputs; estimates at 16 kHz when julius resamples here on
-        the device, else at the model's rate."""
+                  queries: list[str], data_rate: int = SAMPLE_RATE, whole: bool = False) -> list[np.ndarray]:
+        """One batch of equal-length prepared inputs; estimates at `data_rate` when julius resamples here on
+        the device, else at the model's rate. In chunks of this separator's segment, or `whole`."""
         device = self.device
         mixture = torch.from_numpy(np.stack(mixtures)).to(device)
         reference = torch.from_numpy(np.stack(references)).to(device) if references is not None else None
@@ -505,10 +511,10 @@ class Separator:
             conditions = self.queries.conditions(queries)
             if conditions is not None:
                 conditions = conditions.to(device)
-            model_mixture = resample(mixture, SAMPLE_RATE, rate) if on_device else mixture
+            model_mixture = resample(mixture, data_rate, rate) if on_device else mixture
             model_reference = reference
             if reference is not None and on_device:
-                model_reference = resample(reference, SAMPLE_RATE, rate)
+                model_reference = resample(reference, data_rate, rate)
 
             def run(start: int, end: int) -> torch.Tensor:
                 chunk_ref = model_reference[:, start:end] if model_reference is not None else None
@@ -516,17 +522,18 @@ class Separator:
                     out = self.model.separate(model_mixture[:, start:end], conditions, chunk_ref)
                 return out.float()
 
-            estimate = separate_in_chunks(run, model_mixture.shape[-1], len(mixtures), self.segment,
+            estimate = separate_in_chunks(run, model_mixture.shape[-1], len(mixtures),
+                                          None if whole else self.segment,
                                           self.options.overlap, device)
             if on_device:
-                estimate = resample(estimate, rate, SAMPLE_RATE)
+                estimate = resample(estimate, rate, data_rate)
         return list(estimate.float().cpu().numpy())
 
-    def _finish(self, estimate: np.ndarray, length: int) -> np.ndarray:
-        """An estimate as it is written (on a writing thread): at 16 kHz (soxr from the model's rate
+    def _finish(self, estimate: np.ndarray, length: int, data_rate: int = SAMPLE_RATE) -> np.ndarray:
+        """An estimate as it is written (on a writing thread): at `data_rate` (soxr from the model's rate
         if needed), exactly as long as its mixture (resampling rounds lengths)."""
-        rate = self.model.sample_rate if self._threads_resample else SAMPLE_RATE
-        estimate = resample_hq(estimate, rate, SAMPLE_RATE)[:length]
+        rate = self.model.sample_rate if self._threads_resample(data_rate) else data_rate
+        estimate = resample_hq(estimate, rate, data_rate)[:length]
         if estimate.shape[-1] < length:
             estimate = np.pad(estimate, (0, length - estimate.shape[-1]))
         return estimate

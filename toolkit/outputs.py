@@ -23,7 +23,8 @@ written over: the run is refused before anything is touched (exit 2, naming it),
 moves it away. A symbolic link at an output's name is replaced (its target is left alone).
 
 On a re-run an existing output is kept only when its ledger record's source equals the current
-one, its files are vouched for, and each reads as 16 kHz mono with the recorded number of samples.
+one, its files are vouched for, and each reads as mono at the data set's rate (16 kHz; AudioSep's benchmarks
+32 kHz) with the recorded number of samples.
 Every other output of the planned mixtures is stale (edited query, replaced input) and is deleted
 before the run starts, then computed again, so the folder never holds an output that does not
 match the manifest, even after an interruption. Inputs are identified by size and modification
@@ -55,7 +56,6 @@ from typing import Any
 
 import soundfile as sf
 
-from dcase9.audio import SAMPLE_RATE
 from dcase9.data.formats import DataSet, MixtureSpec, SetKind, is_safe_name, output_name_too_long
 from dcase9.errors import Dcase9Error, DataError
 from dcase9.files import (JsonlAppender, colliding_names, exclusive_lock, name_collision, names_collide_on_disk,
@@ -345,7 +345,7 @@ class OutputFolder:
                 info = sf.info(str(path))
             except (sf.LibsndfileError, RuntimeError, OSError):
                 return False
-            if (info.samplerate, info.channels) != (SAMPLE_RATE, 1) or info.frames != record.get("samples") \
+            if (info.samplerate, info.channels) != (self.dataset.sample_rate, 1) or info.frames != record.get("samples") \
                     or info.frames == 0:
                 return False
         return True

@@ -8,8 +8,8 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from dcase9.cli._common import (RESUMES, CsvOpt, KindOpt, app, console, friendly_errors, parse_weight_options,
-                                print_left_out, tune_process)
+from dcase9.cli._common import (RESUMES, CsvOpt, KindOpt, QueryOpt, app, console, friendly_errors,
+                                parse_weight_options, print_left_out, tune_process)
 
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps.")]
 
@@ -37,10 +37,12 @@ def list_systems_command() -> None:
 @friendly_errors(on_interrupt=RESUMES)
 def infer(
     system: Annotated[str, typer.Option("--system", "-s", help="System name (see `dcase9 systems`).")],
-    data: Annotated[Path, typer.Option("--data", "-d", help="Evaluation-set folder.")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="Evaluation-set folder (AudioSep's benchmarks: "
+                                                             "EVALUATION_DIR/data/<name>).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the <id>.wav estimates.")],
     kind: KindOpt = None,
     csv: CsvOpt = None,
+    query: QueryOpt = None,
     checkpoint: Annotated[Optional[Path], typer.Option(
         help="Use this checkpoint instead of the registry's (one of `dcase9 train` brings its own settings "
              "and tokenizer).")] = None,
@@ -70,7 +72,11 @@ def infer(
                           "the default path, plus a compilation of half a minute or more (seconds once cached); "
                           "not measured on GPUs (BENCHMARKS.md).")] = False,
 ) -> None:
-    """Separate every mixture of an evaluation set with a system; resumable (finished outputs are kept)."""
+    """Separate every mixture of an evaluation set with a system; resumable (finished outputs are kept).
+
+    On AudioSep's benchmarks the audio is read at 32 kHz, as its evaluators read it; a system at another rate
+    gets it through the resampler and its estimates are brought back to 32 kHz; each clip runs whole unless
+    --segment is given."""
     from dcase9.systems import get_system
     from dcase9.api import separate
     from dcase9.config import read_yaml
@@ -86,7 +92,8 @@ def infer(
     options = EngineOptions(batch_size=batch_size, device=device, precision=precision, segment_seconds=segment,
                             overlap=overlap, overwrite=overwrite, limit=limit, pcm16=pcm16,
                             resampler=resampler, compile=compile_net, workers=workers)
-    result = separate(system, open_dataset(data, kind, csv), out, options=options, system_options=overrides,
+    result = separate(system, open_dataset(data, kind, csv, query=query), out, options=options,
+                      system_options=overrides,
                       checkpoint=checkpoint, weights=parse_weight_options(weight), offline=offline,
                       trust_checkpoint=trust_checkpoint)
     rtf = f"{result.real_time_factor:.3f}" if result.audio_seconds else "-"
@@ -128,11 +135,13 @@ def download(
 @app.command()
 @friendly_errors
 def score(
-    data: Annotated[Path, typer.Option("--data", "-d", help="Evaluation-set folder.")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="Evaluation-set folder (AudioSep's benchmarks: "
+                                                             "EVALUATION_DIR/data/<name>).")],
     estimates: Annotated[Path, typer.Option("--estimates", "-e", help="Folder of <id>.wav estimates.")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report folder (CSV, JSON, PNG).")] = None,
     kind: KindOpt = None,
     csv: CsvOpt = None,
+    query: QueryOpt = None,
     ats: Annotated[bool, typer.Option("--ats", help="Add ATS (CLAP audio-text similarity; no reference needed).")] = False,
     ats_checkpoint: Annotated[Optional[Path], typer.Option(
         help="CLAP weights for ATS: a laion .pt or a baseline/AudioSep .ckpt (default: the registry's CLAP).")] = None,
@@ -148,7 +157,8 @@ def score(
         help="Audio reading threads (default: 2 on the CPU, half the cores up to 8 next to a GPU).")] = None,
 ) -> None:
     """Score estimates: official metrics (SDR, SDRi, SI-SDR) against the validation references,
-    and with --ats the reference-free ATS (the only score on evaluation sets).
+    and with --ats the reference-free ATS (the only score on evaluation sets). On AudioSep's benchmarks:
+    at 32 kHz, with SI-SDRi, and the number its benchmark.py prints (its aggregate of SDRi and SI-SDR).
 
     Exit 1 when estimates are missing, extra or malformed (the scores of the valid ones are still
     written).
@@ -161,7 +171,7 @@ def score(
 
     if ats_mode not in ATS_MODES:
         raise ConfigError(f"--ats-mode must be one of {', '.join(ATS_MODES)}")
-    dataset = open_dataset(data, kind, csv)
+    dataset = open_dataset(data, kind, csv, query=query)
     tune_process()
     scorer = None
     if ats:
@@ -170,6 +180,7 @@ def score(
                                  clap=clap, offline=offline, trust_checkpoint=trust_checkpoint, device=device)
     report = run_score(dataset, estimates, out, device=device, batch_size=batch_size, ats=scorer, workers=workers)
     print_score_summary(report.summary)
+    print_benchmark_line(report.summary)
     if report.problems:
         by_kind: dict[str, int] = {}
         for problem in report.problems:
@@ -206,6 +217,16 @@ def print_score_summary(summary: dict[str, Any]) -> None:
         for b in bins:
             by_snr.add_row(b["bin"], str(b["n"]), *[_fmt(b["mean"][m]) for m in metrics])
         console.print(by_snr)
+
+
+def print_benchmark_line(summary: dict[str, Any]) -> None:
+    """A benchmark's number as AudioSep's benchmark.py prints it."""
+    benchmark = summary.get("benchmark")
+    if not isinstance(benchmark, dict):
+        return
+    partial = "" if benchmark.get("complete") else " [yellow](of the clips scored: incomplete)[/]"
+    console.print(f"AudioSep's benchmark.py ({benchmark['aggregate']}): [bold]{benchmark['printed']}[/]{partial}",
+                  highlight=False)
 
 
 def _fmt(value: float | None) -> str:

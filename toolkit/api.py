@@ -264,3 +264,35 @@ def system_facts(name: str | None) -> Any:
         return " ".join(parts)
 
     return SystemFacts(spec.name, spec.sample_rate, infer_command)
+
+
+def suite(system: str, evaluation_dir: str | Path, out: str | Path, *, only: list[str] | None = None,
+          query: str | None = None, options: EngineOptions | None = None, system_options: dict[str, Any] | None = None,
+          checkpoint: str | Path | None = None, weights: dict[str, str | Path] | None = None, offline: bool = False,
+          trust_checkpoint: bool = False, score_batch_size: int = 32, on_result: Any = None) -> Any:
+    """AudioSep's six LASS benchmarks with a registered system (`dcase9 suite`): `evaluation_dir` in AudioSep's
+    layout (`metadata/`, `data/<name>/`), `out/<name>/estimates` and `out/<name>/report` per benchmark and
+    `out/summary.json`; resumable. `only`: some of the benchmarks; `query`: AudioCaps' query column (caption
+    or labels). The separator is `separate`'s (`options`, `system_options`, `checkpoint`, `weights`...);
+    AudioSep's published numbers (its README) are recorded next to the run's. Returns a
+    `dcase9.suite.SuiteResult`.
+    """
+    from dcase9.suite import check_evaluation_dir, run_suite, suite_benchmarks
+    from dcase9.systems import get_system, load_separator as load
+    from dcase9.systems.catalog import audiosep_published_benchmarks
+
+    spec = get_system(system)
+    options = options or EngineOptions()
+    options.check()
+    suite_benchmarks(only, query)  # refused before a model is loaded
+    check_evaluation_dir(Path(evaluation_dir))
+    require_folder(out, "the suite's results")
+    check_no_overlap({"--out": out}, {"EVALUATION_DIR": evaluation_dir, "--checkpoint": checkpoint,
+                                      **{f"--weight {name}": path for name, path in (weights or {}).items()}})
+    separator = load(system, checkpoint=checkpoint, weights=weights, options=system_options, engine=options,
+                     offline=offline, trust_checkpoint=trust_checkpoint)
+    published = {p.benchmark: {"sdri": p.sdri, "sisdr": p.sisdr, "source": p.source}
+                 for p in spec.published_benchmarks or audiosep_published_benchmarks()}
+    return run_suite(separator, evaluation_dir, out, only=only, query=query, published=published,
+                     device=options.device, batch_size=score_batch_size, workers=options.workers,
+                     progress=options.progress, on_result=on_result)

@@ -298,7 +298,7 @@ def _summary_document(report: ScoreReport) -> dict[str, Any]:
         by_kind.setdefault(problem.kind, []).append(problem.id)
     return {
         "dataset": {"root": str(ds.root), "kind": ds.kind.value, "csv": str(ds.csv_path),
-                    "mixtures": len(ds.mixtures)},
+                    "mixtures": len(ds.mixtures), **({"query": ds.query_column} if ds.kind.is_benchmark else {})},
         "estimates": str(report.estimates_dir),
         # Absolute locations, so that `dcase9 report` finds the audio from any working folder.
         "paths": {"data": str(ds.root.resolve()), "csv": str(ds.csv_path.resolve()),

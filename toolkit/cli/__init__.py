@@ -17,6 +17,7 @@ from dcase9.cli import package as _package  # noqa: F401,E402  package
 from dcase9.cli import demo as _demo  # noqa: F401,E402  demo
 from dcase9.cli import train as _train  # noqa: F401,E402  train
 from dcase9.cli import info as _info  # noqa: F401,E402  env
+from dcase9.cli import suite as _suite  # noqa: F401,E402  suite
 
 
 def main() -> None:

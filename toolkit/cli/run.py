@@ -31,6 +31,26 @@ def list_systems_command() -> None:
         names = spec.name + (f" ({', '.join(spec.aliases)})" if spec.aliases else "")
         table.add_row(names, f"{spec.title}\n[dim]{spec.summary}[/]", f"{spec.sample_rate // 1000} kHz", needs, published)
     console.print(table)
+    print_published_benchmarks(list_systems())
+
+
+def print_published_benchmarks(specs: Any) -> None:
+    """The numbers published on AudioSep's six LASS benchmarks, per system that has them (`dcase9 suite`)."""
+    from dcase9.data.benchmarks import BENCHMARKS
+
+    with_numbers = [spec for spec in specs if spec.published_benchmarks]
+    if not with_numbers:
+        return
+    table = Table(title="AudioSep's LASS benchmarks: published SDRi / SI-SDR in dB (run them with `dcase9 suite`)")
+    table.add_column("name")
+    for benchmark in BENCHMARKS:
+        table.add_column(benchmark.title, justify="right")
+    table.add_column("source")
+    for spec in with_numbers:
+        numbers = {p.benchmark: f"{p.sdri:.3f} / {p.sisdr:.3f}" for p in spec.published_benchmarks}
+        table.add_row(spec.name, *[numbers.get(b.name, "-") for b in BENCHMARKS],
+                      "; ".join(sorted({p.source for p in spec.published_benchmarks})))
+    console.print(table)
 
 
 @app.command()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from dcase9.data.benchmarks import BENCHMARK_NAMES, MUSIC_CLASSES, get_benchmark
 from dcase9.data.formats import SetKind, open_dataset, parse_dataset
 from dcase9.data.validate import validate_dataset
 from dcase9.errors import ConfigError, DataError
+from tests.audiosep_support import audiosep_numbers
 from tests.tiny_models import resunet_weights, system_config, tokenizer_folder, write_lightning_checkpoint
 
 FIXTURES = Path(__file__).parent / "fixtures" / "audiosep"
@@ -194,47 +194,6 @@ def test_audioset_folders_must_give_the_evaluators_selection(evaluation: Path) -
 
 
 # -- separate and score as AudioSep's evaluators --------------------------------------------------
-
-
-def audiosep_sdr(ref: np.ndarray, est: np.ndarray) -> np.floating:
-    """utils.calculate_sdr as AudioSep's evaluators run it: float32 arrays, mean powers clipped at 1e-10."""
-    signal = np.clip(np.mean(ref ** 2), 1e-10, None)
-    noise = np.clip(np.mean((est - ref) ** 2), 1e-10, None)
-    return 10.0 * np.log10(signal / noise)
-
-
-def audiosep_sisdr(ref: np.ndarray, est: np.ndarray) -> np.floating:
-    """utils.calculate_sisdr: column vectors, eps of the reference's dtype in the projection and both energies."""
-    eps = np.finfo(ref.dtype).eps
-    ref, est = ref.reshape(-1, 1), est.reshape(-1, 1)
-    scale = (eps + ref.T @ est) / (ref.T @ ref + eps)
-    target = scale * ref
-    residual = est - target
-    return 10 * np.log10((eps + (target ** 2).sum()) / (eps + (residual ** 2).sum()))
-
-
-def audiosep_numbers(dataset: Any, estimates: Path) -> tuple[float, float]:
-    """(SDRi, SI-SDR) as benchmark.py prints them, from the files: AudioSet the mean over all its classes of
-    per-class nanmedians (np.nanmean), MUSIC the mean over its ten classes of per-class means, else the mean."""
-    sdris: dict[str, list[Any]] = {}
-    sisdrs: dict[str, list[Any]] = {}
-    for spec in dataset.mixtures:
-        mixture, _ = sf.read(dataset.audio_path(spec.file), dtype="float32")
-        source, _ = sf.read(dataset.audio_path(spec.reference), dtype="float32")
-        estimate, _ = sf.read(estimates / f"{spec.id}.wav", dtype="float32")
-        key = spec.group or ""
-        sdris.setdefault(key, []).append(audiosep_sdr(source, estimate) - audiosep_sdr(source, mixture))
-        sisdrs.setdefault(key, []).append(audiosep_sisdr(source, estimate))
-    if dataset.kind is SetKind.AUDIOSET:
-        classes = range(len(dataset.labels_path.read_text().splitlines()) - 1)
-        with warnings.catch_warnings():  # nanmedian of a class without clips: nan, dropped by nanmean
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return tuple(float(np.nanmean([np.nanmedian(values.get(str(c), [])) for c in classes]))  # type: ignore[return-value]
-                         for values in (sdris, sisdrs))
-    if dataset.kind is SetKind.MUSIC:
-        return tuple(float(np.mean([np.mean(values[c]) for c in MUSIC_CLASSES]))  # type: ignore[return-value]
-                     for values in (sdris, sisdrs))
-    return float(np.mean(sdris[""])), float(np.mean(sisdrs[""]))
 
 
 @pytest.fixture(scope="module")

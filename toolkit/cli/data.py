@@ -114,7 +114,8 @@ def demo_data(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     force: Annotated[bool, typer.Option(help="Replace files in OUT that differ from what would be written.")] = False,
 ) -> None:
-    """Synthesise the small demo data set in the official layouts (no download).
+    """Synthesise the small demo data set in the official layouts (no download), and AudioSep's six LASS
+    benchmarks in its layout under OUT/evaluation (a few 2 s clips each: `dcase9 suite OUT/evaluation`).
 
     Files already in OUT with the same content are left alone; if any differs (edited, or made with
     other options) nothing is written and the command refuses (exit 2), unless --force.

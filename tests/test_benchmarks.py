@@ -277,3 +277,18 @@ def test_audiocaps_queries_by_caption_or_labels(demo_root: Path, tmp_path: Path)
     result = runner.invoke(app, ["score", "-d", str(demo_root / "evaluation" / "data" / "esc50"), "-e",
                                  str(tmp_path / "caption"), "--query", "labels"])
     assert result.exit_code == 2 and "the ESC-50 benchmark's queries come from caption" in result.output
+
+
+def test_a_benchmark_file_at_another_rate_is_read_as_librosa_reads_it(evaluation: Path, tmp_path: Path) -> None:
+    """AudioSep's librosa.load(sr=32000) resamples such a file and its evaluator scores it: validate warns,
+    infer and score take it at 32 kHz (its length as read, not as stored)."""
+    esc50 = evaluation / "data" / "esc50"
+    for name in ("mixture-0.wav", "segment-0.wav"):
+        audio, _ = sf.read(esc50 / name, dtype="float32")
+        sf.write(esc50 / name, audio[::2], 16000, subtype="FLOAT")
+    report = validate_dataset(esc50)
+    assert report.usable() and codes(report.warnings) == ["audio-rate", "audio-rate"]
+    api.separate("mixture", esc50, tmp_path / "est")
+    assert sf.info(tmp_path / "est" / "mixture-0.wav").samplerate == 32000
+    scores = api.score(esc50, tmp_path / "est", progress=False)
+    assert scores.problems == [] and scores.complete

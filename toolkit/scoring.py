@@ -35,7 +35,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from dcase9.audio import read_failure
+from dcase9.audio import read_failure, resampled_length
 from dcase9.data.benchmarks import benchmark_aggregate, class_values
 from dcase9.data.formats import DataSet, MixtureSpec, open_dataset
 from dcase9.data.items import ItemLoader, LoadFailure, ordered_map
@@ -183,7 +183,9 @@ def score_estimates(data: str | Path | DataSet, estimates_dir: str | Path, out_d
     def mixture_length(spec: MixtureSpec) -> int | EstimateProblem:
         path = dataset.files_of(spec)[0]
         try:
-            return sf.info(str(path)).frames
+            info = sf.info(str(path))
+            # As read: a benchmark file at another rate is resampled to the set's rate (librosa.load's way).
+            return resampled_length(info.frames, info.samplerate, dataset.sample_rate)
         except (sf.LibsndfileError, RuntimeError, OSError) as exc:
             return EstimateProblem(spec.id, "unusable-input",
                                    f"{spec.id}: cannot be scored: {path}: {read_failure(path, exc)}")

@@ -710,7 +710,7 @@ def read_audioset_labels(path: Path, issues: _Collector) -> list[str | None] | N
             issues.warning("labels-index", f"index {cells[index_at]!r} on the row of class {position}: AudioSep "
                            "takes the labels by position, so this label queries class_id="
                            f"{position}", path, line, "index")
-        labels.append(cells[at])
+        labels.append(cells[at] if _check_query(cells[at], path, line, "display_name", issues) else None)
     return labels
 
 
@@ -751,8 +751,11 @@ def _parse_benchmark(kind: SetKind, path: Path, labels_path: Path | None, query:
             spec = _vggsound_row(cells, line, path, issues)
         else:
             spec = _indexed_row(kind, cells, line, text, path, issues)
-        if spec is None or not _check_query(spec.query, path, line, columns["query"], issues):
+        if spec is None:
             continue
+        if not (kind is SetKind.AUDIOSET and labels is not None) \
+                and not _check_query(spec.query, path, line, columns["query"], issues):
+            continue  # (AudioSet's queries are its labels, checked in their own file)
         if spec.id in first_seen:
             issues.warning("id-duplicate", f"{columns['id']} {cells[0]!r} is also on row {first_seen[spec.id]}: "
                            "AudioSep's evaluator scores the same files once per row", path, line, columns["id"])

@@ -6,7 +6,8 @@ out)` over an evaluation set's folder (`dcase9 infer`). Both take the same steps
 
 - batches of equal-length clips; one text embedding per distinct query, cached for the separator's life;
 - device auto-selection (CUDA, MPS, CPU) and optional bf16/fp16 autocast;
-- 16 kHz <-> model-rate resampling: soxr HQ (librosa's and AudioSep's resampler) on the CPU in the
+- data-rate <-> model-rate resampling (data: 16 kHz; AudioSep's benchmarks, `dcase9.data.benchmarks`:
+  32 kHz, each clip whole): soxr HQ (librosa's and AudioSep's resampler) on the CPU in the
   reading and writing threads, so the device never waits for it; or julius on the device
   (`resampler`); the choice is part of the run's identity;
 - inputs longer than the model's segment are cut into overlapping chunks that are cross-faded
@@ -387,8 +388,9 @@ class Separator:
             "status": "running",
             "planned": len(mixtures),
             "settings": {**asdict(options), "batch_size": self.batch_size, "device": str(self.device),
-                         "segment_samples": None if whole else self.segment, "model_sample_rate": rate, "data_sample_rate": data_rate,
-                         "resampler": options.resampler if rate != data_rate else None, **self.settings},
+                         "segment_samples": None if whole else self.segment, "model_sample_rate": rate,
+                         "data_sample_rate": data_rate, "resampler": options.resampler if rate != data_rate else None,
+                         **self.settings},
             "versions": environment_versions(),
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }

@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from typer.testing import CliRunner
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 from dcase9 import api
 from dcase9.cli import app
 from dcase9.data.benchmarks import BENCHMARK_NAMES, BENCHMARKS
+from tests.report_support import page_data
 
 README_RESULTS = Path(__file__).parent / "fixtures" / "audiosep" / "readme_results.txt"
 runner = CliRunner()
@@ -117,9 +119,6 @@ def test_report_pages_and_paired_comparison_on_a_benchmark(evaluation: Path, tmp
     assert result.exit_code == 0, result.output
     comparison = json.loads((tmp_path / "page" / "comparison.json").read_text())
     assert comparison["settings"]["metric"] == "sdri" and comparison["clips"] == 6
-    from tests.report_support import page_data
-    from urllib.parse import unquote
-
     data = page_data(tmp_path / "page")
     assert data["metrics"] == ["sdr", "sdri", "sisdr", "sisdri"] and data["bins"] == []
     for row in data["rows"]:  # the players' relative URLs lead to the benchmark's own files

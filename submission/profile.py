@@ -33,7 +33,7 @@ RESULTS_SOURCE = "results."  # `source: results.<metric>`: a mean of the develop
 
 def result_metrics() -> list[str]:
     """The metrics a meta file may report (`results.<metric>`): the registry's, as `score` shows them."""
-    return [metric.name for metric in registered_metrics() if metric.shown]
+    return [metric.name for metric in registered_metrics() if metric.shown and not metric.benchmarks_only]
 OUTPUT_FIELDS = ("label", "prefix", "id", "file")
 REPORT_FIELDS = ("prefix",)
 

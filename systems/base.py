@@ -39,6 +39,18 @@ class Published:
 
 
 @dataclass(frozen=True)
+class PublishedBenchmark:
+    """Numbers published for this system on one of AudioSep's LASS benchmarks (`dcase9.data.benchmarks`): the
+    SDRi and SI-SDR its benchmark.py prints (dB), and where they were published. `dcase9 suite` prints them
+    next to a run's; tests/test_suite.py reads them back from AudioSep's README."""
+
+    benchmark: str  # vggsound, music, esc50, audioset, audiocaps, clotho
+    sdri: float
+    sisdr: float
+    source: str
+
+
+@dataclass(frozen=True)
 class SystemSpec:
     name: str  # what users type: `--system baseline`, `--system 2`
     title: str
@@ -52,6 +64,7 @@ class SystemSpec:
     optional_weights: tuple[str, ...] = ()  # fetched only when the main weights lack them
     published: tuple[Published, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)  # defaults of the system's typed config
+    published_benchmarks: tuple[PublishedBenchmark, ...] = ()  # on AudioSep's benchmarks (`dcase9 suite`)
 
 
 @dataclass

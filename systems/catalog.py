@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dcase9.systems.base import Published, SystemSpec
+from dcase9.systems.base import Published, PublishedBenchmark, SystemSpec
 from dcase9.errors import ConfigError
 from dcase9.models.resunet import RESUNET30_CONFIGS, ResUNet30Config
 from dcase9.weights import CLAP_WEIGHT, TOKENIZER_WEIGHT
@@ -26,14 +26,22 @@ _T5_BASELINE_WAVCAPS = ("Baseline", "Baseline Dev Set + WavCaps")
 _T5_AUDIOSEP_WAVCAPS = ("AudioSep", "Baseline Dev Set + WavCaps")
 
 
+# AudioSep's README, "Benchmark Evaluation": `python benchmark.py --checkpoint_path audiosep_base_4M_steps.ckpt`
+_AUDIOSEP_README = "AudioSep README, audiosep_base_4M_steps.ckpt"
+_AUDIOSEP_BENCHMARKS = tuple(PublishedBenchmark(name, sdri, sisdr, _AUDIOSEP_README) for name, sdri, sisdr in (
+    ("vggsound", 9.144, 9.043), ("music", 10.508, 9.425), ("esc50", 10.040, 8.810), ("audioset", 7.739, 6.903),
+    ("audiocaps", 8.220, 7.189), ("clotho", 6.850, 5.242)))
+
+
 def _text_queried(name: str, title: str, summary: str, checkpoint: str, model: tuple[int, dict[str, int]],
-                  published: tuple[Published, ...], aliases: tuple[str, ...] = ()) -> SystemSpec:
+                  published: tuple[Published, ...], aliases: tuple[str, ...] = (),
+                  benchmarks: tuple[PublishedBenchmark, ...] = ()) -> SystemSpec:
     """A CLAP-queried ResUNet30 system: everything but the checkpoint and the model variant is shared."""
     sample_rate, stft = model
     return SystemSpec(name=name, title=title, summary=summary, aliases=aliases, sample_rate=sample_rate,
                       factory="dcase9.systems.text_queried:build", segment_seconds=10.0,
                       weights=(checkpoint, TOKENIZER_WEIGHT), optional_weights=(CLAP_WEIGHT,), options=dict(stft),
-                      published=published)
+                      published=published, published_benchmarks=benchmarks)
 
 
 SYSTEMS: tuple[SystemSpec, ...] = (
@@ -62,7 +70,7 @@ SYSTEMS: tuple[SystemSpec, ...] = (
         (Published(8.192, 8.157, 6.680, 0.249, "seed 003 Table 2", "003", ("System 2",)),
          Published(8.195, 8.160, 6.708, None, "seed 000 Table 5: AudioSep pretrained", "000",
                    ("AudioSep", "-", "Pretrained", "-"))),
-        aliases=("system2", "audiosep32k", "audiosep-32k")),
+        aliases=("system2", "audiosep32k", "audiosep-32k"), benchmarks=_AUDIOSEP_BENCHMARKS),
     SystemSpec(
         name="3",
         aliases=("system3", "irm-ldm", "irmldm"),
@@ -134,6 +142,11 @@ SYSTEMS: tuple[SystemSpec, ...] = (
 
 
 _ADDED: dict[str, SystemSpec] = {}  # systems registered at run time, by name
+
+
+def audiosep_published_benchmarks() -> tuple[PublishedBenchmark, ...]:
+    """AudioSep's own numbers on its six benchmarks (its README): the row `dcase9 suite` prints for comparison."""
+    return _AUDIOSEP_BENCHMARKS
 
 
 def list_systems() -> tuple[SystemSpec, ...]:

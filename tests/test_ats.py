@@ -111,3 +111,22 @@ def test_evaluation_sets_are_scored_by_ats_alone(clap_files: dict[str, Path], de
     assert set(summary["mean"]) == {"ats"} and "by_input_snr" not in summary
     assert (tmp_path / "per_clip.csv").read_text().splitlines()[0] == "id,file,caption,ats"
     assert not (tmp_path / "sdri_vs_snr.png").exists()
+
+
+def test_ats_on_a_benchmark_hears_its_32khz_estimates(clap_files: dict[str, Path], demo_root: Path,
+                                                      tmp_path: Path) -> None:
+    """AudioSep's benchmarks are 32 kHz: `score --ats` resamples 32 -> 48 kHz for CLAP, not 16 -> 48 kHz."""
+    data = demo_root / "evaluation" / "data" / "esc50"
+    api.separate("mixture", data, tmp_path / "est", options=EngineOptions(progress=False))
+    ats = scorer(clap_files)
+    report = api.score(data, tmp_path / "est", progress=False, ats=ats)
+    assert report.metric_settings["ats"]["input_rate"] == 32000 and ats.input_rate == 16000  # the caller's is kept
+    assert "ats" in report.metrics and "sisdri" in report.metrics
+    heard = ats.at_rate(32000)
+    import soundfile as sf
+
+    for row in report.rows:
+        estimate, rate = sf.read(tmp_path / "est" / f"{row['id']}.wav", dtype="float32")
+        assert rate == 32000
+        assert row["ats"] == pytest.approx(heard.similarity([row["caption"]], [estimate])[0], abs=1e-6)
+        assert row["ats"] != pytest.approx(ats.similarity([row["caption"]], [estimate])[0], abs=1e-4)

@@ -1234,6 +1234,30 @@ CASES = [
     Case("separate: a silent audio example",
          lambda w: [*separate_args(w, w.audio("eval-real", 0)), "--query-audio", str(silent_wav(w.root / "ex.wav"))],
          2, "ex.wav: silent: every one of its 16000 samples is zero, nothing to separate (an audio example"),
+    # issue 26: AudioSep's six LASS benchmarks (EVALUATION_DIR/metadata, EVALUATION_DIR/data/<name>)
+    Case("validate: a benchmark folder without its metadata CSV", lambda w: [
+         "validate", str(without(w.copy("evaluation") / "metadata" / "esc50_eval.csv").parent.parent / "data" / "esc50")],
+         2, "esc50_eval.csv: the metadata CSV of the esc50 benchmark: file not found (AudioSep's layout: "
+            "EVALUATION_DIR/metadata/esc50_eval.csv next to EVALUATION_DIR/data/esc50/"),
+    Case("validate: AudioSet without class_labels_indices.csv", lambda w: [
+         "validate", str(without(w.copy("evaluation") / "metadata" / "class_labels_indices.csv").parent.parent / "data"
+                         / "audioset")],
+         1, "AudioSep's AudioSet evaluator queries each class with its display_name from class_labels_indices.csv"),
+    Case("validate: a MUSIC caption that is none of its ten instruments", lambda w: [
+         "validate", str(appended(w.copy("evaluation"), "music", "12,banjo,a.wav,b.wav"))],
+         1, "row 14, field 'caption': caption 'banjo' is none of MUSIC's ten instruments"),
+    Case("infer: a benchmark reference shorter than its mixture", lambda w: [
+         "infer", "-s", "mixture", "-d", str(shortened(w.copy("evaluation"), "esc50", "segment-2.wav")), "-o",
+         str(w.out)], 1, "the mixture has 64000 samples at 32000 Hz, the reference"),
+    Case("score: benchmark estimates at 16 kHz", lambda w: [
+         "score", "-d", str(w.copy("evaluation") / "data" / "esc50"), "-e", str(estimates_at_16k(w, "esc50"))],
+         1, "mixture-0.wav: 16000 Hz, expected 32000"),
+    Case("suite: a folder not in AudioSep's layout", lambda w: ["suite", str(w.copy("validation")), "-s", "mixture",
+                                                                "-o", str(w.out)],
+         2, "not AudioSep's evaluation folder: no metadata/ or data/ in it"),
+    Case("suite: --out inside EVALUATION_DIR", lambda w: ["suite", str(w.copy("evaluation")), "-s", "mixture", "-o",
+                                                          str(w.root / "evaluation" / "data" / "results")],
+         2, "--out", lambda w: (w.root / "evaluation" / "data" / "results").exists() and pytest.fail("written")),
 
     # issue 24: exporting trained systems, checkpoints from the Hub.
     Case("export: a checkpoint made elsewhere, without --system",
@@ -1270,6 +1294,33 @@ CASES = [
     Case("train --resume-from: not a checkpoint", lambda w: train_args(w, "--resume-from", str(w.afile())), 2,
          "--resume-from", no_config_file),
 ]
+
+
+def without(path: Path) -> Path:
+    path.unlink()
+    return path
+
+
+def appended(evaluation: Path, name: str, line: str) -> Path:
+    csv = evaluation / "metadata" / f"{name}_eval.csv"
+    csv.write_text(csv.read_text() + line + "\n")
+    return evaluation / "data" / name
+
+
+def shortened(evaluation: Path, name: str, file: str) -> Path:
+    path = evaluation / "data" / name / file
+    data, rate = sf.read(path, dtype="float32")
+    sf.write(path, data[: len(data) // 2], rate, subtype="PCM_16")
+    return evaluation / "data" / name
+
+
+def estimates_at_16k(w: Workspace, name: str) -> Path:
+    folder = w.root / "estimates-16k"
+    folder.mkdir()
+    for mixture in sorted((w.copy("evaluation") / "data" / name).glob("mixture-*.wav")):
+        data, _ = sf.read(mixture, dtype="float32")
+        sf.write(folder / mixture.name, data[::2], 16000, subtype="FLOAT")
+    return folder
 
 
 def flat(text: str) -> str:

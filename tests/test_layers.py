@@ -34,7 +34,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # What runs models and data: inference engine, output folders, scoring, ATS, the listening report, caption
     # augmentation, training, exporting a trained system.
     "pipelines": ("dcase9.engine", "dcase9.outputs", "dcase9.scoring", "dcase9.ats", "dcase9.report",
-                  "dcase9.augment", "dcase9.training", "dcase9.recordings", "dcase9.export"),
+                  "dcase9.augment", "dcase9.training", "dcase9.recordings", "dcase9.export",
+                  "dcase9.suite"),
     # One module per system, on the library.
     "systems": ("dcase9.systems",),
     # DCASE submission packaging and checks, on the library.

@@ -16,7 +16,8 @@ from typing import Any
 from dcase9.version import __version__
 
 # The verbs of the Python API, imported from dcase9.api when first used.
-_API = ("load_separator", "separate", "validate", "mix", "score", "report", "train", "download", "load_ats_scorer")
+_API = ("load_separator", "separate", "validate", "mix", "score", "report", "train", "download", "load_ats_scorer",
+        "suite")
 
 __all__ = ["__version__", "api", *_API]
 

@@ -53,6 +53,16 @@ class AtsScorer:
         self.batch_size = batch_size
         self._text: dict[str, torch.Tensor] = {}
 
+    def at_rate(self, input_rate: int) -> "AtsScorer":
+        """This scorer for estimates at `input_rate` (AudioSep's benchmarks: 32 kHz), sharing its encoder and
+        its cached text embeddings."""
+        if input_rate == self.input_rate:
+            return self
+        scorer = AtsScorer(self.encoder, mode=self.mode, input_rate=input_rate,  # type: ignore[arg-type]
+                           batch_size=self.batch_size)
+        scorer._text = self._text
+        return scorer
+
     @property
     def assumed_rate(self) -> int:
         """The rate the estimates are taken to have when resampling them to CLAP's rate."""

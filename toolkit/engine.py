@@ -8,7 +8,8 @@ through the same chunks in bounded memory). They take the same steps in the same
 
 - batches of equal-length clips; one text embedding per distinct query, cached for the separator's life;
 - device auto-selection (CUDA, MPS, CPU) and optional bf16/fp16 autocast;
-- 16 kHz <-> model-rate resampling: soxr HQ (librosa's and AudioSep's resampler) on the CPU in the
+- data-rate <-> model-rate resampling (data: 16 kHz; AudioSep's benchmarks, `dcase9.data.benchmarks`:
+  32 kHz, each clip whole): soxr HQ (librosa's and AudioSep's resampler) on the CPU in the
   reading and writing threads, so the device never waits for it; or julius on the device
   (`resampler`); the choice is part of the run's identity;
 - inputs longer than the model's segment are cut into overlapping chunks that are cross-faded
@@ -529,7 +530,8 @@ class Separator:
     # -- over a data set's folder ---------------------------------------------------------------
 
     def infer(self, dataset: DataSet, out_dir: str | Path, **changes: Any) -> RunResult:
-        """Separate every mixture of `dataset` into `out_dir/<id>.wav` at 16 kHz (`dcase9 infer`).
+        """Separate every mixture of `dataset` into `out_dir/<id>.wav` at its rate (16 kHz; AudioSep's benchmarks
+        32 kHz) (`dcase9 infer`).
 
         Existing outputs of the same identity are resumed (see `dcase9.outputs`); mixtures that
         cannot be separated are left out and listed in `RunResult.problems`. `changes` override
@@ -550,6 +552,8 @@ class Separator:
         # 16-bit outputs are other files than float ones: a folder holds one kind (float folders keep the
         # identity they always had, so they resume)
         identity = {**self.identity, "subtype": "PCM_16"} if options.pcm16 else self.identity
+        if self.model.sample_rate != dataset.sample_rate and "resampler" not in identity:  # a 16 kHz system on 32 kHz data
+            identity = {**identity, "resampler": options.resampler}
         folder = OutputFolder(out_dir, "infer", dataset, identity, overwrite=options.overwrite,
                               outputs_of=lambda output_id: [estimate_path(out_dir, output_id)])
         with folder:
@@ -561,12 +565,16 @@ class Separator:
         out_dir = folder.root
         skipped = len(mixtures) - len(todo)
         rate = self.model.sample_rate
+        data_rate = dataset.sample_rate  # 16 kHz; AudioSep's benchmarks 32 kHz
+        # AudioSep's evaluators run each benchmark clip whole: so does the engine, unless --segment says otherwise.
+        whole = dataset.kind.is_benchmark and options.segment_seconds is None
         manifest: dict[str, Any] = {
             "status": "running",
             "planned": len(mixtures),
             "settings": {**asdict(options), "batch_size": self.batch_size, "device": str(self.device),
-                         "segment_samples": self.segment, "model_sample_rate": rate,
-                         "resampler": options.resampler if rate != SAMPLE_RATE else None, **self.settings},
+                         "segment_samples": None if whole else self.segment, "model_sample_rate": rate,
+                         "data_sample_rate": data_rate, "resampler": options.resampler if rate != data_rate else None,
+                         **self.settings},
             "versions": environment_versions(),
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
@@ -578,12 +586,13 @@ class Separator:
             item = loader.load_or_fail(spec)
             if isinstance(item, LoadFailure):
                 return item
-            if item.mixture.shape[-1] < MIN_AUDIO_SECONDS * SAMPLE_RATE:
+            if item.mixture.shape[-1] < MIN_AUDIO_SECONDS * data_rate:
                 where = dataset.files_of(spec)[0] if dataset.kind is not SetKind.VALIDATION else dataset.csv_path
                 return LoadFailure(spec, DataError(f"{item.mixture.shape[-1]} samples: shorter than "
                                                    f"{MIN_AUDIO_SECONDS:g} s, too short to separate", file=where,
                                                    row=spec.row if dataset.kind is SetKind.VALIDATION else None))
-            mixture, reference = self._prepare(item.mixture, item.reference if self.needs_reference else None)
+            mixture, reference = self._prepare(item.mixture, item.reference if self.needs_reference else None,
+                                               data_rate)
             return _Loaded(item, mixture, reference)
 
         written_ids: list[str] = []
@@ -597,8 +606,9 @@ class Separator:
 
         def write(output_id: str, estimate: np.ndarray, length: int) -> None:  # on a writing thread
             path = estimate_path(out_dir, output_id)
-            write_wav(path, self._finish(estimate, length), SAMPLE_RATE, subtype,
-                      before_replace=lambda written: folder.record_file(output_id, path, written, length))
+            write_wav(path, self._finish(estimate, length, data_rate), data_rate, subtype,
+                      before_replace=lambda written: folder.record_file(output_id, path, written, length,
+                                                                            rate=data_rate))
 
         def usable(results: Iterator[_Loaded | LoadFailure]) -> Iterator[_Loaded]:
             for result in results:
@@ -619,7 +629,7 @@ class Separator:
                 for batch in _batches(usable(ordered_map(load, todo, workers=workers)), self.batch_size):
                     references = [loaded.reference for loaded in batch] if self.needs_reference else None
                     estimates = self._separate([loaded.mixture for loaded in batch], references,  # type: ignore[arg-type]
-                                               [loaded.item.spec.query for loaded in batch])
+                                               [loaded.item.spec.query for loaded in batch], data_rate, whole)
                     for loaded, estimate in zip(batch, estimates):
                         item = loaded.item
                         bad = non_finite_count(estimate)
@@ -630,7 +640,7 @@ class Separator:
                             continue
                         pending.append(writer.submit(write, item.spec.id, estimate, item.mixture.shape[-1]))
                         written_ids.append(item.spec.id)
-                        audio_seconds += item.mixture.shape[-1] / SAMPLE_RATE
+                        audio_seconds += item.mixture.shape[-1] / data_rate
                     pending = _reap(pending)
                     # Estimates waiting for a writer stay in memory: when writing falls behind (a slow
                     # disk), the device waits here instead of piling them up.
@@ -676,17 +686,19 @@ class Separator:
                 resample_hq(reference, rate, model_rate) if reference is not None else None)
 
     def _separate(self, mixtures: list[np.ndarray], references: list[np.ndarray] | None,
-                  queries: Sequence[str] | torch.Tensor, rate: int = SAMPLE_RATE) -> list[np.ndarray]:
+                  queries: Sequence[str] | torch.Tensor, rate: int = SAMPLE_RATE, whole: bool = False) -> list[np.ndarray]:
         """One batch of equal-length prepared inputs; estimates at `rate` when julius resamples on the
-        device, else at the model's rate (`_finish` resamples them on a writing thread)."""
+        device, else at the model's rate (`_finish` resamples them on a writing thread). In chunks of this
+        separator's segment, or `whole` (AudioSep's benchmarks, as its evaluators run them)."""
         mixture = torch.from_numpy(np.stack(mixtures)).to(self.device)
         reference = torch.from_numpy(np.stack(references)).to(self.device) if references is not None else None
         estimate = self._separate_batch(mixture, reference, queries, rate,
-                                        resample_here=self.options.resampler == "julius")
+                                        resample_here=self.options.resampler == "julius", whole=whole)
         return list(estimate.float().cpu().numpy())
 
     def _separate_batch(self, mixture: torch.Tensor, reference: torch.Tensor | None,
-                        queries: Sequence[str] | torch.Tensor, rate: int, *, resample_here: bool) -> torch.Tensor:
+                        queries: Sequence[str] | torch.Tensor, rate: int, *, resample_here: bool,
+                        whole: bool = False) -> torch.Tensor:
         """A batch of equal-length inputs as tensors: at `rate` when `resample_here` (resampled to the
         model's rate and back on their device, with julius), else at the model's rate already."""
         device = self.device
@@ -704,7 +716,8 @@ class Separator:
                 chunk_ref = model_reference[:, start:end] if model_reference is not None else None
                 return self._run_chunk(model_mixture[:, start:end], conditions, chunk_ref)
 
-            estimate = separate_in_chunks(run, model_mixture.shape[-1], mixture.shape[0], self.segment,
+            estimate = separate_in_chunks(run, model_mixture.shape[-1], mixture.shape[0],
+                                          None if whole else self.segment,
                                           self.options.overlap, device)
             if resampling:
                 estimate = resample(estimate, model_rate, rate)[..., :mixture.shape[-1]]

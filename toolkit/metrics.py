@@ -6,6 +6,11 @@
   the projection's numerator and denominator and to both energies, and does NOT remove the mean.
 - SDRi = SDR(reference, estimate) - SDR(reference, mixture).
 
+AudioSep's benchmark evaluators (`evaluation/evaluate_*.py`, through its `utils.py`) define SDR and
+SI-SDR by the same formulas (the same floors and eps, float32 references), so these functions serve
+both; its VGGSound evaluator adds SI-SDRi = SI-SDR(reference, estimate) - SI-SDR(reference, mixture),
+registered here for the benchmarks only (`Metric.benchmarks_only`): the Task 9 reports keep their columns.
+
 Everything is vectorised over a batch (last axis = time) in float64 on the tensors' device. The
 evaluator itself computes in float32; its sums carry round-off of order 1e-5 dB per clip, which
 float64 avoids (well below the three decimals the challenge reports).
@@ -116,6 +121,7 @@ class Metric:
     # powers at 1e-10, so audio within +-1000 of full scale stays within +-200 dB (SDRi +-400);
     # anything past +-1000 dB is a damaged or hand-edited file, not a score.
     plausible: tuple[float, float] = (-1000.0, 1000.0)
+    benchmarks_only: bool = False  # scored on AudioSep's benchmarks only (SI-SDRi), not on the Task 9 sets
 
     @property
     def needs_reference(self) -> bool:
@@ -145,9 +151,10 @@ def registered_metrics() -> list[Metric]:
     return list(_REGISTRY.values())
 
 
-def reference_metrics() -> list[Metric]:
-    """The registered metrics `score` computes from references."""
-    return [m for m in _REGISTRY.values() if m.compute is not None]
+def reference_metrics(benchmarks: bool = False) -> list[Metric]:
+    """The registered metrics `score` computes from references (with `benchmarks`: on AudioSep's benchmarks,
+    whose reports add the metrics registered for them)."""
+    return [m for m in _REGISTRY.values() if m.compute is not None and (benchmarks or not m.benchmarks_only)]
 
 
 def describe_metric(name: str) -> Metric:
@@ -164,15 +171,19 @@ def shown_metrics(names: Sequence[str]) -> list[str]:
 
 
 def compute_reference_metrics(reference: torch.Tensor, estimate: torch.Tensor,
-                              mixture: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Every registered reference-based metric of a batch, by name. The official four share their
-    terms (`separation_metrics`: each SDR computed once, not twice), which gives the values each
-    one's `compute` gives alone, to the bit; a metric registered later runs its own `compute`."""
+                              mixture: torch.Tensor, benchmarks: bool = False) -> dict[str, torch.Tensor]:
+    """Every registered reference-based metric of a batch, by name (`benchmarks`: see `reference_metrics`).
+    The official four share their terms (`separation_metrics`: each SDR computed once, not twice), which
+    gives the values each one's `compute` gives alone, to the bit; a metric registered later runs its own
+    `compute`."""
     shared = separation_metrics(reference, estimate, mixture)
     values = {}
-    for metric in reference_metrics():
+    for metric in reference_metrics(benchmarks):
         assert metric.compute is not None
         official = _OFFICIAL_COMPUTE.get(metric.name)
+        if metric.name == "sisdri" and metric.compute is official:
+            values[metric.name] = shared["sisdr"] - sisdr(reference, mixture)
+            continue
         values[metric.name] = shared[metric.name] if metric.compute is official else metric.compute(
             reference, estimate, mixture)
     return values
@@ -183,10 +194,12 @@ _OFFICIAL_COMPUTE: dict[str, ReferenceMetric] = {
     "sdri": sdri,
     "sisdr": lambda reference, estimate, mixture: sisdr(reference, estimate),
     "input_sdr": lambda reference, estimate, mixture: sdr(reference, mixture),
+    "sisdri": lambda reference, estimate, mixture: sisdr(reference, estimate) - sisdr(reference, mixture),
 }
 register_metric(Metric("sdr", "SDR", _OFFICIAL_COMPUTE["sdr"]))
 register_metric(Metric("sdri", "SDRi", _OFFICIAL_COMPUTE["sdri"]))
 register_metric(Metric("sisdr", "SI-SDR", _OFFICIAL_COMPUTE["sisdr"]))
 register_metric(Metric("input_sdr", "input SDR", _OFFICIAL_COMPUTE["input_sdr"], shown=False))
+register_metric(Metric("sisdri", "SI-SDRi", _OFFICIAL_COMPUTE["sisdri"], benchmarks_only=True))
 register_metric(Metric("ats", "ATS", None, unit="", page_decimals=3, tie_margin=0.01,
                        plausible=(-1.001, 1.001)))  # a cosine similarity, with float32 round-off  # dcase9.ats.AtsScorer

@@ -23,7 +23,8 @@ written over: the run is refused before anything is touched (exit 2, naming it),
 moves it away. A symbolic link at an output's name is replaced (its target is left alone).
 
 On a re-run an existing output is kept only when its ledger record's source equals the current
-one, its files are vouched for, and each reads as 16 kHz mono with the recorded number of samples.
+one, its files are vouched for, and each reads as mono at the data set's rate (16 kHz; AudioSep's benchmarks
+32 kHz) with the recorded number of samples.
 Every other output of the planned mixtures is stale (edited query, replaced input) and is deleted
 before the run starts, then computed again, so the folder never holds an output that does not
 match the manifest, even after an interruption. Inputs are identified by size and modification
@@ -55,7 +56,6 @@ from typing import Any
 
 import soundfile as sf
 
-from dcase9.audio import SAMPLE_RATE
 from dcase9.data.formats import DataSet, MixtureSpec, SetKind, is_safe_name, output_name_too_long
 from dcase9.errors import Dcase9Error, DataError
 from dcase9.files import (JsonlAppender, colliding_names, exclusive_lock, name_collision, names_collide_on_disk,
@@ -459,7 +459,7 @@ class OutputFolder:
             pending[self._name(path)] = identity
             entry = {"id": output_id, "run": self.run_key, "source": self.sources[output_id], "files": dict(pending),
                      "samples": samples}
-            if (rate, channels) != (SAMPLE_RATE, 1):  # 16 kHz mono: what every infer and mix output is
+            if (rate, channels) != (SAMPLE_RATE, 1):  # 16 kHz mono: what infer and mix write for DCASE sets
                 entry.update(rate=rate, channels=channels)
             self._appender.append([entry])
             self.records[output_id] = entry

@@ -6,9 +6,16 @@ Outputs (in the report folder):
 - `summary.json`: means as the challenge computes them (plain mean over all clips), medians, and
   a breakdown by input-SNR bins, plus every estimate problem found, the system's run identity and
   the absolute paths of the data set and the estimates (which `dcase9 report` reads);
-- `sdri_vs_snr.png`: SDRi against input SNR.
+- `sdri_vs_snr.png`: SDRi against input SNR (validation sets).
 Reference-based metrics come from the registry of `dcase9.metrics` (`register_metric`); metrics that
 need a model (ATS) are given as `extra_metrics` scorers.
+
+AudioSep's benchmarks (`dcase9.data.benchmarks`) are scored as its evaluators score them: at 32 kHz, SDR,
+SDRi, SI-SDR and SI-SDRi per clip (`per_clip.csv`: id, file, reference, caption, class), and in
+summary.json a `benchmark` section with the number AudioSep's benchmark.py prints for SDRi and SI-SDR
+(its aggregate: AudioSet the mean of per-class medians, MUSIC the mean of per-instrument means, the
+others the mean over clips), per class values where there are classes, and the published numbers'
+place (`dcase9 suite` fills them in).
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from dcase9.audio import SAMPLE_RATE, read_failure
+from dcase9.audio import read_failure, resampled_length
+from dcase9.data.benchmarks import benchmark_aggregate, class_values
 from dcase9.data.formats import DataSet, MixtureSpec, open_dataset
 from dcase9.data.items import ItemLoader, LoadFailure, ordered_map
 from dcase9.devices import resolve_device
@@ -125,8 +133,8 @@ def check_estimates(dataset: DataSet, estimates_dir: Path, specs: Sequence[Mixtu
             problems.append(EstimateProblem(spec.id, "unreadable", f"{path.name}: unreadable ({exc})"))
             continue
         bad = []
-        if info.samplerate != SAMPLE_RATE:
-            bad.append(("wrong-rate", f"{path.name}: {info.samplerate} Hz, expected {SAMPLE_RATE}"))
+        if info.samplerate != dataset.sample_rate:
+            bad.append(("wrong-rate", f"{path.name}: {info.samplerate} Hz, expected {dataset.sample_rate}"))
         if info.channels != 1:
             bad.append(("wrong-channels", f"{path.name}: {info.channels} channels, expected mono"))
         if lengths is not None and spec.id in lengths and info.frames != lengths[spec.id]:
@@ -137,11 +145,13 @@ def check_estimates(dataset: DataSet, estimates_dir: Path, specs: Sequence[Mixtu
     return usable, problems
 
 
-def metric_columns(has_references: bool, extra_metrics: Mapping[str, Any]) -> tuple[str, ...]:
+def metric_columns(has_references: bool, extra_metrics: Mapping[str, Any], benchmarks: bool = False) -> tuple[str, ...]:
     """The metrics a report holds, in the registry's order: the reference-based ones (when there are
-    references) and the scorers given; scorers under unregistered names come last."""
+    references; on AudioSep's benchmarks also those registered for them) and the scorers given; scorers
+    under unregistered names come last."""
     registered = [m.name for m in registered_metrics()
-                  if (m.compute is not None and has_references) or m.name in extra_metrics]
+                  if (m.compute is not None and has_references and (benchmarks or not m.benchmarks_only))
+                  or m.name in extra_metrics]
     return tuple(registered + [name for name in extra_metrics if name not in registered])
 
 
@@ -153,7 +163,9 @@ def score_estimates(data: str | Path | DataSet, estimates_dir: str | Path, out_d
     `workers`: reading threads (None: the device's default, as `infer`: `resolve_workers`)."""
     dataset = open_dataset(data)
     estimates_dir = Path(estimates_dir)
-    extra_metrics = extra_metrics or {}
+    # A scorer that reads audio at a given rate (ATS) hears the estimates at this set's rate.
+    extra_metrics = {name: metric.at_rate(dataset.sample_rate) if hasattr(metric, "at_rate") else metric
+                     for name, metric in (extra_metrics or {}).items()}
     if batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
     if out_dir is not None:
@@ -172,7 +184,9 @@ def score_estimates(data: str | Path | DataSet, estimates_dir: str | Path, out_d
     def mixture_length(spec: MixtureSpec) -> int | EstimateProblem:
         path = dataset.files_of(spec)[0]
         try:
-            return sf.info(str(path)).frames
+            info = sf.info(str(path))
+            # As read: a benchmark file at another rate is resampled to the set's rate (librosa.load's way).
+            return resampled_length(info.frames, info.samplerate, dataset.sample_rate)
         except (sf.LibsndfileError, RuntimeError, OSError) as exc:
             return EstimateProblem(spec.id, "unusable-input",
                                    f"{spec.id}: cannot be scored: {path}: {read_failure(path, exc)}")
@@ -187,7 +201,8 @@ def score_estimates(data: str | Path | DataSet, estimates_dir: str | Path, out_d
     usable, problems = check_estimates(dataset, estimates_dir, [s for s in specs if s.id in lengths], lengths)
     problems = unusable + problems
     scored_specs = [s for s in specs if s.id in usable]
-    metrics = metric_columns(dataset.has_references, extra_metrics)
+    benchmarks = dataset.kind.is_benchmark
+    metrics = metric_columns(dataset.has_references, extra_metrics, benchmarks)
 
     def load(spec: MixtureSpec) -> tuple[MixtureSpec, np.ndarray, np.ndarray | None, np.ndarray] | EstimateProblem:
         item = loader.load_or_fail(spec)
@@ -213,12 +228,12 @@ def score_estimates(data: str | Path | DataSet, estimates_dir: str | Path, out_d
                 continue
             batch.append(loaded)
             if len(batch) >= batch_size:
-                rows += _finite_rows(_score_batch(batch, torch_device, extra_metrics), problems)
+                rows += _finite_rows(_score_batch(batch, torch_device, extra_metrics, benchmarks), problems)
                 batch = []
             if bar is not None and task is not None:
                 bar.update(task, advance=1)
         if batch:
-            rows += _finite_rows(_score_batch(batch, torch_device, extra_metrics), problems)
+            rows += _finite_rows(_score_batch(batch, torch_device, extra_metrics, benchmarks), problems)
     settings = {name: metric.settings() for name, metric in extra_metrics.items() if hasattr(metric, "settings")}
     report = ScoreReport(dataset, estimates_dir, rows, problems, metrics, metric_settings=settings)
     report.summary = _summary_document(report)
@@ -228,7 +243,8 @@ def score_estimates(data: str | Path | DataSet, estimates_dir: str | Path, out_d
 
 
 def _score_batch(batch: Sequence[tuple[MixtureSpec, np.ndarray, np.ndarray | None, np.ndarray]],
-                 device: torch.device, extra_metrics: dict[str, ExtraMetric]) -> list[dict[str, Any]]:
+                 device: torch.device, extra_metrics: dict[str, ExtraMetric],
+                 benchmarks: bool = False) -> list[dict[str, Any]]:
     values: dict[str, list[float]] = {}
     # Clips of different lengths are scored in groups of equal length (a real set may mix them).
     by_length: dict[int, list[int]] = {}
@@ -241,7 +257,7 @@ def _score_batch(batch: Sequence[tuple[MixtureSpec, np.ndarray, np.ndarray | Non
             # so the values are the same to the bit); moved as float32, widened on the device.
             ref, est, mix = (torch.from_numpy(np.stack([batch[i][k] for i in indices])).to(device).double()  # type: ignore[misc]
                              for k in (2, 3, 1))
-            for name, computed in compute_reference_metrics(ref, est, mix).items():
+            for name, computed in compute_reference_metrics(ref, est, mix, benchmarks).items():
                 for i, value in zip(indices, computed.cpu().tolist()):
                     per_clip[i][name] = value
     for name, metric in extra_metrics.items():
@@ -251,7 +267,8 @@ def _score_batch(batch: Sequence[tuple[MixtureSpec, np.ndarray, np.ndarray | Non
     rows = []
     for (spec, _, _, _), clip in zip(batch, per_clip):
         rows.append({"id": spec.id, "source": spec.source, "noise": spec.noise, "snr": spec.snr,
-                     "file": spec.file, "caption": spec.query, **clip})
+                     "file": spec.file, "reference": spec.reference, "class": spec.group, "caption": spec.query,
+                     **clip})
     return rows
 
 
@@ -284,7 +301,7 @@ def _summary_document(report: ScoreReport) -> dict[str, Any]:
         by_kind.setdefault(problem.kind, []).append(problem.id)
     return {
         "dataset": {"root": str(ds.root), "kind": ds.kind.value, "csv": str(ds.csv_path),
-                    "mixtures": len(ds.mixtures)},
+                    "mixtures": len(ds.mixtures), **({"query": ds.query_column} if ds.kind.is_benchmark else {})},
         "estimates": str(report.estimates_dir),
         # Absolute locations, so that `dcase9 report` finds the audio from any working folder.
         "paths": {"data": str(ds.root.resolve()), "csv": str(ds.csv_path.resolve()),
@@ -296,7 +313,36 @@ def _summary_document(report: ScoreReport) -> dict[str, Any]:
         "metrics": list(report.metrics),
         "metric_settings": report.metric_settings,
         **summarise(report.rows, report.metrics),
+        **({"benchmark": benchmark_summary(report)} if ds.kind.is_benchmark else {}),
     }
+
+
+def benchmark_summary(report: ScoreReport) -> dict[str, Any]:
+    """What AudioSep's benchmark.py prints for the scored clips: its aggregate of SDRi and SI-SDR (and of
+    SI-SDRi, which its evaluators compute but do not print), with per-class values where it aggregates
+    over classes. On a complete report these are its numbers; on an incomplete one, those of the clips
+    scored (`complete` says which)."""
+    ds = report.dataset
+    benchmark = ds.kind.benchmark
+    assert benchmark is not None
+    groups = [row["class"] for row in report.rows]
+    aggregate = {m: benchmark_aggregate(benchmark, [row[m] for row in report.rows], groups)
+                 for m in ("sdri", "sisdr", "sisdri") if m in report.metrics}
+    summary: dict[str, Any] = {
+        "name": benchmark.name, "title": benchmark.title, "query": ds.query_column, "aggregate": benchmark.aggregate,
+        "sample_rate": ds.sample_rate, "clips": len(report.rows), "complete": report.complete, **aggregate,
+        "printed": f"{benchmark.title} Avg SDRi: {_audiosep_number(aggregate.get('sdri'))}, "
+                   f"SISDR: {_audiosep_number(aggregate.get('sisdr'))}",
+    }
+    if benchmark.group_by is not None:
+        summary["classes"] = {m: class_values(benchmark, [row[m] for row in report.rows], groups)
+                              for m in ("sdri", "sisdr") if m in report.metrics}
+    return summary
+
+
+def _audiosep_number(value: float | None) -> str:
+    """As benchmark.py formats it ("{:.3f}"; nan where there is no number)."""
+    return "nan" if value is None else f"{value:.3f}"
 
 
 REPORT_FILES = ("per_clip.csv", "summary.json", "sdri_vs_snr.png")
@@ -311,7 +357,12 @@ def write_report(report: ScoreReport, out_dir: Path) -> dict[str, Path]:
 
 
 def _write_report_files(report: ScoreReport, out_dir: Path) -> dict[str, Path]:
-    columns = ["id", "source", "noise", "snr", "caption"] if report.dataset.has_references else ["id", "file", "caption"]
+    if report.dataset.kind.is_benchmark:
+        columns = ["id", "file", "reference", "caption"] + (["class"] if report.dataset.kind.benchmark.group_by else [])  # type: ignore[union-attr]
+    elif report.dataset.has_references:
+        columns = ["id", "source", "noise", "snr", "caption"]
+    else:
+        columns = ["id", "file", "caption"]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns + list(report.metrics))
@@ -321,7 +372,7 @@ def _write_report_files(report: ScoreReport, out_dir: Path) -> dict[str, Path]:
     write_text_atomic(paths["per_clip"], buffer.getvalue())
     write_text_atomic(paths["summary"], json.dumps(finite_or_none(report.summary), indent=2, ensure_ascii=False,
                                               allow_nan=False) + "\n")
-    if report.rows and "sdri" in report.metrics:
+    if report.rows and "sdri" in report.metrics and all(row.get("snr") is not None for row in report.rows):
         paths["plot"] = out_dir / "sdri_vs_snr.png"
         plot_sdri_vs_snr(report.rows, paths["plot"])
     return paths

@@ -19,6 +19,7 @@ from dcase9.cli import demo as _demo  # noqa: F401,E402  demo
 from dcase9.cli import train as _train  # noqa: F401,E402  train
 from dcase9.cli import info as _info  # noqa: F401,E402  env
 from dcase9.cli import export as _export  # noqa: F401,E402  export
+from dcase9.cli import suite as _suite  # noqa: F401,E402  suite
 
 
 def main() -> None:

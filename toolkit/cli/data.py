@@ -9,9 +9,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from dcase9.cli._common import RESUMES, CsvOpt, KindOpt, app, console, friendly_errors, print_left_out
+from dcase9.cli._common import RESUMES, CsvOpt, KindOpt, QueryOpt, app, console, friendly_errors, print_left_out
 
-DataArg = Annotated[Path, typer.Argument(help="Evaluation-set folder (or its CSV file).", show_default=False)]
+DataArg = Annotated[Path, typer.Argument(help="Evaluation-set folder (or its CSV file); for AudioSep's benchmarks "
+                                              "EVALUATION_DIR/data/<name>.", show_default=False)]
 
 
 @app.command()
@@ -20,17 +21,20 @@ def validate(
     data: DataArg,
     kind: KindOpt = None,
     csv: CsvOpt = None,
+    query: QueryOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report for scripts.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")] = False,
     no_audio: Annotated[bool, typer.Option("--no-audio", help="Check the metadata only.")] = False,
-    seconds: Annotated[float, typer.Option(help="Expected clip duration; 0 to skip the check.")] = 10.0,
+    seconds: Annotated[float, typer.Option(help="Expected clip duration; 0 to skip the check (AudioSep's benchmarks "
+                                                "have none: their mixtures and references must match instead).")] = 10.0,
     show: Annotated[int, typer.Option(help="How many individual problems to list (0: all).")] = 30,
 ) -> None:
     """Check an evaluation-set folder; exit 0 only when it is usable.
 
-    Detects the kind (validation, eval-synth, eval-real) and reports every problem with its file,
-    row and field: missing or unreadable audio, wrong rate/channels/duration, NaN or silent audio,
-    empty or non-text captions, duplicate rows, unknown clips, bad SNRs, unsafe names, unknown columns.
+    Detects the kind (validation, eval-synth, eval-real, or one of AudioSep's six benchmarks in its
+    layout) and reports every problem with its file, row and field: missing or unreadable audio, wrong
+    rate/channels/duration, NaN or silent audio, empty or non-text captions, duplicate rows, unknown
+    clips, bad SNRs, unsafe names, unknown columns.
     """
     from dcase9.api import validate as run_validate
     from dcase9.errors import ConfigError
@@ -38,14 +42,17 @@ def validate(
     if seconds < 0 or show < 0:
         raise ConfigError("--seconds and --show must not be negative")
     report = run_validate(data, kind=kind, csv_path=csv, check_audio=not no_audio,
-                          expected_seconds=seconds or None)
+                          expected_seconds=seconds or None, query=query)
     usable = report.usable_strictly if strict else report.usable
     if as_json:
         typer.echo(json.dumps(report.to_json(strict), indent=2, ensure_ascii=False))
         raise typer.Exit(0 if usable else 1)
     ds = report.dataset
     if ds is not None:
-        console.print(f"[bold]{ds.kind.value}[/] set in {ds.root}: {len(ds.mixtures)} mixtures, "
+        benchmark = ds.kind.benchmark
+        what = f"{benchmark.title}[/] benchmark (AudioSep's, {ds.sample_rate // 1000} kHz)" if benchmark is not None \
+            else f"{ds.kind.value}[/] set"
+        console.print(f"[bold]{what} in {ds.root}: {len(ds.mixtures)} mixtures, "
                       f"CSV {ds.csv_path.name} (columns: "
                       + ", ".join(f"{role}='{name}'" for role, name in ds.columns.items())
                       + f"), audio in {ds.audio_dir}, {report.files_checked} audio files checked")
@@ -107,7 +114,8 @@ def demo_data(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     force: Annotated[bool, typer.Option(help="Replace files in OUT that differ from what would be written.")] = False,
 ) -> None:
-    """Synthesise the small demo data set in the official layouts (no download).
+    """Synthesise the small demo data set in the official layouts (no download), and AudioSep's six LASS
+    benchmarks in its layout under OUT/evaluation (a few 2 s clips each: `dcase9 suite OUT/evaluation`).
 
     Files already in OUT with the same content are left alone; if any differs (edited, or made with
     other options) nothing is written and the command refuses (exit 2), unless --force.

@@ -9,8 +9,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from dcase9.cli._common import (RESUMES, CsvOpt, KindOpt, app, console, friendly_errors, parse_weight_options,
-                                print_left_out, system_settings, tune_process)
+from dcase9.cli._common import (RESUMES, CsvOpt, KindOpt, QueryOpt, app, console, friendly_errors,
+                                parse_weight_options, print_left_out, system_settings, tune_process)
 
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps.")]
 
@@ -32,16 +32,38 @@ def list_systems_command() -> None:
         names = spec.name + (f" ({', '.join(spec.aliases)})" if spec.aliases else "")
         table.add_row(names, f"{spec.title}\n[dim]{spec.summary}[/]", f"{spec.sample_rate // 1000} kHz", needs, published)
     console.print(table)
+    print_published_benchmarks(list_systems())
+
+
+def print_published_benchmarks(specs: Any) -> None:
+    """The numbers published on AudioSep's six LASS benchmarks, per system that has them (`dcase9 suite`)."""
+    from dcase9.data.benchmarks import BENCHMARKS
+
+    with_numbers = [spec for spec in specs if spec.published_benchmarks]
+    if not with_numbers:
+        return
+    table = Table(title="AudioSep's LASS benchmarks: published SDRi / SI-SDR in dB (run them with `dcase9 suite`)")
+    table.add_column("name")
+    for benchmark in BENCHMARKS:
+        table.add_column(benchmark.title, justify="right")
+    table.add_column("source")
+    for spec in with_numbers:
+        numbers = {p.benchmark: f"{p.sdri:.3f} / {p.sisdr:.3f}" for p in spec.published_benchmarks}
+        table.add_row(spec.name, *[numbers.get(b.name, "-") for b in BENCHMARKS],
+                      "; ".join(sorted({p.source for p in spec.published_benchmarks})))
+    console.print(table)
 
 
 @app.command()
 @friendly_errors(on_interrupt=RESUMES)
 def infer(
     system: Annotated[str, typer.Option("--system", "-s", help="System name (see `dcase9 systems`).")],
-    data: Annotated[Path, typer.Option("--data", "-d", help="Evaluation-set folder.")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="Evaluation-set folder (AudioSep's benchmarks: "
+                                                             "EVALUATION_DIR/data/<name>).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the <id>.wav estimates.")],
     kind: KindOpt = None,
     csv: CsvOpt = None,
+    query: QueryOpt = None,
     checkpoint: Annotated[Optional[str], typer.Option(
         help="Use this checkpoint instead of the registry's: a file, a folder of `dcase9 export`, or one on the "
              "Hugging Face Hub (hf://owner/name[@revision]). One of `dcase9 train` or `dcase9 export` brings its "
@@ -75,14 +97,18 @@ def infer(
                           "the default path, plus a compilation of half a minute or more (seconds once cached); "
                           "not measured on GPUs (BENCHMARKS.md).")] = False,
 ) -> None:
-    """Separate every mixture of an evaluation set with a system; resumable (finished outputs are kept)."""
+    """Separate every mixture of an evaluation set with a system; resumable (finished outputs are kept).
+
+    On AudioSep's benchmarks the audio is read at 32 kHz, as its evaluators read it; a system at another rate
+    gets it through the resampler and its estimates are brought back to 32 kHz; each clip runs whole unless
+    --segment is given."""
     from dcase9.systems import get_system
     from dcase9.api import infer as run_infer
     from dcase9.data.formats import open_dataset
 
     get_system(system)  # a typo in the name is reported before any data is read
     tune_process()
-    result = run_infer(system, open_dataset(data, kind, csv), out, checkpoint=checkpoint,
+    result = run_infer(system, open_dataset(data, kind, csv, query=query), out, checkpoint=checkpoint,
                        weights=parse_weight_options(weight),
                        system_options=system_settings(system_config, set_values), device=device,
                        precision=precision, batch_size=batch_size, segment=segment, overlap=overlap,
@@ -133,11 +159,13 @@ def download(
 @app.command()
 @friendly_errors
 def score(
-    data: Annotated[Path, typer.Option("--data", "-d", help="Evaluation-set folder.")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="Evaluation-set folder (AudioSep's benchmarks: "
+                                                             "EVALUATION_DIR/data/<name>).")],
     estimates: Annotated[Path, typer.Option("--estimates", "-e", help="Folder of <id>.wav estimates.")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report folder (CSV, JSON, PNG).")] = None,
     kind: KindOpt = None,
     csv: CsvOpt = None,
+    query: QueryOpt = None,
     ats: Annotated[bool, typer.Option("--ats", help="Add ATS (CLAP audio-text similarity; no reference needed).")] = False,
     ats_checkpoint: Annotated[Optional[str], typer.Option(
         help="CLAP weights for ATS: a laion .pt, a baseline/AudioSep .ckpt, or a folder of `dcase9 export` (a "
@@ -154,7 +182,8 @@ def score(
         help="Audio reading threads (default: 2 on the CPU, half the cores up to 8 next to a GPU).")] = None,
 ) -> None:
     """Score estimates: official metrics (SDR, SDRi, SI-SDR) against the validation references,
-    and with --ats the reference-free ATS (the only score on evaluation sets).
+    and with --ats the reference-free ATS (the only score on evaluation sets). On AudioSep's benchmarks:
+    at 32 kHz, with SI-SDRi, and the number its benchmark.py prints (its aggregate of SDRi and SI-SDR).
 
     Exit 1 when estimates are missing, extra or malformed (the scores of the valid ones are still
     written).
@@ -167,7 +196,7 @@ def score(
 
     if ats_mode not in ATS_MODES:
         raise ConfigError(f"--ats-mode must be one of {', '.join(ATS_MODES)}")
-    dataset = open_dataset(data, kind, csv)
+    dataset = open_dataset(data, kind, csv, query=query)
     tune_process()
     scorer = None
     if ats:
@@ -176,6 +205,7 @@ def score(
                                  clap=clap, offline=offline, trust_checkpoint=trust_checkpoint, device=device)
     report = run_score(dataset, estimates, out, device=device, batch_size=batch_size, ats=scorer, workers=workers)
     print_score_summary(report.summary)
+    print_benchmark_line(report.summary)
     if report.problems:
         print_score_problems(report.problems, estimates)
     if out is not None:
@@ -227,6 +257,16 @@ def print_score_summary(summary: dict[str, Any]) -> None:
         for b in bins:
             by_snr.add_row(b["bin"], str(b["n"]), *[_fmt(b["mean"][m]) for m in metrics])
         console.print(by_snr)
+
+
+def print_benchmark_line(summary: dict[str, Any]) -> None:
+    """A benchmark's number as AudioSep's benchmark.py prints it."""
+    benchmark = summary.get("benchmark")
+    if not isinstance(benchmark, dict):
+        return
+    partial = "" if benchmark.get("complete") else " [yellow](of the clips scored: incomplete)[/]"
+    console.print(f"AudioSep's benchmark.py ({benchmark['aggregate']}): [bold]{benchmark['printed']}[/]{partial}",
+                  highlight=False)
 
 
 def _fmt(value: float | None) -> str:

@@ -11,7 +11,10 @@ Layouts written by `make_demo`:
 - `eval-synth/`: `lass_evaluation_synth/<name>.wav` mixtures + `lass_synthetic_evaluation.csv` (file_name,query);
 - `eval-real/`: `lass_evaluation_real/<name>.wav` + `lass_real_evaluation.csv` (file_name,query), two
   queries per recording as in the real set;
-- `train/`: clips + `train.json` in the baseline's training format `{"data": [{"wav", "caption"}]}`.
+- `train/`: clips + `train.json` in the baseline's training format `{"data": [{"wav", "caption"}]}`;
+- `evaluation/`: AudioSep's six LASS benchmarks in its layout (`metadata/<name>_eval.csv`,
+  `metadata/class_labels_indices.csv`, `data/<name>/...`), a few 2 s clips each at 32 kHz: its published
+  headers and file naming, with our synthetic sounds (`make_benchmarks`).
 
 Every file is made in memory first. A file already there with the same bytes is left untouched
 (so its modification time, which `infer` uses to tell whether an estimate is current, stays); a
@@ -32,7 +35,9 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from dcase9.audio import SAMPLE_RATE, mix_at_snr
+from dcase9.audio import SAMPLE_RATE, mix_at_snr, resample_hq
+from dcase9.data.benchmarks import (AUDIOSET_LABELS_CSV, BENCHMARK_SAMPLE_RATE, DATA_DIR, METADATA_DIR,
+                                    MUSIC_CLASSES, get_benchmark)
 from dcase9.errors import Dcase9Error
 from dcase9.files import require_folder, write_bytes_atomic
 
@@ -202,10 +207,10 @@ class DemoFiles:
     def __init__(self) -> None:
         self.contents: dict[Path, bytes] = {}
 
-    def wav(self, path: Path, samples: np.ndarray) -> None:
+    def wav(self, path: Path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
         """16-bit PCM like the official clips."""
         buffer = io.BytesIO()
-        sf.write(buffer, np.asarray(samples, dtype=np.float32), SAMPLE_RATE, subtype="PCM_16", format="WAV")
+        sf.write(buffer, np.asarray(samples, dtype=np.float32), sample_rate, subtype="PCM_16", format="WAV")
         self.contents[path] = buffer.getvalue()
 
     def text(self, path: Path, text: str) -> None:
@@ -397,9 +402,157 @@ def _train(files: DemoFiles, out: Path, clips_per_class: int, seed: int) -> Path
     return out
 
 
+# -- AudioSep's benchmarks ---------------------------------------------------------------------
+
+BENCHMARK_DEMO_SECONDS = 2.0
+# Per demo class: an AudioSet-style label (AudioSet, AudioCaps' labels) and an ESC-50 / VGGSound-style name.
+_CLASS_LABELS = {"dog": ("Dog", "dog", "dog barking"), "birds": ("Bird", "chirping birds", "birds chirping tweeting"),
+                 "rain": ("Rain", "rain", "raining"), "siren": ("Siren", "siren", "ambulance siren"),
+                 "engine": ("Engine", "engine", "engine idling"), "bell": ("Bell", "church bells", "church bell ringing"),
+                 "footsteps": ("Walk, footsteps", "footsteps", "people marching"),
+                 "piano": ("Piano", "piano", "playing piano")}
+
+
+def _instrument(rng: Rng, index: int) -> np.ndarray:
+    """A melody with a timbre of its own per MUSIC class (harmonic weights, vibrato, attack)."""
+    out = np.zeros(N)
+    brightness, vibrato, attack = 0.4 + 0.15 * index, 0.004 * (index % 3), 0.005 + 0.02 * (index % 4)
+    base = 110 * 2 ** (index / 4)
+    beat = rng.uniform(0.35, 0.6)
+    for start in np.arange(0.05, SECONDS - 1.0, beat):
+        freq = base * 2 ** (rng.choice([0, 2, 4, 5, 7, 9]) / 12)
+        t = _t(int(beat * 1.1 * SAMPLE_RATE))
+        phase = 2 * np.pi * freq * (t + vibrato * np.sin(2 * np.pi * 5.5 * t) / (2 * np.pi * 5.5) * 2 * np.pi)
+        note = sum(np.sin(h * phase) * brightness ** (h - 1) for h in range(1, 10) if h * freq < 7500)
+        _place(out, note * np.minimum(1, t / attack) * np.exp(-t * 1.5), int(start * SAMPLE_RATE))
+    return _normalise(out, rng.uniform(0.5, 0.8))
+
+
+def _benchmark_clip(audio: np.ndarray) -> np.ndarray:
+    """The loudest BENCHMARK_DEMO_SECONDS of a 16 kHz clip, at 32 kHz (soxr HQ), as a 16-bit file holds it."""
+    length = int(BENCHMARK_DEMO_SECONDS * SAMPLE_RATE)
+    cumulative = np.concatenate([[0.0], np.cumsum(audio.astype(np.float64) ** 2)])
+    energy = cumulative[length:] - cumulative[:-length]  # of each window of `length` samples
+    start = int(np.argmax(energy[::800])) * 800
+    return _read_back(resample_hq(np.ascontiguousarray(audio[start:start + length], dtype=np.float32), SAMPLE_RATE,
+                                  BENCHMARK_SAMPLE_RATE))
+
+
+def _benchmark_pair(rng: Rng, target: np.ndarray, *noises: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mixture, reference) of a target against the sum of `noises` at a random SNR in -5..5 dB."""
+    noise = np.sum(noises, axis=0).astype(np.float32)
+    mixture, reference = mix_at_snr(target, noise, int(rng.integers(-5, 6)))
+    return _read_back(mixture), _read_back(reference)
+
+
+def make_benchmarks(out: Path, seed: int = 5, *, force: bool = False) -> Path:
+    """AudioSep's six benchmarks in its layout under `out` (`out/metadata`, `out/data/<name>`): 4 VGGSound
+    rows, 12 MUSIC rows (every instrument, its aggregate needs all ten, and two of them twice), 4 ESC-50 rows,
+    6 AudioSet clips (3, 2 and 1 of 3 classes of the demo's 8 labels), 4 AudioCaps rows, 4 Clotho rows; 2 s
+    at 32 kHz. Classes of unequal sizes tell the aggregates apart (a median from a mean, a mean over
+    classes from a mean over clips)."""
+    return _make(_benchmarks, out, seed, force=force)
+
+
+def _benchmarks(files: DemoFiles, out: Path, seed: int) -> Path:
+    metadata, data = out / METADATA_DIR, out / DATA_DIR
+    rng = np.random.default_rng([seed, 5000])
+    draws = iter(range(10_000))
+
+    def clip(class_index: int) -> np.ndarray:
+        sound = SOUND_CLASSES[class_index]
+        return _benchmark_clip(sound.synth(np.random.default_rng([seed, class_index, next(draws)])))
+
+    def pair_of_classes() -> tuple[int, int]:
+        first, second = rng.choice(len(SOUND_CLASSES), size=2, replace=False)
+        return int(first), int(second)
+
+    def wav(path: Path, samples: np.ndarray) -> None:
+        files.wav(path, samples, BENCHMARK_SAMPLE_RATE)
+
+    # VGGSound: data/{mix,s0,s1}_wav/<file_id>.wav; s0 is the target, queried by its label
+    rows = []
+    for k in range(4):
+        first, second = pair_of_classes()
+        source, noise = clip(first), clip(second)
+        mixture, reference = _benchmark_pair(rng, source, noise)
+        file_id = f"demo{first}{k:02d}xyz_{10 * k:06d}+++demo{second}{k:02d}abc_{20 * k:06d}"
+        paths = [f"data/{part}/{file_id}.wav" for part in ("mix_wav", "s0_wav", "s1_wav")]
+        for path, audio in zip(paths, (mixture, reference, _read_back(mixture - reference))):
+            wav(data / "vggsound" / path, audio)
+        rows.append([file_id, paths[0], paths[1], _CLASS_LABELS[SOUND_CLASSES[first].name][2], paths[2],
+                     _CLASS_LABELS[SOUND_CLASSES[second].name][2]])
+    files.text(metadata / get_benchmark("vggsound").csv_name, _csv_text(",".join(get_benchmark("vggsound").header), rows))
+
+    def indexed(name: str, count: int, row_of: Callable[[int], tuple[list[str], np.ndarray, np.ndarray]]) -> None:
+        """mixture-{idx}.wav and segment-{idx}.wav, as AudioSep names them, and the CSV rows."""
+        benchmark = get_benchmark(name)
+        records = []
+        for idx in range(count):
+            cells, mixture, reference = row_of(idx)
+            wav(data / name / f"mixture-{idx}.wav", mixture)
+            wav(data / name / f"segment-{idx}.wav", reference)
+            records.append([str(idx), *cells])
+        files.text(metadata / benchmark.csv_name, _csv_text(",".join(benchmark.header), records))
+
+    instruments = [*range(len(MUSIC_CLASSES)), 1, 2]  # violin and accordion twice
+
+    def music_row(idx: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+        instrument = instruments[idx]
+        other = (instrument + 1 + int(rng.integers(len(MUSIC_CLASSES) - 1))) % len(MUSIC_CLASSES)
+        source = _benchmark_clip(_instrument(np.random.default_rng([seed, 6000, idx]), instrument))
+        noise = _benchmark_clip(_instrument(np.random.default_rng([seed, 6001, idx]), other))
+        return ([MUSIC_CLASSES[instrument], f"Ydemo{instrument:02d}_{idx}.wav", f"Ydemo{other:02d}_1.wav"],
+                *_benchmark_pair(rng, source, noise))
+
+    def esc50_row(idx: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+        first, second = pair_of_classes()
+        return ([_CLASS_LABELS[SOUND_CLASSES[first].name][1], f"1-{100 + idx}-A-{first}.wav",
+                 f"2-{200 + idx}-A-{second}.wav"], *_benchmark_pair(rng, clip(first), clip(second)))
+
+    def audiocaps_row(idx: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+        first, second = pair_of_classes()
+        sound = SOUND_CLASSES[first]
+        return ([sound.captions[idx % len(sound.captions)], _CLASS_LABELS[sound.name][0],
+                 f"Ydemo{first}{idx:02d}cap.wav", f"Ydemo{second}{idx:02d}noi.wav"],
+                *_benchmark_pair(rng, clip(first), clip(second)))
+
+    def clotho_row(idx: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+        first, second = pair_of_classes()
+        third = int(rng.choice([c for c in range(len(SOUND_CLASSES)) if c not in (first, second)]))
+        sound = SOUND_CLASSES[first]
+        return ([sound.captions[idx % len(sound.captions)], f"demo {sound.name} {idx}.wav",
+                 f"demo {SOUND_CLASSES[second].name}.wav", f"demo {SOUND_CLASSES[third].name}.wav"],
+                *_benchmark_pair(rng, clip(first), clip(second), clip(third)))
+
+    indexed("music", len(instruments), music_row)
+    indexed("esc50", 4, esc50_row)
+    indexed("audiocaps", 4, audiocaps_row)
+    indexed("clotho", 4, clotho_row)
+
+    # AudioSet: class_id=N/<name>,{mixture,source}.wav, queried by the labels of class_labels_indices.csv
+    files.text(metadata / AUDIOSET_LABELS_CSV, _csv_text("index,mid,display_name", [
+        [str(i), f"/m/demo{i:02d}", _CLASS_LABELS[sound.name][0]] for i, sound in enumerate(SOUND_CLASSES)]))
+    records = []
+    for class_id, clips in enumerate((3, 2, 1)):
+        for k in range(clips):
+            other = (class_id + 1 + int(rng.integers(len(SOUND_CLASSES) - 1))) % len(SOUND_CLASSES)
+            mixture, reference = _benchmark_pair(rng, clip(class_id), clip(other))
+            folder = f"class_id={class_id}"
+            name = f"class_id={class_id},index={k:03d}"
+            wav(data / "audioset" / folder / f"{name},mixture.wav", mixture)
+            wav(data / "audioset" / folder / f"{name},source.wav", reference)
+            records.append([str(class_id), _CLASS_LABELS[SOUND_CLASSES[class_id].name][0],
+                            f"evaluation/data/audioset/{folder}/{name},source.wav",
+                            f"evaluation/data/audioset/{folder}/{name},mixture.wav"])
+    files.text(metadata / get_benchmark("audioset").csv_name, _csv_text(",".join(get_benchmark("audioset").header),
+                                                                        records))
+    return out
+
+
 def make_demo(out: str | Path, *, clips_per_class: int = 3, train_clips_per_class: int = 12,
               seed: int = 0, force: bool = False) -> dict[str, Path]:
-    """Write all four demo layouts under `out` (nothing at all if a differing file would be replaced
+    """Write all five demo layouts under `out` (nothing at all if a differing file would be replaced
     and not `force`); returns their folders."""
     out = Path(out)
     require_folder(out, "the demo data")
@@ -409,6 +562,7 @@ def make_demo(out: str | Path, *, clips_per_class: int = 3, train_clips_per_clas
         "eval-synth": _eval_synth(files, out / "eval-synth", max(1, clips_per_class - 1), seed + 1),
         "eval-real": _eval_real(files, out / "eval-real", len(SOUND_CLASSES) // 2 + 2, seed + 2),
         "train": _train(files, out / "train", train_clips_per_class, seed + 100),
+        "benchmarks": _benchmarks(files, out / "evaluation", seed + 5),
     }
     files.commit(force)
     return folders

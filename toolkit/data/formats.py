@@ -1,14 +1,20 @@
-"""Readers for the three Task 9 evaluation-set layouts (metadata only; no audio is read here).
+"""Readers for the three Task 9 evaluation-set layouts and AudioSep's six LASS benchmarks (metadata only;
+no audio is read here, except the listing `validate` makes of AudioSet's class folders).
 
 - validation: `lass_synthetic_validation.csv` (`source, noise, snr, caption`) + `lass_validation.json`
   + clean clips `lass_validation/<Index>.wav`; mixtures are built from the rows.
 - evaluation synth: mixture files + a CSV of (file, query) rows (column names unverified: the
   plausible variants are accepted and the ones found are reported).
 - evaluation real: `lass_real_evaluation.csv` (`file_name,query`) + recordings.
+- AudioSep's benchmarks (`dcase9.data.benchmarks`): `EVALUATION_DIR/data/<name>/` holds the mixtures and
+  references, `EVALUATION_DIR/metadata/<name>_eval.csv` the rows; a folder named like a benchmark under a
+  `data` folder is read as that benchmark. Rows are read by position, as AudioSep's evaluators read them.
 
 Mixture ids (they name the estimate files, `<id>.wav`):
 - validation: `<source>__<noise>__<snr>`, e.g. `692211_12333864-hq__701692_6014995-hq__10`;
-- evaluation: the mixture file name without its extension, e.g. `test-real-case-0`.
+- evaluation: the mixture file name without its extension, e.g. `test-real-case-0`;
+- benchmarks: the mixture file name without its extension (`mixture-12`; VGGSound: its `file_id`),
+  AudioSet: the clip name AudioSep's evaluator uses, `class_id=0,index=003`.
 A second, third... row with the same id gets `__2`, `__3` appended in file order. Ids or file names
 that differ only by letter case or Unicode normalisation are one name on macOS and Windows: a
 `name-collision` warning names both rows.
@@ -21,24 +27,50 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+from dcase9.data.benchmarks import (AUDIOSET_LABELS_CSV, BENCHMARK_NAMES, BENCHMARK_SAMPLE_RATE, DATA_DIR,
+                                    METADATA_DIR, MUSIC_CLASSES, Benchmark, get_benchmark)
 from dcase9.errors import ConfigError, DataError
 from dcase9.files import colliding_names, describe_non_file, name_collision
+
+TASK9_SAMPLE_RATE = 16000  # = dcase9.audio.SAMPLE_RATE (the data layer's formats do not import audio code)
 
 
 class SetKind(str, Enum):
     VALIDATION = "validation"
     EVAL_SYNTH = "eval-synth"
     EVAL_REAL = "eval-real"
+    # AudioSep's benchmarks, named as their folders under evaluation/data (README order)
+    VGGSOUND = "vggsound"
+    MUSIC = "music"
+    ESC50 = "esc50"
+    AUDIOSET = "audioset"
+    AUDIOCAPS = "audiocaps"
+    CLOTHO = "clotho"
 
     @property
     def has_references(self) -> bool:
-        return self is SetKind.VALIDATION
+        return self is SetKind.VALIDATION or self.is_benchmark
+
+    @property
+    def is_benchmark(self) -> bool:
+        return self.value in BENCHMARK_NAMES
+
+    @property
+    def benchmark(self) -> Benchmark | None:
+        """The benchmark's description (`dcase9.data.benchmarks`); None for the Task 9 sets."""
+        return get_benchmark(self.value) if self.is_benchmark else None
+
+    @property
+    def sample_rate(self) -> int:
+        """The rate its audio is read, separated and scored at: 16 kHz (Task 9), 32 kHz (AudioSep's suite)."""
+        return BENCHMARK_SAMPLE_RATE if self.is_benchmark else TASK9_SAMPLE_RATE
 
 
 # Official file names (Zenodo 10886481 and 11425256); audio folders are the zip names.
@@ -116,7 +148,9 @@ class MixtureSpec:
     source: str | None = None  # validation: Index of the target clip
     noise: str | None = None  # validation: Index of the interfering clip
     snr: int | None = None  # validation: target-to-noise ratio in dB
-    file: str | None = None  # evaluation: mixture file name as written in the CSV
+    file: str | None = None  # evaluation: mixture file name as written in the CSV; benchmarks: its path in the folder
+    reference: str | None = None  # benchmarks: the reference's path in the folder
+    group: str | None = None  # benchmarks: the class of the aggregate (AudioSet: class index; MUSIC: instrument)
 
 
 @dataclass
@@ -140,29 +174,42 @@ class DataSet:
     columns: dict[str, str]  # role ("source", "query", "file", ...) -> column name found
     json_path: Path | None = None
     clips: dict[str, ClipEntry] = field(default_factory=dict)  # validation JSON entries
+    labels_path: Path | None = None  # AudioSet: class_labels_indices.csv (its queries)
+    query_column: str | None = None  # benchmarks: the column the queries come from (AudioCaps: caption or labels)
 
     @property
     def has_references(self) -> bool:
         return self.kind.has_references
 
+    @property
+    def sample_rate(self) -> int:
+        return self.kind.sample_rate
+
     def audio_path(self, name: str) -> Path:
-        """Path of a clean clip (validation Index) or of a mixture file (evaluation)."""
+        """Path of a clean clip (validation Index), of a mixture file (evaluation) or of a benchmark's file
+        (its path in the folder)."""
         if self.kind is SetKind.VALIDATION:
             return self.audio_dir / f"{name}.wav"
         return self.audio_dir / name
 
     def files_of(self, mixture: MixtureSpec) -> list[Path]:
+        """The audio files a mixture is read from: validation [source, noise]; evaluation [mixture];
+        benchmarks [mixture, reference]."""
         if self.kind is SetKind.VALIDATION:
             return [self.audio_path(mixture.source or ""), self.audio_path(mixture.noise or "")]
+        if self.kind.is_benchmark:
+            return [self.audio_path(mixture.file or ""), self.audio_path(mixture.reference or "")]
         return [self.audio_path(mixture.file or "")]
 
     def describe(self) -> str:
-        return f"{self.kind.value} set, {len(self.mixtures)} mixtures ({self.csv_path})"
+        benchmark = self.kind.benchmark
+        what = f"{benchmark.title} benchmark" if benchmark is not None else f"{self.kind.value} set"
+        return f"{what}, {len(self.mixtures)} mixtures ({self.csv_path})"
 
     def input_paths(self) -> dict[str, Path | None]:
         """What a command reads of this set, by label, for `dcase9.files.check_no_overlap`."""
         return {"the data set": self.root, "its CSV": self.csv_path, "its audio folder": self.audio_dir,
-                "its JSON": self.json_path}
+                "its JSON": self.json_path, "its class labels": self.labels_path}
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,11 +253,28 @@ def parse_kind(kind: SetKind | str | None) -> SetKind | None:
         raise ConfigError(f"unknown --kind {kind!r} (use one of: {', '.join(k.value for k in SetKind)})") from None
 
 
+def benchmark_csv(data_folder: Path, kind: SetKind) -> Path:
+    """Where AudioSep's layout keeps the metadata of the benchmark in `data_folder`
+    (EVALUATION_DIR/data/<name>/ -> EVALUATION_DIR/metadata/<name>_eval.csv)."""
+    benchmark = kind.benchmark
+    assert benchmark is not None
+    return Path(os.path.abspath(data_folder)).parent.parent / METADATA_DIR / benchmark.csv_name
+
+
+def _benchmark_of_folder(root: Path) -> SetKind | None:
+    """The benchmark a folder is, by AudioSep's layout: named like one, inside a `data` folder."""
+    absolute = Path(os.path.abspath(root))  # not resolved: a linked data folder keeps its place in the layout
+    if absolute.name in BENCHMARK_NAMES and absolute.parent.name == DATA_DIR:
+        return SetKind(absolute.name)
+    return None
+
+
 def locate(data: str | Path, kind: SetKind | str | None = None,
            csv_path: str | Path | None = None) -> tuple[SetKind, Path, Path]:
     """Find (kind, csv, root) for a data folder (or a CSV file inside one).
 
-    The kind is detected from the official CSV names first, then from the CSV headers.
+    The kind is detected from the official CSV names first, then from AudioSep's layout (a folder
+    `data/<benchmark>` whose CSV is `../../metadata/<benchmark>_eval.csv`), then from the CSV headers.
     """
     data = Path(data)
     if not data.exists():
@@ -222,6 +286,23 @@ def locate(data: str | Path, kind: SetKind | str | None = None,
     else:
         root = data
     wanted = parse_kind(kind)
+
+    benchmark = wanted if wanted is not None and wanted.is_benchmark else None
+    if benchmark is None and wanted is None and csv_path is None and data.is_dir() \
+            and not any((root / name).is_file() for name in OFFICIAL_CSV.values()):
+        benchmark = _benchmark_of_folder(root)
+    if benchmark is not None:
+        if data.is_file():
+            raise DataError(f"a {benchmark.value} benchmark is read from its folder (EVALUATION_DIR/data/"
+                            f"{benchmark.value}); give its CSV with --csv", file=data)
+        found_csv = Path(csv_path) if csv_path is not None else benchmark_csv(root, benchmark)
+        problem = describe_non_file(found_csv)
+        if problem is not None:
+            layout = "" if csv_path is not None else (
+                f" (AudioSep's layout: EVALUATION_DIR/{METADATA_DIR}/{found_csv.name} next to "
+                f"EVALUATION_DIR/{DATA_DIR}/{benchmark.value}/; or give the CSV with --csv)")
+            raise DataError(f"the metadata CSV of the {benchmark.value} benchmark: {problem}{layout}", file=found_csv)
+        return benchmark, found_csv, root
 
     if csv_path is not None:
         csv_path = Path(csv_path)
@@ -251,6 +332,10 @@ def locate(data: str | Path, kind: SetKind | str | None = None,
         if any((root.parent / OFFICIAL_CSV[kind]).is_file() for kind, name in OFFICIAL_AUDIO_DIR.items()
                if root.name == name) or (root.name in OFFICIAL_AUDIO_DIR.values() and any(root.glob("*.wav"))):
             hint = f"; this is a set's audio folder: give the folder that holds it and its CSV, {root.parent}"
+        elif (root / METADATA_DIR).is_dir() and (root / DATA_DIR).is_dir():
+            hint = (f". This looks like AudioSep's evaluation folder: give one benchmark as "
+                    f"{root / DATA_DIR / '<name>'} ({', '.join(BENCHMARK_NAMES)}), or run them all with "
+                    f"`dcase9 suite {root}`")
         raise DataError(f"no evaluation-set CSV found (expected one of {expected}, or a CSV with "
                         f"columns 'source, noise, snr, caption' or 'file_name, query'){hint}", file=root)
     if len(candidates) > 1:
@@ -586,17 +671,215 @@ def _warn_name_collisions(specs: list[MixtureSpec], kind: SetKind, path: Path, c
                            columns.get("file") if what == "file name" else None)
 
 
+# --------------------------------------------------------------------------------------------
+# AudioSep's benchmarks (dcase9.data.benchmarks says what its evaluators do)
+
+
+def _folder_path(text: str) -> str | None:
+    """A path under a benchmark's folder as its CSV writes it (`data/mix_wav/x.wav`), or None when it would
+    point outside the folder (absolute, '..', control characters, backslashes)."""
+    parts = PurePosixPath(text).parts
+    if not text or text.startswith("/") or not parts or not all(is_safe_name(part) for part in parts):
+        return None
+    return "/".join(parts)
+
+
+def read_audioset_labels(path: Path, issues: _Collector) -> list[str | None] | None:
+    """The `display_name` of each class, by position (AudioSep: `df['display_name'].tolist()`, then
+    `{i: label for i, label in enumerate(LABELS)}`); None when the file cannot be used."""
+    problem = describe_non_file(path)
+    if problem is not None:
+        issues.error("labels-missing", f"{problem}: AudioSep's AudioSet evaluator queries each class with its "
+                     f"display_name from {AUDIOSET_LABELS_CSV}, which belongs next to audioset_eval.csv", path)
+        return None
+    rows = _read_rows(path, issues)
+    if not rows:
+        if not any(i.severity == "error" for i in issues.issues):
+            issues.error("csv-empty", "the CSV has no header", path)
+        return None
+    header = [_normalise_header(c) for c in rows[0][1]]
+    if "display_name" not in header:
+        issues.error("column-missing", f"no 'display_name' column; header is {header}", path, row=1)
+        return None
+    at = header.index("display_name")
+    index_at = header.index("index") if "index" in header else None
+    labels: list[str | None] = []
+    for position, (line, cells) in enumerate(rows[1:]):
+        if len(cells) != len(header):
+            issues.error("row-width", f"{len(cells)} fields where the header has {len(header)}", path, line)
+            labels.append(None)
+            continue
+        if index_at is not None and cells[index_at].strip() != str(position):
+            issues.warning("labels-index", f"index {cells[index_at]!r} on the row of class {position}: AudioSep "
+                           "takes the labels by position, so this label queries class_id="
+                           f"{position}", path, line, "index")
+        labels.append(cells[at] if _check_query(cells[at], path, line, "display_name", issues) else None)
+    return labels
+
+
+def _parse_benchmark(kind: SetKind, path: Path, labels_path: Path | None, query: str | None,
+                     issues: _Collector) -> tuple[list[MixtureSpec], dict[str, str]]:
+    benchmark = kind.benchmark
+    assert benchmark is not None
+    query = query or benchmark.query_default
+    rows = _read_rows(path, issues)
+    if not rows:
+        if not any(i.severity == "error" for i in issues.issues):
+            issues.error("csv-empty", "the CSV has no header", path)
+        return [], {}
+    expected = benchmark.header
+    header = [_normalise_header(c) for c in rows[0][1]]
+    if header != list(expected):
+        issues.warning("header-differs", f"header is {header}; AudioSep's evaluator skips the header and reads the "
+                       f"columns by position as {', '.join(expected)}", path, rows[0][0])
+    labels = read_audioset_labels(labels_path, issues) if kind is SetKind.AUDIOSET and labels_path else None
+    if kind is SetKind.VGGSOUND:
+        columns = {"id": "file_id", "file": "mix_wav", "reference": "s0_wav", "query": "s0_text"}
+    elif kind is SetKind.AUDIOSET:
+        columns = {"id": "idx", "file": "noise_wav", "reference": "src_wav", "query": "caption"}
+    else:
+        columns = {"id": "idx", "query": query}
+    query_at = expected.index(columns["query"]) if columns["query"] in expected else 1
+    specs: list[MixtureSpec] = []
+    first_seen: dict[str, int] = {}
+    for line, cells in rows[1:]:
+        if len(cells) != len(expected):
+            issues.error("row-width", f"{len(cells)} fields where AudioSep's evaluator unpacks {len(expected)} "
+                         f"({', '.join(expected)})", path, line)
+            continue
+        text = cells[query_at]  # verbatim: the evaluator embeds the text as written
+        if kind is SetKind.AUDIOSET:
+            spec = _audioset_row(cells, line, labels, path, issues)
+        elif kind is SetKind.VGGSOUND:
+            spec = _vggsound_row(cells, line, path, issues)
+        else:
+            spec = _indexed_row(kind, cells, line, text, path, issues)
+        if spec is None:
+            continue
+        if not (kind is SetKind.AUDIOSET and labels is not None) \
+                and not _check_query(spec.query, path, line, columns["query"], issues):
+            continue  # (AudioSet's queries are its labels, checked in their own file)
+        if spec.id in first_seen:
+            issues.warning("id-duplicate", f"{columns['id']} {cells[0]!r} is also on row {first_seen[spec.id]}: "
+                           "AudioSep's evaluator scores the same files once per row", path, line, columns["id"])
+        else:
+            first_seen[spec.id] = line
+        specs.append(spec)
+    return _assign_ids(specs), columns
+
+
+def _indexed_row(kind: SetKind, cells: list[str], line: int, text: str, path: Path,
+                 issues: _Collector) -> MixtureSpec | None:
+    """AudioCaps, Clotho, ESC-50, MUSIC: `segment-{idx}.wav` is the reference, `mixture-{idx}.wav` the mixture."""
+    idx = cells[0]
+    mixture, reference = f"mixture-{idx}.wav", f"segment-{idx}.wav"
+    if not idx or not is_safe_name(mixture):
+        issues.error("unsafe-name", f"idx {idx!r} does not make a file name in the folder (AudioSep reads "
+                     f"{mixture!r})", path, line, "idx")
+        return None
+    group = None
+    if kind is SetKind.MUSIC:
+        if text not in MUSIC_CLASSES:
+            issues.error("unknown-class", f"caption {text!r} is none of MUSIC's ten instruments "
+                         f"({', '.join(MUSIC_CLASSES)}); AudioSep's evaluator groups its aggregate by them (and "
+                         "stops at this row)", path, line, "caption")
+            return None
+        group = text
+    return MixtureSpec(id=mixture[:-4], query=text, row=line, file=mixture, reference=reference, group=group)
+
+
+def _vggsound_row(cells: list[str], line: int, path: Path, issues: _Collector) -> MixtureSpec | None:
+    """`file_id, mix_wav, s0_wav, s0_text, s1_wav, s1_text`: s0 is the target, queried by s0_text."""
+    file_id, mix_wav, s0_wav, s0_text = cells[:4]
+    ok = True
+    if not is_safe_name(file_id) or output_name_too_long(file_id):
+        issues.error("unsafe-name", f"file_id {file_id!r} cannot name an output file", path, line, "file_id")
+        ok = False
+    paths = {}
+    for column, value in (("mix_wav", mix_wav), ("s0_wav", s0_wav)):
+        paths[column] = _folder_path(value)
+        if paths[column] is None:
+            issues.error("unsafe-name", f"{column} {value!r} is not a path inside the benchmark's folder", path,
+                         line, column)
+            ok = False
+    if not ok:
+        return None
+    return MixtureSpec(id=file_id, query=s0_text, row=line, file=paths["mix_wav"], reference=paths["s0_wav"])
+
+
+_AUDIOSET_FILE = re.compile(r"(?P<name>.+),(?P<part>mixture|source)\.wav")
+
+
+def _audioset_row(cells: list[str], line: int, labels: list[str | None] | None, path: Path,
+                  issues: _Collector) -> MixtureSpec | None:
+    """`idx, caption, src_wav, noise_wav`: idx is the class, src_wav `.../class_id=N/<name>,source.wav` and
+    noise_wav (despite its name) the mixture `.../class_id=N/<name>,mixture.wav`."""
+    idx, caption, src_wav, noise_wav = cells
+    try:
+        class_id = int(idx)
+    except ValueError:
+        class_id = -1
+    if class_id < 0 or (labels is not None and class_id >= len(labels)):
+        known = f" (0..{len(labels) - 1}, the rows of {AUDIOSET_LABELS_CSV})" if labels else ""
+        issues.error("unknown-class", f"idx {idx!r} is not a class index{known}", path, line, "idx")
+        return None
+    names = {}
+    for column, value, part in (("src_wav", src_wav, "source"), ("noise_wav", noise_wav, "mixture")):
+        parts = PurePosixPath(value).parts
+        found = _AUDIOSET_FILE.fullmatch(parts[-1]) if parts else None
+        if len(parts) < 2 or parts[-2] != f"class_id={class_id}" or found is None or found["part"] != part \
+                or _folder_path("/".join(parts[-2:])) is None:
+            issues.error("path-layout", f"{column} {value!r} is not .../class_id={class_id}/<name>,{part}.wav (the "
+                         "files AudioSep's evaluator lists)", path, line, column)
+            return None
+        names[column] = found["name"]
+    if names["src_wav"] != names["noise_wav"]:
+        issues.error("path-layout", f"src_wav and noise_wav name different clips ({names['src_wav']!r}, "
+                     f"{names['noise_wav']!r})", path, line, "noise_wav")
+        return None
+    name = names["src_wav"]
+    label = labels[class_id] if labels is not None else None
+    if labels is not None and label is None:
+        return None  # its labels row is broken (reported)
+    if label is not None and label != caption:
+        issues.warning("caption-not-label", f"caption {caption!r}: AudioSep's evaluator queries class {class_id} with "
+                       f"its label {label!r} from {AUDIOSET_LABELS_CSV}, not with this column", path, line, "caption")
+    folder = f"class_id={class_id}"
+    return MixtureSpec(id=name, query=label if label is not None else caption, row=line,
+                       file=f"{folder}/{name},mixture.wav", reference=f"{folder}/{name},source.wav",
+                       group=str(class_id))
+
+
+def check_query_choice(kind: SetKind, query: str | None) -> None:
+    """`--query` where a benchmark offers a choice (AudioCaps: caption or labels); refused elsewhere."""
+    if query is None:
+        return
+    benchmark = kind.benchmark
+    if benchmark is None:
+        raise ConfigError(f"--query chooses a benchmark's query column; the {kind.value} set has one query per row")
+    if query not in benchmark.queries:
+        raise ConfigError(f"--query {query!r}: the {benchmark.title} benchmark's queries come from "
+                          f"{' or '.join(benchmark.queries)}")
+
+
 def parse_dataset(data: str | Path, kind: SetKind | str | None = None,
-                  csv_path: str | Path | None = None) -> tuple[DataSet, list[Issue]]:
+                  csv_path: str | Path | None = None, *, query: str | None = None) -> tuple[DataSet, list[Issue]]:
     """Read an evaluation set's metadata; returns the usable mixtures and every problem found.
 
-    Raises DataError only when not even the kind and CSV can be determined.
+    `query`: for a benchmark that offers two (AudioCaps), the column the queries come from (default: the
+    one AudioSep's benchmark.py uses). Raises DataError only when not even the kind and CSV can be determined.
     """
     set_kind, csv_file, root = locate(data, kind, csv_path)
+    check_query_choice(set_kind, query)
     issues = _Collector()
     json_path: Path | None = None
+    labels_path: Path | None = None
     clips: dict[str, ClipEntry] = {}
-    if set_kind is SetKind.VALIDATION:
+    if set_kind.is_benchmark:
+        labels_path = csv_file.parent / AUDIOSET_LABELS_CSV if set_kind is SetKind.AUDIOSET else None
+        specs, columns = _parse_benchmark(set_kind, csv_file, labels_path, query, issues)
+        names = []
+    elif set_kind is SetKind.VALIDATION:
         json_path = root / VALIDATION_JSON
         if json_path.is_file():
             clips = read_validation_json(json_path, issues)
@@ -610,20 +893,23 @@ def parse_dataset(data: str | Path, kind: SetKind | str | None = None,
         specs, columns = _parse_evaluation(csv_file, issues)
         names = [s.file for s in specs if s.file]
     _warn_name_collisions(specs, set_kind, csv_file, columns, issues)
-    audio_dir = _find_audio_dir(root, set_kind, names)
+    audio_dir = root if set_kind.is_benchmark else _find_audio_dir(root, set_kind, names)
+    benchmark = set_kind.benchmark
     dataset = DataSet(root=root, kind=set_kind, csv_path=csv_file, audio_dir=audio_dir, mixtures=specs,
-                      columns=columns, json_path=json_path, clips=clips)
+                      columns=columns, json_path=json_path, clips=clips, labels_path=labels_path,
+                      query_column=(query or benchmark.query_default) if benchmark is not None else None)
     if not specs and not any(i.severity == "error" for i in issues.issues):
         issues.error("no-mixtures", "the CSV lists no mixtures", csv_file)
     return dataset, issues.issues
 
 
 def open_dataset(data: str | Path | DataSet, kind: SetKind | str | None = None,
-                 csv_path: str | Path | None = None) -> DataSet:
-    """Read an evaluation set, raising DataError (with the first problems) if its metadata is unusable."""
+                 csv_path: str | Path | None = None, *, query: str | None = None) -> DataSet:
+    """Read an evaluation set, raising DataError (with the first problems) if its metadata is unusable.
+    `query`: see `parse_dataset`."""
     if isinstance(data, DataSet):
         return data
-    dataset, issues = parse_dataset(data, kind, csv_path)
+    dataset, issues = parse_dataset(data, kind, csv_path, query=query)
     errors = [i for i in issues if i.severity == "error"]
     if errors:
         shown = "\n  ".join(str(e) for e in errors[:5])

@@ -1,4 +1,4 @@
-"""Loading the audio of an evaluation set: mixtures (built or read) and, for validation, references."""
+"""Loading the audio of an evaluation set: mixtures (built or read) and, where there are any, references."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from dcase9.errors import DataError
 
 @dataclass
 class Item:
-    """The audio of one mixture at 16 kHz: float32 mono samples; `reference` only for validation."""
+    """The audio of one mixture at its set's rate (16 kHz; AudioSep's benchmarks 32 kHz): float32 mono
+    samples; `reference` for the sets that have one (validation, the benchmarks)."""
 
     spec: MixtureSpec
     mixture: np.ndarray
@@ -35,11 +36,12 @@ class ItemLoader:
 
     def __init__(self, dataset: DataSet, cache_clips: int = 256):
         self.dataset = dataset
-        self._read = functools.lru_cache(maxsize=cache_clips)(self._read_uncached)
+        # A benchmark's files are each read once: nothing to keep.
+        self._read = functools.lru_cache(maxsize=0 if dataset.kind.is_benchmark else cache_clips)(self._read_uncached)
 
     def _read_uncached(self, name: str) -> np.ndarray:
         path = self.dataset.audio_path(name)
-        samples = read_audio(path)
+        samples = read_audio(path, self.dataset.sample_rate)
         if samples.size == 0:
             raise DataError("no samples (an empty recording)", file=path)
         return samples
@@ -64,6 +66,14 @@ class ItemLoader:
                                 file=self.dataset.csv_path, row=spec.row)
             return Item(spec, mixture, reference)
         assert spec.file is not None
+        if self.dataset.kind.is_benchmark:  # librosa.load(sr=32000, mono=True) of both, as AudioSep's evaluators
+            assert spec.reference is not None
+            mixture, reference = self._read(spec.file), self._read(spec.reference)
+            if mixture.shape != reference.shape:
+                raise DataError(f"the mixture has {mixture.shape[-1]} samples at {self.dataset.sample_rate} Hz, the "
+                                f"reference {self.dataset.audio_path(spec.reference)} {reference.shape[-1]}: AudioSep's "
+                                "evaluator subtracts them sample by sample", file=self.dataset.audio_path(spec.file))
+            return Item(spec, mixture, reference)
         return Item(spec, self._read(spec.file), None)
 
     def iterate(self, specs: Iterable[MixtureSpec], workers: int = 2, prefetch: int = 16) -> Iterator[Item]:

@@ -1,8 +1,18 @@
-"""`dcase9 validate`: check an evaluation-set folder and report every problem by file, row and field."""
+"""`dcase9 validate`: check an evaluation-set folder and report every problem by file, row and field.
+
+AudioSep's benchmarks are checked with the same codes. What differs follows from how AudioSep's
+evaluators read them (`dcase9.data.benchmarks`): their audio is expected at 32 kHz, and a file at
+another rate, with several channels or silent is a warning, not an error (librosa.load resamples and
+averages it, and the evaluator scores it: so do we); their clips have no fixed duration, but a
+mixture and its reference must have the same number of samples (the evaluator subtracts them); and
+AudioSet's class folders must still give the clips its evaluator selects (the first 10 per class).
+"""
 
 from __future__ import annotations
 
 import collections
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +21,7 @@ import numpy as np
 import soundfile as sf
 
 from dcase9.audio import SAMPLE_RATE, non_finite_count, wav_truncation
+from dcase9.data.benchmarks import AUDIOSET_CLIPS_PER_CLASS
 from dcase9.data.formats import (MIN_AUDIO_SECONDS, SNR_PLAUSIBLE_DB, DataSet, Issue, SetKind, output_name_too_long,
                                   parse_dataset)
 from dcase9.data.items import ordered_map
@@ -26,6 +37,7 @@ class AudioFacts:
 
     path: Path
     frames: int | None = None
+    sample_rate: int | None = None
     problems: list[tuple[str, str, str]] = field(default_factory=list)  # (severity, code, message)
 
 
@@ -83,7 +95,11 @@ class ValidationReport:
         }
 
 
-def inspect_audio(path: Path, expected_frames: int | None, duration_is_error: bool) -> AudioFacts:
+def inspect_audio(path: Path, expected_frames: int | None, duration_is_error: bool, *,
+                  sample_rate: int = SAMPLE_RATE, read_as_librosa: bool = False) -> AudioFacts:
+    """What is wrong with one audio file. `read_as_librosa`: the set's evaluator loads files with
+    librosa.load(sr=sample_rate, mono=True) and scores what it gets (AudioSep's benchmarks), so another rate,
+    several channels or silence are warnings that say what happens, not errors."""
     facts = AudioFacts(path)
     problem = describe_non_file(path)
     if problem is not None:
@@ -95,22 +111,26 @@ def inspect_audio(path: Path, expected_frames: int | None, duration_is_error: bo
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         facts.problems.append(("error", "audio-unreadable", f"unreadable audio ({exc})"))
         return facts
-    facts.frames = info.frames
+    facts.frames, facts.sample_rate = info.frames, info.samplerate
     truncated = wav_truncation(path)
     if truncated is not None:
         facts.problems.append(("error", "audio-truncated", truncated))
-    if info.samplerate != SAMPLE_RATE:
-        facts.problems.append(("error", "audio-rate", f"sample rate {info.samplerate} Hz, expected {SAMPLE_RATE}"))
+    lenient = "warning" if read_as_librosa else "error"
+    if info.samplerate != sample_rate:
+        facts.problems.append((lenient, "audio-rate", f"sample rate {info.samplerate} Hz, expected {sample_rate}" + (
+            " (resampled when read, with soxr HQ as librosa 0.10 does: scores may differ from AudioSep's in the last "
+            "decimals)" if read_as_librosa else "")))
     if info.channels != 1:
-        facts.problems.append(("error", "audio-channels", f"{info.channels} channels, expected mono"))
-    if (expected_frames is not None and info.samplerate == SAMPLE_RATE and info.frames != expected_frames
+        facts.problems.append((lenient, "audio-channels", f"{info.channels} channels, expected mono" + (
+            " (averaged when read, as librosa.load(mono=True) does)" if read_as_librosa else "")))
+    if (expected_frames is not None and info.samplerate == sample_rate and info.frames != expected_frames
             and truncated is None):  # a truncated file is short for that reason alone
         seconds = info.frames / info.samplerate
         far_off = abs(info.frames - expected_frames) > DURATION_TOLERANCE * expected_frames
         severity = "error" if far_off and duration_is_error else "warning"
         facts.problems.append((severity, "audio-duration",
                                f"{seconds:.3f} s ({info.frames} samples), expected "
-                               f"{expected_frames / SAMPLE_RATE:g} s ({expected_frames} samples)"))
+                               f"{expected_frames / sample_rate:g} s ({expected_frames} samples)"))
     if data.size == 0:
         facts.problems.append(("error", "audio-empty", "no samples"))
     elif info.frames < MIN_AUDIO_SECONDS * info.samplerate:
@@ -119,15 +139,17 @@ def inspect_audio(path: Path, expected_frames: int | None, duration_is_error: bo
     elif not np.all(np.isfinite(data)):
         facts.problems.append(("error", "audio-nonfinite", f"{non_finite_count(data)} NaN or infinite samples"))
     elif not np.any(data):
-        facts.problems.append(("error", "audio-silent", "all samples are zero"))
+        facts.problems.append((lenient, "audio-silent", "all samples are zero" + (
+            " (AudioSep's evaluator scores it all the same)" if read_as_librosa else "")))
     return facts
 
 
 def validate_dataset(data: str | Path, kind: SetKind | str | None = None, csv_path: str | Path | None = None,
                      *, check_audio: bool = True, expected_seconds: float | None = EXPECTED_SECONDS,
-                     workers: int = 2) -> ValidationReport:
-    """Check metadata and (unless `check_audio=False`) every referenced audio file."""
-    dataset, issues = parse_dataset(data, kind, csv_path)
+                     workers: int = 2, query: str | None = None) -> ValidationReport:
+    """Check metadata and (unless `check_audio=False`) every referenced audio file. `expected_seconds` is
+    the Task 9 sets' clip length; AudioSep's benchmarks have none (`query`: see `parse_dataset`)."""
+    dataset, issues = parse_dataset(data, kind, csv_path, query=query)
     report = ValidationReport(dataset, list(issues))
     for spec in dataset.mixtures:  # what infer, mix and score refuse row by row (ItemLoader)
         too_long = output_name_too_long(spec.id)
@@ -144,11 +166,14 @@ def validate_dataset(data: str | Path, kind: SetKind | str | None = None, csv_pa
     for spec in dataset.mixtures:
         for path in dataset.files_of(spec):
             first_row.setdefault(path, spec.row)
-    expected = round(expected_seconds * SAMPLE_RATE) if expected_seconds else None
+    benchmark = dataset.kind.is_benchmark
+    rate = dataset.sample_rate
+    expected = round(expected_seconds * rate) if expected_seconds and not benchmark else None
     # Real recordings may legitimately differ in length; synthetic clips must not.
     duration_is_error = dataset.kind is not SetKind.EVAL_REAL
     facts_by_path: dict[Path, AudioFacts] = {}
-    for facts in ordered_map(lambda p: inspect_audio(p, expected, duration_is_error), list(first_row),
+    for facts in ordered_map(lambda p: inspect_audio(p, expected, duration_is_error, sample_rate=rate,
+                                                     read_as_librosa=benchmark), list(first_row),
                              workers=workers, prefetch=64):
         facts_by_path[facts.path] = facts
         for severity, code, message in facts.problems:
@@ -164,4 +189,61 @@ def validate_dataset(data: str | Path, kind: SetKind | str | None = None, csv_pa
                     "error", "length-mismatch",
                     f"source has {source.frames} samples, noise {noise.frames}: the official recipe adds "
                     "them sample by sample", str(dataset.csv_path), spec.row))
+    if benchmark:
+        for spec in dataset.mixtures:
+            mixture, reference = (facts_by_path[p] for p in dataset.files_of(spec))
+            if mixture.frames is not None and reference.frames is not None and mixture.frames != reference.frames \
+                    and mixture.sample_rate == reference.sample_rate:
+                report.issues.append(Issue(
+                    "error", "length-mismatch",
+                    f"mixture {spec.file} has {mixture.frames} samples, reference {spec.reference} {reference.frames}: "
+                    "AudioSep's evaluator subtracts them sample by sample", str(dataset.csv_path), spec.row))
+        if dataset.kind is SetKind.AUDIOSET:
+            report.issues += audioset_selection(dataset)
     return report
+
+
+_AUDIOSET_NAME = re.compile(r"(.*),(mixture|source).wav")  # AudioSetEvaluator._get_audio_names' pattern
+
+
+def audioset_selection(dataset: DataSet) -> list[Issue]:
+    """Where AudioSep's AudioSet evaluator would score other clips than the CSV's rows: it ignores the CSV,
+    lists each class folder, keeps the names containing '.wav', and takes the first 10 clip names in sorted
+    order. One error per class whose selection differs (scores would differ from AudioSep's)."""
+    issues = []
+    by_class: dict[str, list[str]] = {}
+    first_row: dict[str, int] = {}
+    for spec in dataset.mixtures:
+        by_class.setdefault(spec.group or "", []).append(spec.id)
+        first_row.setdefault(spec.group or "", spec.row)
+    for class_id, listed in by_class.items():
+        folder = dataset.audio_dir / f"class_id={class_id}"
+        try:
+            entries = sorted(os.listdir(folder))
+        except OSError:
+            continue  # its files are reported missing, row by row
+        names = []
+        for entry in entries:
+            if ".wav" not in entry:
+                continue
+            found = _AUDIOSET_NAME.search(entry)
+            if found is None:
+                issues.append(Issue("error", "benchmark-selection", f"{entry!r} is a .wav file without the name pattern "
+                                    "'<name>,mixture.wav' / '<name>,source.wav': AudioSep's evaluator stops at it",
+                                    str(folder)))
+                break
+            names.append(found.group(1))
+        else:
+            selected = sorted(set(names))[:AUDIOSET_CLIPS_PER_CLASS]
+            if selected != sorted(set(listed)):
+                extra = [n for n in selected if n not in listed]
+                left = [n for n in listed if n not in selected]
+                said = "; ".join(part for part in (
+                    f"it takes {', '.join(extra[:3])}{' ...' if len(extra) > 3 else ''}, which the CSV does not list"
+                    if extra else "",
+                    f"not {', '.join(left[:3])}{' ...' if len(left) > 3 else ''}" if left else "") if part)
+                issues.append(Issue("error", "benchmark-selection", f"AudioSep's evaluator scores the first "
+                                    f"{AUDIOSET_CLIPS_PER_CLASS} clips of this folder in sorted order, not the CSV's "
+                                    f"rows for class {class_id} (first on row {first_row[class_id]}): {said}; scores "
+                                    "would differ from AudioSep's", str(folder)))
+    return issues

@@ -138,9 +138,11 @@ def build_report(reports: Sequence[str | Path], out: str | Path, *, names: Seque
             players["reference"] = clip_audio.reference_dir
         players.update({f"system-{k + 1}": folder for k, folder in enumerate(estimates.folders)})
         first_rows = [ids[i] for i in order[:spectrograms]]
-        files = {clip: {player: folder / clip_audio.mixture_files[clip] if player == "mixture"
+        named = {"mixture": clip_audio.mixture_files, "reference": clip_audio.reference_files or {}}
+        files = {clip: {player: folder / named[player][clip] if clip in named.get(player, {})
                         else estimate_path(folder, clip) for player, folder in players.items()} for clip in first_rows}
-        images = make_spectrograms(first_rows, files, work, limit=spectrograms, seconds=spectrogram_seconds)
+        images = make_spectrograms(first_rows, files, work, limit=spectrograms, seconds=spectrogram_seconds,
+                                   sample_rate=dataset.sample_rate)
 
         compare_metric = _comparison_metric(systems, metric)
         if compare_metric is None:  # reports with no metric in common: nothing to compare
@@ -158,8 +160,10 @@ def build_report(reports: Sequence[str | Path], out: str | Path, *, names: Seque
             row: dict[str, Any] = {"i": position, "id": spec.id, "caption": spec.query, "snr": spec.snr,
                                    "f": quote(spec.id, safe=""),
                                    "m": [[s.values[spec.id].get(m) for m in metrics] for s in systems]}
-            if not validation:
-                row["mix"] = quote(clip_audio.mixture_files[spec.id], safe="")
+            if not validation:  # a benchmark's files may lie in sub-folders: their '/' stay separators
+                row["mix"] = quote(clip_audio.mixture_files[spec.id], safe="/")
+            if clip_audio.reference_files is not None:
+                row["ref"] = quote(clip_audio.reference_files[spec.id], safe="/")
             if spec.id in with_images:
                 row["spec"] = 1
             rows.append(row)
@@ -168,7 +172,7 @@ def build_report(reports: Sequence[str | Path], out: str | Path, *, names: Seque
             "title": title,
             "dataset": {"kind": dataset.kind.value, "root": str(dataset.root.resolve()),
                         "csv": str(dataset.csv_path.resolve()), "mixtures": len(dataset.mixtures), "clips": len(ids)},
-            "has_reference": validation,
+            "has_reference": dataset.has_references,
             "metrics": metrics,
             "labels": {m: describe_metric(m).label for m in metrics},
             "decimals": {m: describe_metric(m).page_decimals for m in metrics},

@@ -7,10 +7,10 @@ Where each player's file comes from:
   pair with a reference is complete and a re-run skips it). `audio/dataset.json` records which
   CSV they came from: another CSV clears them first. A folder written by `dcase9 mix` can be
   played in place instead (`mixed`);
-- evaluation-set mixtures and all estimates are played where they lie, by a relative path from
-  the page folder (which may climb out of it, e.g. `../estimates/baseline/<id>.wav`): the page
-  works when opened in place, and costs no copy. `self_contained` copies them into
-  `audio/` instead, for a folder that can be moved or zipped on its own.
+- evaluation-set mixtures, the mixtures and references of AudioSep's benchmarks, and all estimates
+  are played where they lie, by a relative path from the page folder (which may climb out of it, e.g.
+  `../estimates/baseline/<id>.wav`): the page works when opened in place, and costs no copy.
+  `self_contained` copies them into `audio/` instead, for a folder that can be moved or zipped on its own.
 
 Spectrograms: one PNG per player for the first rows the page shows, until a count or a time
 budget runs out (the page shows no image for the rest).
@@ -68,7 +68,8 @@ class ClipAudio:
 
     mixture_dir: Path
     reference_dir: Path | None
-    mixture_files: dict[str, str]  # clip id -> file name inside mixture_dir
+    mixture_files: dict[str, str]  # clip id -> file name (or path) inside mixture_dir
+    reference_files: dict[str, str] | None = None  # clip id -> path inside reference_dir (None: <id>.wav)
     written: int = 0  # files written or copied by this run
     kept: int = 0  # files already there from an earlier run
 
@@ -134,23 +135,32 @@ def copy_if_changed(source: Path, target: Path) -> bool:
 
 def evaluation_audio(dataset: DataSet, specs: Sequence[MixtureSpec], out_dir: Path, *,
                      self_contained: bool) -> ClipAudio:
-    """The evaluation-set mixtures: in place, or copied into `out_dir/audio/mixture`."""
-    files = {s.id: s.file or "" for s in specs}
-    for spec in specs:
-        path = dataset.audio_path(files[spec.id])
-        if not path.is_file():
-            raise DataError("mixture audio not found (the data set has moved? pass its folder with --data)", file=path)
+    """The mixtures of an evaluation set, and of AudioSep's benchmarks their references too: in place, or
+    copied into `out_dir/audio/mixture` and `out_dir/audio/reference` (keeping their paths in the folder)."""
+    parts = {"mixture": {s.id: s.file or "" for s in specs}}
+    if dataset.kind.is_benchmark:
+        parts["reference"] = {s.id: s.reference or "" for s in specs}
+    for files in parts.values():
+        for name in files.values():
+            path = dataset.audio_path(name)
+            if not path.is_file():
+                raise DataError("audio not found (the data set has moved? pass its folder with --data)", file=path)
+    references = parts.get("reference")
     if not self_contained:
-        return ClipAudio(dataset.audio_dir, None, files)
-    target = out_dir / AUDIO_DIR / "mixture"
-    target.mkdir(parents=True, exist_ok=True)
-    remove_partial_files(target)
-    result = ClipAudio(target, None, files)
-    for name in files.values():
-        if copy_if_changed(dataset.audio_path(name), target / name):
-            result.written += 1
-        else:
-            result.kept += 1
+        return ClipAudio(dataset.audio_dir, dataset.audio_dir if references else None, parts["mixture"], references)
+    folders = {}
+    result = ClipAudio(out_dir, None, parts["mixture"], references)
+    for part, files in parts.items():
+        target = folders[part] = out_dir / AUDIO_DIR / part
+        target.mkdir(parents=True, exist_ok=True)
+        remove_partial_files(target)
+        for name in files.values():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            if copy_if_changed(dataset.audio_path(name), target / name):
+                result.written += 1
+            else:
+                result.kept += 1
+    result.mixture_dir, result.reference_dir = folders["mixture"], folders.get("reference")
     return result
 
 
@@ -233,11 +243,12 @@ class SpectrogramRun:
 
 
 def make_spectrograms(ids: Sequence[str], clip_audio: dict[str, dict[str, Path]], out_dir: Path, *,
-                      limit: int, seconds: float) -> SpectrogramRun:
+                      limit: int, seconds: float, sample_rate: int = SAMPLE_RATE) -> SpectrogramRun:
     """Images `out_dir/spectrograms/<player>/<id>.png` for the first `limit` clips of `ids`.
 
     `clip_audio[id][player]` is the audio file of each player (mixture, reference, system-1, ...). One colour scale per clip (the loudest panel's
-    peak down 80 dB), so mixture, reference and estimates compare by eye. Stops after `seconds`.
+    peak down 80 dB), so mixture, reference and estimates compare by eye. Stops after `seconds`. The audio
+    is read at `sample_rate` (the data set's: a 32 kHz benchmark's panels reach 16 kHz).
     """
     run = SpectrogramRun()
     started = time.perf_counter()
@@ -245,7 +256,7 @@ def make_spectrograms(ids: Sequence[str], clip_audio: dict[str, dict[str, Path]]
         if time.perf_counter() - started > seconds:
             run.stopped_by_time = True
             break
-        panels = {player: log_spectrogram(read_audio(path)) for player, path in clip_audio[clip].items()}
+        panels = {player: log_spectrogram(read_audio(path, sample_rate)) for player, path in clip_audio[clip].items()}
         top = max(float(p.max()) for p in panels.values())
         for player, db in panels.items():
             save_spectrogram(db, out_dir / SPECTROGRAM_DIR / player / f"{clip}.png", top)

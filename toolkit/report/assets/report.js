@@ -358,7 +358,8 @@
     var spec = function (player) { return row.spec ? data.spectrograms.base + player + "/" + row.f + ".png" : null; };
     var players = [player("mixture", "mixture (input)", data.audio.mixture + (row.mix || row.f + ".wav"), spec("mixture"))];
     if (data.audio.reference) {
-      players.push(player("reference", "reference (target)", data.audio.reference + row.f + ".wav", spec("reference")));
+      players.push(player("reference", "reference (target)", data.audio.reference + (row.ref || row.f + ".wav"),
+                          spec("reference")));
     }
     systems.forEach(function (s, k) {
       var key = "system-" + (k + 1);

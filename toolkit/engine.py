@@ -275,7 +275,8 @@ class Separator:
     numpy array or torch tensor at `sample_rate` (required: nothing here can tell 44.1 kHz audio from
     16 kHz audio, and a wrong guess gives a wrong but plausible result), one query (or one per row);
     it returns the estimates at the input's rate, shape and kind (float32). `infer(dataset, out)`
-    separates every mixture of an evaluation set into `out/<id>.wav` (16 kHz), resumably. Both use the
+    separates every mixture of an evaluation set into `out/<id>.wav` (at the set's rate: 16 kHz, 32 kHz for
+    AudioSep's benchmarks), resumably. Both use the
     engine's steps: resampling to the model's rate and back (soxr HQ on the CPU, or julius on the
     device: `options.resampler`; a tensor on a GPU is resampled there and never leaves it), batches of
     `batch_size`, one query embedding per distinct query (cached for the separator's life), chunks of

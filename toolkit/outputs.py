@@ -56,6 +56,7 @@ from typing import Any
 
 import soundfile as sf
 
+from dcase9.audio import SAMPLE_RATE
 from dcase9.data.formats import DataSet, MixtureSpec, SetKind, is_safe_name, output_name_too_long
 from dcase9.errors import Dcase9Error, DataError
 from dcase9.files import (JsonlAppender, colliding_names, exclusive_lock, name_collision, names_collide_on_disk,

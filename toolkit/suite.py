@@ -181,7 +181,7 @@ def _write_summary(path: Path, separator: Separator, evaluation_dir: Path, resul
     write_json_atomic(path, {
         "evaluation_dir": str(evaluation_dir.resolve()),
         "system": separator.identity,
-        "sample_rate": {"data": BENCHMARK_SAMPLE_RATE, "model": separator.model_sample_rate},
+        "sample_rate": {"data": BENCHMARK_SAMPLE_RATE, "model": separator.model.sample_rate},
         "complete": len(entries) == len(BENCHMARK_NAMES) and all(
             e.get("status") == "scored" and e.get("complete") is True for e in entries.values()),
         "benchmarks": entries,

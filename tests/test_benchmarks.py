@@ -83,7 +83,7 @@ def test_the_published_metadata_reads_as_audiosep_reads_it(tmp_path: Path) -> No
     music = open_dataset(root / "data" / "music").mixtures
     assert {spec.group for spec in music} == set(MUSIC_CLASSES)
     captions = open_dataset(root / "data" / "audiocaps")
-    labels = open_dataset(root / "data" / "audiocaps", query="labels")
+    labels = open_dataset(root / "data" / "audiocaps", query_column="labels")
     assert captions.mixtures[1].query == "A rocket flies by followed by a loud explosion and fire crackling as a " \
                                          "truck engine runs idle"
     assert labels.mixtures[1].query == "Explosion Burst, pop" and labels.query_column == "labels"
@@ -115,10 +115,10 @@ def test_the_layout_is_found_from_the_data_folder(tmp_path: Path) -> None:
     elsewhere.mkdir()
     dataset, _ = parse_dataset(elsewhere, "music", root / "metadata" / "music_eval.csv")
     assert dataset.kind is SetKind.MUSIC and dataset.audio_dir == elsewhere and len(dataset.mixtures) == 5004
-    with pytest.raises(ConfigError, match="--query 'labels': the Clotho benchmark's queries come from caption"):
-        parse_dataset(root / "data" / "clotho", query="labels")
-    with pytest.raises(ConfigError, match="--query chooses a benchmark's query column"):
-        parse_dataset(FIXTURES.parent / "official", "eval-real", query="labels")
+    with pytest.raises(ConfigError, match="--query-column 'labels': the Clotho benchmark's queries come from caption"):
+        parse_dataset(root / "data" / "clotho", query_column="labels")
+    with pytest.raises(ConfigError, match="--query-column chooses a benchmark's query column"):
+        parse_dataset(FIXTURES.parent / "official", "eval-real", query_column="labels")
 
 
 @pytest.mark.parametrize(("name", "line", "code", "field"), [
@@ -149,7 +149,7 @@ def test_the_demo_benchmarks_are_usable_and_deterministic(demo_root: Path, tmp_p
 
     for name in BENCHMARK_NAMES:
         report = validate_dataset(demo_root / "evaluation" / "data" / name)
-        assert report.issues == [] and report.usable(), name
+        assert report.issues == [] and report.usable, name
         assert report.files_checked == 2 * len(report.dataset.mixtures)
         for path in report.dataset.files_of(report.dataset.mixtures[0]):
             info = sf.info(path)
@@ -177,7 +177,7 @@ def test_validate_names_each_problem_as_for_the_task9_sets(evaluation: Path) -> 
     assert by_code["audio-truncated"].file == str(esc50 / "mixture-1.wav")
     assert by_code["audio-rate"].severity == "warning" and "librosa" in by_code["audio-rate"].message
     assert by_code["length-mismatch"].row == 5 and "segment-3.wav 48000" in by_code["length-mismatch"].message
-    assert not report.usable()
+    assert not report.usable
 
     result = runner.invoke(app, ["validate", str(esc50)])
     assert result.exit_code == 1 and "ESC-50 benchmark" in result.output and "audio-missing" in result.output
@@ -185,7 +185,7 @@ def test_validate_names_each_problem_as_for_the_task9_sets(evaluation: Path) -> 
 
 def test_audioset_folders_must_give_the_evaluators_selection(evaluation: Path) -> None:
     folder = evaluation / "data" / "audioset" / "class_id=1"
-    assert validate_dataset(folder.parent).usable()
+    assert validate_dataset(folder.parent).usable
     for part in ("mixture", "source"):  # sorts before index=000: AudioSep's evaluator would score it
         shutil.copy(folder / f"class_id=1,index=000,{part}.wav", folder / f"class_id=1,extra,{part}.wav")
     report = validate_dataset(folder.parent)
@@ -240,7 +240,7 @@ def test_a_16khz_system_runs_on_32khz_audio_and_is_scored_at_32khz(demo_root: Pa
     """One rule for every system: the benchmark's 32 kHz audio goes to the system at its own rate through the
     resampler, and its estimate comes back to 32 kHz, scored against the 32 kHz reference."""
     data = demo_root / "evaluation" / "data" / "vggsound"
-    result = api.separate("oracle", data, tmp_path / "est")
+    result = api.infer("oracle", data, tmp_path / "est")
     manifest = json.loads((tmp_path / "est" / "dcase9-run.json").read_text())
     assert result.written == 4 and manifest["identity"]["resampler"] == "soxr"
     assert manifest["settings"]["data_sample_rate"] == 32000 and manifest["settings"]["model_sample_rate"] == 16000
@@ -249,13 +249,13 @@ def test_a_16khz_system_runs_on_32khz_audio_and_is_scored_at_32khz(demo_root: Pa
     report = api.score(data, tmp_path / "est", progress=False)
     assert report.summary["benchmark"]["sdri"] > 10  # the oracle's mask, computed at 16 kHz
     # A re-run resumes; the Task 9 sets' columns are unchanged (SI-SDRi belongs to the benchmarks).
-    assert api.separate("oracle", data, tmp_path / "est").skipped == 4
+    assert api.infer("oracle", data, tmp_path / "est").skipped == 4
     task9 = api.score(demo_root / "validation", _mixture_estimates(demo_root, tmp_path), progress=False)
     assert "sisdri" not in task9.metrics and "benchmark" not in task9.summary
 
 
 def _mixture_estimates(demo_root: Path, tmp_path: Path) -> Path:
-    api.separate("mixture", demo_root / "validation", tmp_path / "mix-est")
+    api.infer("mixture", demo_root / "validation", tmp_path / "mix-est")
     return tmp_path / "mix-est"
 
 
@@ -263,10 +263,10 @@ def test_audiocaps_queries_by_caption_or_labels(demo_root: Path, tmp_path: Path)
     data = demo_root / "evaluation" / "data" / "audiocaps"
     for query in ("caption", "labels"):
         result = runner.invoke(app, ["infer", "-s", "mixture", "-d", str(data), "-o", str(tmp_path / query),
-                                     "--query", query])
+                                     "--query-column", query])
         assert result.exit_code == 0, result.output
         result = runner.invoke(app, ["score", "-d", str(data), "-e", str(tmp_path / query), "-o",
-                                     str(tmp_path / f"{query}-report"), "--query", query])
+                                     str(tmp_path / f"{query}-report"), "--query-column", query])
         assert result.exit_code == 0, result.output
         summary = json.loads((tmp_path / f"{query}-report" / "summary.json").read_text())
         assert summary["benchmark"]["query"] == query
@@ -275,7 +275,7 @@ def test_audiocaps_queries_by_caption_or_labels(demo_root: Path, tmp_path: Path)
     assert "Dog" in labels.split("\n")[1] or "Bird" in labels or "Rain" in labels
     assert captions != labels
     result = runner.invoke(app, ["score", "-d", str(demo_root / "evaluation" / "data" / "esc50"), "-e",
-                                 str(tmp_path / "caption"), "--query", "labels"])
+                                 str(tmp_path / "caption"), "--query-column", "labels"])
     assert result.exit_code == 2 and "the ESC-50 benchmark's queries come from caption" in result.output
 
 
@@ -287,8 +287,8 @@ def test_a_benchmark_file_at_another_rate_is_read_as_librosa_reads_it(evaluation
         audio, _ = sf.read(esc50 / name, dtype="float32")
         sf.write(esc50 / name, audio[::2], 16000, subtype="FLOAT")
     report = validate_dataset(esc50)
-    assert report.usable() and codes(report.warnings) == ["audio-rate", "audio-rate"]
-    api.separate("mixture", esc50, tmp_path / "est")
+    assert report.usable and codes(report.warnings) == ["audio-rate", "audio-rate"]
+    api.infer("mixture", esc50, tmp_path / "est")
     assert sf.info(tmp_path / "est" / "mixture-0.wav").samplerate == 32000
     scores = api.score(esc50, tmp_path / "est", progress=False)
     assert scores.problems == [] and scores.complete

@@ -93,8 +93,8 @@ def test_a_missing_benchmark_is_named_and_the_others_run(evaluation: Path, tmp_p
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--only", "fsd50k"], "--only 'fsd50k': not one of AudioSep's benchmarks (vggsound, music"),
-    (["--only", "music", "--query", "labels"], "AudioCaps is not among the benchmarks run"),
-    (["--query", "title"], "--query 'title': the AudioCaps benchmark's queries come from caption or labels"),
+    (["--only", "music", "--query-column", "labels"], "AudioCaps is not among the benchmarks run"),
+    (["--query-column", "title"], "--query-column 'title': the AudioCaps benchmark's queries come from caption or labels"),
 ])
 def test_suite_refuses_options_it_cannot_honour(evaluation: Path, tmp_path: Path, args: list[str], message: str) -> None:
     result = runner.invoke(app, ["suite", str(evaluation), "-s", "mixture", "-o", str(tmp_path / "out"), *args])

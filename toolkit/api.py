@@ -45,11 +45,11 @@ if TYPE_CHECKING:  # imported when used: they pull in models, Lightning, matplot
 
 def validate(data: str | Path, *, kind: str | None = None, csv_path: str | Path | None = None,
              check_audio: bool = True, expected_seconds: float | None = EXPECTED_SECONDS,
-             query: str | None = None) -> ValidationReport:
-    """Check an evaluation-set folder (or one of AudioSep's benchmarks, `EVALUATION_DIR/data/<name>`; `query`:
+             query_column: str | None = None) -> ValidationReport:
+    """Check an evaluation-set folder (or one of AudioSep's benchmarks, `EVALUATION_DIR/data/<name>`; `query_column`:
     AudioCaps' query column); see `ValidationReport.usable` (and `usable_strictly`)."""
     return validate_dataset(data, kind, csv_path, check_audio=check_audio, expected_seconds=expected_seconds,
-                            query=query)
+                            query_column=query_column)
 
 
 @dataclass
@@ -374,14 +374,15 @@ def system_facts(name: str | None) -> SystemFacts:
 
 
 def suite(system: str, evaluation_dir: str | Path, out: str | Path, *, only: list[str] | None = None,
-          query: str | None = None, checkpoint: str | Path | None = None, weights: dict[str, str | Path] | None = None,
+          query_column: str | None = None, checkpoint: str | Path | None = None,
+          weights: dict[str, str | Path] | None = None,
           system_options: dict[str, Any] | None = None, device: str = "auto", precision: str = "fp32",
           batch_size: int | None = None, resampler: str = "soxr", workers: int | None = None, overwrite: bool = False,
           offline: bool = False, trust_checkpoint: bool = False, progress: bool = True, score_batch_size: int = 32,
           on_result: Any = None) -> SuiteResult:
     """AudioSep's six LASS benchmarks with a registered system (`dcase9 suite`): `evaluation_dir` in AudioSep's
     layout (`metadata/`, `data/<name>/`), `out/<name>/estimates` and `out/<name>/report` per benchmark and
-    `out/summary.json`; resumable. `only`: some of the benchmarks; `query`: AudioCaps' query column (caption
+    `out/summary.json`; resumable. `only`: some of the benchmarks; `query_column`: AudioCaps' query column (caption
     or labels). The separator is `load_separator`'s (the same keywords; each clip runs whole, as AudioSep's
     evaluators run them); `overwrite` recomputes estimates; `score_batch_size`: clips per scoring batch.
     AudioSep's published numbers (its README) are recorded next to the run's.
@@ -395,7 +396,7 @@ def suite(system: str, evaluation_dir: str | Path, out: str | Path, *, only: lis
     engine = EngineOptions(batch_size=batch_size, device=device, precision=precision, resampler=resampler,
                            workers=workers, overwrite=overwrite, progress=progress)
     engine.check()
-    suite_benchmarks(only, query)  # refused before a model is loaded
+    suite_benchmarks(only, query_column)  # refused before a model is loaded
     check_evaluation_dir(Path(evaluation_dir))
     require_folder(out, "the suite's results")
     check_no_overlap({"--out": out}, {"EVALUATION_DIR": evaluation_dir, "--checkpoint": local_checkpoint(checkpoint),
@@ -405,6 +406,6 @@ def suite(system: str, evaluation_dir: str | Path, out: str | Path, *, only: lis
                      offline=offline, trust_checkpoint=trust_checkpoint)
     published = {p.benchmark: {"sdri": p.sdri, "sisdr": p.sisdr, "source": p.source}
                  for p in spec.published_benchmarks or audiosep_published_benchmarks()}
-    return run_suite(separator, evaluation_dir, out, only=only, query=query, published=published,
+    return run_suite(separator, evaluation_dir, out, only=only, query=query_column, published=published,
                      device=device, batch_size=score_batch_size, workers=workers, progress=progress,
                      on_result=on_result)

@@ -82,7 +82,7 @@ def suite_benchmarks(only: Sequence[str] | None, query: str | None = None) -> li
     if query is not None:
         check_query_choice(SetKind.AUDIOCAPS, query)
         if SetKind.AUDIOCAPS.value not in {b.name for b in chosen}:
-            raise ConfigError("--query chooses AudioCaps' query column; AudioCaps is not among the benchmarks run")
+            raise ConfigError("--query-column chooses AudioCaps' query column; AudioCaps is not among the benchmarks run")
     return chosen
 
 
@@ -136,7 +136,7 @@ def _run_one(separator: Separator, benchmark: Benchmark, evaluation_dir: Path, o
         result.status, result.message = "missing", f"{data}: no such folder (its audio is not here)"
         return result
     try:
-        dataset = open_dataset(data, SetKind(benchmark.name), query=query)
+        dataset = open_dataset(data, SetKind(benchmark.name), query_column=query)
     except DataError as exc:
         result.status, result.message = "unusable", f"{exc} (see `dcase9 validate {data}`)"
         return result

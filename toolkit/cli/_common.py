@@ -22,8 +22,8 @@ from dcase9.errors import Dcase9Error, Terminated
 KindOpt = Annotated[Optional[str], typer.Option(
     "--kind", help="validation | eval-synth | eval-real, when the folder holds several sets; or one of AudioSep's "
                    "benchmarks (vggsound, music, esc50, audioset, audiocaps, clotho) for a folder not in its layout.")]
-QueryOpt = Annotated[Optional[str], typer.Option(
-    "--query", help="AudioSep's AudioCaps benchmark: the queries' column, caption (default, as its benchmark.py) "
+QueryColumnOpt = Annotated[Optional[str], typer.Option(
+    "--query-column", help="AudioSep's AudioCaps benchmark: the queries' column, caption (default, as its benchmark.py) "
                     "or labels.")]
 CsvOpt = Annotated[Optional[Path], typer.Option("--csv", help="The metadata CSV, if not the official name.")]
 

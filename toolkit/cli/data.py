@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from dcase9.cli._common import RESUMES, CsvOpt, KindOpt, QueryOpt, app, console, friendly_errors, print_left_out
+from dcase9.cli._common import RESUMES, CsvOpt, KindOpt, QueryColumnOpt, app, console, friendly_errors, print_left_out
 
 DataArg = Annotated[Path, typer.Argument(help="Evaluation-set folder (or its CSV file); for AudioSep's benchmarks "
                                               "EVALUATION_DIR/data/<name>.", show_default=False)]
@@ -21,7 +21,7 @@ def validate(
     data: DataArg,
     kind: KindOpt = None,
     csv: CsvOpt = None,
-    query: QueryOpt = None,
+    query_column: QueryColumnOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report for scripts.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")] = False,
     no_audio: Annotated[bool, typer.Option("--no-audio", help="Check the metadata only.")] = False,
@@ -42,7 +42,7 @@ def validate(
     if seconds < 0 or show < 0:
         raise ConfigError("--seconds and --show must not be negative")
     report = run_validate(data, kind=kind, csv_path=csv, check_audio=not no_audio,
-                          expected_seconds=seconds or None, query=query)
+                          expected_seconds=seconds or None, query_column=query_column)
     usable = report.usable_strictly if strict else report.usable
     if as_json:
         typer.echo(json.dumps(report.to_json(strict), indent=2, ensure_ascii=False))

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from dcase9.cli._common import (RESUMES, CsvOpt, KindOpt, QueryOpt, app, console, friendly_errors,
+from dcase9.cli._common import (RESUMES, CsvOpt, KindOpt, QueryColumnOpt, app, console, friendly_errors,
                                 parse_weight_options, print_left_out, system_settings, tune_process)
 
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps.")]
@@ -63,7 +63,7 @@ def infer(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the <id>.wav estimates.")],
     kind: KindOpt = None,
     csv: CsvOpt = None,
-    query: QueryOpt = None,
+    query_column: QueryColumnOpt = None,
     checkpoint: Annotated[Optional[str], typer.Option(
         help="Use this checkpoint instead of the registry's: a file, a folder of `dcase9 export`, or one on the "
              "Hugging Face Hub (hf://owner/name[@revision]). One of `dcase9 train` or `dcase9 export` brings its "
@@ -108,7 +108,7 @@ def infer(
 
     get_system(system)  # a typo in the name is reported before any data is read
     tune_process()
-    result = run_infer(system, open_dataset(data, kind, csv, query=query), out, checkpoint=checkpoint,
+    result = run_infer(system, open_dataset(data, kind, csv, query_column=query_column), out, checkpoint=checkpoint,
                        weights=parse_weight_options(weight),
                        system_options=system_settings(system_config, set_values), device=device,
                        precision=precision, batch_size=batch_size, segment=segment, overlap=overlap,
@@ -165,7 +165,7 @@ def score(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report folder (CSV, JSON, PNG).")] = None,
     kind: KindOpt = None,
     csv: CsvOpt = None,
-    query: QueryOpt = None,
+    query_column: QueryColumnOpt = None,
     ats: Annotated[bool, typer.Option("--ats", help="Add ATS (CLAP audio-text similarity; no reference needed).")] = False,
     ats_checkpoint: Annotated[Optional[str], typer.Option(
         help="CLAP weights for ATS: a laion .pt, a baseline/AudioSep .ckpt, or a folder of `dcase9 export` (a "
@@ -196,7 +196,7 @@ def score(
 
     if ats_mode not in ATS_MODES:
         raise ConfigError(f"--ats-mode must be one of {', '.join(ATS_MODES)}")
-    dataset = open_dataset(data, kind, csv, query=query)
+    dataset = open_dataset(data, kind, csv, query_column=query_column)
     tune_process()
     scorer = None
     if ats:

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from dcase9.cli._common import (RESUMES, QueryOpt, app, console, friendly_errors, parse_weight_options,
+from dcase9.cli._common import (RESUMES, QueryColumnOpt, app, console, friendly_errors, parse_weight_options,
                                 system_settings, tune_process)
 from dcase9.cli.run import DeviceOpt
 
@@ -23,7 +23,7 @@ def suite(
     out: Annotated[Path, typer.Option("--out", "-o", help="Results: <name>/estimates, <name>/report, summary.json.")],
     only: Annotated[list[str], typer.Option(
         help="Run only this benchmark (repeatable): vggsound, music, esc50, audioset, audiocaps, clotho.")] = [],  # noqa: B006
-    query: QueryOpt = None,
+    query_column: QueryColumnOpt = None,
     checkpoint: Annotated[Optional[str], typer.Option(
         help="Use this checkpoint instead of the registry's: a file, a folder of `dcase9 export`, or one on the "
              "Hugging Face Hub (hf://owner/name[@revision]).")] = None,
@@ -58,7 +58,7 @@ def suite(
     get_system(system)
     settings = system_settings(system_config, set_values)
     tune_process()
-    result = run_suite(system, evaluation_dir, out, only=only or None, query=query, checkpoint=checkpoint,
+    result = run_suite(system, evaluation_dir, out, only=only or None, query_column=query_column, checkpoint=checkpoint,
                        weights=parse_weight_options(weight), system_options=settings, device=device,
                        precision=precision, batch_size=batch_size, resampler=resampler, workers=workers,
                        overwrite=overwrite, offline=offline, trust_checkpoint=trust_checkpoint,

@@ -851,25 +851,26 @@ def _audioset_row(cells: list[str], line: int, labels: list[str | None] | None, 
 
 
 def check_query_choice(kind: SetKind, query: str | None) -> None:
-    """`--query` where a benchmark offers a choice (AudioCaps: caption or labels); refused elsewhere."""
+    """`--query-column` where a benchmark offers a choice (AudioCaps: caption or labels); refused elsewhere."""
     if query is None:
         return
     benchmark = kind.benchmark
     if benchmark is None:
-        raise ConfigError(f"--query chooses a benchmark's query column; the {kind.value} set has one query per row")
+        raise ConfigError(f"--query-column chooses a benchmark's query column; the {kind.value} set has one query per row")
     if query not in benchmark.queries:
-        raise ConfigError(f"--query {query!r}: the {benchmark.title} benchmark's queries come from "
+        raise ConfigError(f"--query-column {query!r}: the {benchmark.title} benchmark's queries come from "
                           f"{' or '.join(benchmark.queries)}")
 
 
 def parse_dataset(data: str | Path, kind: SetKind | str | None = None,
-                  csv_path: str | Path | None = None, *, query: str | None = None) -> tuple[DataSet, list[Issue]]:
+                  csv_path: str | Path | None = None, *, query_column: str | None = None) -> tuple[DataSet, list[Issue]]:
     """Read an evaluation set's metadata; returns the usable mixtures and every problem found.
 
-    `query`: for a benchmark that offers two (AudioCaps), the column the queries come from (default: the
+    `query_column`: for a benchmark that offers two (AudioCaps), the column the queries come from (default: the
     one AudioSep's benchmark.py uses). Raises DataError only when not even the kind and CSV can be determined.
     """
     set_kind, csv_file, root = locate(data, kind, csv_path)
+    query = query_column
     check_query_choice(set_kind, query)
     issues = _Collector()
     json_path: Path | None = None
@@ -904,12 +905,12 @@ def parse_dataset(data: str | Path, kind: SetKind | str | None = None,
 
 
 def open_dataset(data: str | Path | DataSet, kind: SetKind | str | None = None,
-                 csv_path: str | Path | None = None, *, query: str | None = None) -> DataSet:
+                 csv_path: str | Path | None = None, *, query_column: str | None = None) -> DataSet:
     """Read an evaluation set, raising DataError (with the first problems) if its metadata is unusable.
     `query`: see `parse_dataset`."""
     if isinstance(data, DataSet):
         return data
-    dataset, issues = parse_dataset(data, kind, csv_path, query=query)
+    dataset, issues = parse_dataset(data, kind, csv_path, query_column=query_column)
     errors = [i for i in issues if i.severity == "error"]
     if errors:
         shown = "\n  ".join(str(e) for e in errors[:5])

@@ -146,10 +146,10 @@ def inspect_audio(path: Path, expected_frames: int | None, duration_is_error: bo
 
 def validate_dataset(data: str | Path, kind: SetKind | str | None = None, csv_path: str | Path | None = None,
                      *, check_audio: bool = True, expected_seconds: float | None = EXPECTED_SECONDS,
-                     workers: int = 2, query: str | None = None) -> ValidationReport:
+                     workers: int = 2, query_column: str | None = None) -> ValidationReport:
     """Check metadata and (unless `check_audio=False`) every referenced audio file. `expected_seconds` is
     the Task 9 sets' clip length; AudioSep's benchmarks have none (`query`: see `parse_dataset`)."""
-    dataset, issues = parse_dataset(data, kind, csv_path, query=query)
+    dataset, issues = parse_dataset(data, kind, csv_path, query_column=query_column)
     report = ValidationReport(dataset, list(issues))
     for spec in dataset.mixtures:  # what infer, mix and score refuse row by row (ItemLoader)
         too_long = output_name_too_long(spec.id)

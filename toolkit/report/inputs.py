@@ -167,14 +167,14 @@ def open_report_dataset(first: ScoredSystem, data: str | Path | None = None) -> 
     kind = dataset_info["kind"]
     query = dataset_info.get("query") if SetKind(kind).is_benchmark else None  # AudioCaps: caption or labels
     if data is not None:
-        return open_dataset(data, kind, query=query)
+        return open_dataset(data, kind, query_column=query)
     paths = first.summary.get("paths") if isinstance(first.summary.get("paths"), dict) else {}
     root = Path(paths.get("data") or dataset_info.get("root") or "")
     csv_path = Path(paths.get("csv") or dataset_info.get("csv") or "")
     if not root.is_dir() or not csv_path.is_file():
         raise Dcase9Error(f"{first.report_dir / SUMMARY} records the data set at {root} ({csv_path}), which is not "
                           "there any more: pass its folder with --data")
-    return open_dataset(root, kind, csv_path, query=query)
+    return open_dataset(root, kind, csv_path, query_column=query)
 
 
 def match_dataset(dataset: DataSet, first: ScoredSystem) -> list[MixtureSpec]:

@@ -117,7 +117,7 @@ def test_ats_on_a_benchmark_hears_its_32khz_estimates(clap_files: dict[str, Path
                                                       tmp_path: Path) -> None:
     """AudioSep's benchmarks are 32 kHz: `score --ats` resamples 32 -> 48 kHz for CLAP, not 16 -> 48 kHz."""
     data = demo_root / "evaluation" / "data" / "esc50"
-    api.separate("mixture", data, tmp_path / "est", options=EngineOptions(progress=False))
+    api.infer("mixture", data, tmp_path / "est", progress=False)
     ats = scorer(clap_files)
     report = api.score(data, tmp_path / "est", progress=False, ats=ats)
     assert report.metric_settings["ats"]["input_rate"] == 32000 and ats.input_rate == 16000  # the caller's is kept

@@ -295,6 +295,23 @@ def test_infer_system3_end_to_end(assets: dict[str, Path], demo_root: Path, tmp_
     assert {"system3-checkpoint", "audioldm-vae", "audioldm-vocoder"} <= set(manifest["identity"]["weights"])
 
 
+def test_separate_a_recording_with_system3(assets: dict[str, Path], tmp_path: Path) -> None:
+    """System 3 is text-queried: `dcase9 separate` runs it on a stereo 44.1 kHz file like any other system,
+    each channel separated at AudioLDM's 16 kHz and returned at the file's rate and length."""
+    rng = np.random.default_rng(3)
+    recording = tmp_path / "in" / "park.flac"
+    recording.parent.mkdir()
+    sf.write(recording, (0.1 * rng.standard_normal((44100 * 2, 2))).astype(np.float32), 44100)
+    args = ["separate", str(recording), "-q", "birds singing", "-s", "3", "-o", str(tmp_path / "out"),
+            "--checkpoint", str(assets["checkpoint"]), "--system-config", str(assets["config"]), "--offline",
+            *weight_args(assets, "audioldm-vae", "audioldm-vocoder", "roberta-base-tokenizer")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    audio, rate = sf.read(tmp_path / "out" / "park" / "birds_singing.wav", dtype="float32", always_2d=True)
+    assert rate == 44100 and audio.shape == (88200, 2) and np.isfinite(audio).all()
+    assert np.abs(audio[:, 0]).max() > 0 and not np.array_equal(audio[:, 0], audio[:, 1])
+
+
 def test_infer_system3_refuses_a_baseline_checkpoint(assets: dict[str, Path], demo_root: Path, tmp_path: Path) -> None:
     baseline = write_lightning_checkpoint(tmp_path / "baseline.ckpt")
     result = runner.invoke(app, ["infer", "-s", "irm-ldm", "-d", str(demo_root / "validation"), "-o", str(tmp_path / "e"),

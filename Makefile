@@ -20,6 +20,8 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/dcase9 demo --out demo-run
 
 test: $(VENV)/.installed
+	$(PY) -m ruff check .    # lint: pyflakes, bugbear, pyupgrade, simplify (pyproject.toml)
+	$(PY) -m mypy           # the public API's types (the files in pyproject.toml)
 	$(PY) -m pytest -q
 
 clean:

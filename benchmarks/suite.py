@@ -96,7 +96,6 @@ def prepare(work: Path, rows: int) -> dict[str, Path]:
 def run_loop(work: Path) -> dict[str, Any]:
     """AudioSep's benchmark.py, emulated (see the module docstring): seconds and what it prints."""
     started = time.perf_counter()
-    import numpy as np
     import soundfile as sf
     import torch
 

@@ -147,8 +147,8 @@ def main() -> None:
         loss_rel = abs(float(result["loss"]) - float(exact["loss"])) / float(exact["loss"])
         grads = snr_db(torch.cat([g.flatten() for g in result["grads"]]),
                        torch.cat([g.flatten() for g in exact["grads"]]))
-        weights = snr_db(torch.cat([(w.double() - i).flatten() for w, i in zip(result["weights"], initial)]),
-                         torch.cat([(w - i).flatten() for w, i in zip(exact["weights"], initial)]))
+        weights = snr_db(torch.cat([(w.double() - i).flatten() for w, i in zip(result["weights"], initial, strict=True)]),
+                         torch.cat([(w - i).flatten() for w, i in zip(exact["weights"], initial, strict=True)]))
         best, median = seconds[name]
         print(f"{name:<14} {snr_db(result['output'], exact['output']):9.1f} {loss_rel:9.1e} {grads:8.1f} "
               f"{weights:10.1f} {best:7.2f} {median:8.2f}")

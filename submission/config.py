@@ -70,7 +70,7 @@ class ParameterSource(StrictModel):
     trust_checkpoint: bool = False  # unpickle code in the checkpoints (only for files you trust)
 
     @model_validator(mode="after")
-    def _one_source(self) -> "ParameterSource":
+    def _one_source(self) -> ParameterSource:
         if bool(self.checkpoints) == (self.total is not None):
             raise ValueError("give either 'checkpoints' (a list of files) or 'total' (a number)")
         return self
@@ -92,7 +92,7 @@ class SystemEntry(StrictModel):
     estimates: dict[str, Path]  # subset name (see the profile) -> folder of <id>.wav estimates
 
     @model_validator(mode="after")
-    def _one_results_source(self) -> "SystemEntry":
+    def _one_results_source(self) -> SystemEntry:
         if (self.development_report is None) == (self.development_results is None):
             raise ValueError("give either 'development_report' (a `dcase9 score` report) or "
                              f"'development_results' ({', '.join(result_metrics())})")
@@ -123,7 +123,7 @@ class SubmissionConfig(StrictModel):
                           for i, path in enumerate(system.parameters.checkpoints)})
         return paths
 
-    def resolve_paths(self, base: Path) -> "SubmissionConfig":
+    def resolve_paths(self, base: Path) -> SubmissionConfig:
         """A copy with every relative path taken from `base` (the config file's folder)."""
 
         def resolve(path: Path) -> Path:

@@ -130,10 +130,8 @@ def convert_wav(path: Path, subtype: str) -> ConvertedWav:
         quantised = np.round(samples * full_scale)
         clipped = int(np.count_nonzero((quantised > full_scale - 1) | (quantised < -full_scale)))
         quantised = np.clip(quantised, -full_scale, full_scale - 1)
-        if bits == 16:
-            pcm = quantised.astype(np.int16)
-        else:  # libsndfile keeps the top `bits` bits of int32 data
-            pcm = (quantised.astype(np.int64) << (32 - bits)).astype(np.int32)
+        # 24-bit: libsndfile keeps the top `bits` bits of int32 data
+        pcm = quantised.astype(np.int16) if bits == 16 else (quantised.astype(np.int64) << (32 - bits)).astype(np.int32)
         sf.write(buffer, pcm, rate, subtype=subtype, format="WAV")
         return ConvertedWav(buffer.getvalue(), clipped, peak, non_finite=False)
     sf.write(buffer, samples.astype(np.float32), rate, subtype=subtype, format="WAV")

@@ -151,7 +151,7 @@ class Layout(StrictModel):
         return value
 
     @model_validator(mode="after")
-    def _under_the_task_folder(self) -> "Layout":
+    def _under_the_task_folder(self) -> Layout:
         folder = self.task_folder
         outside = [key for key, text in (("meta", self.meta), ("technical_report", self.technical_report))
                    if folder is not None and not text.startswith(folder + "/")]
@@ -181,7 +181,7 @@ class AudioRules(StrictModel):
     same_length_as_mixture: bool = True
 
     @model_validator(mode="after")
-    def _package_subtype_accepted(self) -> "AudioRules":
+    def _package_subtype_accepted(self) -> AudioRules:
         if self.package_subtype not in self.accepted_subtypes:
             raise ValueError(f"package_subtype {self.package_subtype} is not one of accepted_subtypes")
         return self
@@ -212,11 +212,11 @@ class FieldRule(StrictModel):
     decimals: int | None = Field(default=None, ge=0)  # a number is written rounded to this many decimals
     write_null: bool = False  # without a value, the key is written as null (the template keeps every key)
     one_true: str | None = None  # a list of mappings: exactly one item has this field true
-    fields: dict[str, "FieldRule"] | None = None
-    items: "FieldRule | None" = None
+    fields: dict[str, FieldRule] | None = None
+    items: FieldRule | None = None
 
     @model_validator(mode="after")
-    def _consistent(self) -> "FieldRule":
+    def _consistent(self) -> FieldRule:
         if self.fields is not None and self.type != "mapping":
             raise ValueError("'fields' belongs to a mapping")
         if self.items is not None and self.type != "list":
@@ -271,7 +271,7 @@ class Profile(StrictModel):
     max_entry_bytes: int = Field(default=100 * 2**20, ge=1)
 
     @model_validator(mode="after")
-    def _outputs_under_the_task_folder(self) -> "Profile":
+    def _outputs_under_the_task_folder(self) -> Profile:
         folder = self.layout.task_folder
         outside = [f"subsets.{name}.output" for name, subset in self.subsets.items()
                    if folder is not None and not subset.output.startswith(folder + "/")]
@@ -280,7 +280,7 @@ class Profile(StrictModel):
         return self
 
     @cached_property
-    def templates(self) -> "Templates":
+    def templates(self) -> Templates:
         return Templates(self)
 
     def label_of(self, lastname: str, institution: str, index: int) -> str:
@@ -307,7 +307,7 @@ class Profile(StrictModel):
         parts = label.split("_")
         if len(parts) != len(expected):
             return f"has {len(parts)} '_'-separated part(s); a label has {len(expected)}: {template}"
-        for number, (part, wanted) in enumerate(zip(parts, expected), start=1):
+        for number, (part, wanted) in enumerate(zip(parts, expected, strict=True), start=1):
             if not wanted.startswith("{"):
                 if part != wanted:
                     return f"part {number} is {part!r}; it must be {wanted!r} ({template})"

@@ -88,7 +88,7 @@ def config_dict(inputs: SubmissionInputs, folder: Path) -> dict[str, Any]:
     config = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
     config["technical_report"] = rel(inputs.pdf)
     config["data"] = {subset: rel(path) for subset, path in inputs.data.items()}
-    for system, estimates in zip(config["systems"], (inputs.float_estimates, inputs.pcm_estimates)):
+    for system, estimates in zip(config["systems"], (inputs.float_estimates, inputs.pcm_estimates), strict=True):
         system["parameters"] = {"checkpoints": [rel(inputs.checkpoint)]}
         system["development_report"] = rel(inputs.report)
         system["estimates"] = {subset: rel(path) for subset, path in estimates.items()}

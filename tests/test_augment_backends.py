@@ -124,7 +124,7 @@ def test_rate_limiter_spaces_requests_across_threads():
         thread.join()
     starts.sort()
     assert starts[-1] - starts[0] >= 5 * 0.05 - 0.01
-    assert min(b - a for a, b in zip(starts, starts[1:])) >= 0.04
+    assert min(b - a for a, b in zip(starts, starts[1:], strict=False)) >= 0.04
 
 
 # --------------------------------------------------------------------------------------------------

@@ -168,7 +168,7 @@ def test_model_rate_resampling_is_soxr_hq_in_the_threads_by_default(demo_root: P
     from dcase9.data.items import ItemLoader
     from dcase9.metrics import sdr
 
-    for spec, model_input in zip(dataset.mixtures[:3], separator.inputs):
+    for spec, model_input in zip(dataset.mixtures[:3], separator.inputs, strict=True):
         mixture = ItemLoader(dataset).load(spec).mixture
         # what the model got: soxr's own HQ output, independently computed here
         np.testing.assert_array_equal(model_input, soxr.resample(mixture, 16000, 32000, quality="HQ"))

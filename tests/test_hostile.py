@@ -1442,10 +1442,10 @@ def test_the_lock_leaves_no_file_and_takes_over_a_dead_holders(tmp_path: Path) -
     from dcase9.files import LOCK_NAME, exclusive_lock
 
     (tmp_path / LOCK_NAME).write_text("dcase9 infer, process 999999")  # left by a killed process: no flock held
-    with exclusive_lock(tmp_path, "infer"):
-        with pytest.raises(ConfigError, match=r"another dcase9 command \(dcase9 infer, process \d+\)"):
-            with exclusive_lock(tmp_path, "mix"):
-                pass
+    with exclusive_lock(tmp_path, "infer"), \
+            pytest.raises(ConfigError, match=r"another dcase9 command \(dcase9 infer, process \d+\)"), \
+            exclusive_lock(tmp_path, "mix"):
+        pass
     assert not (tmp_path / LOCK_NAME).exists()
 
 

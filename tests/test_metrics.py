@@ -90,12 +90,12 @@ def test_no_zero_mean_step() -> None:
 
 
 def test_eps_is_float32_epsilon() -> None:
-    assert SISDR_EPS == pytest.approx(1.1920928955078125e-07)
+    assert pytest.approx(1.1920928955078125e-07) == SISDR_EPS
 
 
 def test_batch_equals_one_at_a_time() -> None:
     batch = [signals(seed) for seed in range(5)]
-    refs, ests, mixes = (np.stack(x) for x in zip(*batch))
+    refs, ests, mixes = (np.stack(x) for x in zip(*batch, strict=True))
     batched = separation_metrics(refs, ests, mixes)
     for i, (ref, est, mix) in enumerate(batch):
         single = separation_metrics(ref, est, mix)

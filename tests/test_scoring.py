@@ -128,7 +128,7 @@ def test_scores_are_the_metric_functions_of_each_clip(demo_root: Path, estimates
     dataset = open_dataset(demo_root / "validation")
     report = scoring.score_estimates(dataset, estimates["mixture"], device="cpu", batch_size=5, progress=False)
     loader = ItemLoader(dataset)
-    for spec, row in zip(dataset.mixtures, report.rows):
+    for spec, row in zip(dataset.mixtures, report.rows, strict=True):
         item = loader.load(spec)
         estimate = torch.from_numpy(sf.read(str(estimates["mixture"] / f"{spec.id}.wav"), dtype="float32")[0])[None]
         reference, mixture = torch.from_numpy(item.reference)[None], torch.from_numpy(item.mixture)[None]

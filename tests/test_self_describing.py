@@ -142,7 +142,7 @@ def test_what_the_user_passes_beats_what_the_checkpoint_says(trained: dict[str, 
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "hop" / MANIFEST_NAME).read_text())["identity"]["options"] == options
     assert any(not np.array_equal(a, b) for a, b in zip(audio(trained["estimates"]).values(),
-                                                         audio(tmp_path / "hop").values()))
+                                                         audio(tmp_path / "hop").values(), strict=True))
 
     # A tokenizer given with --weight replaces the one the checkpoint carries: one too large for its
     # text tower is refused, naming the checkpoint; another of the same size is used.
@@ -161,7 +161,7 @@ def test_what_the_user_passes_beats_what_the_checkpoint_says(trained: dict[str, 
     manifest = json.loads((tmp_path / "tok" / MANIFEST_NAME).read_text())
     assert manifest["identity"]["weights"]["roberta-base-tokenizer"] == str(other)
     assert any(not np.array_equal(a, b) for a, b in zip(audio(trained["estimates"]).values(),
-                                                         audio(tmp_path / "tok").values()))
+                                                         audio(tmp_path / "tok").values(), strict=True))
 
 
 def test_the_system_it_was_trained_for(trained: dict[str, Any], demo_root: Path, tmp_path: Path) -> None:

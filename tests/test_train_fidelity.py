@@ -232,7 +232,7 @@ def reference_layout_checkpoint(ours: Path, path: Path, net: Any) -> Path:
     group = ours_optimizer["param_groups"][0]
     step = saved["global_step"]
     entries = {reference_names.index(name): {**values, "step": torch.tensor(float(values["step"]))}
-               for name, values in zip(trained, (ours_optimizer["state"][i] for i in range(len(trained))))}
+               for name, values in zip(trained, (ours_optimizer["state"][i] for i in range(len(trained))), strict=True)}
     optimizer = {"state": entries, "param_groups": [{
         "lr": group["lr"], "betas": tuple(group["betas"]), "eps": group["eps"], "weight_decay": group["weight_decay"],
         "amsgrad": group["amsgrad"], "foreach": None, "maximize": False, "capturable": False,

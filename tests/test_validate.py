@@ -202,7 +202,7 @@ def test_names_one_disk_folds_are_warned_once_per_pair_of_rows(demo_root: Path, 
     source = rows[1].split(",")[0]
     changed = [row.replace(source, source.upper(), 1) if k > 1 and row.startswith(source) else row
                for k, row in enumerate(rows)]
-    assert sum(a != b for a, b in zip(rows, changed)) >= 2  # the second spelling on several rows
+    assert sum(a != b for a, b in zip(rows, changed, strict=True)) >= 2  # the second spelling on several rows
     csv.write_text("\n".join(changed) + "\n")
     _, issues = parse_dataset(demo_validation)
     collisions = [i for i in issues if i.code == "name-collision"]

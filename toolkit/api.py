@@ -99,8 +99,8 @@ def mix(data: str | Path | DataSet, out: str | Path, *, pcm16: bool = False, ove
                     output_id, samples = item.spec.id, len(item.mixture)
                     for path, audio in zip(mix_paths(out, output_id), (item.mixture, item.reference), strict=True):
                         write_wav(path, audio, SAMPLE_RATE, subtype,  # type: ignore[arg-type]
-                                  before_replace=lambda written, path=path: folder.record_file(output_id, path,
-                                                                                              written, samples))
+                                  before_replace=lambda written, path=path, output_id=output_id, samples=samples:
+                                  folder.record_file(output_id, path, written, samples))
                     written += 1
                 if bar is not None and task is not None:
                     bar.update(task, advance=1)

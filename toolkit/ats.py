@@ -53,7 +53,7 @@ class AtsScorer:
         self.batch_size = batch_size
         self._text: dict[str, torch.Tensor] = {}
 
-    def at_rate(self, input_rate: int) -> "AtsScorer":
+    def at_rate(self, input_rate: int) -> AtsScorer:
         """This scorer for estimates at `input_rate` (AudioSep's benchmarks: 32 kHz), sharing its encoder and
         its cached text embeddings."""
         if input_rate == self.input_rate:
@@ -78,7 +78,7 @@ class AtsScorer:
     def text_embeddings(self, queries: Sequence[str]) -> torch.Tensor:
         new = [q for q in dict.fromkeys(queries) if q not in self._text]
         if new:
-            for query, embedding in zip(new, self.encoder.encode_text(new)):
+            for query, embedding in zip(new, self.encoder.encode_text(new), strict=True):
                 self._text[query] = embedding
         return torch.stack([self._text[q] for q in queries])
 

@@ -250,7 +250,7 @@ class QueryCache:
             encoded = self.separator.encode_queries(new)
             if encoded is None:
                 return None
-            for query, row in zip(new, encoded):
+            for query, row in zip(new, encoded, strict=True):
                 self.embeddings[query] = row
         if not self.embeddings:
             return None
@@ -631,7 +631,7 @@ class Separator:
                     references = [loaded.reference for loaded in batch] if self.needs_reference else None
                     estimates = self._separate([loaded.mixture for loaded in batch], references,  # type: ignore[arg-type]
                                                [loaded.item.spec.query for loaded in batch], data_rate, whole)
-                    for loaded, estimate in zip(batch, estimates):
+                    for loaded, estimate in zip(batch, estimates, strict=True):
                         item = loaded.item
                         bad = non_finite_count(estimate)
                         if bad:
@@ -837,7 +837,7 @@ class _RecordingStream:
                 window = crossfade_window(segment, self.fade, first=k == 0, last=last, device=device)
                 chunk = torch.from_numpy(np.ascontiguousarray(model_input[:, offset:offset + segment])).to(device)
                 for query, rows in enumerate(conditions):
-                    for (b, e), condition in zip(groups, rows):
+                    for (b, e), condition in zip(groups, rows, strict=True):
                         estimates[query][b:e] += separator._run_chunk(chunk[b:e], condition, None) * window
                 weight += window
                 finished = [(estimate[:, :done] / weight[:done]).float().cpu().numpy() for estimate in estimates]

@@ -16,6 +16,7 @@ from typing import Any
 
 from dcase9.home import dcase9_home
 from dcase9.version import __version__
+import contextlib
 
 # Distribution -> the extra that installs it (None: a core dependency).
 PACKAGES: dict[str, str | None] = {
@@ -55,10 +56,8 @@ def _folder_bytes(folder: Path) -> int:
     total = 0
     for root, _, files in os.walk(folder):
         for name in files:
-            try:
+            with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
     return total
 
 

@@ -218,8 +218,9 @@ def _plan(checkpoint_path: Path, run_dir: Path | None, explicit: Mapping[str, Pa
     entry.pop("query_encoder", None)
     entry.update({"format": entry.get("format", CHECKPOINT_FORMAT), "system": card.name,
                   "system_options": system_options})
-    source_facts = {"file": checkpoint_path.name,
-                    "sha256": file_sha256(checkpoint_path) if checkpoint_path.is_file() else None,
+    source_sha256 = file_sha256(checkpoint_path) if checkpoint_path.is_file() else None
+    source_facts: dict[str, Any] = {"file": checkpoint_path.name,
+                    "sha256": source_sha256,
                     "global_step": _plain_int(checkpoint.get("global_step")),
                     "epoch": _plain_int(checkpoint.get("epoch"))}
     config = {"export_format": EXPORT_FORMAT, "dcase9_version": __version__, "system": card.name,
@@ -229,7 +230,7 @@ def _plan(checkpoint_path: Path, run_dir: Path | None, explicit: Mapping[str, Pa
               "source": source_facts}
     run = _run_facts(entry, run_dir, notes)
     for report in scored:
-        _check_report_identity(report, source_facts["sha256"], card, notes)
+        _check_report_identity(report, source_sha256, card, notes)
     return _Plan(card, tensors, config, tokenizer, run, notes)
 
 
@@ -486,7 +487,7 @@ def _training_lines(run: Mapping[str, Any], config: Mapping[str, Any]) -> list[s
                 if summary.get("precision") or trainer.get("precision") else ""),
              f"- Optimizer: {optimizer.get('name', '?')}, learning rate {optimizer.get('lr', '?')}",
              f"- Started from: {Path(init).name if isinstance(init, str) and not init.startswith('hf://') else init or 'random weights'}"]
-    validation = summary.get("validation") if isinstance(summary.get("validation"), dict) else {}
+    validation: dict[str, Any] = summary["validation"] if isinstance(summary.get("validation"), dict) else {}
     shown = [f"{key.split('/', 1)[-1]} {_value(value)}" for key, value in validation.items()
              if isinstance(value, (int, float))]
     if shown:

@@ -85,7 +85,7 @@ class HuggingFaceSnapshot(StrictModel):
         return {name: _sha256_field(digest) or "" for name, digest in value.items()}
 
     @model_validator(mode="after")
-    def _known_files(self) -> "HuggingFaceSnapshot":
+    def _known_files(self) -> HuggingFaceSnapshot:
         unknown = sorted(set(self.sha256) - set(self.files) - set(self.optional_files))
         if unknown:
             raise ValueError(f"sha256 given for files the snapshot does not fetch: {', '.join(unknown)}")
@@ -109,7 +109,7 @@ class Source(StrictModel):
     url: UrlFile | None = None
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "Source":
+    def _exactly_one(self) -> Source:
         given = [k for k in ("huggingface", "huggingface_snapshot", "zenodo", "url") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(f"a source names exactly one of huggingface, huggingface_snapshot, zenodo, url; got {given}")
@@ -142,7 +142,7 @@ class WeightEntry(StrictModel):
     _sum = field_validator("sha256")(lambda cls, value: _sha256_field(value))
 
     @model_validator(mode="after")
-    def _checksum(self) -> "WeightEntry":
+    def _checksum(self) -> WeightEntry:
         if self.sha256 is not None and self.kind == "folder":
             raise ValueError("a folder weight has no sha256 of its own: give its files' sums in its snapshot source")
         return self
@@ -192,7 +192,7 @@ class HubReference:
         return HUB_SCHEME + self.repo + (f"@{self.revision}" if self.revision else "")
 
     @classmethod
-    def parse(cls, text: str) -> "HubReference":
+    def parse(cls, text: str) -> HubReference:
         body = text[len(HUB_SCHEME):] if text.startswith(HUB_SCHEME) else text
         repo, at, revision = body.partition("@")
         if not _REPO_ID.match(repo) or ".." in repo or (at and not revision.strip()):

@@ -286,7 +286,7 @@ class OutputFolder:
 
     # -- entering: checks ------------------------------------------------------------------------
 
-    def __enter__(self) -> "OutputFolder":
+    def __enter__(self) -> OutputFolder:
         self._stack.enter_context(exclusive_lock(self.root, self.command))
         try:
             self._check_colliding_outputs()

@@ -96,7 +96,7 @@ def queries_of(texts: Sequence[str], examples: Sequence[str | Path]) -> list[Que
                           "the k-th text and the k-th example make one query, so give as many of each (or "
                           "separate by texts and by examples in two runs)")
     if texts and examples:
-        return [Query(text, Path(example)) for text, example in zip(texts, examples)]
+        return [Query(text, Path(example)) for text, example in zip(texts, examples, strict=True)]
     return [Query(text) for text in texts] + [Query(audio=Path(example)) for example in examples]
 
 
@@ -160,24 +160,24 @@ def read_query_pairs(path: str | Path) -> tuple[list[tuple[Path, Query, int]], l
     `query_audio`: an example of the sound; or the names in `QUERY_FILE_COLUMNS`); relative paths are
     taken from the CSV's folder. A row without a file, or with neither a query nor an example, is a
     problem naming its line (the other rows still run)."""
-    path = require_file(path, "--queries")
+    csv_file = require_file(path, "--queries")
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = csv_file.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=path) from None
+        raise DataError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=csv_file) from None
     try:
         rows = list(csv.reader(text.splitlines()))
     except csv.Error as exc:
-        raise DataError(f"not a CSV file ({exc})", file=path) from None
+        raise DataError(f"not a CSV file ({exc})", file=csv_file) from None
     if not rows:
-        raise DataError("empty: expected a header (file,query) and one row per recording and query", file=path)
+        raise DataError("empty: expected a header (file,query) and one row per recording and query", file=csv_file)
     header = [cell.strip().lower() for cell in rows[0]]
     columns = {}
     for role, names in QUERY_FILE_COLUMNS.items():
         found = next((header.index(name) for name in names if name in header), None)
         if found is None and role != "query_audio":
             raise DataError(f"no {role} column (its header names {', '.join(header) or 'nothing'}; expected one "
-                            f"of {', '.join(names)})", file=path, row=1)
+                            f"of {', '.join(names)})", file=csv_file, row=1)
         if found is not None:
             columns[role] = found
     pairs, problems = [], []
@@ -185,17 +185,17 @@ def read_query_pairs(path: str | Path) -> tuple[list[tuple[Path, Query, int]], l
         if not any(cell.strip() for cell in cells):
             continue
         get = {role: cells[k].strip() if k < len(cells) else "" for role, k in columns.items()}
-        where = f"{path}, row {line}"
+        where = f"{csv_file}, row {line}"
         if not get["file"]:
             problems.append(Problem(where, f"{where}, field 'file': empty: name the recording to separate"))
         elif not get["query"] and not get.get("query_audio"):
             problems.append(Problem(where, f"{where}, field 'query': an empty query: say what to separate"))
         else:
             example = Path(get["query_audio"]) if get.get("query_audio") else None
-            query = Query(get["query"] or None, path.parent / example if example and not example.is_absolute()
+            query = Query(get["query"] or None, csv_file.parent / example if example and not example.is_absolute()
                           else example)
             recording = Path(get["file"])
-            pairs.append((recording if recording.is_absolute() else path.parent / recording, query, line))
+            pairs.append((recording if recording.is_absolute() else csv_file.parent / recording, query, line))
     return pairs, problems
 
 
@@ -273,7 +273,7 @@ class NothingToSeparate(Dcase9Error):
 @dataclass
 class SeparationPlan:
     """The jobs whose recordings can be separated, those recordings and the audio examples (by resolved
-    path), and the recordings, examples and rows refused (one problem each, naming the file or row)."""
+    csv_file), and the recordings, examples and rows refused (one problem each, naming the file or row)."""
 
     jobs: list[Job]
     recordings: dict[str, Recording]

@@ -193,7 +193,7 @@ def score_estimates(data: str | Path | DataSet, estimates_dir: str | Path, out_d
 
     lengths: dict[str, int] = {}
     unusable: list[EstimateProblem] = []
-    for spec, length in zip(specs, ordered_map(mixture_length, specs, workers=workers, prefetch=64)):
+    for spec, length in zip(specs, ordered_map(mixture_length, specs, workers=workers, prefetch=64), strict=True):
         if isinstance(length, EstimateProblem):
             unusable.append(length)
         else:
@@ -258,14 +258,14 @@ def _score_batch(batch: Sequence[tuple[MixtureSpec, np.ndarray, np.ndarray | Non
             ref, est, mix = (torch.from_numpy(np.stack([batch[i][k] for i in indices])).to(device).double()  # type: ignore[misc]
                              for k in (2, 3, 1))
             for name, computed in compute_reference_metrics(ref, est, mix, benchmarks).items():
-                for i, value in zip(indices, computed.cpu().tolist()):
+                for i, value in zip(indices, computed.cpu().tolist(), strict=True):
                     per_clip[i][name] = value
     for name, metric in extra_metrics.items():
         values[name] = list(metric([b[0] for b in batch], [b[3] for b in batch], device))
         for i, value in enumerate(values[name]):
             per_clip[i][name] = float(value)
     rows = []
-    for (spec, _, _, _), clip in zip(batch, per_clip):
+    for (spec, _, _, _), clip in zip(batch, per_clip, strict=True):
         rows.append({"id": spec.id, "source": spec.source, "noise": spec.noise, "snr": spec.snr,
                      "file": spec.file, "reference": spec.reference, "class": spec.group, "caption": spec.query,
                      **clip})

@@ -102,7 +102,7 @@ class _DeadlineStream(httpcore.NetworkStream):
         self._stream.close()
 
     def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
-                  timeout: float | None = None) -> "_DeadlineStream":
+                  timeout: float | None = None) -> _DeadlineStream:
         return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname,
                                                       _time_left(timeout, httpcore.ConnectTimeout)))
 

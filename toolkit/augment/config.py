@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -44,15 +44,15 @@ class BackendConfig(StrictModel):
     """Which LLM answers the prompts, and how it is called."""
 
     kind: Literal["hf", "openai"] = "hf"
-    model: Optional[str] = Field(
+    model: str | None = Field(
         default=None,
         description="hf: hub id or local folder (default microsoft/phi-2); openai: model name (required).")
     # OpenAI API and OpenAI-compatible servers (vLLM, llama.cpp, Ollama).
-    base_url: Optional[str] = None
+    base_url: str | None = None
     api_key_env: str = Field(default="OPENAI_API_KEY",
                              description="Name of the environment variable holding the key (never the key).")
     concurrency: int = Field(default=8, ge=1, le=1024)
-    requests_per_minute: Optional[float] = Field(default=None, gt=0)
+    requests_per_minute: float | None = Field(default=None, gt=0)
     timeout_s: float = Field(default=60.0, gt=0,
                              description="Seconds one attempt may take in all: connect, wait, read the whole answer.")
     max_retries: int = Field(default=4, ge=0, description="The openai client's own retries (429, 5xx, timeouts).")
@@ -106,7 +106,7 @@ class FilterConfig(StrictModel):
     max_words: int = Field(default=40, ge=1, description="More words: 'too_long'.")
 
     @model_validator(mode="after")
-    def _ordered(self) -> "FilterConfig":
+    def _ordered(self) -> FilterConfig:
         if self.max_words < self.min_words:
             raise ValueError("max_words must be >= min_words")
         return self
@@ -117,10 +117,10 @@ class BertScoreConfig(StrictModel):
 
     model: str = Field(default=DEFAULT_BERTSCORE_MODEL,
                        description="Model name as bert-score knows it (picks the default layer and baseline).")
-    model_path: Optional[Path] = Field(default=None, description="Local folder with that model, for offline use.")
-    num_layers: Optional[int] = Field(default=None, ge=0,
+    model_path: Path | None = Field(default=None, description="Local folder with that model, for offline use.")
+    num_layers: int | None = Field(default=None, ge=0,
                                       description="Layer whose embeddings are compared; default from bert-score.")
-    threshold: Optional[float] = Field(
+    threshold: float | None = Field(
         default=None, ge=0, le=1,
         description="Applies to every prompt; None: each prompt's own selection_threshold (DDPs and DIP 0.7, "
                     "seed 000; gpt4-keywords none, seed 003).")
@@ -138,7 +138,7 @@ class AugmentConfig(StrictModel):
     prompts: list[str] = Field(default_factory=lambda: ["ddp"], min_length=1,
                                description="'ddp' (per dataset), a prompt id, or a prompt YAML file.")
     prompt_dirs: list[Path] = Field(default_factory=list)
-    n_captions: Optional[int] = Field(default=None, ge=1, le=20,
+    n_captions: int | None = Field(default=None, ge=1, le=20,
                                       description="Captions asked per request; default from each prompt.")
     backend: BackendConfig = Field(default_factory=BackendConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
@@ -146,7 +146,7 @@ class AugmentConfig(StrictModel):
     bertscore: BertScoreConfig = Field(default_factory=BertScoreConfig)
 
     @model_validator(mode="after")
-    def _openai_needs_model(self) -> "AugmentConfig":
+    def _openai_needs_model(self) -> AugmentConfig:
         if self.backend.kind == "openai" and not self.backend.model:
             raise ValueError("backend.model: the openai backend needs a model name (--model)")
         return self
@@ -160,7 +160,7 @@ class AugmentConfig(StrictModel):
         paths["bertscore.model_path"] = self.bertscore.model_path
         return paths
 
-    def resolve_paths(self, base: Path) -> "AugmentConfig":
+    def resolve_paths(self, base: Path) -> AugmentConfig:
         """Make relative paths absolute against `base` (the folder of the file they were read from)."""
 
         def fix(path: Path) -> Path:

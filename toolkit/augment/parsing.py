@@ -51,12 +51,7 @@ _CHATTER = re.compile(
 _QUOTES = "\"'“”‘’«»„`"
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _TRAILING_META = re.compile(r"\s*\((?:\d+\s+words?|word count:?\s*\d+)\)\s*$", re.IGNORECASE)
-_DANGLING = frozenset("""
-    a an the and or but nor so yet of with without to in on at for from by as while whereas that which who
-    whom whose its their his her our your my is are was were be been being than into onto through over under
-    near like during after before until against between among about above below behind beside within
-    then also very
-""".split())
+_DANGLING = frozenset(["a", "an", "the", "and", "or", "but", "nor", "so", "yet", "of", "with", "without", "to", "in", "on", "at", "for", "from", "by", "as", "while", "whereas", "that", "which", "who", "whom", "whose", "its", "their", "his", "her", "our", "your", "my", "is", "are", "was", "were", "be", "been", "being", "than", "into", "onto", "through", "over", "under", "near", "like", "during", "after", "before", "until", "against", "between", "among", "about", "above", "below", "behind", "beside", "within", "then", "also", "very"])
 _QUESTION_START = re.compile(
     r"^(?:(?:what|who|whom|whose|where|when|why|how|which)\s+(?:is|are|was|were|do|does|did|can|could|would|"
     r"will|should|might|has|have)\b|(?:is|are|was|were|do|does|did|can|could|would|will|should|has|have)\s+"
@@ -109,7 +104,7 @@ def _split_inline_list(line: str) -> list[str]:
     prefix = line[: starts[0]].strip() if starts else ""
     if len(starts) < 2 or (prefix and not prefix.endswith(":")):
         return [line]
-    items = [line[a:b].strip() for a, b in zip(starts, starts[1:] + [len(line)])]
+    items = [line[a:b].strip() for a, b in zip(starts, starts[1:] + [len(line)], strict=True)]
     return ([prefix] if prefix else []) + items
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -37,7 +37,7 @@ class Prompt(StrictModel):
     source: str = Field(description="Where the text comes from (paper, or ours).")
     template: str
     no_tags: str = "none"
-    selection_threshold: Optional[float] = Field(
+    selection_threshold: float | None = Field(
         default=0.7, ge=0, le=1,
         description="BERTScore F1 a candidate needs to be kept (seed 000: 0.7); null: the rule filters only "
                     "(seed 003). `--threshold` overrides it for every prompt of a run.")
@@ -91,7 +91,7 @@ class PromptLibrary:
         self.prompts = prompts
 
     @classmethod
-    def load(cls, extra_dirs: list[Path] | tuple[Path, ...] = ()) -> "PromptLibrary":
+    def load(cls, extra_dirs: list[Path] | tuple[Path, ...] = ()) -> PromptLibrary:
         prompts: dict[str, LoadedPrompt] = {}
         for folder, builtin in [(BUILTIN_DIR, True), *[(Path(d), False) for d in extra_dirs]]:
             if not folder.is_dir():

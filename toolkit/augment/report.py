@@ -37,7 +37,7 @@ def build_summary(config: AugmentConfig, plan: Plan, answers: Mapping[str, dict[
     # Which clips, items and (unique) requests belong to each (dataset, prompt) group.
     members: dict[tuple[str, str], dict[str, Any]] = {}
     originals: Counter[str] = Counter()
-    for item, chosen in zip(plan.items, plan.item_requests):
+    for item, chosen in zip(plan.items, plan.item_requests, strict=True):
         originals[item.dataset] += 1
         for label, key in chosen:
             entry = members.setdefault((item.dataset, label), {"items": 0, "clips": set(), "keys": {}})
@@ -142,7 +142,7 @@ def histogram_png(plan: Plan, groups: Mapping[str, list[dict[str, Any]]]) -> byt
 
     series: dict[str, list[float]] = {}
     seen: set[tuple[str, str, str]] = set()
-    for item, chosen in zip(plan.items, plan.item_requests):
+    for item, chosen in zip(plan.items, plan.item_requests, strict=True):
         for label, key in chosen:
             if (item.dataset, label, key) in seen:
                 continue
@@ -172,7 +172,7 @@ def histogram_png(plan: Plan, groups: Mapping[str, list[dict[str, Any]]]) -> byt
     return buffer.getvalue()
 
 
-def summary_tables(summary: Mapping[str, Any]) -> list["Table"]:
+def summary_tables(summary: Mapping[str, Any]) -> list[Table]:
     """Rich tables: captions per dataset and prompt (like seed 000 Table 2), the funnel from answers to
     added captions per group, and the reasons candidates were dropped."""
     from rich.table import Table

@@ -179,7 +179,7 @@ class CandidateLog:
         self.groups: dict[str, list[dict[str, Any]]] = {}
         keep = 0
         open_group: list[dict[str, Any]] = []
-        for record, end in zip(contents.records, contents.ends):
+        for record, end in zip(contents.records, contents.ends, strict=True):
             try:
                 key, index, size = record["key"], int(record["i"]), int(record["of"])
             except (KeyError, TypeError, ValueError):
@@ -493,7 +493,7 @@ def assemble(config: AugmentConfig, out_dir: Path, plan: Plan, responses: Respon
     rows: list[dict[str, Any]] = []
     added: Counter[tuple[str, str]] = Counter()
     repeated: Counter[tuple[str, str]] = Counter()
-    for item, chosen in zip(plan.items, plan.item_requests):
+    for item, chosen in zip(plan.items, plan.item_requests, strict=True):
         rows.append(dict(item.fields))
         for label, key in chosen:
             for record in candidates.groups.get(key, []):

@@ -11,7 +11,8 @@ from __future__ import annotations
 import functools
 import signal
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional, TypeVar
+from typing import Annotated, Any, Optional, TypeVar
+from collections.abc import Callable
 
 import typer
 from rich.console import Console

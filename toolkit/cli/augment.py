@@ -82,7 +82,7 @@ def _inputs(captions: list[Path], datasets: list[str]) -> list[dict[str, str]]:
         raise ConfigError(f"--dataset was given {len(datasets)} times for {len(captions)} caption files: give it "
                           f"once (for all files) or once per file, in the same order")
     names = datasets * len(captions) if len(datasets) == 1 else datasets or [p.stem for p in captions]
-    return [{"captions": _absolute(p), "dataset": name} for p, name in zip(captions, names)]
+    return [{"captions": _absolute(p), "dataset": name} for p, name in zip(captions, names, strict=True)]
 
 
 def _list_prompts(prompt_dirs: list[Path]) -> None:

@@ -75,7 +75,7 @@ def _place(signal: np.ndarray, event: np.ndarray, start: int) -> None:
 def dog_bark(rng: Rng) -> np.ndarray:
     out = np.zeros(N)
     f0 = rng.uniform(350, 650)
-    for burst in range(rng.integers(3, 6)):
+    for _ in range(rng.integers(3, 6)):
         start = int(rng.uniform(0.2, SECONDS - 1.5) * SAMPLE_RATE)
         for k in range(rng.integers(1, 4)):
             dur = rng.uniform(0.12, 0.22)
@@ -331,7 +331,7 @@ def _scaled_validation(files: DemoFiles, out: Path, mixtures: int, clips: int, s
         names.append(name)
         classes.append(sound)
     files.text(out / "lass_validation.json", json.dumps(
-        [{"Index": n, "Tags": list(c.tags), "Captions": list(c.captions[:3])} for n, c in zip(names, classes)],
+        [{"Index": n, "Tags": list(c.tags), "Captions": list(c.captions[:3])} for n, c in zip(names, classes, strict=True)],
         indent=1) + "\n")
     rng = np.random.default_rng([seed, 4000])
     rows: list[list[str]] = []
@@ -478,7 +478,7 @@ def _benchmarks(files: DemoFiles, out: Path, seed: int) -> Path:
         mixture, reference = _benchmark_pair(rng, source, noise)
         file_id = f"demo{first}{k:02d}xyz_{10 * k:06d}+++demo{second}{k:02d}abc_{20 * k:06d}"
         paths = [f"data/{part}/{file_id}.wav" for part in ("mix_wav", "s0_wav", "s1_wav")]
-        for path, audio in zip(paths, (mixture, reference, _read_back(mixture - reference))):
+        for path, audio in zip(paths, (mixture, reference, _read_back(mixture - reference)), strict=True):
             wav(data / "vggsound" / path, audio)
         rows.append([file_id, paths[0], paths[1], _CLASS_LABELS[SOUND_CLASSES[first].name][2], paths[2],
                      _CLASS_LABELS[SOUND_CLASSES[second].name][2]])

@@ -361,7 +361,7 @@ def _find_audio_dir(root: Path, kind: SetKind, names: Iterable[str]) -> Path:
     official = root / OFFICIAL_AUDIO_DIR[kind]
     if official.is_dir():
         return official
-    sample = [n for n, _ in zip(names, range(5))]
+    sample = [n for n, _ in zip(names, range(5), strict=False)]
     if not sample:
         return root
     if all((root / n).is_file() for n in sample):

@@ -314,7 +314,7 @@ class AudioLdmCodec(nn.Module):
         self.scaling_factor = float(vae.config.scaling_factor)
         self.latent_channels = int(vae.config.latent_channels)
 
-    def train(self, mode: bool = True) -> "AudioLdmCodec":
+    def train(self, mode: bool = True) -> AudioLdmCodec:
         """The pretrained parts stay in eval mode: they are frozen."""
         super().train(mode)
         self.vae.eval()
@@ -378,7 +378,7 @@ class AudioLdmDiffusionPrior(nn.Module):
         self.tokenizer = tokenizer
         self._text_cache: dict[str, Tensor] = {}
 
-    def train(self, mode: bool = True) -> "AudioLdmDiffusionPrior":
+    def train(self, mode: bool = True) -> AudioLdmDiffusionPrior:
         super().train(mode)
         self.unet.eval()
         self.text_encoder.eval()
@@ -398,7 +398,7 @@ class AudioLdmDiffusionPrior(nn.Module):
                 output = self.text_encoder(input_ids=tokens["input_ids"].to(self.device),
                                            attention_mask=tokens["attention_mask"].to(self.device))
                 embeds = F.normalize(output.text_embeds.float(), dim=-1)
-            self._text_cache.update(zip(new, embeds))
+            self._text_cache.update(zip(new, embeds, strict=True))
         return torch.stack([self._text_cache[c] for c in captions])
 
     def loss(self, latent: Tensor, captions: Sequence[str], *, generator: torch.Generator | None = None) -> Tensor:

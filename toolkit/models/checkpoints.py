@@ -63,7 +63,7 @@ class OpaqueObject:
 
     qualname = "?"
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "OpaqueObject":
+    def __new__(cls, *args: Any, **kwargs: Any) -> OpaqueObject:
         obj = super().__new__(cls)
         obj.args, obj.state = args, None
         return obj
@@ -74,7 +74,7 @@ class OpaqueObject:
     def __setstate__(self, state: Any) -> None:
         self.state = state
 
-    def __call__(self, *args: Any, **kwargs: Any) -> "OpaqueObject":
+    def __call__(self, *args: Any, **kwargs: Any) -> OpaqueObject:
         return _opaque_class(f"{self.qualname}(...)")(*args)
 
     def __repr__(self) -> str:

@@ -93,8 +93,9 @@ class MaskNetConfig(StrictModel):
 class MaskNet(nn.Module):
     """(latent (B, C, T, F), condition (B, condition_size)) -> ratio mask in (0, 1) of the latent's shape."""
 
-    def __init__(self, latent_channels: int, config: MaskNetConfig = MaskNetConfig()):
+    def __init__(self, latent_channels: int, config: MaskNetConfig | None = None):
         super().__init__()
+        config = config or MaskNetConfig()
         if len(config.channels) != len(config.pools):
             raise ValueError(f"mask net: {len(config.channels)} channel widths but {len(config.pools)} pooling "
                              "factors; give one per level")

@@ -385,7 +385,7 @@ class ResUNet30(nn.Module):
         init_like_reference(self)
 
     @classmethod
-    def from_config(cls, config: str | ResUNet30Config, **kwargs: Any) -> "ResUNet30":
+    def from_config(cls, config: str | ResUNet30Config, **kwargs: Any) -> ResUNet30:
         """Build for a named official config (see `RESUNET30_CONFIGS`) or a `ResUNet30Config`."""
         config = _resolve_config(config)
         if config.channels is not None:
@@ -484,7 +484,7 @@ def _film_leaky(x: Tensor, scale: Tensor, shift: Tensor, beta: Tensor) -> Tensor
 class _InferenceModule(nn.Module):
     """Holds derived (folded) tensors as non-persistent buffers: its state dict is not a checkpoint's."""
 
-    def train(self, mode: bool = True) -> "_InferenceModule":
+    def train(self, mode: bool = True) -> _InferenceModule:
         if mode:
             raise RuntimeError(f"{type(self).__name__} is an inference form (batch norms folded) and cannot "
                                "be trained; train the ResUNet30 it was made from")

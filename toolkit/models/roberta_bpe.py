@@ -59,7 +59,7 @@ def byte_symbols() -> list[str]:
 def bpe(symbols: list[str], ranks: Mapping[tuple[str, str], int]) -> list[str]:
     """Byte-pair encoding of one piece: repeatedly merge the adjacent pair of lowest rank."""
     while len(symbols) > 1:
-        rank, first = min(((ranks.get(pair, len(ranks)), i) for i, pair in enumerate(zip(symbols, symbols[1:]))))
+        rank, first = min(((ranks.get(pair, len(ranks)), i) for i, pair in enumerate(zip(symbols, symbols[1:], strict=False))))
         if rank == len(ranks):
             break
         a, b = symbols[first], symbols[first + 1]

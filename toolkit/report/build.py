@@ -94,11 +94,11 @@ def build_report(reports: Sequence[str | Path], out: str | Path, *, names: Seque
     if names:
         if len(names) != len(systems):
             raise ConfigError(f"{len(names)} --name value(s) for {len(systems)} report(s): give one per report, in order")
-        for system, name in zip(systems, names):
+        for system, name in zip(systems, names, strict=True):
             if not name.strip():
                 raise ConfigError("--name values must not be empty")
             system.name = name.strip()
-    for system, name in zip(systems, unique_names([s.name for s in systems], [s.report_dir for s in systems])):
+    for system, name in zip(systems, unique_names([s.name for s in systems], [s.report_dir for s in systems]), strict=True):
         system.name = name
     check_same_clips(systems)
     dataset = open_report_dataset(systems[0], data)
@@ -183,7 +183,7 @@ def build_report(reports: Sequence[str | Path], out: str | Path, *, names: Seque
                          "mean": {m: s.summary.get("mean", {}).get(m) for m in s.metrics},
                          "median": {m: s.summary.get("median", {}).get(m) for m in s.metrics},
                          "complete": s.summary.get("complete")}
-                        for s, folder in zip(systems, estimates.folders)],
+                        for s, folder in zip(systems, estimates.folders, strict=True)],
             "audio": {"mixture": folder_url(clip_audio.mixture_dir, work),
                       "reference": folder_url(clip_audio.reference_dir, work) if clip_audio.reference_dir else None},
             "spectrograms": {"base": f"{SPECTROGRAM_DIR}/", "made": len(images.made), "limit": spectrograms,

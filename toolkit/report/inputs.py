@@ -120,7 +120,7 @@ def read_score_report(report_dir: str | Path) -> ScoredSystem:
 def unique_names(names: list[str], folders: list[Path]) -> list[str]:
     """Duplicate names get their report folder's name in brackets, then -2, -3... if still equal."""
     counts = {n: names.count(n) for n in names}
-    named = [f"{n} ({f.resolve().name})" if counts[n] > 1 else n for n, f in zip(names, folders)]
+    named = [f"{n} ({f.resolve().name})" if counts[n] > 1 else n for n, f in zip(names, folders, strict=True)]
     seen: dict[str, int] = {}
     result = []
     for n in named:

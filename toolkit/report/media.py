@@ -175,7 +175,7 @@ def estimate_audio(estimate_dirs: Sequence[Path], report_dirs: Sequence[Path], i
                    *, self_contained: bool) -> EstimateAudio:
     """Check every estimate the page will play exists; copy them into `out_dir/audio` if asked."""
     result = EstimateAudio([])
-    for k, (folder, report) in enumerate(zip(estimate_dirs, report_dirs)):
+    for k, (folder, report) in enumerate(zip(estimate_dirs, report_dirs, strict=True)):
         if not folder.is_dir():
             raise Dcase9Error(f"{report} scored the estimates in {folder}, which is not there any more")
         missing = [clip for clip in ids if not estimate_path(folder, clip).is_file()]

@@ -81,7 +81,7 @@ class MixingConfig(StrictModel):
     higher_db: int = 10
 
     @model_validator(mode="after")
-    def _ordered(self) -> "MixingConfig":
+    def _ordered(self) -> MixingConfig:
         if self.lower_db > self.higher_db:
             raise ValueError(f"lower_db ({self.lower_db}) is above higher_db ({self.higher_db})")
         return self
@@ -167,7 +167,7 @@ class TrainerConfig(StrictModel):
         return value
 
     @model_validator(mode="after")
-    def _a_length(self) -> "TrainerConfig":
+    def _a_length(self) -> TrainerConfig:
         if self.max_steps is None and self.max_epochs is None:
             raise ValueError("set trainer.max_steps or trainer.max_epochs")
         return self
@@ -216,7 +216,7 @@ class TrainConfig(StrictModel):
     offline: bool = False
 
     @model_validator(mode="after")
-    def _known_model_and_loss(self) -> "TrainConfig":
+    def _known_model_and_loss(self) -> TrainConfig:
         from dcase9.training.models import LOSSES, model_kind
 
         kind = model_kind(self.model.kind)  # raises ValueError naming the known kinds

@@ -206,7 +206,7 @@ class SkipLog:
             if len(shown) < self.max_examples and skip.detail not in shown:
                 shown.append(skip.detail)
 
-    def merge(self, other: "SkipLog") -> None:
+    def merge(self, other: SkipLog) -> None:
         self.events.update(other.events)
         for reason, items in other.items.items():
             self.items.setdefault(reason, set()).update(items)
@@ -239,7 +239,7 @@ class TrainSampler(Sampler[tuple[int, int]]):
         self.offsets = np.cumsum([0] + self.sizes[:-1]).tolist()
         self.batch_size, self.seed, self.start_batch = batch_size, seed, start_batch
         self.epoch_length = sum(int(math.floor(w)) * n + int(round((w - math.floor(w)) * n))
-                                for n, w in zip(self.sizes, self.weights))
+                                for n, w in zip(self.sizes, self.weights, strict=True))
         if self.epoch_length == 0:
             raise DataError("the datafile weights leave no items to train on")
         self._cached: tuple[int, np.ndarray] | None = None
@@ -250,7 +250,7 @@ class TrainSampler(Sampler[tuple[int, int]]):
             return self._cached[1]
         rng = np.random.default_rng([self.seed, 7, epoch])
         parts = []
-        for offset, size, weight in zip(self.offsets, self.sizes, self.weights):
+        for offset, size, weight in zip(self.offsets, self.sizes, self.weights, strict=True):
             whole = int(math.floor(weight))
             parts.extend([np.arange(offset, offset + size)] * whole)
             extra = int(round((weight - whole) * size))

@@ -42,7 +42,7 @@ class IrmLdmLossWeights(StrictModel):
     ldm_weight: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
-    def _some_term(self) -> "IrmLdmLossWeights":
+    def _some_term(self) -> IrmLdmLossWeights:
         if not self.mse_weight and not self.ldm_weight:
             raise ValueError("mse_weight and ldm_weight are both 0: the loss would be empty")
         return self

@@ -167,7 +167,7 @@ class SeparationTraining(pl.LightningModule):
         self.log("data/skipped", float(self.skip_log.total), batch_size=size)
         return loss
 
-    def train(self, mode: bool = True) -> "SeparationTraining":
+    def train(self, mode: bool = True) -> SeparationTraining:
         super().train(mode)
         if self.trainable.frozen is not None:
             self.trainable.frozen.eval()  # pretrained parts keep their inference behaviour (batch norm, dropout)
@@ -207,7 +207,7 @@ class SeparationTraining(pl.LightningModule):
         """Separate 16 kHz mixtures at the model's rate and bring the estimates back to 16 kHz."""
         missing = [q for q in dict.fromkeys(queries) if q not in self._query_cache]
         if missing:
-            for query, embedding in zip(missing, self.conditions(missing)):
+            for query, embedding in zip(missing, self.conditions(missing), strict=True):
                 self._query_cache[query] = embedding
         conditions = torch.stack([self._query_cache[q] for q in queries])
         rate = self.trainable.sample_rate

@@ -117,7 +117,7 @@ def check_settings(run: ReferenceRun, config: TrainConfig) -> None:
 
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, bool) or isinstance(b, bool) or not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
         return a == b
     return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=0.0)
@@ -137,7 +137,7 @@ def map_optimizer_state(state: dict[str, Any], reference_names: list[str], train
         raise CheckpointError(f"{source}: its optimizer holds {len(numbers)} tensors, where the official training "
                               f"code's AdamW over ss_model holds {len(reference_names)} for this net: a checkpoint of "
                               "another net or of other training code")
-    by_name = dict(zip(reference_names, numbers))
+    by_name = dict(zip(reference_names, numbers, strict=True))
     entries = state.get("state") or {}
     trained_names = {name for name, _ in trained}
     for name, number in by_name.items():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 import runpy
 import sys
@@ -54,7 +55,7 @@ def workspace(tmp_path: Path, demo_root: Path, monkeypatch: pytest.MonkeyPatch) 
         yield tmp_path
     finally:
         unregister_system("gain")
-        unregister_metric("sisdri")
+        unregister_metric("sdsdri")
         sys.modules.pop("my_extension", None)
 
 
@@ -65,31 +66,33 @@ def test_the_page_holds_the_files_it_runs() -> None:
 def test_the_worked_example_runs_and_reaches_every_consumer(workspace: Path, capsys: pytest.CaptureFixture) -> None:
     runpy.run_path(str(workspace / "run_example.py"), run_name="__main__")
     said = capsys.readouterr().out
-    found = re.search(r"SI-SDRi (-?[0-9.]+) dB, SDRi (-?[0-9.]+) dB", said)
+    found = re.search(r"SD-SDRi (-?[0-9.]+) dB, SDRi (-?[0-9.]+) dB", said)
     assert found is not None, said
-    assert found.group(1) == "0.000" and abs(float(found.group(2))) > 0.1  # as the page says (never "-0.000")
+    # as the page says: 20 log10(0.5) below the SDRi (each rounded to 3 decimals)
+    assert abs(float(found.group(2)) - float(found.group(1)) - 20 * math.log10(2)) <= 0.0015, said
     assert "[0.25 0.25 0.25]" in said
 
     # The registered metric is in every consumer: the report files, the score table, training's
     # validation logs, the listening page, submission profiles.
     with open(workspace / "reports" / "gain" / "per_clip.csv", newline="") as fh:
         header = next(csv.reader(fh))
-    assert header[-5:] == ["sdr", "sdri", "sisdr", "input_sdr", "sisdri"]
+    assert header[-5:] == ["sdr", "sdri", "sisdr", "input_sdr", "sdsdri"]
     summary = json.loads((workspace / "reports" / "gain" / "summary.json").read_text())
-    assert abs(summary["mean"]["sisdri"]) < 1e-3 and "sisdri" in summary["by_input_snr"][0]["mean"]
+    assert abs(summary["mean"]["sdri"] - summary["mean"]["sdsdri"] - 20 * math.log10(2)) < 1e-6
+    assert "sdsdri" in summary["by_input_snr"][0]["mean"]
     result = runner.invoke(app, ["score", "--data", "demo-data/validation", "--estimates", "estimates/gain"],
                            env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert "SI-SDRi" in result.output
+    assert "SD-SDRi" in result.output
     from dcase9.training.module import validation_metrics
 
-    assert [m.name for m in validation_metrics()] == ["sdr", "sdri", "sisdr", "sisdri"]
+    assert [m.name for m in validation_metrics()] == ["sdr", "sdri", "sisdr", "sdsdri"]
     from dcase9 import api
 
     page = api.report(["reports/gain", "reports/gain"], "page", names=["gain", "again"], spectrograms=0,
-                      metric="sisdri")
-    assert page.comparison["settings"]["label"] == "SI-SDRi"
-    assert "sisdri" in (workspace / "page" / "index.html").read_text()
+                      metric="sdsdri")
+    assert page.comparison["settings"]["label"] == "SD-SDRi"
+    assert "sdsdri" in (workspace / "page" / "index.html").read_text()
 
     # The system is listed and runs from Python like the project's.
     result = runner.invoke(app, ["systems"], env={"COLUMNS": "200"})
@@ -102,17 +105,17 @@ def test_the_profile_line_reports_the_metric_once_it_is_registered(workspace: Pa
     from dcase9.submission import load_profile
     from dcase9.submission.profile import PROFILES_DIR
 
-    (line,) = [b for b in code_blocks() if "source: results.sisdri" in b]
+    (line,) = [b for b in code_blocks() if "source: results.sdsdri" in b]
     shipped = (PROFILES_DIR / "dcase2024_task9.yaml").read_text(encoding="utf-8")
     ats = next(row for row in shipped.splitlines(keepends=True) if row.strip().startswith("ats:"))
     (workspace / "my-profile.yaml").write_text(shipped.replace(ats, ats + line), encoding="utf-8")
-    with pytest.raises(ConfigError, match="results.sisdri: no such metric"):
+    with pytest.raises(ConfigError, match="results.sdsdri: no such metric"):
         load_profile(workspace / "my-profile.yaml")
     import my_extension  # noqa: F401
 
     profile = load_profile(workspace / "my-profile.yaml")
     fields = profile.meta["results"].fields["development_dataset"].fields
-    assert fields["sisdri"].source == "results.sisdri" and fields["sisdri"].decimals == 3
+    assert fields["sdsdri"].source == "results.sdsdri" and fields["sdsdri"].decimals == 3
 
 
 def test_the_preset_extends_the_demo(workspace: Path) -> None:

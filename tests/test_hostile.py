@@ -1293,6 +1293,15 @@ CASES = [
          "give one of them"),
     Case("train --resume-from: not a checkpoint", lambda w: train_args(w, "--resume-from", str(w.afile())), 2,
          "--resume-from", no_config_file),
+
+    # issue 21, class 2 (a full disk) in the commands added since: separate, train, suite, export
+    Case("separate: the disk fills up", lambda w: separate_args(w, w.audio("eval-real", 0)), 2, "the disk is full",
+         lambda w: no_partial_files(w.out), disk_full_after=0),
+    Case("train: the disk fills up", train_args, 2, "the disk is full", lambda w: no_partial_files(w.out),
+         disk_full_after=0),
+    Case("suite: the disk fills up", lambda w: ["suite", str(w.copy("evaluation")), "-s", "mixture", "-o", str(w.out),
+                                                "--only", "esc50"], 2, "the disk is full",
+         lambda w: no_partial_files(w.out), disk_full_after=2),
 ]
 
 

@@ -359,3 +359,27 @@ def test_training_leaves_the_callers_warnings_filters_and_loggers_as_they_were(t
     assert warnings.filters == filters
     assert {name: logging.getLogger(name).level for name in levels} == levels
     assert logging.getLogger("lightning.pytorch.utilities.rank_zero").filters == rank_zero
+
+
+def test_a_resumed_runs_bar_counts_from_its_step_and_rates_its_own_steps() -> None:
+    """Lightning does not call on_train_epoch_start when it resumes inside an epoch (always, for this data
+    stream): the bar is set up at on_train_start, at the restored step, and its rate counts only the steps
+    taken since."""
+    from types import SimpleNamespace
+
+    from tqdm import tqdm
+
+    from dcase9.training.module import StepProgressBar
+
+    bar = StepProgressBar()
+    trainer = SimpleNamespace(global_step=125, max_steps=300)
+    bar.on_train_start(trainer)  # type: ignore[arg-type]
+    shown = bar.train_progress_bar
+    assert (shown.n, shown.total) == (125, 300)
+    started = shown.start_t
+    shown._time = lambda: started + 10.0  # 10 steps in 10 s
+    shown.n = 135
+    text = tqdm.format_meter(**shown.format_dict)
+    assert "135/300" in text and "1.00it/s" in text
+    shown.close()
+

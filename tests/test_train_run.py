@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -382,4 +383,30 @@ def test_a_resumed_runs_bar_counts_from_its_step_and_rates_its_own_steps() -> No
     text = tqdm.format_meter(**shown.format_dict)
     assert "135/300" in text and "1.00it/s" in text
     shown.close()
+
+def test_training_shows_its_own_progress_and_summary_only(tiny_config: Path, demo_root: Path, tmp_path: Path) -> None:
+    """Lightning's start-up banners, info lines and model summary table appear only with --lightning-info
+    (what a user sees: the process's own output, not a test runner's capture)."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1", "COLUMNS": "120"}
+    banners = [r"GPU available", r"TPU available", r"Total FLOPs", r"[|┃]\s*Name\s*[|┃]", r"Trainable params",
+               r"`Trainer.fit` stopped"]
+
+    def run(out: str, *extra: str) -> str:
+        command = [sys.executable, "-m", "dcase9.cli", "train", "--preset", "demo", "--config", str(tiny_config),
+                   "--data", str(demo_root / "train" / "train.json"), "--out", str(tmp_path / out), "--steps", "1",
+                   *extra]
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done.stdout + done.stderr
+
+    quiet = run("quiet")
+    assert "training:" in quiet and "Training run" in quiet and "separate with:" in quiet  # its own progress, result
+    assert [b for b in banners if re.search(b, quiet)] == []
+    told = run("told", "--lightning-info")
+    assert [b for b in banners if not re.search(b, told)] == []
 

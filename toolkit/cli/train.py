@@ -95,6 +95,9 @@ def train_command(
         "--set", help="KEY.PATH=VALUE for any configuration key, e.g. --set mixing.lower_db=-5 (repeatable).")] = [],  # noqa: B006
     print_config: Annotated[bool, typer.Option(help="Print the assembled configuration and exit.")] = False,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    lightning_info: Annotated[bool, typer.Option(
+        "--lightning-info", help="Also show Lightning's own messages: the devices it found (GPU/TPU available), "
+                                 "its settings and the model summary table.")] = False,
 ) -> None:
     """Train a language-queried separation model with the baseline recipe (Lightning; multi-GPU with --devices).
 
@@ -130,7 +133,8 @@ def train_command(
         return
     try:
         result = run_training(out, preset=preset, config=config, overrides=overrides, resume=resume,
-                              progress=progress, trust_checkpoint=trust_checkpoint, resume_from=resume_from)
+                              progress=progress, trust_checkpoint=trust_checkpoint, resume_from=resume_from,
+                              lightning_info=lightning_info)
     except TrainingInterrupted as stop:
         how = "terminated" if stop.terminated else "interrupted"
         console.print(f"[yellow]{how} at step {stop.step}: saved {stop.checkpoint}; continue with[/]\n"

@@ -106,7 +106,7 @@ class TrainResult:
 
 
 def train(config: TrainConfig, out: str | Path, *, system: SystemFacts | None = None, resume: bool = False,
-          progress: bool | None = None, lightning_info: bool = True, trust_checkpoint: bool = False,
+          progress: bool | None = None, lightning_info: bool = False, trust_checkpoint: bool = False,
           resume_from: str | Path | None = None) -> TrainResult:
     """Train as `config` says, writing checkpoints and logs into `out`; see the module docstring.
 
@@ -114,8 +114,9 @@ def train(config: TrainConfig, out: str | Path, *, system: SystemFacts | None = 
     it the data rate is not checked against the system's and no infer command is written.
     `resume=True` continues from `out/last.ckpt` (weights, optimizer, schedule, step, data stream);
     without it, a folder that already holds a run is refused. `progress` overrides
-    `trainer.progress_bar`; `lightning_info=False` hides Lightning's start-up messages and model
-    summary (the demo). `trust_checkpoint=True` lets the checkpoints given to start from (`init`,
+    `trainer.progress_bar`; Lightning's start-up messages (devices, trainer settings), its model
+    summary and its info lines are shown only with `lightning_info=True` (`dcase9 train
+    --lightning-info`): the run's own progress and result say what matters. `trust_checkpoint=True` lets the checkpoints given to start from (`init`,
     `query_encoder.source`) run the pickled code they contain (files you trust only).
     `resume_from` continues, in the new folder `out`, a run of the official training code from its
     Lightning checkpoint (weights, optimizer moments mapped by tensor, schedule position, step; see

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from pathlib import Path
@@ -59,6 +60,7 @@ def test_train_resume_and_infer_through_the_cli(tiny_config: Path, demo_root: Pa
     run = tmp_path / "run"
     result = runner.invoke(app, train_args(tiny_config, demo_root, run, "--steps", "2"))
     assert result.exit_code == 0, result.output
+    assert re.search(r"steps\s*│\s*2\s*│", result.output)  # a new run: its steps, no range
     said = "".join(result.output.split())  # the command may wrap anywhere
     assert "dcase9infer--systembaseline" in said and f"--data{demo_root / 'validation'}" in said  # no placeholder
     first = strict_read(run / "last.ckpt")
@@ -81,6 +83,10 @@ def test_train_resume_and_infer_through_the_cli(tiny_config: Path, demo_root: Pa
     (run / "checkpoints" / "step=1.ckpt").write_bytes(b"mine")  # named like one, not written by the run
     result = runner.invoke(app, ["train", "--out", str(run), "--resume", "--steps", "4", "--set", "checkpoint.keep=1"])
     assert result.exit_code == 0, result.output
+    # The steps this run did, and where the run stands; the bar continues at step 2 of 4.
+    assert "2 (from step 2 to 4)" in result.output and "2/4" in result.output and "4/4" in result.output
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["start_step"], summary["global_step"], summary["steps_this_run"]) == (2, 4, 2)
     resumed = strict_read(run / "last.ckpt")
     assert resumed["global_step"] == 4 and resumed["dcase9"]["config"]["checkpoint"]["keep"] == 1
     # keep=1 pruned step=2 (the run's ledger vouches for it); a file of the user's there stays
@@ -145,7 +151,10 @@ def test_training_starts_from_an_official_layout_checkpoint(tiny_config: Path, d
          "validation": {"data": None}, "checkpoint": {"every_steps": None}},
         parse_assignment("trainer.max_steps=1")])
     result = train(config, tmp_path / "run", progress=False)
-    assert result.global_step == 1
+    assert result.global_step == 1 and result.start_step == 0
+    # No system facts given: the command comes from the configuration (`system: baseline`; no validation set).
+    assert result.infer_command == (f"dcase9 infer --system baseline --checkpoint {tmp_path / 'run' / 'last.ckpt'} "
+                                    "--data DATA_DIR --out ESTIMATES_DIR") and result.no_infer_command == ""
     state = strict_read(tmp_path / "run" / "last.ckpt")["state_dict"]
     # Every tensor of the official layout, no other: any loader (a strict load_state_dict into the
     # reference model too) accepts it.
@@ -384,6 +393,7 @@ def test_a_resumed_runs_bar_counts_from_its_step_and_rates_its_own_steps() -> No
     assert "135/300" in text and "1.00it/s" in text
     shown.close()
 
+
 def test_training_shows_its_own_progress_and_summary_only(tiny_config: Path, demo_root: Path, tmp_path: Path) -> None:
     """Lightning's start-up banners, info lines and model summary table appear only with --lightning-info
     (what a user sees: the process's own output, not a test runner's capture)."""
@@ -410,3 +420,13 @@ def test_training_shows_its_own_progress_and_summary_only(tiny_config: Path, dem
     told = run("told", "--lightning-info")
     assert [b for b in banners if not re.search(b, told)] == []
 
+
+def test_a_result_describes_the_steps_of_its_own_run() -> None:
+    from dcase9.training import TrainResult
+
+    resumed = TrainResult(Path("run"), Path("run/last.ckpt"), start_step=125, global_step=300, seconds=58.2,
+                          throughput={"steps_per_second": 3.014})
+    assert resumed.steps_this_run == 175
+    assert resumed.describe_steps() == "175 steps in 58 s (3.01 steps/s), from step 125 to 300"
+    fresh = TrainResult(Path("run"), Path("run/last.ckpt"), start_step=0, global_step=2, seconds=4.0)
+    assert fresh.describe_steps() == "2 steps in 4 s"  # too few steps to time: no rate

@@ -359,6 +359,7 @@ def system_facts(name: str | None) -> SystemFacts:
     the `dcase9 infer` command line that loads a checkpoint."""
     from dcase9.systems import get_system
     from dcase9.training import SystemFacts
+    from dcase9.training.run import infer_command_line
 
     system = name or "1"
     spec = get_system(system)
@@ -366,12 +367,7 @@ def system_facts(name: str | None) -> SystemFacts:
     loaded = set(spec.weights[1:]) | set(spec.optional_weights)
 
     def infer_command(checkpoint: Path, local_weights: Any, data: str | None = None) -> str:
-        # The run's own validation set and a folder beside the run when they are known, else placeholders.
-        out = Path(checkpoint).parent / "estimates" if data else "ESTIMATES_DIR"
-        parts = ["dcase9 infer", f"--system {system}", f"--checkpoint {checkpoint}", f"--data {data or 'DATA_DIR'}",
-                 f"--out {out}"]
-        parts += [f"--weight {weight}={path}" for weight, path in local_weights.items() if weight in loaded]
-        return " ".join(parts)
+        return infer_command_line(system, checkpoint, {k: v for k, v in local_weights.items() if k in loaded}, data)
 
     return SystemFacts(spec.name, spec.sample_rate, infer_command)
 

@@ -185,7 +185,11 @@ def _print_result(result: Any) -> None:
     table = Table(title=f"Training run {result.out_dir}", show_header=False)
     table.add_column("")
     table.add_column("")
-    table.add_row("steps", str(result.global_step))
+    # A run that continued another (--resume, --resume-from) did part of the steps: its own, and where it stands.
+    steps = str(result.steps_this_run)
+    if result.start_step:
+        steps += f" (from step {result.start_step} to {result.global_step})"
+    table.add_row("steps", steps)
     table.add_row("time", f"{result.seconds:.1f} s")
     speed = result.throughput
     if "steps_per_second" in speed:
@@ -201,4 +205,7 @@ def _print_result(result: Any) -> None:
     table.add_row("skipped clips", f"{skipped}" + (f" ({reasons})" if reasons else ""))
     table.add_row("checkpoint", str(result.last_checkpoint))
     console.print(table)
-    console.print(f"separate with:\n  {result.infer_command}", highlight=False, soft_wrap=True)
+    if result.infer_command:
+        console.print(f"separate with:\n  {result.infer_command}", highlight=False, soft_wrap=True)
+    else:
+        console.print(f"no infer command: {result.no_infer_command}", highlight=False, soft_wrap=True)

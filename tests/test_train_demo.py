@@ -85,11 +85,13 @@ def test_demo_model_is_trained_then_reused_or_resumed(demo_root: Path, tmp_path:
     assert said == [load["why"]] and "no model there yet" in said[0]
     again, load = train_demo_model(train_json, run, progress=False, overrides=[small], announce=said.append)
     assert again.global_step == 2 and not load["trained_now"]
+    assert (again.start_step, again.infer_command) == (0, first.infer_command)  # from the run's summary
     assert not (run / "logs" / "version_1").exists()  # reused, not retrained
     assert said[1].startswith(f"reusing the demo model trained earlier in {run} (2 steps, same settings)")
     shutil.copyfile(run / "checkpoints" / "step=1.ckpt", run / "last.ckpt")  # as if interrupted at step 1
     resumed, load = train_demo_model(train_json, run, progress=False, overrides=[small], announce=said.append)
     assert resumed.global_step == 2 and (run / "logs" / "version_1").exists()
+    assert resumed.start_step == 1 and resumed.describe_steps().startswith("1 step in ")  # what the resume did
     assert said[2] == f"resuming the interrupted demo training in {run} at step 1 of 2"
     # A copy of the demo folder: the data are elsewhere, so the model is trained again, and the demo says why;
     # so is a model of an older version, whose checkpoint did not carry its tokenizer.

@@ -61,6 +61,7 @@ def test_a_nan_loss_leaves_every_checkpoint_byte_for_byte(run_args: list[str], t
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "diverged" and summary["diverged"] == {"step": 3, "reason": "the loss is nan"}
     assert summary["infer_command"] == "" and summary["last_checkpoint_step"] == 2 and summary["global_step"] == 2
+    assert "diverged at step 3" in summary["no_infer_command"] and summary["start_step"] == 2
 
 
 def test_weights_that_turn_nan_after_a_finite_loss_are_never_saved(run_args: list[str], tmp_path: Path,

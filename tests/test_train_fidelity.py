@@ -290,8 +290,9 @@ def test_a_run_of_the_official_training_code_continues_as_if_never_stopped(demo_
         list(net.parameters()))
 
     continued = train(config, tmp_path / "continued", resume_from=reference, progress=False, lightning_info=False)
-    assert continued.global_step == 4
+    assert (continued.start_step, continued.global_step, continued.steps_this_run) == (2, 4, 2)
     summary = json.loads((tmp_path / "continued" / "summary.json").read_text())
+    assert (summary["start_step"], summary["steps_this_run"]) == (2, 2)
     assert summary["continued_from"] == {"checkpoint": str(reference), "step": 2}
     straight = weights(tmp_path / "straight" / "last.ckpt")
     for key, value in weights(tmp_path / "continued" / "last.ckpt").items():

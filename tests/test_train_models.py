@@ -75,6 +75,8 @@ def test_a_second_family_trains_saves_and_resumes(demo_root: Path, tmp_path: Pat
     GainMask.seen.clear()
     result = train(config, tmp_path / "run", progress=False)
     assert result.global_step == 2 and "val/sdri" in result.validation
+    # No system facts and a configuration that names no system: no command, and the result says why.
+    assert result.infer_command == "" and "names no system" in result.no_infer_command
     assert all(not frozen_training for frozen_training, _ in GainMask.seen)  # frozen parts stayed in eval mode
     assert all(len(captions) == 2 and all(isinstance(c, str) for c in captions) for _, captions in GainMask.seen)
     state = read_checkpoint(tmp_path / "run" / "last.ckpt")["state_dict"]
@@ -89,7 +91,9 @@ def test_a_second_family_trains_saves_and_resumes(demo_root: Path, tmp_path: Pat
     resumed = train(assemble_config(base=yaml.safe_load((tmp_path / "run" / "config.yaml").read_text()),
                                     overrides=[{"trainer": {"max_steps": 3}}]), tmp_path / "run", resume=True,
                     progress=False)
-    assert resumed.global_step == 3
+    assert (resumed.start_step, resumed.global_step, resumed.steps_this_run) == (2, 3, 1)
+    assert resumed.describe_steps().startswith("1 step in ") and resumed.describe_steps().endswith(
+        ", from step 2 to 3")
 
 
 def test_a_family_validates_its_own_options() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,7 @@ def test_train_resume_and_infer_through_the_cli(tiny_config: Path, demo_root: Pa
     run = tmp_path / "run"
     result = runner.invoke(app, train_args(tiny_config, demo_root, run, "--steps", "2"))
     assert result.exit_code == 0, result.output
+    assert re.search(r"steps\s*│\s*2\s*│", result.output)  # a new run: its steps, no range
     said = "".join(result.output.split())  # the command may wrap anywhere
     assert "dcase9infer--systembaseline" in said and f"--data{demo_root / 'validation'}" in said  # no placeholder
     first = strict_read(run / "last.ckpt")
@@ -80,6 +83,10 @@ def test_train_resume_and_infer_through_the_cli(tiny_config: Path, demo_root: Pa
     (run / "checkpoints" / "step=1.ckpt").write_bytes(b"mine")  # named like one, not written by the run
     result = runner.invoke(app, ["train", "--out", str(run), "--resume", "--steps", "4", "--set", "checkpoint.keep=1"])
     assert result.exit_code == 0, result.output
+    # The steps this run did, and where the run stands; the bar continues at step 2 of 4.
+    assert "2 (from step 2 to 4)" in result.output and "2/4" in result.output and "4/4" in result.output
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["start_step"], summary["global_step"], summary["steps_this_run"]) == (2, 4, 2)
     resumed = strict_read(run / "last.ckpt")
     assert resumed["global_step"] == 4 and resumed["dcase9"]["config"]["checkpoint"]["keep"] == 1
     # keep=1 pruned step=2 (the run's ledger vouches for it); a file of the user's there stays
@@ -144,7 +151,10 @@ def test_training_starts_from_an_official_layout_checkpoint(tiny_config: Path, d
          "validation": {"data": None}, "checkpoint": {"every_steps": None}},
         parse_assignment("trainer.max_steps=1")])
     result = train(config, tmp_path / "run", progress=False)
-    assert result.global_step == 1
+    assert result.global_step == 1 and result.start_step == 0
+    # No system facts given: the command comes from the configuration (`system: baseline`; no validation set).
+    assert result.infer_command == (f"dcase9 infer --system baseline --checkpoint {tmp_path / 'run' / 'last.ckpt'} "
+                                    "--data DATA_DIR --out ESTIMATES_DIR") and result.no_infer_command == ""
     state = strict_read(tmp_path / "run" / "last.ckpt")["state_dict"]
     # Every tensor of the official layout, no other: any loader (a strict load_state_dict into the
     # reference model too) accepts it.
@@ -359,3 +369,64 @@ def test_training_leaves_the_callers_warnings_filters_and_loggers_as_they_were(t
     assert warnings.filters == filters
     assert {name: logging.getLogger(name).level for name in levels} == levels
     assert logging.getLogger("lightning.pytorch.utilities.rank_zero").filters == rank_zero
+
+
+def test_a_resumed_runs_bar_counts_from_its_step_and_rates_its_own_steps() -> None:
+    """Lightning does not call on_train_epoch_start when it resumes inside an epoch (always, for this data
+    stream): the bar is set up at on_train_start, at the restored step, and its rate counts only the steps
+    taken since."""
+    from types import SimpleNamespace
+
+    from tqdm import tqdm
+
+    from dcase9.training.module import StepProgressBar
+
+    bar = StepProgressBar()
+    trainer = SimpleNamespace(global_step=125, max_steps=300)
+    bar.on_train_start(trainer)  # type: ignore[arg-type]
+    shown = bar.train_progress_bar
+    assert (shown.n, shown.total) == (125, 300)
+    started = shown.start_t
+    shown._time = lambda: started + 10.0  # 10 steps in 10 s
+    shown.n = 135
+    text = tqdm.format_meter(**shown.format_dict)
+    assert "135/300" in text and "1.00it/s" in text
+    shown.close()
+
+
+def test_training_shows_its_own_progress_and_summary_only(tiny_config: Path, demo_root: Path, tmp_path: Path) -> None:
+    """Lightning's start-up banners, info lines and model summary table appear only with --lightning-info
+    (what a user sees: the process's own output, not a test runner's capture)."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1", "COLUMNS": "120"}
+    banners = [r"GPU available", r"TPU available", r"Total FLOPs", r"[|┃]\s*Name\s*[|┃]", r"Trainable params",
+               r"`Trainer.fit` stopped"]
+
+    def run(out: str, *extra: str) -> str:
+        command = [sys.executable, "-m", "dcase9.cli", "train", "--preset", "demo", "--config", str(tiny_config),
+                   "--data", str(demo_root / "train" / "train.json"), "--out", str(tmp_path / out), "--steps", "1",
+                   *extra]
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done.stdout + done.stderr
+
+    quiet = run("quiet")
+    assert "training:" in quiet and "Training run" in quiet and "separate with:" in quiet  # its own progress, result
+    assert [b for b in banners if re.search(b, quiet)] == []
+    told = run("told", "--lightning-info")
+    assert [b for b in banners if not re.search(b, told)] == []
+
+
+def test_a_result_describes_the_steps_of_its_own_run() -> None:
+    from dcase9.training import TrainResult
+
+    resumed = TrainResult(Path("run"), Path("run/last.ckpt"), start_step=125, global_step=300, seconds=58.2,
+                          throughput={"steps_per_second": 3.014})
+    assert resumed.steps_this_run == 175
+    assert resumed.describe_steps() == "175 steps in 58 s (3.01 steps/s), from step 125 to 300"
+    fresh = TrainResult(Path("run"), Path("run/last.ckpt"), start_step=0, global_step=2, seconds=4.0)
+    assert fresh.describe_steps() == "2 steps in 4 s"  # too few steps to time: no rate

@@ -329,10 +329,12 @@ def train_config(out: str | Path, *, preset: str | None = None, config: str | Pa
 
 def train(out: str | Path, *, preset: str | None = None, config: str | Path | None = None,
           overrides: dict[str, Any] | list[dict[str, Any]] | None = None, resume: bool = False, progress: bool = True,
-          trust_checkpoint: bool = False, resume_from: str | Path | None = None) -> TrainResult:
+          trust_checkpoint: bool = False, resume_from: str | Path | None = None,
+          lightning_info: bool = False) -> TrainResult:
     """Train a separation model (`dcase9 train`) with `train_config`'s configuration (the same arguments).
     With `resume=True` the run in `out` continues from its saved configuration and last.ckpt;
     `trust_checkpoint=True` lets the checkpoints it starts from run the pickled code they contain.
+    `lightning_info=True` shows Lightning's start-up messages and model summary (`--lightning-info`).
     `resume_from` continues a run of the official training code from its Lightning checkpoint in
     the new folder `out` (see docs/training.md).
     Returns a `dcase9.training.TrainResult`; a run that diverges raises
@@ -347,7 +349,8 @@ def train(out: str | Path, *, preset: str | None = None, config: str | Path | No
     settings = train_config(out, preset=preset, config=config, overrides=overrides, resume=resume)
     check_no_overlap({"--out": out}, {"--config": config})  # the data files are checked where they are read
     return run_training(settings, out, system=system_facts(settings.system), resume=resume,
-                        progress=progress, trust_checkpoint=trust_checkpoint, resume_from=resume_from)
+                        progress=progress, trust_checkpoint=trust_checkpoint, resume_from=resume_from,
+                        lightning_info=lightning_info)
 
 
 def system_facts(name: str | None) -> SystemFacts:
@@ -356,6 +359,7 @@ def system_facts(name: str | None) -> SystemFacts:
     the `dcase9 infer` command line that loads a checkpoint."""
     from dcase9.systems import get_system
     from dcase9.training import SystemFacts
+    from dcase9.training.run import infer_command_line
 
     system = name or "1"
     spec = get_system(system)
@@ -363,12 +367,7 @@ def system_facts(name: str | None) -> SystemFacts:
     loaded = set(spec.weights[1:]) | set(spec.optional_weights)
 
     def infer_command(checkpoint: Path, local_weights: Any, data: str | None = None) -> str:
-        # The run's own validation set and a folder beside the run when they are known, else placeholders.
-        out = Path(checkpoint).parent / "estimates" if data else "ESTIMATES_DIR"
-        parts = ["dcase9 infer", f"--system {system}", f"--checkpoint {checkpoint}", f"--data {data or 'DATA_DIR'}",
-                 f"--out {out}"]
-        parts += [f"--weight {weight}={path}" for weight, path in local_weights.items() if weight in loaded]
-        return " ".join(parts)
+        return infer_command_line(system, checkpoint, {k: v for k, v in local_weights.items() if k in loaded}, data)
 
     return SystemFacts(spec.name, spec.sample_rate, infer_command)
 

@@ -56,10 +56,7 @@ def demo(
     console.print(table)
     if result.training is not None:
         run = result.training
-        speed = run.throughput
-        rate = f", {speed['steps_per_second']:.2f} steps/s" if "steps_per_second" in speed else ""
-        console.print(f"trained model: {run.global_step} steps in {run.seconds:.0f} s{rate}; checkpoint "
-                      f"{run.last_checkpoint}", highlight=False)
+        console.print(f"trained model: {run.describe_steps()}; checkpoint {run.last_checkpoint}", highlight=False)
         console.print(f"[bold]SDRi of the trained model: {reports['trained'].summary['mean']['sdri']:.2f} dB[/]")
     if result.page is not None:
         console.print(f"listening page: {escape(str(result.page.page))} (every mixture with its scores and players; "

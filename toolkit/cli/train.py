@@ -95,6 +95,9 @@ def train_command(
         "--set", help="KEY.PATH=VALUE for any configuration key, e.g. --set mixing.lower_db=-5 (repeatable).")] = [],  # noqa: B006
     print_config: Annotated[bool, typer.Option(help="Print the assembled configuration and exit.")] = False,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    lightning_info: Annotated[bool, typer.Option(
+        "--lightning-info", help="Also show Lightning's own messages: the devices it found (GPU/TPU available), "
+                                 "its settings and the model summary table.")] = False,
 ) -> None:
     """Train a language-queried separation model with the baseline recipe (Lightning; multi-GPU with --devices).
 
@@ -130,7 +133,8 @@ def train_command(
         return
     try:
         result = run_training(out, preset=preset, config=config, overrides=overrides, resume=resume,
-                              progress=progress, trust_checkpoint=trust_checkpoint, resume_from=resume_from)
+                              progress=progress, trust_checkpoint=trust_checkpoint, resume_from=resume_from,
+                              lightning_info=lightning_info)
     except TrainingInterrupted as stop:
         how = "terminated" if stop.terminated else "interrupted"
         console.print(f"[yellow]{how} at step {stop.step}: saved {stop.checkpoint}; continue with[/]\n"
@@ -181,7 +185,11 @@ def _print_result(result: Any) -> None:
     table = Table(title=f"Training run {result.out_dir}", show_header=False)
     table.add_column("")
     table.add_column("")
-    table.add_row("steps", str(result.global_step))
+    # A run that continued another (--resume, --resume-from) did part of the steps: its own, and where it stands.
+    steps = str(result.steps_this_run)
+    if result.start_step:
+        steps += f" (from step {result.start_step} to {result.global_step})"
+    table.add_row("steps", steps)
     table.add_row("time", f"{result.seconds:.1f} s")
     speed = result.throughput
     if "steps_per_second" in speed:
@@ -197,4 +205,7 @@ def _print_result(result: Any) -> None:
     table.add_row("skipped clips", f"{skipped}" + (f" ({reasons})" if reasons else ""))
     table.add_row("checkpoint", str(result.last_checkpoint))
     console.print(table)
-    console.print(f"separate with:\n  {result.infer_command}", highlight=False, soft_wrap=True)
+    if result.infer_command:
+        console.print(f"separate with:\n  {result.infer_command}", highlight=False, soft_wrap=True)
+    else:
+        console.print(f"no infer command: {result.no_infer_command}", highlight=False, soft_wrap=True)

@@ -62,9 +62,13 @@ def train_demo_model(train_json: Path, run_dir: Path, *, progress: bool = True,
         else:
             trained_now = False
             summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
-            result = TrainResult(run_dir, last, int(saved["global_step"]), float(summary.get("seconds", 0.0)),
-                                 summary.get("throughput", {}), summary.get("skipped", {}),
-                                 summary.get("validation", {}), summary.get("infer_command", ""))
+            # What the training that finished it did (a summary written before start_step was recorded: 0).
+            result = TrainResult(run_dir, last, start_step=int(summary.get("start_step", 0)),
+                                 global_step=int(saved["global_step"]), seconds=float(summary.get("seconds", 0.0)),
+                                 throughput=summary.get("throughput", {}), skipped=summary.get("skipped", {}),
+                                 validation=summary.get("validation", {}),
+                                 infer_command=summary.get("infer_command", ""),
+                                 no_infer_command=summary.get("no_infer_command", ""))
     if result is None:
         result = train(config, run_dir, system=system_facts(config.system), progress=progress, lightning_info=False)
     return result, {"checkpoint": last, "trained_now": trained_now, "why": why}

@@ -479,12 +479,24 @@ def _link_or_copy(source: Path, destination: Path) -> None:
 
 
 class StepProgressBar(TQDMProgressBar):
-    """Lightning's bar, counting optimizer steps of the whole run (the data stream has no epochs)."""
+    """Lightning's bar, counting optimizer steps of the whole run (the data stream has no epochs). A
+    resumed run's bar starts at the step it continues from, and its rate and remaining time count
+    only the steps this run took."""
+
+    def on_train_start(self, trainer: pl.Trainer, *_: Any) -> None:
+        super().on_train_start(trainer)
+        # Lightning skips on_train_epoch_start when it resumes inside an epoch (always, here): set the
+        # bar up now, after the restore, with the step counter the run continues from.
+        self._start_at_step(trainer)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, *_: Any) -> None:
+        self._start_at_step(trainer)
+
+    def _start_at_step(self, trainer: pl.Trainer) -> None:
         bar = self.train_progress_bar
         bar.reset(total=trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None)
-        bar.initial = bar.n = trainer.global_step  # a resumed run starts where it stopped
+        # tqdm's rate is (n - initial) / elapsed: the steps taken since this start, not since step 0.
+        bar.initial = bar.n = trainer.global_step
         bar.set_description("training")
         bar.refresh()
 

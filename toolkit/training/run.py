@@ -11,8 +11,9 @@ Layout of the run folder `OUT`:
                                  version per start or resume); OUT/tensorboard/ when TensorBoard is installed
     OUT/tokenizer/               the tiny tokenizer, when the configuration asks for it
     OUT/summary.json             status (finished, interrupted, or diverged: at which step and why),
-                                 steps, time, throughput, skipped clips, last validation, the last
-                                 checkpoint and its step, the infer command (none for a run that diverged)
+                                 the steps of this start (start_step, global_step, steps_this_run), its
+                                 time and throughput, skipped clips, last validation, the last checkpoint
+                                 and its step, the infer command (or no_infer_command: why there is none)
 
 A run whose loss, weights or optimizer state stop being finite numbers stops with
 `TrainingDiverged` (exit 1 on the command line): no checkpoint with them is written, so last.ckpt
@@ -93,29 +94,54 @@ class SystemFacts:
 
 @dataclass
 class TrainResult:
+    """What one call of `train` did. `start_step` is the global step it started from (0 for a new run,
+    last.ckpt's for `resume`, the reference checkpoint's for `resume_from`) and `global_step` the one
+    it reached: this call trained `steps_this_run` steps in `seconds`, and `throughput` is measured
+    over those steps only. `infer_command` is the `dcase9 infer` command line that separates with the
+    result; when there is none (a run that diverged, a configuration that names no system, a process
+    other than rank 0), `no_infer_command` says why."""
+
     out_dir: Path
     last_checkpoint: Path
+    start_step: int
     global_step: int
     seconds: float
     throughput: dict[str, Any] = field(default_factory=dict)
     skipped: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, float] = field(default_factory=dict)
     infer_command: str = ""
+    no_infer_command: str = ""  # why `infer_command` is empty (empty when there is one)
     tokenizer: Path | None = None
     rank: int = 0  # the process's global rank: only rank 0's result has the summary
 
+    @property
+    def steps_this_run(self) -> int:
+        return self.global_step - self.start_step
+
+    def describe_steps(self) -> str:
+        """`175 steps in 58 s (3.02 steps/s), from step 125 to 300` (the range only for a run that
+        continued another); the rate is `throughput`'s, when enough steps were timed to measure it."""
+        rate = self.throughput.get("steps_per_second")
+        steps = self.steps_this_run
+        text = f"{steps} step{'' if steps == 1 else 's'} in {self.seconds:.0f} s"
+        text += f" ({rate:.2f} steps/s)" if rate is not None else ""
+        return text + (f", from step {self.start_step} to {self.global_step}" if self.start_step else "")
+
 
 def train(config: TrainConfig, out: str | Path, *, system: SystemFacts | None = None, resume: bool = False,
-          progress: bool | None = None, lightning_info: bool = True, trust_checkpoint: bool = False,
+          progress: bool | None = None, lightning_info: bool = False, trust_checkpoint: bool = False,
           resume_from: str | Path | None = None) -> TrainResult:
     """Train as `config` says, writing checkpoints and logs into `out`; see the module docstring.
 
     `system` describes `config.system` (see `SystemFacts`; `dcase9.api.train` passes it): without
-    it the data rate is not checked against the system's and no infer command is written.
+    it the data rate is not checked against the system's, and the infer command is written from the
+    configuration alone (`config.system`, passing on every local weight of `config.weights`); with
+    neither, the result's `no_infer_command` says so.
     `resume=True` continues from `out/last.ckpt` (weights, optimizer, schedule, step, data stream);
     without it, a folder that already holds a run is refused. `progress` overrides
-    `trainer.progress_bar`; `lightning_info=False` hides Lightning's start-up messages and model
-    summary (the demo). `trust_checkpoint=True` lets the checkpoints given to start from (`init`,
+    `trainer.progress_bar`; Lightning's start-up messages (devices, trainer settings), its model
+    summary and its info lines are shown only with `lightning_info=True` (`dcase9 train
+    --lightning-info`): the run's own progress and result say what matters. `trust_checkpoint=True` lets the checkpoints given to start from (`init`,
     `query_encoder.source`) run the pickled code they contain (files you trust only).
     `resume_from` continues, in the new folder `out`, a run of the official training code from its
     Lightning checkpoint (weights, optimizer moments mapped by tensor, schedule position, step; see
@@ -150,13 +176,15 @@ def train(config: TrainConfig, out: str | Path, *, system: SystemFacts | None = 
             and Path(config.init).exists():  # a file or folder, not a registry name or a Hub folder
         inputs["init"] = config.init
     check_no_overlap({"--out": out}, inputs)
+    start_step = 0  # the global step this call starts from
     if resume:
-        check_resumable(last)
+        start_step = check_resumable(last)
     if resume_from is not None:
         from dcase9.training.reference import check_settings, read_reference_run
 
         continued = read_reference_run(resume_from, trust=trust_checkpoint)
         check_settings(continued, config)
+        start_step = continued.step
     if system is not None and config.system is not None and system.sample_rate != config.data.sample_rate:
         raise ConfigError(f"system '{system.name}' runs at {system.sample_rate} Hz but data.sample_rate is "
                           f"{config.data.sample_rate}: the trained model would not load as that system")
@@ -209,13 +237,14 @@ def train(config: TrainConfig, out: str | Path, *, system: SystemFacts | None = 
             info["tokenizer_files"] = tokenizer_files(tokenizer_path)
         with _quiet_lightning(lightning_info):  # restored afterwards: a library call leaves the process as it was
             return _fit(config, out, model, query_encoder, train_set, sampler, validation_set, validation_specs, info,
-                        resume=resume, show_progress=show_progress, lightning_info=lightning_info,
-                        tokenizer_path=tokenizer_path, official_tensors=official, system=system, continued=continued)
+                        resume=resume, start_step=start_step, show_progress=show_progress,
+                        lightning_info=lightning_info, tokenizer_path=tokenizer_path, official_tensors=official,
+                        system=system, continued=continued)
 
 
 def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_set: Any, sampler: Any,
          validation_set: Any, validation_specs: list[Any], info: dict[str, Any], *, resume: bool,
-         show_progress: bool, lightning_info: bool, tokenizer_path: Path,
+         start_step: int, show_progress: bool, lightning_info: bool, tokenizer_path: Path,
          official_tensors: dict[str, torch.Tensor], system: SystemFacts | None,
          continued: Any = None) -> TrainResult:
     from lightning.pytorch.loggers import CSVLogger
@@ -285,12 +314,14 @@ def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_s
         if not failed:
             skipped = module.gathered_skips().summary()  # every process takes part in the gathering
             if trainer.is_global_zero:
-                result = _write_summary(config, out, trainer, module, throughput, skipped, seconds, tokenizer_path,
-                                        system, status, diverged, checkpoints.saved_step, continued)
+                result = _write_summary(config, out, trainer, module, throughput, skipped, start_step, seconds,
+                                        tokenizer_path, system, status, diverged, checkpoints.saved_step, continued)
     if diverged is not None:
         raise _diverged_error(diverged, out, checkpoints.saved_step)
     if not trainer.is_global_zero:
-        return TrainResult(out, out / LAST_CHECKPOINT, trainer.global_step, seconds, rank=trainer.global_rank)
+        return TrainResult(out, out / LAST_CHECKPOINT, start_step, int(trainer.global_step), seconds,
+                           no_infer_command=f"process of rank {trainer.global_rank}: rank 0's result has the "
+                                            "summary and the command", rank=trainer.global_rank)
     return result
 
 
@@ -328,18 +359,16 @@ def _make_trainer(config: TrainConfig, out: Path, loggers: list[Any], callbacks:
 
 
 def _write_summary(config: TrainConfig, out: Path, trainer: Any, module: Any, throughput: Any,
-                   skipped: dict[str, Any], seconds: float, tokenizer_path: Path,
+                   skipped: dict[str, Any], start_step: int, seconds: float, tokenizer_path: Path,
                    system: SystemFacts | None, status: str, diverged: Any, saved_step: int | None,
                    continued: Any = None) -> TrainResult:
     last = out / LAST_CHECKPOINT
-    # A run that diverged offers no command to separate with: its last good checkpoint is an earlier state.
-    command = system.infer_command(last, dict(config.weights), config.validation.data) \
-        if system is not None and diverged is None else ""
-    result = TrainResult(out, last, int(trainer.global_step), seconds,
+    command, no_command = _infer_command(config, last, system, diverged)
+    result = TrainResult(out, last, start_step, int(trainer.global_step), seconds,
                          throughput.summary(module.device), skipped, dict(module.last_validation), command,
-                         tokenizer_path if _is_local_tokenizer(config) else None)
+                         no_command, tokenizer_path if _is_local_tokenizer(config) else None)
     payload = asdict(result)
-    payload.update({"status": status,
+    payload.update({"status": status, "steps_this_run": result.steps_this_run,
                     "out_dir": str(out), "last_checkpoint": str(last) if saved_step is not None else None,
                     "last_checkpoint_step": saved_step,
                     "tokenizer": str(result.tokenizer) if result.tokenizer else None,
@@ -354,14 +383,37 @@ def _write_summary(config: TrainConfig, out: Path, trainer: Any, module: Any, th
     return result
 
 
+def _infer_command(config: TrainConfig, last: Path, system: SystemFacts | None, diverged: Any) -> tuple[str, str]:
+    """The command that separates with the run's checkpoint, and why there is none when it is empty."""
+    if diverged is not None:  # its last good checkpoint is an earlier state, not what this run trained
+        return "", f"the run diverged at step {diverged.step}: no command separates with a run that diverged"
+    if system is not None:
+        return system.infer_command(last, dict(config.weights), config.validation.data), ""
+    if config.system is not None:
+        # Without the system's facts it is unknown which registry weights inference loads: every local
+        # copy the run was given is passed on (`dcase9 infer` takes any registry name).
+        return infer_command_line(config.system, last, config.weights, config.validation.data), ""
+    return "", ("the configuration names no system that loads the checkpoint: set `system:` (e.g. `system: 1`) "
+                "or pass `system=dcase9.api.system_facts(NAME)`")
+
+
+def infer_command_line(system: str, checkpoint: Path, local_weights: Mapping[str, str], data: str | None) -> str:
+    """`dcase9 infer --system SYSTEM --checkpoint CHECKPOINT --data DATA --out ESTIMATES [--weight NAME=PATH ...]`:
+    the validation set `data` and a folder beside the run when they are known, placeholders otherwise."""
+    out = Path(checkpoint).parent / "estimates" if data else "ESTIMATES_DIR"
+    parts = ["dcase9 infer", f"--system {system}", f"--checkpoint {checkpoint}", f"--data {data or 'DATA_DIR'}",
+             f"--out {out}"]
+    return " ".join(parts + [f"--weight {name}={path}" for name, path in local_weights.items()])
+
+
 # ------------------------------------------------------------------------------------------------
 # Weights: --init, the tokenizer, the query encoder
 
 
-def check_resumable(last: Path) -> None:
+def check_resumable(last: Path) -> int:
     """Refuse --resume from a damaged or truncated last.ckpt with a message, before anything is written
     (Lightning would fail deep inside `fit` with a long traceback), and from one holding NaN or
-    infinite weights or optimizer state (training would go on producing NaN)."""
+    infinite weights or optimizer state (training would go on producing NaN). Returns its global step."""
     from dcase9.models.checkpoints import describe_non_finite, non_finite_keys, read_checkpoint
     from dcase9.training.module import checkpoint_tensors
 
@@ -371,7 +423,7 @@ def check_resumable(last: Path) -> None:
         raise CheckpointError(f"--resume: {exc}. The file is damaged or truncated; copy an earlier "
                               f"{last.parent / 'checkpoints'}/step=N.ckpt over it to continue from there, or start "
                               "a new run in another --out") from None
-    if not isinstance(state, dict) or "global_step" not in state or "state_dict" not in state:
+    if not isinstance(state, dict) or not isinstance(state.get("global_step"), int) or "state_dict" not in state:
         raise CheckpointError(f"--resume: {last} is not a training checkpoint of dcase9 train (no global_step "
                               "or state_dict)")
     tensors = checkpoint_tensors(state)
@@ -381,6 +433,7 @@ def check_resumable(last: Path) -> None:
                               f"optimizer state); training would go on from NaN. Copy an earlier "
                               f"{last.parent / 'checkpoints'}/step=N.ckpt over it to continue from there, or start "
                               "a new run in another --out")
+    return int(state["global_step"])
 
 
 def read_init_checkpoint(name_or_path: str, resolver: Any, *,

@@ -417,6 +417,8 @@ def test_training_shows_its_own_progress_and_summary_only(tiny_config: Path, dem
     quiet = run("quiet")
     assert "training:" in quiet and "Training run" in quiet and "separate with:" in quiet  # its own progress, result
     assert [b for b in banners if re.search(b, quiet)] == []
+    # Not a terminal: plain lines a log can hold, no bar redrawn with carriage returns.
+    assert "\r" not in quiet and re.search(r"training: 1/1, [0-9.]+ steps/s, \d+ s, loss [0-9.e+-]+", quiet), quiet
     told = run("told", "--lightning-info")
     assert [b for b in banners if not re.search(b, told)] == []
 

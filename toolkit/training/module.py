@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import resource
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -513,6 +514,44 @@ class StepProgressBar(TQDMProgressBar):
         for bar in (self._train_progress_bar, self._val_progress_bar):
             if bar is not None:
                 bar.close()
+
+
+class PlainStepProgress(Callback):
+    """The training progress as plain lines, for logs (standard output is not a terminal): one a tenth of
+    the way and one every half minute, with this run's steps, rate and loss; never `\r` redraws."""
+
+    def __init__(self) -> None:
+        self._progress: Any = None
+        self._task = 0
+        self._start = 0
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        from rich.console import Console
+
+        from dcase9.progress import PlainProgress
+
+        self._start = trainer.global_step
+        total = trainer.max_steps - self._start if trainer.max_steps and trainer.max_steps > 0 else None
+        label = "training" + (f" (from step {self._start})" if self._start else "")
+        self._progress = PlainProgress("steps", console=Console(file=sys.stdout, soft_wrap=True))
+        self._task = self._progress.add_task(label, total=total)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if self._progress is None:
+            return
+        loss = trainer.callback_metrics.get("train/loss")
+        extra = f"loss {float(loss):.4g}" if loss is not None else None
+        self._progress.update(self._task, completed=trainer.global_step - self._start, extra=extra)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    on_exception = on_train_end  # type: ignore[assignment]  # a run that stops ends its last line too
 
 
 class Throughput(Callback):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -249,8 +250,8 @@ def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_s
          continued: Any = None) -> TrainResult:
     from lightning.pytorch.loggers import CSVLogger
 
-    from dcase9.training.module import (NonFiniteTraining, SeparationTraining, StepCheckpoints, StepProgressBar,
-                                        Throughput)
+    from dcase9.training.module import (NonFiniteTraining, PlainStepProgress, SeparationTraining, StepCheckpoints,
+                                        StepProgressBar, Throughput)
 
     module = SeparationTraining(config, model, query_encoder, train_set=train_set, sampler=sampler,
                                 validation_set=validation_set, validation_specs=validation_specs,
@@ -259,8 +260,12 @@ def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_s
     checkpoints = StepCheckpoints(out, config.checkpoint.every_steps, config.checkpoint.last_every_steps,
                                   config.checkpoint.keep)
     callbacks: list[Any] = [checkpoints, throughput]
-    if show_progress:
+    # A terminal gets Lightning's bar; a log file plain lines (a bar there is thousands of redraws).
+    redrawn_bar = show_progress and sys.stdout.isatty()
+    if redrawn_bar:
         callbacks.append(StepProgressBar(refresh_rate=max(1, min(10, config.trainer.log_every_n_steps))))
+    elif show_progress:
+        callbacks.append(PlainStepProgress())
     loggers: list[Any] = [CSVLogger(str(out), name="logs")]
     if _tensorboard_available():
         from lightning.pytorch.loggers import TensorBoardLogger
@@ -278,7 +283,7 @@ def _fit(config: TrainConfig, out: Path, model: Any, query_encoder: Any, train_s
             raise ConfigError(f"--resume-from continues runs of the official training code, which model kind "
                               f"'{config.model.kind}' has none of")
         preloaded = (continued.path, continued_checkpoint(continued, reference_names, trained))
-    trainer = _make_trainer(config, out, loggers, callbacks, validating=validating, progress=show_progress,
+    trainer = _make_trainer(config, out, loggers, callbacks, validating=validating, progress=redrawn_bar,
                             model_summary=lightning_info, preloaded=preloaded)
     if trainer.is_global_zero:
         # Written once every check passed: a refused run leaves no configuration a later --resume would take.

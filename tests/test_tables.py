@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,28 @@ def test_package_tables_whole_at_any_width(submission_inputs: SubmissionInputs, 
     rows = list(csv.DictReader(io.StringIO(invoke(["package", "--check", str(package), "--csv"], "80", exit_code=1))))
     assert rows and list(rows[0]) == ["severity", "code", "entry", "line", "message"]
     assert {row["code"] for row in rows} == {f["code"] for f in document["findings"]}
+
+
+@pytest.fixture()
+def evaluation(demo_root: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "evaluation"
+    shutil.copytree(demo_root / "evaluation", target)
+    return target
+
+
+def test_suite_table_json_and_csv(evaluation: Path, tmp_path: Path) -> None:
+    args = ["suite", str(evaluation), "-s", "mixture", "-o", str(tmp_path / "out"), "--only", "audiocaps",
+            "--only", "music"]
+    for columns in WIDTHS:
+        text = invoke(args, columns)
+        assert widest_line("\n".join(line for line in text.splitlines() if str(tmp_path) not in line)) \
+            <= int(columns)
+        assert re.search(r"│ AudioCaps\s+│\s+\d+/\d+ │", text), text
+    document = json.loads(invoke([*args, "--json"], "80"))
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert document == summary
+    rows = list(csv.DictReader(io.StringIO(invoke([*args, "--csv"], "80"))))
+    assert [row["benchmark"] for row in rows] == ["music", "audiocaps"]
+    assert list(rows[0]) == ["benchmark", "title", "status", "clips", "scored", "complete", "sdri", "sisdr", "sisdri",
+                             "published_sdri", "published_sisdr", "printed"]
+    assert float(rows[0]["sdri"]) == summary["benchmarks"]["music"]["sdri"]

@@ -128,7 +128,7 @@ def _print_field(console: Console, label: str, label_width: int, value: Text, *,
     """`label value`, the value's lines under each other after the label; a `whole` value is never broken by
     rich (the terminal wraps a long one), the others wrap at spaces within the console's width."""
     indent = max(label_width, cell_len(label)) + 1
-    room = console.width - indent
+    room = max(console.width - indent, 1)
     if not whole and any(cell_len(word) > room for word in value.plain.split()):
         whole = True  # a word (a URL, a name) wider than the room left would be folded: the terminal wraps it whole
     lines = value.split("\n") if whole else value.wrap(console, room)

@@ -73,8 +73,7 @@ def _frame_width(table: Table) -> int:
 
 
 def _fitted_widths(table: Table, headers: list[Text], cells: list[list[Text]], width: int) -> list[int] | None:
-    """Each column's width when all fit `width` whole, spare room going to the columns that wrap, by how
-    much they would use; None when they do not fit."""
+    """Each column's width (its contents', without padding) when all fit `width` whole; None when they do not."""
     minimum, maximum = [], []
     for column, header, column_cells in zip(table.columns, headers, cells, strict=True):
         lines = [line for cell in column_cells for line in cell.plain.splitlines()]

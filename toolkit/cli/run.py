@@ -36,8 +36,8 @@ def list_systems_command(
         print_json(specs[0].to_json() if name is not None else {"systems": [spec.to_json() for spec in specs]})
         return
     if as_csv:
-        print_csv(SYSTEM_CSV_COLUMNS, [[*(_csv_value(spec.to_json()[key]) for key in SYSTEM_CSV_COLUMNS)]
-                                       for spec in specs])
+        records = [spec.to_json() for spec in specs]
+        print_csv(SYSTEM_CSV_COLUMNS, [[_csv_value(record[key]) for key in SYSTEM_CSV_COLUMNS] for record in records])
         return
     if name is not None:
         print_system(specs[0])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,16 @@ class SystemSpec:
     published: tuple[Published, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)  # defaults of the system's typed config
     published_benchmarks: tuple[PublishedBenchmark, ...] = ()  # on AudioSep's benchmarks (`dcase9 suite`)
+
+    def to_json(self) -> dict[str, Any]:
+        """What `dcase9 systems --json` prints of the system: its names, what it needs, its defaults and the
+        published numbers (the keys are stable; the factory, an import path, is the code's business)."""
+        return {"name": self.name, "aliases": list(self.aliases), "title": self.title, "summary": self.summary,
+                "sample_rate": self.sample_rate, "needs_references": self.needs_reference,
+                "segment_seconds": self.segment_seconds, "weights": list(self.weights),
+                "optional_weights": list(self.optional_weights), "options": dict(self.options),
+                "published": [asdict(p) for p in self.published],
+                "published_benchmarks": [asdict(p) for p in self.published_benchmarks]}
 
 
 @dataclass

@@ -373,13 +373,24 @@ def test_dry_run_calls_nothing_and_writes_nothing(tmp_path):
 
 
 def test_list_prompts():
-    result = cli("--list-prompts")
-    assert result.exit_code == 0
-    for prompt_id in ("gpt4-keywords", "dip", "ddp-fsd50k", "ddp-wavcaps-audioset", "ddp-wavcaps-bbc-soundbibl"):
-        assert prompt_id in result.output
-    rows = {line.split()[1]: line.split("│")[6].strip() for line in result.output.splitlines()
-            if line.startswith("│ ") and line.split()[1] in ("gpt4-keywords", "dip", "ddp-fsd50k")}
-    assert rows == {"gpt4-keywords": "none", "dip": "0.7", "ddp-fsd50k": "0.7"}
+    expected = {"gpt4-keywords": "none", "dip": "0.7", "ddp-fsd50k": "0.7"}
+    wide = CliRunner().invoke(app, ["augment", "--list-prompts"], env={"COLUMNS": "200"})
+    narrow = CliRunner().invoke(app, ["augment", "--list-prompts"], env={"COLUMNS": "80"})
+    for result in (wide, narrow):
+        assert result.exit_code == 0 and "…" not in result.output
+        for prompt_id in ("gpt4-keywords", "dip", "ddp-fsd50k", "ddp-wavcaps-audioset", "ddp-wavcaps-bbc-soundbible"):
+            assert re.search(rf"(?<![\w-]){prompt_id}(?![\w-])", result.output), prompt_id
+    rows = {line.split()[1]: line.split("│")[6].strip() for line in wide.output.splitlines()
+            if line.startswith("│ ") and line.split()[1] in expected}
+    assert rows == expected
+    # Too wide for 80 columns side by side: each prompt is a heading, then its `header: value` lines.
+    thresholds, prompt = {}, None
+    for line in narrow.output.splitlines():
+        if line and not line.startswith(" "):
+            prompt = line.strip()
+        elif line.strip().startswith("F1 >=:"):
+            thresholds[prompt] = line.split(":", 1)[1].strip()
+    assert {k: thresholds[k] for k in expected} == expected
 
 
 @pytest.mark.parametrize("args, message", [

@@ -360,4 +360,6 @@ def test_systems_lists_system3_and_its_diagnostic() -> None:
     result = runner.invoke(app, ["systems"])
     assert result.exit_code == 0
     text = " ".join(result.output.split())
-    assert "3-roundtrip" in text and "-4.757" in text and "irm-ldm" in text
+    assert "3-roundtrip" in text and "irm-ldm" in text
+    result = runner.invoke(app, ["systems", "irm-ldm"])
+    assert result.exit_code == 0 and "-4.757" in result.output

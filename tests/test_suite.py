@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from dcase9 import api
 from dcase9.cli import app
 from dcase9.data.benchmarks import BENCHMARK_NAMES, BENCHMARKS
+from dcase9.progress import Stage
 from tests.report_support import page_data
 
 README_RESULTS = Path(__file__).parent / "fixtures" / "audiosep" / "readme_results.txt"
@@ -44,9 +45,9 @@ def test_the_published_numbers_are_audiosep_readmes_own() -> None:
     shown = {p.benchmark: (p.sdri, p.sisdr) for p in audiosep_published_benchmarks()}
     assert shown == readme
     assert get_system("2").published_benchmarks == audiosep_published_benchmarks()
-    text = flat(runner.invoke(app, ["systems"], env={"COLUMNS": "250"}).output)
-    for sdri, sisdr in readme.values():
-        assert f"{sdri:.3f} / {sisdr:.3f}" in text
+    text = flat(runner.invoke(app, ["systems", "2"], env={"COLUMNS": "250"}).output.replace("│", " "))
+    for name, (sdri, sisdr) in readme.items():
+        assert f"{BENCHMARKS[BENCHMARK_NAMES.index(name)].title} {sdri:.3f} {sisdr:.3f}" in text
 
 
 def test_suite_runs_the_six_resumably_and_prints_audiosep_table(evaluation: Path, tmp_path: Path) -> None:
@@ -89,6 +90,23 @@ def test_a_missing_benchmark_is_named_and_the_others_run(evaluation: Path, tmp_p
     cli = runner.invoke(app, ["suite", str(evaluation), "-s", "mixture", "-o", str(tmp_path / "out"),
                               "--only", "clotho", "--only", "vggsound"])
     assert cli.exit_code == 1 and "Clotho: missing" in flat(cli.output)
+
+
+def test_one_progress_line_per_stage_with_the_time_and_what_is_next(evaluation: Path, tmp_path: Path) -> None:
+    """Two stages per benchmark (separating, scoring), k of n, the time so far, the next stage; a benchmark that
+    cannot run skips its own (issue 27, item 9)."""
+    shutil.rmtree(evaluation / "data" / "music")
+    stages: list[Stage] = []
+    api.suite("mixture", evaluation, tmp_path / "out", only=["esc50", "music", "clotho"], on_stage=stages.append)
+    assert [(s.number, s.total, s.what, s.next) for s in stages] == [
+        (3, 6, "ESC-50: separating", "ESC-50: scoring"), (4, 6, "ESC-50: scoring", "Clotho: separating"),
+        (5, 6, "Clotho: separating", "Clotho: scoring"), (6, 6, "Clotho: scoring", None)]  # MUSIC (1, 2) is missing
+    assert 0 <= stages[0].elapsed <= stages[-1].elapsed
+    result = runner.invoke(app, ["suite", str(evaluation), "-s", "mixture", "-o", str(tmp_path / "again"),
+                                 "--only", "clotho"], env={"COLUMNS": "80"})
+    lines = result.output.splitlines()
+    assert re.fullmatch(r"\[1/2\] Clotho: separating \(\d+ s so far; next: Clotho: scoring\)", lines[0]), lines[0]
+    assert any(re.fullmatch(r"\[2/2\] Clotho: scoring \(\d+ s so far\)", line) for line in lines), result.output
 
 
 @pytest.mark.parametrize(("args", "message"), [

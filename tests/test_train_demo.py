@@ -20,6 +20,7 @@ from dcase9.models.checkpoints import read_checkpoint
 from dcase9.models.clap import ClapEncoder, load_roberta_tokenizer
 from dcase9.models.description import describe_checkpoint, tokenizer_files
 from dcase9.models.tiny import MERGES, vocabulary, word_merges, write_tiny_roberta_tokenizer
+from dcase9.progress import Stage
 from dcase9.training.config import assemble_config
 
 runner = CliRunner()
@@ -224,12 +225,14 @@ def test_a_moved_demo_folder_recovers_by_itself(tmp_path: Path) -> None:
     computes them again instead of refusing the folder (it has no --overwrite to offer)."""
     from dcase9.demo import run_demo
 
-    stages: list[tuple[int, int, str]] = []
+    stages: list[Stage] = []
     run_demo(tmp_path / "first", train_model=False, progress=False, data_options=SMALL_DEMO_DATA)
     shutil.move(tmp_path / "first", tmp_path / "moved")
     result = run_demo(tmp_path / "moved", train_model=False, progress=False, data_options=SMALL_DEMO_DATA,
-                      stage=lambda k, n, what: stages.append((k, n, what)))
+                      on_stage=stages.append)
     assert result.reports["mixture"].summary["complete"]
     manifest = json.loads((tmp_path / "moved" / "estimates" / "mixture" / "dcase9-run.json").read_text())
     assert manifest["dataset"]["root"].startswith(str(tmp_path / "moved"))
-    assert [(k, n) for k, n, _ in stages] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert [(s.number, s.total) for s in stages] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert [s.next for s in stages[:-1]] == [s.what for s in stages[1:]] and stages[-1].next is None
+    assert stages[-1].elapsed >= stages[0].elapsed >= 0

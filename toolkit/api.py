@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import io
 from contextlib import nullcontext
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +29,7 @@ from dcase9.data.items import ItemLoader, LoadFailure
 from dcase9.data.validate import EXPECTED_SECONDS, ValidationReport, validate_dataset
 from dcase9.devices import resolve_device
 from dcase9.engine import EngineOptions, RunResult, Separator, refuse_reference_system
-from dcase9.progress import progress_bar
+from dcase9.progress import Stage, progress_bar
 from dcase9.errors import ConfigError, Dcase9Error
 from dcase9.files import check_no_overlap, require_folder, write_text_atomic
 from dcase9.outputs import MIX_INDEX_NAME, OutputFolder, Problem, mix_paths
@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # imported when used: they pull in models, Lightning, matplot
     from dcase9.ats import AtsScorer
     from dcase9.recordings import SeparateResult
     from dcase9.report import ReportResult
-    from dcase9.suite import SuiteResult
+    from dcase9.suite import BenchmarkResult, SuiteResult
     from dcase9.training import SystemFacts, TrainConfig, TrainResult
 
 
@@ -378,13 +378,16 @@ def suite(system: str, evaluation_dir: str | Path, out: str | Path, *, only: lis
           system_options: dict[str, Any] | None = None, device: str = "auto", precision: str = "fp32",
           batch_size: int | None = None, resampler: str = "soxr", workers: int | None = None, overwrite: bool = False,
           offline: bool = False, trust_checkpoint: bool = False, progress: bool = True, score_batch_size: int = 32,
-          on_result: Any = None) -> SuiteResult:
+          on_result: Callable[[BenchmarkResult], None] | None = None,
+          on_stage: Callable[[Stage], None] | None = None) -> SuiteResult:
     """AudioSep's six LASS benchmarks with a registered system (`dcase9 suite`): `evaluation_dir` in AudioSep's
     layout (`metadata/`, `data/<name>/`), `out/<name>/estimates` and `out/<name>/report` per benchmark and
     `out/summary.json`; resumable. `only`: some of the benchmarks; `query_column`: AudioCaps' query column (caption
     or labels). The separator is `load_separator`'s (the same keywords; each clip runs whole, as AudioSep's
     evaluators run them); `overwrite` recomputes estimates; `score_batch_size`: clips per scoring batch.
-    AudioSep's published numbers (its README) are recorded next to the run's.
+    AudioSep's published numbers (its README) are recorded next to the run's. `on_result` gets each benchmark's
+    `BenchmarkResult` when it is done, `on_stage` each stage as it starts (`dcase9.progress.Stage`: k of n, the
+    time so far, what comes next).
     """
     from dcase9.hub import local_checkpoint
     from dcase9.suite import check_evaluation_dir, run_suite, suite_benchmarks
@@ -407,4 +410,4 @@ def suite(system: str, evaluation_dir: str | Path, out: str | Path, *, only: lis
                  for p in spec.published_benchmarks or audiosep_published_benchmarks()}
     return run_suite(separator, evaluation_dir, out, only=only, query=query_column, published=published,
                      device=device, batch_size=score_batch_size, workers=workers, progress=progress,
-                     on_result=on_result)
+                     on_result=on_result, on_stage=on_stage)

@@ -1,4 +1,6 @@
-"""The one progress-bar factory: a rich bar on a terminal, plain lines when the output is a file or a pipe.
+"""Progress: the one progress-bar factory, and the overall line of a job in stages.
+
+A rich bar on a terminal, plain lines when the output is a file or a pipe:
 
     bar = progress_bar("clips")
     with bar:
@@ -7,12 +9,21 @@
 
 A bar redirected to a file is thousands of redraws; `PlainProgress` (same calls) prints a line each
 tenth of the way (and at least every 30 s), with the count, the rate and the time.
+
+A job of several stages (`dcase9 demo`, `dcase9 suite`) names them up front in a `StagePlan`; as each
+starts, its `Stage` (k of n, the time since the job started, what comes next) goes to the caller,
+whose `str(stage)` is the line the command line prints:
+
+    plan = StagePlan(["separate", "score"], on_stage=print)
+    plan.start("separate")  # [1/2] separate (0 s so far; next: score)
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 PLAIN_EVERY_SECONDS = 30.0
@@ -122,3 +133,51 @@ class PlainProgress:
                            highlight=False, markup=False)
         task["printed_at"] = time.monotonic()
         task["done"] = final
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage of a job as it starts: its number of the total, what it does, the seconds since the job
+    started and the stage after it (None for the last)."""
+
+    number: int
+    total: int
+    what: str
+    elapsed: float
+    next: str | None = None
+
+    def __str__(self) -> str:
+        following = f"; next: {self.next}" if self.next is not None else ""
+        return f"[{self.number}/{self.total}] {self.what} ({duration(self.elapsed)} so far{following})"
+
+
+class StagePlan:
+    """The stages of a job, named up front (each once). `start(what)` announces one to `on_stage` and
+    returns it; a stage that is never started (a benchmark whose data is missing) is skipped: the next
+    one keeps its own number. The clock starts with the plan."""
+
+    def __init__(self, stages: Sequence[str], on_stage: Callable[[Stage], None] | None = None):
+        if len(set(stages)) != len(stages):
+            raise ValueError(f"a plan names each stage once: {list(stages)}")
+        self.stages, self.on_stage = list(stages), on_stage
+        self.started = time.monotonic()
+
+    def start(self, what: str) -> Stage:
+        index = self.stages.index(what)
+        following = self.stages[index + 1] if index + 1 < len(self.stages) else None
+        stage = Stage(index + 1, len(self.stages), what, time.monotonic() - self.started, following)
+        if self.on_stage is not None:
+            self.on_stage(stage)
+        return stage
+
+
+def duration(seconds: float) -> str:
+    """`42 s`, `12 min 05 s`, `3 h 07 min`: a time span as a person reads it."""
+    whole = int(round(seconds))
+    if whole < 60:
+        return f"{whole} s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"

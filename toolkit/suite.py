@@ -29,6 +29,7 @@ from dcase9.data.formats import SetKind, check_query_choice, open_dataset
 from dcase9.engine import Separator
 from dcase9.errors import ConfigError, DataError
 from dcase9.files import check_no_overlap, require_folder, write_json_atomic
+from dcase9.progress import Stage, StagePlan
 from dcase9.scoring import score_estimates
 
 SUMMARY_NAME = "summary.json"
@@ -100,12 +101,16 @@ def check_evaluation_dir(evaluation_dir: Path) -> None:
 def run_suite(separator: Separator, evaluation_dir: str | Path, out: str | Path, *, only: Sequence[str] | None = None,
               query: str | None = None, published: Mapping[str, Mapping[str, Any]] | None = None,
               device: str = "auto", batch_size: int = 32, workers: int | None = None, progress: bool = True,
-              on_result: Callable[[BenchmarkResult], None] | None = None) -> SuiteResult:
+              on_result: Callable[[BenchmarkResult], None] | None = None,
+              on_stage: Callable[[Stage], None] | None = None) -> SuiteResult:
     """Separate and score the benchmarks of `evaluation_dir` with `separator` into `out` (see the module).
 
     `query`: AudioCaps' query column (caption, as AudioSep's benchmark.py, or labels); `published`: per
     benchmark name the published numbers to record next to the run's; `device`, `batch_size`, `workers`:
-    `score`'s; `on_result` is called after each benchmark (the command line prints it).
+    `score`'s; `on_result` is called after each benchmark (the command line prints it); `on_stage` gets each
+    stage as it starts, two per benchmark (`<title>: separating`, `<title>: scoring`: a
+    `dcase9.progress.Stage`, k of n, the time so far, what comes next); a benchmark that cannot run skips
+    its two.
     """
     evaluation_dir, out = Path(evaluation_dir), Path(out)
     chosen = suite_benchmarks(only, query)
@@ -116,9 +121,11 @@ def run_suite(separator: Separator, evaluation_dir: str | Path, out: str | Path,
     results: list[BenchmarkResult] = []
     summary_path = out / SUMMARY_NAME
     earlier = _earlier_entries(summary_path, separator, evaluation_dir)
+    plan = StagePlan([stage for benchmark in chosen for stage in _stages(benchmark)], on_stage)
     for benchmark in chosen:
         result = _run_one(separator, benchmark, evaluation_dir, out, query=query if benchmark.name == "audiocaps"
-                          else None, device=device, batch_size=batch_size, workers=workers, progress=progress)
+                          else None, device=device, batch_size=batch_size, workers=workers, progress=progress,
+                          plan=plan)
         if published and benchmark.name in published:
             result.published = dict(published[benchmark.name])
         results.append(result)
@@ -128,8 +135,13 @@ def run_suite(separator: Separator, evaluation_dir: str | Path, out: str | Path,
     return SuiteResult(out, results, summary_path)
 
 
+def _stages(benchmark: Benchmark) -> tuple[str, str]:
+    """A benchmark's two stages: separating, then scoring."""
+    return f"{benchmark.title}: separating", f"{benchmark.title}: scoring"
+
+
 def _run_one(separator: Separator, benchmark: Benchmark, evaluation_dir: Path, out: Path, *, query: str | None,
-             device: str, batch_size: int, workers: int | None, progress: bool) -> BenchmarkResult:
+             device: str, batch_size: int, workers: int | None, progress: bool, plan: StagePlan) -> BenchmarkResult:
     result = BenchmarkResult(benchmark.name, benchmark.title, "scored", aggregate=benchmark.aggregate)
     data = evaluation_dir / DATA_DIR / benchmark.name
     if not data.is_dir():
@@ -143,8 +155,11 @@ def _run_one(separator: Separator, benchmark: Benchmark, evaluation_dir: Path, o
     result.clips, result.query = len(dataset.mixtures), dataset.query_column
     estimates, report_dir = out / benchmark.name / ESTIMATES_DIR, out / benchmark.name / REPORT_DIR
     result.estimates = f"{benchmark.name}/{ESTIMATES_DIR}"
+    separating, scoring = _stages(benchmark)
+    plan.start(separating)
     run = separator.infer(dataset, estimates, progress=progress)
     result.problems += [f"{p.id}: {p.message}" for p in run.problems]
+    plan.start(scoring)
     report = score_estimates(dataset, estimates, report_dir, device=device, batch_size=batch_size, workers=workers,
                              progress=progress)
     result.report = f"{benchmark.name}/{REPORT_DIR}"

@@ -151,3 +151,11 @@ def print_left_out(problems: list[Any], orphans: list[str], noun: str) -> None:
     if orphans:
         console.print(f"[yellow]{len(orphans)} {noun}(s) here belong to no mixture of the data set (rows removed "
                       f"from the CSV?), e.g. {escape(orphans[0])}; --overwrite deletes them[/]", highlight=False)
+
+
+def print_stage(stage: Any, to: Console | None = None) -> None:
+    """The overall progress line of a job in stages (a `dcase9.progress.Stage`: `dcase9 demo`, `dcase9 suite`):
+    `[k/n] what (time so far; next: the stage after it)`, on standard output unless `to` says otherwise."""
+    from rich.text import Text
+
+    (to or console).print(Text(str(stage), style="bold cyan"))

@@ -14,6 +14,7 @@ from typing import Any, Optional
 import typer
 
 from dcase9.cli._common import RESUMES, app, console, err_console, friendly_errors
+from dcase9.cli._tables import print_table
 from dcase9.errors import ConfigError
 
 _INPUT = "Input"
@@ -94,7 +95,7 @@ def _list_prompts(prompt_dirs: list[Path]) -> None:
     table = Table(title="Prompt library ('--prompt ddp' picks the DDP of each input's --dataset)")
     table.add_column("id", no_wrap=True)
     table.add_column("kind")
-    table.add_column("datasets", overflow="fold")
+    table.add_column("datasets")
     for name in ("n", "tags", "F1 >=", "title"):
         table.add_column(name)
     for prompt_id, loaded in sorted(library.prompts.items()):
@@ -102,7 +103,7 @@ def _list_prompts(prompt_dirs: list[Path]) -> None:
         selection = f"{p.selection_threshold:g}" if p.selection_threshold is not None else "none"
         table.add_row(prompt_id, p.kind, "\n".join(p.datasets) or "-", str(p.n_captions),
                       "yes" if p.uses_tags else "-", selection, p.title)
-    console.print(table)
+    print_table(table, console)
     console.print("F1 >=: the BERTScore F1 against the original a candidate needs by default (none: the rule "
                   "filters only); --threshold sets one for every prompt.", highlight=False)
     for folder in dict.fromkeys(loaded.path.parent for loaded in library.prompts.values()):
@@ -341,7 +342,7 @@ def _print_report(report: Any) -> None:
     from dcase9.augment.report import summary_tables
 
     for table in summary_tables(report.summary):
-        console.print(table)
+        print_table(table, console)
     for note in report.notes:
         err_console.print(f"[yellow]note:[/] {note}", highlight=False)
     tokens = report.summary["tokens"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +9,7 @@ import typer
 from rich.table import Table
 
 from dcase9.cli._common import RESUMES, CsvOpt, KindOpt, QueryColumnOpt, app, console, friendly_errors, print_left_out
+from dcase9.cli._tables import print_json, print_table
 
 DataArg = Annotated[Path, typer.Argument(help="Evaluation-set folder (or its CSV file); for AudioSep's benchmarks "
                                               "EVALUATION_DIR/data/<name>.", show_default=False)]
@@ -45,7 +45,7 @@ def validate(
                           expected_seconds=seconds or None, query_column=query_column)
     usable = report.usable_strictly if strict else report.usable
     if as_json:
-        typer.echo(json.dumps(report.to_json(strict), indent=2, ensure_ascii=False))
+        print_json(report.to_json(strict))
         raise typer.Exit(0 if usable else 1)
     ds = report.dataset
     if ds is not None:
@@ -59,12 +59,12 @@ def validate(
     if report.issues:
         table = Table(title="Problems by kind", show_lines=False)
         table.add_column("severity")
-        table.add_column("code")
+        table.add_column("code", no_wrap=True)
         table.add_column("count", justify="right")
         for severity, code, count in report.counts_by_code():
             style = "red" if severity == "error" else "yellow"
             table.add_row(f"[{style}]{severity}[/]", code, str(count))
-        console.print(table)
+        print_table(table, console)
         listed = report.errors + report.warnings
         for issue in listed[: show or None]:
             style = "red" if issue.severity == "error" else "yellow"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
@@ -10,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from dcase9.cli._common import app, console, friendly_errors
+from dcase9.cli._tables import print_json, print_table
 
 
 def _size(n: int) -> str:
@@ -30,16 +30,16 @@ def env(
 
     report = describe_environment()
     if as_json:
-        console.print_json(json.dumps(report.to_json()))
+        print_json(report.to_json())
         return
     console.print(f"dcase9 {report.dcase9} ({escape(report.location)})", highlight=False)
     console.print(f"Python {report.python} ({escape(report.executable)}), {escape(report.platform)}", highlight=False)
     table = Table(title="Packages", title_justify="left")
-    table.add_column("package")
-    table.add_column("version", overflow="fold")
+    table.add_column("package", no_wrap=True)
+    table.add_column("version")
     for name, version in report.packages.items():
-        table.add_row(name, escape(version))
-    console.print(table)
+        table.add_row(escape(name), escape(version))
+    print_table(table, console)
     devices = report.devices
     cuda = ", ".join(devices.get("cuda_devices", [])) if devices["cuda"] else "not available"
     console.print(f"Devices: CPU {devices['cpu_cores']} cores (torch threads {devices['torch_threads']}); "

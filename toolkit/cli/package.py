@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from dcase9.cli._common import app, console, friendly_errors
+from dcase9.cli._tables import print_csv, print_json, print_table
 from dcase9.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ def package(
         "--template", help="The task's official meta-information template (YAML, as downloaded from DCASE): "
         "each meta file must have every key path of it (missing: error, extra: warning).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report for scripts.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print the findings as CSV for scripts (severity, code, entry, "
+                                                        "line, message; a header row only when there are none).")] = False,
 ) -> None:
     """Build the submission zip from submission.yaml and check it; or check a zip (--check).
 
@@ -44,11 +47,15 @@ def package(
     results, missing/extra/malformed estimates, the PDF, secrets) and writes nothing while any
     stands. The zip is deterministic (sorted entries, fixed time stamps) and is checked before it
     replaces OUT. Exit 0: written / passes; 1: problems found (all listed); 2: unusable input.
+    --json: the whole report (package, profile, ok, entries, systems, errors, findings); --csv: the findings.
     """
+    from dcase9.cli._tables import one_of_json_csv
+
+    one_of_json_csv(as_json, as_csv)
     if check is not None:
         if out is not None:
             raise ConfigError("--out builds a package and --check checks one; give one of them")
-        _check(check, config, data_synth, data_real, profile, template, as_json)
+        _check(check, config, data_synth, data_real, profile, template, as_json, as_csv)
         return
     if config is None or out is None:
         raise ConfigError("give --config submission.yaml and --out PACKAGE.zip to build a package, "
@@ -58,16 +65,16 @@ def package(
                           "from submission.yaml (data:)")
     from dcase9.submission import build_package
 
-    result = build_package(config, out, profile=profile, template=template, progress=not as_json)
-    if as_json:
-        typer.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+    result = build_package(config, out, profile=profile, template=template, progress=not (as_json or as_csv))
+    if as_json or as_csv:
+        _print_for_scripts(result.to_json(), result.findings, as_json)
         raise typer.Exit(0 if result.ok else 1)
     _print_build(result)
     raise typer.Exit(0 if result.ok else 1)
 
 
 def _check(package_path: Path, config: Path | None, data_synth: Path | None, data_real: Path | None,
-           profile: str | None, template: Path | None, as_json: bool) -> None:
+           profile: str | None, template: Path | None, as_json: bool, as_csv: bool) -> None:
     from dcase9.submission import check_package, load_profile, load_submission_config
     from dcase9.data.formats import SetKind
 
@@ -86,11 +93,21 @@ def _check(package_path: Path, config: Path | None, data_synth: Path | None, dat
             raise ConfigError(f"the profile {rules.name} has no subset of kind {kind.value}")
         data[subset] = folder
     report = check_package(package_path, profile=rules, data=data, template=template)
-    if as_json:
-        typer.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    if as_json or as_csv:
+        _print_for_scripts(report.to_json(), report.findings, as_json)
         raise typer.Exit(0 if report.ok else 1)
     _print_check(report)
     raise typer.Exit(0 if report.ok else 1)
+
+
+FINDING_CSV_COLUMNS = ("severity", "code", "entry", "line", "message")
+
+
+def _print_for_scripts(report: dict, findings: list[Finding], as_json: bool) -> None:
+    if as_json:
+        print_json(report)
+    else:
+        print_csv(FINDING_CSV_COLUMNS, [[getattr(f, key) for key in FINDING_CSV_COLUMNS] for f in findings])
 
 
 def _print_build(result: PackageResult) -> None:
@@ -100,45 +117,46 @@ def _print_build(result: PackageResult) -> None:
     table = Table(title=f"Systems (profile {result.profile})")
     for column in ("label", "name", "abbreviation", "parameters", " / ".join(describe_metric(m).label for m in shown),
                    "outputs", "copied", "converted"):
-        table.add_column(column, justify="right" if column in ("parameters", "copied", "converted") else "left")
+        table.add_column(column, justify="right" if column in ("parameters", "copied", "converted") else "left",
+                         no_wrap=column in ("label", "abbreviation"))
     for system in result.systems:
         results = " / ".join(f"{system.results[m]:.3f}" if m in system.results else "-" for m in shown)
         outputs = ", ".join(f"{subset} {n}" for subset, n in system.outputs.items()) or "-"
         parameters = f"{system.total_parameters:,}" if system.total_parameters is not None else "-"
         if len(system.parameters_by_prefix) > 1:
             parameters += "\n" + "\n".join(f"[dim]{p}. {n:,}[/]" for p, n in system.parameters_by_prefix.items())
-        table.add_row(system.label, system.name, system.abbreviation, parameters, results, outputs,
-                      str(system.copied), str(system.converted))
-    console.print(table)
+        table.add_row(escape(system.label), escape(system.name), escape(system.abbreviation), parameters, results,
+                      escape(outputs), str(system.copied), str(system.converted))
+    print_table(table, console)
     _print_findings(result.findings)
     errors = len(result.errors)
     if result.ok:
         size = result.package.stat().st_size
-        console.print(f"[bold green]wrote[/] {result.package} ({result.entries} entries, {size / 2**20:.1f} MiB); "
-                      "it passes the check", highlight=False)
+        console.print(f"[bold green]wrote[/] {escape(str(result.package))} ({result.entries} entries, {size / 2**20:.1f} MiB); "
+                      "it passes the check", highlight=False, soft_wrap=True)
     else:
-        console.print(f"[bold red]refused[/]: {errors} error(s); nothing was written to {result.package}",
-                      highlight=False)
+        console.print(f"[bold red]refused[/]: {errors} error(s); nothing was written to {escape(str(result.package))}",
+                      highlight=False, soft_wrap=True)
 
 
 def _print_check(report: CheckReport) -> None:
     if report.labels:
-        table = Table(title=f"{report.package.name}: {report.entries} entries (profile {report.profile})")
-        table.add_column("system")
+        table = Table(title=f"{escape(report.package.name)}: {report.entries} entries (profile {escape(report.profile)})")
+        table.add_column("system", no_wrap=True)
         subsets = list(next(iter(report.outputs.values()), {}))  # the profile's order
         for subset in subsets:
             table.add_column(f"{subset} outputs", justify="right")
         for label in report.labels:
-            table.add_row(label, *[str(report.outputs.get(label, {}).get(s, 0)) for s in subsets])
-        console.print(table)
+            table.add_row(escape(label), *[str(report.outputs.get(label, {}).get(s, 0)) for s in subsets])
+        print_table(table, console)
     _print_findings(report.findings)
     if report.ok:
         matched = "matched against the evaluation CSVs" if report.data_checked else "counted (no evaluation data given)"
-        console.print(f"[bold green]passes[/]: {report.package} ({len(report.labels)} system(s), outputs {matched}; "
-                      f"{len(report.warnings)} warning(s))", highlight=False)
+        console.print(f"[bold green]passes[/]: {escape(str(report.package))} ({len(report.labels)} system(s), outputs {matched}; "
+                      f"{len(report.warnings)} warning(s))", highlight=False, soft_wrap=True)
     else:
-        console.print(f"[bold red]FAILS[/]: {report.package}: {len(report.errors)} error(s), "
-                      f"{len(report.warnings)} warning(s)", highlight=False)
+        console.print(f"[bold red]FAILS[/]: {escape(str(report.package))}: {len(report.errors)} error(s), "
+                      f"{len(report.warnings)} warning(s)", highlight=False, soft_wrap=True)
 
 
 def _print_findings(findings: list[Finding]) -> None:
@@ -149,11 +167,11 @@ def _print_findings(findings: list[Finding]) -> None:
         counts[(finding.severity, finding.code)] = counts.get((finding.severity, finding.code), 0) + 1
     table = Table(title="Problems by kind")
     table.add_column("severity")
-    table.add_column("code")
+    table.add_column("code", no_wrap=True)
     table.add_column("count", justify="right")
     for (severity, code), count in sorted(counts.items()):
         table.add_row(Text(severity, style="red" if severity == "error" else "yellow"), code, str(count))
-    console.print(table)
+    print_table(table, console)
     for finding in findings:
         line = Text()
         line.append(finding.severity, style="red" if finding.severity == "error" else "yellow")

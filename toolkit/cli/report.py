@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from dcase9.cli._common import app, console, friendly_errors
+from dcase9.cli._tables import print_table
 
 
 @app.command()
@@ -61,7 +62,7 @@ def report(
                             f"{int(round(settings['confidence'] * 100))}% bootstrap interval, tie: |A - B| <= "
                             f"{settings['tie_margin']:g}{unit})")
         for column in ("A", "B", "mean A - B", "interval", "A better / tie / B better"):
-            table.add_column(column, justify="left" if column in {"A", "B"} else "right")
+            table.add_column(column, justify="left" if column in {"A", "B"} else "right")  # names wrap at spaces
         for pair in comparison["pairs"]:
             if pair["mean_diff"] is None:
                 table.add_row(escape(pair["a"]), escape(pair["b"]), "-", "-", "-")
@@ -69,7 +70,7 @@ def report(
             table.add_row(escape(pair["a"]), escape(pair["b"]), f"{pair['mean_diff']:+.3f}",
                           f"[{pair['ci_low']:+.3f}, {pair['ci_high']:+.3f}]",
                           f"{pair['wins']} / {pair['ties']} / {pair['losses']}")
-        console.print(table)
+        print_table(table, console)
     images = result.spectrograms
     console.print(f"page: {escape(str(result.page))} ({result.clips} mixtures of the {result.kind} set, "
                   f"{len(result.systems)} system(s); {images.images} spectrogram image(s) for {len(images.made)} rows; "

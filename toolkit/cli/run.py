@@ -11,47 +11,104 @@ from rich.table import Table
 
 from dcase9.cli._common import (RESUMES, CsvOpt, KindOpt, QueryColumnOpt, app, console, friendly_errors,
                                 parse_weight_options, print_left_out, system_settings, tune_process)
+from dcase9.cli._tables import CsvFlag, JsonFlag, number_cell, one_of_json_csv, print_csv, print_json, print_table
 
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps.")]
 
 
 @app.command("systems")
 @friendly_errors
-def list_systems_command() -> None:
-    """List the systems, what each needs, and the numbers their papers report."""
-    from dcase9.systems import list_systems
+def list_systems_command(
+    name: Annotated[Optional[str], typer.Argument(
+        help="One system (a name or an alias): what it needs, its settings and the numbers published for it.",
+        show_default=False)] = None,
+    as_json: JsonFlag = False,
+    as_csv: CsvFlag = False,
+) -> None:
+    """List the systems (a short row each); with NAME, one system in full: its summary, the weights it
+    needs, its settings and the numbers its papers report. --json: every field (one system's object with
+    NAME, else {"systems": [...]}); --csv: a row per system (the published numbers are in --json)."""
+    from dcase9.systems import get_system, list_systems
 
-    table = Table(title="Systems (use the name with --system)")
-    for column in ("name", "system", "rate", "needs", "published SDR / SDRi / SI-SDR / ATS (validation set)"):
-        table.add_column(column)
-    for spec in list_systems():
-        needs = ", ".join((["references"] if spec.needs_reference else []) + list(spec.weights)) or "-"
-        published = "\n".join(
-            " / ".join("-" if v is None else f"{v:.3f}" for v in (p.sdr, p.sdri, p.sisdr, p.ats)) + f" ({p.source})"
-            for p in spec.published) or "-"
-        names = spec.name + (f" ({', '.join(spec.aliases)})" if spec.aliases else "")
-        table.add_row(names, f"{spec.title}\n[dim]{spec.summary}[/]", f"{spec.sample_rate // 1000} kHz", needs, published)
-    console.print(table)
-    print_published_benchmarks(list_systems())
+    one_of_json_csv(as_json, as_csv)
+    specs = [get_system(name)] if name is not None else list(list_systems())
+    if as_json:
+        print_json(specs[0].to_json() if name is not None else {"systems": [spec.to_json() for spec in specs]})
+        return
+    if as_csv:
+        records = [spec.to_json() for spec in specs]
+        print_csv(SYSTEM_CSV_COLUMNS, [[_csv_value(record[key]) for key in SYSTEM_CSV_COLUMNS] for record in records])
+        return
+    if name is not None:
+        print_system(specs[0])
+        return
+    table = Table(title="Systems (use the name or an alias with --system)")
+    table.add_column("name", no_wrap=True)
+    table.add_column("also called")
+    table.add_column("rate", justify="right")
+    table.add_column("system")
+    for spec in specs:
+        table.add_row(escape(spec.name), escape(", ".join(spec.aliases)) or "-", f"{spec.sample_rate // 1000} kHz",
+                      escape(spec.title))
+    print_table(table, console)
+    console.print("`dcase9 systems NAME`: a system's summary, the weights it needs, its settings and the numbers "
+                  "published for it; --json or --csv: for scripts.", highlight=False, markup=False)
 
 
-def print_published_benchmarks(specs: Any) -> None:
-    """The numbers published on AudioSep's six LASS benchmarks, per system that has them (`dcase9 suite`)."""
+# `dcase9 systems --csv`: the fields of `SystemSpec.to_json` that are one value (lists joined with ";").
+SYSTEM_CSV_COLUMNS = ("name", "aliases", "title", "summary", "sample_rate", "needs_references", "segment_seconds",
+                      "weights", "optional_weights")
+
+
+def _csv_value(value: Any) -> Any:
+    return ";".join(value) if isinstance(value, list) else value
+
+
+def print_system(spec: Any) -> None:
+    """One system in full (`dcase9 systems NAME`): what it is and needs, then its published numbers."""
     from dcase9.data.benchmarks import BENCHMARKS
 
-    with_numbers = [spec for spec in specs if spec.published_benchmarks]
-    if not with_numbers:
-        return
-    table = Table(title="AudioSep's LASS benchmarks: published SDRi / SI-SDR in dB (run them with `dcase9 suite`)")
-    table.add_column("name")
-    for benchmark in BENCHMARKS:
-        table.add_column(benchmark.title, justify="right")
-    table.add_column("source")
-    for spec in with_numbers:
-        numbers = {p.benchmark: f"{p.sdri:.3f} / {p.sisdr:.3f}" for p in spec.published_benchmarks}
-        table.add_row(spec.name, *[numbers.get(b.name, "-") for b in BENCHMARKS],
-                      "; ".join(sorted({p.source for p in spec.published_benchmarks})))
-    console.print(table)
+    needs = (["the references (validation sets only)"] if spec.needs_reference else []) + list(spec.weights)
+    about = Table(show_header=False)
+    about.add_column("", no_wrap=True, style="bold")
+    about.add_column("")
+    about.add_row("name", escape(spec.name))
+    about.add_row("also called", escape(", ".join(spec.aliases)) or "-")
+    about.add_row("system", escape(spec.title))
+    about.add_row("summary", escape(spec.summary))
+    about.add_row("rate", f"{spec.sample_rate // 1000} kHz" + ("" if spec.sample_rate == 16000 else
+                                                                " (16 kHz data is resampled to it and back)"))
+    about.add_row("segment", f"{spec.segment_seconds:g} s (long inputs run in chunks of it; --segment)"
+                  if spec.segment_seconds else "whole inputs")
+    about.add_row("needs", escape(", ".join(needs)) or "nothing")
+    if spec.optional_weights:
+        about.add_row("fallback", escape(", ".join(spec.optional_weights)) + " (when the main weights lack it)")
+    if spec.weights:
+        about.add_row("download", escape(f"dcase9 download --system {spec.name}"))
+    settings = ", ".join(f"{key}={value}" for key, value in spec.options.items())
+    about.add_row("settings", escape(settings) + " (--set KEY=VALUE, --system-config FILE)" if settings else "-")
+    print_table(about, console)
+    if spec.published:
+        table = Table(title="Published on the DCASE 2024 Task 9 validation set (dB; ATS a cosine)")
+        table.add_column("source")
+        for column in ("SDR", "SDRi", "SI-SDR", "ATS"):
+            table.add_column(column, justify="right")
+        for p in spec.published:
+            table.add_row(escape(p.source), *(number_cell(v) for v in (p.sdr, p.sdri, p.sisdr, p.ats)))
+        print_table(table, console)
+    if spec.published_benchmarks:
+        numbers = {p.benchmark: p for p in spec.published_benchmarks}
+        table = Table(title="Published on AudioSep's LASS benchmarks (dB, as its benchmark.py prints them; run them "
+                            "with `dcase9 suite`)")
+        table.add_column("benchmark", no_wrap=True)
+        table.add_column("SDRi", justify="right")
+        table.add_column("SI-SDR", justify="right")
+        table.add_column("source")
+        for benchmark in BENCHMARKS:
+            if benchmark.name in numbers:
+                p = numbers[benchmark.name]
+                table.add_row(benchmark.title, number_cell(p.sdri), number_cell(p.sisdr), escape(p.source))
+        print_table(table, console)
 
 
 @app.command()
@@ -134,26 +191,65 @@ def download(
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="Fetch every weight this system needs.")] = None,
     all_weights: Annotated[bool, typer.Option("--with-optional", help="Also the fallback weights (standalone CLAP).")] = False,
     list_only: Annotated[bool, typer.Option("--list", help="List the registry and where each weight is cached.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With --list: the registry as JSON, for scripts.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="With --list: the registry as CSV, for scripts.")] = False,
 ) -> None:
-    """Fetch pretrained weights ahead of time (into the Hugging Face cache or ~/.cache/dcase9)."""
-    from dcase9.weights import weight_entries
+    """Fetch pretrained weights ahead of time (into the Hugging Face cache or ~/.cache/dcase9).
+
+    --list shows each weight's local path: where it is kept once fetched, and where to put a file of
+    your own (a checkpoint you trained) for the systems to find it. --json: {"weights": [{name,
+    description, kind, size_bytes, sha256, sources, from, local_path, local_path_exists}]}."""
     from dcase9.api import download as run_download
     from dcase9.errors import ConfigError
-    from dcase9.hub import cache_path
 
+    one_of_json_csv(as_json, as_csv)
+    if (as_json or as_csv) and not list_only:
+        raise ConfigError("--json and --csv print the registry: give them with --list")
     if list_only or system is None:
+        weights = registry_rows()
+        if as_json:
+            print_json({"weights": weights})
+            return
+        if as_csv:
+            print_csv(WEIGHT_CSV_COLUMNS, [[" | ".join(w[key]) if isinstance(w[key], list) else w[key]
+                                            for key in WEIGHT_CSV_COLUMNS] for w in weights])
+            return
         table = Table(title="Weight registry (toolkit/weights.yaml)")
-        for column in ("name", "what", "from", "local path"):
-            table.add_column(column)
-        for name, entry in weight_entries().items():
-            sources = "\n".join(s.describe() for s in entry.sources) or "[yellow]train it yourself[/]"
-            table.add_row(name, entry.description, sources, str(cache_path(name, entry)))
-        console.print(table)
+        table.add_column("name", no_wrap=True)
+        table.add_column("what")
+        table.add_column("from")
+        table.add_column("local path", no_wrap=True)
+        for weight in weights:
+            table.add_row(escape(weight["name"]), escape(weight["description"]),
+                          escape("\n".join(weight["from"])) or "[yellow]train it yourself[/]",
+                          escape(weight["local_path"]))
+        print_table(table, console)
         if system is None and not list_only:
             raise ConfigError("name a system with --system (or use --list)")
         return
     for name, path in run_download(system, include_optional=all_weights).items():
         console.print(f"[green]ok[/] {name}: {path}")
+
+
+# `dcase9 download --list --csv`: the fields of `registry_rows` that are one value (lists joined with " | ").
+WEIGHT_CSV_COLUMNS = ("name", "description", "kind", "size_bytes", "sha256", "from", "local_path", "local_path_exists")
+
+
+def registry_rows() -> list[dict[str, Any]]:
+    """The weight registry as `download --list --json` prints it: each entry's fields, its sources (as in
+    weights.yaml, and `from`: each as one line) and its local path."""
+    from dcase9.hub import cache_path
+    from dcase9.weights import weight_entries
+
+    rows = []
+    for name, entry in weight_entries().items():
+        local = cache_path(name, entry)
+        rows.append({"name": name, "description": entry.description, "kind": entry.kind,
+                     "size_bytes": entry.size_bytes, "sha256": entry.sha256,
+                     "sources": [source.model_dump(mode="json", exclude_none=True) for source in entry.sources],
+                     "from": [source.describe() for source in entry.sources], "local_path": str(local),
+                     "local_path_exists": local.exists()})
+    return rows
 
 
 @app.command()
@@ -245,8 +341,8 @@ def print_score_summary(summary: dict[str, Any]) -> None:
     for m in metrics:
         table.add_column(describe_metric(m).label, justify="right")
     for row in ("mean", "median"):
-        table.add_row(row, *[_fmt(summary[row][m]) for m in metrics])
-    console.print(table)
+        table.add_row(row, *[number_cell(summary[row][m]) for m in metrics])
+    print_table(table, console)
     bins = summary.get("by_input_snr")
     if bins:
         by_snr = Table(title="Mean by input SNR (dB)")
@@ -255,8 +351,8 @@ def print_score_summary(summary: dict[str, Any]) -> None:
         for m in metrics:
             by_snr.add_column(describe_metric(m).label, justify="right")
         for b in bins:
-            by_snr.add_row(b["bin"], str(b["n"]), *[_fmt(b["mean"][m]) for m in metrics])
-        console.print(by_snr)
+            by_snr.add_row(b["bin"], str(b["n"]), *[number_cell(b["mean"][m]) for m in metrics])
+        print_table(by_snr, console)
 
 
 def print_benchmark_line(summary: dict[str, Any]) -> None:
@@ -267,7 +363,3 @@ def print_benchmark_line(summary: dict[str, Any]) -> None:
     partial = "" if benchmark.get("complete") else " [yellow](of the clips scored: incomplete)[/]"
     console.print(f"AudioSep's benchmark.py ({benchmark['aggregate']}): [bold]{benchmark['printed']}[/]{partial}",
                   highlight=False)
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{round(value, 3) + 0.0:.3f}"  # + 0.0: -0.0 prints as 0.000

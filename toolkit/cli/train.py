@@ -8,6 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from dcase9.cli._common import app, console, friendly_errors
+from dcase9.cli._tables import print_table
 
 _DATA = "Data"
 _RUN = "Run"
@@ -178,13 +179,15 @@ def _flag_overrides(**flags: Any) -> list[dict[str, Any]]:
 
 
 def _print_result(result: Any) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from dcase9.metrics import registered_metrics
 
-    table = Table(title=f"Training run {result.out_dir}", show_header=False)
-    table.add_column("")
-    table.add_column("")
+    table = Table(title="Training run", show_header=False)
+    table.add_column("", no_wrap=True)
+    table.add_column("", no_wrap=True)  # a folder, a checkpoint: whole
+    table.add_row("folder", escape(str(result.out_dir)))
     # A run that continued another (--resume, --resume-from) did part of the steps: its own, and where it stands.
     steps = str(result.steps_this_run)
     if result.start_step:
@@ -203,9 +206,9 @@ def _print_result(result: Any) -> None:
     skipped = result.skipped.get("skipped_draws", 0)
     reasons = ", ".join(f"{n['draws']} {r}" for r, n in result.skipped.get("by_reason", {}).items())
     table.add_row("skipped clips", f"{skipped}" + (f" ({reasons})" if reasons else ""))
-    table.add_row("checkpoint", str(result.last_checkpoint))
-    console.print(table)
+    table.add_row("checkpoint", escape(str(result.last_checkpoint)))
+    print_table(table, console)
     if result.infer_command:
         console.print(f"separate with:\n  {result.infer_command}", highlight=False, soft_wrap=True)
     else:
-        console.print(f"no infer command: {result.no_infer_command}", highlight=False, soft_wrap=True)
+        console.print(f"no infer command: {escape(result.no_infer_command)}", highlight=False, soft_wrap=True)

@@ -17,6 +17,7 @@ from dcase9.errors import ConfigError, Dcase9Error, MissingDependencyError
 from dcase9.files import require_folder
 from dcase9.lazy import require
 from dcase9.outputs import run_manifest
+from dcase9.progress import Stage, StagePlan
 from dcase9.scoring import ScoreReport
 
 
@@ -39,6 +40,16 @@ class DemoResult:
 DEMO_EVALUATION_SETS = ("eval-synth", "eval-real")
 
 
+# The demo's stages, in order (`dcase9 demo` prints each as it starts).
+DATA_STAGE = "demo data: synthesise and validate"
+SYSTEM_STAGE = "separate and score the validation set with"  # + the system's name
+TRAIN_STAGE = "train the demo model"
+TRAINED_STAGE = "separate and score the validation set with the trained model"
+PAGE_STAGE = "the listening page"
+EVALUATION_STAGE = "separate the evaluation sets with the trained model"
+PACKAGE_STAGE = "package the outputs as a (demo) submission and check it"
+TRAINED_STAGES = (TRAIN_STAGE, TRAINED_STAGE, PAGE_STAGE, EVALUATION_STAGE, PACKAGE_STAGE)
+
 # What `out` holds after a demo: an existing folder with anything else in it is refused.
 DEMO_ENTRIES = ("data", "estimates", "reports", "report", "model", "submission")
 
@@ -47,7 +58,7 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
              progress: bool = True, data_options: dict[str, Any] | None = None,
              train_overrides: list[dict[str, Any]] | None = None, force_data: bool = False,
              announce: Callable[[str], None] | None = None,
-             stage: Callable[[int, int, str], None] | None = None) -> DemoResult:
+             on_stage: Callable[[Stage], None] | None = None) -> DemoResult:
     """The main job on the embedded demo data, offline: synthesise -> validate -> train a small model
     on the demo training clips (`dcase9 train --preset demo`) -> separate with each system and the
     trained model -> score -> infer the trained model on the demo evaluation sets -> package its
@@ -61,18 +72,20 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
     and `train_overrides` (configuration layers on the demo preset) let tests run a smaller demo.
     Demo data in `out/data` that was edited is refused unless `force_data` (see `make_demo`).
     `announce` gets one line saying whether the model is trained, resumed, retrained (and why) or
-    reused, before that happens; the line is also the result's `model_status`. `stage(k, n, what)` is
-    called as each of the n stages starts. A demo folder that was moved or copied recovers by itself:
-    estimates made from the data at its old place are computed again.
+    reused, before that happens; the line is also the result's `model_status`. `on_stage` gets each
+    stage as it starts (a `dcase9.progress.Stage`: k of n, the time so far, what comes next). A demo
+    folder that was moved or copied recovers by itself: estimates made from the data at its old place
+    are computed again.
     """
-    total = len(systems) + 2 + (4 if train_model else 0)
-    done = [0]
-
-    def next_stage(what: str) -> None:
-        done[0] += 1
-        if stage is not None:
-            stage(done[0], total, what)
-
+    notes = []
+    if train_model:
+        try:
+            require("lightning", extra="train", purpose="training the demo model")
+        except MissingDependencyError as exc:
+            notes.append(f"skipped the trained model and its package: {exc}")
+            train_model = False
+    plan = StagePlan([DATA_STAGE, *(f"{SYSTEM_STAGE} {system}" for system in systems),
+                      *(TRAINED_STAGES if train_model else (PAGE_STAGE,))], on_stage)
     out = Path(out)
     require_folder(out, "the demo workspace")
     # The demo writes, deletes and retrains in its own folders; a folder of the user's is not its workspace.
@@ -82,7 +95,7 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
                           f"{' ...' if len(foreign) > 5 else ''}); give a new folder, or one an earlier demo made")
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
-    next_stage("demo data: synthesise and validate")
+    plan.start(DATA_STAGE)
     folders = make_demo(out / "data", **(data_options or {}), force=force_data)
     validation = validate(folders["validation"])
     if not validation.usable:
@@ -91,27 +104,20 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
     reports = {}
     for system in systems:
         clock = time.perf_counter()
-        next_stage(f"separate and score the validation set with {system}")
+        plan.start(f"{SYSTEM_STAGE} {system}")
         estimates = out / "estimates" / system
         infer(system, folders["validation"], estimates, progress=progress,
               overwrite=made_elsewhere(estimates, folders["validation"]))
         reports[system] = score(folders["validation"], out / "estimates" / system, out / "reports" / system,
                                 progress=progress)
         seconds[system] = time.perf_counter() - clock
-    result = DemoResult(reports, seconds=seconds)
-    if train_model:
-        try:
-            require("lightning", extra="train", purpose="training the demo model")
-        except MissingDependencyError as exc:
-            result.notes.append(f"skipped the trained model and its package: {exc}")
-            train_model = False
+    result = DemoResult(reports, seconds=seconds, notes=notes)
     if not train_model:
-        total = len(systems) + 2  # the listening page is the last stage then
-        next_stage("the listening page")
+        plan.start(PAGE_STAGE)  # the last stage then
         demo_page(out, result)
         return result
     clock = time.perf_counter()
-    next_stage("train the demo model")
+    plan.start(TRAIN_STAGE)
     result.training, load = train_demo_model(folders["train"] / "train.json", out / "model", progress=progress,
                                              overrides=train_overrides, announce=announce)
     result.model_status = load["why"]
@@ -124,21 +130,21 @@ def run_demo(out: str | Path, *, systems: tuple[str, ...] = ("mixture", "oracle"
                      checkpoint=load["checkpoint"], offline=True)
 
     clock = time.perf_counter()
-    next_stage("separate and score the validation set with the trained model")
+    plan.start(TRAINED_STAGE)
     run_trained(folders["validation"], out / "estimates" / "trained")
     reports["trained"] = score(folders["validation"], out / "estimates" / "trained", out / "reports" / "trained",
                                progress=progress)
     seconds["trained"] = time.perf_counter() - clock
-    next_stage("the listening page")
+    plan.start(PAGE_STAGE)
     demo_page(out, result)
     clock = time.perf_counter()
-    next_stage("separate the evaluation sets with the trained model")
+    plan.start(EVALUATION_STAGE)
     evaluation_estimates = {subset: out / "estimates" / f"trained-{subset}" for subset in DEMO_EVALUATION_SETS}
     for subset, estimates in evaluation_estimates.items():
         result.evaluation[subset] = run_trained(folders[subset], estimates)
     seconds["evaluation"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    next_stage("package the outputs as a (demo) submission and check it")
+    plan.start(PACKAGE_STAGE)
     result.package = package_demo(out / "submission", data={s: folders[s] for s in DEMO_EVALUATION_SETS},
                                   estimates=evaluation_estimates, checkpoint=load["checkpoint"],
                                   development_report=out / "reports" / "trained", progress=progress)

@@ -22,8 +22,10 @@ examples that cannot run here are skipped (`Skip`) with the reason: real weights
 from __future__ import annotations
 
 import ast
+import csv
 import dataclasses
 import functools
+import io
 import json
 import re
 import shlex
@@ -356,16 +358,6 @@ def mixed(work: Workspace, result: Outcome) -> None:
     assert wavs(work.path("mixed/mixtures")) == ids and wavs(work.path("mixed/references")) == ids
 
 
-def systems_listed(work: Workspace, result: Outcome) -> None:
-    """Every system of the README's table."""
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    table = readme[readme.index("| `--system` |"):]
-    names = re.findall(r"^\| `([\w-]+)` \|", table[table.index("|---"):table.index("\n\n")], flags=re.MULTILINE)
-    assert len(names) >= 9
-    for name in names:
-        assert re.search(rf"(^|\s|│){re.escape(name)}(\s|│)", result.output), name
-
-
 def suite_of(out: str, *names: str) -> Check:
     """`OUT/<name>/estimates`, `OUT/<name>/report`, `OUT/summary.json`, and AudioSep's README table."""
     def check(work: Workspace, result: Outcome) -> None:
@@ -467,6 +459,24 @@ def package_matches_the_template(work: Workspace, result: Outcome) -> None:
     assert "FAILS: Smith_UNI_task9.zip: 2 error(s)" in text and text.count("[output-count]") == 2
 
 
+def system_described(name: str) -> Check:
+    def check(work: Workspace, result: Outcome) -> None:
+        """`systems NAME --json`: the one system, with its weights and the numbers it was published with."""
+        described = json.loads(result.output)
+        assert described["name"] == name and described["weights"] and "published" in described
+
+    return check
+
+
+def package_findings_csv(work: Workspace, result: Outcome) -> None:
+    """`package --check --csv`: the findings as rows a script reads (severity, code, entry, line, message)."""
+    rows = list(csv.reader(io.StringIO(result.output)))
+    assert rows[0][:3] == ["severity", "code", "entry"], rows[:2]
+    assert all(len(row) == len(rows[0]) for row in rows)
+    # exit 1: the demo sets are smaller than the official ones, the only errors
+    assert {row[1] for row in rows[1:] if row[0] == "error"} == {"output-count"}, rows
+
+
 def package_passes_json(work: Workspace, result: Outcome) -> None:
     assert json.loads(result.output)["ok"] is True
 
@@ -544,7 +554,7 @@ SHELL: dict[str, Run | Skip] = {
     # README.md: using it
     "dcase9 validate DATA_DIR [--json] [--strict]": Run(check=validated),
     "dcase9 mix DATA_DIR --out MIXED": Run(check=mixed),
-    "dcase9 systems": Run(check=systems_listed),
+    "dcase9 systems [NAME] [--json]": Run(values={"NAME": "2"}, check=system_described("2")),
     "dcase9 download --system baseline": Skip("downloads the baseline's checkpoint (Zenodo) and CLAP (the Hub)"),
     "dcase9 infer --system baseline --data DATA_DIR --out EST":
         Run(("baseline",), check=estimates_of("data/validation", "est/baseline")),
@@ -626,6 +636,7 @@ SHELL: dict[str, Run | Skip] = {
     "dcase9 score --data data/validation --estimates estimates/baseline/validation --out reports/baseline":
         Run(check=score_report("reports/baseline", "sdri")),
     "dcase9 package --check Smith_UNI_task9.zip --config submission.yaml --json": Run(check=package_passes_json),
+    "dcase9 package --check Smith_UNI_task9.zip --csv": Run(check=package_findings_csv, code=1),
     "dcase9 package --check Smith_UNI_task9.zip --template task9_meta_template.yaml":
         Run(before=meta_template, check=package_matches_the_template, code=1),
     # docs/benchmarks.md

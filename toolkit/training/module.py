@@ -551,7 +551,8 @@ class PlainStepProgress(Callback):
             self._progress.stop()
             self._progress = None
 
-    on_exception = on_train_end  # type: ignore[assignment]  # a run that stops ends its last line too
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self.on_train_end(trainer, pl_module)  # a run that stops ends its last line too
 
 
 class Throughput(Callback):

@@ -12,16 +12,19 @@ model on its device, wrapped in the engine's `Separator`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dcase9.systems.base import BuildContext, SystemSpec, build_model
+from dcase9.systems.base import BuildContext, SystemSpec, build_model, weights_needed
 from dcase9.systems.catalog import get_system
 from dcase9.config import deep_merge
 from dcase9.devices import resolve_device
 from dcase9.engine import EngineOptions, Separator
 from dcase9.errors import CheckpointError, ConfigError, Dcase9Error
 from dcase9.hub import HubReference, checkpoint_location
+from dcase9.models.checkpoints import state_dict_of
+from dcase9.models.clap import find_laion_prefix
 from dcase9.models.description import ENTRY, CheckpointDescription, describe_checkpoint
 from dcase9.models.exported import is_export_folder
 from dcase9.weights import TOKENIZER_WEIGHT, WeightResolver
@@ -56,8 +59,14 @@ def load_separator(system: str, *, checkpoint: str | Path | HubReference | None 
         if not spec.weights:
             raise Dcase9Error(f"system '{spec.name}' uses no checkpoint")
         explicit[spec.weights[0]] = checkpoint_location(checkpoint)
-    resolver = WeightResolver(explicit, offline=offline, progress=engine.progress)
+    resolver = WeightResolver(explicit, offline=offline, progress=engine.progress,
+                              roles={spec.weights[0]: "checkpoint"} if spec.weights else None)
     device = resolve_device(engine.device)  # an unusable device is refused before anything loads
+    # Before anything is read or downloaded, every weight that will be needed whatever the given checkpoint
+    # says (and every path given) is checked at once; what it may provide itself is checked once it is read.
+    main_given = bool(spec.weights) and spec.weights[0] in explicit
+    needed = weights_needed(spec, deep_merge(spec.options, system_options or {}))
+    resolver.require([*explicit, *(name for name in needed if not (main_given and name == TOKENIZER_WEIGHT))])
     context = BuildContext(device=device, options={}, weight=resolver, trust_checkpoint=trust_checkpoint,
                            query_towers="both" if audio_queries else "text")
     try:
@@ -66,6 +75,8 @@ def load_separator(system: str, *, checkpoint: str | Path | HubReference | None 
             resolver.embed(TOKENIZER_WEIGHT, described.tokenizer_files, f"{described.source} ({ENTRY}.tokenizer_files)")
         context.options = deep_merge(deep_merge(spec.options, described.options if described else {}),
                                      system_options or {})
+        if main_given:
+            resolver.require(weights_left_to_the_registry(spec, context, weights_needed(spec, context.options)))
         model = build_model(spec, context)
         if described is not None:
             check_referenced_query_encoder(described, resolver)
@@ -89,6 +100,37 @@ def check_referenced_query_encoder(described: CheckpointDescription, resolver: W
         raise CheckpointError(f"{described.source}: its query encoder is the registry's "
                               f"'{described.query_encoder_weight}' with sha256 {expected}, but {resolved.path} "
                               f"(sha256 {resolved.sha256}) was given for it; pass that file, or none")
+
+
+def weights_left_to_the_registry(spec: SystemSpec, context: BuildContext, needed: tuple[str, ...]) -> list[str]:
+    """What a given main checkpoint (read already, through `context`) leaves to the registry of the weights
+    `needed`: the tokenizer (one it carries is embedded by then), and the optional weights (the standalone
+    CLAP) when it holds no CLAP query encoder, as the factory decides (`query_encoder_prefix`, else laion's
+    keys). Nothing for a checkpoint that cannot be read as one: the factory says what is wrong with it first."""
+    if spec.weights[0] not in needed:  # options under which the factory leaves the checkpoint alone
+        return []
+    path = context.weight(spec.weights[0])
+    if path.is_dir() and not is_export_folder(path):
+        return []
+    try:
+        weights = state_dict_of(context.read_checkpoint(path))
+    except CheckpointError:
+        return []
+    needs = [TOKENIZER_WEIGHT] if TOKENIZER_WEIGHT in needed else []
+    if spec.optional_weights and not holds_query_encoder(weights, context.options.get("query_encoder_prefix")):
+        needs += spec.optional_weights
+    return needs
+
+
+def holds_query_encoder(weights: Mapping[str, Any], prefix: str | None) -> bool:
+    """Whether a checkpoint's state dict holds CLAP weights, under `prefix` or laion's keys."""
+    if prefix:
+        return any(key.startswith(prefix) for key in weights)
+    try:
+        find_laion_prefix(weights)
+    except CheckpointError:
+        return False
+    return True
 
 
 def describe_given_checkpoint(spec: SystemSpec, context: BuildContext,

@@ -88,9 +88,10 @@ def test_infer_with_a_checkpoint_without_clap_names_the_tokenizer_and_clap_at_on
                                                                                    tmp_path: Path) -> None:
     """A checkpoint made elsewhere without a query encoder leaves both the tokenizer and the standalone CLAP to
     the registry: both are named, after the checkpoint (given, so it is read) and before anything is built."""
-    checkpoint = write_lightning_checkpoint(tmp_path / "net.ckpt", clap={})
+    checkpoint = write_lightning_checkpoint(tmp_path / "net.ckpt", clap={})  # the small STFT's net, no CLAP
     text = error_of(runner.invoke(app, ["infer", "-s", "1", "--checkpoint", str(checkpoint), "-d",
-                                        str(demo_root / "validation"), "-o", str(tmp_path / "out"), "--offline"]))
+                                        str(demo_root / "validation"), "-o", str(tmp_path / "out"), "--offline",
+                                        *(f"--set={key}={value}" for key, value in SMALL_STFT.items())]))
     assert "2 weights are not available here" in text
     assert "- roberta-base-tokenizer" in text and f"- {CLAP_WEIGHT}" in text
     assert_flags_exist(text, "infer")

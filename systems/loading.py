@@ -62,11 +62,7 @@ def load_separator(system: str, *, checkpoint: str | Path | HubReference | None 
     resolver = WeightResolver(explicit, offline=offline, progress=engine.progress,
                               roles={spec.weights[0]: "checkpoint"} if spec.weights else None)
     device = resolve_device(engine.device)  # an unusable device is refused before anything loads
-    # Before anything is read or downloaded, every weight that will be needed whatever the given checkpoint
-    # says (and every path given) is checked at once; what it may provide itself is checked once it is read.
-    main_given = bool(spec.weights) and spec.weights[0] in explicit
-    needed = weights_needed(spec, deep_merge(spec.options, system_options or {}))
-    resolver.require([*explicit, *(name for name in needed if not (main_given and name == TOKENIZER_WEIGHT))])
+    resolver.require(explicit)  # every path given is there, before anything is read
     context = BuildContext(device=device, options={}, weight=resolver, trust_checkpoint=trust_checkpoint,
                            query_towers="both" if audio_queries else "text")
     try:
@@ -75,8 +71,9 @@ def load_separator(system: str, *, checkpoint: str | Path | HubReference | None 
             resolver.embed(TOKENIZER_WEIGHT, described.tokenizer_files, f"{described.source} ({ENTRY}.tokenizer_files)")
         context.options = deep_merge(deep_merge(spec.options, described.options if described else {}),
                                      system_options or {})
-        if main_given:
-            resolver.require(weights_left_to_the_registry(spec, context, weights_needed(spec, context.options)))
+        # Every registry weight the factory will ask for, checked at once before any is read or downloaded:
+        # after the given checkpoint, which may be another system's, carry the tokenizer or lack a CLAP.
+        resolver.require(registry_weights_needed(spec, context, explicit))
         model = build_model(spec, context)
         if described is not None:
             check_referenced_query_encoder(described, resolver)
@@ -102,24 +99,27 @@ def check_referenced_query_encoder(described: CheckpointDescription, resolver: W
                               f"(sha256 {resolved.sha256}) was given for it; pass that file, or none")
 
 
-def weights_left_to_the_registry(spec: SystemSpec, context: BuildContext, needed: tuple[str, ...]) -> list[str]:
-    """What a given main checkpoint (read already, through `context`) leaves to the registry of the weights
-    `needed`: the tokenizer (one it carries is embedded by then), and the optional weights (the standalone
-    CLAP) when it holds no CLAP query encoder, as the factory decides (`query_encoder_prefix`, else laion's
-    keys). Nothing for a checkpoint that cannot be read as one: the factory says what is wrong with it first."""
-    if spec.weights[0] not in needed:  # options under which the factory leaves the checkpoint alone
-        return []
-    path = context.weight(spec.weights[0])
-    if path.is_dir() and not is_export_folder(path):
-        return []
+def registry_weights_needed(spec: SystemSpec, context: BuildContext,
+                            explicit: Mapping[str, Path | HubReference]) -> list[str]:
+    """The registry weights the factory will ask for under the context's options (`weights_needed`), and,
+    when the main checkpoint is given (read already, through `context`) without a CLAP query encoder, the
+    optional weights (the standalone CLAP), as the factory decides (`query_encoder_prefix`, else laion's
+    keys). A tokenizer the checkpoint carries is embedded by then. Nothing for a given checkpoint that
+    cannot be read as one: the factory says what is wrong with it first."""
+    needed = list(weights_needed(spec, context.options))
+    main = spec.weights[0] if spec.weights else None
+    if main is None or main not in explicit or main not in needed:
+        return needed
+    path = context.weight(main)
+    if path.is_dir() and not is_export_folder(path):  # a folder of weights (3-roundtrip's VAE), not a checkpoint
+        return needed
     try:
         weights = state_dict_of(context.read_checkpoint(path))
     except CheckpointError:
         return []
-    needs = [TOKENIZER_WEIGHT] if TOKENIZER_WEIGHT in needed else []
     if spec.optional_weights and not holds_query_encoder(weights, context.options.get("query_encoder_prefix")):
-        needs += spec.optional_weights
-    return needs
+        needed += spec.optional_weights
+    return needed
 
 
 def holds_query_encoder(weights: Mapping[str, Any], prefix: str | None) -> bool:

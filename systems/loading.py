@@ -27,7 +27,7 @@ from dcase9.models.checkpoints import state_dict_of
 from dcase9.models.clap import find_laion_prefix
 from dcase9.models.description import ENTRY, CheckpointDescription, describe_checkpoint
 from dcase9.models.exported import is_export_folder
-from dcase9.weights import TOKENIZER_WEIGHT, WeightResolver
+from dcase9.weights import TOKENIZER_WEIGHT, WeightResolver, weight_entry
 
 
 def load_separator(system: str, *, checkpoint: str | Path | HubReference | None = None,
@@ -111,8 +111,8 @@ def registry_weights_needed(spec: SystemSpec, context: BuildContext,
     if main is None or main not in explicit or main not in needed:
         return needed
     path = context.weight(main)
-    if path.is_dir() and not is_export_folder(path):  # a folder of weights (3-roundtrip's VAE), not a checkpoint
-        return needed
+    if path.is_dir() and not is_export_folder(path):  # the folder weight a system takes (3-roundtrip's VAE), or
+        return needed if weight_entry(main).kind == "folder" else []  # a mistake the factory names first
     try:
         weights = state_dict_of(context.read_checkpoint(path))
     except CheckpointError:

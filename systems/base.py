@@ -8,7 +8,7 @@ when the system is actually run (`dcase9.systems.loading.load_separator` wraps i
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,9 @@ class SystemSpec:
     segment_seconds: float | None = None  # default chunk length for long inputs (None: whole)
     weights: tuple[str, ...] = ()  # registry names; the first is what --checkpoint replaces
     optional_weights: tuple[str, ...] = ()  # fetched only when the main weights lack them
+    # (spec, its options) -> those of `weights` the factory asks for with these options (None: all of them);
+    # checked, all at once, before anything is read or downloaded
+    needs: Callable[[SystemSpec, Mapping[str, Any]], tuple[str, ...]] | None = None
     published: tuple[Published, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)  # defaults of the system's typed config
     published_benchmarks: tuple[PublishedBenchmark, ...] = ()  # on AudioSep's benchmarks (`dcase9 suite`)
@@ -95,6 +98,11 @@ class BuildContext:
         if path not in self.checkpoints:
             self.checkpoints[path] = read_checkpoint(path, trust=self.trust_checkpoint)
         return self.checkpoints[path]
+
+
+def weights_needed(spec: SystemSpec, options: Mapping[str, Any]) -> tuple[str, ...]:
+    """The registry weights the system's factory asks for with `options` (see `SystemSpec.needs`)."""
+    return spec.weights if spec.needs is None else spec.needs(spec, options)
 
 
 def build_model(spec: SystemSpec, context: BuildContext) -> SeparationModel:

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from dcase9.systems.base import Published, PublishedBenchmark, SystemSpec
 from dcase9.errors import ConfigError
 from dcase9.models.resunet import RESUNET30_CONFIGS, ResUNet30Config
@@ -11,6 +14,11 @@ from dcase9.weights import CLAP_WEIGHT, TOKENIZER_WEIGHT
 # AudioLDM's VAE and vocoder (System 3), and its segment: 1024 frames of 160 samples, so a 10 s clip runs whole
 _AUDIOLDM = ("audioldm-vae", "audioldm-vocoder")
 _AUDIOLDM_SEGMENT = 10.24
+
+
+def _irm_ldm_needs(spec: SystemSpec, options: Mapping[str, Any]) -> tuple[str, ...]:
+    """System 3 with `mask: ones` runs the latent path alone: AudioLDM's VAE and vocoder, no checkpoint, no tokenizer."""
+    return _AUDIOLDM if options.get("mask") == "ones" else spec.weights
 
 
 def _model(config: ResUNet30Config) -> tuple[int, dict[str, int]]:
@@ -83,6 +91,7 @@ SYSTEMS: tuple[SystemSpec, ...] = (
         segment_seconds=_AUDIOLDM_SEGMENT,
         weights=("system3-checkpoint", *_AUDIOLDM, TOKENIZER_WEIGHT),
         optional_weights=(CLAP_WEIGHT,),
+        needs=_irm_ldm_needs,
         published=(Published(-4.757, -4.792, -42.346, 0.193, "seed 003 Table 2", "003", ("System 3",)),),
     ),
     SystemSpec(

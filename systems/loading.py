@@ -12,19 +12,22 @@ model on its device, wrapped in the engine's `Separator`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dcase9.systems.base import BuildContext, SystemSpec, build_model
+from dcase9.systems.base import BuildContext, SystemSpec, build_model, weights_needed
 from dcase9.systems.catalog import get_system
 from dcase9.config import deep_merge
 from dcase9.devices import resolve_device
 from dcase9.engine import EngineOptions, Separator
 from dcase9.errors import CheckpointError, ConfigError, Dcase9Error
 from dcase9.hub import HubReference, checkpoint_location
+from dcase9.models.checkpoints import state_dict_of
+from dcase9.models.clap import find_laion_prefix
 from dcase9.models.description import ENTRY, CheckpointDescription, describe_checkpoint
 from dcase9.models.exported import is_export_folder
-from dcase9.weights import TOKENIZER_WEIGHT, WeightResolver
+from dcase9.weights import TOKENIZER_WEIGHT, WeightResolver, weight_entry
 
 
 def load_separator(system: str, *, checkpoint: str | Path | HubReference | None = None,
@@ -56,8 +59,10 @@ def load_separator(system: str, *, checkpoint: str | Path | HubReference | None 
         if not spec.weights:
             raise Dcase9Error(f"system '{spec.name}' uses no checkpoint")
         explicit[spec.weights[0]] = checkpoint_location(checkpoint)
-    resolver = WeightResolver(explicit, offline=offline, progress=engine.progress)
+    resolver = WeightResolver(explicit, offline=offline, progress=engine.progress,
+                              roles={spec.weights[0]: "checkpoint"} if spec.weights else None)
     device = resolve_device(engine.device)  # an unusable device is refused before anything loads
+    resolver.require(explicit)  # every path given is there, before anything is read
     context = BuildContext(device=device, options={}, weight=resolver, trust_checkpoint=trust_checkpoint,
                            query_towers="both" if audio_queries else "text")
     try:
@@ -66,6 +71,9 @@ def load_separator(system: str, *, checkpoint: str | Path | HubReference | None 
             resolver.embed(TOKENIZER_WEIGHT, described.tokenizer_files, f"{described.source} ({ENTRY}.tokenizer_files)")
         context.options = deep_merge(deep_merge(spec.options, described.options if described else {}),
                                      system_options or {})
+        # Every registry weight the factory will ask for, checked at once before any is read or downloaded:
+        # after the given checkpoint, which may be another system's, carry the tokenizer or lack a CLAP.
+        resolver.require(registry_weights_needed(spec, context, explicit))
         model = build_model(spec, context)
         if described is not None:
             check_referenced_query_encoder(described, resolver)
@@ -89,6 +97,40 @@ def check_referenced_query_encoder(described: CheckpointDescription, resolver: W
         raise CheckpointError(f"{described.source}: its query encoder is the registry's "
                               f"'{described.query_encoder_weight}' with sha256 {expected}, but {resolved.path} "
                               f"(sha256 {resolved.sha256}) was given for it; pass that file, or none")
+
+
+def registry_weights_needed(spec: SystemSpec, context: BuildContext,
+                            explicit: Mapping[str, Path | HubReference]) -> list[str]:
+    """The registry weights the factory will ask for under the context's options (`weights_needed`), and,
+    when the main checkpoint is given (read already, through `context`) without a CLAP query encoder, the
+    optional weights (the standalone CLAP), as the factory decides (`query_encoder_prefix`, else laion's
+    keys). A tokenizer the checkpoint carries is embedded by then. Nothing for a given checkpoint that
+    cannot be read as one: the factory says what is wrong with it first."""
+    needed = list(weights_needed(spec, context.options))
+    main = spec.weights[0] if spec.weights else None
+    if main is None or main not in explicit or main not in needed:
+        return needed
+    path = context.weight(main)
+    if path.is_dir() and not is_export_folder(path):  # the folder weight a system takes (3-roundtrip's VAE), or
+        return needed if weight_entry(main).kind == "folder" else []  # a mistake the factory names first
+    try:
+        weights = state_dict_of(context.read_checkpoint(path))
+    except CheckpointError:
+        return []
+    if spec.optional_weights and not holds_query_encoder(weights, context.options.get("query_encoder_prefix")):
+        needed += spec.optional_weights
+    return needed
+
+
+def holds_query_encoder(weights: Mapping[str, Any], prefix: str | None) -> bool:
+    """Whether a checkpoint's state dict holds CLAP weights, under `prefix` or laion's keys."""
+    if prefix:
+        return any(key.startswith(prefix) for key in weights)
+    try:
+        find_laion_prefix(weights)
+    except CheckpointError:
+        return False
+    return True
 
 
 def describe_given_checkpoint(spec: SystemSpec, context: BuildContext,

@@ -10,6 +10,8 @@ their git object id. `damage` makes downloads of a file give other bytes than th
 from __future__ import annotations
 
 import hashlib
+import socket
+import weakref
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -69,6 +71,11 @@ class FakeHub:
                 hub.uploads.append({"repo": repo_id, "files": sorted(files), **kwargs})
                 return SimpleNamespace(commit_url=f"https://huggingface.co/{repo_id}/commit/{commit}")
 
+        # The Hub answers: dcase9 asks whether its host accepts a connection before downloading
+        # (`dcase9.hub.Reachability`), so the endpoint is a socket that listens here.
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        weakref.finalize(self, self.listener.close)
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{self.listener.getsockname()[1]}")
         monkeypatch.setattr(huggingface_hub, "hf_hub_download", self.hf_hub_download)
         monkeypatch.setattr(huggingface_hub, "snapshot_download", self.snapshot_download)
         monkeypatch.setattr(huggingface_hub, "HfApi", HfApi)

@@ -1277,7 +1277,7 @@ CASES = [
          "'hf://just-a-name' is not a Hugging Face model: write hf://owner/name or hf://owner/name@revision"),
     Case("infer: --checkpoint hf:// offline, not in the cache",
          lambda w: w.infer("eval-real", "--checkpoint", "hf://dcase9-tests/nothing", "--offline", system="baseline"),
-         2, "hf://dcase9-tests/nothing is not in the Hugging Face cache and offline mode is on"),
+         2, "hf://dcase9-tests/nothing is not in the Hugging Face cache"),
     Case("infer: --checkpoint a folder that is not an export",
          lambda w: w.infer("eval-real", "--checkpoint", str(w.copy("validation")), "--offline", system="baseline"),
          2, "is a folder, not a checkpoint file; a folder of `dcase9 export` holds config.json, model.safetensors "
@@ -1302,7 +1302,47 @@ CASES = [
     Case("suite: the disk fills up", lambda w: ["suite", str(w.copy("evaluation")), "-s", "mixture", "-o", str(w.out),
                                                 "--only", "esc50"], 2, "the disk is full",
          lambda w: no_partial_files(w.out), disk_full_after=2),
+    # issue 27.3: missing weights named all at once, with the running command's own flags; no network, at once
+    Case("infer -s 2 offline: every missing weight in one message",
+         lambda w: no_weights_cached(w, w.infer("eval-real", "--offline", system="2")), 2,
+         "2 weights are not available here; offline mode is on (--offline), so nothing was downloaded: - "
+         "audiosep-checkpoint"),
+    Case("score --ats offline: the tokenizer and CLAP at once, CLAP with --ats-checkpoint",
+         lambda w: no_weights_cached(w, ["score", "-d", str(w.copy("eval-real")), "-e", str(w.copy("eval-real")),
+                                         "--ats", "--offline"]), 2,
+         "give it with --ats-checkpoint FILE or --weight clap-music-speech-audioset=FILE"),
+    Case("download offline: where each file goes, no flag that download lacks",
+         lambda w: no_weights_cached(w, ["download", "-s", "2"]), 2,
+         "offline mode is on (DCASE9_OFFLINE is set), so nothing was downloaded", env={"DCASE9_OFFLINE": "1"},
+         forbid="--weight"),
+    Case("download, the network unreachable: said at once, no AssertionError",
+         lambda w: no_network(w, ["download", "-s", "2"]), 2,
+         "2 weights are not available here; the network cannot be reached, so nothing was downloaded",
+         forbid="AssertionError"),
 ]
+
+
+def no_weights_cached(w: Workspace, args: list[str]) -> list[str]:
+    """`args`, run with an empty Hugging Face cache (dcase9's home is the session's, where nothing is)."""
+    from unittest import mock
+
+    import huggingface_hub.constants
+
+    w.stack.enter_context(mock.patch.object(huggingface_hub.constants, "HF_HUB_CACHE", str(w.root / "hf-cache")))
+    return args
+
+
+def no_network(w: Workspace, args: list[str]) -> list[str]:
+    """`args`, run with nothing cached and the Hugging Face Hub where nothing listens (port 9)."""
+    from unittest import mock
+
+    import huggingface_hub.constants
+
+    nowhere = "http://127.0.0.1:9"
+    w.stack.enter_context(mock.patch.object(huggingface_hub.constants, "ENDPOINT", nowhere))
+    w.stack.enter_context(mock.patch.object(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                                            nowhere + "/{repo_id}/resolve/{revision}/{filename}"))
+    return no_weights_cached(w, args)
 
 
 def without(path: Path) -> Path:

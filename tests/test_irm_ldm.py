@@ -98,7 +98,7 @@ def test_missing_audioldm_weights_offline_say_where_to_get_them(demo_root: Path,
                                  "-o", str(tmp_path / "o"), "--offline"])
     assert result.exit_code == 2
     text = " ".join(result.output.split())
-    assert "audioldm-vae" in text and "Offline mode is on" in text and "cvssp/audioldm-s-full-v2" in text
+    assert "audioldm-vae" in text and "offline mode is on (--offline)" in text and "cvssp/audioldm-s-full-v2" in text
 
 
 # --------------------------------------------------------------------------------------------

@@ -95,10 +95,10 @@ def test_missing_weights_offline_explain_what_to_do(demo_root: Path, tmp_path: P
                                  "--offline"])
     assert result.exit_code == 2
     text = " ".join(result.output.split())
-    assert "audiosep-checkpoint" in text and "Offline mode is on" in text
-    assert "--weight audiosep-checkpoint=FILE (or --checkpoint FILE where it is the system's main checkpoint)" in text
+    assert "audiosep-checkpoint" in text and "offline mode is on (--offline)" in text
+    assert "give it with --checkpoint FILE or --weight audiosep-checkpoint=FILE" in text
     result = runner.invoke(app, ["infer", "-s", "1", "-d", str(demo_root / "validation"), "-o", str(tmp_path / "o")])
-    assert result.exit_code == 2 and "Nobody publishes it" in " ".join(result.output.split())
+    assert result.exit_code == 2 and "nobody publishes it" in " ".join(result.output.split())
 
 
 def test_system2_runs_at_32k_on_16k_data(assets: dict[str, Path], demo_root: Path, tmp_path: Path) -> None:

@@ -239,13 +239,16 @@ def separate(files: str | Path | Sequence[str | Path] = (), queries: str | Seque
 
 def download(system: str, *, include_optional: bool = False, offline: bool = False,
              progress: bool = True) -> dict[str, Path]:
-    """Fetch every weight a system needs ahead of time; returns their local paths."""
+    """Fetch every weight a system needs ahead of time; returns their local paths. Those that cannot be had
+    (unpublished, offline and not cached, or the network unreachable) are named together before anything is
+    downloaded (`dcase9.weights.MissingWeights`)."""
     from dcase9.systems import get_system
     from dcase9.weights import WeightResolver
 
     spec = get_system(system)
     resolver = WeightResolver(offline=offline, progress=progress)
     names = spec.weights + (spec.optional_weights if include_optional else ())
+    resolver.require(names)
     return {name: resolver(name) for name in names}
 
 
@@ -254,23 +257,44 @@ def load_ats_scorer(*, checkpoint: str | Path | None = None, weights: dict[str, 
                     trust_checkpoint: bool = False, device: str = "auto", progress: bool = True) -> AtsScorer:
     """The CLAP model ATS uses: by default the standalone laion CLAP file of the registry (the query
     encoder's weights); `checkpoint` may be another laion `.pt`, a baseline/AudioSep `.ckpt` (its
-    `query_encoder.model.*` part) or a folder of `dcase9 export` (a local folder or `hf://owner/name`;
-    one whose query encoder is the registry's CLAP gives that). `clap` overrides the architecture
-    (ClapArchitecture fields)."""
+    `query_encoder.model.*` part) or a checkpoint of `dcase9 train` or folder of `dcase9 export` (a local
+    folder or `hf://owner/name`; one whose query encoder is the registry's CLAP gives that). `clap`
+    overrides the architecture (ClapArchitecture fields); a checkpoint of `dcase9 train` or `dcase9 export`
+    brings its own architecture and tokenizer. Every weight needed besides `checkpoint` is checked before
+    anything is read or downloaded, and those missing are named together (`MissingWeights`)."""
     from dcase9.ats import AtsScorer
     from dcase9.hub import checkpoint_location, resolve_checkpoint
-    from dcase9.models.exported import referenced_query_encoder
+    from dcase9.models.checkpoints import read_checkpoint
+    from dcase9.models.description import ENTRY, describe_checkpoint
     from dcase9.weights import CLAP_WEIGHT, TOKENIZER_WEIGHT, WeightResolver
-    from dcase9.models.clap import ClapArchitecture, ClapEncoder, load_roberta_tokenizer, read_laion_clap_weights
+    from dcase9.models.clap import ClapArchitecture, ClapEncoder, laion_clap_weights_of, load_roberta_tokenizer
 
-    resolver = WeightResolver({k: checkpoint_location(v) for k, v in (weights or {}).items()}, offline=offline,
-                              progress=progress)
-    tokenizer = load_roberta_tokenizer(resolver(TOKENIZER_WEIGHT))
-    path = resolver(CLAP_WEIGHT) if checkpoint is None else resolve_checkpoint(checkpoint, offline=offline)
-    referenced = referenced_query_encoder(path)  # an export whose CLAP is a registry weight: that weight
-    if referenced is not None:
-        path = resolver(referenced)
-    laion = read_laion_clap_weights(path, trust=trust_checkpoint)
+    explicit = {k: checkpoint_location(v) for k, v in (weights or {}).items()}
+    resolver = WeightResolver(explicit, offline=offline, progress=progress, roles={CLAP_WEIGHT: "checkpoint"})
+    read: Any = None
+    try:
+        if checkpoint is None:
+            resolver.require([*explicit, TOKENIZER_WEIGHT, CLAP_WEIGHT])
+            path = resolver(CLAP_WEIGHT)
+        else:
+            resolver.require(explicit)
+            path = resolve_checkpoint(checkpoint, offline=offline)
+            read = read_checkpoint(path, trust=trust_checkpoint)
+            described = describe_checkpoint(read, str(path))
+            if described is not None and described.tokenizer_files:
+                resolver.embed(TOKENIZER_WEIGHT, described.tokenizer_files, f"{path} ({ENTRY}.tokenizer_files)")
+            if clap is None and described is not None:
+                clap = described.options.get("clap")  # the architecture it was trained with
+            # An export whose CLAP is a registry weight: that weight.
+            referenced = described.query_encoder_weight if described is not None else None
+            resolver.require([TOKENIZER_WEIGHT, *([referenced] if referenced else [])])
+            if referenced:
+                path, read = resolver(referenced), None
+        tokenizer = load_roberta_tokenizer(resolver(TOKENIZER_WEIGHT))
+    finally:
+        resolver.close()  # an embedded tokenizer is loaded by now
+    laion = laion_clap_weights_of(read if read is not None else read_checkpoint(path, trust=trust_checkpoint),
+                                  source=str(path))
     architecture = ClapArchitecture(**(clap or {}))
     encoder = ClapEncoder.from_laion_weights(laion, tokenizer=tokenizer, spec=architecture.spec(), source=str(path),
                                              device=resolve_device(device))

@@ -191,6 +191,7 @@ def _plan(checkpoint_path: Path, run_dir: Path | None, explicit: Mapping[str, Pa
           describe_system: Callable[[str], SystemCard], system: str | None, given_options: Mapping[str, Any] | None,
           scored: Sequence[_Report], *, offline: bool, trust_checkpoint: bool, progress: bool) -> _Plan:
     resolver = WeightResolver(explicit, offline=offline, progress=progress)
+    resolver.require(explicit)  # every path given exists, before the checkpoint is read
     notes: list[str] = []
     checkpoint = read_checkpoint(checkpoint_path, trust=trust_checkpoint)
     described = describe_checkpoint(checkpoint, str(checkpoint_path))
@@ -285,7 +286,7 @@ def _stock_query_encoder(tensors: Mapping[str, torch.Tensor], resolver: WeightRe
         path = resolver(CLAP_WEIGHT)
         stock = read_laion_clap_weights(path)
     except CheckpointError as exc:
-        first = str(exc).splitlines()[0].rstrip(".")
+        first = str(exc).splitlines()[0].rstrip(".:")
         notes.append(f"the query encoder is included (about {_bytes(sum(t.nbytes for t in ours.values()))}): the "
                      f"registry's {CLAP_WEIGHT} could not be compared with it ({first}). Give it with --weight "
                      f"{CLAP_WEIGHT}=FILE, or export online, to refer to it instead when they are equal.")

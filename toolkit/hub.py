@@ -22,6 +22,12 @@ Nothing can be known of a file that no public source states a sum for and that w
 by another tool: it is recorded at its first use. A weight given by path is the user's: it is
 hashed (remembered under DCASE9_HOME) to identify runs, not checked. When nothing works, the error
 names every place tried and what to do.
+
+Before anything is read or downloaded, `weight_plan` says what getting a weight takes (nothing: given
+or cached; a download, from which hosts; or it cannot be had) and `Reachability` whether those hosts
+accept a connection, within seconds: a command names every weight it lacks in one `MissingWeights`,
+and an unreachable network is said at once, never after huggingface_hub's retries (five per file, up
+to 8 s apart). `MissingWeights.render` words the error with the caller's own flags or keywords.
 """
 
 from __future__ import annotations
@@ -31,9 +37,14 @@ import hashlib
 import json
 import os
 import re
+import socket
+import threading
+import time
+import urllib.parse
 import urllib.request
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,9 +55,11 @@ from dcase9.errors import CheckpointError, ConfigError
 from dcase9.home import (dcase9_home, file_sha256, folder_identity, git_blob_sha1, has_record, reject_download,
                          verify_download)
 
-__all__ = ["HUB_SCHEME", "HubReference", "PushPlan", "ResolvedWeight", "Source", "WeightEntry", "cache_path",
-           "checkpoint_location", "dcase9_home", "fetch_hub_folder", "fetch_url", "file_sha256", "load_registry",
-           "local_checkpoint", "offline_requested", "push_folder", "resolve_checkpoint", "resolve_weight"]
+__all__ = ["HUB_SCHEME", "PYTHON_ARGUMENTS", "HubReference", "MissingWeights", "PushPlan", "Reachability",
+           "ResolvedWeight", "Source", "Unavailable", "WeightEntry", "WeightPlan", "cache_path", "checkpoint_location",
+           "dcase9_home", "fetch_hub_folder", "fetch_url", "file_sha256", "hub_endpoint", "load_registry",
+           "local_checkpoint", "offline_reason", "offline_requested", "push_folder", "resolve_checkpoint",
+           "resolve_weight", "source_url", "weight_plan"]
 
 ZENODO_API = "https://zenodo.org/api/records"  # overridable with DCASE9_ZENODO_API (tests, mirrors)
 CHUNK = 1 << 20
@@ -169,10 +182,23 @@ def cache_path(name: str, entry: WeightEntry) -> Path:
     return dcase9_home() / "weights" / name / entry.filename
 
 
+OFFLINE_VARIABLES = ("DCASE9_OFFLINE", "HF_HUB_OFFLINE")
+
+
+def offline_reason(offline: bool = False) -> str | None:
+    """Why downloads are forbidden: "argument" (`offline=True`, a command's --offline), the environment
+    variable that says so (`DCASE9_OFFLINE`, `HF_HUB_OFFLINE`), or None when they are allowed."""
+    if offline:
+        return "argument"
+    for variable in OFFLINE_VARIABLES:
+        if os.environ.get(variable, "").strip().lower() in {"1", "true", "yes", "on"}:
+            return variable
+    return None
+
+
 def offline_requested(offline: bool = False) -> bool:
     """Downloads are forbidden: `offline`, or `DCASE9_OFFLINE` / `HF_HUB_OFFLINE` set (the one offline check)."""
-    flags = (os.environ.get("DCASE9_OFFLINE", ""), os.environ.get("HF_HUB_OFFLINE", ""))
-    return offline or any(v.strip().lower() in {"1", "true", "yes", "on"} for v in flags)
+    return offline_reason(offline) is not None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -223,49 +249,318 @@ def resolve_checkpoint(value: str | Path | HubReference, *, offline: bool = Fals
     """The local file or folder of a checkpoint as given: a Hub folder is fetched (or found in the cache)."""
     location = checkpoint_location(value)
     if isinstance(location, HubReference):
-        return fetch_hub_folder(location, offline=offline_requested(offline))[0]
+        return fetch_hub_folder(location, offline=offline_requested(offline), name=str(location))[0]
     if not location.exists():
         raise CheckpointError(f"{location}: no such file or folder")
     return location
 
 
-def fetch_hub_folder(reference: HubReference, *, offline: bool = False) -> tuple[Path, str]:
+def fetch_hub_folder(reference: HubReference, *, offline: bool = False, name: str | None = None,
+                     reach: Reachability | None = None) -> tuple[Path, str]:
     """The local copy of a Hub model repository (a folder of `dcase9 export`) and its commit, through the
     Hugging Face cache: downloaded unless offline, each file checked against what the Hub reports for
-    it and against the sha256 recorded at its first download (`dcase9.home`)."""
+    it and against the sha256 recorded at its first download (`dcase9.home`). When the Hub cannot be
+    reached the cached copy serves; without one, `MissingWeights` says so at once (`name`: the weight
+    it was given for)."""
     import huggingface_hub
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    immutable = reference.revision is not None and re.fullmatch(r"[0-9a-f]{40}", reference.revision) is not None
-    folder: Path | None = None
-    if offline or immutable:  # a commit never changes: the cached copy is that commit
+    def cached() -> Path | None:
         try:
-            folder = Path(huggingface_hub.snapshot_download(reference.repo, revision=reference.revision,
-                                                            local_files_only=True))
+            return Path(huggingface_hub.snapshot_download(reference.repo, revision=reference.revision,
+                                                          local_files_only=True))
         except LocalEntryNotFoundError:
-            if offline:
-                raise CheckpointError(
-                    f"{reference} is not in the Hugging Face cache and offline mode is on, so nothing was "
-                    f"downloaded. Run the command once online, or download the repository elsewhere "
-                    f"(https://huggingface.co/{reference.repo}) and pass its folder with --checkpoint DIR.") from None
+            return None
+
+    def missing(why: Literal["offline", "unreachable"], detail: str = "") -> MissingWeights:
+        return MissingWeights([Unavailable(name or str(reference), None, why, str(reference), detail)],
+                              offline=(offline_reason() or "argument") if why == "offline" else None)
+
+    # A commit never changes: its cached copy is that commit. Offline, the cache is all there is.
+    folder = cached() if offline or _immutable(reference) else None
+    unreachable = None
+    if folder is None:
+        if offline:
+            raise missing("offline")
+        unreachable = (reach or Reachability()).problem(hub_endpoint())
+        if unreachable:
+            folder = cached()  # the Hub cannot be reached: the copy cached earlier serves
+            if folder is None:
+                raise missing("unreachable", unreachable)
     if folder is None:
         try:
             folder = Path(huggingface_hub.snapshot_download(reference.repo, revision=reference.revision))
-        except Exception as exc:  # not found, gated, no network: the Hub's own words, first line
+        except Exception as exc:  # not found, gated: the Hub's own words, first line
             raise CheckpointError(f"{reference}: could not be downloaded from https://huggingface.co/"
                                   f"{reference.repo} ({type(exc).__name__}: {_first_line(exc)}). Check the name "
-                                  "and revision, or pass a local folder with --checkpoint DIR.") from None
+                                  "and revision, or give a local copy of the folder instead.") from None
     commit = folder.name  # the cache keeps a snapshot per commit, under the commit's id
     files = {path.relative_to(folder).as_posix(): path for path in sorted(folder.rglob("*")) if path.is_file()}
-    name = f"hf:{reference.repo}"
-    first_use = not all(has_record(name, f"{commit}/{repo_file}") for repo_file in files)
-    reported = _hub_reported(reference.repo, "model", commit, list(files)) if first_use and not offline else {}
+    records = f"hf:{reference.repo}"  # the name its files' sums are recorded under (`dcase9.home`)
+    first_use = not all(has_record(records, f"{commit}/{repo_file}") for repo_file in files)
+    reported = _hub_reported(reference.repo, "model", commit, list(files)) \
+        if first_use and not offline and not unreachable else {}
     for repo_file, path in files.items():
         key = f"{commit}/{repo_file}"
-        _check_reported(path, reported.get(repo_file), name=name, key=key)
-        verify_download(path, name=name, key=key, expected=None, stated_by="the Hugging Face Hub",
+        _check_reported(path, reported.get(repo_file), name=records, key=key)
+        verify_download(path, name=records, key=key, expected=None, stated_by="the Hugging Face Hub",
                         mismatch_advice=_HUB_ADVICE)
     return folder, commit
+
+
+# ------------------------------------------------------------------------------------------------
+# Before anything is read or downloaded: what a weight takes, whether its hosts answer, what is missing
+
+REACH_TIMEOUT = 4.0  # seconds a host (or proxy) has to accept a connection, its name lookup included
+
+# The Python API's words for what a caller gives (`MissingWeights.render`): a role -> how it is written, with
+# {name} (the weight) and {what} (FILE or DIR). A command renders the error with its own flags instead.
+PYTHON_ARGUMENTS: dict[str, str] = {"weights": "weights={{{name!r}: {what}}}", "checkpoint": "checkpoint={what}",
+                                    "init": "init={what}", "offline": "offline=True"}
+
+
+def hub_endpoint() -> str:
+    """Where huggingface_hub downloads from (`HF_ENDPOINT`, default https://huggingface.co)."""
+    from huggingface_hub import constants
+
+    return str(constants.ENDPOINT)
+
+
+def source_url(source: Source) -> str:
+    """The address a download from `source` starts at: its host must answer."""
+    if source.huggingface is not None or source.huggingface_snapshot is not None:
+        return hub_endpoint()
+    if source.zenodo is not None:
+        return os.environ.get("DCASE9_ZENODO_API", ZENODO_API)
+    assert source.url is not None  # a Source names exactly one kind (validated)
+    return source.url.url
+
+
+def _connection_target(url: str) -> tuple[str, int, str]:
+    """(host, port, words for messages) of the connection a request for `url` opens: to its host, or to the
+    proxy that serves it (`HTTPS_PROXY`, `NO_PROXY`, ... as urllib and huggingface_hub read them)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:  # a port that is not a number: the connection below says it fails
+        port = 0
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and host and not urllib.request.proxy_bypass(host):
+        through = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        if through.hostname:
+            proxy_port = through.port or 80
+            return through.hostname, proxy_port, f"{host} through the proxy {through.hostname}:{proxy_port}"
+    return host, port, f"{host}:{port}"
+
+
+def _connect(host: str, port: int, timeout: float) -> str | None:
+    """None when a TCP connection to (host, port) opens within `timeout` seconds; else why not."""
+    if not host or not port:
+        return "no host and port to connect to"
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return exc.strerror or str(exc) or type(exc).__name__
+
+
+class Reachability:
+    """Whether the hosts downloads start at accept a connection: each asked once (however many weights come
+    from it), all at once, each within `timeout` seconds, a name lookup that hangs included. It costs one
+    connection per host, and an unreachable network is said at once instead of after huggingface_hub's
+    retries (five per file, up to 8 s apart) and a download's time-outs."""
+
+    def __init__(self, timeout: float = REACH_TIMEOUT) -> None:
+        self.timeout = timeout
+        self._answers: dict[tuple[str, int], str | None] = {}
+
+    def problems(self, urls: Iterable[str]) -> dict[str, str | None]:
+        """url -> None when its host (or proxy) accepts a connection, else why not ("host:port: reason")."""
+        targets = {url: _connection_target(url) for url in urls}
+        new = {(host, port): words for host, port, words in targets.values() if (host, port) not in self._answers}
+        answers: dict[tuple[str, int], str | None] = {}
+
+        def ask(key: tuple[str, int]) -> None:
+            answers[key] = _connect(*key, self.timeout)
+
+        threads = [threading.Thread(target=ask, args=(key,), daemon=True) for key in new]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + self.timeout
+        for thread in threads:  # daemon threads: a lookup that never returns is left behind, not waited for
+            thread.join(max(0.0, deadline - time.monotonic()))
+        for key, words in new.items():
+            if key not in answers:
+                self._answers[key] = f"{words}: no answer within {self.timeout:g} s"
+            else:
+                answer = answers[key]
+                self._answers[key] = None if answer is None else f"{words}: {answer}"
+        return {url: self._answers[(host, port)] for url, (host, port, _) in targets.items()}
+
+    def problem(self, url: str) -> str | None:
+        return self.problems([url])[url]
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """A weight that cannot be had: its registry name (or the hf:// reference of a folder given for none),
+    its entry (None then), why, the path or hf:// reference given for it (`given`) and `detail`:
+
+    "unpublished": no source publishes it (train it); "offline": downloads are forbidden and it is not
+    cached; "unreachable": no host of its sources accepts a connection (`detail`: why); "not-found": the
+    path given does not exist; "failed": every download failed (`detail`: each, a line).
+    """
+
+    name: str
+    entry: WeightEntry | None
+    why: Literal["unpublished", "offline", "unreachable", "not-found", "failed"]
+    given: str = ""
+    detail: str = ""
+
+
+class MissingWeights(CheckpointError):
+    """The weights a call needs and cannot have, named together: for each where it comes from and how to
+    give a local copy. `roles` maps a weight to the argument of the call that gives it besides `weights`
+    (a system's main weights: "checkpoint"; ATS's CLAP: "checkpoint"; training's init: "init");
+    `offline`: why downloads were forbidden (`offline_reason`). `str()` words it for the Python API;
+    `render(flags)` with the flags of a command (role -> how the command writes it, see
+    `PYTHON_ARGUMENTS`), so that a hint never names a flag the command does not have."""
+
+    def __init__(self, missing: Sequence[Unavailable], *, offline: str | None = None,
+                 roles: Mapping[str, str] | None = None) -> None:
+        self.missing = list(missing)
+        self.offline = offline
+        self.roles = dict(roles or {})
+        super().__init__(self.render(PYTHON_ARGUMENTS))
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable (between processes) with its keywords
+        return _rebuild_missing_weights, (self.missing, self.offline, self.roles)
+
+    def with_roles(self, roles: Mapping[str, str]) -> MissingWeights:
+        """The same weights, with the arguments that give them (`roles`) of the call that needed them."""
+        return MissingWeights(self.missing, offline=self.offline, roles={**roles, **self.roles})
+
+    def render(self, flags: Mapping[str, str]) -> str:
+        whys = {item.why for item in self.missing}
+        single = len(self.missing) == 1
+        them = "it" if single else "them"
+        head = f"weight '{self.missing[0].name}' is" if single else f"{len(self.missing)} weights are"
+        reasons = []
+        if "offline" in whys:
+            reasons.append(f"offline mode is on{self._offline_words(flags)}, so nothing was downloaded")
+        if "unreachable" in whys:
+            reasons.append("the network cannot be reached, so nothing was downloaded")
+        lines = [f"{head} not available here" + "".join(f"; {reason}" for reason in reasons) + ":"]
+        for item in self.missing:
+            lines += self._describe(item, flags)
+        if "offline" in whys:
+            if self.offline in OFFLINE_VARIABLES:
+                lines.append(f"Unset {self.offline} to let dcase9 download {them}.")
+            elif "offline" in flags:
+                lines.append(f"Without {flags['offline']}, dcase9 downloads {them}.")
+        if "unreachable" in whys:
+            lines.append(f"Connect to the network and run again, or download {them} elsewhere and give {them} as "
+                         "above" + (f" (with {flags['offline']}, nothing is tried online)" if "offline" in flags
+                                    else "") + ".")
+        return "\n".join(lines)
+
+    def _offline_words(self, flags: Mapping[str, str]) -> str:
+        if self.offline in OFFLINE_VARIABLES:
+            return f" ({self.offline} is set)"
+        return f" ({flags['offline']})" if "offline" in flags else ""
+
+    def _describe(self, item: Unavailable, flags: Mapping[str, str]) -> list[str]:
+        entry = item.entry
+        if entry is None:
+            what = "a folder of `dcase9 export` on the Hugging Face Hub"
+        else:
+            size = f", {entry.size_bytes / 1e9:.1f} GB" if entry.size_bytes else ""
+            what = f"{entry.description}; a {entry.kind}{size}"
+        lines = [f"  - {item.name} ({what})"]
+        sources = " or ".join(source.describe() for source in entry.sources) if entry is not None else ""
+        if item.why == "not-found":
+            return lines + [f"      {item.given} was given for it and does not exist"]
+        if item.why == "unpublished":
+            lines.append("      nobody publishes it: train it (`dcase9 train`), or get the file from whoever did")
+        elif item.why == "offline":
+            lines.append(f"      {item.given} is not in the Hugging Face cache" if item.given else f"      from {sources}")
+        elif item.why == "unreachable":
+            where = f"{item.given} (on the Hugging Face Hub)" if item.given else sources
+            lines.append(f"      from {where}, which cannot be reached ({item.detail})")
+        else:
+            lines.append("      every source failed:")
+            lines += [f"        - {line}" for line in item.detail.splitlines()]
+        lines.append(f"      {self._ways(item, flags)}")
+        return lines
+
+    def _ways(self, item: Unavailable, flags: Mapping[str, str]) -> str:
+        """How the caller gives a local copy: the arguments it has for it, and the cache's place."""
+        if item.entry is None:
+            return f"give a local copy of the folder instead of {item.given}"
+        what = "DIR" if item.entry.kind == "folder" else "FILE"
+        role = self.roles.get(item.name)
+        ways = [flags[key].format(name=item.name, what=what) for key in (role, "weights") if key and key in flags]
+        place = f"place it at {cache_path(item.name, item.entry)}" + (" (a folder)" if what == "DIR" else "")
+        return (f"give it with {' or '.join(ways)}, or {place}" if ways else place)
+
+
+def _rebuild_missing_weights(missing: Sequence[Unavailable], offline: str | None,
+                             roles: Mapping[str, str]) -> MissingWeights:
+    return MissingWeights(missing, offline=offline, roles=roles)
+
+
+@dataclass(frozen=True)
+class WeightPlan:
+    """What getting one weight takes (`weight_plan`): nothing (`ready`: given, or cached), a download from
+    one of `urls` (a host of them must answer), or it cannot be had (`missing`)."""
+
+    name: str
+    ready: bool = False
+    urls: tuple[str, ...] = ()
+    missing: Unavailable | None = None
+
+
+def _immutable(reference: HubReference) -> bool:
+    return reference.revision is not None and re.fullmatch(r"[0-9a-f]{40}", reference.revision) is not None
+
+
+def _hub_folder_cached(reference: HubReference) -> bool:
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        huggingface_hub.snapshot_download(reference.repo, revision=reference.revision, local_files_only=True)
+    except LocalEntryNotFoundError:
+        return False
+    return True
+
+
+def weight_plan(name: str, entry: WeightEntry, *, explicit: str | Path | HubReference | None = None,
+                offline: bool = False, download: bool = True) -> WeightPlan:
+    """What getting the weight takes, found without reading, hashing or downloading anything (`resolve_weight`
+    checks what it then finds): given (a path that exists, a Hub folder in the cache), cached, a download,
+    or missing."""
+    forbidden = offline_requested(offline) or not download
+    if explicit is not None:
+        location = checkpoint_location(explicit)
+        if isinstance(location, Path):
+            return WeightPlan(name, ready=True) if location.exists() else \
+                WeightPlan(name, missing=Unavailable(name, entry, "not-found", str(location)))
+        if _hub_folder_cached(location):
+            return WeightPlan(name, ready=True)
+        if forbidden:
+            return WeightPlan(name, missing=Unavailable(name, entry, "offline", str(location)))
+        return WeightPlan(name, urls=(hub_endpoint(),))
+    hub_sources = [source for source in entry.sources if source.huggingface or source.huggingface_snapshot]
+    if cache_path(name, entry).exists() or any(_huggingface(source, entry, local_only=True) is not None
+                                               for source in hub_sources):
+        return WeightPlan(name, ready=True)
+    if not entry.sources:
+        return WeightPlan(name, missing=Unavailable(name, entry, "unpublished"))
+    if forbidden:
+        return WeightPlan(name, missing=Unavailable(name, entry, "offline"))
+    return WeightPlan(name, urls=tuple(dict.fromkeys(source_url(source) for source in entry.sources)))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -273,15 +568,24 @@ def fetch_hub_folder(reference: HubReference, *, offline: bool = False) -> tuple
 
 
 def resolve_weight(name: str, entry: WeightEntry, *, explicit: str | Path | HubReference | None = None,
-                   offline: bool = False, download: bool = True, progress: bool = True) -> ResolvedWeight:
-    """Local path of a weight, downloading it if allowed; see the module docstring for the order."""
+                   offline: bool = False, download: bool = True, progress: bool = True,
+                   reach: Reachability | None = None) -> ResolvedWeight:
+    """Local path of a weight, downloading it if allowed; see the module docstring for the order. A weight
+    that cannot be had raises `MissingWeights`; a download is not tried from a host that does not accept a
+    connection (`reach`: the answers known already)."""
+    reach = reach or Reachability()
     if explicit is not None:
         location = checkpoint_location(explicit)
         if isinstance(location, HubReference):
-            folder, commit = fetch_hub_folder(location, offline=offline_requested(offline) or not download)
+            try:
+                folder, commit = fetch_hub_folder(location, offline=offline_requested(offline) or not download,
+                                                  name=name, reach=reach)
+            except MissingWeights as exc:  # said with the weight's description
+                raise MissingWeights([replace(item, entry=entry) for item in exc.missing],
+                                     offline=exc.offline) from None
             return ResolvedWeight(name, folder, folder_identity(folder), str(HubReference(location.repo, commit)))
         if not location.exists():
-            raise CheckpointError(f"{location}: no such file (given for '{name}')")
+            raise MissingWeights([Unavailable(name, entry, "not-found", str(location))])
         sha = folder_identity(location) if location.is_dir() else file_sha256(location)
         return ResolvedWeight(name, location, sha, "explicit path")
 
@@ -301,39 +605,43 @@ def resolve_weight(name: str, entry: WeightEntry, *, explicit: str | Path | HubR
                 # Cached by another tool, or before dcase9 kept records: checked with the Hub once, when it answers.
                 first_use = not all(has_record(name, repo_file) for repo_file in files)
                 reported = _hub_reported(spec.repo, spec.repo_type, revision, list(files)) \
-                    if first_use and may_ask else None
+                    if first_use and may_ask and not reach.problem(hub_endpoint()) else None
                 return ResolvedWeight(name, path, _verify_hub(name, entry, source, files, reported), "cache")
 
-    tried: list[str] = []
-    if may_ask:
-        for source in entry.sources:
-            try:
-                path, sha = _download(source, name, entry, progress)
-            except CheckpointError:
-                raise
-            except Exception as exc:  # network, HTTP, hub errors: try the next source
-                tried.append(f"{source.describe()}: {type(exc).__name__}: {exc}")
-                continue
-            return ResolvedWeight(name, path, sha, source.describe())
-    raise CheckpointError(_not_found_message(name, entry, local, tried, offline_requested(offline) or not download))
-
-
-def _not_found_message(name: str, entry: WeightEntry, local: Path, tried: list[str], offline: bool) -> str:
-    lines = [f"weight '{name}' ({entry.description}) is not available here."]
     if not entry.sources:
-        lines.append("Nobody publishes it: train it (see README) and pass the file with --checkpoint PATH "
-                     "(or a folder of `dcase9 export`: DIR or hf://owner/name).")
-    elif offline:
-        lines.append("Offline mode is on, so nothing was downloaded. Download it elsewhere from:")
-        lines += [f"  - {s.describe()}" for s in entry.sources]
-    else:
-        lines.append("Every source failed:")
-        lines += [f"  - {t}" for t in tried]
-    what = "DIR" if entry.kind == "folder" else "FILE"
-    lines.append(f"Then pass it with --weight {name}={what}"
-                 + (" (or --checkpoint FILE where it is the system's main checkpoint)" if entry.kind == "file" else "")
-                 + f", or place it at {local}" + (" (a folder)" if entry.kind == "folder" else "") + ".")
-    return "\n".join(lines)
+        raise MissingWeights([Unavailable(name, entry, "unpublished")])
+    if not may_ask:
+        raise MissingWeights([Unavailable(name, entry, "offline")], offline=offline_reason(offline) or "argument")
+    tried: list[str] = []
+    problems = reach.problems(source_url(source) for source in entry.sources)
+    if all(problems.values()):  # nothing to try: say so now, not after a download's retries
+        raise MissingWeights([Unavailable(name, entry, "unreachable", detail="; ".join(dict.fromkeys(
+            problem for problem in problems.values() if problem)))])
+    for source in entry.sources:
+        problem = problems[source_url(source)]
+        if problem:
+            tried.append(f"{source.describe()}: cannot be reached ({problem})")
+            continue
+        try:
+            path, sha = _download(source, name, entry, progress)
+        except CheckpointError:
+            raise
+        except Exception as exc:  # network, HTTP, hub errors: try the next source
+            tried.append(f"{source.describe()}: {_download_failure(exc)}")
+            continue
+        return ResolvedWeight(name, path, sha, source.describe())
+    raise MissingWeights([Unavailable(name, entry, "failed", detail="\n".join(tried))])
+
+
+def _download_failure(exc: BaseException) -> str:
+    """Why a download failed, in a line: huggingface_hub's "cannot find the requested files" after a failed
+    request is the network's failure, said as such (its cause's words)."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    if isinstance(exc, LocalEntryNotFoundError):
+        cause = exc.__cause__ or exc.__context__
+        return "the Hugging Face Hub could not be reached" + (f" ({_first_line(cause)})" if cause else "")
+    return f"{type(exc).__name__}: {_first_line(exc)}"
 
 
 def _known_sums(entry: WeightEntry, source: Source) -> dict[str, str]:
@@ -364,12 +672,10 @@ def _huggingface(source: Source, entry: WeightEntry,
         try:
             files = {f: Path(hf_hub_download(spec.repo, f, repo_type=spec.repo_type, revision=revision,
                                              local_files_only=local_only)) for f in required}
-        except LocalEntryNotFoundError:
-            continue
         except Exception:
-            if local_only:
+            if local_only:  # not cached (LocalEntryNotFoundError), or a cache that cannot be read
                 continue
-            raise
+            raise  # a download that failed says why (huggingface_hub's LocalEntryNotFoundError: the network)
         for f in optional:
             try:
                 files[f] = Path(hf_hub_download(spec.repo, f, repo_type=spec.repo_type, revision=revision,
@@ -441,7 +747,8 @@ def _verify_hub(name: str, entry: WeightEntry, source: Source, files: dict[str, 
 def _download(source: Source, name: str, entry: WeightEntry, progress: bool) -> tuple[Path, str | None]:
     if source.huggingface is not None or source.huggingface_snapshot is not None:
         fetched = _huggingface(source, entry, local_only=False)
-        assert fetched is not None
+        if fetched is None:  # unreachable: a download raises, or gives the files
+            raise CheckpointError(f"{source.describe()}: huggingface_hub gave no file for '{name}'")
         path, files, revision = fetched
         spec = source.huggingface or source.huggingface_snapshot
         assert spec is not None

@@ -6,12 +6,16 @@ import functools
 import json
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from dcase9.errors import ConfigError
 from dcase9.files import sha256_text
-from dcase9.hub import HubReference, ResolvedWeight, WeightEntry, load_registry, resolve_weight
+from dcase9.hub import (HubReference, MissingWeights, Reachability, ResolvedWeight, Unavailable, WeightEntry,
+                        load_registry, offline_reason, resolve_weight, weight_plan)
+
+__all__ = ["CLAP_WEIGHT", "REGISTRY_FILE", "TOKENIZER_WEIGHT", "MissingWeights", "WeightResolver", "weight_entries",
+           "weight_entry"]
 
 REGISTRY_FILE = Path(__file__).with_name("weights.yaml")
 # The two weights every CLAP-queried system may load besides its checkpoint.
@@ -38,13 +42,20 @@ class WeightResolver:
     (`--checkpoint`, `--weight NAME=PATH`; see `dcase9.hub.checkpoint_location`); every
     resolution is remembered for the run manifest. `embed` gives a folder weight from files held in
     memory (a checkpoint's tokenizer), in a temporary folder that `close` removes.
+
+    `require` checks, before anything is read or downloaded, that every weight a call will ask for can
+    be had, and names all that cannot in one `MissingWeights`; `roles` maps a weight to the argument of
+    the call that gives it besides `weights` (e.g. {"audiosep-checkpoint": "checkpoint"}), for its hints.
+    A host that does not accept a connection is asked once per resolver.
     """
 
     def __init__(self, explicit: Mapping[str, Path | HubReference] | None = None, *, offline: bool = False,
-                 download: bool = True, progress: bool = True):
+                 download: bool = True, progress: bool = True, roles: Mapping[str, str] | None = None):
         self.explicit = dict(explicit or {})
         self.offline, self.download, self.progress = offline, download, progress
+        self.roles = dict(roles or {})
         self.resolved: dict[str, ResolvedWeight] = {}
+        self.reach = Reachability()
         self._temporary: list[Path] = []
         self._embedded: set[str] = set()
         for name in self.explicit:
@@ -52,10 +63,34 @@ class WeightResolver:
 
     def __call__(self, name: str) -> Path:
         if name not in self.resolved:
-            self.resolved[name] = resolve_weight(name, weight_entry(name), explicit=self.explicit.get(name),
-                                                 offline=self.offline, download=self.download,
-                                                 progress=self.progress)
+            try:
+                self.resolved[name] = resolve_weight(name, weight_entry(name), explicit=self.explicit.get(name),
+                                                     offline=self.offline, download=self.download,
+                                                     progress=self.progress, reach=self.reach)
+            except MissingWeights as exc:
+                raise exc.with_roles(self.roles) from None
         return self.resolved[name].path
+
+    def require(self, names: Iterable[str]) -> None:
+        """Check, without reading, hashing or downloading anything, that each weight of `names` can be had:
+        given, cached, or downloadable (downloads allowed, and a host of its sources accepts a connection
+        within seconds). Raises one `MissingWeights` naming every one that cannot, in the order given."""
+        wanted = [name for name in dict.fromkeys(names) if name not in self.resolved]
+        plans = [weight_plan(name, weight_entry(name), explicit=self.explicit.get(name), offline=self.offline,
+                             download=self.download) for name in wanted]
+        problems = self.reach.problems(url for plan in plans for url in plan.urls)
+        missing: list[Unavailable] = []
+        for plan in plans:
+            if plan.missing is not None:
+                missing.append(plan.missing)
+            elif plan.urls and all(problems[url] for url in plan.urls):
+                given = self.explicit.get(plan.name)
+                missing.append(Unavailable(plan.name, weight_entry(plan.name), "unreachable",
+                                           str(given) if given is not None else "",
+                                           "; ".join(dict.fromkeys(str(problems[url]) for url in plan.urls))))
+        if missing:
+            offline = offline_reason(self.offline) or ("argument" if not self.download else None)
+            raise MissingWeights(missing, offline=offline, roles=self.roles)
 
     def embed(self, name: str, files: Mapping[str, str], origin: str) -> bool:
         """Resolve the folder weight `name` to `files` (file name -> text) written into a temporary folder,

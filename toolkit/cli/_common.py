@@ -93,7 +93,8 @@ def friendly_errors(func: F | None = None, *, on_interrupt: str = NOTHING_KEPT) 
             return func(*args, **kwargs)
         except Dcase9Error as exc:
             # The message is plain text: brackets in it (paths, lists, finding codes) are not markup.
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(command_message(exc, wrapper))}", highlight=False,
+                              soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except OSError as exc:
             # The file system said no (a path that is a file, no permission, disk full): the user's to fix.
@@ -109,6 +110,45 @@ def friendly_errors(func: F | None = None, *, on_interrupt: str = NOTHING_KEPT) 
             raise typer.Exit(143 if terminated else 130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+# A command's parameters that give weights, by the role each plays in `dcase9.hub.MissingWeights`: its hints
+# are worded with the flags of the command that runs, so they never name a flag the command does not have.
+WEIGHT_ROLES = {"weight": "weights", "checkpoint": "checkpoint", "ats_checkpoint": "checkpoint", "init": "init",
+                "offline": "offline"}
+
+
+def weight_flags(command: Any) -> dict[str, str]:
+    """How `command` (a command of the app, as `typer.main.get_command` builds it) gives weights, as
+    `MissingWeights.render` takes it: role -> its flag, written with {name} (the weight) and {what} (FILE or
+    DIR) where the flag takes a value."""
+    flags = {}
+    for param in command.params:
+        role = WEIGHT_ROLES.get(param.name or "")
+        if role is None or param.param_type_name != "option":
+            continue
+        flag = max(param.opts, key=len)
+        flags[role] = {"weights": f"{flag} {{name}}={{what}}", "offline": flag}.get(role, f"{flag} {{what}}")
+    return flags
+
+
+def command_weight_flags(callback: Callable[..., Any]) -> dict[str, str]:
+    """`weight_flags` of the app's command whose callback is `callback` ({} for none)."""
+    import typer.main
+
+    for info in app.registered_commands:
+        if info.callback is callback:
+            name = info.name or typer.main.get_command_name(callback.__name__)
+            command = typer.main.get_command(app).commands.get(name)  # type: ignore[attr-defined]
+            return weight_flags(command) if command is not None else {}
+    return {}
+
+
+def command_message(exc: Dcase9Error, callback: Callable[..., Any]) -> str:
+    """The error's message; weights that are missing worded with the flags of the command (`callback`)."""
+    from dcase9.hub import MissingWeights
+
+    return exc.render(command_weight_flags(callback)) if isinstance(exc, MissingWeights) else str(exc)
 
 
 def system_settings(config_file: Path | None, assignments: list[str]) -> dict[str, Any] | None:

@@ -150,7 +150,12 @@ def build_irm_ldm(options: IrmLdmOptions, context: ModelContext) -> IrmLdmTraina
                                              prior=prior), options)
 
 
+def irm_ldm_weights(options: IrmLdmOptions) -> tuple[str, ...]:
+    """The registry weights `build_irm_ldm` asks for with these options."""
+    return (VAE_WEIGHT, VOCODER_WEIGHT) + ((DIFFUSION_WEIGHT,) if options.loss.ldm_weight > 0 else ())
+
+
 IRM_LDM_KIND = ModelKind(
-    options=IrmLdmOptions, build=build_irm_ldm, default_loss="mse_wav",
+    options=IrmLdmOptions, build=build_irm_ldm, default_loss="mse_wav", weights=irm_ldm_weights,
     description="System 3 (IRM-LDM): a CLAP-conditioned ratio mask on AudioLDM's VAE latent, decoded by its "
                 "frozen VAE and vocoder")

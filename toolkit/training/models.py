@@ -53,7 +53,8 @@ A `TrainableModel` holds:
 
 A `ModelKind.build(options, context)` gets the family's validated options and a `ModelContext`:
 the sample rate and `weight(name)`, which resolves registry weights (downloads unless offline,
-honours `--weight NAME=PATH`).
+honours `--weight NAME=PATH`). `ModelKind.weights(options)` names those weights, so that a run checks
+them with the others before anything is read or downloaded.
 """
 
 from __future__ import annotations
@@ -128,12 +129,19 @@ class ModelContext:
     weight: Callable[[str], Path]  # registry name -> local file or folder
 
 
+def _no_weights(options: Any) -> tuple[str, ...]:
+    return ()
+
+
 @dataclass(frozen=True)
 class ModelKind:
     options: type[StrictModel]
     build: Callable[[Any, ModelContext], TrainableModel]  # (options, context) -> model
     description: str
     default_loss: str = "l1_wav"
+    # (options) -> the registry weights `build` will ask `context.weight` for: checked, all at once, before
+    # anything is read or downloaded (a run names every weight it lacks in one message)
+    weights: Callable[[Any], Sequence[str]] = _no_weights
 
 
 _MODEL_KINDS: dict[str, ModelKind] = {}

@@ -149,7 +149,7 @@ def train(config: TrainConfig, out: str | Path, *, system: SystemFacts | None = 
     `dcase9.training.reference`); it becomes the run's `init`.
     """
     require("lightning", extra="train", purpose="dcase9 train")
-    from dcase9.weights import WeightResolver
+    from dcase9.weights import WeightResolver, weight_entries
     from dcase9.training.data import ClipDataset, TrainSampler, check_audio_present, read_datafiles
     from dcase9.training.models import ModelContext, build_model
 
@@ -205,7 +205,10 @@ def train(config: TrainConfig, out: str | Path, *, system: SystemFacts | None = 
                                batch_size=config.data.batch_size, seed=config.seed)
 
         resolver = WeightResolver({name: checkpoint_location(path) for name, path in config.weights.items()},
-                                  offline=config.offline, progress=show_progress)
+                                  offline=config.offline, progress=show_progress,
+                                  roles={config.init: "init"} if config.init in weight_entries() else None)
+        resolver.require([*config.weights, *training_weights(config, resume=resume,
+                                                              continued=continued is not None)])
         torch.manual_seed(config.seed)  # the same initial weights in every process and every run
         model = build_model(config.model.kind, config.model_options(), ModelContext(config.data.sample_rate, resolver),
                             config.loss)
@@ -439,6 +442,29 @@ def check_resumable(last: Path) -> int:
                               f"{last.parent / 'checkpoints'}/step=N.ckpt over it to continue from there, or start "
                               "a new run in another --out")
     return int(state["global_step"])
+
+
+def training_weights(config: TrainConfig, *, resume: bool, continued: bool) -> list[str]:
+    """The registry weights a run will ask for, as far as they are known before anything is read: the model
+    family's, `init` when it names one (a new run), the tokenizer when it names one, and the query encoder's
+    source (`auto`: the standalone CLAP when nothing else gives one; an `init` file is asked only once read)."""
+    from dcase9.training.models import model_kind
+    from dcase9.weights import weight_entries
+
+    registry = weight_entries()
+    names = list(model_kind(config.model.kind).weights(config.model_options()))
+    starts_from = not resume and not continued and config.init is not None
+    if starts_from and config.init in registry:
+        names.append(str(config.init))
+    if config.query_encoder.tokenizer in registry:
+        names.append(config.query_encoder.tokenizer)
+    source = config.query_encoder.source
+    if not resume and source != QUERY_SOURCE_RANDOM:
+        if source == QUERY_SOURCE_AUTO and not continued and config.init is None:
+            names.append(CLAP_WEIGHT)
+        elif source != QUERY_SOURCE_AUTO and source in registry:
+            names.append(source)
+    return names
 
 
 def read_init_checkpoint(name_or_path: str, resolver: Any, *,

@@ -42,8 +42,8 @@ from dcase9.models.clap.frontend import (HtsatLogMel, LogMelSettings, check_fron
                                           slaney_mel_filterbank)
 from dcase9.models.clap.query import (AUDIOSEP_QUERY_RATE, MAX_AUDIO_QUERY_SECONDS, audio_query_embedding,
                                        combine_query_embeddings)
-from dcase9.models.clap.laion_keys import (LAION_KEYS_DROPPED, find_laion_prefix, laion_to_transformers,
-                                            read_laion_clap_weights, transformers_to_laion)
+from dcase9.models.clap.laion_keys import (LAION_KEYS_DROPPED, find_laion_prefix, laion_clap_weights_of,
+                                            laion_to_transformers, read_laion_clap_weights, transformers_to_laion)
 from dcase9.models.clap.text_tower import TextTowerConfig
 from dcase9.models.clap.tokenizer import (DEFAULT_TOKENIZER, MAX_TEXT_TOKENS, TOKENIZER_FOLDER_FILES, RobertaBpe,
                                            load_roberta_bpe,
@@ -54,6 +54,6 @@ __all__ = [
     "CLAP_TOWERS", "DEFAULT_TOKENIZER", "LAION_KEYS_DROPPED", "MAX_TEXT_TOKENS", "ClapArchitecture", "ClapEncoder",
     "ClapSpec", "ClapTextTower", "ClapTowers", "HtsatLogMel", "LogMelSettings", "RobertaBpe", "TOKENIZER_FOLDER_FILES",
     "TextTowerConfig", "build_clap_model", "check_front_end", "clip_starts", "empty_clap_model", "find_laion_prefix",
-    "laion_clap_spec", "laion_to_transformers", "load_laion_weights", "load_roberta_bpe", "load_roberta_tokenizer",
+    "laion_clap_spec", "laion_clap_weights_of", "laion_to_transformers", "load_laion_weights", "load_roberta_bpe", "load_roberta_tokenizer",
     "read_laion_clap_weights", "repeat_pad", "slaney_mel_filterbank", "transformers_to_laion",
 ]

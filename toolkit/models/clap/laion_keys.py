@@ -163,10 +163,15 @@ def read_laion_clap_weights(path: str | Path, *, prefix: str | None = None,
     next to the separation net ('ss_model.'). The prefix is found unless given. The file is read
     without running pickled code unless `trust=True` (see `dcase9.models.checkpoints`).
     """
-    state_dict = state_dict_of(read_checkpoint(path, trust=trust))
+    return laion_clap_weights_of(read_checkpoint(path, trust=trust), source=str(path), prefix=prefix)
+
+
+def laion_clap_weights_of(checkpoint: Any, *, source: str, prefix: str | None = None) -> dict[str, torch.Tensor]:
+    """`read_laion_clap_weights` of a checkpoint read already (`source`: its file, for messages)."""
+    state_dict = state_dict_of(checkpoint)
     if prefix is None:
-        prefix = find_laion_prefix(state_dict, source=str(path))
+        prefix = find_laion_prefix(state_dict, source=source)
     weights = strip_prefix(state_dict, prefix)
     if not weights:
-        raise CheckpointError(f"{path}: no keys under the prefix '{prefix}'")
+        raise CheckpointError(f"{source}: no keys under the prefix '{prefix}'")
     return weights

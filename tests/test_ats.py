@@ -130,3 +130,13 @@ def test_ats_on_a_benchmark_hears_its_32khz_estimates(clap_files: dict[str, Path
         assert rate == 32000
         assert row["ats"] == pytest.approx(heard.similarity([row["caption"]], [estimate])[0], abs=1e-6)
         assert row["ats"] != pytest.approx(ats.similarity([row["caption"]], [estimate])[0], abs=1e-4)
+
+
+def test_a_clap_of_another_architecture_without_its_config_is_told_to_describe_it(clap_files: dict[str, Path]) -> None:
+    """A laion file records no architecture: when its shapes are not the registry's CLAP, the refusal names the
+    way to describe it (--clap-config), besides the keys that do not fit."""
+    from dcase9.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match=r"(?s)do not fit the model.*describe it: `dcase9 score --clap-config YAML`"):
+        api.load_ats_scorer(checkpoint=clap_files["laion"], offline=True, device="cpu",
+                            weights={"roberta-base-tokenizer": clap_files["tokenizer"]})

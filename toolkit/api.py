@@ -30,7 +30,7 @@ from dcase9.data.validate import EXPECTED_SECONDS, ValidationReport, validate_da
 from dcase9.devices import resolve_device
 from dcase9.engine import EngineOptions, RunResult, Separator, refuse_reference_system
 from dcase9.progress import Stage, progress_bar
-from dcase9.errors import ConfigError, Dcase9Error
+from dcase9.errors import CheckpointError, ConfigError, Dcase9Error
 from dcase9.files import check_no_overlap, require_folder, write_text_atomic
 from dcase9.outputs import MIX_INDEX_NAME, OutputFolder, Problem, mix_paths
 from dcase9.scoring import ScoreReport, score_estimates
@@ -296,8 +296,17 @@ def load_ats_scorer(*, checkpoint: str | Path | None = None, weights: dict[str, 
     laion = laion_clap_weights_of(read if read is not None else read_checkpoint(path, trust=trust_checkpoint),
                                   source=str(path))
     architecture = ClapArchitecture(**(clap or {}))
-    encoder = ClapEncoder.from_laion_weights(laion, tokenizer=tokenizer, spec=architecture.spec(), source=str(path),
-                                             device=resolve_device(device))
+    try:
+        encoder = ClapEncoder.from_laion_weights(laion, tokenizer=tokenizer, spec=architecture.spec(),
+                                                 source=str(path), device=resolve_device(device))
+    except CheckpointError as exc:
+        if clap is not None or ("mis-shaped" not in str(exc) and "missing" not in str(exc)):
+            raise
+        # Shapes that differ from the registry's CLAP: most likely another architecture, which nothing here
+        # can read from a laion file (it records none).
+        raise CheckpointError(f"{exc}\nIf {path} is a CLAP of another architecture than the registry's, describe it: "
+                              "`dcase9 score --clap-config YAML` (clap= in Python; the fields of "
+                              "dcase9.models.clap.ClapArchitecture).") from None
     return AtsScorer(encoder, mode=mode)  # type: ignore[arg-type]
 
 

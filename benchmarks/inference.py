@@ -105,6 +105,36 @@ def official_row(separator: Any, dataset: Any, spec: Any, device: Any, precision
         return item, resample(estimate, rate, SAMPLE_RATE)[0, :length].cpu().numpy()
 
 
+def reference_separator(work: Path, checkpoint: str, standalone_clap: str, *, sample_rate: int, n_fft: int,
+                        hop_length: int) -> Any:
+    """The official code's start-up, emulated (the DCASE evaluator and AudioSep's benchmark.py do the same):
+    the whole CLAP built at random, then loaded from the standalone laion file (CLAP_Encoder()); ResUNet30
+    built, then loaded from the Lightning checkpoint, whose query encoder is loaded again (load_ss_model).
+    The net runs as it is (not folded), as the reference's does."""
+    import torch
+
+    from dcase9.models import resunet as resunet_module
+    from dcase9.models.checkpoints import load_weights, strip_prefix
+    from dcase9.models.clap import (ClapArchitecture, ClapEncoder, build_clap_model, load_laion_weights,
+                                     load_roberta_tokenizer)
+    from dcase9.systems.text_queried import TextQueriedResUNet
+
+    spec = ClapArchitecture().spec()
+    tokenizer = load_roberta_tokenizer(tokenizer_folder(work)[0])
+    clap = build_clap_model(spec)
+    standalone = torch.load(work / standalone_clap, map_location="cpu", weights_only=True)
+    load_laion_weights(clap, strip_prefix(standalone["state_dict"], "module."), source=standalone_clap)
+    del standalone
+    resunet = resunet_module.ResUNet30(n_fft=n_fft, hop_length=hop_length)
+    state = torch.load(work / checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    load_weights(resunet, strip_prefix(state, "ss_model."), source=checkpoint,
+                 ignore=resunet_module.RESUNET30_IGNORED_KEYS)
+    load_laion_weights(clap, strip_prefix(state, "query_encoder.model."), source=checkpoint)
+    del state
+    return TextQueriedResUNet(sample_rate, resunet.eval(), ClapEncoder(clap, spec.front_end, tokenizer),
+                              fold_on_cpu=False)
+
+
 def tokenizer_folder(work: Path) -> tuple[Path, str]:
     """roberta-base from the Hugging Face cache if present, else our tiny stand-in tokenizer."""
     try:

@@ -103,30 +103,15 @@ def run_loop(work: Path) -> dict[str, Any]:
         import lightning.pytorch  # noqa: F401  its evaluators' first heavy import
     except ImportError:
         pass
-    from benchmarks.inference import tokenizer_folder
+    from benchmarks.inference import reference_separator
     from dcase9.data.benchmarks import get_benchmark
     from dcase9.data.formats import SetKind, open_dataset
     from dcase9.models import resunet as resunet_module
-    from dcase9.models.checkpoints import load_weights, strip_prefix
-    from dcase9.models.clap import (ClapArchitecture, ClapEncoder, build_clap_model, load_laion_weights,
-                                     load_roberta_tokenizer)
-    from dcase9.systems.text_queried import TextQueriedResUNet
     from tests.audiosep_support import audiosep_aggregate, audiosep_row
 
-    spec = ClapArchitecture().spec()
-    tokenizer = load_roberta_tokenizer(tokenizer_folder(work)[0])
-    clap = build_clap_model(spec)  # CLAP_Encoder(): the whole model, randomly initialised, then loaded
-    standalone = torch.load(work / STANDALONE_CLAP, map_location="cpu", weights_only=True)
-    load_laion_weights(clap, strip_prefix(standalone["state_dict"], "module."), source=STANDALONE_CLAP)
-    del standalone
-    resunet = resunet_module.ResUNet30(n_fft=2048, hop_length=320)  # load_ss_model: built, then loaded
-    state = torch.load(work / CHECKPOINT, map_location="cpu", weights_only=True)["state_dict"]
-    load_weights(resunet, strip_prefix(state, "ss_model."), source=CHECKPOINT,
-                 ignore=resunet_module.RESUNET30_IGNORED_KEYS)
-    load_laion_weights(clap, strip_prefix(state, "query_encoder.model."), source=CHECKPOINT)
-    del state
-    encoder = ClapEncoder(clap, spec.front_end, tokenizer)
-    separator = TextQueriedResUNet(32000, resunet.eval(), encoder, fold_on_cpu=False)
+    separator = reference_separator(work, CHECKPOINT, STANDALONE_CLAP, sample_rate=32000, n_fft=2048, hop_length=320)
+    encoder = separator.clap
+    tokenizer = encoder.tokenizer  # each query padded to 512 tokens below, as benchmark.py does
     resunet_module._CHANNELS_LAST_DEVICES = ()  # the reference net runs in the default NCHW layout
     loop_started = time.perf_counter()
     printed, seconds = [], {}

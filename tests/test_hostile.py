@@ -1319,6 +1319,10 @@ CASES = [
          lambda w: no_network(w, ["download", "-s", "2"]), 2,
          "2 weights are not available here; the network cannot be reached, so nothing was downloaded",
          forbid="AssertionError"),
+    # The options of every command that loads a system are one set: separate takes hf:// as infer does.
+    Case("separate: --checkpoint hf:// without owner/name",
+         lambda w: [*separate_args(w, w.audio("eval-real", 0), system="baseline"), "--checkpoint", "hf://just-a-name"],
+         2, "'hf://just-a-name' is not a Hugging Face model: write hf://owner/name or hf://owner/name@revision"),
 ]
 
 

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import json
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -180,7 +181,7 @@ def _same_dataset(previous: dict[str, Any], current: dict[str, str]) -> bool:
         str(Path(csv).resolve()) == current["csv"]
 
 
-class OutputSources:
+class OutputSources(ABC):
     """What the outputs of a folder are computed from, as `OutputFolder` needs to know it: the items
     (each with an `.id`, the output's name in the ledger), what each one's output is computed from
     (`source_of`, compared as a whole on re-runs), and how the manifest describes them all (under
@@ -198,8 +199,9 @@ class OutputSources:
     def __init__(self, items: Sequence[Any]):
         self.items = items
 
+    @abstractmethod
     def source_of(self, item: Any) -> dict[str, Any]:
-        raise NotImplementedError
+        """What `item`'s output is computed from (its ledger record's source)."""
 
     def manifest_entry(self) -> dict[str, Any]:
         """What the manifest says of the inputs (`accepts` compares it with the next run's)."""

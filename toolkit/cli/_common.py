@@ -27,6 +27,24 @@ QueryColumnOpt = Annotated[Optional[str], typer.Option(
     "--query-column", help="AudioSep's AudioCaps benchmark: the queries' column, caption (default, as its benchmark.py) "
                     "or labels.")]
 CsvOpt = Annotated[Optional[Path], typer.Option("--csv", help="The metadata CSV, if not the official name.")]
+# The options of every command that loads a system (infer, separate, suite): one wording, one type. A
+# checkpoint is a string, not a Path: `hf://owner/name` must reach `dcase9.hub` as written.
+CheckpointOpt = Annotated[Optional[str], typer.Option(
+    help="Use this checkpoint instead of the registry's: a file, a folder of `dcase9 export`, or one on the Hugging "
+         "Face Hub (hf://owner/name\\[@revision]). One of `dcase9 train` or `dcase9 export` brings its own settings "
+         "and tokenizer.")]
+WeightOpt = Annotated[list[str], typer.Option(
+    help="NAME=PATH: a local file or folder (or hf://owner/name) for a registry weight (repeatable; see "
+         "`dcase9 download --list`).")]
+OfflineOpt = Annotated[bool, typer.Option(help="Never download; use local files and caches only.")]
+TrustCheckpointOpt = Annotated[bool, typer.Option(
+    help="Unpickle checkpoints fully (runs code they contain): only for files you trust.")]
+SystemConfigOpt = Annotated[Optional[Path], typer.Option(
+    help="YAML overriding the system's settings (e.g. n_fft, hop_length, clap architecture), and those a "
+         "`dcase9 train` checkpoint carries, key by key.")]
+SetOpt = Annotated[list[str], typer.Option(
+    "--set", help="KEY.PATH=VALUE for one of the system's settings, e.g. --set hop_length=320 (repeatable; applied "
+                  "after --system-config).")]
 
 app = typer.Typer(
     name="dcase9",

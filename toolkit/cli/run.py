@@ -9,7 +9,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from dcase9.cli._common import (RESUMES, CsvOpt, KindOpt, QueryColumnOpt, app, console, friendly_errors,
+from dcase9.cli._common import (CheckpointOpt, CsvOpt, KindOpt, OfflineOpt, QueryColumnOpt, RESUMES, SetOpt,
+                                SystemConfigOpt, TrustCheckpointOpt, WeightOpt, app, console, friendly_errors,
                                 parse_weight_options, print_left_out, system_settings, tune_process)
 from dcase9.cli._tables import CsvFlag, JsonFlag, number_cell, one_of_json_csv, print_csv, print_json, print_table
 
@@ -121,21 +122,12 @@ def infer(
     kind: KindOpt = None,
     csv: CsvOpt = None,
     query_column: QueryColumnOpt = None,
-    checkpoint: Annotated[Optional[str], typer.Option(
-        help="Use this checkpoint instead of the registry's: a file, a folder of `dcase9 export`, or one on the "
-             "Hugging Face Hub (hf://owner/name[@revision]). One of `dcase9 train` or `dcase9 export` brings its "
-             "own settings and tokenizer.")] = None,
-    weight: Annotated[list[str], typer.Option(help="NAME=PATH: a local file or folder (or hf://owner/name) for a "
-                                              "registry weight (repeatable; see `dcase9 download --list`).")] = [],  # noqa: B006
-    offline: Annotated[bool, typer.Option(help="Never download; use local files and caches only.")] = False,
-    trust_checkpoint: Annotated[bool, typer.Option(
-        help="Unpickle checkpoints fully (runs code they contain): only for files you trust.")] = False,
-    system_config: Annotated[Optional[Path], typer.Option(
-        help="YAML overriding the system's settings (e.g. n_fft, hop_length, clap architecture), and those a "
-             "`dcase9 train` checkpoint carries, key by key.")] = None,
-    set_values: Annotated[list[str], typer.Option(
-        "--set", help="KEY.PATH=VALUE for one of the system's settings, e.g. --set hop_length=320 (repeatable; "
-                      "applied after --system-config).")] = [],  # noqa: B006
+    checkpoint: CheckpointOpt = None,
+    weight: WeightOpt = [],  # noqa: B006
+    offline: OfflineOpt = False,
+    trust_checkpoint: TrustCheckpointOpt = False,
+    system_config: SystemConfigOpt = None,
+    set_values: SetOpt = [],  # noqa: B006
     batch_size: Annotated[Optional[int], typer.Option(help="Clips per batch (default: 8 on CUDA, 2 on MPS, 1 on CPU).")] = None,
     device: DeviceOpt = "auto",
     precision: Annotated[str, typer.Option(help="fp32, or bf16/fp16 autocast.")] = "fp32",

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from dcase9.cli._common import (RESUMES, app, console, friendly_errors, parse_weight_options, system_settings,
+from dcase9.cli._common import (CheckpointOpt, OfflineOpt, RESUMES, SetOpt, SystemConfigOpt, TrustCheckpointOpt,
+                                WeightOpt, app, console, friendly_errors, parse_weight_options, system_settings,
                                 tune_process)
 from dcase9.cli.run import DeviceOpt
 
@@ -29,15 +30,12 @@ def separate(
     query_file: Annotated[Optional[Path], typer.Option(
         "--queries", help="CSV of (file, query[, query_audio]) rows, with a header; relative paths are from its "
                           "folder.")] = None,
-    checkpoint: Annotated[Optional[Path], typer.Option(help="Use this checkpoint instead of the registry's.")] = None,
-    weight: Annotated[list[str], typer.Option(help="NAME=PATH: a local file or folder for a registry weight "
-                                              "(repeatable).")] = [],  # noqa: B006
-    offline: Annotated[bool, typer.Option(help="Never download; use local files and caches only.")] = False,
-    trust_checkpoint: Annotated[bool, typer.Option(
-        help="Unpickle checkpoints fully (runs code they contain): only for files you trust.")] = False,
-    system_config: Annotated[Optional[Path], typer.Option(help="YAML overriding the system's settings.")] = None,
-    set_values: Annotated[list[str], typer.Option(
-        "--set", help="KEY.PATH=VALUE for one of the system's settings (repeatable).")] = [],  # noqa: B006
+    checkpoint: CheckpointOpt = None,
+    weight: WeightOpt = [],  # noqa: B006
+    offline: OfflineOpt = False,
+    trust_checkpoint: TrustCheckpointOpt = False,
+    system_config: SystemConfigOpt = None,
+    set_values: SetOpt = [],  # noqa: B006
     mono: Annotated[bool, typer.Option(help="Mix the channels down first (else each channel is separated).")] = False,
     residual: Annotated[bool, typer.Option(
         help="Also write the recording minus the estimate (<query>.residual.wav): what is left without it.")] = False,
